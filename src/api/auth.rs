@@ -1,0 +1,96 @@
+//! Bearer-token authentication and tenant/project/scope authorization.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::auth::{hash_token, Principal, Scope};
+use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::FieldError;
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_owned());
+        Box::pin(async move {
+            let (Some(state), Some(token)) = (state, token) else {
+                return Err(ApiError::Unauthorized);
+            };
+            state
+                .store
+                .find_principal(&hash_token(&token))
+                .await?
+                .ok_or(ApiError::Unauthorized)
+        })
+    }
+}
+
+/// The tenant and project a request acts on, once the caller is known to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectRef {
+    pub tenant: TenantId,
+    pub project: ProjectId,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ProjectPath {
+    #[serde(rename = "tenantId")]
+    pub tenant_id: String,
+    #[serde(rename = "projectId")]
+    pub project_id: String,
+}
+
+impl ProjectPath {
+    pub fn parse(&self) -> Result<ProjectRef, ApiError> {
+        let tenant = self
+            .tenant_id
+            .parse()
+            .map_err(|e| FieldError::new("tenantId", format!("{e}")))?;
+        let project = self
+            .project_id
+            .parse()
+            .map_err(|e| FieldError::new("projectId", format!("{e}")))?;
+        Ok(ProjectRef { tenant, project })
+    }
+}
+
+impl AppState {
+    /// A token of another tenant, or bound to another project, learns nothing: 404, as if
+    /// the project did not exist. Only then is the scope checked (403).
+    pub async fn authorize(
+        &self,
+        principal: &Principal,
+        path: &ProjectPath,
+        scope: Option<Scope>,
+    ) -> Result<ProjectRef, ApiError> {
+        let target = path.parse()?;
+        if !principal.can_see(target.tenant, target.project)
+            || !self
+                .store
+                .project_exists(target.tenant, target.project)
+                .await?
+        {
+            return Err(ApiError::NotFound("project"));
+        }
+        if let Some(scope) = scope {
+            if !principal.has_scope(scope) {
+                return Err(ApiError::Forbidden(scope.as_str()));
+            }
+        }
+        Ok(target)
+    }
+}

@@ -1,0 +1,122 @@
+//! Every error the API can answer, and the one place that turns them into HTTP.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+
+use super::request_id;
+use crate::domain::operation::TransitionError;
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("send `Authorization: Bearer <token>` with a valid API token")]
+    Unauthorized,
+    #[error("this token lacks the `{0}` scope")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    InvalidField(#[from] FieldError),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        extra: Map<String, Value>,
+    },
+    #[error("the service is not ready: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    fn title_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Unauthorized => ("Unauthorized", "UNAUTHORIZED"),
+            Self::Forbidden(_) => ("Forbidden", "INSUFFICIENT_PERMISSIONS"),
+            Self::NotFound(_) => ("Not Found", "NOT_FOUND"),
+            Self::InvalidField(_) => ("Invalid request", "VALIDATION_ERROR"),
+            Self::MalformedJson(_) => ("Malformed JSON", "INVALID_JSON"),
+            Self::PayloadTooLarge { .. } => ("Payload too large", "PAYLOAD_TOO_LARGE"),
+            Self::Conflict { code, .. } => ("Conflict", code),
+            Self::Unavailable(_) => ("Service unavailable", "SERVICE_UNAVAILABLE"),
+            Self::Internal => ("Internal error", "INTERNAL_ERROR"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::InvalidField(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, code) = self.title_and_code();
+        let mut body = json!({
+            "error": title,
+            "code": code,
+            "message": self.to_string(),
+            "requestId": request_id::current(),
+        });
+        match self {
+            Self::InvalidField(e) => body["field"] = json!(e.field),
+            Self::Conflict { extra, .. } => {
+                for (k, v) in extra {
+                    body[k] = v.clone();
+                }
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::Unavailable("the database is unreachable; retry shortly".into());
+        }
+        tracing::error!(error = %e, "store error");
+        Self::Internal
+    }
+}
+
+impl From<TransitionError> for ApiError {
+    fn from(e: TransitionError) -> Self {
+        let code = match e {
+            TransitionError::LeaseLost { .. } => "LEASE_LOST",
+            TransitionError::AlreadyTerminal { .. } | TransitionError::Illegal { .. } => {
+                "INVALID_STATE_TRANSITION"
+            }
+        };
+        Self::conflict(code, e.to_string())
+    }
+}

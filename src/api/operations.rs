@@ -1,0 +1,464 @@
+//! `…/async/operation(s)`: start, status, list, cancel, results.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::auth::{ProjectPath, ProjectRef};
+use super::body::Body;
+use super::error::ApiError;
+use super::format::{between, human_duration, opt_time, time};
+use super::AppState;
+use crate::domain::auth::{Principal, Scope};
+use crate::domain::ids::OperationId;
+use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
+use crate::domain::requests::{
+    CancelBody, ListQuery, ListRequest, OperationSpec, StartOperationBody,
+};
+use crate::domain::FieldError;
+use crate::store::{CreateOutcome, IdempotencyRecord};
+
+const START_SCOPE: &str = "operation.start";
+
+#[derive(Debug, Deserialize)]
+pub struct OperationPath {
+    #[serde(flatten)]
+    pub project: ProjectPath,
+    #[serde(rename = "operationId")]
+    pub operation_id: String,
+}
+
+impl OperationPath {
+    pub fn operation_id(&self) -> Result<OperationId, ApiError> {
+        self.operation_id
+            .parse()
+            .map_err(|e| FieldError::new("operationId", format!("{e}")).into())
+    }
+}
+
+pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
+    format!(
+        "/api/{}/{}/async/operation/{id}",
+        target.tenant, target.project
+    )
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) => Ok(Some(key.to_owned())),
+        _ => Err(FieldError::new(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )
+        .into()),
+    }
+}
+
+fn replay(
+    stored: crate::store::StoredResponse,
+    request_hash: &str,
+) -> Result<HttpResponse, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::conflict(
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was already used with a different body; use a new key for a new request",
+        ));
+    }
+    let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::ACCEPTED);
+    Ok(HttpResponse::build(status)
+        .insert_header(("Idempotent-Replayed", "true"))
+        .content_type("application/json")
+        .body(stored.body))
+}
+
+pub async fn start(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path, Some(Scope::OperationsWrite))
+        .await?;
+    let key = idempotency_key(&req)?;
+    let spec: OperationSpec = body.json::<StartOperationBody>()?.try_into()?;
+    let request_hash = hex::encode(Sha256::digest(body.canonical()?.as_bytes()));
+    if let Some(key) = &key {
+        if let Some(stored) = state
+            .store
+            .find_idempotent_response(target.project, START_SCOPE, key)
+            .await?
+        {
+            return replay(stored, &request_hash);
+        }
+    }
+
+    let now = Utc::now();
+    let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
+    let estimate = state
+        .store
+        .typical_duration(target.project, &op.operation_type)
+        .await?;
+    let response = json!({
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "status": op.status,
+        "estimatedDuration": estimate.map(human_duration),
+        "estimatedDurationSeconds": estimate.map(|d| d.as_secs_f64()),
+        "estimatedCompletion": estimate.map(|d| time(now + d)),
+        "trackingUrl": tracking_url(target, op.id),
+        "webhooksRegistered": op.callbacks.count(),
+        "priority": op.priority,
+        "dateCreated": time(op.created_at),
+        "timeoutAt": time(op.timeout_at),
+    })
+    .to_string();
+    let record = key.as_deref().map(|key| IdempotencyRecord {
+        scope: START_SCOPE,
+        key,
+        request_hash: &request_hash,
+        status_code: StatusCode::ACCEPTED.as_u16(),
+        response: &response,
+    });
+    match state
+        .store
+        .create_operation(&mut op, Vec::new(), record)
+        .await?
+    {
+        CreateOutcome::Created => {}
+        CreateOutcome::IdempotencyKeyTaken => {
+            // A concurrent request with the same key won; answer what it answered.
+            let key = key.as_deref().unwrap_or_default();
+            let stored = state
+                .store
+                .find_idempotent_response(target.project, START_SCOPE, key)
+                .await?
+                .ok_or(ApiError::Internal)?;
+            return replay(stored, &request_hash);
+        }
+    }
+    tracing::info!(operation_id = %op.id, operation_type = %op.operation_type, "operation started");
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", tracking_url(target, op.id)))
+        .content_type("application/json")
+        .body(response))
+}
+
+pub async fn status(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::OperationsRead))
+        .await?;
+    let id = path.operation_id()?;
+    let op = state
+        .store
+        .get_operation(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    Ok(HttpResponse::Ok().json(status_view(&op, target, Utc::now())))
+}
+
+/// Remaining time extrapolated from the measured rate so far; `None` until measurable.
+fn estimated_remaining(op: &Operation, now: DateTime<Utc>) -> Option<Duration> {
+    if op.status != OperationStatus::Running {
+        return None;
+    }
+    let elapsed = between(op.started_at?, now).as_secs_f64();
+    let done = match (op.progress.processed_records, op.progress.total_records) {
+        (Some(done), Some(total)) if total > 0 && done > 0 => done as f64 / total as f64,
+        _ => op.progress.percentage? / 100.0,
+    };
+    (done > 0.0 && done < 1.0 && elapsed > 0.0)
+        .then(|| Duration::from_secs_f64(elapsed * (1.0 - done) / done))
+}
+
+fn processing_rate(op: &Operation, now: DateTime<Utc>) -> Option<String> {
+    let processed = op.progress.processed_records?;
+    let minutes = between(op.started_at?, op.finished_at.unwrap_or(now)).as_secs_f64() / 60.0;
+    (minutes > 0.0).then(|| format!("{:.0} records/minute", processed as f64 / minutes))
+}
+
+fn execution_view(op: &Operation, now: DateTime<Utc>) -> Value {
+    json!({
+        "executionId": op.execution_id,
+        "workerNode": op.lease.as_ref().and_then(|l| l.worker_id.clone()),
+        "attempt": op.attempt,
+        "maxAttempts": op.max_attempts(),
+        "nextAttemptAt": opt_time(op.next_attempt_at()),
+        "retrying": op.next_attempt_at().is_some(),
+        "leaseExpiresAt": opt_time(op.lease.as_ref().filter(|_| op.status == OperationStatus::Running).map(|l| l.expires_at)),
+        "processedRecords": op.progress.processed_records,
+        "totalRecords": op.progress.total_records,
+        "processingRate": processing_rate(op, now),
+    })
+}
+
+fn phases_view(op: &Operation) -> Value {
+    op.phases
+        .iter()
+        .map(|phase| {
+            let mut v = serde_json::to_value(phase).unwrap_or(Value::Null);
+            if let (Some(start), Some(end)) = (phase.start_time, phase.end_time) {
+                v["duration"] = json!(human_duration(between(start, end)));
+            }
+            v
+        })
+        .collect()
+}
+
+pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Value {
+    let elapsed = op
+        .started_at
+        .map(|s| between(s, op.finished_at.unwrap_or(now)));
+    let remaining = estimated_remaining(op, now);
+    json!({
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "operationDescription": op.description,
+        "status": op.status,
+        "priority": op.priority,
+        "parameters": op.parameters,
+        "progress": {
+            "percentage": op.progress.percentage,
+            "currentPhase": op.progress.current_phase,
+            "phasesCompleted": op.phases_completed(),
+            "totalPhases": op.progress.total_phases,
+            "startTime": opt_time(op.started_at),
+            "elapsedTime": elapsed.map(human_duration),
+            "elapsedSeconds": elapsed.map(|d| d.as_secs_f64()),
+            "estimatedRemaining": remaining.map(human_duration),
+            "estimatedRemainingSeconds": remaining.map(|d| d.as_secs_f64()),
+            "estimatedCompletion": remaining.map(|d| time(now + d)),
+        },
+        "execution": execution_view(op, now),
+        "phases": phases_view(op),
+        "attempts": op.attempts,
+        "error": op.error,
+        "cancellation": op.cancellation.as_ref().map(cancellation_view),
+        "callbacks": op.callbacks,
+        "dateCreated": time(op.created_at),
+        "dateUpdated": time(op.updated_at),
+        "endTime": opt_time(op.finished_at),
+        "timeoutAt": time(op.timeout_at),
+        "trackingUrl": tracking_url(target, op.id),
+    })
+}
+
+fn cancellation_view(c: &crate::domain::operation::Cancellation) -> Value {
+    json!({
+        "cancellationTime": time(c.cancelled_at),
+        "reason": c.reason,
+        "cancelledBy": c.cancelled_by,
+        "progressAtCancellation": c.progress_at_cancellation,
+        "phaseAtCancellation": c.phase_at_cancellation,
+        "preservePartialResults": c.preserve_partial_results,
+    })
+}
+
+fn list_item(op: &Operation, include_details: bool, now: DateTime<Utc>) -> Value {
+    let mut item = json!({
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "status": op.status,
+        "progress": op.progress.percentage,
+        "priority": op.priority,
+        "dateCreated": time(op.created_at),
+        "startTime": opt_time(op.started_at),
+        "endTime": opt_time(op.finished_at),
+        "duration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
+        "currentPhase": op.progress.current_phase,
+        "estimatedCompletion": estimated_remaining(op, now).map(|d| time(now + d)),
+        "recordsProcessed": op.progress.processed_records,
+    });
+    if include_details {
+        item["parameters"] = op.parameters.clone();
+        item["execution"] = execution_view(op, now);
+        item["phases"] = phases_view(op);
+        item["error"] = json!(op.error);
+    }
+    item
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path, Some(Scope::OperationsRead))
+        .await?;
+    let request: ListRequest = parse_query::<ListQuery>(&query)?.try_into()?;
+    let page = state
+        .store
+        .list_operations(target.tenant, target.project, &request)
+        .await?;
+    let now = Utc::now();
+    let count = |s| page.counts.get(s);
+    Ok(HttpResponse::Ok().json(json!({
+        "operations": page.operations.iter().map(|op| list_item(op, request.include_details, now)).collect::<Vec<_>>(),
+        "summary": {
+            "totalOperations": page.counts.total(),
+            "pending": count(OperationStatus::Pending),
+            "initiated": count(OperationStatus::Initiated),
+            "running": count(OperationStatus::Running),
+            "completed": count(OperationStatus::Completed),
+            "failed": count(OperationStatus::Failed),
+            "cancelled": count(OperationStatus::Cancelled),
+            "timeout": count(OperationStatus::Timeout),
+            "skipped": count(OperationStatus::Skipped),
+        },
+        "page": request.page,
+        "pageSize": request.page_size,
+        "hasNextPage": page.has_next_page,
+    })))
+}
+
+/// Query strings are parsed from pairs so that a repeated or unknown parameter is an
+/// error that names it, not a silent choice.
+pub fn parse_query<T: serde::de::DeserializeOwned>(
+    pairs: &[(String, String)],
+) -> Result<T, ApiError> {
+    let mut map = serde_json::Map::new();
+    for (k, v) in pairs {
+        if map.insert(k.clone(), Value::String(v.clone())).is_some() {
+            return Err(FieldError::new(k.clone(), "is given more than once").into());
+        }
+    }
+    super::body::parse(Value::Object(map).to_string().as_bytes())
+}
+
+pub async fn cancel(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::OperationsWrite))
+        .await?;
+    let id = path.operation_id()?;
+    let request: CancelRequest = body.json_or_default::<CancelBody>()?.into();
+    let cancelled_by = principal.token_id.to_string();
+    let (_, op) = state
+        .store
+        .mutate_operation(target.tenant, target.project, id, Utc::now(), |op| {
+            op.cancel(Utc::now(), request, cancelled_by)
+                .map(|events| ((), events))
+                .map_err(ApiError::from)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    let c = op.cancellation.as_ref().ok_or(ApiError::Internal)?;
+    let completed_phases = op
+        .phases
+        .iter()
+        .filter(|p| p.status == PhaseStatus::Completed)
+        .count();
+    Ok(HttpResponse::Ok().json(json!({
+        "operationId": op.id,
+        "status": op.status,
+        "cancellationTime": time(c.cancelled_at),
+        "reason": c.reason,
+        "progressAtCancellation": c.progress_at_cancellation,
+        "phaseAtCancellation": c.phase_at_cancellation,
+        "workerNotified": if c.was_running { "on its next heartbeat" } else { "no worker held the operation" },
+        "partialResults": {
+            "available": c.preserve_partial_results && completed_phases > 0,
+            "completedPhases": completed_phases,
+            "resultsUrl": c.preserve_partial_results.then(|| format!("{}/results", tracking_url(target, op.id))),
+        },
+        "cancelledBy": c.cancelled_by,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultsQuery {
+    format: Option<String>,
+    include_artifacts: Option<String>,
+    phase: Option<String>,
+}
+
+pub async fn results(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::OperationsRead))
+        .await?;
+    let id = path.operation_id()?;
+    let q: ResultsQuery = parse_query(&query)?;
+    let format = q.format.as_deref().unwrap_or("summary");
+    if !matches!(format, "summary" | "detailed" | "download") {
+        return Err(FieldError::new("format", "must be summary, detailed or download").into());
+    }
+    let include_artifacts = match q.include_artifacts.as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(FieldError::new("includeArtifacts", "must be true or false").into()),
+    };
+    let op = state
+        .store
+        .get_operation(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    let Some(result) = op.readable_results() else {
+        return Err(ApiError::conflict(
+            "OPERATION_NOT_COMPLETED",
+            format!(
+                "the operation is {}; results exist once it has completed",
+                op.status.as_str()
+            ),
+        ));
+    };
+    let mut phase_results = result.phase_results;
+    if let Some(name) = &q.phase {
+        phase_results.retain(|p| p.get("phaseName").and_then(Value::as_str) == Some(name));
+        if phase_results.is_empty() {
+            return Err(ApiError::NotFound("phase"));
+        }
+    }
+    let mut body = json!({
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "status": op.status,
+        "success": op.status == OperationStatus::Completed,
+        "partial": op.status != OperationStatus::Completed,
+        "completionTime": opt_time(op.finished_at),
+        "totalDuration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
+        "summary": result.summary,
+    });
+    if format != "summary" || q.phase.is_some() {
+        body["phaseResults"] = json!(phase_results);
+    }
+    if include_artifacts {
+        body["artifacts"] = json!(result.artifacts);
+    }
+    let mut response = HttpResponse::Ok();
+    if format == "download" {
+        response.insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}-results.json\"", op.id),
+        ));
+    }
+    Ok(response.json(body))
+}

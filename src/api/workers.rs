@@ -1,0 +1,155 @@
+//! The worker protocol: lease, progress (the heartbeat), complete, fail.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+
+use super::auth::ProjectPath;
+use super::body::Body;
+use super::error::ApiError;
+use super::format::{opt_time, time};
+use super::operations::OperationPath;
+use super::AppState;
+use crate::domain::auth::{Principal, Scope};
+use crate::domain::ids::LeaseToken;
+use crate::domain::operation::{Operation, OperationStatus};
+use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
+use crate::engine;
+
+pub async fn lease(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path, Some(Scope::Workers))
+        .await?;
+    let request: LeaseRequest = body.json_or_default::<LeaseBody>()?.try_into()?;
+    let heartbeat = state.config.heartbeat_timeout;
+    let leased = engine::lease_with_wait(
+        &state.store,
+        target.tenant,
+        target.project,
+        &request,
+        heartbeat,
+    )
+    .await?;
+    let leases: Vec<Value> = leased
+        .iter()
+        .map(|(op, token)| lease_view(op, token, heartbeat.as_secs_f64()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "leases": leases })))
+}
+
+fn lease_view(op: &Operation, token: &LeaseToken, heartbeat_seconds: f64) -> Value {
+    // What earlier attempts saved, so a new attempt can skip finished phases.
+    let checkpoints: Map<String, Value> = op
+        .phases
+        .iter()
+        .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
+        .collect();
+    json!({
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "priority": op.priority,
+        "parameters": op.parameters,
+        "attempt": op.attempt,
+        "maxAttempts": op.max_attempts(),
+        "leaseToken": token.as_str(),
+        "leaseExpiresAt": opt_time(op.lease.as_ref().map(|l| l.expires_at)),
+        "heartbeatTimeout": heartbeat_seconds,
+        "timeoutAt": time(op.timeout_at),
+        "checkpoints": checkpoints,
+        "dependencyResults": {},
+    })
+}
+
+pub async fn progress(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::Workers))
+        .await?;
+    let id = path.operation_id()?;
+    let (token, report) = body.json::<ProgressBody>()?.into_report()?;
+    let ttl = state.config.heartbeat_timeout;
+    let now = Utc::now();
+    let (_, op) = state
+        .store
+        .mutate_operation(target.tenant, target.project, id, now, |op| {
+            op.report_progress(now, &token, report, ttl)
+                .map(|events| ((), events))
+                .map_err(ApiError::from)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    let cancel_requested = op.status == OperationStatus::Cancelled;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": op.status,
+        "cancelRequested": cancel_requested,
+        "leaseExpiresAt": if cancel_requested { None } else { opt_time(op.lease.as_ref().map(|l| l.expires_at)) },
+    })))
+}
+
+pub async fn complete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::Workers))
+        .await?;
+    let id = path.operation_id()?;
+    let (token, result) = body.json::<CompleteBody>()?.into_result();
+    let now = Utc::now();
+    let (_, op) = state
+        .store
+        .mutate_operation(target.tenant, target.project, id, now, |op| {
+            op.complete(now, &token, result)
+                .map(|events| ((), events))
+                .map_err(ApiError::from)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    Ok(HttpResponse::Ok().json(json!({ "status": op.status })))
+}
+
+pub async fn fail(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::Workers))
+        .await?;
+    let id = path.operation_id()?;
+    let FailBody {
+        lease_token,
+        error,
+        retryable,
+    } = body.json()?;
+    let now = Utc::now();
+    let jitter = rand::random::<f64>();
+    let (_, op) = state
+        .store
+        .mutate_operation(target.tenant, target.project, id, now, |op| {
+            op.fail(now, &lease_token, error, retryable, jitter)
+                .map(|events| ((), events))
+                .map_err(ApiError::from)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": op.status,
+        "attempt": op.attempt,
+        "maxAttempts": op.max_attempts(),
+        "nextAttemptAt": opt_time(op.next_attempt_at()),
+    })))
+}

@@ -1,0 +1,96 @@
+//! Assembles the service: database, background engine, HTTP server.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::store::Store;
+
+pub struct Relais {
+    addr: SocketAddr,
+    store: Store,
+    handle: ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine: Engine,
+}
+
+impl Relais {
+    /// Connects and migrates the database, starts the background loops, and listens.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the database at {}",
+                    redact(&config.database_url)
+                )
+            })?;
+        store.migrate().await.context("migrating the database")?;
+        let engine = Engine::start(store.clone(), config.heartbeat_timeout);
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            config: config.clone(),
+        });
+        let body_limit = config.body_limit;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .wrap(from_fn(api::request_id::middleware))
+                .configure(api::routes)
+        })
+        .disable_signals()
+        .shutdown_timeout(5);
+        if let Some(workers) = config.http_workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .bind(&config.bind)
+            .with_context(|| format!("binding {}", config.bind))?;
+        let addr = *server.addrs().first().context("no address bound")?;
+        let server = server.run();
+        let handle = server.handle();
+        let server = tokio::spawn(server);
+        tracing::info!(%addr, backend = ?store.backend(), "relais listening");
+        Ok(Relais {
+            addr,
+            store,
+            handle,
+            server,
+            engine,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, and stops the loops.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.engine.stop();
+        let _ = self.server.await;
+        self.store.close().await;
+    }
+}
+
+/// A database URL fit for logs: no password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,194 @@
+//! The `relais` command line.
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::app::Relais;
+use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
+use crate::domain::auth::{NewToken, Scope};
+use crate::domain::ids::{ProjectId, TenantId};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "relais",
+    version,
+    about = "Long-running operations and the signed webhooks that report on them"
+)]
+pub struct Cli {
+    /// Database URL: `sqlite://FILE` (embedded, the default) or `postgres://…`.
+    #[arg(long, global = true, env = "RELAIS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Log format: `pretty` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "RELAIS_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first project; prints both ids.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token; it is printed once and only its SHA-256 is stored.
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        /// Bind the token to one project (default: every project of the tenant).
+        #[arg(long)]
+        project: Option<ProjectId>,
+        /// Comma-separated: operations:read, operations:write, webhooks:manage, workers, admin.
+        #[arg(long, default_value = "operations:read,operations:write")]
+        scopes: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::new(cli.database_url, args)?;
+            let relais = Relais::start(config).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            relais.stop().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            open_store(&cli.database_url).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Tenant {
+            command: TenantCommand::Create { name, json },
+        } => {
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("--name must not be empty");
+            }
+            let store = open_store(&cli.database_url).await?;
+            let (tenant, project) = store.create_tenant(name, Utc::now()).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"tenantId": tenant, "projectId": project, "name": name})
+                );
+            } else {
+                println!("tenant  {tenant}\nproject {project}");
+            }
+            Ok(())
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    tenant,
+                    project,
+                    scopes,
+                    json,
+                },
+        } => {
+            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
+            let store = open_store(&cli.database_url).await?;
+            if !store.tenant_exists(tenant).await? {
+                bail!("no tenant {tenant}");
+            }
+            if let Some(project) = project {
+                if !store.project_exists(tenant, project).await? {
+                    bail!("tenant {tenant} has no project {project}");
+                }
+            }
+            let token = NewToken::generate();
+            store
+                .insert_token(tenant, project, &scopes, &token.hash, Utc::now())
+                .await?;
+            let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({"token": token.secret, "tenantId": tenant, "projectId": project, "scopes": scope_names})
+                );
+            } else {
+                println!("{}", token.secret);
+                eprintln!("Store this token now: it cannot be shown again.");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", crate::app::redact(url)))?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

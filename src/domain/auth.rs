@@ -1,0 +1,153 @@
+//! API tokens and their scopes.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::ids::{ProjectId, TenantId, TokenId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    OperationsRead,
+    OperationsWrite,
+    WebhooksManage,
+    Workers,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Self::OperationsRead,
+        Self::OperationsWrite,
+        Self::WebhooksManage,
+        Self::Workers,
+        Self::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OperationsRead => "operations:read",
+            Self::OperationsWrite => "operations:write",
+            Self::WebhooksManage => "webhooks:manage",
+            Self::Workers => "workers",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    /// Parses a comma-separated list such as `operations:read,workers`.
+    pub fn parse_list(list: &str) -> Result<Vec<Scope>, String> {
+        let mut scopes = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = Scope::parse(part).ok_or_else(|| {
+                let known: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope `{part}`; known scopes: {}", known.join(", "))
+            })?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes.is_empty() {
+            return Err("at least one scope is required".into());
+        }
+        Ok(scopes)
+    }
+
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Who a request is: what its token was granted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub token_id: TokenId,
+    pub tenant_id: TenantId,
+    /// `None`: the token serves every project of its tenant.
+    pub project_id: Option<ProjectId>,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+    }
+
+    pub fn can_see(&self, tenant: TenantId, project: ProjectId) -> bool {
+        self.tenant_id == tenant && self.project_id.is_none_or(|p| p == project)
+    }
+}
+
+/// A freshly minted bearer token: shown once, then only its hash is kept.
+pub struct NewToken {
+    pub secret: String,
+    pub hash: String,
+}
+
+impl NewToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let secret = format!("rls_{}", hex::encode(bytes));
+        let hash = hash_token(&secret);
+        Self { secret, hash }
+    }
+}
+
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_lists_parse_and_reject_unknown_names() {
+        let scopes = Scope::parse_list("operations:read, workers,workers").unwrap();
+        assert_eq!(scopes, vec![Scope::OperationsRead, Scope::Workers]);
+        assert!(Scope::parse_list("operations:delete").is_err());
+        assert!(Scope::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn admin_implies_every_scope() {
+        let p = Principal {
+            token_id: TokenId::new(),
+            tenant_id: TenantId::new(),
+            project_id: None,
+            scopes: vec![Scope::Admin],
+        };
+        assert!(Scope::ALL.iter().all(|s| p.has_scope(*s)));
+    }
+
+    #[test]
+    fn a_project_bound_token_sees_only_its_project() {
+        let tenant = TenantId::new();
+        let project = ProjectId::new();
+        let p = Principal {
+            token_id: TokenId::new(),
+            tenant_id: tenant,
+            project_id: Some(project),
+            scopes: vec![Scope::OperationsRead],
+        };
+        assert!(p.can_see(tenant, project));
+        assert!(!p.can_see(tenant, ProjectId::new()));
+        assert!(!p.can_see(TenantId::new(), project));
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_their_sha256() {
+        let a = NewToken::generate();
+        let b = NewToken::generate();
+        assert_ne!(a.secret, b.secret);
+        assert_eq!(a.hash, hash_token(&a.secret));
+        assert_eq!(a.hash.len(), 64);
+    }
+}

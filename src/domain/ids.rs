@@ -1,0 +1,186 @@
+//! Identifiers. Each kind of id is its own type so a tenant id can never be passed where an
+//! operation id is expected; the textual forms are the ones clients see in the API.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// The given text is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a valid {kind}: expected {expected}")]
+pub struct InvalidId {
+    pub kind: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            pub fn uuid(&self) -> Uuid {
+                self.0
+            }
+
+            /// The form stored in the database: the bare hyphenated UUID.
+            pub fn db(&self) -> String {
+                self.0.hyphenated().to_string()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+
+            /// Accepts the prefixed form clients see (`op-…`) and the bare GUID.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let bare = s.strip_prefix($prefix).unwrap_or(s);
+                Uuid::try_parse(bare).map(Self).map_err(|_| InvalidId {
+                    kind: $kind,
+                    expected: concat!("a GUID", " (optionally prefixed with `", $prefix, "`)"),
+                    value: s.chars().take(80).collect(),
+                })
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A tenant: the unit of isolation. Shown as a bare GUID.
+    TenantId,
+    "tenant id",
+    ""
+);
+uuid_id!(
+    /// A project inside a tenant. Shown as a bare GUID.
+    ProjectId,
+    "project id",
+    ""
+);
+uuid_id!(
+    /// An operation, shown as `op-<guid>` as in the seed API.
+    OperationId,
+    "operation id",
+    "op-"
+);
+uuid_id!(
+    /// One execution attempt of an operation, shown as `exec-<guid>`.
+    ExecutionId,
+    "execution id",
+    "exec-"
+);
+uuid_id!(
+    /// An API token's row id (never the secret itself).
+    TokenId,
+    "token id",
+    "tok-"
+);
+
+/// Event ids follow the Standard Webhooks habit of a type prefix and an opaque suffix;
+/// they double as the `webhook-id` of every delivery of that event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn new() -> Self {
+        Self(format!("evt_{}", Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn from_db(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The secret a worker must present with every report about the operation it leased.
+/// A fresh one is minted per lease, so a worker whose lease was taken back cannot report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    pub fn generate() -> Self {
+        Self(format!("lease_{}", Uuid::new_v4().simple()))
+    }
+
+    pub fn from_string(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_round_trip_with_and_without_prefix() {
+        let id = OperationId::new();
+        let shown = id.to_string();
+        assert!(shown.starts_with("op-"));
+        assert_eq!(shown.parse::<OperationId>().unwrap(), id);
+        assert_eq!(id.uuid().to_string().parse::<OperationId>().unwrap(), id);
+    }
+
+    #[test]
+    fn non_guids_are_rejected_with_the_kind_named() {
+        let err = "op-123".parse::<OperationId>().unwrap_err();
+        assert_eq!(err.kind, "operation id");
+        assert!("not-a-guid".parse::<TenantId>().is_err());
+        assert!("".parse::<ProjectId>().is_err());
+    }
+
+    #[test]
+    fn event_ids_are_prefixed_and_unique() {
+        let a = EventId::new();
+        let b = EventId::new();
+        assert!(a.as_str().starts_with("evt_"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,26 @@
+//! Pure types and rules: no I/O, no clock (times are passed in), no randomness that a
+//! test cannot control.
+
+pub mod auth;
+pub mod event;
+pub mod ids;
+pub mod operation;
+pub mod requests;
+pub mod retry;
+
+/// A request field that does not hold an acceptable value; `field` is its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

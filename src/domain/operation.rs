@@ -1,0 +1,906 @@
+//! The operation aggregate: its states, the transitions between them, and the events each
+//! transition emits. Pure code: callers load an operation, apply one method, and persist
+//! the result and the returned events in one transaction.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::event::{EventDraft, EventType};
+use super::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
+use super::requests::{Callbacks, Notifications, OperationSpec};
+use super::retry::RetryPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationStatus {
+    /// A batch member waiting for its dependencies.
+    Pending,
+    Initiated,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Timeout,
+    /// A batch member that will not run because an upstream member failed.
+    Skipped,
+}
+
+impl OperationStatus {
+    pub const ALL: [OperationStatus; 8] = [
+        Self::Pending,
+        Self::Initiated,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Timeout,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Initiated => "Initiated",
+            Self::Running => "Running",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+            Self::Timeout => "Timeout",
+            Self::Skipped => "Skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Timeout | Self::Skipped
+        )
+    }
+
+    /// The one place that says which state may follow which.
+    pub fn can_become(self, next: OperationStatus) -> bool {
+        use OperationStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Initiated | Cancelled | Skipped)
+                | (Initiated, Running | Cancelled | Timeout)
+                | (Running, Running | Completed | Failed | Cancelled | Timeout)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Critical,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Self::Low, Self::Normal, Self::High, Self::Critical];
+
+    /// Higher runs first; stored so the claim query can order by it.
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.rank() == rank)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "Low",
+            Self::Normal => "Normal",
+            Self::High => "High",
+            Self::Critical => "Critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PhaseStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Phase {
+    pub phase_name: String,
+    pub status: PhaseStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+}
+
+/// What the executor last reported; nothing here is ever guessed by Relais.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub percentage: Option<f64>,
+    pub current_phase: Option<String>,
+    pub total_phases: Option<u32>,
+    pub processed_records: Option<u64>,
+    pub total_records: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub token: LeaseToken,
+    pub worker_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// One finished attempt, kept so status can show why earlier attempts failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    pub error: OperationError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    pub reason: Option<String>,
+    pub cancelled_at: DateTime<Utc>,
+    pub cancelled_by: String,
+    pub preserve_partial_results: bool,
+    pub force_termination: bool,
+    pub notify_callbacks: bool,
+    pub progress_at_cancellation: Option<f64>,
+    pub phase_at_cancellation: Option<String>,
+    /// Whether a worker held the operation when it was cancelled (it learns on its next
+    /// heartbeat).
+    pub was_running: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationResult {
+    #[serde(default)]
+    pub summary: Value,
+    #[serde(default)]
+    pub phase_results: Vec<Value>,
+    #[serde(default)]
+    pub artifacts: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+    pub preserve_partial_results: bool,
+    pub force_termination: bool,
+    pub notify_callbacks: bool,
+}
+
+/// A worker's progress report, already parsed and range-checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressReport {
+    pub percentage: Option<f64>,
+    pub current_phase: Option<String>,
+    pub total_phases: Option<u32>,
+    pub processed_records: Option<u64>,
+    pub total_records: Option<u64>,
+    pub phase: Option<PhaseReport>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseReport {
+    pub phase_name: String,
+    pub status: PhaseStatus,
+    pub results: Option<Value>,
+    pub checkpoint: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("the lease is no longer held: the operation is {status:?}, and the lease token is not its current one")]
+    LeaseLost { status: OperationStatus },
+    #[error("the operation is {status:?} and can no longer change")]
+    AlreadyTerminal { status: OperationStatus },
+    #[error("an operation cannot go from {from:?} to {to:?}")]
+    Illegal {
+        from: OperationStatus,
+        to: OperationStatus,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub id: OperationId,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    pub operation_type: String,
+    pub operation_name: String,
+    pub description: Option<String>,
+    pub priority: Priority,
+    pub status: OperationStatus,
+    pub parameters: Value,
+    pub callbacks: Callbacks,
+    pub notifications: Notifications,
+    pub timeout: Duration,
+    pub retry_policy: RetryPolicy,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub timeout_at: DateTime<Utc>,
+    /// When the next attempt may be handed out (later than now while backing off).
+    pub available_at: DateTime<Utc>,
+    pub progress: Progress,
+    pub phases: Vec<Phase>,
+    /// Attempts started so far (0 until first leased).
+    pub attempt: u32,
+    pub attempts: Vec<AttemptRecord>,
+    pub execution_id: Option<ExecutionId>,
+    pub lease: Option<Lease>,
+    pub cancellation: Option<Cancellation>,
+    pub result: Option<OperationResult>,
+    pub error: Option<OperationError>,
+    /// Sequence number of the last event emitted for this operation.
+    pub event_seq: i64,
+}
+
+impl Operation {
+    pub fn new(
+        id: OperationId,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+        spec: OperationSpec,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let timeout_at = now + spec.timeout;
+        Operation {
+            id,
+            tenant_id,
+            project_id,
+            operation_type: spec.operation_type,
+            operation_name: spec.operation_name,
+            description: spec.description,
+            priority: spec.priority,
+            status: OperationStatus::Initiated,
+            parameters: spec.parameters,
+            callbacks: spec.callbacks,
+            notifications: spec.notifications,
+            timeout: spec.timeout,
+            retry_policy: spec.retry_policy,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            timeout_at,
+            available_at: now,
+            progress: Progress::default(),
+            phases: Vec::new(),
+            attempt: 0,
+            attempts: Vec::new(),
+            execution_id: None,
+            lease: None,
+            cancellation: None,
+            result: None,
+            error: None,
+            event_seq: 0,
+        }
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.retry_policy.max_attempts()
+    }
+
+    /// When an operation is waiting out a retry delay, the time the next attempt may start.
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        (self.status == OperationStatus::Running && self.lease.is_none())
+            .then_some(self.available_at)
+    }
+
+    pub fn is_leaseable(&self, now: DateTime<Utc>) -> bool {
+        matches!(
+            self.status,
+            OperationStatus::Initiated | OperationStatus::Running
+        ) && self.lease.is_none()
+            && self.available_at <= now
+    }
+
+    fn become_(
+        &mut self,
+        next: OperationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        if !self.status.can_become(next) {
+            return Err(if self.status.is_terminal() {
+                TransitionError::AlreadyTerminal {
+                    status: self.status,
+                }
+            } else {
+                TransitionError::Illegal {
+                    from: self.status,
+                    to: next,
+                }
+            });
+        }
+        self.status = next;
+        self.updated_at = now;
+        if next.is_terminal() {
+            self.finished_at = Some(now);
+        }
+        Ok(())
+    }
+
+    /// The lease must be held with this token by a live attempt.
+    fn check_lease(&self, token: &str) -> Result<(), TransitionError> {
+        match &self.lease {
+            Some(lease)
+                if lease.token.as_str() == token && self.status == OperationStatus::Running =>
+            {
+                Ok(())
+            }
+            _ => Err(TransitionError::LeaseLost {
+                status: self.status,
+            }),
+        }
+    }
+
+    /// Whether `token` is the lease the operation had when it was cancelled: that worker
+    /// is told to stop rather than told it lost the lease.
+    pub fn cancelled_under_lease(&self, token: &str) -> bool {
+        self.status == OperationStatus::Cancelled
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.token.as_str() == token)
+    }
+
+    /// Hands the operation to a worker for a new attempt.
+    pub fn start_attempt(
+        &mut self,
+        now: DateTime<Utc>,
+        worker_id: Option<String>,
+        lease_ttl: Duration,
+    ) -> Result<(LeaseToken, Vec<EventDraft>), TransitionError> {
+        if !self.is_leaseable(now) {
+            return Err(TransitionError::Illegal {
+                from: self.status,
+                to: OperationStatus::Running,
+            });
+        }
+        self.become_(OperationStatus::Running, now)?;
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+            self.timeout_at = now + self.timeout;
+        }
+        self.attempt += 1;
+        self.execution_id = Some(ExecutionId::new());
+        let token = LeaseToken::generate();
+        self.lease = Some(Lease {
+            token: token.clone(),
+            worker_id,
+            expires_at: now + lease_ttl,
+        });
+        let event = EventDraft::new(EventType::OperationStarted, self.snapshot());
+        Ok((token, vec![event]))
+    }
+
+    /// Applies a worker's report; renews the lease (a report is also the heartbeat).
+    /// Reporting to a cancelled operation changes nothing: the answer tells the worker.
+    pub fn report_progress(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        report: ProgressReport,
+        lease_ttl: Duration,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.cancelled_under_lease(token) {
+            return Ok(Vec::new());
+        }
+        self.check_lease(token)?;
+        if let Some(lease) = &mut self.lease {
+            lease.expires_at = now + lease_ttl;
+        }
+        self.updated_at = now;
+
+        let before = self.progress.clone();
+        let mut events = Vec::new();
+        if let Some(p) = report.percentage {
+            self.progress.percentage = Some(p);
+        }
+        if let Some(name) = report.current_phase {
+            self.progress.current_phase = Some(name);
+        }
+        if let Some(n) = report.total_phases {
+            self.progress.total_phases = Some(n);
+        }
+        if let Some(n) = report.processed_records {
+            self.progress.processed_records = Some(n);
+        }
+        if let Some(n) = report.total_records {
+            self.progress.total_records = Some(n);
+        }
+        let mut phase_completed = None;
+        if let Some(phase) = report.phase {
+            if phase.status == PhaseStatus::Running {
+                self.progress.current_phase = Some(phase.phase_name.clone());
+            }
+            let index = self.upsert_phase(phase, now);
+            if self.phases[index].status == PhaseStatus::Completed {
+                phase_completed = Some(index);
+            }
+        }
+        if self.progress != before {
+            events.push(EventDraft::new(
+                EventType::OperationProgress,
+                self.snapshot(),
+            ));
+        }
+        if let Some(index) = phase_completed {
+            let mut data = self.snapshot();
+            data["phase"] = serde_json::to_value(&self.phases[index]).unwrap_or(Value::Null);
+            events.push(EventDraft::new(EventType::OperationPhaseCompleted, data));
+        }
+        Ok(events)
+    }
+
+    fn upsert_phase(&mut self, report: PhaseReport, now: DateTime<Utc>) -> usize {
+        let index = match self
+            .phases
+            .iter()
+            .position(|p| p.phase_name == report.phase_name)
+        {
+            Some(i) => i,
+            None => {
+                self.phases.push(Phase {
+                    phase_name: report.phase_name,
+                    status: PhaseStatus::Pending,
+                    start_time: None,
+                    end_time: None,
+                    results: None,
+                    checkpoint: None,
+                });
+                self.phases.len() - 1
+            }
+        };
+        let phase = &mut self.phases[index];
+        phase.status = report.status;
+        if phase.start_time.is_none() && report.status != PhaseStatus::Pending {
+            phase.start_time = Some(now);
+        }
+        if matches!(
+            report.status,
+            PhaseStatus::Completed | PhaseStatus::Failed | PhaseStatus::Skipped
+        ) {
+            phase.end_time = Some(now);
+        }
+        if report.results.is_some() {
+            phase.results = report.results;
+        }
+        if report.checkpoint.is_some() {
+            phase.checkpoint = report.checkpoint;
+        }
+        index
+    }
+
+    pub fn phases_completed(&self) -> usize {
+        self.phases
+            .iter()
+            .filter(|p| p.status == PhaseStatus::Completed)
+            .count()
+    }
+
+    pub fn complete(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        result: OperationResult,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        self.check_lease(token)?;
+        self.become_(OperationStatus::Completed, now)?;
+        self.lease = None;
+        self.progress.percentage = Some(100.0);
+        self.result = Some(result);
+        let mut data = self.snapshot();
+        if let Some(result) = &self.result {
+            data["summary"] = result.summary.clone();
+        }
+        Ok(vec![EventDraft::new(EventType::OperationCompleted, data)])
+    }
+
+    /// A worker reports that its attempt failed. `jitter` in [0, 1) spreads retries.
+    pub fn fail(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        error: OperationError,
+        retryable: bool,
+        jitter: f64,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        self.check_lease(token)?;
+        Ok(self.end_attempt(now, error, retryable, jitter))
+    }
+
+    /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
+    /// Does nothing if the lease was renewed or released in the meantime.
+    pub fn expire_lease(&mut self, now: DateTime<Utc>, jitter: f64) -> Vec<EventDraft> {
+        let expired = self.status == OperationStatus::Running
+            && self.lease.as_ref().is_some_and(|l| l.expires_at <= now);
+        if !expired {
+            return Vec::new();
+        }
+        let error = OperationError {
+            code: "LEASE_EXPIRED".into(),
+            message: "the worker stopped reporting within the heartbeat timeout".into(),
+            details: None,
+        };
+        self.end_attempt(now, error, true, jitter)
+    }
+
+    fn end_attempt(
+        &mut self,
+        now: DateTime<Utc>,
+        error: OperationError,
+        retryable: bool,
+        jitter: f64,
+    ) -> Vec<EventDraft> {
+        let lease = self.lease.take();
+        self.attempts.push(AttemptRecord {
+            attempt: self.attempt,
+            started_at: self.attempt_started_at(),
+            ended_at: now,
+            worker_id: lease.and_then(|l| l.worker_id),
+            error: error.clone(),
+        });
+        self.updated_at = now;
+        if retryable && self.attempt < self.max_attempts() {
+            let delay = self.retry_policy.delay_after(self.attempt);
+            // ±10% so that operations failing together do not retry in lockstep.
+            let spread = delay.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0));
+            self.available_at =
+                now + chrono::Duration::from_std(spread).unwrap_or(chrono::Duration::zero());
+            return Vec::new();
+        }
+        self.status = OperationStatus::Failed;
+        self.finished_at = Some(now);
+        self.error = Some(error);
+        let mut data = self.snapshot();
+        data["error"] = serde_json::to_value(&self.error).unwrap_or(Value::Null);
+        vec![EventDraft::new(EventType::OperationFailed, data)]
+    }
+
+    fn attempt_started_at(&self) -> Option<DateTime<Utc>> {
+        // The lease was granted `lease_ttl` before it expires; we do not keep it, so the
+        // operation's own first start is the best-known bound for the first attempt only.
+        (self.attempt == 1).then_some(self.started_at).flatten()
+    }
+
+    pub fn cancel(
+        &mut self,
+        now: DateTime<Utc>,
+        request: CancelRequest,
+        cancelled_by: String,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        let was_running = self.status == OperationStatus::Running && self.lease.is_some();
+        self.become_(OperationStatus::Cancelled, now)?;
+        self.cancellation = Some(Cancellation {
+            reason: request.reason,
+            cancelled_at: now,
+            cancelled_by,
+            preserve_partial_results: request.preserve_partial_results,
+            force_termination: request.force_termination,
+            notify_callbacks: request.notify_callbacks,
+            progress_at_cancellation: self.progress.percentage,
+            phase_at_cancellation: self.progress.current_phase.clone(),
+            was_running,
+        });
+        let mut data = self.snapshot();
+        data["cancellation"] = serde_json::to_value(&self.cancellation).unwrap_or(Value::Null);
+        Ok(vec![EventDraft::new(EventType::OperationCancelled, data)])
+    }
+
+    /// Results a client may read: the final ones, or the partial ones kept on cancel.
+    pub fn readable_results(&self) -> Option<OperationResult> {
+        if let Some(result) = &self.result {
+            return Some(result.clone());
+        }
+        let preserved = self
+            .cancellation
+            .as_ref()
+            .is_some_and(|c| c.preserve_partial_results);
+        preserved.then(|| OperationResult {
+            summary: Value::Null,
+            phase_results: self
+                .phases
+                .iter()
+                .filter(|p| p.status == PhaseStatus::Completed)
+                .map(|p| json!({"phaseName": p.phase_name, "status": p.status, "results": p.results}))
+                .collect(),
+            artifacts: Vec::new(),
+        })
+    }
+
+    /// The `data` of every operation event: enough for a receiver to act without a lookup.
+    pub fn snapshot(&self) -> Value {
+        json!({
+            "operationId": self.id,
+            "operationType": self.operation_type,
+            "operationName": self.operation_name,
+            "status": self.status,
+            "priority": self.priority,
+            "attempt": self.attempt,
+            "progress": {
+                "percentage": self.progress.percentage,
+                "currentPhase": self.progress.current_phase,
+                "phasesCompleted": self.phases_completed(),
+                "totalPhases": self.progress.total_phases,
+                "processedRecords": self.progress.processed_records,
+                "totalRecords": self.progress.total_records,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::requests::OperationSpec;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn op() -> Operation {
+        let spec = OperationSpec {
+            operation_type: "Report".into(),
+            operation_name: "monthly".into(),
+            description: None,
+            priority: Priority::Normal,
+            parameters: json!({}),
+            callbacks: Callbacks::default(),
+            notifications: Notifications::default(),
+            timeout: Duration::from_secs(3600),
+            retry_policy: RetryPolicy {
+                max_retries: 1,
+                retry_delay: 10.0,
+                backoff_multiplier: 2.0,
+                max_delay: 100.0,
+            },
+        };
+        Operation::new(
+            OperationId::new(),
+            TenantId::new(),
+            ProjectId::new(),
+            spec,
+            t(0),
+        )
+    }
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn types(events: &[EventDraft]) -> Vec<EventType> {
+        events.iter().map(|e| e.event_type).collect()
+    }
+
+    #[test]
+    fn every_transition_out_of_a_terminal_state_is_illegal() {
+        for from in OperationStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in OperationStatus::ALL {
+                assert!(!from.can_become(to), "{from:?} -> {to:?} must be illegal");
+            }
+        }
+    }
+
+    #[test]
+    fn the_transition_table_is_exactly_the_documented_one() {
+        use OperationStatus::*;
+        let allowed = [
+            (Pending, Initiated),
+            (Pending, Cancelled),
+            (Pending, Skipped),
+            (Initiated, Running),
+            (Initiated, Cancelled),
+            (Initiated, Timeout),
+            (Running, Running),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Cancelled),
+            (Running, Timeout),
+        ];
+        for from in OperationStatus::ALL {
+            for to in OperationStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_leased_operation_runs_reports_and_completes() {
+        let mut op = op();
+        let (lease, events) = op.start_attempt(t(1), Some("w-1".into()), TTL).unwrap();
+        assert_eq!(types(&events), vec![EventType::OperationStarted]);
+        assert_eq!(op.status, OperationStatus::Running);
+        assert_eq!(op.attempt, 1);
+        assert_eq!(
+            op.timeout_at,
+            t(3601),
+            "timeout counts from the first start"
+        );
+
+        let report = ProgressReport {
+            percentage: Some(50.0),
+            phase: Some(PhaseReport {
+                phase_name: "load".into(),
+                status: PhaseStatus::Completed,
+                results: Some(json!({"rows": 3})),
+                checkpoint: Some(json!({"offset": 3})),
+            }),
+            ..Default::default()
+        };
+        let events = op
+            .report_progress(t(2), lease.as_str(), report, TTL)
+            .unwrap();
+        assert_eq!(
+            types(&events),
+            vec![
+                EventType::OperationProgress,
+                EventType::OperationPhaseCompleted
+            ]
+        );
+        assert_eq!(op.lease.as_ref().unwrap().expires_at, t(32));
+        assert_eq!(op.phases_completed(), 1);
+
+        let heartbeat = op
+            .report_progress(t(3), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap();
+        assert!(heartbeat.is_empty(), "a bare heartbeat emits nothing");
+
+        let events = op
+            .complete(t(4), lease.as_str(), OperationResult::default())
+            .unwrap();
+        assert_eq!(types(&events), vec![EventType::OperationCompleted]);
+        assert_eq!(op.status, OperationStatus::Completed);
+        assert_eq!(op.finished_at, Some(t(4)));
+    }
+
+    #[test]
+    fn a_stale_lease_token_changes_nothing() {
+        let mut op = op();
+        op.start_attempt(t(1), None, TTL).unwrap();
+        let before = op.clone();
+        let err = op
+            .complete(t(2), "lease_forged", OperationResult::default())
+            .unwrap_err();
+        assert!(matches!(err, TransitionError::LeaseLost { .. }));
+        assert_eq!(op, before);
+    }
+
+    #[test]
+    fn a_retryable_failure_backs_off_then_the_last_attempt_fails_for_good() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let error = OperationError {
+            code: "X".into(),
+            message: "boom".into(),
+            details: None,
+        };
+        let events = op
+            .fail(t(1), lease.as_str(), error.clone(), true, 0.5)
+            .unwrap();
+        assert!(events.is_empty());
+        assert_eq!(op.status, OperationStatus::Running);
+        assert_eq!(op.next_attempt_at(), Some(t(11)));
+        assert!(!op.is_leaseable(t(10)));
+        assert!(op.is_leaseable(t(11)));
+
+        let (lease, _) = op.start_attempt(t(11), None, TTL).unwrap();
+        assert_eq!(op.attempt, 2);
+        let events = op.fail(t(12), lease.as_str(), error, true, 0.5).unwrap();
+        assert_eq!(types(&events), vec![EventType::OperationFailed]);
+        assert_eq!(op.status, OperationStatus::Failed);
+        assert_eq!(op.attempts.len(), 2);
+    }
+
+    #[test]
+    fn a_non_retryable_failure_ends_at_once() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let error = OperationError {
+            code: "BAD_INPUT".into(),
+            message: "no".into(),
+            details: None,
+        };
+        op.fail(t(1), lease.as_str(), error, false, 0.0).unwrap();
+        assert_eq!(op.status, OperationStatus::Failed);
+        assert_eq!(op.attempt, 1);
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_back_and_counts_as_an_attempt() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        assert!(op.expire_lease(t(29), 0.5).is_empty());
+        assert!(op.lease.is_some(), "not expired yet");
+        op.expire_lease(t(30), 0.5);
+        assert!(op.lease.is_none());
+        assert_eq!(op.attempts[0].error.code, "LEASE_EXPIRED");
+        let err = op
+            .report_progress(t(31), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap_err();
+        assert!(matches!(err, TransitionError::LeaseLost { .. }));
+    }
+
+    #[test]
+    fn cancelling_a_running_operation_tells_its_worker_and_refuses_its_completion() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let events = op
+            .cancel(t(1), CancelRequest::default(), "tok".into())
+            .unwrap();
+        assert_eq!(types(&events), vec![EventType::OperationCancelled]);
+        assert!(op.cancellation.as_ref().unwrap().was_running);
+        assert!(op.cancelled_under_lease(lease.as_str()));
+        let heartbeat = op
+            .report_progress(t(2), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap();
+        assert!(heartbeat.is_empty());
+        assert!(op
+            .complete(t(3), lease.as_str(), OperationResult::default())
+            .is_err());
+        let again = op.cancel(t(4), CancelRequest::default(), "tok".into());
+        assert_eq!(
+            again.unwrap_err(),
+            TransitionError::AlreadyTerminal {
+                status: OperationStatus::Cancelled
+            }
+        );
+    }
+
+    #[test]
+    fn partial_results_are_readable_only_when_preserved() {
+        let mut op = op();
+        op.cancel(t(1), CancelRequest::default(), "x".into())
+            .unwrap();
+        assert!(op.readable_results().is_none());
+        let mut op2 = self::op();
+        let request = CancelRequest {
+            preserve_partial_results: true,
+            ..Default::default()
+        };
+        op2.cancel(t(1), request, "x".into()).unwrap();
+        assert!(op2.readable_results().is_some());
+    }
+}

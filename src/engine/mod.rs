@@ -1,0 +1,116 @@
+//! Background work: taking back expired leases, and waking long-polling workers when work
+//! appears (in this process directly, across PostgreSQL replicas by LISTEN/NOTIFY).
+//! All state is in the database, so a restarted process simply carries on.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+
+use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
+use crate::domain::operation::Operation;
+use crate::domain::requests::LeaseRequest;
+use crate::store::{Backend, Store, StoreError, WORK_CHANNEL};
+
+/// How often a waiting worker re-checks without a wake-up: catches operations whose retry
+/// delay ran out, which no commit announces.
+const IDLE_RECHECK: Duration = Duration::from_secs(2);
+const EXPIRY_BATCH: u32 = 500;
+
+pub struct Engine {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    pub fn start(store: Store, heartbeat_timeout: Duration) -> Self {
+        let mut tasks = vec![tokio::spawn(reap_expired_leases(
+            store.clone(),
+            heartbeat_timeout,
+        ))];
+        if store.backend() == Backend::Postgres {
+            tasks.push(tokio::spawn(relay_work_notifications(store)));
+        }
+        Engine { tasks }
+    }
+
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
+    // A quarter of the timeout keeps the worst-case detection delay at 1.25× the timeout.
+    let period = (heartbeat_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match store
+            .expire_leases(Utc::now(), EXPIRY_BATCH, rand::random::<f64>)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "took back expired leases"),
+            Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
+        }
+    }
+}
+
+async fn relay_work_notifications(store: Store) {
+    loop {
+        let result: Result<(), sqlx::Error> = async {
+            let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
+            listener.listen(WORK_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                store.work_available().notify_waiters();
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "work notification listener lost; reconnecting");
+        }
+        // Whatever was announced while disconnected is found by the waiters' re-check.
+        store.work_available().notify_waiters();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Claims work for a pull worker, waiting up to `request.wait` for some to appear.
+pub async fn lease_with_wait(
+    store: &Store,
+    tenant: TenantId,
+    project: ProjectId,
+    request: &LeaseRequest,
+    lease_ttl: Duration,
+) -> Result<Vec<(Operation, LeaseToken)>, StoreError> {
+    let deadline = tokio::time::Instant::now() + request.wait;
+    let signal = store.work_available().clone();
+    loop {
+        // Register interest before looking, so a commit between the look and the wait
+        // still wakes us.
+        let woken = signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let claimed = store
+            .claim_operations(tenant, project, request, Utc::now(), lease_ttl)
+            .await?;
+        let now = tokio::time::Instant::now();
+        if !claimed.is_empty() || now >= deadline {
+            return Ok(claimed);
+        }
+        let nap = (deadline - now).min(IDLE_RECHECK);
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Relais: long-running operations and the signed webhooks that report on them.
+//! See ARCHITECTURE.md for how the modules fit together.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod store;

@@ -1,0 +1,589 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{
+    from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
+    WORK_CHANNEL,
+};
+use crate::domain::event::{Event, EventDraft};
+use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
+use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
+use crate::domain::requests::{LeaseRequest, ListRequest};
+
+const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name, description, \
+    priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
+    created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
+    attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
+    result, error, event_seq";
+const COLUMN_COUNT: usize = 31;
+
+/// A key that makes a create request safe to repeat.
+pub struct IdempotencyRecord<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub status_code: u16,
+    pub response: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// Another request with the same idempotency key won the race; nothing was written.
+    IdempotencyKeyTaken,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts(pub Vec<(OperationStatus, i64)>);
+
+impl StatusCounts {
+    pub fn get(&self, status: OperationStatus) -> i64 {
+        self.0
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> i64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+}
+
+pub struct OperationPage {
+    pub operations: Vec<Operation>,
+    pub counts: StatusCounts,
+    pub has_next_page: bool,
+}
+
+/// An event as stored, for readers of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_type: String,
+    pub subject: String,
+    pub sequence: i64,
+    pub payload: serde_json::Value,
+}
+
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Store {
+    pub async fn create_operation(
+        &self,
+        op: &mut Operation,
+        drafts: Vec<EventDraft>,
+        idempotency: Option<IdempotencyRecord<'_>>,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(record) = idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (project_id, scope, idem_key, request_hash, status_code, response, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(op.project_id.db())
+            .bind(record.scope)
+            .bind(record.key)
+            .bind(record.request_hash)
+            .bind(record.status_code as i64)
+            .bind(record.response)
+            .bind(to_ms(op.created_at))
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Ok(CreateOutcome::IdempotencyKeyTaken)
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+        let sql = format!(
+            "INSERT INTO operations ({COLUMNS}) VALUES {}",
+            values_placeholders(1, COLUMN_COUNT, 1)
+        );
+        bind_operation(sqlx::query(&sql), op)
+            .execute(&mut *tx)
+            .await?;
+        let events = Event::seal(
+            drafts,
+            op.tenant_id,
+            op.project_id,
+            &op.id.to_string(),
+            &mut op.event_seq,
+            op.created_at,
+        );
+        insert_events(&mut tx, &events).await?;
+        if !events.is_empty() {
+            sqlx::query("UPDATE operations SET event_seq = $1 WHERE id = $2")
+                .bind(op.event_seq)
+                .bind(op.id.db())
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.announce_work(&mut tx).await?;
+        tx.commit().await?;
+        self.work_available.notify_waiters();
+        Ok(CreateOutcome::Created)
+    }
+
+    pub async fn get_operation(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: OperationId,
+    ) -> Result<Option<Operation>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.db())
+            .bind(tenant.db())
+            .bind(project.db())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_operation).transpose()
+    }
+
+    /// Loads one operation under a row lock, lets `change` apply a domain transition, and
+    /// writes the new state with the events it produced in the same transaction.
+    /// `Ok(None)`: no such operation in this project. An error from `change` writes nothing.
+    pub async fn mutate_operation<T, E, F>(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: OperationId,
+        now: DateTime<Utc>,
+        change: F,
+    ) -> Result<Option<(T, Operation)>, E>
+    where
+        F: FnOnce(&mut Operation) -> Result<(T, Vec<EventDraft>), E>,
+        E: From<StoreError>,
+    {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE id = $1 AND tenant_id = $2 AND project_id = $3{}",
+            self.backend.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.db())
+            .bind(tenant.db())
+            .bind(project.db())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut op = decode_operation(&row)?;
+        let (value, drafts) = change(&mut op)?;
+        let work_freed = self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        if work_freed {
+            self.work_available.notify_waiters();
+        }
+        Ok(Some((value, op)))
+    }
+
+    /// Hands up to `request.max` claimable operations of the project to one worker, most
+    /// urgent first, each under a fresh lease. Concurrent claimers never get the same row.
+    pub async fn claim_operations(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        request: &LeaseRequest,
+        now: DateTime<Utc>,
+        lease_ttl: Duration,
+    ) -> Result<Vec<(Operation, LeaseToken)>> {
+        let mut params = vec![
+            Param::Text(project.db()),
+            Param::Text(tenant.db()),
+            Param::Int(to_ms(now)),
+        ];
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE project_id = $1 AND tenant_id = $2 \
+             AND lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at <= $3"
+        );
+        if !request.operation_types.is_empty() {
+            let first = params.len() + 1;
+            let list: Vec<String> = (0..request.operation_types.len())
+                .map(|i| format!("${}", first + i))
+                .collect();
+            sql.push_str(&format!(" AND operation_type IN ({})", list.join(", ")));
+            params.extend(request.operation_types.iter().cloned().map(Param::Text));
+        }
+        params.push(Param::Int(request.max as i64));
+        sql.push_str(&format!(
+            " ORDER BY priority DESC, created_at, id LIMIT ${}{}",
+            params.len(),
+            self.backend.skip_locked()
+        ));
+
+        let mut tx = self.pool.begin().await?;
+        let rows = bind_params(sqlx::query(&sql), params)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut op = decode_operation(row)?;
+            let Ok((token, drafts)) = op.start_attempt(now, request.worker_id.clone(), lease_ttl)
+            else {
+                continue;
+            };
+            self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+            claimed.push((op, token));
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Takes back leases whose holders stopped heartbeating. Returns how many.
+    pub async fn expire_leases(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        mut jitter: impl FnMut() -> f64,
+    ) -> Result<usize> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND lease_token IS NOT NULL \
+             AND lease_expires_at <= $1 ORDER BY lease_expires_at LIMIT $2{}",
+            self.backend.skip_locked()
+        );
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(to_ms(now))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut expired = 0;
+        for row in &rows {
+            let mut op = decode_operation(row)?;
+            let drafts = op.expire_lease(now, jitter());
+            self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+            expired += 1;
+        }
+        tx.commit().await?;
+        if expired > 0 {
+            self.work_available.notify_waiters();
+        }
+        Ok(expired)
+    }
+
+    /// Persists `op` and its new events; tells other replicas if it is claimable again.
+    /// Returns whether it is.
+    async fn save_with_events(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        op: &mut Operation,
+        drafts: Vec<EventDraft>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let events = Event::seal(
+            drafts,
+            op.tenant_id,
+            op.project_id,
+            &op.id.to_string(),
+            &mut op.event_seq,
+            now,
+        );
+        let assignments: Vec<String> = COLUMNS
+            .split(", ")
+            .enumerate()
+            .skip(1)
+            .map(|(i, column)| format!("{column} = ${}", i + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE operations SET {} WHERE id = $1",
+            assignments.join(", ")
+        );
+        bind_operation(sqlx::query(&sql), op)
+            .execute(&mut **tx)
+            .await?;
+        insert_events(tx, &events).await?;
+        let claimable = op.lease.is_none()
+            && matches!(
+                op.status,
+                OperationStatus::Initiated | OperationStatus::Running
+            );
+        if claimable {
+            self.announce_work(tx).await?;
+        }
+        Ok(claimable)
+    }
+
+    async fn announce_work(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            // Delivered at commit, so listeners never wake before the row is visible.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WORK_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list_operations(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        request: &ListRequest,
+    ) -> Result<OperationPage> {
+        let mut params = vec![Param::Text(project.db()), Param::Text(tenant.db())];
+        let mut conditions = vec!["project_id = $1".to_owned(), "tenant_id = $2".to_owned()];
+        let filter = &request.filter;
+        let mut add = |condition: &str, param: Param| {
+            params.push(param);
+            conditions.push(condition.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(status) = filter.status {
+            add("status = ?", Param::Text(status.as_str().into()));
+        }
+        if let Some(t) = &filter.operation_type {
+            add("operation_type = ?", Param::Text(t.clone()));
+        }
+        if let Some(p) = filter.priority {
+            add("priority = ?", Param::Int(p.rank()));
+        }
+        if let Some(from) = filter.date_from {
+            add("created_at >= ?", Param::Int(to_ms(from)));
+        }
+        if let Some(to) = filter.date_to {
+            add("created_at <= ?", Param::Int(to_ms(to)));
+        }
+        let where_clause = conditions.join(" AND ");
+
+        let count_sql = format!(
+            "SELECT status, COUNT(*) AS n FROM operations WHERE {where_clause} GROUP BY status"
+        );
+        let count_rows = bind_params(sqlx::query(&count_sql), clone_params(&params))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = Vec::new();
+        for row in &count_rows {
+            let status: String = row.try_get("status")?;
+            let status = OperationStatus::parse(&status)
+                .ok_or_else(|| StoreError::corrupt(format!("status {status}")))?;
+            counts.push((status, row.try_get::<i64, _>("n")?));
+        }
+
+        let offset = (request.page as i64 - 1) * request.page_size as i64;
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE {where_clause} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            params.len() + 1,
+            params.len() + 2
+        );
+        params.push(Param::Int(request.page_size as i64 + 1));
+        params.push(Param::Int(offset));
+        let rows = bind_params(sqlx::query(&page_sql), params)
+            .fetch_all(&self.pool)
+            .await?;
+        let has_next_page = rows.len() > request.page_size as usize;
+        let operations = rows
+            .iter()
+            .take(request.page_size as usize)
+            .map(decode_operation)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(OperationPage {
+            operations,
+            counts: StatusCounts(counts),
+            has_next_page,
+        })
+    }
+
+    /// Mean run time of the project's recent completed operations of this type.
+    pub async fn typical_duration(
+        &self,
+        project: ProjectId,
+        operation_type: &str,
+    ) -> Result<Option<Duration>> {
+        let row = sqlx::query(
+            "SELECT CAST(AVG(elapsed) AS DOUBLE PRECISION) AS mean_ms FROM (
+                 SELECT finished_at - started_at AS elapsed FROM operations
+                 WHERE project_id = $1 AND operation_type = $2 AND status = 'Completed'
+                   AND started_at IS NOT NULL AND finished_at IS NOT NULL
+                 ORDER BY finished_at DESC LIMIT 50
+             ) recent",
+        )
+        .bind(project.db())
+        .bind(operation_type)
+        .fetch_one(&self.pool)
+        .await?;
+        let mean: Option<f64> = row.try_get("mean_ms")?;
+        Ok(mean
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| Duration::from_millis(ms as u64)))
+    }
+
+    /// The event log of one subject, in sequence order.
+    pub async fn events_of_subject(&self, subject: &str) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT position, event_type, subject, sequence, payload FROM events WHERE subject = $1 ORDER BY sequence",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    position: row.try_get("position")?,
+                    event_type: row.try_get("event_type")?,
+                    subject: row.try_get("subject")?,
+                    sequence: row.try_get("sequence")?,
+                    payload: from_json(&row.try_get::<String, _>("payload")?, "payload")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_events(tx: &mut Transaction<'static, Any>, events: &[Event]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at) VALUES {}",
+        values_placeholders(events.len(), 8, 1)
+    );
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        query = query
+            .bind(event.id.to_string())
+            .bind(event.tenant_id.db())
+            .bind(event.project_id.db())
+            .bind(event.event_type.as_str())
+            .bind(event.subject.clone())
+            .bind(event.sequence)
+            .bind(event.envelope().to_string())
+            .bind(to_ms(event.timestamp));
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_params(mut query: AnyQuery<'_>, params: Vec<Param>) -> AnyQuery<'_> {
+    for param in params {
+        query = match param {
+            Param::Text(s) => query.bind(s),
+            Param::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+fn clone_params(params: &[Param]) -> Vec<Param> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(s) => Param::Text(s.clone()),
+            Param::Int(i) => Param::Int(*i),
+        })
+        .collect()
+}
+
+/// Binds every column of `COLUMNS`, in order.
+fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
+    let lease = op.lease.as_ref();
+    query
+        .bind(op.id.db())
+        .bind(op.tenant_id.db())
+        .bind(op.project_id.db())
+        .bind(op.operation_type.clone())
+        .bind(op.operation_name.clone())
+        .bind(op.description.clone())
+        .bind(op.priority.rank())
+        .bind(op.status.as_str())
+        .bind(to_json(&op.parameters))
+        .bind(to_json(&op.callbacks))
+        .bind(to_json(&op.notifications))
+        .bind(op.timeout.as_secs() as i64)
+        .bind(to_json(&op.retry_policy))
+        .bind(to_ms(op.created_at))
+        .bind(to_ms(op.updated_at))
+        .bind(op.started_at.map(to_ms))
+        .bind(op.finished_at.map(to_ms))
+        .bind(to_ms(op.timeout_at))
+        .bind(to_ms(op.available_at))
+        .bind(to_json(&op.progress))
+        .bind(to_json(&op.phases))
+        .bind(op.attempt as i64)
+        .bind(to_json(&op.attempts))
+        .bind(op.execution_id.map(|e| e.db()))
+        .bind(lease.map(|l| l.token.as_str().to_owned()))
+        .bind(lease.and_then(|l| l.worker_id.clone()))
+        .bind(lease.map(|l| to_ms(l.expires_at)))
+        .bind(op.cancellation.as_ref().map(to_json))
+        .bind(op.result.as_ref().map(to_json))
+        .bind(op.error.as_ref().map(to_json))
+        .bind(op.event_seq)
+}
+
+fn decode_operation(row: &AnyRow) -> Result<Operation> {
+    let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
+    let opt_text =
+        |column: &str| -> Result<Option<String>> { Ok(row.try_get::<Option<String>, _>(column)?) };
+    let int = |column: &str| -> Result<i64> { Ok(row.try_get::<i64, _>(column)?) };
+    let opt_int =
+        |column: &str| -> Result<Option<i64>> { Ok(row.try_get::<Option<i64>, _>(column)?) };
+    let time = |column: &str| from_ms(int(column)?);
+    let opt_time = |column: &str| opt_int(column)?.map(from_ms).transpose();
+    let json_col = |column: &str| -> Result<String> { text(column) };
+    let id = |column: &str| -> Result<String> { text(column) };
+
+    let status = text("status")?;
+    let lease = match (opt_text("lease_token")?, opt_int("lease_expires_at")?) {
+        (Some(token), Some(expires)) => Some(Lease {
+            token: LeaseToken::from_string(token),
+            worker_id: opt_text("lease_worker")?,
+            expires_at: from_ms(expires)?,
+        }),
+        _ => None,
+    };
+    let opt_json = |column: &str| -> Result<Option<String>> { opt_text(column) };
+    Ok(Operation {
+        id: id("id")?.parse().map_err(StoreError::corrupt)?,
+        tenant_id: id("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+        project_id: id("project_id")?.parse().map_err(StoreError::corrupt)?,
+        operation_type: text("operation_type")?,
+        operation_name: text("operation_name")?,
+        description: opt_text("description")?,
+        priority: Priority::from_rank(int("priority")?)
+            .ok_or_else(|| StoreError::corrupt("priority"))?,
+        status: OperationStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt(format!("status {status}")))?,
+        parameters: from_json(&json_col("parameters")?, "parameters")?,
+        callbacks: from_json(&json_col("callbacks")?, "callbacks")?,
+        notifications: from_json(&json_col("notifications")?, "notifications")?,
+        timeout: Duration::from_secs(int("timeout_seconds")?.max(0) as u64),
+        retry_policy: from_json(&json_col("retry_policy")?, "retry_policy")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+        started_at: opt_time("started_at")?,
+        finished_at: opt_time("finished_at")?,
+        timeout_at: time("timeout_at")?,
+        available_at: time("available_at")?,
+        progress: from_json(&json_col("progress")?, "progress")?,
+        phases: from_json(&json_col("phases")?, "phases")?,
+        attempt: int("attempt")?.max(0) as u32,
+        attempts: from_json(&json_col("attempts")?, "attempts")?,
+        execution_id: opt_text("execution_id")?
+            .map(|e| e.parse::<ExecutionId>().map_err(StoreError::corrupt))
+            .transpose()?,
+        lease,
+        cancellation: opt_json("cancellation")?
+            .map(|c| from_json(&c, "cancellation"))
+            .transpose()?,
+        result: opt_json("result")?
+            .map(|c| from_json(&c, "result"))
+            .transpose()?,
+        error: opt_json("error")?
+            .map(|c| from_json(&c, "error"))
+            .transpose()?,
+        event_seq: int("event_seq")?,
+    })
+}
