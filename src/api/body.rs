@@ -40,8 +40,15 @@ impl FromRequest for Body {
 }
 
 impl Body {
+    /// Bodies are JSON objects; serde alone would also accept an array for a struct.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        parse(&self.0)
+        match self.0.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => parse(&self.0),
+            Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                Err(FieldError::new("body", "must be a JSON object").into())
+            }
+            _ => parse(&self.0),
+        }
     }
 
     /// An empty body means "all defaults".
@@ -49,7 +56,7 @@ impl Body {
         if self.0.iter().all(u8::is_ascii_whitespace) {
             return Ok(T::default());
         }
-        parse(&self.0)
+        self.json()
     }
 
     /// The body as a canonical JSON text (keys sorted), so that two requests that differ

@@ -1,0 +1,290 @@
+//! The one way tests start Relais: the real server on a free port against a fresh database
+//! of the chosen backend, with a tenant, a project and a token ready to use.
+
+use std::time::Duration;
+
+use relais::app::Relais;
+use relais::config::Config;
+use relais::domain::auth::{NewToken, Scope};
+use relais::domain::ids::{ProjectId, TenantId};
+use relais::store::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test function once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub const ALL_SCOPES: &str = "operations:read,operations:write,workers";
+
+fn postgres_admin_url() -> String {
+    std::env::var("RELAIS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for one test and is removed after it.
+pub struct TestDb {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("relais.db").display());
+                TestDb {
+                    url,
+                    postgres_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("relais_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running for the postgres tests (see README)");
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs outside async context; a short-lived runtime on its own thread does it.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub tenant: TenantId,
+    pub project: ProjectId,
+    pub token: String,
+    pub client: reqwest::Client,
+    relais: Option<Relais>,
+    // Declared last: dropped after the server stopped using it.
+    db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::create(backend).await;
+        Self::start_on(db, tweak).await
+    }
+
+    /// Starts a server on an existing test database (used after a restart).
+    pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_database(db.url.clone());
+        tweak(&mut config);
+        let relais = Relais::start(config).await.expect("relais starts");
+        let (tenant, project) = relais
+            .store()
+            .create_tenant("test", chrono::Utc::now())
+            .await
+            .unwrap();
+        let token = mint_token(relais.store(), tenant, Some(project), ALL_SCOPES).await;
+        TestApp {
+            base: format!("http://{}", relais.addr()),
+            tenant,
+            project,
+            token,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .unwrap(),
+            relais: Some(relais),
+            db,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.relais.as_ref().expect("running").store()
+    }
+
+    /// `/api/{tenant}/{project}/async{path}` of this app's own project.
+    pub fn api(&self, path: &str) -> String {
+        format!("/api/{}/{}/async{path}", self.tenant, self.project)
+    }
+
+    pub async fn token_with(&self, scopes: &str) -> String {
+        mint_token(self.store(), self.tenant, Some(self.project), scopes).await
+    }
+
+    /// Another tenant, with its project and an all-scopes token.
+    pub async fn other_tenant(&self) -> (TenantId, ProjectId, String) {
+        let (tenant, project) = self
+            .store()
+            .create_tenant("other", chrono::Utc::now())
+            .await
+            .unwrap();
+        let token = mint_token(self.store(), tenant, Some(project), ALL_SCOPES).await;
+        (tenant, project, token)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Response::read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.call(Method::GET, path, Some(&self.token), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.call(Method::POST, path, Some(&self.token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, body: Option<&Value>) -> Response {
+        self.call(Method::DELETE, path, Some(&self.token), body)
+            .await
+    }
+
+    /// Starts an operation and returns its id.
+    pub async fn start_operation(&self, body: &Value) -> String {
+        let r = self.post(&self.api("/operation"), body).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        r.body["operationId"].as_str().unwrap().to_owned()
+    }
+
+    /// Leases work as a pull worker would.
+    pub async fn lease(&self, body: &Value) -> Vec<Value> {
+        let r = self.post(&self.api("/workers/lease"), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["leases"].as_array().unwrap().clone()
+    }
+
+    /// Stops the server and starts a new one on the same database, as after a crash or a
+    /// deploy; the tenant, project and token stay the same.
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let relais = self.relais.take().expect("running");
+        relais.stop().await;
+        let mut config = Config::for_database(self.db.url.clone());
+        tweak(&mut config);
+        let relais = Relais::start(config).await.expect("relais restarts");
+        self.base = format!("http://{}", relais.addr());
+        self.relais = Some(relais);
+        self
+    }
+}
+
+impl Response {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+pub async fn mint_token(
+    store: &Store,
+    tenant: TenantId,
+    project: Option<ProjectId>,
+    scopes: &str,
+) -> String {
+    let scopes = Scope::parse_list(scopes).unwrap();
+    let token = NewToken::generate();
+    store
+        .insert_token(tenant, project, &scopes, &token.hash, chrono::Utc::now())
+        .await
+        .unwrap();
+    token.secret
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

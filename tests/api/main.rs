@@ -1,0 +1,11 @@
+//! Black-box tests: each starts the real server on a free port against a fresh database,
+//! once per backend, and talks HTTP to it.
+
+mod common;
+
+mod cli;
+mod health;
+mod lifecycle;
+mod listing;
+mod security;
+mod workers;

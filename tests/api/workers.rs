@@ -1,0 +1,307 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::common::{eventually, Backend, TestApp};
+
+both_backends!(
+    concurrent_workers_complete_each_operation_exactly_once,
+    an_expired_lease_is_taken_back_and_offered_again,
+    a_worker_that_never_heartbeats_exhausts_its_attempts_and_fails,
+    a_long_poll_answers_as_soon_as_work_appears,
+    a_long_poll_with_no_work_answers_empty_after_waiting,
+    retryable_failures_are_offered_again_and_final_ones_fail,
+    leases_are_handed_out_most_urgent_first_and_by_type,
+    a_restarted_server_carries_on_with_leased_and_queued_work,
+);
+
+async fn concurrent_workers_complete_each_operation_exactly_once(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    const OPERATIONS: usize = 40;
+    const WORKERS: usize = 4;
+    let mut ids = Vec::new();
+    for i in 0..OPERATIONS {
+        ids.push(
+            app.start_operation(
+                &json!({"operationType": "Job", "operationName": format!("job {i}")}),
+            )
+            .await,
+        );
+    }
+    let completions: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let app = app.clone();
+        let completions = completions.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let leases = app
+                    .lease(&json!({"operationTypes": ["Job"], "max": 3, "waitSeconds": 0.5, "workerId": format!("w-{w}")}))
+                    .await;
+                if leases.is_empty() {
+                    return;
+                }
+                for lease in leases {
+                    let id = lease["operationId"].as_str().unwrap().to_owned();
+                    let r = app
+                        .post(&app.api(&format!("/operation/{id}/complete")), &json!({"leaseToken": lease["leaseToken"]}))
+                        .await;
+                    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                    *completions.lock().unwrap().entry(id).or_default() += 1;
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let completions = completions.lock().unwrap().clone();
+    assert_eq!(completions.len(), OPERATIONS);
+    assert!(completions.values().all(|&n| n == 1), "{completions:?}");
+    let list = app.get(&app.api("/operations?pageSize=100")).await;
+    assert_eq!(list.body["summary"]["completed"], OPERATIONS);
+    for op in list.body["operations"].as_array().unwrap() {
+        let status = app
+            .get(&app.api(&format!(
+                "/operation/{}",
+                op["operationId"].as_str().unwrap()
+            )))
+            .await;
+        assert_eq!(
+            status.body["execution"]["attempt"], 1,
+            "no operation was handed out twice"
+        );
+    }
+}
+
+async fn an_expired_lease_is_taken_back_and_offered_again(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.heartbeat_timeout = Duration::from_millis(400)
+    })
+    .await;
+    let id = app
+        .start_operation(&json!({"operationType": "T", "operationName": "n", "retryPolicy": {"maxRetries": 2, "retryDelay": 0}}))
+        .await;
+    let first = app.lease(&json!({"workerId": "silent"})).await.remove(0);
+    assert_eq!(first["heartbeatTimeout"], 0.4);
+    // A heartbeat keeps the lease alive past the timeout.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let hb = app
+            .post(
+                &app.api(&format!("/operation/{id}/progress")),
+                &json!({"leaseToken": first["leaseToken"]}),
+            )
+            .await;
+        assert_eq!(hb.status, StatusCode::OK, "{}", hb.text);
+    }
+    // Then the worker goes silent; another worker gets the operation.
+    let second = eventually(Duration::from_secs(10), || async {
+        app.lease(&json!({"workerId": "second", "waitSeconds": 1}))
+            .await
+            .pop()
+    })
+    .await;
+    assert_eq!(second["operationId"], id);
+    assert_eq!(second["attempt"], 2);
+    assert_ne!(second["leaseToken"], first["leaseToken"]);
+
+    let stale = app
+        .post(
+            &app.api(&format!("/operation/{id}/complete")),
+            &json!({"leaseToken": first["leaseToken"]}),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.body["code"], "LEASE_LOST");
+
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["status"], "Running");
+    assert_eq!(status.body["execution"]["workerNode"], "second");
+    assert_eq!(status.body["attempts"][0]["error"]["code"], "LEASE_EXPIRED");
+    assert_eq!(status.body["attempts"][0]["workerId"], "silent");
+    let ok = app
+        .post(
+            &app.api(&format!("/operation/{id}/complete")),
+            &json!({"leaseToken": second["leaseToken"]}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+async fn a_worker_that_never_heartbeats_exhausts_its_attempts_and_fails(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.heartbeat_timeout = Duration::from_millis(200)
+    })
+    .await;
+    let id = app
+        .start_operation(
+            &json!({"operationType": "T", "operationName": "n", "retryPolicy": {"maxRetries": 0}}),
+        )
+        .await;
+    assert_eq!(app.lease(&json!({})).await.len(), 1);
+    let status = eventually(Duration::from_secs(10), || async {
+        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
+        (s.body["status"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(status.body["error"]["code"], "LEASE_EXPIRED");
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["operation.started", "operation.failed"]);
+    assert!(app.lease(&json!({})).await.is_empty());
+}
+
+async fn a_long_poll_answers_as_soon_as_work_appears(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let poller = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let leases = app
+                .lease(&json!({"operationTypes": ["Late"], "waitSeconds": 20}))
+                .await;
+            (leases, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Late", "operationName": "n"}))
+        .await;
+    let (leases, waited) = poller.await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0]["operationId"], id);
+    // Woken by the commit, not by the periodic re-check or the 20 s deadline.
+    assert!(waited < Duration::from_millis(1900), "waited {waited:?}");
+}
+
+async fn a_long_poll_with_no_work_answers_empty_after_waiting(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.start_operation(&json!({"operationType": "Other", "operationName": "n"}))
+        .await;
+    let started = tokio::time::Instant::now();
+    let leases = app
+        .lease(&json!({"operationTypes": ["Wanted"], "waitSeconds": 0.5}))
+        .await;
+    assert!(leases.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}
+
+async fn retryable_failures_are_offered_again_and_final_ones_fail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "T", "operationName": "n", "retryPolicy": {"maxRetries": 2, "retryDelay": 0.2}}))
+        .await;
+    let lease = app.lease(&json!({})).await.remove(0);
+    let error =
+        json!({"code": "UPSTREAM_DOWN", "message": "503 from upstream", "details": {"host": "x"}});
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{id}/fail")),
+            &json!({"leaseToken": lease["leaseToken"], "error": error, "retryable": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "Running");
+    assert_eq!(r.body["attempt"], 1);
+    assert!(r.body["nextAttemptAt"].is_string());
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["execution"]["retrying"], true);
+    assert_eq!(status.body["attempts"][0]["error"]["code"], "UPSTREAM_DOWN");
+
+    let again = eventually(Duration::from_secs(10), || async {
+        app.lease(&json!({"waitSeconds": 1})).await.pop()
+    })
+    .await;
+    assert_eq!(again["attempt"], 2);
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{id}/fail")),
+            &json!({"leaseToken": again["leaseToken"], "error": {"code": "BAD_INPUT", "message": "dataset missing"}, "retryable": false}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "Failed");
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["error"]["code"], "BAD_INPUT");
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "operation.failed");
+    assert_eq!(last.payload["data"]["error"]["message"], "dataset missing");
+}
+
+async fn leases_are_handed_out_most_urgent_first_and_by_type(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut expected = Vec::new();
+    for (name, priority) in [
+        ("low", "Low"),
+        ("normal", "Normal"),
+        ("critical", "Critical"),
+        ("high", "High"),
+    ] {
+        app.start_operation(
+            &json!({"operationType": "T", "operationName": name, "priority": priority}),
+        )
+        .await;
+    }
+    app.start_operation(
+        &json!({"operationType": "Other", "operationName": "other", "priority": "Critical"}),
+    )
+    .await;
+    for name in ["critical", "high", "normal", "low"] {
+        expected.push(name);
+    }
+    let leases = app
+        .lease(&json!({"operationTypes": ["T"], "max": 10}))
+        .await;
+    let names: Vec<_> = leases
+        .iter()
+        .map(|l| l["operationName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected);
+}
+
+async fn a_restarted_server_carries_on_with_leased_and_queued_work(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let leased = app
+        .start_operation(&json!({"operationType": "T", "operationName": "leased"}))
+        .await;
+    let lease = app.lease(&json!({})).await.remove(0);
+    assert_eq!(lease["operationId"], leased);
+    let queued = app
+        .start_operation(&json!({"operationType": "T", "operationName": "queued"}))
+        .await;
+
+    let app = app.restart(|_| {}).await;
+    // The worker carries on under its lease, and the queued operation is still offered.
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{leased}/progress")),
+            &json!({"leaseToken": lease["leaseToken"], "percentage": 50}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{leased}/complete")),
+            &json!({"leaseToken": lease["leaseToken"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let next = app.lease(&json!({})).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0]["operationId"], queued);
+    let events = app.store().events_of_subject(&leased).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "operation.started",
+            "operation.progress",
+            "operation.completed"
+        ]
+    );
+}
