@@ -1,11 +1,11 @@
 //! The `relais` command line.
 
 use anyhow::{bail, Context};
-use chrono::Utc;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::app::Relais;
+use crate::clock;
 use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--name must not be empty");
             }
             let store = open_store(&cli.database_url).await?;
-            let (tenant, project) = store.create_tenant(name, Utc::now()).await?;
+            let (tenant, project) = store.create_tenant(name, clock::now()).await?;
             if json {
                 println!(
                     "{}",
@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let token = NewToken::generate();
             store
-                .insert_token(tenant, project, &scopes, &token.hash, Utc::now())
+                .insert_token(tenant, project, &scopes, &token.hash, clock::now())
                 .await?;
             let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
             if json {

@@ -14,6 +14,7 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::{between, human_duration, opt_time, time};
 use super::AppState;
+use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
@@ -102,7 +103,7 @@ pub async fn start(
         }
     }
 
-    let now = Utc::now();
+    let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
     let estimate = state
         .store
@@ -168,7 +169,7 @@ pub async fn status(
         .get_operation(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("operation"))?;
-    Ok(HttpResponse::Ok().json(status_view(&op, target, Utc::now())))
+    Ok(HttpResponse::Ok().json(status_view(&op, target, clock::now())))
 }
 
 /// Remaining time extrapolated from the measured rate so far; `None` until measurable.
@@ -308,7 +309,7 @@ pub async fn list(
         .store
         .list_operations(target.tenant, target.project, &request)
         .await?;
-    let now = Utc::now();
+    let now = clock::now();
     let count = |s| page.counts.get(s);
     Ok(HttpResponse::Ok().json(json!({
         "operations": page.operations.iter().map(|op| list_item(op, request.include_details, now)).collect::<Vec<_>>(),
@@ -355,10 +356,11 @@ pub async fn cancel(
     let id = path.operation_id()?;
     let request: CancelRequest = body.json_or_default::<CancelBody>()?.into();
     let cancelled_by = principal.token_id.to_string();
+    let now = clock::now();
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, Utc::now(), |op| {
-            op.cancel(Utc::now(), request, cancelled_by)
+        .mutate_operation(target.tenant, target.project, id, now, |op| {
+            op.cancel(now, request, cancelled_by)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })

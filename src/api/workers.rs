@@ -1,7 +1,6 @@
 //! The worker protocol: lease, progress (the heartbeat), complete, fail.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use super::auth::ProjectPath;
@@ -10,6 +9,7 @@ use super::error::ApiError;
 use super::format::{opt_time, time};
 use super::operations::OperationPath;
 use super::AppState;
+use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
 use crate::domain::operation::{Operation, OperationStatus};
@@ -78,7 +78,7 @@ pub async fn progress(
     let id = path.operation_id()?;
     let (token, report) = body.json::<ProgressBody>()?.into_report()?;
     let ttl = state.config.heartbeat_timeout;
-    let now = Utc::now();
+    let now = clock::now();
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, |op| {
@@ -107,7 +107,7 @@ pub async fn complete(
         .await?;
     let id = path.operation_id()?;
     let (token, result) = body.json::<CompleteBody>()?.into_result();
-    let now = Utc::now();
+    let now = clock::now();
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, |op| {
@@ -135,7 +135,7 @@ pub async fn fail(
         error,
         retryable,
     } = body.json()?;
-    let now = Utc::now();
+    let now = clock::now();
     let jitter = rand::random::<f64>();
     let (_, op) = state
         .store

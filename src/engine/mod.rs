@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::task::JoinHandle;
 
+use crate::clock;
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::Operation;
 use crate::domain::requests::LeaseRequest;
@@ -54,7 +54,7 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
     loop {
         ticker.tick().await;
         match store
-            .expire_leases(Utc::now(), EXPIRY_BATCH, rand::random::<f64>)
+            .expire_leases(clock::now(), EXPIRY_BATCH, rand::random::<f64>)
             .await
         {
             Ok(0) => {}
@@ -101,7 +101,7 @@ pub async fn lease_with_wait(
         tokio::pin!(woken);
         woken.as_mut().enable();
         let claimed = store
-            .claim_operations(tenant, project, request, Utc::now(), lease_ttl)
+            .claim_operations(tenant, project, request, clock::now(), lease_ttl)
             .await?;
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline {
