@@ -14,10 +14,17 @@ pub enum EventType {
     OperationFailed,
     OperationCancelled,
     OperationTimeout,
+    BatchStarted,
+    BatchOperationCompleted,
+    BatchCompleted,
+    BatchFailed,
+    BatchCancelled,
+    WebhookTest,
+    SyncRecordChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 14] = [
         Self::OperationStarted,
         Self::OperationProgress,
         Self::OperationPhaseCompleted,
@@ -25,6 +32,13 @@ impl EventType {
         Self::OperationFailed,
         Self::OperationCancelled,
         Self::OperationTimeout,
+        Self::BatchStarted,
+        Self::BatchOperationCompleted,
+        Self::BatchCompleted,
+        Self::BatchFailed,
+        Self::BatchCancelled,
+        Self::WebhookTest,
+        Self::SyncRecordChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +50,13 @@ impl EventType {
             Self::OperationFailed => "operation.failed",
             Self::OperationCancelled => "operation.cancelled",
             Self::OperationTimeout => "operation.timeout",
+            Self::BatchStarted => "batch.started",
+            Self::BatchOperationCompleted => "batch.operation.completed",
+            Self::BatchCompleted => "batch.completed",
+            Self::BatchFailed => "batch.failed",
+            Self::BatchCancelled => "batch.cancelled",
+            Self::WebhookTest => "webhook.test",
+            Self::SyncRecordChanged => "sync.record.changed",
         }
     }
 

@@ -99,6 +99,18 @@ uuid_id!(
     "exec-"
 );
 uuid_id!(
+    /// A webhook endpoint, shown as `wh-<guid>` as in the seed API.
+    WebhookId,
+    "webhook id",
+    "wh-"
+);
+uuid_id!(
+    /// One message to one destination (a webhook or a callback URL).
+    DeliveryId,
+    "delivery id",
+    "dlv-"
+);
+uuid_id!(
     /// An API token's row id (never the secret itself).
     TokenId,
     "token id",

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod operation;
 pub mod requests;
 pub mod retry;
+pub mod webhook;
 
 /// A request field that does not hold an acceptable value; `field` is its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -178,7 +178,7 @@ fn operation_type(value: &str, field: &str) -> Result<String, FieldError> {
     Ok(value)
 }
 
-fn http_url(value: &str, field: &str) -> Result<url::Url, FieldError> {
+pub fn http_url(value: &str, field: &str) -> Result<url::Url, FieldError> {
     let url = url::Url::parse(value)
         .map_err(|e| FieldError::new(field, format!("is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {

@@ -32,6 +32,14 @@ impl RetryPolicy {
         max_delay: 60.0,
     };
 
+    /// Seed 001's webhook defaults: 5 retries, 60 s, doubling, at most an hour apart.
+    pub const WEBHOOK_DEFAULT: RetryPolicy = RetryPolicy {
+        max_retries: 5,
+        retry_delay: 60.0,
+        backoff_multiplier: 2.0,
+        max_delay: 3600.0,
+    };
+
     pub fn max_attempts(&self) -> u32 {
         self.max_retries + 1
     }

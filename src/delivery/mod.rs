@@ -1,0 +1,3 @@
+//! Getting events out: signing, sending, and the outbox dispatcher.
+
+pub mod signing;
