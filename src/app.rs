@@ -32,7 +32,11 @@ impl Relais {
                 )
             })?;
         store.migrate().await.context("migrating the database")?;
-        let engine = Engine::start(store.clone(), config.heartbeat_timeout);
+        let engine = Engine::start(
+            store.clone(),
+            config.heartbeat_timeout,
+            config.delivery.clone(),
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),

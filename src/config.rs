@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::delivery::dispatcher::DispatcherSettings;
+
 /// Default database: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://relais.db";
 
@@ -19,6 +21,30 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAIS_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+    /// Seconds a receiver has to answer a delivery.
+    #[arg(long, env = "RELAIS_DELIVERY_TIMEOUT", default_value_t = 15.0)]
+    pub delivery_timeout: f64,
+    /// Multiplies every retry delay (1 = as configured; tests use small values).
+    #[arg(long, env = "RELAIS_RETRY_TIME_SCALE", default_value_t = 1.0)]
+    pub retry_time_scale: f64,
+    /// Allow webhooks, callbacks and workers on private, loopback and link-local addresses.
+    #[arg(long, env = "RELAIS_ALLOW_PRIVATE_TARGETS", default_value_t = false)]
+    pub allow_private_targets: bool,
+    /// Seconds an endpoint may fail every delivery before it is disabled (default 5 days).
+    #[arg(long, env = "RELAIS_ENDPOINT_DISABLE_AFTER", default_value_t = 432_000)]
+    pub endpoint_disable_after: u64,
+    /// Seconds an old secret keeps signing after a rotation (default 24 h).
+    #[arg(long, env = "RELAIS_SECRET_OVERLAP", default_value_t = 86_400)]
+    pub secret_overlap: u64,
+    /// Days settled deliveries, attempts and events are kept.
+    #[arg(long, env = "RELAIS_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u64,
+    /// Deliveries in flight at once, over all endpoints.
+    #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
+    pub delivery_concurrency: usize,
+    /// Deliveries in flight at once to one endpoint.
+    #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 32)]
+    pub endpoint_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +54,8 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     pub body_limit: usize,
     pub http_workers: Option<usize>,
+    pub delivery: DispatcherSettings,
+    pub secret_overlap: Duration,
 }
 
 impl Config {
@@ -40,12 +68,34 @@ impl Config {
             args.body_limit >= 1024,
             "--body-limit must be at least 1024 bytes"
         );
+        anyhow::ensure!(
+            args.delivery_timeout.is_finite() && (0.1..=300.0).contains(&args.delivery_timeout),
+            "--delivery-timeout must be between 0.1 and 300 seconds"
+        );
+        anyhow::ensure!(
+            args.retry_time_scale.is_finite() && args.retry_time_scale >= 0.0,
+            "--retry-time-scale must be zero or more"
+        );
+        anyhow::ensure!(
+            args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
+            "delivery concurrency must be at least 1"
+        );
         Ok(Config {
             database_url,
             bind: args.bind,
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
             body_limit: args.body_limit,
             http_workers: args.http_workers,
+            delivery: DispatcherSettings {
+                request_timeout: Duration::from_secs_f64(args.delivery_timeout),
+                retry_time_scale: args.retry_time_scale,
+                allow_private_targets: args.allow_private_targets,
+                disable_after: Duration::from_secs(args.endpoint_disable_after),
+                max_in_flight: args.delivery_concurrency,
+                per_endpoint: args.endpoint_concurrency,
+                retention: Duration::from_secs(args.retention_days * 86_400),
+            },
+            secret_overlap: Duration::from_secs(args.secret_overlap),
         })
     }
 
@@ -57,6 +107,16 @@ impl Config {
             heartbeat_timeout: Duration::from_secs(30),
             body_limit: 1024 * 1024,
             http_workers: Some(2),
+            delivery: DispatcherSettings {
+                request_timeout: Duration::from_secs(15),
+                retry_time_scale: 1.0,
+                allow_private_targets: false,
+                disable_after: Duration::from_secs(432_000),
+                max_in_flight: 256,
+                per_endpoint: 32,
+                retention: Duration::from_secs(30 * 86_400),
+            },
+            secret_overlap: Duration::from_secs(86_400),
         }
     }
 }

@@ -1,3 +1,5 @@
-//! Getting events out: signing, sending, and the outbox dispatcher.
+//! Getting events out: signing, target checks, and the outbox dispatcher.
 
+pub mod dispatcher;
 pub mod signing;
+pub mod target;

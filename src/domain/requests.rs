@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::event::EventType;
 use super::operation::{
     CancelRequest, OperationError, OperationResult, OperationStatus, PhaseReport, PhaseStatus,
     Priority, ProgressReport,
@@ -36,6 +37,21 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
+    /// Which callback hears of which event: progress of any kind to `onProgress`, the
+    /// end of the run to `onCompletion` (also on cancellation), failures to `onError`.
+    pub fn url_for(&self, event: EventType) -> Option<&str> {
+        match event {
+            EventType::OperationStarted
+            | EventType::OperationProgress
+            | EventType::OperationPhaseCompleted => self.on_progress.as_deref(),
+            EventType::OperationCompleted | EventType::OperationCancelled => {
+                self.on_completion.as_deref()
+            }
+            EventType::OperationFailed | EventType::OperationTimeout => self.on_error.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn count(&self) -> usize {
         [&self.on_progress, &self.on_completion, &self.on_error]
             .iter()

@@ -1,5 +1,6 @@
-//! Background work: taking back expired leases, and waking long-polling workers when work
-//! appears (in this process directly, across PostgreSQL replicas by LISTEN/NOTIFY).
+//! Background work: taking back expired leases, the delivery dispatcher, and waking
+//! waiters when work or deliveries appear (in this process directly, across PostgreSQL
+//! replicas by LISTEN/NOTIFY).
 //! All state is in the database, so a restarted process simply carries on.
 
 use std::time::Duration;
@@ -7,10 +8,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::clock;
+use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::Operation;
 use crate::domain::requests::LeaseRequest;
-use crate::store::{Backend, Store, StoreError, WORK_CHANNEL};
+use crate::store::{Backend, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
 
 /// How often a waiting worker re-checks without a wake-up: catches operations whose retry
 /// delay ran out, which no commit announces.
@@ -22,13 +24,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, heartbeat_timeout: Duration) -> Self {
+    pub fn start(store: Store, heartbeat_timeout: Duration, delivery: DispatcherSettings) -> Self {
         let mut tasks = vec![tokio::spawn(reap_expired_leases(
             store.clone(),
             heartbeat_timeout,
         ))];
+        tasks.extend(dispatcher::spawn(store.clone(), delivery));
         if store.backend() == Backend::Postgres {
-            tasks.push(tokio::spawn(relay_work_notifications(store)));
+            tasks.push(tokio::spawn(relay_notifications(store)));
         }
         Engine { tasks }
     }
@@ -64,22 +67,30 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
     }
 }
 
-async fn relay_work_notifications(store: Store) {
+/// Wakes this process's waiters when another replica commits work or deliveries.
+async fn relay_notifications(store: Store) {
     loop {
         let result: Result<(), sqlx::Error> = async {
             let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
-            listener.listen(WORK_CHANNEL).await?;
+            listener
+                .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL])
+                .await?;
             loop {
-                listener.recv().await?;
-                store.work_available().notify_waiters();
+                let notification = listener.recv().await?;
+                if notification.channel() == WORK_CHANNEL {
+                    store.work_available().notify_waiters();
+                } else {
+                    store.deliveries_available().notify_waiters();
+                }
             }
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "work notification listener lost; reconnecting");
+            tracing::warn!(error = %e, "notification listener lost; reconnecting");
         }
-        // Whatever was announced while disconnected is found by the waiters' re-check.
+        // Whatever was announced while disconnected is found by the waiters' re-checks.
         store.work_available().notify_waiters();
+        store.deliveries_available().notify_waiters();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

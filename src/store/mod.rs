@@ -3,9 +3,12 @@
 //! epoch milliseconds), so every query is written once and the two backends cannot drift.
 //! The few real differences (row locking, wake-up notifications) are in [`Backend`].
 
+mod deliveries;
+mod events;
 mod idempotency;
 mod operations;
 mod tenants;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,11 +19,19 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Notify;
 
+pub use deliveries::{
+    signing_secrets, AttemptEntry, AttemptLog, Channel, ClaimedDelivery, DeliveryOutcome,
+    DeliveryView, Lane, Settlement,
+};
+pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::StoredResponse;
 pub use operations::{CreateOutcome, IdempotencyRecord, OperationPage, StatusCounts, StoredEvent};
+pub use webhooks::DeliveryStats;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.
 pub const WORK_CHANNEL: &str = "relais_work";
+/// Channel on which replicas announce newly queued deliveries.
+pub const DELIVERY_CHANNEL: &str = "relais_deliveries";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -91,6 +102,7 @@ pub struct Store {
     backend: Backend,
     url: String,
     work_available: Arc<Notify>,
+    deliveries_available: Arc<Notify>,
 }
 
 impl Store {
@@ -133,6 +145,7 @@ impl Store {
             backend,
             url,
             work_available: Arc::new(Notify::new()),
+            deliveries_available: Arc::new(Notify::new()),
         })
     }
 
@@ -169,6 +182,11 @@ impl Store {
     /// commit, and by the PostgreSQL listener for commits of other replicas.
     pub fn work_available(&self) -> &Arc<Notify> {
         &self.work_available
+    }
+
+    /// Woken when deliveries were queued, here or (through PostgreSQL) by another replica.
+    pub fn deliveries_available(&self) -> &Arc<Notify> {
+        &self.deliveries_available
     }
 }
 

@@ -8,7 +8,7 @@ use super::{
     from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
     WORK_CHANNEL,
 };
-use crate::domain::event::{Event, EventDraft};
+use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
 use crate::domain::requests::{LeaseRequest, ListRequest};
@@ -68,6 +68,22 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
 }
 
+/// What a committed change made available, to wake the right waiters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Announce {
+    work: bool,
+    deliveries: bool,
+}
+
+impl Announce {
+    fn and(self, other: Announce) -> Announce {
+        Announce {
+            work: self.work || other.work,
+            deliveries: self.deliveries || other.deliveries,
+        }
+    }
+}
+
 enum Param {
     Text(String),
     Int(i64),
@@ -119,7 +135,17 @@ impl Store {
             &mut op.event_seq,
             op.created_at,
         );
-        insert_events(&mut tx, &events).await?;
+        self.insert_events(&mut tx, &events).await?;
+        let queued = self
+            .fan_out(
+                &mut tx,
+                op.tenant_id,
+                op.project_id,
+                &events,
+                |e| callback_url(op, e),
+                op.created_at,
+            )
+            .await?;
         if !events.is_empty() {
             sqlx::query("UPDATE operations SET event_seq = $1 WHERE id = $2")
                 .bind(op.event_seq)
@@ -130,6 +156,9 @@ impl Store {
         self.announce_work(&mut tx).await?;
         tx.commit().await?;
         self.work_available.notify_waiters();
+        if queued > 0 {
+            self.deliveries_available.notify_waiters();
+        }
         Ok(CreateOutcome::Created)
     }
 
@@ -181,11 +210,9 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let mut op = decode_operation(&row)?;
         let (value, drafts) = change(&mut op)?;
-        let work_freed = self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+        let announce = self.save_with_events(&mut tx, &mut op, drafts, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        if work_freed {
-            self.work_available.notify_waiters();
-        }
+        self.after_commit(announce);
         Ok(Some((value, op)))
     }
 
@@ -260,28 +287,27 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         let mut expired = 0;
+        let mut announce = Announce::default();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let drafts = op.expire_lease(now, jitter());
-            self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+            announce = announce.and(self.save_with_events(&mut tx, &mut op, drafts, now).await?);
             expired += 1;
         }
         tx.commit().await?;
-        if expired > 0 {
-            self.work_available.notify_waiters();
-        }
+        self.after_commit(announce);
         Ok(expired)
     }
 
-    /// Persists `op` and its new events; tells other replicas if it is claimable again.
-    /// Returns whether it is.
+    /// Persists `op`, its new events and the deliveries they cause; tells other replicas
+    /// what became available. The caller wakes this process's waiters after commit.
     async fn save_with_events(
         &self,
         tx: &mut Transaction<'static, Any>,
         op: &mut Operation,
         drafts: Vec<EventDraft>,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Announce> {
         let events = Event::seal(
             drafts,
             op.tenant_id,
@@ -303,16 +329,39 @@ impl Store {
         bind_operation(sqlx::query(&sql), op)
             .execute(&mut **tx)
             .await?;
-        insert_events(tx, &events).await?;
-        let claimable = op.lease.is_none()
+        self.insert_events(tx, &events).await?;
+        let deliveries = self
+            .fan_out(
+                tx,
+                op.tenant_id,
+                op.project_id,
+                &events,
+                |e| callback_url(op, e),
+                now,
+            )
+            .await?;
+        let work = op.lease.is_none()
             && matches!(
                 op.status,
                 OperationStatus::Initiated | OperationStatus::Running
             );
-        if claimable {
+        if work {
             self.announce_work(tx).await?;
         }
-        Ok(claimable)
+        Ok(Announce {
+            work,
+            deliveries: deliveries > 0,
+        })
+    }
+
+    /// Wakes this process's waiters once a transaction is committed.
+    fn after_commit(&self, announce: Announce) {
+        if announce.work {
+            self.work_available.notify_waiters();
+        }
+        if announce.deliveries {
+            self.deliveries_available.notify_waiters();
+        }
     }
 
     async fn announce_work(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
@@ -440,30 +489,6 @@ impl Store {
     }
 }
 
-async fn insert_events(tx: &mut Transaction<'static, Any>, events: &[Event]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at) VALUES {}",
-        values_placeholders(events.len(), 8, 1)
-    );
-    let mut query = sqlx::query(&sql);
-    for event in events {
-        query = query
-            .bind(event.id.to_string())
-            .bind(event.tenant_id.db())
-            .bind(event.project_id.db())
-            .bind(event.event_type.as_str())
-            .bind(event.subject.clone())
-            .bind(event.sequence)
-            .bind(event.envelope().to_string())
-            .bind(to_ms(event.timestamp));
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
-
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_params(mut query: AnyQuery<'_>, params: Vec<Param>) -> AnyQuery<'_> {
@@ -586,4 +611,17 @@ fn decode_operation(row: &AnyRow) -> Result<Operation> {
             .transpose()?,
         event_seq: int("event_seq")?,
     })
+}
+
+/// The operation's own callback URL for an event, if it asked for one.
+fn callback_url(op: &Operation, event: &Event) -> Option<String> {
+    if event.event_type == EventType::OperationCancelled
+        && op
+            .cancellation
+            .as_ref()
+            .is_some_and(|c| !c.notify_callbacks)
+    {
+        return None;
+    }
+    op.callbacks.url_for(event.event_type).map(str::to_owned)
 }

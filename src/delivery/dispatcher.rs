@@ -1,0 +1,415 @@
+//! The outbox dispatcher: claims due deliveries in batches under a lease, sends them with
+//! bounded concurrency (overall and per endpoint), and hands every outcome to a recorder
+//! that settles them in batched transactions.
+//!
+//! Crash safety comes from the lease: a delivery claimed by a process that dies becomes
+//! claimable again when its lease expires, and the lease always outlives the request
+//! timeout, so a slow but live send is never duplicated by another dispatcher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::signing::{generate_secret, signature_header, SigningKey};
+use super::target::{http_client, literal_is_private};
+use crate::clock;
+use crate::domain::webhook::{decide, parse_retry_after, AttemptResult, Decision};
+use crate::store::{
+    signing_secrets, AttemptLog, ClaimedDelivery, DeliveryOutcome, Lane, Settlement, Store,
+};
+
+/// Longest stored slice of a receiver's answer.
+const RESPONSE_BODY_LIMIT: usize = 4096;
+const CLAIM_BATCH: usize = 500;
+/// Re-check for due deliveries this often even without a wake-up.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long a delivery waits for a busy endpoint before going back to the queue.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(1);
+const RECORD_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    pub request_timeout: Duration,
+    /// Multiplies retry-policy delays; below 1 in tests so retries take milliseconds.
+    pub retry_time_scale: f64,
+    pub allow_private_targets: bool,
+    pub disable_after: Duration,
+    pub max_in_flight: usize,
+    pub per_endpoint: usize,
+    pub retention: Duration,
+}
+
+impl DispatcherSettings {
+    fn lease(&self) -> Duration {
+        self.request_timeout * 2 + Duration::from_secs(10)
+    }
+}
+
+struct Context {
+    store: Store,
+    settings: DispatcherSettings,
+    client: reqwest::Client,
+    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    outcomes: mpsc::UnboundedSender<DeliveryOutcome>,
+}
+
+impl Context {
+    fn endpoint(&self, key: &str) -> Arc<Semaphore> {
+        let mut endpoints = self.endpoints.lock().expect("endpoint map lock");
+        endpoints
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint)))
+            .clone()
+    }
+}
+
+pub fn spawn(store: Store, settings: DispatcherSettings) -> Vec<JoinHandle<()>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let next_due = Arc::new(AtomicI64::new(i64::MAX));
+    let context = Arc::new(Context {
+        client: http_client(settings.request_timeout, settings.allow_private_targets),
+        store: store.clone(),
+        settings: settings.clone(),
+        endpoints: Mutex::new(HashMap::new()),
+        outcomes: tx,
+    });
+    vec![
+        tokio::spawn(dispatch(context, next_due.clone())),
+        tokio::spawn(record(store.clone(), rx, settings.disable_after, next_due)),
+        tokio::spawn(prune(store, settings.retention)),
+    ]
+}
+
+async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
+    let max = ctx.settings.max_in_flight.max(1);
+    let in_flight = Arc::new(Semaphore::new(max));
+    // Retries may use at most half of the capacity: fresh events always find room.
+    let retry_share = Arc::new(Semaphore::new((max / 2).max(1)));
+    let signal = ctx.store.deliveries_available().clone();
+    loop {
+        let woken = signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if in_flight.available_permits() == 0 {
+            drop(in_flight.acquire().await);
+            continue;
+        }
+        let now = clock::now();
+        let lease_until =
+            now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
+        let fresh_budget = in_flight.available_permits().min(CLAIM_BATCH);
+        let claimed = async {
+            let fresh = ctx
+                .store
+                .claim_deliveries(Lane::Fresh, fresh_budget, now, lease_until)
+                .await?;
+            let retry_budget = retry_share
+                .available_permits()
+                .min(in_flight.available_permits() - fresh.len())
+                .min(CLAIM_BATCH);
+            let retries = ctx
+                .store
+                .claim_deliveries(Lane::Retry, retry_budget, now, lease_until)
+                .await?;
+            Ok::<_, crate::store::StoreError>((fresh, retries))
+        }
+        .await;
+        let (fresh, retries) = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming deliveries failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let claimed_any = !fresh.is_empty() || !retries.is_empty();
+        for delivery in fresh {
+            let permit = in_flight
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed within capacity");
+            tokio::spawn(send(ctx.clone(), delivery, permit, None));
+        }
+        for delivery in retries {
+            let permit = in_flight
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed within capacity");
+            let share = retry_share
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed within the retry share");
+            tokio::spawn(send(ctx.clone(), delivery, permit, Some(share)));
+        }
+        if claimed_any {
+            continue;
+        }
+        let due_in = match next_due.load(Ordering::Acquire) {
+            i64::MAX => IDLE_POLL,
+            due => {
+                Duration::from_millis((due - now.timestamp_millis()).max(0) as u64).min(IDLE_POLL)
+            }
+        };
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep(due_in) => {
+                let now = clock::now().timestamp_millis();
+                let _ = next_due.fetch_update(Ordering::AcqRel, Ordering::Acquire, |due| (due <= now).then_some(i64::MAX));
+            }
+        }
+    }
+}
+
+async fn send(
+    ctx: Arc<Context>,
+    delivery: ClaimedDelivery,
+    _permit: OwnedSemaphorePermit,
+    _retry_share: Option<OwnedSemaphorePermit>,
+) {
+    if let Some(outcome) = attempt(&ctx, &delivery).await {
+        // The recorder outlives every sender; a closed channel means shutdown, and the
+        // lease then hands the delivery to the next process.
+        let _ = ctx.outcomes.send(outcome);
+    }
+}
+
+fn outcome(
+    delivery: &ClaimedDelivery,
+    settlement: Settlement,
+    attempt: Option<AttemptLog>,
+) -> DeliveryOutcome {
+    DeliveryOutcome {
+        id: delivery.id,
+        lease_token: delivery.lease_token.clone(),
+        webhook_id: delivery.webhook_id,
+        project_id: delivery.project_id,
+        settlement,
+        attempt,
+    }
+}
+
+/// One attempt. `None`: the lease was lost while waiting, so another process owns it.
+async fn attempt(ctx: &Context, delivery: &ClaimedDelivery) -> Option<DeliveryOutcome> {
+    if !delivery.endpoint_active {
+        return Some(outcome(
+            delivery,
+            Settlement::Skipped("the webhook is disabled".into()),
+            None,
+        ));
+    }
+    let key = delivery
+        .webhook_id
+        .map_or_else(|| delivery.url.clone(), |w| w.to_string());
+    let endpoint = ctx.endpoint(&key);
+    let Ok(Ok(_endpoint_permit)) =
+        tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()).await
+    else {
+        let later = clock::now() + chrono::Duration::milliseconds(250);
+        return Some(outcome(delivery, Settlement::Released(later), None));
+    };
+    let now = clock::now();
+    let margin = chrono::Duration::from_std(ctx.settings.request_timeout + Duration::from_secs(5))
+        .expect("fits");
+    if delivery.lease_expires_at - now < margin {
+        let until = now + chrono::Duration::from_std(ctx.settings.lease()).expect("fits");
+        match ctx
+            .store
+            .extend_delivery_lease(delivery.id, &delivery.lease_token, until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not extend a delivery lease");
+                return None;
+            }
+        }
+    }
+    let secrets = match &delivery.secrets {
+        Some(s) => s.clone(),
+        None => match ctx
+            .store
+            .callback_secrets(delivery.project_id, generate_secret)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load callback secrets");
+                return None;
+            }
+        },
+    };
+    let keys: Vec<SigningKey> = signing_secrets(&secrets, now)
+        .iter()
+        .map(|s| SigningKey::from_secret(s))
+        .collect();
+    let timestamp = now.timestamp();
+    let body = delivery.payload.as_bytes();
+    let signature = signature_header(&keys, &delivery.event_id, timestamp, body);
+
+    let started = Instant::now();
+    let result = if !ctx.settings.allow_private_targets && literal_is_private(&delivery.url) {
+        Err(
+            "the target address is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it"
+                .to_owned(),
+        )
+    } else {
+        let mut request = ctx
+            .client
+            .post(&delivery.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature);
+        for (name, value) in &delivery.headers {
+            request = request.header(name, value);
+        }
+        request
+            .body(delivery.payload.clone())
+            .send()
+            .await
+            .map_err(describe_error)
+    };
+    let (attempt_result, response_body) = match result {
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now));
+            let body = read_truncated(response).await;
+            (AttemptResult::Status { code, retry_after }, Some(body))
+        }
+        Err(error) => (AttemptResult::NoResponse { error }, None),
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let finished = clock::now();
+    let decision = decide(
+        &attempt_result,
+        delivery.attempts + 1,
+        &delivery.retry_policy,
+        finished,
+        rand::random::<f64>(),
+        ctx.settings.retry_time_scale,
+    );
+    let (status_code, error) = match &attempt_result {
+        AttemptResult::Status {
+            code: c @ 200..=299,
+            ..
+        } => (Some(*c), None),
+        AttemptResult::Status { code, .. } => {
+            (Some(*code), Some(format!("the receiver answered {code}")))
+        }
+        AttemptResult::NoResponse { error } => (None, Some(error.clone())),
+    };
+    let settlement = match decision {
+        Decision::Delivered => Settlement::Delivered,
+        Decision::RetryAt(t) => Settlement::RetryAt(t),
+        Decision::GiveUp => Settlement::Failed,
+        Decision::GiveUpAndDisable => Settlement::FailedAndDisable,
+    };
+    let log = AttemptLog {
+        attempted_at: now,
+        status_code,
+        latency_ms,
+        response_body,
+        error,
+    };
+    Some(outcome(delivery, settlement, Some(log)))
+}
+
+fn describe_error(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the receiver did not answer within the delivery timeout".to_owned()
+    } else if e.is_connect() {
+        format!("could not connect: {}", root_cause(&e))
+    } else {
+        format!("request failed: {}", root_cause(&e))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+async fn read_truncated(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < RESPONSE_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(RESPONSE_BODY_LIMIT);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+async fn record(
+    store: Store,
+    mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
+    disable_after: Duration,
+    next_due: Arc<AtomicI64>,
+) {
+    while let Some(first) = outcomes.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match outcomes.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let mut wake = false;
+        for o in &batch {
+            if let Settlement::RetryAt(t) | Settlement::Released(t) = o.settlement {
+                next_due.fetch_min(t.timestamp_millis(), Ordering::AcqRel);
+                wake = true;
+            }
+        }
+        let mut tries = 0;
+        loop {
+            match store
+                .record_outcomes(&batch, clock::now(), disable_after)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "recording delivery outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    // The leases expire and the deliveries are sent again: at least once.
+                    tracing::error!(error = %e, count = batch.len(), "could not record delivery outcomes");
+                    break;
+                }
+            }
+        }
+        if wake {
+            store.deliveries_available().notify_waiters();
+        }
+    }
+}
+
+async fn prune(store: Store, retention: Duration) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        ticker.tick().await;
+        let before: DateTime<Utc> = clock::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+        match store.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned settled deliveries and old events"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+    }
+}

@@ -1,0 +1,802 @@
+//! The outbox: delivery rows written with the events that cause them, claimed in batches
+//! under leases, and settled with a record of every attempt.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::webhooks::decode_webhook;
+use super::{
+    from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError,
+    DELIVERY_CHANNEL,
+};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{DeliveryId, ProjectId, TenantId, WebhookId};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::webhook::{live_secrets, SecretVersion, Webhook};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// First attempts.
+    Fresh,
+    /// Everything that already failed at least once.
+    Retry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Webhook,
+    Callback,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Callback => "callback",
+        }
+    }
+}
+
+/// A delivery handed to the dispatcher, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    pub lease_token: String,
+    pub lease_expires_at: DateTime<Utc>,
+    pub channel: Channel,
+    pub url: String,
+    pub webhook_id: Option<WebhookId>,
+    pub project_id: ProjectId,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub event_id: String,
+    pub payload: String,
+    pub headers: BTreeMap<String, String>,
+    /// `None` for a callback of a project whose callback secret was never created.
+    pub secrets: Option<Vec<SecretVersion>>,
+    pub retry_policy: RetryPolicy,
+    /// False when the webhook was disabled or deleted after the delivery was queued.
+    pub endpoint_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    Failed,
+    /// Failed, and the endpoint asked never to be called again (410).
+    FailedAndDisable,
+    /// Not attempted (the endpoint was saturated): back to the queue, due again then.
+    Released(DateTime<Utc>),
+    /// Not attempted because the endpoint is disabled.
+    Skipped(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptLog {
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub id: DeliveryId,
+    pub lease_token: String,
+    pub webhook_id: Option<WebhookId>,
+    pub project_id: ProjectId,
+    pub settlement: Settlement,
+    pub attempt: Option<AttemptLog>,
+}
+
+/// One line of a webhook's attempt log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEntry {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub delivery_status: String,
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A destination an event goes to.
+struct Target {
+    channel: Channel,
+    webhook_id: Option<WebhookId>,
+    url: String,
+}
+
+impl Store {
+    /// Queues one delivery per destination of each event, inside the transaction that
+    /// wrote the events. `callback_for` names an event's per-operation callback URL.
+    pub(super) async fn fan_out(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tenant: TenantId,
+        project: ProjectId,
+        events: &[Event],
+        callback_for: impl Fn(&Event) -> Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let sql =
+            "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
+                   secrets, status, disabled_reason, failing_since, created_at, updated_at \
+                   FROM webhooks WHERE project_id = $1 AND status = 'Active'";
+        let rows = sqlx::query(sql)
+            .bind(project.db())
+            .fetch_all(&mut **tx)
+            .await?;
+        let webhooks = rows
+            .iter()
+            .map(decode_webhook)
+            .collect::<Result<Vec<Webhook>>>()?;
+
+        let mut queued: Vec<(&Event, Target)> = Vec::new();
+        for event in events {
+            for webhook in webhooks
+                .iter()
+                .filter(|w| w.accepts(event.event_type, &event.data))
+            {
+                if event.event_type == EventType::OperationProgress
+                    && !self.progress_due(tx, webhook, event).await?
+                {
+                    continue;
+                }
+                queued.push((
+                    event,
+                    Target {
+                        channel: Channel::Webhook,
+                        webhook_id: Some(webhook.id),
+                        url: webhook.url.clone(),
+                    },
+                ));
+            }
+            if let Some(url) = callback_for(event) {
+                queued.push((
+                    event,
+                    Target {
+                        channel: Channel::Callback,
+                        webhook_id: None,
+                        url,
+                    },
+                ));
+            }
+        }
+        self.insert_deliveries(tx, tenant, project, &queued, now)
+            .await?;
+        Ok(queued.len())
+    }
+
+    /// Applies `minProgressIncrement`, remembering what this endpoint was last sent.
+    async fn progress_due(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        webhook: &Webhook,
+        event: &Event,
+    ) -> Result<bool> {
+        if webhook
+            .filters
+            .min_progress_increment
+            .is_none_or(|s| s <= 0.0)
+        {
+            return Ok(true);
+        }
+        let percentage = event
+            .data
+            .pointer("/progress/percentage")
+            .and_then(|v| v.as_f64());
+        let last: Option<f64> = sqlx::query(
+            "SELECT last_percentage FROM webhook_progress WHERE webhook_id = $1 AND subject = $2",
+        )
+        .bind(webhook.id.db())
+        .bind(event.subject.clone())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| row.try_get("last_percentage"))
+        .transpose()?;
+        if !webhook.progress_due(last, percentage) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES ($1, $2, $3)
+             ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
+        )
+        .bind(webhook.id.db())
+        .bind(event.subject.clone())
+        .bind(percentage.unwrap_or_default())
+        .execute(&mut **tx)
+        .await?;
+        Ok(true)
+    }
+
+    async fn insert_deliveries(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tenant: TenantId,
+        project: ProjectId,
+        queued: &[(&Event, Target)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        const COLUMNS: usize = 13;
+        for chunk in queued.chunks(500) {
+            let sql = format!(
+                "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
+                 status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+                values_placeholders(chunk.len(), COLUMNS, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (event, target) in chunk {
+                query = query
+                    .bind(DeliveryId::new().db())
+                    .bind(tenant.db())
+                    .bind(project.db())
+                    .bind(event.id.to_string())
+                    .bind(event.event_type.as_str())
+                    .bind(target.channel.as_str())
+                    .bind(target.webhook_id.map(|w| w.db()))
+                    .bind(target.url.clone())
+                    .bind("Pending")
+                    .bind(0_i64)
+                    .bind(to_ms(now))
+                    .bind(to_ms(now))
+                    .bind(to_ms(now));
+            }
+            query.execute(&mut **tx).await?;
+        }
+        if !queued.is_empty() && self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(DELIVERY_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` due deliveries of one lane under a lease that expires at
+    /// `lease_until`; an expired lease (a dead dispatcher) makes a row claimable again.
+    pub async fn claim_deliveries(
+        &self,
+        lane: Lane,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lane_condition = match lane {
+            Lane::Fresh => "d.attempts = 0",
+            Lane::Retry => "d.attempts > 0",
+        };
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT d.id, d.channel, d.url, d.webhook_id, d.project_id, d.attempts, d.event_id, e.payload,
+                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets
+             FROM deliveries d
+             JOIN events e ON e.id = d.event_id
+             JOIN projects p ON p.id = d.project_id
+             LEFT JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.status = 'Pending' AND {lane_condition} AND d.next_attempt_at <= $1
+               AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
+             ORDER BY d.next_attempt_at LIMIT $2{lock}"
+        );
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(to_ms(now))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease_token = format!("dl_{}", uuid::Uuid::new_v4().simple());
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            claimed.push(decode_claim(row, &lease_token, lease_until)?);
+        }
+        let ids: Vec<String> = claimed.iter().map(|c| c.id.db()).collect();
+        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let update = format!(
+            "UPDATE deliveries SET lease_token = $1, lease_expires_at = $2 WHERE id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&update)
+            .bind(lease_token.clone())
+            .bind(to_ms(lease_until));
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Pushes a lease further out before a send that waited; false if it was lost.
+    pub async fn extend_delivery_lease(
+        &self,
+        id: DeliveryId,
+        lease_token: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE deliveries SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'Pending'")
+            .bind(to_ms(until))
+            .bind(id.db())
+            .bind(lease_token)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Writes the results of many attempts in one transaction: the attempt log, each
+    /// delivery's new state (only while the lease is still ours), and endpoint health.
+    pub async fn record_outcomes(
+        &self,
+        outcomes: &[DeliveryOutcome],
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let attempts: Vec<&DeliveryOutcome> =
+            outcomes.iter().filter(|o| o.attempt.is_some()).collect();
+        for chunk in attempts.chunks(300) {
+            let sql = format!(
+                "INSERT INTO delivery_attempts (delivery_id, webhook_id, project_id, attempted_at, status_code, \
+                 latency_ms, response_body, error, success) VALUES {}",
+                values_placeholders(chunk.len(), 9, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for outcome in chunk {
+                let a = outcome.attempt.as_ref().expect("filtered");
+                query = query
+                    .bind(outcome.id.db())
+                    .bind(outcome.webhook_id.map(|w| w.db()))
+                    .bind(outcome.project_id.db())
+                    .bind(to_ms(a.attempted_at))
+                    .bind(a.status_code.map(i64::from))
+                    .bind(a.latency_ms)
+                    .bind(a.response_body.clone())
+                    .bind(a.error.clone())
+                    .bind(i64::from(outcome.settlement == Settlement::Delivered));
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        for outcome in outcomes {
+            let status_code = outcome
+                .attempt
+                .as_ref()
+                .and_then(|a| a.status_code)
+                .map(i64::from);
+            let error = outcome.attempt.as_ref().and_then(|a| a.error.clone());
+            let attempted = i64::from(outcome.attempt.is_some());
+            let (status, next, delivered_at, error) = match &outcome.settlement {
+                Settlement::Delivered => ("Delivered", None, Some(to_ms(now)), None),
+                Settlement::RetryAt(t) => ("Pending", Some(to_ms(*t)), None, error),
+                Settlement::Failed | Settlement::FailedAndDisable => ("Failed", None, None, error),
+                Settlement::Released(t) => ("Pending", Some(to_ms(*t)), None, error),
+                Settlement::Skipped(reason) => ("Failed", None, None, Some(reason.clone())),
+            };
+            sqlx::query(
+                "UPDATE deliveries SET status = $1, attempts = attempts + $2,
+                        next_attempt_at = COALESCE($3, next_attempt_at), delivered_at = $4,
+                        last_status_code = COALESCE($5, last_status_code), last_error = $6,
+                        lease_token = NULL, lease_expires_at = NULL, updated_at = $7
+                 WHERE id = $8 AND lease_token = $9",
+            )
+            .bind(status)
+            .bind(attempted)
+            .bind(next)
+            .bind(delivered_at)
+            .bind(status_code)
+            .bind(error)
+            .bind(to_ms(now))
+            .bind(outcome.id.db())
+            .bind(outcome.lease_token.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        self.record_endpoint_health(&mut tx, outcomes, now, disable_after)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An endpoint that succeeds is healthy again; one that has failed every attempt for
+    /// `disable_after`, or answered 410, is disabled.
+    async fn record_endpoint_health(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        outcomes: &[DeliveryOutcome],
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<()> {
+        let mut healthy: Vec<WebhookId> = Vec::new();
+        let mut failing: Vec<WebhookId> = Vec::new();
+        let mut gone: Vec<WebhookId> = Vec::new();
+        for o in outcomes {
+            let Some(w) = o.webhook_id else { continue };
+            match o.settlement {
+                Settlement::Delivered => healthy.push(w),
+                Settlement::RetryAt(_) | Settlement::Failed => failing.push(w),
+                Settlement::FailedAndDisable => gone.push(w),
+                Settlement::Released(_) | Settlement::Skipped(_) => {}
+            }
+        }
+        failing.retain(|w| !healthy.contains(w));
+        for w in dedup(healthy) {
+            sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                .bind(w.db())
+                .execute(&mut **tx)
+                .await?;
+        }
+        let cutoff =
+            now - chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::days(5));
+        for w in dedup(failing) {
+            sqlx::query(
+                "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
+            )
+            .bind(to_ms(now))
+            .bind(w.db())
+            .execute(&mut **tx)
+            .await?;
+            let reason = format!("every delivery failed for {} s", disable_after.as_secs());
+            let disabled = sqlx::query(
+                "UPDATE webhooks SET status = 'Disabled', disabled_reason = $1, updated_at = $2
+                 WHERE id = $3 AND status = 'Active' AND failing_since <= $4",
+            )
+            .bind(reason)
+            .bind(to_ms(now))
+            .bind(w.db())
+            .bind(to_ms(cutoff))
+            .execute(&mut **tx)
+            .await?;
+            if disabled.rows_affected() > 0 {
+                tracing::warn!(webhook_id = %w, "webhook disabled after failing continuously");
+            }
+        }
+        for w in dedup(gone) {
+            sqlx::query(
+                "UPDATE webhooks SET status = 'Disabled', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'Active'",
+            )
+            .bind("the receiver answered 410 Gone")
+            .bind(to_ms(now))
+            .bind(w.db())
+            .execute(&mut **tx)
+            .await?;
+            tracing::warn!(webhook_id = %w, "webhook disabled: receiver answered 410 Gone");
+        }
+        Ok(())
+    }
+
+    /// Queues a `webhook.test` event for one webhook. Returns the event and delivery ids.
+    pub async fn queue_test_event(
+        &self,
+        webhook: &Webhook,
+        now: DateTime<Utc>,
+    ) -> Result<(String, DeliveryId)> {
+        let mut tx = self.pool.begin().await?;
+        let subject = webhook.id.to_string();
+        let last: Option<i64> =
+            sqlx::query("SELECT MAX(sequence) AS last FROM events WHERE subject = $1")
+                .bind(subject.clone())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("last")?;
+        let mut sequence = last.unwrap_or(0);
+        let data = serde_json::json!({"webhookId": webhook.id, "webhookName": webhook.name, "message": "This is a test event from Relais."});
+        let draft = crate::domain::event::EventDraft::new(EventType::WebhookTest, data);
+        let events = Event::seal(
+            vec![draft],
+            webhook.tenant_id,
+            webhook.project_id,
+            &subject,
+            &mut sequence,
+            now,
+        );
+        self.insert_events(&mut tx, &events).await?;
+        let delivery = DeliveryId::new();
+        sqlx::query(
+            "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
+             status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'webhook', $6, $7, 'Pending', 0, $8, $8, $8)",
+        )
+        .bind(delivery.db())
+        .bind(webhook.tenant_id.db())
+        .bind(webhook.project_id.db())
+        .bind(events[0].id.to_string())
+        .bind(EventType::WebhookTest.as_str())
+        .bind(webhook.id.db())
+        .bind(webhook.url.clone())
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(DELIVERY_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.deliveries_available.notify_waiters();
+        Ok((events[0].id.to_string(), delivery))
+    }
+
+    /// Queues again every failed delivery of the webhook created since `since`.
+    pub async fn recover_deliveries(
+        &self,
+        webhook: WebhookId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'Pending', attempts = 0, next_attempt_at = $1, updated_at = $1,
+                    lease_token = NULL, lease_expires_at = NULL
+             WHERE webhook_id = $2 AND status = 'Failed' AND created_at >= $3",
+        )
+        .bind(to_ms(now))
+        .bind(webhook.db())
+        .bind(to_ms(since))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            self.deliveries_available.notify_waiters();
+        }
+        Ok(done.rows_affected())
+    }
+
+    /// Queues one finished delivery again, with a fresh retry budget. `Ok(None)`: no such
+    /// delivery for this webhook; `Ok(Some(false))`: it is still pending.
+    pub async fn retry_delivery(
+        &self,
+        webhook: WebhookId,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        let row = sqlx::query("SELECT status FROM deliveries WHERE id = $1 AND webhook_id = $2")
+            .bind(id.db())
+            .bind(webhook.db())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        if status == "Pending" {
+            return Ok(Some(false));
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'Pending', attempts = 0, next_attempt_at = $1, updated_at = $1,
+                    lease_token = NULL, lease_expires_at = NULL WHERE id = $2 AND status <> 'Pending'",
+        )
+        .bind(to_ms(now))
+        .bind(id.db())
+        .execute(&self.pool)
+        .await?;
+        self.deliveries_available.notify_waiters();
+        Ok(Some(true))
+    }
+
+    /// A webhook's attempt log, newest first.
+    pub async fn webhook_attempts(
+        &self,
+        webhook: WebhookId,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<AttemptEntry>> {
+        let rows = sqlx::query(
+            "SELECT a.delivery_id, d.event_id, d.event_type, d.status AS delivery_status, a.attempted_at,
+                    a.status_code, a.latency_ms, a.response_body, a.error, a.success
+             FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE a.webhook_id = $1 ORDER BY a.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(webhook.db())
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptEntry {
+                    delivery_id: r.try_get("delivery_id")?,
+                    event_id: r.try_get("event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    delivery_status: r.try_get("delivery_status")?,
+                    attempted_at: from_ms(r.try_get("attempted_at")?)?,
+                    status_code: r.try_get("status_code")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    response_body: r.try_get("response_body")?,
+                    error: r.try_get("error")?,
+                    success: r.try_get::<i64, _>("success")? == 1,
+                })
+            })
+            .collect()
+    }
+
+    /// A webhook's deliveries (one per event), newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        webhook: WebhookId,
+        status: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DeliveryView>> {
+        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error, \
+                       created_at, delivered_at FROM deliveries WHERE webhook_id = $1"
+            .to_owned();
+        if status.is_some() {
+            sql.push_str(" AND status = $4");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3");
+        let mut query = sqlx::query(&sql)
+            .bind(webhook.db())
+            .bind(limit as i64)
+            .bind(offset as i64);
+        if let Some(s) = status {
+            query = query.bind(s.to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                let next: i64 = r.try_get("next_attempt_at")?;
+                Ok(DeliveryView {
+                    id: r.try_get("id")?,
+                    event_id: r.try_get("event_id")?,
+                    event_type: r.try_get("event_type")?,
+                    next_attempt_at: (status == "Pending").then(|| from_ms(next)).transpose()?,
+                    status,
+                    attempts: r.try_get("attempts")?,
+                    last_status_code: r.try_get("last_status_code")?,
+                    last_error: r.try_get("last_error")?,
+                    created_at: from_ms(r.try_get("created_at")?)?,
+                    delivered_at: r
+                        .try_get::<Option<i64>, _>("delivered_at")?
+                        .map(from_ms)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Earliest time a pending delivery becomes due, if any.
+    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'Pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get::<Option<i64>, _>("due")?
+            .map(from_ms)
+            .transpose()
+    }
+
+    /// Removes settled deliveries, attempts and events older than `before`. Events that a
+    /// pending delivery still needs are kept.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let cutoff = to_ms(before);
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM delivery_attempts WHERE attempted_at < $1",
+            "DELETE FROM deliveries WHERE status <> 'Pending' AND updated_at < $1",
+            "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'Pending')",
+        ] {
+            removed += sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+}
+
+fn dedup(mut ids: Vec<WebhookId>) -> Vec<WebhookId> {
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn decode_claim(
+    row: &AnyRow,
+    lease_token: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<ClaimedDelivery> {
+    let channel: String = row.try_get("channel")?;
+    let channel = match channel.as_str() {
+        "webhook" => Channel::Webhook,
+        "callback" => Channel::Callback,
+        other => return Err(StoreError::corrupt(format!("channel {other}"))),
+    };
+    let webhook_status: Option<String> = row.try_get("webhook_status")?;
+    let (headers, secrets, retry_policy) = match channel {
+        Channel::Webhook => (
+            row.try_get::<Option<String>, _>("headers")?
+                .map(|h| from_json(&h, "headers"))
+                .transpose()?
+                .unwrap_or_default(),
+            row.try_get::<Option<String>, _>("secrets")?
+                .map(|s| from_json(&s, "secrets"))
+                .transpose()?,
+            row.try_get::<Option<String>, _>("retry_policy")?
+                .map(|p| from_json(&p, "retry_policy"))
+                .transpose()?
+                .unwrap_or(RetryPolicy::WEBHOOK_DEFAULT),
+        ),
+        Channel::Callback => (
+            BTreeMap::new(),
+            row.try_get::<Option<String>, _>("callback_secrets")?
+                .map(|s| from_json(&s, "callback_secrets"))
+                .transpose()?,
+            RetryPolicy::WEBHOOK_DEFAULT,
+        ),
+    };
+    Ok(ClaimedDelivery {
+        id: row
+            .try_get::<String, _>("id")?
+            .parse()
+            .map_err(StoreError::corrupt)?,
+        lease_token: lease_token.to_owned(),
+        lease_expires_at: lease_until,
+        channel,
+        url: row.try_get("url")?,
+        webhook_id: row
+            .try_get::<Option<String>, _>("webhook_id")?
+            .map(|w| w.parse().map_err(StoreError::corrupt))
+            .transpose()?,
+        project_id: row
+            .try_get::<String, _>("project_id")?
+            .parse()
+            .map_err(StoreError::corrupt)?,
+        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+        event_id: row.try_get("event_id")?,
+        payload: row.try_get("payload")?,
+        headers,
+        secrets,
+        retry_policy,
+        endpoint_active: match channel {
+            Channel::Webhook => webhook_status.as_deref() == Some("Active"),
+            Channel::Callback => true,
+        },
+    })
+}
+
+/// The secrets that sign a claimed delivery now.
+pub fn signing_secrets(secrets: &[SecretVersion], now: DateTime<Utc>) -> Vec<String> {
+    live_secrets(secrets, now)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! The event log as a feed that a consumer pages through with a cursor.
+//!
+//! On PostgreSQL, positions come from a sequence and transactions commit in any order, so
+//! "everything after position N" could skip an event whose transaction commits late. Each
+//! event therefore records its transaction id (`commit_order`), the feed is ordered by
+//! (commit_order, position), and it only shows transactions older than every transaction
+//! still running: nothing can ever appear behind a cursor already handed out. SQLite has a
+//! single writer, so there commit order is position order.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+
+use super::{from_json, to_ms, values_placeholders, Backend, Result, Store};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{ProjectId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    pub commit_order: i64,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub cursor: FeedCursor,
+    pub envelope: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedPage {
+    pub events: Vec<FeedEvent>,
+    pub has_next_page: bool,
+}
+
+impl Store {
+    pub(super) async fn insert_events(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[Event],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let commit_order = match self.backend {
+            Backend::Postgres => "pg_current_xact_id()::text::bigint",
+            Backend::Sqlite => "0",
+        };
+        let rows = values_placeholders(events.len(), 8, 1)
+            .replace("), (", &format!(", {commit_order}), ("));
+        let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
+        let sql = format!(
+            "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, commit_order) VALUES {rows}"
+        );
+        let mut query = sqlx::query(&sql);
+        for event in events {
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.tenant_id.db())
+                .bind(event.project_id.db())
+                .bind(event.event_type.as_str())
+                .bind(event.subject.clone())
+                .bind(event.sequence)
+                .bind(event.envelope().to_string())
+                .bind(to_ms(event.timestamp));
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    pub async fn events_feed(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        after: Option<FeedCursor>,
+        since: Option<DateTime<Utc>>,
+        types: &[EventType],
+        first: u32,
+    ) -> Result<FeedPage> {
+        let after = after.unwrap_or(FeedCursor {
+            commit_order: i64::MIN,
+            position: i64::MIN,
+        });
+        let mut sql = "SELECT commit_order, position, payload FROM events
+             WHERE project_id = $1 AND tenant_id = $2
+               AND (commit_order > $3 OR (commit_order = $3 AND position > $4))"
+            .to_owned();
+        if self.backend == Backend::Postgres {
+            sql.push_str(
+                " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            );
+        }
+        let mut next = 5;
+        if since.is_some() {
+            sql.push_str(&format!(" AND created_at >= ${next}"));
+            next += 1;
+        }
+        if !types.is_empty() {
+            let list: Vec<String> = (0..types.len()).map(|i| format!("${}", next + i)).collect();
+            sql.push_str(&format!(" AND event_type IN ({})", list.join(", ")));
+            next += types.len();
+        }
+        sql.push_str(&format!(" ORDER BY commit_order, position LIMIT ${next}"));
+        let mut query = sqlx::query(&sql)
+            .bind(project.db())
+            .bind(tenant.db())
+            .bind(after.commit_order)
+            .bind(after.position);
+        if let Some(since) = since {
+            query = query.bind(to_ms(since));
+        }
+        for t in types {
+            query = query.bind(t.as_str());
+        }
+        let rows = query.bind(first as i64 + 1).fetch_all(&self.pool).await?;
+        let has_next_page = rows.len() > first as usize;
+        let events = rows
+            .iter()
+            .take(first as usize)
+            .map(|row| {
+                Ok(FeedEvent {
+                    cursor: FeedCursor {
+                        commit_order: row.try_get("commit_order")?,
+                        position: row.try_get("position")?,
+                    },
+                    envelope: from_json(&row.try_get::<String, _>("payload")?, "payload")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FeedPage {
+            events,
+            has_next_page,
+        })
+    }
+}

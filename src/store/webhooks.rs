@@ -1,0 +1,262 @@
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{from_json, from_ms, to_json, to_ms, Result, Store, StoreError};
+use crate::domain::event::EventType;
+use crate::domain::ids::{ProjectId, TenantId, WebhookId};
+use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
+
+const COLUMNS: &str =
+    "id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
+    secrets, status, disabled_reason, failing_since, created_at, updated_at";
+
+/// Real figures from the outbox, for `deliveryStats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryStats {
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub average_response_ms: Option<f64>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub async fn insert_webhook(&self, webhook: &Webhook) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
+            super::values_placeholders(1, 15, 1)
+        );
+        bind_webhook(sqlx::query(&sql), webhook)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes every field of `webhook`. Returns false if it no longer exists.
+    pub async fn update_webhook(&self, webhook: &Webhook) -> Result<bool> {
+        let assignments: Vec<String> = COLUMNS
+            .split(", ")
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE webhooks SET {} WHERE id = $1",
+            assignments.join(", ")
+        );
+        let done = bind_webhook(sqlx::query(&sql), webhook)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn get_webhook(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.db())
+            .bind(tenant.db())
+            .bind(project.db())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_webhook).transpose()
+    }
+
+    pub async fn list_webhooks(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+    ) -> Result<Vec<Webhook>> {
+        let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND project_id = $2 ORDER BY created_at, id");
+        let rows = sqlx::query(&sql)
+            .bind(tenant.db())
+            .bind(project.db())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_webhook).collect()
+    }
+
+    /// Deletes the webhook and whatever it still had to deliver.
+    pub async fn delete_webhook(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "DELETE FROM webhooks WHERE id = $1 AND tenant_id = $2 AND project_id = $3",
+        )
+        .bind(id.db())
+        .bind(tenant.db())
+        .bind(project.db())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM deliveries WHERE webhook_id = $1 AND status = 'Pending'")
+            .bind(id.db())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM webhook_progress WHERE webhook_id = $1")
+            .bind(id.db())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn webhook_stats(&self, project: ProjectId) -> Result<Vec<(String, DeliveryStats)>> {
+        let rows = sqlx::query(
+            "SELECT webhook_id,
+                    COUNT(*) AS total,
+                    COUNT(*) FILTER (WHERE status = 'Delivered') AS ok,
+                    COUNT(*) FILTER (WHERE status = 'Failed') AS failed,
+                    COUNT(*) FILTER (WHERE status = 'Pending') AS pending
+             FROM deliveries WHERE project_id = $1 AND webhook_id IS NOT NULL GROUP BY webhook_id",
+        )
+        .bind(project.db())
+        .fetch_all(&self.pool)
+        .await?;
+        let timing = sqlx::query(
+            "SELECT webhook_id, CAST(AVG(latency_ms) AS DOUBLE PRECISION) AS mean_ms, MAX(attempted_at) AS last_at
+             FROM delivery_attempts WHERE project_id = $1 AND webhook_id IS NOT NULL AND status_code IS NOT NULL
+             GROUP BY webhook_id",
+        )
+        .bind(project.db())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats: Vec<(String, DeliveryStats)> = Vec::new();
+        for row in &rows {
+            stats.push((
+                row.try_get("webhook_id")?,
+                DeliveryStats {
+                    total: row.try_get("total")?,
+                    successful: row.try_get("ok")?,
+                    failed: row.try_get("failed")?,
+                    pending: row.try_get("pending")?,
+                    ..Default::default()
+                },
+            ));
+        }
+        for row in &timing {
+            let id: String = row.try_get("webhook_id")?;
+            let mean: Option<f64> = row.try_get("mean_ms")?;
+            let last: Option<i64> = row.try_get("last_at")?;
+            if let Some((_, s)) = stats.iter_mut().find(|(w, _)| *w == id) {
+                s.average_response_ms = mean;
+                s.last_attempt_at = last.map(from_ms).transpose()?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The project's callback signing secrets, creating the first one on demand.
+    pub async fn callback_secrets(
+        &self,
+        project: ProjectId,
+        generate: impl FnOnce() -> String,
+    ) -> Result<Vec<SecretVersion>> {
+        let row = sqlx::query("SELECT callback_secrets FROM projects WHERE id = $1")
+            .bind(project.db())
+            .fetch_one(&self.pool)
+            .await?;
+        if let Some(text) = row.try_get::<Option<String>, _>("callback_secrets")? {
+            return from_json(&text, "callback_secrets");
+        }
+        let first = vec![SecretVersion {
+            secret: generate(),
+            expires_at: None,
+        }];
+        // Two first readers race: the one that writes first wins, the other reads it back.
+        sqlx::query(
+            "UPDATE projects SET callback_secrets = $1 WHERE id = $2 AND callback_secrets IS NULL",
+        )
+        .bind(to_json(&first))
+        .bind(project.db())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT callback_secrets FROM projects WHERE id = $1")
+            .bind(project.db())
+            .fetch_one(&self.pool)
+            .await?;
+        let text: String = row.try_get("callback_secrets")?;
+        from_json(&text, "callback_secrets")
+    }
+
+    pub async fn set_callback_secrets(
+        &self,
+        project: ProjectId,
+        secrets: &[SecretVersion],
+    ) -> Result<()> {
+        sqlx::query("UPDATE projects SET callback_secrets = $1 WHERE id = $2")
+            .bind(to_json(&secrets))
+            .bind(project.db())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
+    let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
+    query
+        .bind(w.id.db())
+        .bind(w.tenant_id.db())
+        .bind(w.project_id.db())
+        .bind(w.url.clone())
+        .bind(w.name.clone())
+        .bind(to_json(&events))
+        .bind(to_json(&w.filters))
+        .bind(to_json(&w.retry_policy))
+        .bind(to_json(&w.headers))
+        .bind(to_json(&w.secrets))
+        .bind(w.status.as_str())
+        .bind(w.disabled_reason.clone())
+        .bind(w.failing_since.map(to_ms))
+        .bind(to_ms(w.created_at))
+        .bind(to_ms(w.updated_at))
+}
+
+pub(super) fn decode_webhook(row: &AnyRow) -> Result<Webhook> {
+    let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+    let events: Vec<String> = from_json(&text("events")?, "events")?;
+    let status = text("status")?;
+    Ok(Webhook {
+        id: text("id")?.parse().map_err(StoreError::corrupt)?,
+        tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+        project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
+        url: text("url")?,
+        name: text("name")?,
+        events: events
+            .iter()
+            .map(|e| {
+                EventType::parse(e).ok_or_else(|| StoreError::corrupt(format!("event type {e}")))
+            })
+            .collect::<Result<_>>()?,
+        filters: from_json(&text("filters")?, "filters")?,
+        retry_policy: from_json(&text("retry_policy")?, "retry_policy")?,
+        headers: from_json(&text("headers")?, "headers")?,
+        secrets: from_json(&text("secrets")?, "secrets")?,
+        status: WebhookStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt(format!("webhook status {status}")))?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        failing_since: row
+            .try_get::<Option<i64>, _>("failing_since")?
+            .map(from_ms)
+            .transpose()?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+    })
+}
