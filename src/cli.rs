@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::app::Relais;
 use crate::clock;
+use crate::delivery::signing::{self, SigningKey};
 use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
@@ -55,6 +56,30 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Check a webhook delivery's signature, as a receiver would.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The endpoint's secret (`whsec_…`, or the text given at registration).
+    #[arg(long, env = "RELAIS_WEBHOOK_SECRET")]
+    pub secret: String,
+    /// The `webhook-id` header.
+    #[arg(long)]
+    pub id: String,
+    /// The `webhook-timestamp` header (Unix seconds).
+    #[arg(long)]
+    pub timestamp: i64,
+    /// The `webhook-signature` header (one or more `v1,…`, space-separated).
+    #[arg(long)]
+    pub signature: String,
+    /// File holding the raw request body; standard input when absent.
+    #[arg(long)]
+    pub body_file: Option<std::path::PathBuf>,
+    /// Seconds the timestamp may differ from now.
+    #[arg(long, default_value_t = 300)]
+    pub tolerance: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             relais.stop().await;
             Ok(())
         }
+        Command::Verify(args) => verify(args),
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");
@@ -155,6 +181,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("Store this token now: it cannot be shown again.");
             }
             Ok(())
+        }
+    }
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use std::io::Read;
+    let body = match &args.body_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).context("reading the body from standard input")?;
+            body
+        }
+    };
+    let key = SigningKey::from_secret(&args.secret);
+    let now = clock::now().timestamp();
+    match signing::verify(&key, &args.id, args.timestamp, &body, &args.signature, now, args.tolerance) {
+        Ok(()) => {
+            println!("valid: the signature matches and the timestamp is within {} s", args.tolerance);
+            Ok(())
+        }
+        Err(e) => {
+            let expected = key.sign(&args.id, args.timestamp, &body);
+            bail!("invalid: {e}\nexpected a signature of {expected} for this body ({} bytes)", body.len())
         }
     }
 }

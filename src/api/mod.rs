@@ -4,13 +4,16 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod health;
+pub mod idempotency;
 pub mod operations;
 pub mod request_id;
+pub mod webhooks;
 pub mod workers;
 
-use actix_web::web::{self, delete, get, post};
+use actix_web::web::{self, delete, get, post, put};
 use actix_web::HttpResponse;
 
 use crate::config::Config;
@@ -45,7 +48,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     post().to(workers::complete),
                 )
                 .route("/operation/{operationId}/fail", post().to(workers::fail))
-                .route("/workers/lease", post().to(workers::lease)),
+                .route("/workers/lease", post().to(workers::lease))
+                .route("/events", get().to(events::feed))
+                .route("/webhooks", post().to(webhooks::create))
+                .route("/webhooks", get().to(webhooks::list))
+                .route("/webhooks/{webhookId}", get().to(webhooks::get))
+                .route("/webhooks/{webhookId}", put().to(webhooks::update))
+                .route("/webhooks/{webhookId}", delete().to(webhooks::delete))
+                .route("/webhooks/{webhookId}/enable", post().to(webhooks::enable))
+                .route("/webhooks/{webhookId}/disable", post().to(webhooks::disable))
+                .route("/webhooks/{webhookId}/rotate-secret", post().to(webhooks::rotate_secret))
+                .route("/webhooks/{webhookId}/secret", get().to(webhooks::secret))
+                .route("/webhooks/{webhookId}/test", post().to(webhooks::test))
+                .route("/webhooks/{webhookId}/deliveries", get().to(webhooks::deliveries))
+                .route("/webhooks/{webhookId}/messages", get().to(webhooks::messages))
+                .route("/webhooks/{webhookId}/recover", post().to(webhooks::recover))
+                .route(
+                    "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
+                    post().to(webhooks::retry_delivery),
+                )
+                .route("/callbacks/secret", get().to(webhooks::callback_secret))
+                .route("/callbacks/secret/rotate", post().to(webhooks::rotate_callback_secret)),
         )
         .default_service(web::to(not_found));
 }

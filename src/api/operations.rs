@@ -7,14 +7,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
+use super::idempotency::Idempotency;
 use super::format::{between, human_duration, opt_time, time};
 use super::AppState;
 use crate::clock;
+use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
@@ -22,7 +23,7 @@ use crate::domain::requests::{
     CancelBody, ListQuery, ListRequest, OperationSpec, StartOperationBody,
 };
 use crate::domain::FieldError;
-use crate::store::{CreateOutcome, IdempotencyRecord};
+use crate::store::CreateOutcome;
 
 const START_SCOPE: &str = "operation.start";
 
@@ -49,37 +50,6 @@ pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
     )
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get("Idempotency-Key") else {
-        return Ok(None);
-    };
-    match value.to_str() {
-        Ok(key) if (1..=255).contains(&key.len()) => Ok(Some(key.to_owned())),
-        _ => Err(FieldError::new(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        )
-        .into()),
-    }
-}
-
-fn replay(
-    stored: crate::store::StoredResponse,
-    request_hash: &str,
-) -> Result<HttpResponse, ApiError> {
-    if stored.request_hash != request_hash {
-        return Err(ApiError::conflict(
-            "IDEMPOTENCY_KEY_REUSED",
-            "this Idempotency-Key was already used with a different body; use a new key for a new request",
-        ));
-    }
-    let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::ACCEPTED);
-    Ok(HttpResponse::build(status)
-        .insert_header(("Idempotent-Replayed", "true"))
-        .content_type("application/json")
-        .body(stored.body))
-}
-
 pub async fn start(
     state: web::Data<AppState>,
     principal: Principal,
@@ -87,28 +57,17 @@ pub async fn start(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path, Some(Scope::OperationsWrite))
-        .await?;
-    let key = idempotency_key(&req)?;
+    let target = state.authorize(&principal, &path, Some(Scope::OperationsWrite)).await?;
     let spec: OperationSpec = body.json::<StartOperationBody>()?.try_into()?;
-    let request_hash = hex::encode(Sha256::digest(body.canonical()?.as_bytes()));
-    if let Some(key) = &key {
-        if let Some(stored) = state
-            .store
-            .find_idempotent_response(target.project, START_SCOPE, key)
-            .await?
-        {
-            return replay(stored, &request_hash);
-        }
-    }
+    check_callbacks(&state, &spec).await?;
+    let idempotency = match Idempotency::check(&state, target, START_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
 
     let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
-    let estimate = state
-        .store
-        .typical_duration(target.project, &op.operation_type)
-        .await?;
+    let estimate = state.store.typical_duration(target.project, &op.operation_type).await?;
     let response = json!({
         "operationId": op.id,
         "operationType": op.operation_type,
@@ -124,35 +83,27 @@ pub async fn start(
         "timeoutAt": time(op.timeout_at),
     })
     .to_string();
-    let record = key.as_deref().map(|key| IdempotencyRecord {
-        scope: START_SCOPE,
-        key,
-        request_hash: &request_hash,
-        status_code: StatusCode::ACCEPTED.as_u16(),
-        response: &response,
-    });
-    match state
-        .store
-        .create_operation(&mut op, Vec::new(), record)
-        .await?
-    {
-        CreateOutcome::Created => {}
-        CreateOutcome::IdempotencyKeyTaken => {
-            // A concurrent request with the same key won; answer what it answered.
-            let key = key.as_deref().unwrap_or_default();
-            let stored = state
-                .store
-                .find_idempotent_response(target.project, START_SCOPE, key)
-                .await?
-                .ok_or(ApiError::Internal)?;
-            return replay(stored, &request_hash);
-        }
+    let record = idempotency.record(StatusCode::ACCEPTED, &response);
+    if state.store.create_operation(&mut op, Vec::new(), record).await? == CreateOutcome::IdempotencyKeyTaken {
+        return idempotency.replay_winner(&state, target).await;
     }
     tracing::info!(operation_id = %op.id, operation_type = %op.operation_type, "operation started");
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", tracking_url(target, op.id)))
         .content_type("application/json")
         .body(response))
+}
+
+async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), ApiError> {
+    let c = &spec.callbacks;
+    for (name, url) in [("onProgress", &c.on_progress), ("onCompletion", &c.on_completion), ("onError", &c.on_error)] {
+        if let Some(url) = url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+            check_url(&url, state.config.delivery.allow_private_targets)
+                .await
+                .map_err(|e| FieldError::new(format!("callbacks.{name}"), e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn status(

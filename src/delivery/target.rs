@@ -39,11 +39,10 @@ pub fn is_private(ip: IpAddr) -> bool {
 pub enum TargetError {
     #[error("`{0}` resolves to a private, loopback or link-local address; such targets are refused unless RELAIS_ALLOW_PRIVATE_TARGETS is set")]
     Private(String),
-    #[error("`{0}` could not be resolved: {1}")]
-    Unresolvable(String, String),
 }
 
-/// Checks a URL's host now (registration time).
+/// Checks a URL's host at registration. A name that does not resolve yet is accepted:
+/// the resolver of every delivery applies the same rule when it does.
 pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), TargetError> {
     if allow_private {
         return Ok(());
@@ -52,13 +51,12 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Target
     let addrs: Vec<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
         Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-        _ => tokio::net::lookup_host((host.as_str(), url.port_or_known_default().unwrap_or(443)))
-            .await
-            .map_err(|e| TargetError::Unresolvable(host.clone(), e.to_string()))?
-            .map(|a| a.ip())
-            .collect(),
+        _ => match tokio::net::lookup_host((host.as_str(), url.port_or_known_default().unwrap_or(443))).await {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(_) => return Ok(()),
+        },
     };
-    if addrs.is_empty() || addrs.iter().any(|ip| is_private(*ip)) {
+    if addrs.iter().any(|ip| is_private(*ip)) {
         return Err(TargetError::Private(host));
     }
     Ok(())

@@ -1,7 +1,45 @@
-use sqlx::Row;
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
 
-use super::{Result, Store};
+use super::{to_ms, Result, Store};
 use crate::domain::ids::ProjectId;
+
+/// A key that makes a create request safe to repeat, with the answer to repeat.
+pub struct IdempotencyRecord<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub status_code: u16,
+    pub response: &'a str,
+}
+
+/// Records the key in the transaction that creates the resource. False: a concurrent
+/// request with the same key got there first, and this transaction must write nothing.
+pub(super) async fn take_idempotency_key(
+    tx: &mut Transaction<'static, Any>,
+    project: ProjectId,
+    record: &IdempotencyRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (project_id, scope, idem_key, request_hash, status_code, response, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(project.db())
+    .bind(record.scope)
+    .bind(record.key)
+    .bind(record.request_hash)
+    .bind(record.status_code as i64)
+    .bind(record.response)
+    .bind(to_ms(now))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// The first answer given to a request carrying an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq)]

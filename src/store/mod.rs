@@ -24,8 +24,8 @@ pub use deliveries::{
     DeliveryView, Lane, Settlement,
 };
 pub use events::{FeedCursor, FeedEvent, FeedPage};
-pub use idempotency::StoredResponse;
-pub use operations::{CreateOutcome, IdempotencyRecord, OperationPage, StatusCounts, StoredEvent};
+pub use idempotency::{IdempotencyRecord, StoredResponse};
+pub use operations::{CreateOutcome, OperationPage, StatusCounts, StoredEvent};
 pub use webhooks::DeliveryStats;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.

@@ -8,6 +8,7 @@ use super::{
     from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
     WORK_CHANNEL,
 };
+use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
@@ -19,15 +20,6 @@ const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name
     attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
     result, error, event_seq";
 const COLUMN_COUNT: usize = 31;
-
-/// A key that makes a create request safe to repeat.
-pub struct IdempotencyRecord<'a> {
-    pub scope: &'a str,
-    pub key: &'a str,
-    pub request_hash: &'a str,
-    pub status_code: u16,
-    pub response: &'a str,
-}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -98,26 +90,8 @@ impl Store {
     ) -> Result<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (project_id, scope, idem_key, request_hash, status_code, response, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(op.project_id.db())
-            .bind(record.scope)
-            .bind(record.key)
-            .bind(record.request_hash)
-            .bind(record.status_code as i64)
-            .bind(record.response)
-            .bind(to_ms(op.created_at))
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Ok(CreateOutcome::IdempotencyKeyTaken)
-                }
-                other => {
-                    other?;
-                }
+            if !take_idempotency_key(&mut tx, op.project_id, &record, op.created_at).await? {
+                return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
         let sql = format!(

@@ -2,7 +2,8 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{from_json, from_ms, to_json, to_ms, Result, Store, StoreError};
+use super::idempotency::{take_idempotency_key, IdempotencyRecord};
+use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, Store, StoreError};
 use crate::domain::event::EventType;
 use crate::domain::ids::{ProjectId, TenantId, WebhookId};
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
@@ -23,15 +24,21 @@ pub struct DeliveryStats {
 }
 
 impl Store {
-    pub async fn insert_webhook(&self, webhook: &Webhook) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
-            super::values_placeholders(1, 15, 1)
-        );
-        bind_webhook(sqlx::query(&sql), webhook)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    pub async fn insert_webhook(
+        &self,
+        webhook: &Webhook,
+        idempotency: Option<IdempotencyRecord<'_>>,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(record) = idempotency {
+            if !take_idempotency_key(&mut tx, webhook.project_id, &record, webhook.created_at).await? {
+                return Ok(CreateOutcome::IdempotencyKeyTaken);
+            }
+        }
+        let sql = format!("INSERT INTO webhooks ({COLUMNS}) VALUES {}", super::values_placeholders(1, 15, 1));
+        bind_webhook(sqlx::query(&sql), webhook).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created)
     }
 
     /// Writes every field of `webhook`. Returns false if it no longer exists.

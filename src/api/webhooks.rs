@@ -1,0 +1,485 @@
+//! `…/async/webhooks`: register, inspect, change, test and recover webhook endpoints, and
+//! the project's callback signing secret.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{ProjectPath, ProjectRef};
+use super::body::Body;
+use super::error::ApiError;
+use super::format::{opt_time, time};
+use super::idempotency::Idempotency;
+use super::operations::parse_query;
+use super::AppState;
+use crate::clock;
+use crate::delivery::signing::generate_secret;
+use crate::delivery::target::check_url;
+use crate::domain::auth::{Principal, Scope};
+use crate::domain::event::EventType;
+use crate::domain::ids::{DeliveryId, WebhookId};
+use crate::domain::requests::{parse_time, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::domain::webhook::{live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus};
+use crate::domain::FieldError;
+use crate::store::{CreateOutcome, DeliveryStats};
+
+const CREATE_SCOPE: &str = "webhook.create";
+/// A rotation may keep the old secret signing for at most a week.
+const MAX_OVERLAP_SECONDS: u64 = 7 * 86_400;
+
+#[derive(Debug, Deserialize)]
+pub struct WebhookPath {
+    #[serde(flatten)]
+    pub project: ProjectPath,
+    #[serde(rename = "webhookId")]
+    pub webhook_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryPath {
+    #[serde(flatten)]
+    pub webhook: WebhookPath,
+    #[serde(rename = "deliveryId")]
+    pub delivery_id: String,
+}
+
+fn parse_id<T: std::str::FromStr<Err = crate::domain::ids::InvalidId>>(value: &str, field: &str) -> Result<T, ApiError> {
+    value.parse().map_err(|e| FieldError::new(field, format!("{e}")).into())
+}
+
+async fn load(state: &AppState, principal: &Principal, path: &WebhookPath) -> Result<(ProjectRef, Webhook), ApiError> {
+    let target = state.authorize(principal, &path.project, Some(Scope::WebhooksManage)).await?;
+    let id: WebhookId = parse_id(&path.webhook_id, "webhookId")?;
+    let webhook = state
+        .store
+        .get_webhook(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok((target, webhook))
+}
+
+fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
+    let subscribed: Vec<&str> = if webhook.events.is_empty() {
+        EventType::ALL.iter().filter(|t| **t != EventType::WebhookTest).map(|t| t.as_str()).collect()
+    } else {
+        webhook.events.iter().map(|t| t.as_str()).collect()
+    };
+    json!({
+        "webhookId": webhook.id,
+        "webhookUrl": webhook.url,
+        "webhookName": webhook.name,
+        "status": webhook.status,
+        "disabledReason": webhook.disabled_reason,
+        "eventsSubscribed": subscribed,
+        "filters": webhook.filters,
+        "retryPolicy": webhook.retry_policy,
+        "headers": webhook.headers,
+        "createdAt": time(webhook.created_at),
+        "updatedAt": time(webhook.updated_at),
+        "failingSince": opt_time(webhook.failing_since),
+        "lastDelivery": opt_time(stats.last_attempt_at),
+        "deliveryStats": {
+            "totalDeliveries": stats.total,
+            "successfulDeliveries": stats.successful,
+            "failedDeliveries": stats.failed,
+            "pendingDeliveries": stats.pending,
+            "averageResponseTime": stats.average_response_ms.map(|ms| (ms * 10.0).round() / 10.0),
+        },
+    })
+}
+
+async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, ApiError> {
+    let all = state.store.webhook_stats(webhook.project_id).await?;
+    let id = webhook.id.db();
+    Ok(all.into_iter().find(|(w, _)| *w == id).map(|(_, s)| s).unwrap_or_default())
+}
+
+async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiError> {
+    let spec: WebhookSpec = body.json::<WebhookBody>()?.try_into()?;
+    check_url(&spec.url, state.config.delivery.allow_private_targets)
+        .await
+        .map_err(|e| FieldError::new("webhookUrl", e.to_string()))?;
+    Ok(spec)
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let spec = checked_spec(&state, &body).await?;
+    let idempotency = match Idempotency::check(&state, target, CREATE_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
+    let now = clock::now();
+    let secret = spec.secret.clone().unwrap_or_else(generate_secret);
+    let webhook = Webhook {
+        id: WebhookId::new(),
+        tenant_id: target.tenant,
+        project_id: target.project,
+        url: spec.url.to_string(),
+        name: spec.name,
+        events: spec.events,
+        filters: spec.filters,
+        retry_policy: spec.retry_policy,
+        headers: spec.headers,
+        secrets: vec![SecretVersion {
+            secret: secret.clone(),
+            expires_at: None,
+        }],
+        status: WebhookStatus::Active,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut answer = view(&webhook, &DeliveryStats::default());
+    // Shown once here, and again only through `…/secret`.
+    answer["secret"] = json!(secret);
+    let response = answer.to_string();
+    let record = idempotency.record(StatusCode::CREATED, &response);
+    if state.store.insert_webhook(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken {
+        return idempotency.replay_winner(&state, target).await;
+    }
+    Ok(HttpResponse::Created().content_type("application/json").body(response))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+) -> Result<HttpResponse, ApiError> {
+    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let webhooks = state.store.list_webhooks(target.tenant, target.project).await?;
+    let stats = state.store.webhook_stats(target.project).await?;
+    let views: Vec<Value> = webhooks
+        .iter()
+        .map(|w| {
+            let id = w.id.db();
+            let s = stats.iter().find(|(x, _)| *x == id).map(|(_, s)| s.clone()).unwrap_or_default();
+            view(w, &s)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"webhooks": views})))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    let stats = stats_of(&state, &webhook).await?;
+    Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
+}
+
+/// Replaces the configuration. A new `authentication.secret` is a rotation: the old secret
+/// keeps signing for the configured overlap.
+pub async fn update(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (_, mut webhook) = load(&state, &principal, &path).await?;
+    let spec = checked_spec(&state, &body).await?;
+    let now = clock::now();
+    webhook.url = spec.url.to_string();
+    webhook.name = spec.name;
+    webhook.events = spec.events;
+    webhook.filters = spec.filters;
+    webhook.retry_policy = spec.retry_policy;
+    webhook.headers = spec.headers;
+    if let Some(secret) = spec.secret {
+        if live_secrets(&webhook.secrets, now).first() != Some(&secret.as_str()) {
+            webhook.secrets = rotate(&webhook.secrets, secret, now, state.config.secret_overlap);
+        }
+    }
+    webhook.updated_at = now;
+    if !state.store.update_webhook(&webhook).await? {
+        return Err(ApiError::NotFound("webhook"));
+    }
+    let stats = stats_of(&state, &webhook).await?;
+    Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (target, webhook) = load(&state, &principal, &path).await?;
+    if !state.store.delete_webhook(target.tenant, target.project, webhook.id).await? {
+        return Err(ApiError::NotFound("webhook"));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_status(
+    state: &AppState,
+    principal: &Principal,
+    path: &WebhookPath,
+    status: WebhookStatus,
+) -> Result<HttpResponse, ApiError> {
+    let (_, mut webhook) = load(state, principal, path).await?;
+    webhook.status = status;
+    webhook.disabled_reason = (status == WebhookStatus::Disabled).then(|| "disabled through the API".to_owned());
+    webhook.failing_since = None;
+    webhook.updated_at = clock::now();
+    state.store.update_webhook(&webhook).await?;
+    let stats = stats_of(state, &webhook).await?;
+    Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
+}
+
+pub async fn enable(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &principal, &path, WebhookStatus::Active).await
+}
+
+pub async fn disable(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &principal, &path, WebhookStatus::Disabled).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateBody {
+    secret: Option<String>,
+    overlap_seconds: Option<u64>,
+}
+
+/// The new secret and how long the previous ones keep signing.
+fn rotation(body: RotateBody, default_overlap: Duration) -> Result<(String, Duration), ApiError> {
+    let secret = match body.secret {
+        Some(s) if s.len() < 8 || s.len() > 256 => {
+            return Err(FieldError::new("secret", "must be 8 to 256 characters").into())
+        }
+        Some(s) => s,
+        None => generate_secret(),
+    };
+    let overlap = match body.overlap_seconds {
+        None => default_overlap,
+        Some(s) if s <= MAX_OVERLAP_SECONDS => Duration::from_secs(s),
+        Some(_) => {
+            return Err(FieldError::new("overlapSeconds", format!("must be at most {MAX_OVERLAP_SECONDS}")).into())
+        }
+    };
+    Ok((secret, overlap))
+}
+
+fn secrets_view(secrets: &[SecretVersion], now: chrono::DateTime<chrono::Utc>) -> Value {
+    let current = secrets.first().map(|s| s.secret.clone());
+    let previous: Vec<Value> = secrets
+        .iter()
+        .skip(1)
+        .filter(|s| s.expires_at.is_none_or(|t| t > now))
+        .map(|s| json!({"expiresAt": opt_time(s.expires_at)}))
+        .collect();
+    json!({"secret": current, "previousSecrets": previous})
+}
+
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (_, mut webhook) = load(&state, &principal, &path).await?;
+    let (secret, overlap) = rotation(body.json_or_default()?, state.config.secret_overlap)?;
+    let now = clock::now();
+    webhook.secrets = rotate(&webhook.secrets, secret, now, overlap);
+    webhook.updated_at = now;
+    state.store.update_webhook(&webhook).await?;
+    let mut answer = secrets_view(&webhook.secrets, now);
+    answer["webhookId"] = json!(webhook.id);
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+pub async fn secret(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    let mut answer = secrets_view(&webhook.secrets, clock::now());
+    answer["webhookId"] = json!(webhook.id);
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+pub async fn test(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    if webhook.status != WebhookStatus::Active {
+        return Err(ApiError::conflict("WEBHOOK_DISABLED", "enable the webhook before testing it"));
+    }
+    let (event_id, delivery_id) = state.store.queue_test_event(&webhook, clock::now()).await?;
+    Ok(HttpResponse::Accepted().json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": "Pending"})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+    status: Option<String>,
+}
+
+fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
+    let number = |v: &Option<String>, field: &str, default: u32, max: u32| match v.as_deref() {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::from(FieldError::new(field, format!("must be a whole number between 1 and {max}")))),
+        },
+    };
+    Ok((
+        number(&q.page, "page", 1, u32::MAX / 2)?,
+        number(&q.page_size, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
+    ))
+}
+
+/// The attempt log: every try, newest first.
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    let q: PageQuery = parse_query(&query)?;
+    let (page, size) = page(&q)?;
+    let offset = (page as u64 - 1) * size as u64;
+    let mut entries = state.store.webhook_attempts(webhook.id, size + 1, offset).await?;
+    let has_next_page = entries.len() > size as usize;
+    entries.truncate(size as usize);
+    let attempts: Vec<Value> = entries
+        .iter()
+        .map(|a| {
+            json!({
+                "deliveryId": a.delivery_id,
+                "eventId": a.event_id,
+                "eventType": a.event_type,
+                "deliveryStatus": a.delivery_status,
+                "attemptedAt": time(a.attempted_at),
+                "statusCode": a.status_code,
+                "latencyMs": a.latency_ms,
+                "responseBody": a.response_body,
+                "error": a.error,
+                "success": a.success,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"deliveries": attempts, "page": page, "pageSize": size, "hasNextPage": has_next_page})))
+}
+
+/// One row per event sent to the webhook, with where it stands.
+pub async fn messages(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    let q: PageQuery = parse_query(&query)?;
+    if let Some(s) = q.status.as_deref() {
+        if !matches!(s, "Pending" | "Delivered" | "Failed") {
+            return Err(FieldError::new("status", "must be Pending, Delivered or Failed").into());
+        }
+    }
+    let (page, size) = page(&q)?;
+    let offset = (page as u64 - 1) * size as u64;
+    let mut rows = state.store.webhook_deliveries(webhook.id, q.status.as_deref(), size + 1, offset).await?;
+    let has_next_page = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let messages: Vec<Value> = rows
+        .iter()
+        .map(|d| {
+            json!({
+                "deliveryId": d.id,
+                "eventId": d.event_id,
+                "eventType": d.event_type,
+                "status": d.status,
+                "attempts": d.attempts,
+                "nextAttemptAt": opt_time(d.next_attempt_at),
+                "lastStatusCode": d.last_status_code,
+                "lastError": d.last_error,
+                "createdAt": time(d.created_at),
+                "deliveredAt": opt_time(d.delivered_at),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"messages": messages, "page": page, "pageSize": size, "hasNextPage": has_next_page})))
+}
+
+#[derive(Debug, Deserialize)]
+struct RecoverBody {
+    since: String,
+}
+
+pub async fn recover(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WebhookPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path).await?;
+    let RecoverBody { since } = body.json()?;
+    let since = parse_time(&since, "since")?;
+    let recovered = state.store.recover_deliveries(webhook.id, since, clock::now()).await?;
+    Ok(HttpResponse::Accepted().json(json!({"webhookId": webhook.id, "recovered": recovered, "since": time(since)})))
+}
+
+pub async fn retry_delivery(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<DeliveryPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, webhook) = load(&state, &principal, &path.webhook).await?;
+    let delivery: DeliveryId = parse_id(&path.delivery_id, "deliveryId")?;
+    match state.store.retry_delivery(webhook.id, delivery, clock::now()).await? {
+        None => Err(ApiError::NotFound("delivery")),
+        Some(false) => Err(ApiError::conflict("DELIVERY_PENDING", "the delivery is still queued; it will be attempted")),
+        Some(true) => Ok(HttpResponse::Accepted().json(json!({"deliveryId": delivery, "status": "Pending"}))),
+    }
+}
+
+pub async fn callback_secret(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+) -> Result<HttpResponse, ApiError> {
+    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let secrets = state.store.callback_secrets(target.project, generate_secret).await?;
+    Ok(HttpResponse::Ok().json(secrets_view(&secrets, clock::now())))
+}
+
+pub async fn rotate_callback_secret(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let (secret, overlap) = rotation(body.json_or_default()?, state.config.secret_overlap)?;
+    let now = clock::now();
+    let current = state.store.callback_secrets(target.project, generate_secret).await?;
+    let rotated = rotate(&current, secret, now, overlap);
+    state.store.set_callback_secrets(target.project, &rotated).await?;
+    Ok(HttpResponse::Ok().json(secrets_view(&rotated, now)))
+}
