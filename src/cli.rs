@@ -6,8 +6,8 @@ use serde_json::json;
 
 use crate::app::Relais;
 use crate::clock;
-use crate::delivery::signing::{self, SigningKey};
 use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
+use crate::delivery::signing::{self, SigningKey};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
 use crate::store::Store;
@@ -191,20 +191,36 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => {
             let mut body = Vec::new();
-            std::io::stdin().read_to_end(&mut body).context("reading the body from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from standard input")?;
             body
         }
     };
     let key = SigningKey::from_secret(&args.secret);
     let now = clock::now().timestamp();
-    match signing::verify(&key, &args.id, args.timestamp, &body, &args.signature, now, args.tolerance) {
+    match signing::verify(
+        &key,
+        &args.id,
+        args.timestamp,
+        &body,
+        &args.signature,
+        now,
+        args.tolerance,
+    ) {
         Ok(()) => {
-            println!("valid: the signature matches and the timestamp is within {} s", args.tolerance);
+            println!(
+                "valid: the signature matches and the timestamp is within {} s",
+                args.tolerance
+            );
             Ok(())
         }
         Err(e) => {
             let expected = key.sign(&args.id, args.timestamp, &body);
-            bail!("invalid: {e}\nexpected a signature of {expected} for this body ({} bytes)", body.len())
+            bail!(
+                "invalid: {e}\nexpected a signature of {expected} for this body ({} bytes)",
+                body.len()
+            )
         }
     }
 }

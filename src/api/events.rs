@@ -38,7 +38,10 @@ fn decode_cursor(text: &str) -> Option<FeedCursor> {
     let mut parts = raw.strip_prefix("v1:")?.split(':');
     let commit_order = parts.next()?.parse().ok()?;
     let position = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(FeedCursor { commit_order, position })
+    parts.next().is_none().then_some(FeedCursor {
+        commit_order,
+        position,
+    })
 }
 
 pub async fn feed(
@@ -47,26 +50,59 @@ pub async fn feed(
     path: web::Path<ProjectPath>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::OperationsRead)).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::OperationsRead))
+        .await?;
     let q: FeedQuery = parse_query(&query)?;
     let after = match q.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
-        Some(a) => Some(decode_cursor(a).ok_or_else(|| FieldError::new("after", "is not a cursor this feed returned"))?),
+        Some(a) => Some(
+            decode_cursor(a)
+                .ok_or_else(|| FieldError::new("after", "is not a cursor this feed returned"))?,
+        ),
     };
-    let since = q.updated_since.as_deref().map(|s| parse_time(s, "updatedSince")).transpose()?;
+    let since = q
+        .updated_since
+        .as_deref()
+        .map(|s| parse_time(s, "updatedSince"))
+        .transpose()?;
     let mut types = Vec::new();
-    for name in q.types.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        types.push(EventType::parse(name).ok_or_else(|| FieldError::new("types", format!("unknown event type `{name}`")))?);
+    for name in q
+        .types
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        types.push(
+            EventType::parse(name)
+                .ok_or_else(|| FieldError::new("types", format!("unknown event type `{name}`")))?,
+        );
     }
     let first = match q.first.as_deref() {
         None => DEFAULT_FIRST,
         Some(f) => match f.parse::<u32>() {
             Ok(n) if (1..=MAX_FIRST).contains(&n) => n,
-            _ => return Err(FieldError::new("first", format!("must be a whole number between 1 and {MAX_FIRST}")).into()),
+            _ => {
+                return Err(FieldError::new(
+                    "first",
+                    format!("must be a whole number between 1 and {MAX_FIRST}"),
+                )
+                .into())
+            }
         },
     };
-    let page = state.store.events_feed(target.tenant, target.project, after, since, &types, first).await?;
-    let end_cursor = page.events.last().map(|e| e.cursor).or(after).map(encode_cursor);
+    let page = state
+        .store
+        .events_feed(target.tenant, target.project, after, since, &types, first)
+        .await?;
+    let end_cursor = page
+        .events
+        .last()
+        .map(|e| e.cursor)
+        .or(after)
+        .map(encode_cursor);
     let events: Vec<_> = page.events.into_iter().map(|e| e.envelope).collect();
     Ok(HttpResponse::Ok().json(json!({
         "events": events,
@@ -80,7 +116,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        let c = FeedCursor { commit_order: 1234, position: -5 };
+        let c = FeedCursor {
+            commit_order: 1234,
+            position: -5,
+        };
         assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));
         assert_eq!(decode_cursor("not-a-cursor"), None);
         assert_eq!(decode_cursor(&B64.encode("v1:1")), None);

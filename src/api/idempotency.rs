@@ -32,7 +32,11 @@ impl Idempotency {
             Some(value) => match value.to_str() {
                 Ok(key) if (1..=255).contains(&key.len()) => Some(key.to_owned()),
                 _ => {
-                    return Err(FieldError::new("Idempotency-Key", "must be 1 to 255 visible ASCII characters").into())
+                    return Err(FieldError::new(
+                        "Idempotency-Key",
+                        "must be 1 to 255 visible ASCII characters",
+                    )
+                    .into())
                 }
             },
         };
@@ -47,7 +51,11 @@ impl Idempotency {
             request_hash,
         };
         if let Some(key) = &this.key {
-            if let Some(stored) = state.store.find_idempotent_response(target.project, scope, key).await? {
+            if let Some(stored) = state
+                .store
+                .find_idempotent_response(target.project, scope, key)
+                .await?
+            {
                 return Ok(Err(this.replay(stored)?));
             }
         }
@@ -55,7 +63,11 @@ impl Idempotency {
     }
 
     /// What to store with the created resource, if the request carried a key.
-    pub fn record<'a>(&'a self, status: StatusCode, response: &'a str) -> Option<IdempotencyRecord<'a>> {
+    pub fn record<'a>(
+        &'a self,
+        status: StatusCode,
+        response: &'a str,
+    ) -> Option<IdempotencyRecord<'a>> {
         self.key.as_deref().map(|key| IdempotencyRecord {
             scope: self.scope,
             key,
@@ -66,7 +78,11 @@ impl Idempotency {
     }
 
     /// A concurrent request with the same key won the race: answer what it answered.
-    pub async fn replay_winner(&self, state: &AppState, target: ProjectRef) -> Result<HttpResponse, ApiError> {
+    pub async fn replay_winner(
+        &self,
+        state: &AppState,
+        target: ProjectRef,
+    ) -> Result<HttpResponse, ApiError> {
         let key = self.key.as_deref().ok_or(ApiError::Internal)?;
         let stored = state
             .store

@@ -56,19 +56,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/webhooks/{webhookId}", put().to(webhooks::update))
                 .route("/webhooks/{webhookId}", delete().to(webhooks::delete))
                 .route("/webhooks/{webhookId}/enable", post().to(webhooks::enable))
-                .route("/webhooks/{webhookId}/disable", post().to(webhooks::disable))
-                .route("/webhooks/{webhookId}/rotate-secret", post().to(webhooks::rotate_secret))
+                .route(
+                    "/webhooks/{webhookId}/disable",
+                    post().to(webhooks::disable),
+                )
+                .route(
+                    "/webhooks/{webhookId}/rotate-secret",
+                    post().to(webhooks::rotate_secret),
+                )
                 .route("/webhooks/{webhookId}/secret", get().to(webhooks::secret))
                 .route("/webhooks/{webhookId}/test", post().to(webhooks::test))
-                .route("/webhooks/{webhookId}/deliveries", get().to(webhooks::deliveries))
-                .route("/webhooks/{webhookId}/messages", get().to(webhooks::messages))
-                .route("/webhooks/{webhookId}/recover", post().to(webhooks::recover))
+                .route(
+                    "/webhooks/{webhookId}/deliveries",
+                    get().to(webhooks::deliveries),
+                )
+                .route(
+                    "/webhooks/{webhookId}/messages",
+                    get().to(webhooks::messages),
+                )
+                .route(
+                    "/webhooks/{webhookId}/recover",
+                    post().to(webhooks::recover),
+                )
                 .route(
                     "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
                     post().to(webhooks::retry_delivery),
                 )
                 .route("/callbacks/secret", get().to(webhooks::callback_secret))
-                .route("/callbacks/secret/rotate", post().to(webhooks::rotate_callback_secret)),
+                .route(
+                    "/callbacks/secret/rotate",
+                    post().to(webhooks::rotate_callback_secret),
+                ),
         )
         .default_service(web::to(not_found));
 }

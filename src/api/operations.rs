@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
-use super::idempotency::Idempotency;
 use super::format::{between, human_duration, opt_time, time};
+use super::idempotency::Idempotency;
 use super::AppState;
 use crate::clock;
 use crate::delivery::target::check_url;
@@ -57,7 +57,9 @@ pub async fn start(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::OperationsWrite)).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::OperationsWrite))
+        .await?;
     let spec: OperationSpec = body.json::<StartOperationBody>()?.try_into()?;
     check_callbacks(&state, &spec).await?;
     let idempotency = match Idempotency::check(&state, target, START_SCOPE, &req, &body).await? {
@@ -67,7 +69,10 @@ pub async fn start(
 
     let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
-    let estimate = state.store.typical_duration(target.project, &op.operation_type).await?;
+    let estimate = state
+        .store
+        .typical_duration(target.project, &op.operation_type)
+        .await?;
     let response = json!({
         "operationId": op.id,
         "operationType": op.operation_type,
@@ -84,7 +89,12 @@ pub async fn start(
     })
     .to_string();
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
-    if state.store.create_operation(&mut op, Vec::new(), record).await? == CreateOutcome::IdempotencyKeyTaken {
+    if state
+        .store
+        .create_operation(&mut op, Vec::new(), record)
+        .await?
+        == CreateOutcome::IdempotencyKeyTaken
+    {
         return idempotency.replay_winner(&state, target).await;
     }
     tracing::info!(operation_id = %op.id, operation_type = %op.operation_type, "operation started");
@@ -96,7 +106,11 @@ pub async fn start(
 
 async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), ApiError> {
     let c = &spec.callbacks;
-    for (name, url) in [("onProgress", &c.on_progress), ("onCompletion", &c.on_completion), ("onError", &c.on_error)] {
+    for (name, url) in [
+        ("onProgress", &c.on_progress),
+        ("onCompletion", &c.on_completion),
+        ("onError", &c.on_error),
+    ] {
         if let Some(url) = url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
             check_url(&url, state.config.delivery.allow_private_targets)
                 .await

@@ -22,7 +22,9 @@ use crate::domain::auth::{Principal, Scope};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::requests::{parse_time, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::domain::webhook::{live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus};
+use crate::domain::webhook::{
+    live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus,
+};
 use crate::domain::FieldError;
 use crate::store::{CreateOutcome, DeliveryStats};
 
@@ -46,12 +48,23 @@ pub struct DeliveryPath {
     pub delivery_id: String,
 }
 
-fn parse_id<T: std::str::FromStr<Err = crate::domain::ids::InvalidId>>(value: &str, field: &str) -> Result<T, ApiError> {
-    value.parse().map_err(|e| FieldError::new(field, format!("{e}")).into())
+fn parse_id<T: std::str::FromStr<Err = crate::domain::ids::InvalidId>>(
+    value: &str,
+    field: &str,
+) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|e| FieldError::new(field, format!("{e}")).into())
 }
 
-async fn load(state: &AppState, principal: &Principal, path: &WebhookPath) -> Result<(ProjectRef, Webhook), ApiError> {
-    let target = state.authorize(principal, &path.project, Some(Scope::WebhooksManage)).await?;
+async fn load(
+    state: &AppState,
+    principal: &Principal,
+    path: &WebhookPath,
+) -> Result<(ProjectRef, Webhook), ApiError> {
+    let target = state
+        .authorize(principal, &path.project, Some(Scope::WebhooksManage))
+        .await?;
     let id: WebhookId = parse_id(&path.webhook_id, "webhookId")?;
     let webhook = state
         .store
@@ -63,7 +76,11 @@ async fn load(state: &AppState, principal: &Principal, path: &WebhookPath) -> Re
 
 fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
     let subscribed: Vec<&str> = if webhook.events.is_empty() {
-        EventType::ALL.iter().filter(|t| **t != EventType::WebhookTest).map(|t| t.as_str()).collect()
+        EventType::ALL
+            .iter()
+            .filter(|t| **t != EventType::WebhookTest)
+            .map(|t| t.as_str())
+            .collect()
     } else {
         webhook.events.iter().map(|t| t.as_str()).collect()
     };
@@ -94,7 +111,11 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
 async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, ApiError> {
     let all = state.store.webhook_stats(webhook.project_id).await?;
     let id = webhook.id.db();
-    Ok(all.into_iter().find(|(w, _)| *w == id).map(|(_, s)| s).unwrap_or_default())
+    Ok(all
+        .into_iter()
+        .find(|(w, _)| *w == id)
+        .map(|(_, s)| s)
+        .unwrap_or_default())
 }
 
 async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiError> {
@@ -112,7 +133,9 @@ pub async fn create(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::WebhooksManage))
+        .await?;
     let spec = checked_spec(&state, &body).await?;
     let idempotency = match Idempotency::check(&state, target, CREATE_SCOPE, &req, &body).await? {
         Ok(fresh) => fresh,
@@ -148,7 +171,9 @@ pub async fn create(
     if state.store.insert_webhook(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken {
         return idempotency.replay_winner(&state, target).await;
     }
-    Ok(HttpResponse::Created().content_type("application/json").body(response))
+    Ok(HttpResponse::Created()
+        .content_type("application/json")
+        .body(response))
 }
 
 pub async fn list(
@@ -156,14 +181,23 @@ pub async fn list(
     principal: Principal,
     path: web::Path<ProjectPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
-    let webhooks = state.store.list_webhooks(target.tenant, target.project).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::WebhooksManage))
+        .await?;
+    let webhooks = state
+        .store
+        .list_webhooks(target.tenant, target.project)
+        .await?;
     let stats = state.store.webhook_stats(target.project).await?;
     let views: Vec<Value> = webhooks
         .iter()
         .map(|w| {
             let id = w.id.db();
-            let s = stats.iter().find(|(x, _)| *x == id).map(|(_, s)| s.clone()).unwrap_or_default();
+            let s = stats
+                .iter()
+                .find(|(x, _)| *x == id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
             view(w, &s)
         })
         .collect();
@@ -216,7 +250,11 @@ pub async fn delete(
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (target, webhook) = load(&state, &principal, &path).await?;
-    if !state.store.delete_webhook(target.tenant, target.project, webhook.id).await? {
+    if !state
+        .store
+        .delete_webhook(target.tenant, target.project, webhook.id)
+        .await?
+    {
         return Err(ApiError::NotFound("webhook"));
     }
     Ok(HttpResponse::NoContent().finish())
@@ -230,7 +268,8 @@ async fn set_status(
 ) -> Result<HttpResponse, ApiError> {
     let (_, mut webhook) = load(state, principal, path).await?;
     webhook.status = status;
-    webhook.disabled_reason = (status == WebhookStatus::Disabled).then(|| "disabled through the API".to_owned());
+    webhook.disabled_reason =
+        (status == WebhookStatus::Disabled).then(|| "disabled through the API".to_owned());
     webhook.failing_since = None;
     webhook.updated_at = clock::now();
     state.store.update_webhook(&webhook).await?;
@@ -274,7 +313,11 @@ fn rotation(body: RotateBody, default_overlap: Duration) -> Result<(String, Dura
         None => default_overlap,
         Some(s) if s <= MAX_OVERLAP_SECONDS => Duration::from_secs(s),
         Some(_) => {
-            return Err(FieldError::new("overlapSeconds", format!("must be at most {MAX_OVERLAP_SECONDS}")).into())
+            return Err(FieldError::new(
+                "overlapSeconds",
+                format!("must be at most {MAX_OVERLAP_SECONDS}"),
+            )
+            .into())
         }
     };
     Ok((secret, overlap))
@@ -326,10 +369,14 @@ pub async fn test(
 ) -> Result<HttpResponse, ApiError> {
     let (_, webhook) = load(&state, &principal, &path).await?;
     if webhook.status != WebhookStatus::Active {
-        return Err(ApiError::conflict("WEBHOOK_DISABLED", "enable the webhook before testing it"));
+        return Err(ApiError::conflict(
+            "WEBHOOK_DISABLED",
+            "enable the webhook before testing it",
+        ));
     }
     let (event_id, delivery_id) = state.store.queue_test_event(&webhook, clock::now()).await?;
-    Ok(HttpResponse::Accepted().json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": "Pending"})))
+    Ok(HttpResponse::Accepted()
+        .json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": "Pending"})))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,7 +392,10 @@ fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
         None => Ok(default),
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::from(FieldError::new(field, format!("must be a whole number between 1 and {max}")))),
+            _ => Err(ApiError::from(FieldError::new(
+                field,
+                format!("must be a whole number between 1 and {max}"),
+            ))),
         },
     };
     Ok((
@@ -365,7 +415,10 @@ pub async fn deliveries(
     let q: PageQuery = parse_query(&query)?;
     let (page, size) = page(&q)?;
     let offset = (page as u64 - 1) * size as u64;
-    let mut entries = state.store.webhook_attempts(webhook.id, size + 1, offset).await?;
+    let mut entries = state
+        .store
+        .webhook_attempts(webhook.id, size + 1, offset)
+        .await?;
     let has_next_page = entries.len() > size as usize;
     entries.truncate(size as usize);
     let attempts: Vec<Value> = entries
@@ -404,7 +457,10 @@ pub async fn messages(
     }
     let (page, size) = page(&q)?;
     let offset = (page as u64 - 1) * size as u64;
-    let mut rows = state.store.webhook_deliveries(webhook.id, q.status.as_deref(), size + 1, offset).await?;
+    let mut rows = state
+        .store
+        .webhook_deliveries(webhook.id, q.status.as_deref(), size + 1, offset)
+        .await?;
     let has_next_page = rows.len() > size as usize;
     rows.truncate(size as usize);
     let messages: Vec<Value> = rows
@@ -424,7 +480,9 @@ pub async fn messages(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"messages": messages, "page": page, "pageSize": size, "hasNextPage": has_next_page})))
+    Ok(HttpResponse::Ok().json(
+        json!({"messages": messages, "page": page, "pageSize": size, "hasNextPage": has_next_page}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,8 +499,12 @@ pub async fn recover(
     let (_, webhook) = load(&state, &principal, &path).await?;
     let RecoverBody { since } = body.json()?;
     let since = parse_time(&since, "since")?;
-    let recovered = state.store.recover_deliveries(webhook.id, since, clock::now()).await?;
-    Ok(HttpResponse::Accepted().json(json!({"webhookId": webhook.id, "recovered": recovered, "since": time(since)})))
+    let recovered = state
+        .store
+        .recover_deliveries(webhook.id, since, clock::now())
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .json(json!({"webhookId": webhook.id, "recovered": recovered, "since": time(since)})))
 }
 
 pub async fn retry_delivery(
@@ -452,10 +514,19 @@ pub async fn retry_delivery(
 ) -> Result<HttpResponse, ApiError> {
     let (_, webhook) = load(&state, &principal, &path.webhook).await?;
     let delivery: DeliveryId = parse_id(&path.delivery_id, "deliveryId")?;
-    match state.store.retry_delivery(webhook.id, delivery, clock::now()).await? {
+    match state
+        .store
+        .retry_delivery(webhook.id, delivery, clock::now())
+        .await?
+    {
         None => Err(ApiError::NotFound("delivery")),
-        Some(false) => Err(ApiError::conflict("DELIVERY_PENDING", "the delivery is still queued; it will be attempted")),
-        Some(true) => Ok(HttpResponse::Accepted().json(json!({"deliveryId": delivery, "status": "Pending"}))),
+        Some(false) => Err(ApiError::conflict(
+            "DELIVERY_PENDING",
+            "the delivery is still queued; it will be attempted",
+        )),
+        Some(true) => {
+            Ok(HttpResponse::Accepted().json(json!({"deliveryId": delivery, "status": "Pending"})))
+        }
     }
 }
 
@@ -464,8 +535,13 @@ pub async fn callback_secret(
     principal: Principal,
     path: web::Path<ProjectPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
-    let secrets = state.store.callback_secrets(target.project, generate_secret).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::WebhooksManage))
+        .await?;
+    let secrets = state
+        .store
+        .callback_secrets(target.project, generate_secret)
+        .await?;
     Ok(HttpResponse::Ok().json(secrets_view(&secrets, clock::now())))
 }
 
@@ -475,11 +551,19 @@ pub async fn rotate_callback_secret(
     path: web::Path<ProjectPath>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state.authorize(&principal, &path, Some(Scope::WebhooksManage)).await?;
+    let target = state
+        .authorize(&principal, &path, Some(Scope::WebhooksManage))
+        .await?;
     let (secret, overlap) = rotation(body.json_or_default()?, state.config.secret_overlap)?;
     let now = clock::now();
-    let current = state.store.callback_secrets(target.project, generate_secret).await?;
+    let current = state
+        .store
+        .callback_secrets(target.project, generate_secret)
+        .await?;
     let rotated = rotate(&current, secret, now, overlap);
-    state.store.set_callback_secrets(target.project, &rotated).await?;
+    state
+        .store
+        .set_callback_secrets(target.project, &rotated)
+        .await?;
     Ok(HttpResponse::Ok().json(secrets_view(&rotated, now)))
 }

@@ -51,7 +51,12 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Target
     let addrs: Vec<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
         Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-        _ => match tokio::net::lookup_host((host.as_str(), url.port_or_known_default().unwrap_or(443))).await {
+        _ => match tokio::net::lookup_host((
+            host.as_str(),
+            url.port_or_known_default().unwrap_or(443),
+        ))
+        .await
+        {
             Ok(addrs) => addrs.map(|a| a.ip()).collect(),
             Err(_) => return Ok(()),
         },

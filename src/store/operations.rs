@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use super::{
     from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
     WORK_CHANNEL,
 };
-use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};

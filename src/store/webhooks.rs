@@ -31,12 +31,19 @@ impl Store {
     ) -> Result<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
-            if !take_idempotency_key(&mut tx, webhook.project_id, &record, webhook.created_at).await? {
+            if !take_idempotency_key(&mut tx, webhook.project_id, &record, webhook.created_at)
+                .await?
+            {
                 return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
-        let sql = format!("INSERT INTO webhooks ({COLUMNS}) VALUES {}", super::values_placeholders(1, 15, 1));
-        bind_webhook(sqlx::query(&sql), webhook).execute(&mut *tx).await?;
+        let sql = format!(
+            "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
+            super::values_placeholders(1, 15, 1)
+        );
+        bind_webhook(sqlx::query(&sql), webhook)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(CreateOutcome::Created)
     }

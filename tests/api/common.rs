@@ -35,7 +35,7 @@ macro_rules! both_backends {
     )*};
 }
 
-pub const ALL_SCOPES: &str = "operations:read,operations:write,workers";
+pub const ALL_SCOPES: &str = "operations:read,operations:write,workers,webhooks:manage";
 
 fn postgres_admin_url() -> String {
     std::env::var("RELAIS_TEST_POSTGRES_URL")
@@ -134,9 +134,9 @@ impl TestApp {
 
     /// Starts a server on an existing test database (used after a restart).
     pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::for_database(db.url.clone());
-        tweak(&mut config);
-        let relais = Relais::start(config).await.expect("relais starts");
+        let relais = Relais::start(test_config(&db, tweak))
+            .await
+            .expect("relais starts");
         let (tenant, project) = relais
             .store()
             .create_tenant("test", chrono::Utc::now())
@@ -219,6 +219,13 @@ impl TestApp {
         r.body["operationId"].as_str().unwrap().to_owned()
     }
 
+    /// Registers a webhook and returns its answer (id, secret, …).
+    pub async fn register_webhook(&self, body: &Value) -> Value {
+        let r = self.post(&self.api("/webhooks"), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body
+    }
+
     /// Leases work as a pull worker would.
     pub async fn lease(&self, body: &Value) -> Vec<Value> {
         let r = self.post(&self.api("/workers/lease"), body).await;
@@ -231,9 +238,9 @@ impl TestApp {
     pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
         let relais = self.relais.take().expect("running");
         relais.stop().await;
-        let mut config = Config::for_database(self.db.url.clone());
-        tweak(&mut config);
-        let relais = Relais::start(config).await.expect("relais restarts");
+        let relais = Relais::start(test_config(&self.db, tweak))
+            .await
+            .expect("relais restarts");
         self.base = format!("http://{}", relais.addr());
         self.relais = Some(relais);
         self
@@ -253,6 +260,16 @@ impl Response {
             text,
         }
     }
+}
+
+/// Tests talk to receivers on 127.0.0.1, and retry delays are shrunk a hundredfold so a
+/// policy of "60 s, doubling" plays out in 0.6 s, 1.2 s, …
+fn test_config(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::for_database(db.url.clone());
+    config.delivery.allow_private_targets = true;
+    config.delivery.retry_time_scale = 0.01;
+    tweak(&mut config);
+    config
 }
 
 pub async fn mint_token(

@@ -2,10 +2,12 @@
 //! once per backend, and talks HTTP to it.
 
 mod common;
+mod receiver;
 
 mod cli;
 mod health;
 mod lifecycle;
 mod listing;
 mod security;
+mod webhooks;
 mod workers;
