@@ -5,6 +5,7 @@ mod common;
 mod receiver;
 
 mod cli;
+mod crash;
 mod health;
 mod lifecycle;
 mod listing;

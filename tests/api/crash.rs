@@ -1,0 +1,199 @@
+//! Crash safety with real processes: `kill -9` a delivering server and restart it.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::{Backend, Response, TestDb};
+use crate::receiver::{Receiver, Reply};
+
+both_backends!(a_killed_process_loses_no_delivery);
+
+const OPERATIONS: usize = 2000;
+const ENDPOINT_CONCURRENCY: usize = 16;
+
+/// A `relais serve` child process, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("RELAIS_DATABASE_URL", database_url)
+            .env("RELAIS_ALLOW_PRIVATE_TARGETS", "true")
+            .env("RELAIS_DELIVERY_TIMEOUT", "2")
+            .env(
+                "RELAIS_ENDPOINT_CONCURRENCY",
+                ENDPOINT_CONCURRENCY.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("relais serve starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                if r.status() == StatusCode::OK {
+                    return Server { child, base };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("relais serve did not become ready");
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no shutdown hooks, no graceful drain.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(database_url: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(args)
+        .env("RELAIS_DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn a_killed_process_loses_no_delivery(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let tenant = cli(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
+    let (t, p) = (
+        tenant["tenantId"].as_str().unwrap(),
+        tenant["projectId"].as_str().unwrap(),
+    );
+    let token = cli(
+        &db.url,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            t,
+            "--project",
+            p,
+            "--scopes",
+            "admin",
+            "--json",
+        ],
+    );
+    let token = token["token"].as_str().unwrap().to_owned();
+    let receiver = Receiver::start().await;
+    // 16 at a time, 100 ms each: about 160 deliveries a second, so the kill lands mid-way.
+    receiver.fallback(Reply::status(200).after(Duration::from_millis(100)));
+
+    let mut server = Server::start(&db.url).await;
+    let client = reqwest::Client::new();
+    let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
+    let post = |url: String, body: Value| {
+        let request = client.post(url).bearer_auth(&token).json(&body);
+        async move { Response::read(request.send().await.unwrap()).await }
+    };
+    let r = post(
+        api(&server.base, "/webhooks"),
+        json!({"webhookUrl": receiver.url, "events": ["operation.started"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // Each operation leased yields one `operation.started` event.
+    let mut creations = Vec::new();
+    for chunk in 0..8 {
+        let url = api(&server.base, "/operation");
+        let client = client.clone();
+        let token = token.clone();
+        creations.push(tokio::spawn(async move {
+            for i in 0..OPERATIONS / 8 {
+                let body =
+                    json!({"operationType": "Crash", "operationName": format!("c{chunk}-{i}")});
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+            }
+        }));
+    }
+    for c in creations {
+        c.await.unwrap();
+    }
+    let mut leased = 0;
+    while leased < OPERATIONS {
+        let r = post(
+            api(&server.base, "/workers/lease"),
+            json!({"operationTypes": ["Crash"], "max": 100}),
+        )
+        .await;
+        leased += r.body["leases"].as_array().unwrap().len();
+    }
+
+    receiver.wait_for(300, Duration::from_secs(60)).await;
+    server.kill();
+    let at_kill = receiver.received().len();
+    assert!(
+        at_kill < OPERATIONS,
+        "the kill must happen mid-delivery (got {at_kill} already)"
+    );
+
+    let _restarted = Server::start(&db.url).await;
+    let received = receiver
+        .wait_until(Duration::from_secs(120), |r| {
+            let mut ids: Vec<&str> = r.iter().map(|x| x.header("webhook-id")).collect();
+            ids.sort();
+            ids.dedup();
+            ids.len() >= OPERATIONS
+        })
+        .await;
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for r in &received {
+        *per_event
+            .entry(r.header("webhook-id").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_event.len(),
+        OPERATIONS,
+        "every event reached the receiver"
+    );
+    let duplicates: usize = per_event.values().map(|n| n - 1).sum();
+    // Only attempts in flight at the kill (at most the endpoint's concurrency), plus those
+    // answered but not yet recorded (at most as many again), can be sent twice.
+    assert!(
+        duplicates <= 2 * ENDPOINT_CONCURRENCY,
+        "{duplicates} duplicates"
+    );
+    eprintln!(
+        "crash test: {at_kill} delivered before the kill, {duplicates} duplicates after restart"
+    );
+}
