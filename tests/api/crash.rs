@@ -43,12 +43,16 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("relais serve starts");
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by the guard at once, so a panic below still kills and reaps it.
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await {
                 if r.status() == StatusCode::OK {
-                    return Server { child, base };
+                    return server;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
