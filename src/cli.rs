@@ -58,6 +58,17 @@ pub enum Command {
     },
     /// Check a webhook delivery's signature, as a receiver would.
     Verify(VerifyArgs),
+    /// Measure the service on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Outbox throughput (deliveries/s) and event-to-delivery latency to a local receiver.
+    Deliveries(crate::bench::DeliveryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +134,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => verify(args),
+        Command::Bench {
+            command: BenchCommand::Deliveries(args),
+        } => crate::bench::deliveries(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");

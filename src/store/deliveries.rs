@@ -1,20 +1,21 @@
 //! The outbox: delivery rows written with the events that cause them, claimed in batches
 //! under leases, and settled with a record of every attempt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::operations::StagedEvent;
 use super::webhooks::decode_webhook;
 use super::{
     from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError,
     DELIVERY_CHANNEL,
 };
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{DeliveryId, ProjectId, TenantId, WebhookId};
+use crate::domain::ids::{DeliveryId, ProjectId, WebhookId};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{live_secrets, SecretVersion, Webhook};
 
@@ -133,35 +134,25 @@ struct Target {
 
 impl Store {
     /// Queues one delivery per destination of each event, inside the transaction that
-    /// wrote the events. `callback_for` names an event's per-operation callback URL.
+    /// wrote the events: every matching webhook of the event's project, and the
+    /// operation's own callback. One webhook lookup per project, one insert per 500 rows.
     pub(super) async fn fan_out(
         &self,
         tx: &mut Transaction<'static, Any>,
-        tenant: TenantId,
-        project: ProjectId,
-        events: &[Event],
-        callback_for: impl Fn(&Event) -> Option<String>,
+        events: &[StagedEvent],
         now: DateTime<Utc>,
     ) -> Result<usize> {
         if events.is_empty() {
             return Ok(0);
         }
-        let sql =
-            "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-                   secrets, status, disabled_reason, failing_since, created_at, updated_at \
-                   FROM webhooks WHERE project_id = $1 AND status = 'Active'";
-        let rows = sqlx::query(sql)
-            .bind(project.db())
-            .fetch_all(&mut **tx)
-            .await?;
-        let webhooks = rows
-            .iter()
-            .map(decode_webhook)
-            .collect::<Result<Vec<Webhook>>>()?;
-
+        let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
         let mut queued: Vec<(&Event, Target)> = Vec::new();
-        for event in events {
-            for webhook in webhooks
+        for (event, callback) in events {
+            if !webhooks.contains_key(&event.project_id) {
+                let loaded = self.active_webhooks(tx, event.project_id).await?;
+                webhooks.insert(event.project_id, loaded);
+            }
+            for webhook in webhooks[&event.project_id]
                 .iter()
                 .filter(|w| w.accepts(event.event_type, &event.data))
             {
@@ -179,20 +170,35 @@ impl Store {
                     },
                 ));
             }
-            if let Some(url) = callback_for(event) {
+            if let Some(url) = callback {
                 queued.push((
                     event,
                     Target {
                         channel: Channel::Callback,
                         webhook_id: None,
-                        url,
+                        url: url.clone(),
                     },
                 ));
             }
         }
-        self.insert_deliveries(tx, tenant, project, &queued, now)
-            .await?;
+        self.insert_deliveries(tx, &queued, now).await?;
         Ok(queued.len())
+    }
+
+    async fn active_webhooks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        project: ProjectId,
+    ) -> Result<Vec<Webhook>> {
+        let sql =
+            "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
+                   secrets, status, disabled_reason, failing_since, created_at, updated_at \
+                   FROM webhooks WHERE project_id = $1 AND status = 'Active'";
+        let rows = sqlx::query(sql)
+            .bind(project.db())
+            .fetch_all(&mut **tx)
+            .await?;
+        rows.iter().map(decode_webhook).collect()
     }
 
     /// Applies `minProgressIncrement`, remembering what this endpoint was last sent.
@@ -240,8 +246,6 @@ impl Store {
     async fn insert_deliveries(
         &self,
         tx: &mut Transaction<'static, Any>,
-        tenant: TenantId,
-        project: ProjectId,
         queued: &[(&Event, Target)],
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -256,8 +260,8 @@ impl Store {
             for (event, target) in chunk {
                 query = query
                     .bind(DeliveryId::new().db())
-                    .bind(tenant.db())
-                    .bind(project.db())
+                    .bind(event.tenant_id.db())
+                    .bind(event.project_id.db())
                     .bind(event.id.to_string())
                     .bind(event.event_type.as_str())
                     .bind(target.channel.as_str())

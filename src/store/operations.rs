@@ -67,15 +67,6 @@ struct Announce {
     deliveries: bool,
 }
 
-impl Announce {
-    fn and(self, other: Announce) -> Announce {
-        Announce {
-            work: self.work || other.work,
-            deliveries: self.deliveries || other.deliveries,
-        }
-    }
-}
-
 enum Param {
     Text(String),
     Int(i64),
@@ -94,6 +85,7 @@ impl Store {
                 return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
+        let events = stage(op, drafts, op.created_at);
         let sql = format!(
             "INSERT INTO operations ({COLUMNS}) VALUES {}",
             values_placeholders(1, COLUMN_COUNT, 1)
@@ -101,38 +93,11 @@ impl Store {
         bind_operation(sqlx::query(&sql), op)
             .execute(&mut *tx)
             .await?;
-        let events = Event::seal(
-            drafts,
-            op.tenant_id,
-            op.project_id,
-            &op.id.to_string(),
-            &mut op.event_seq,
-            op.created_at,
-        );
-        self.insert_events(&mut tx, &events).await?;
-        let queued = self
-            .fan_out(
-                &mut tx,
-                op.tenant_id,
-                op.project_id,
-                &events,
-                |e| callback_url(op, e),
-                op.created_at,
-            )
-            .await?;
-        if !events.is_empty() {
-            sqlx::query("UPDATE operations SET event_seq = $1 WHERE id = $2")
-                .bind(op.event_seq)
-                .bind(op.id.db())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut announce = self.write_events(&mut tx, events, op.created_at).await?;
         self.announce_work(&mut tx).await?;
+        announce.work = true;
         tx.commit().await?;
-        self.work_available.notify_waiters();
-        if queued > 0 {
-            self.deliveries_available.notify_waiters();
-        }
+        self.after_commit(announce);
         Ok(CreateOutcome::Created)
     }
 
@@ -184,7 +149,10 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let mut op = decode_operation(&row)?;
         let (value, drafts) = change(&mut op)?;
-        let announce = self.save_with_events(&mut tx, &mut op, drafts, now).await?;
+        let events = stage(&mut op, drafts, now);
+        let announce = self
+            .write_changes(&mut tx, std::slice::from_ref(&op), events, now)
+            .await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.after_commit(announce);
         Ok(Some((value, op)))
@@ -228,18 +196,23 @@ impl Store {
         let rows = bind_params(sqlx::query(&sql), params)
             .fetch_all(&mut *tx)
             .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
+        let mut ops = Vec::with_capacity(rows.len());
+        let mut tokens = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let Ok((token, drafts)) = op.start_attempt(now, request.worker_id.clone(), lease_ttl)
             else {
                 continue;
             };
-            self.save_with_events(&mut tx, &mut op, drafts, now).await?;
-            claimed.push((op, token));
+            events.extend(stage(&mut op, drafts, now));
+            ops.push(op);
+            tokens.push(token);
         }
+        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
         tx.commit().await?;
-        Ok(claimed)
+        self.after_commit(announce);
+        Ok(ops.into_iter().zip(tokens).collect())
     }
 
     /// Takes back leases whose holders stopped heartbeating. Returns how many.
@@ -260,70 +233,56 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(&mut *tx)
             .await?;
-        let mut expired = 0;
-        let mut announce = Announce::default();
+        let mut ops = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let drafts = op.expire_lease(now, jitter());
-            announce = announce.and(self.save_with_events(&mut tx, &mut op, drafts, now).await?);
-            expired += 1;
+            events.extend(stage(&mut op, drafts, now));
+            ops.push(op);
         }
+        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
         tx.commit().await?;
         self.after_commit(announce);
-        Ok(expired)
+        Ok(ops.len())
     }
 
-    /// Persists `op`, its new events and the deliveries they cause; tells other replicas
-    /// what became available. The caller wakes this process's waiters after commit.
-    async fn save_with_events(
+    /// Writes changed operations, their events and the deliveries those cause, each as
+    /// one multi-row statement; tells other replicas what became available. The caller
+    /// wakes this process's waiters after commit.
+    async fn write_changes(
         &self,
         tx: &mut Transaction<'static, Any>,
-        op: &mut Operation,
-        drafts: Vec<EventDraft>,
+        ops: &[Operation],
+        events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let events = Event::seal(
-            drafts,
-            op.tenant_id,
-            op.project_id,
-            &op.id.to_string(),
-            &mut op.event_seq,
-            now,
-        );
-        let assignments: Vec<String> = COLUMNS
-            .split(", ")
-            .enumerate()
-            .skip(1)
-            .map(|(i, column)| format!("{column} = ${}", i + 1))
-            .collect();
-        let sql = format!(
-            "UPDATE operations SET {} WHERE id = $1",
-            assignments.join(", ")
-        );
-        bind_operation(sqlx::query(&sql), op)
-            .execute(&mut **tx)
-            .await?;
-        self.insert_events(tx, &events).await?;
-        let deliveries = self
-            .fan_out(
-                tx,
-                op.tenant_id,
-                op.project_id,
-                &events,
-                |e| callback_url(op, e),
-                now,
-            )
-            .await?;
-        let work = op.lease.is_none()
-            && matches!(
-                op.status,
-                OperationStatus::Initiated | OperationStatus::Running
-            );
-        if work {
+        update_operations(tx, ops).await?;
+        let mut announce = self.write_events(tx, events, now).await?;
+        announce.work = ops.iter().any(|op| {
+            op.lease.is_none()
+                && matches!(
+                    op.status,
+                    OperationStatus::Initiated | OperationStatus::Running
+                )
+        });
+        if announce.work {
             self.announce_work(tx).await?;
         }
+        Ok(announce)
+    }
+
+    async fn write_events(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: Vec<StagedEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Announce> {
+        let sealed: Vec<Event> = events.iter().map(|(e, _)| e.clone()).collect();
+        self.insert_events(tx, &sealed).await?;
+        let deliveries = self.fan_out(tx, &events, now).await?;
         Ok(Announce {
-            work,
+            work: false,
             deliveries: deliveries > 0,
         })
     }
@@ -598,4 +557,53 @@ fn callback_url(op: &Operation, event: &Event) -> Option<String> {
         return None;
     }
     op.callbacks.url_for(event.event_type).map(str::to_owned)
+}
+
+/// An event and, if the operation asked for one, the callback URL it goes to.
+pub(super) type StagedEvent = (Event, Option<String>);
+
+/// Numbers the drafts in the operation's sequence and pairs each with its callback.
+fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
+    let subject = op.id.to_string();
+    let events = Event::seal(
+        drafts,
+        op.tenant_id,
+        op.project_id,
+        &subject,
+        &mut op.event_seq,
+        now,
+    );
+    events
+        .into_iter()
+        .map(|e| {
+            let callback = callback_url(op, &e);
+            (e, callback)
+        })
+        .collect()
+}
+
+/// Rows per multi-row UPDATE: 100 × 31 parameters stays within both backends' limits.
+const UPDATE_CHUNK: usize = 100;
+
+/// Writes every column of each operation, many rows per statement.
+async fn update_operations(tx: &mut Transaction<'static, Any>, ops: &[Operation]) -> Result<()> {
+    let assignments: Vec<String> = COLUMNS
+        .split(", ")
+        .enumerate()
+        .skip(1)
+        .map(|(i, column)| format!("{column} = v.column{}", i + 1))
+        .collect();
+    for chunk in ops.chunks(UPDATE_CHUNK) {
+        let sql = format!(
+            "UPDATE operations SET {} FROM (VALUES {}) AS v WHERE operations.id = v.column1",
+            assignments.join(", "),
+            values_placeholders(chunk.len(), COLUMN_COUNT, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for op in chunk {
+            query = bind_operation(query, op);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

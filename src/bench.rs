@@ -1,0 +1,280 @@
+//! `relais bench deliveries`: measures the outbox dispatcher against a local receiver.
+//!
+//! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
+//!    service, and time how fast the backlog drains to the receiver.
+//! 2. Latency: with the service running, produce events at a fixed rate and measure the
+//!    time from each event's commit to its arrival at the receiver.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::{bail, Context};
+
+use crate::app::Relais;
+use crate::clock;
+use crate::config::Config;
+use crate::domain::event::EventType;
+use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
+use crate::domain::operation::{Operation, Priority};
+use crate::domain::requests::{Callbacks, LeaseRequest, Notifications, OperationSpec};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct DeliveryBenchArgs {
+    /// Deliveries in the backlog drained for the throughput figure.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Events per second produced for the latency figure.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Seconds of steady production for the latency figure.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Deliveries in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+}
+
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicUsize,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+async fn receive(body: web::Bytes, arrivals: web::Data<Arc<Arrivals>>) -> HttpResponse {
+    let now = chrono::Utc::now();
+    if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&body) {
+        if let Some(ts) = envelope["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            let ms = (now - ts.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1000.0;
+            arrivals.latencies_ms.lock().expect("lock").push(ms);
+        }
+    }
+    arrivals.count.fetch_add(1, Ordering::Release);
+    HttpResponse::NoContent().finish()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn wait_for(arrivals: &Arrivals, count: usize, limit: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + limit;
+    while arrivals.count.load(Ordering::Acquire) < count {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {count} deliveries arrived within {limit:?}",
+                arrivals.count.load(Ordering::Acquire)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(Instant::now())
+}
+
+fn spec() -> OperationSpec {
+    OperationSpec {
+        operation_type: "Bench".into(),
+        operation_name: "bench".into(),
+        description: None,
+        priority: Priority::Normal,
+        parameters: serde_json::json!({}),
+        callbacks: Callbacks::default(),
+        notifications: Notifications::default(),
+        timeout: Duration::from_secs(3600),
+        retry_policy: RetryPolicy::OPERATION_DEFAULT,
+    }
+}
+
+/// Creates `count` operations and leases them, which writes one `operation.started` event
+/// (and one delivery to the bench webhook) each, in batches of 100 per transaction.
+async fn produce(
+    store: &Store,
+    tenant: TenantId,
+    project: ProjectId,
+    count: usize,
+) -> anyhow::Result<()> {
+    let creating = Instant::now();
+    for _ in 0..count {
+        let mut op = Operation::new(OperationId::new(), tenant, project, spec(), clock::now());
+        store.create_operation(&mut op, Vec::new(), None).await?;
+    }
+    let created_in = creating.elapsed();
+    let request = LeaseRequest {
+        operation_types: vec!["Bench".into()],
+        max: 100,
+        wait: Duration::ZERO,
+        worker_id: Some("bench".into()),
+    };
+    let mut leased = 0;
+    let claiming = Instant::now();
+    while leased < count {
+        let got = store
+            .claim_operations(
+                tenant,
+                project,
+                &request,
+                clock::now(),
+                Duration::from_secs(3600),
+            )
+            .await?;
+        if got.is_empty() {
+            bail!("ran out of operations to lease");
+        }
+        leased += got.len();
+    }
+    println!(
+        "  {count} operations created one transaction each in {:.1} s; leased 100 per transaction in {:.1} s",
+        created_in.as_secs_f64(),
+        claiming.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow::Result<()> {
+    let arrivals = Arc::new(Arrivals::default());
+    let data = web::Data::new(arrivals.clone());
+    let receiver = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")?;
+    let receiver_url = format!("http://{}/hook", receiver.addrs()[0]);
+    let receiver = receiver.run();
+    let receiver_handle = receiver.handle();
+    tokio::spawn(receiver);
+
+    let store = Store::connect(&database_url).await.context("connecting")?;
+    store.migrate().await?;
+    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let now = clock::now();
+    let webhook = Webhook {
+        id: WebhookId::new(),
+        tenant_id: tenant,
+        project_id: project,
+        url: receiver_url,
+        name: "bench".into(),
+        events: vec![EventType::OperationStarted],
+        filters: WebhookFilters::default(),
+        retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
+        headers: Default::default(),
+        secrets: vec![SecretVersion {
+            secret: crate::delivery::signing::generate_secret(),
+            expires_at: None,
+        }],
+        status: WebhookStatus::Active,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_webhook(&webhook, None).await?;
+
+    println!(
+        "backend: {:?}; cores: {}",
+        store.backend(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "queueing a backlog of {} deliveries (no dispatcher running yet)…",
+        args.events
+    );
+    let started = Instant::now();
+    produce(&store, tenant, project, args.events).await?;
+    println!("  queued in {:.1} s", started.elapsed().as_secs_f64());
+
+    let mut config = Config::for_database(database_url.clone());
+    config.http_workers = Some(1);
+    config.delivery.allow_private_targets = true;
+    config.delivery.max_in_flight = args.concurrency;
+    config.delivery.per_endpoint = args.concurrency;
+    let drain_started = Instant::now();
+    let relais = Relais::start(config).await?;
+    let drained = wait_for(&arrivals, args.events, Duration::from_secs(600)).await?;
+    let seconds = (drained - drain_started).as_secs_f64();
+    println!(
+        "throughput: {} signed deliveries in {seconds:.2} s = {:.0} deliveries/s",
+        args.events,
+        args.events as f64 / seconds
+    );
+
+    arrivals.latencies_ms.lock().expect("lock").clear();
+    let total = (args.rate * args.seconds) as usize;
+    println!(
+        "latency: producing {} events/s for {} s…",
+        args.rate, args.seconds
+    );
+    // Operations are created ahead of time; each tick leases (and so emits) a slice.
+    for _ in 0..total {
+        let mut op = Operation::new(OperationId::new(), tenant, project, spec(), clock::now());
+        relais
+            .store()
+            .create_operation(&mut op, Vec::new(), None)
+            .await?;
+    }
+    let tick = Duration::from_millis(10);
+    let per_tick = ((args.rate as f64) * tick.as_secs_f64()).round().max(1.0) as u32;
+    let request = LeaseRequest {
+        operation_types: vec!["Bench".into()],
+        max: per_tick,
+        wait: Duration::ZERO,
+        worker_id: Some("bench".into()),
+    };
+    let before = arrivals.count.load(Ordering::Acquire);
+    let mut ticker = tokio::time::interval(tick);
+    let mut produced = 0;
+    let production = Instant::now();
+    let mut producing = Duration::ZERO;
+    let mut transactions = 0u32;
+    while produced < total {
+        ticker.tick().await;
+        let started = Instant::now();
+        produced += relais
+            .store()
+            .claim_operations(
+                tenant,
+                project,
+                &request,
+                clock::now(),
+                Duration::from_secs(3600),
+            )
+            .await?
+            .len();
+        producing += started.elapsed();
+        transactions += 1;
+    }
+    let achieved = produced as f64 / production.elapsed().as_secs_f64();
+    println!(
+        "  producer: {transactions} transactions of {per_tick} events, {:.1} ms each on average",
+        producing.as_secs_f64() * 1000.0 / transactions.max(1) as f64
+    );
+    wait_for(&arrivals, before + produced, Duration::from_secs(120)).await?;
+    let mut latencies = arrivals.latencies_ms.lock().expect("lock").clone();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  produced {produced} events at {achieved:.0}/s; event-to-delivery latency ms: p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 95.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    relais.stop().await;
+    receiver_handle.stop(true).await;
+    Ok(())
+}
