@@ -1,6 +1,7 @@
 //! The outbox: delivery rows written with the events that cause them, claimed in batches
 //! under leases, and settled with a record of every attempt.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -148,9 +149,8 @@ impl Store {
         let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
         let mut queued: Vec<(&Event, Target)> = Vec::new();
         for (event, callback) in events {
-            if !webhooks.contains_key(&event.project_id) {
-                let loaded = self.active_webhooks(tx, event.project_id).await?;
-                webhooks.insert(event.project_id, loaded);
+            if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
+                slot.insert(self.active_webhooks(tx, event.project_id).await?);
             }
             for webhook in webhooks[&event.project_id]
                 .iter()
