@@ -88,7 +88,10 @@ pub async fn progress(
         })
         .await?
         .ok_or(ApiError::NotFound("operation"))?;
-    let cancel_requested = op.status == OperationStatus::Cancelled;
+    let cancel_requested = matches!(
+        op.status,
+        OperationStatus::Cancelled | OperationStatus::Timeout
+    );
     Ok(HttpResponse::Ok().json(json!({
         "status": op.status,
         "cancelRequested": cancel_requested,

@@ -374,14 +374,38 @@ impl Operation {
         }
     }
 
-    /// Whether `token` is the lease the operation had when it was cancelled: that worker
-    /// is told to stop rather than told it lost the lease.
-    pub fn cancelled_under_lease(&self, token: &str) -> bool {
-        self.status == OperationStatus::Cancelled
-            && self
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.token.as_str() == token)
+    /// Whether `token` is the lease the operation had when it was cancelled or timed out:
+    /// that worker is told to stop rather than told it lost the lease.
+    pub fn stopped_under_lease(&self, token: &str) -> bool {
+        matches!(
+            self.status,
+            OperationStatus::Cancelled | OperationStatus::Timeout
+        ) && self
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.token.as_str() == token)
+    }
+
+    /// Ends a run that outlived its `timeout` (counted from the first start). The lease is
+    /// kept so the worker learns on its next report that it must stop.
+    pub fn time_out(&mut self, now: DateTime<Utc>) -> Vec<EventDraft> {
+        let overdue = self.status == OperationStatus::Running
+            && self.started_at.is_some()
+            && self.timeout_at <= now;
+        if !overdue || self.become_(OperationStatus::Timeout, now).is_err() {
+            return Vec::new();
+        }
+        self.error = Some(OperationError {
+            code: "TIMEOUT".into(),
+            message: format!(
+                "the operation did not finish within its timeout of {} s",
+                self.timeout.as_secs()
+            ),
+            details: None,
+        });
+        let mut data = self.snapshot();
+        data["error"] = serde_json::to_value(&self.error).unwrap_or(Value::Null);
+        vec![EventDraft::new(EventType::OperationTimeout, data)]
     }
 
     /// Hands the operation to a worker for a new attempt.
@@ -423,7 +447,7 @@ impl Operation {
         report: ProgressReport,
         lease_ttl: Duration,
     ) -> Result<Vec<EventDraft>, TransitionError> {
-        if self.cancelled_under_lease(token) {
+        if self.stopped_under_lease(token) {
             return Ok(Vec::new());
         }
         self.check_lease(token)?;
@@ -872,7 +896,7 @@ mod tests {
             .unwrap();
         assert_eq!(types(&events), vec![EventType::OperationCancelled]);
         assert!(op.cancellation.as_ref().unwrap().was_running);
-        assert!(op.cancelled_under_lease(lease.as_str()));
+        assert!(op.stopped_under_lease(lease.as_str()));
         let heartbeat = op
             .report_progress(t(2), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap();
@@ -887,6 +911,29 @@ mod tests {
                 status: OperationStatus::Cancelled
             }
         );
+    }
+
+    #[test]
+    fn an_overdue_run_times_out_and_its_worker_is_told_to_stop() {
+        let mut op = op();
+        assert!(
+            op.time_out(t(10_000)).is_empty(),
+            "never started: the clock has not begun"
+        );
+        let (lease, _) = op.start_attempt(t(100), None, TTL).unwrap();
+        assert!(op.time_out(t(3699)).is_empty());
+        let events = op.time_out(t(3700));
+        assert_eq!(types(&events), vec![EventType::OperationTimeout]);
+        assert_eq!(op.status, OperationStatus::Timeout);
+        assert_eq!(op.error.as_ref().unwrap().code, "TIMEOUT");
+        assert!(op.stopped_under_lease(lease.as_str()));
+        assert!(op
+            .report_progress(t(3701), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap()
+            .is_empty());
+        let late = op.complete(t(3702), lease.as_str(), OperationResult::default());
+        assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
+        assert!(op.time_out(t(9999)).is_empty(), "only once");
     }
 
     #[test]

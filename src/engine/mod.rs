@@ -25,10 +25,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(store: Store, heartbeat_timeout: Duration, delivery: DispatcherSettings) -> Self {
-        let mut tasks = vec![tokio::spawn(reap_expired_leases(
-            store.clone(),
-            heartbeat_timeout,
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(reap_expired_leases(store.clone(), heartbeat_timeout)),
+            tokio::spawn(enforce_timeouts(store.clone())),
+        ];
         tasks.extend(dispatcher::spawn(store.clone(), delivery));
         if store.backend() == Backend::Postgres {
             tasks.push(tokio::spawn(relay_notifications(store)));
@@ -63,6 +63,21 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "took back expired leases"),
             Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
+        }
+    }
+}
+
+/// Ends runs that outlived their `timeout`; checked every second, so an operation ends
+/// within about a second of its `timeoutAt`.
+async fn enforce_timeouts(store: Store) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match store.time_out_operations(clock::now(), EXPIRY_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "operations timed out"),
+            Err(e) => tracing::warn!(error = %e, "timeout pass failed; will retry"),
         }
     }
 }

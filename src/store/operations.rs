@@ -215,6 +215,33 @@ impl Store {
         Ok(ops.into_iter().zip(tokens).collect())
     }
 
+    /// Ends running operations whose timeout passed. Returns how many.
+    pub async fn time_out_operations(&self, now: DateTime<Utc>, limit: u32) -> Result<usize> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND timeout_at <= $1 \
+             ORDER BY timeout_at LIMIT $2{}",
+            self.backend.skip_locked()
+        );
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(to_ms(now))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut ops = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for row in &rows {
+            let mut op = decode_operation(row)?;
+            let drafts = op.time_out(now);
+            events.extend(stage(&mut op, drafts, now));
+            ops.push(op);
+        }
+        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
+        tx.commit().await?;
+        self.after_commit(announce);
+        Ok(ops.len())
+    }
+
     /// Takes back leases whose holders stopped heartbeating. Returns how many.
     pub async fn expire_leases(
         &self,

@@ -832,27 +832,50 @@ async fn pruning_removes_settled_history_but_keeps_what_is_still_owed(backend: B
     let healthy = Receiver::start().await;
     let broken = Receiver::start().await;
     broken.fallback(Reply::status(500));
-    app.register_webhook(&json!({"webhookUrl": healthy.url, "events": ["operation.completed"]})).await;
+    app.register_webhook(&json!({"webhookUrl": healthy.url, "events": ["operation.completed"]}))
+        .await;
     let owed = app
         .register_webhook(&json!({"webhookUrl": broken.url, "events": ["operation.cancelled"], "retryPolicy": {"retryDelay": 3600}}))
         .await;
     run_operation(&app, op("Report"), &[]).await;
     healthy.wait_for(1, 10 * SEC).await;
     let cancelled = app.start_operation(&op("Report")).await;
-    app.delete(&app.api(&format!("/operation/{cancelled}")), None).await;
+    app.delete(&app.api(&format!("/operation/{cancelled}")), None)
+        .await;
     broken.wait_for(1, 10 * SEC).await;
     let owed_id = owed["webhookId"].as_str().unwrap();
     eventually(10 * SEC, || async {
-        let m = app.get(&app.api(&format!("/webhooks/{owed_id}/messages?status=Pending"))).await;
+        let m = app
+            .get(&app.api(&format!("/webhooks/{owed_id}/messages?status=Pending")))
+            .await;
         (m.body["messages"][0]["attempts"] == 1).then_some(())
     })
     .await;
 
-    let removed = app.store().prune(chrono::Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    let removed = app
+        .store()
+        .prune(chrono::Utc::now() + chrono::Duration::days(1))
+        .await
+        .unwrap();
     assert!(removed > 0);
     let feed = app.get(&app.api("/events")).await;
-    let left: Vec<&str> = feed.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(left, ["operation.cancelled"], "only the event a pending delivery still needs is kept");
-    let pending = app.get(&app.api(&format!("/webhooks/{owed_id}/messages"))).await;
-    assert_eq!(pending.body["messages"].as_array().unwrap().len(), 1, "the pending delivery survives");
+    let left: Vec<&str> = feed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        ["operation.cancelled"],
+        "only the event a pending delivery still needs is kept"
+    );
+    let pending = app
+        .get(&app.api(&format!("/webhooks/{owed_id}/messages")))
+        .await;
+    assert_eq!(
+        pending.body["messages"].as_array().unwrap().len(),
+        1,
+        "the pending delivery survives"
+    );
 }

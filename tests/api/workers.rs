@@ -17,6 +17,7 @@ both_backends!(
     retryable_failures_are_offered_again_and_final_ones_fail,
     leases_are_handed_out_most_urgent_first_and_by_type,
     a_restarted_server_carries_on_with_leased_and_queued_work,
+    a_run_past_its_timeout_ends_and_its_worker_is_told_to_stop,
 );
 
 async fn concurrent_workers_complete_each_operation_exactly_once(backend: Backend) {
@@ -304,4 +305,42 @@ async fn a_restarted_server_carries_on_with_leased_and_queued_work(backend: Back
             "operation.completed"
         ]
     );
+}
+
+async fn a_run_past_its_timeout_ends_and_its_worker_is_told_to_stop(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Slow", "operationName": "n", "timeout": 1}))
+        .await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Slow"]}))
+        .await
+        .remove(0);
+    let token = lease["leaseToken"].clone();
+    // The worker keeps heartbeating; the timeout ends the run all the same.
+    let stopped = eventually(Duration::from_secs(10), || async {
+        let hb = app
+            .post(
+                &app.api(&format!("/operation/{id}/progress")),
+                &json!({"leaseToken": token, "percentage": 10}),
+            )
+            .await;
+        assert_eq!(hb.status, StatusCode::OK, "{}", hb.text);
+        (hb.body["cancelRequested"] == true).then_some(hb.body)
+    })
+    .await;
+    assert_eq!(stopped["status"], "Timeout");
+    let late = app
+        .post(
+            &app.api(&format!("/operation/{id}/complete")),
+            &json!({"leaseToken": token}),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.body["code"], "LEASE_LOST");
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["status"], "Timeout");
+    assert_eq!(status.body["error"]["code"], "TIMEOUT");
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    assert_eq!(events.last().unwrap().event_type, "operation.timeout");
 }
