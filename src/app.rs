@@ -32,11 +32,7 @@ impl Relais {
                 )
             })?;
         store.migrate().await.context("migrating the database")?;
-        let engine = Engine::start(
-            store.clone(),
-            config.heartbeat_timeout,
-            config.delivery.clone(),
-        );
+        let engine = Engine::start(store.clone(), &config);
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),

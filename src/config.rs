@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Days settled deliveries, attempts and events are kept.
     #[arg(long, env = "RELAIS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,
+    /// Seconds an operation waits in the queue before it ranks one priority higher.
+    #[arg(long, env = "RELAIS_PRIORITY_AGING", default_value_t = 60.0)]
+    pub priority_aging: f64,
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
@@ -56,6 +59,7 @@ pub struct Config {
     pub http_workers: Option<usize>,
     pub delivery: DispatcherSettings,
     pub secret_overlap: Duration,
+    pub priority_aging: Duration,
 }
 
 impl Config {
@@ -77,6 +81,10 @@ impl Config {
             "--retry-time-scale must be zero or more"
         );
         anyhow::ensure!(
+            args.priority_aging.is_finite() && args.priority_aging >= 0.1,
+            "--priority-aging must be at least 0.1 seconds"
+        );
+        anyhow::ensure!(
             args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
             "delivery concurrency must be at least 1"
         );
@@ -96,6 +104,7 @@ impl Config {
                 retention: Duration::from_secs(args.retention_days * 86_400),
             },
             secret_overlap: Duration::from_secs(args.secret_overlap),
+            priority_aging: Duration::from_secs_f64(args.priority_aging),
         })
     }
 
@@ -117,6 +126,7 @@ impl Config {
                 retention: Duration::from_secs(30 * 86_400),
             },
             secret_overlap: Duration::from_secs(86_400),
+            priority_aging: Duration::from_secs(60),
         }
     }
 }

@@ -113,6 +113,7 @@ impl From<TransitionError> for ApiError {
     fn from(e: TransitionError) -> Self {
         let code = match e {
             TransitionError::LeaseLost { .. } => "LEASE_LOST",
+            TransitionError::NotRetryable { .. } => "OPERATION_NOT_RETRYABLE",
             TransitionError::AlreadyTerminal { .. } | TransitionError::Illegal { .. } => {
                 "INVALID_STATE_TRANSITION"
             }

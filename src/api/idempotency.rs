@@ -41,8 +41,15 @@ impl Idempotency {
             },
         };
         let request_hash = match &key {
-            // Canonical JSON (sorted keys): formatting differences are the same request.
-            Some(_) => hex::encode(Sha256::digest(body.canonical()?.as_bytes())),
+            // The path and the canonical JSON (sorted keys): formatting differences are the
+            // same request, another resource is not.
+            Some(_) => {
+                let mut hasher = Sha256::new();
+                hasher.update(req.path().as_bytes());
+                hasher.update(b"\n");
+                hasher.update(body.canonical()?.as_bytes());
+                hex::encode(hasher.finalize())
+            }
             None => String::new(),
         };
         let this = Idempotency {

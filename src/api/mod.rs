@@ -40,6 +40,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     get().to(operations::results),
                 )
                 .route(
+                    "/operation/{operationId}/retry",
+                    post().to(operations::retry),
+                )
+                .route(
                     "/operation/{operationId}/progress",
                     post().to(workers::progress),
                 )

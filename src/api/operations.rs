@@ -20,7 +20,7 @@ use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
 use crate::domain::requests::{
-    CancelBody, ListQuery, ListRequest, OperationSpec, StartOperationBody,
+    CancelBody, ListQuery, ListRequest, OperationSpec, RetryBody, StartOperationBody,
 };
 use crate::domain::FieldError;
 use crate::store::CreateOutcome;
@@ -120,6 +120,75 @@ async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), A
     Ok(())
 }
 
+const RETRY_SCOPE: &str = "operation.retry";
+
+pub async fn retry(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<OperationPath>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = state
+        .authorize(&principal, &path.project, Some(Scope::OperationsWrite))
+        .await?;
+    let id = path.operation_id()?;
+    let original = state
+        .store
+        .get_operation(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    let spec = body
+        .json_or_default::<RetryBody>()?
+        .into_spec(original.retry_policy)?;
+    let idempotency = match Idempotency::check(&state, target, RETRY_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
+    let now = clock::now();
+    let mode = spec.mode;
+    let reason = spec.reason.clone();
+    let (mut op, kept) = original.retry(OperationId::new(), spec, now)?;
+    let estimate = state
+        .store
+        .typical_duration(target.project, &op.operation_type)
+        .await?;
+    let response = json!({
+        "originalOperationId": original.id,
+        "newOperationId": op.id,
+        "retryMode": mode,
+        "retryNumber": op.retry_number,
+        "retryReason": reason,
+        "resumeFromPhase": op.resume_from_phase,
+        "status": op.status,
+        "estimatedDuration": estimate.map(human_duration),
+        "estimatedCompletion": estimate.map(|d| time(now + d)),
+        "preservedResults": {
+            "phasesPreserved": kept.phases_preserved,
+            "recordsProcessed": kept.records_processed,
+            "progressSaved": kept.progress_saved,
+        },
+        "retryAttemptDate": time(now),
+        "timeoutAt": time(op.timeout_at),
+        "trackingUrl": tracking_url(target, op.id),
+    })
+    .to_string();
+    let record = idempotency.record(StatusCode::ACCEPTED, &response);
+    if state
+        .store
+        .create_operation(&mut op, Vec::new(), record)
+        .await?
+        == CreateOutcome::IdempotencyKeyTaken
+    {
+        return idempotency.replay_winner(&state, target).await;
+    }
+    tracing::info!(original = %original.id, retry = %op.id, "operation retried");
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", tracking_url(target, op.id)))
+        .content_type("application/json")
+        .body(response))
+}
+
 pub async fn status(
     state: web::Data<AppState>,
     principal: Principal,
@@ -216,6 +285,9 @@ pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Va
         "error": op.error,
         "cancellation": op.cancellation.as_ref().map(cancellation_view),
         "callbacks": op.callbacks,
+        "retryOf": op.retry_of,
+        "retryNumber": op.retry_number,
+        "resumeFromPhase": op.resume_from_phase,
         "dateCreated": time(op.created_at),
         "dateUpdated": time(op.updated_at),
         "endTime": opt_time(op.finished_at),

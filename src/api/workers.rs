@@ -12,7 +12,7 @@ use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
-use crate::domain::operation::{Operation, OperationStatus};
+use crate::domain::operation::{Operation, OperationStatus, PhaseStatus};
 use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
 use crate::engine;
 
@@ -62,6 +62,8 @@ fn lease_view(op: &Operation, token: &LeaseToken, heartbeat_seconds: f64) -> Val
         "heartbeatTimeout": heartbeat_seconds,
         "timeoutAt": time(op.timeout_at),
         "checkpoints": checkpoints,
+        "resumeFromPhase": op.resume_from_phase,
+        "completedPhases": op.phases.iter().filter(|p| p.status == PhaseStatus::Completed).collect::<Vec<_>>(),
         "dependencyResults": {},
     })
 }

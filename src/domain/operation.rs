@@ -199,6 +199,51 @@ pub struct OperationResult {
     pub artifacts: Vec<Value>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryMode {
+    Resume,
+    Restart,
+}
+
+/// A checked `POST …/operation/{id}/retry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    pub mode: RetryMode,
+    pub reason: Option<String>,
+    /// A JSON merge patch (RFC 7386) applied to the original parameters.
+    pub parameter_patch: Option<Value>,
+    pub retry_policy: Option<RetryPolicy>,
+    pub timeout: Option<Duration>,
+}
+
+/// What a resumed retry keeps from the original.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetrySummary {
+    pub phases_preserved: usize,
+    pub records_processed: Option<u64>,
+    pub progress_saved: Option<f64>,
+}
+
+/// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CancelRequest {
     pub reason: Option<String>,
@@ -232,6 +277,8 @@ pub enum TransitionError {
     LeaseLost { status: OperationStatus },
     #[error("the operation is {status:?} and can no longer change")]
     AlreadyTerminal { status: OperationStatus },
+    #[error("only Failed, Cancelled or Timeout operations can be retried; this one is {status:?}")]
+    NotRetryable { status: OperationStatus },
     #[error("an operation cannot go from {from:?} to {to:?}")]
     Illegal {
         from: OperationStatus,
@@ -273,6 +320,13 @@ pub struct Operation {
     pub error: Option<OperationError>,
     /// Sequence number of the last event emitted for this operation.
     pub event_seq: i64,
+    /// The finished operation this one retries, and how many retries led here.
+    pub retry_of: Option<OperationId>,
+    pub retry_number: u32,
+    /// The first phase a resumed run has to do; earlier ones are kept from the original.
+    pub resume_from_phase: Option<String>,
+    /// Rank in the queue: the priority, raised while the operation waits (aging).
+    pub queue_rank: i64,
 }
 
 impl Operation {
@@ -314,6 +368,10 @@ impl Operation {
             result: None,
             error: None,
             event_seq: 0,
+            retry_of: None,
+            retry_number: 0,
+            resume_from_phase: None,
+            queue_rank: spec.priority.rank(),
         }
     }
 
@@ -612,6 +670,7 @@ impl Operation {
             let spread = delay.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0));
             self.available_at =
                 now + chrono::Duration::from_std(spread).unwrap_or(chrono::Duration::zero());
+            self.queue_rank = self.priority.rank();
             return Vec::new();
         }
         self.status = OperationStatus::Failed;
@@ -650,6 +709,63 @@ impl Operation {
         let mut data = self.snapshot();
         data["cancellation"] = serde_json::to_value(&self.cancellation).unwrap_or(Value::Null);
         Ok(vec![EventDraft::new(EventType::OperationCancelled, data)])
+    }
+
+    /// A new operation that runs this finished one again. `Resume` keeps the phases that
+    /// completed (their results and checkpoints) and starts at the first that did not.
+    pub fn retry(
+        &self,
+        id: OperationId,
+        spec: RetrySpec,
+        now: DateTime<Utc>,
+    ) -> Result<(Operation, RetrySummary), TransitionError> {
+        if !matches!(
+            self.status,
+            OperationStatus::Failed | OperationStatus::Cancelled | OperationStatus::Timeout
+        ) {
+            return Err(TransitionError::NotRetryable {
+                status: self.status,
+            });
+        }
+        let mut parameters = self.parameters.clone();
+        if let Some(patch) = &spec.parameter_patch {
+            merge_patch(&mut parameters, patch);
+        }
+        let retry = OperationSpec {
+            operation_type: self.operation_type.clone(),
+            operation_name: self.operation_name.clone(),
+            description: self.description.clone(),
+            priority: self.priority,
+            parameters,
+            callbacks: self.callbacks.clone(),
+            notifications: self.notifications.clone(),
+            timeout: spec.timeout.unwrap_or(self.timeout),
+            retry_policy: spec.retry_policy.unwrap_or(self.retry_policy),
+        };
+        let mut op = Operation::new(id, self.tenant_id, self.project_id, retry, now);
+        op.retry_of = Some(self.id);
+        op.retry_number = self.retry_number + 1;
+        let mut summary = RetrySummary::default();
+        if spec.mode == RetryMode::Resume {
+            op.phases = self
+                .phases
+                .iter()
+                .filter(|p| p.status == PhaseStatus::Completed)
+                .cloned()
+                .collect();
+            op.resume_from_phase = self
+                .phases
+                .iter()
+                .find(|p| p.status != PhaseStatus::Completed)
+                .map(|p| p.phase_name.clone());
+            op.progress.total_phases = self.progress.total_phases;
+            summary = RetrySummary {
+                phases_preserved: op.phases.len(),
+                records_processed: self.progress.processed_records,
+                progress_saved: self.progress.percentage,
+            };
+        }
+        Ok((op, summary))
     }
 
     /// Results a client may read: the final ones, or the partial ones kept on cancel.
@@ -934,6 +1050,99 @@ mod tests {
         let late = op.complete(t(3702), lease.as_str(), OperationResult::default());
         assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
         assert!(op.time_out(t(9999)).is_empty(), "only once");
+    }
+
+    fn failed_at_phase_three_of_four() -> Operation {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        for (name, status) in [
+            ("p1", PhaseStatus::Completed),
+            ("p2", PhaseStatus::Completed),
+            ("p3", PhaseStatus::Running),
+        ] {
+            let report = ProgressReport {
+                percentage: Some(60.0),
+                processed_records: Some(600),
+                total_phases: Some(4),
+                phase: Some(PhaseReport {
+                    phase_name: name.into(),
+                    status,
+                    results: Some(json!({"phase": name})),
+                    checkpoint: Some(json!({"done": name})),
+                }),
+                ..Default::default()
+            };
+            op.report_progress(t(1), lease.as_str(), report, TTL)
+                .unwrap();
+        }
+        let error = OperationError {
+            code: "X".into(),
+            message: "boom".into(),
+            details: None,
+        };
+        op.fail(t(2), lease.as_str(), error, false, 0.0).unwrap();
+        op
+    }
+
+    #[test]
+    fn a_resumed_retry_keeps_completed_phases_and_starts_at_the_first_unfinished() {
+        let original = failed_at_phase_three_of_four();
+        let spec = RetrySpec {
+            mode: RetryMode::Resume,
+            reason: None,
+            parameter_patch: Some(json!({"extra": 1})),
+            retry_policy: None,
+            timeout: Some(Duration::from_secs(60)),
+        };
+        let (retry, summary) = original.retry(OperationId::new(), spec, t(10)).unwrap();
+        assert_eq!(retry.status, OperationStatus::Initiated);
+        assert_eq!(retry.retry_of, Some(original.id));
+        assert_eq!(retry.retry_number, 1);
+        assert_eq!(retry.resume_from_phase.as_deref(), Some("p3"));
+        let kept: Vec<_> = retry.phases.iter().map(|p| p.phase_name.as_str()).collect();
+        assert_eq!(kept, ["p1", "p2"]);
+        assert_eq!(retry.phases[1].checkpoint, Some(json!({"done": "p2"})));
+        assert_eq!(retry.parameters["extra"], 1);
+        assert_eq!(retry.timeout, Duration::from_secs(60));
+        assert_eq!(summary.phases_preserved, 2);
+        assert_eq!(summary.records_processed, Some(600));
+        assert_eq!(summary.progress_saved, Some(60.0));
+    }
+
+    #[test]
+    fn a_restart_keeps_nothing_and_only_finished_operations_retry() {
+        let original = failed_at_phase_three_of_four();
+        let spec = RetrySpec {
+            mode: RetryMode::Restart,
+            reason: None,
+            parameter_patch: None,
+            retry_policy: None,
+            timeout: None,
+        };
+        let (retry, summary) = original
+            .retry(OperationId::new(), spec.clone(), t(10))
+            .unwrap();
+        assert!(retry.phases.is_empty());
+        assert!(retry.resume_from_phase.is_none());
+        assert_eq!(summary, RetrySummary::default());
+        let running = op();
+        assert!(matches!(
+            running.retry(OperationId::new(), spec, t(10)),
+            Err(TransitionError::NotRetryable { .. })
+        ));
+    }
+
+    #[test]
+    fn merge_patches_follow_rfc_7386() {
+        let mut target = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        merge_patch(
+            &mut target,
+            &json!({"a": null, "b": {"c": 20}, "e": [2], "f": "new"}),
+        );
+        assert_eq!(
+            target,
+            json!({"b": {"c": 20, "d": 3}, "e": [2], "f": "new"})
+        );
     }
 
     #[test]

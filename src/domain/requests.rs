@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::event::EventType;
 use super::operation::{
     CancelRequest, OperationError, OperationResult, OperationStatus, PhaseReport, PhaseStatus,
-    Priority, ProgressReport,
+    Priority, ProgressReport, RetryMode, RetrySpec,
 };
 use super::retry::{RetryPolicy, RetryPolicyBody};
 use super::FieldError;
@@ -209,6 +209,60 @@ fn looks_like_email(s: &str) -> bool {
             !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace)
         }
         None => false,
+    }
+}
+
+/// `POST …/operation/{id}/retry`, as seed 001 shows it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryBody {
+    pub retry_mode: Option<RetryMode>,
+    pub retry_reason: Option<String>,
+    pub modify_parameters: Option<bool>,
+    pub updated_parameters: Option<Value>,
+    pub retry_policy: Option<RetryPolicyBody>,
+    pub new_timeout: Option<i64>,
+    /// Accepted for compatibility: the original operation and its results are never
+    /// changed by a retry, so they are always preserved.
+    pub preserve_original_results: Option<bool>,
+}
+
+impl RetryBody {
+    /// `base` is the original operation's policy, which the body's fields override.
+    pub fn into_spec(self, base: RetryPolicy) -> Result<RetrySpec, FieldError> {
+        let parameter_patch = match (self.modify_parameters, self.updated_parameters) {
+            (Some(false), _) | (_, None) | (_, Some(Value::Null)) => None,
+            (_, Some(v @ Value::Object(_))) => Some(v),
+            (_, Some(_)) => {
+                return Err(FieldError::new(
+                    "updatedParameters",
+                    "must be a JSON object",
+                ))
+            }
+        };
+        let timeout = match self.new_timeout {
+            None => None,
+            Some(t) if (1..=MAX_TIMEOUT_SECONDS).contains(&t) => {
+                Some(Duration::from_secs(t as u64))
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    "newTimeout",
+                    format!("must be a number of seconds between 1 and {MAX_TIMEOUT_SECONDS}"),
+                ))
+            }
+        };
+        let retry_policy = self
+            .retry_policy
+            .map(|p| p.into_policy(base, "retryPolicy"))
+            .transpose()?;
+        Ok(RetrySpec {
+            mode: self.retry_mode.unwrap_or(RetryMode::Resume),
+            reason: self.retry_reason,
+            parameter_patch,
+            retry_policy,
+            timeout,
+        })
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::clock;
-use crate::delivery::dispatcher::{self, DispatcherSettings};
+use crate::config::Config;
+use crate::delivery::dispatcher;
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::Operation;
 use crate::domain::requests::LeaseRequest;
@@ -24,12 +25,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, heartbeat_timeout: Duration, delivery: DispatcherSettings) -> Self {
+    pub fn start(store: Store, config: &Config) -> Self {
         let mut tasks = vec![
-            tokio::spawn(reap_expired_leases(store.clone(), heartbeat_timeout)),
+            tokio::spawn(reap_expired_leases(store.clone(), config.heartbeat_timeout)),
             tokio::spawn(enforce_timeouts(store.clone())),
+            tokio::spawn(age_queue(store.clone(), config.priority_aging)),
         ];
-        tasks.extend(dispatcher::spawn(store.clone(), delivery));
+        tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
         if store.backend() == Backend::Postgres {
             tasks.push(tokio::spawn(relay_notifications(store)));
         }
@@ -63,6 +65,19 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "took back expired leases"),
             Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
+        }
+    }
+}
+
+/// Aging: every operation that waited another `interval` ranks one priority higher, so
+/// Low work still runs under a steady stream of High work.
+async fn age_queue(store: Store, interval: Duration) {
+    let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(50)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = store.age_queue(clock::now(), interval).await {
+            tracing::warn!(error = %e, "aging pass failed; will retry");
         }
     }
 }

@@ -9,6 +9,7 @@ use super::{
     from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
     WORK_CHANNEL,
 };
+use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
@@ -18,8 +19,8 @@ const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
     attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
-    result, error, event_seq";
-const COLUMN_COUNT: usize = 31;
+    result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank";
+const COLUMN_COUNT: usize = 35;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -86,11 +87,13 @@ impl Store {
             }
         }
         let events = stage(op, drafts, op.created_at);
+        // `queue_order` is written once, here; updates leave it alone.
         let sql = format!(
-            "INSERT INTO operations ({COLUMNS}) VALUES {}",
-            values_placeholders(1, COLUMN_COUNT, 1)
+            "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
+            values_placeholders(1, COLUMN_COUNT + 1, 1)
         );
         bind_operation(sqlx::query(&sql), op)
+            .bind(clock::queue_order())
             .execute(&mut *tx)
             .await?;
         let mut announce = self.write_events(&mut tx, events, op.created_at).await?;
@@ -187,7 +190,7 @@ impl Store {
         }
         params.push(Param::Int(request.max as i64));
         sql.push_str(&format!(
-            " ORDER BY priority DESC, created_at, id LIMIT ${}{}",
+            " ORDER BY queue_rank DESC, queue_order, id LIMIT ${}{}",
             params.len(),
             self.backend.skip_locked()
         ));
@@ -213,6 +216,22 @@ impl Store {
         tx.commit().await?;
         self.after_commit(announce);
         Ok(ops.into_iter().zip(tokens).collect())
+    }
+
+    /// Raises by one the queue rank of claimable operations that have waited another
+    /// `interval` since they became available, up to Critical. Returns how many.
+    pub async fn age_queue(&self, now: DateTime<Utc>, interval: Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE operations SET queue_rank = queue_rank + 1
+             WHERE lease_token IS NULL AND status IN ('Initiated', 'Running') AND queue_rank < $1
+               AND available_at <= $2 - (queue_rank - priority + 1) * $3",
+        )
+        .bind(Priority::Critical.rank())
+        .bind(to_ms(now))
+        .bind(interval.as_millis() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Ends running operations whose timeout passed. Returns how many.
@@ -506,6 +525,10 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(op.result.as_ref().map(to_json))
         .bind(op.error.as_ref().map(to_json))
         .bind(op.event_seq)
+        .bind(op.retry_of.map(|r| r.db()))
+        .bind(op.retry_number as i64)
+        .bind(op.resume_from_phase.clone())
+        .bind(op.queue_rank)
 }
 
 fn decode_operation(row: &AnyRow) -> Result<Operation> {
@@ -570,6 +593,12 @@ fn decode_operation(row: &AnyRow) -> Result<Operation> {
             .map(|c| from_json(&c, "error"))
             .transpose()?,
         event_seq: int("event_seq")?,
+        retry_of: opt_text("retry_of")?
+            .map(|r| r.parse::<OperationId>().map_err(StoreError::corrupt))
+            .transpose()?,
+        retry_number: int("retry_number")?.max(0) as u32,
+        resume_from_phase: opt_text("resume_from_phase")?,
+        queue_rank: int("queue_rank")?,
     })
 }
 
@@ -609,7 +638,7 @@ fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec
         .collect()
 }
 
-/// Rows per multi-row UPDATE: 100 × 31 parameters stays within both backends' limits.
+/// Rows per multi-row UPDATE: 100 × 35 parameters stays within both backends' limits.
 const UPDATE_CHUNK: usize = 100;
 
 /// Writes every column of each operation, many rows per statement.

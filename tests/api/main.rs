@@ -6,6 +6,7 @@ mod receiver;
 
 mod cli;
 mod crash;
+mod engine;
 mod health;
 mod lifecycle;
 mod listing;

@@ -1,0 +1,247 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::common::{Backend, TestApp};
+
+both_backends!(
+    a_retry_resumes_after_a_failure_at_phase_three_of_four,
+    retries_are_refused_for_unfinished_operations_and_bad_bodies,
+    a_thousand_queued_operations_are_handed_out_by_priority_then_age,
+    aging_lifts_long_waiting_low_priority_work_above_newer_urgent_work,
+);
+
+async fn report(app: &TestApp, id: &str, lease: &Value, body: Value) {
+    let mut body = body;
+    body["leaseToken"] = lease["leaseToken"].clone();
+    let r = app
+        .post(&app.api(&format!("/operation/{id}/progress")), &body)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+async fn a_retry_resumes_after_a_failure_at_phase_three_of_four(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Pipeline", "operationName": "four phases",
+                                 "parameters": {"dataset": "d1", "settings": {"mode": "fast", "depth": 2}}}))
+        .await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Pipeline"]}))
+        .await
+        .remove(0);
+    for phase in ["extract", "clean"] {
+        report(&app, &id, &lease, json!({"totalPhases": 4, "processedRecords": 500, "percentage": 50,
+            "phase": {"phaseName": phase, "status": "Completed", "results": {"rows": phase.len()}, "checkpoint": {"after": phase}}}))
+        .await;
+    }
+    report(
+        &app,
+        &id,
+        &lease,
+        json!({"phase": {"phaseName": "analyse", "status": "Running"}}),
+    )
+    .await;
+    let r = app
+        .post(&app.api(&format!("/operation/{id}/fail")), &json!({"leaseToken": lease["leaseToken"], "error": {"code": "OOM", "message": "out of memory"}}))
+        .await;
+    assert_eq!(r.body["status"], "Failed");
+
+    let retried = app
+        .post(
+            &app.api(&format!("/operation/{id}/retry")),
+            &json!({"retryMode": "resume", "retryReason": "Infrastructure issue resolved", "modifyParameters": true,
+                    "updatedParameters": {"settings": {"mode": "careful"}}, "retryPolicy": {"maxRetries": 2, "retryDelay": 180, "backoffMultiplier": 1.5},
+                    "newTimeout": 10800, "preserveOriginalResults": true}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.text);
+    let b = &retried.body;
+    assert_eq!(b["originalOperationId"], id);
+    assert_eq!(b["retryMode"], "resume");
+    assert_eq!(b["retryNumber"], 1);
+    assert_eq!(b["resumeFromPhase"], "analyse");
+    assert_eq!(b["status"], "Initiated");
+    assert_eq!(
+        b["preservedResults"],
+        json!({"phasesPreserved": 2, "recordsProcessed": 500, "progressSaved": 50.0})
+    );
+    assert!(b["retryAttemptDate"].is_string());
+    let new_id = b["newOperationId"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+
+    let status = app.get(&app.api(&format!("/operation/{new_id}"))).await;
+    assert_eq!(status.body["retryOf"], id);
+    assert_eq!(status.body["execution"]["maxAttempts"], 3);
+    assert_eq!(
+        status.body["parameters"],
+        json!({"dataset": "d1", "settings": {"mode": "careful", "depth": 2}})
+    );
+    let created =
+        chrono::DateTime::parse_from_rfc3339(status.body["dateCreated"].as_str().unwrap()).unwrap();
+    let timeout_at =
+        chrono::DateTime::parse_from_rfc3339(status.body["timeoutAt"].as_str().unwrap()).unwrap();
+    assert_eq!((timeout_at - created).num_seconds(), 10800);
+
+    let resumed = app
+        .lease(&json!({"operationTypes": ["Pipeline"]}))
+        .await
+        .remove(0);
+    assert_eq!(resumed["operationId"], new_id);
+    assert_eq!(resumed["resumeFromPhase"], "analyse");
+    assert_eq!(
+        resumed["checkpoints"],
+        json!({"extract": {"after": "extract"}, "clean": {"after": "clean"}})
+    );
+    let kept: Vec<_> = resumed["completedPhases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phaseName"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["extract", "clean"]);
+    assert_eq!(resumed["completedPhases"][1]["results"]["rows"], 5);
+    let done = app
+        .post(
+            &app.api(&format!("/operation/{new_id}/complete")),
+            &json!({"leaseToken": resumed["leaseToken"]}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+
+    // A restart of the original keeps nothing; the original itself is untouched.
+    let restart = app
+        .post(
+            &app.api(&format!("/operation/{id}/retry")),
+            &json!({"retryMode": "restart"}),
+        )
+        .await;
+    assert_eq!(restart.status, StatusCode::ACCEPTED, "{}", restart.text);
+    assert!(restart.body["resumeFromPhase"].is_null());
+    assert_eq!(restart.body["preservedResults"]["phasesPreserved"], 0);
+    let fresh = app
+        .lease(&json!({"operationTypes": ["Pipeline"]}))
+        .await
+        .remove(0);
+    assert_eq!(fresh["checkpoints"], json!({}));
+    let original = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(original.body["status"], "Failed");
+}
+
+async fn retries_are_refused_for_unfinished_operations_and_bad_bodies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "T", "operationName": "n"}))
+        .await;
+    let r = app
+        .post(&app.api(&format!("/operation/{id}/retry")), &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.body["code"], "OPERATION_NOT_RETRYABLE");
+    app.delete(&app.api(&format!("/operation/{id}")), None)
+        .await;
+    for (body, field) in [
+        (json!({"retryMode": "sideways"}), "retryMode"),
+        (json!({"newTimeout": -1}), "newTimeout"),
+        (json!({"updatedParameters": [1]}), "updatedParameters"),
+        (
+            json!({"retryPolicy": {"retryDelay": -1}}),
+            "retryPolicy.retryDelay",
+        ),
+    ] {
+        let r = app
+            .post(&app.api(&format!("/operation/{id}/retry")), &body)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.body["field"], field, "{}", r.text);
+    }
+    let second = app
+        .post(&app.api(&format!("/operation/{id}/retry")), &json!({}))
+        .await;
+    assert_eq!(
+        second.status,
+        StatusCode::ACCEPTED,
+        "a cancelled operation can be retried: {}",
+        second.text
+    );
+    let chained_from = second.body["newOperationId"].as_str().unwrap().to_owned();
+    app.delete(&app.api(&format!("/operation/{chained_from}")), None)
+        .await;
+    let third = app
+        .post(
+            &app.api(&format!("/operation/{chained_from}/retry")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        third.body["retryNumber"], 2,
+        "retry numbers count along the chain"
+    );
+    let missing = app
+        .post(
+            &app.api(&format!("/operation/op-{}/retry", uuid::Uuid::new_v4())),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_thousand_queued_operations_are_handed_out_by_priority_then_age(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let priorities = ["Low", "Normal", "High", "Critical"];
+    let mut expected: Vec<(usize, usize, String)> = Vec::new();
+    for i in 0..1000 {
+        // A spread that is not sorted by creation: 7 is coprime with 4.
+        let p = (i * 7 + i / 3) % 4;
+        let id = app
+            .start_operation(&json!({"operationType": "Queue", "operationName": format!("q{i}"), "priority": priorities[p]}))
+            .await;
+        expected.push((3 - p, i, id));
+    }
+    expected.sort();
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let leases = app
+            .lease(&json!({"operationTypes": ["Queue"], "max": 100}))
+            .await;
+        assert!(!leases.is_empty());
+        got.extend(
+            leases
+                .into_iter()
+                .map(|l| l["operationId"].as_str().unwrap().to_owned()),
+        );
+    }
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, id)| id).collect();
+    assert_eq!(got.len(), expected.len());
+    let first_difference = got.iter().zip(&expected).position(|(g, e)| g != e);
+    assert_eq!(
+        first_difference, None,
+        "Critical, High, Normal, Low; oldest first within each"
+    );
+}
+
+async fn aging_lifts_long_waiting_low_priority_work_above_newer_urgent_work(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.priority_aging = Duration::from_millis(300)).await;
+    let low = app
+        .start_operation(&json!({"operationType": "A", "operationName": "low", "priority": "Low"}))
+        .await;
+    let first_high = app
+        .start_operation(&json!({"operationType": "A", "operationName": "h0", "priority": "High"}))
+        .await;
+    // Straight away the urgent work goes first.
+    let now = app.lease(&json!({"operationTypes": ["A"]})).await.remove(0);
+    assert_eq!(now["operationId"], first_high);
+    // A steady stream of High work keeps arriving; after waiting four aging intervals the
+    // Low operation ranks Critical, and being older it goes before every newer High.
+    for i in 1..=5 {
+        app.start_operation(
+            &json!({"operationType": "A", "operationName": format!("h{i}"), "priority": "High"}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let next = app.lease(&json!({"operationTypes": ["A"]})).await.remove(0);
+    assert_eq!(next["operationId"], low, "the Low operation is not starved");
+}
