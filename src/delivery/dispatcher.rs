@@ -55,7 +55,7 @@ struct Context {
     settings: DispatcherSettings,
     client: reqwest::Client,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
-    outcomes: mpsc::UnboundedSender<DeliveryOutcome>,
+    outcomes: mpsc::UnboundedSender<Settled>,
 }
 
 impl Context {
@@ -133,7 +133,7 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
                 .clone()
                 .try_acquire_owned()
                 .expect("claimed within capacity");
-            tokio::spawn(send(ctx.clone(), delivery, permit, None));
+            tokio::spawn(send(ctx.clone(), delivery, vec![permit]));
         }
         for delivery in retries {
             let permit = in_flight
@@ -144,7 +144,7 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
                 .clone()
                 .try_acquire_owned()
                 .expect("claimed within the retry share");
-            tokio::spawn(send(ctx.clone(), delivery, permit, Some(share)));
+            tokio::spawn(send(ctx.clone(), delivery, vec![permit, share]));
         }
         if claimed_any {
             continue;
@@ -165,16 +165,26 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
     }
 }
 
+/// An outcome on its way to the recorder, with the permits of its attempt. They are
+/// released only once the outcome is committed, so the deliveries that are sent but not
+/// yet settled (the ones a crash would send again) never outnumber the concurrency limits.
+struct Settled {
+    outcome: DeliveryOutcome,
+    _permits: Vec<OwnedSemaphorePermit>,
+}
+
 async fn send(
     ctx: Arc<Context>,
     delivery: ClaimedDelivery,
-    _permit: OwnedSemaphorePermit,
-    _retry_share: Option<OwnedSemaphorePermit>,
+    mut permits: Vec<OwnedSemaphorePermit>,
 ) {
-    if let Some(outcome) = attempt(&ctx, &delivery).await {
+    if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
         // The recorder outlives every sender; a closed channel means shutdown, and the
         // lease then hands the delivery to the next process.
-        let _ = ctx.outcomes.send(outcome);
+        let _ = ctx.outcomes.send(Settled {
+            outcome,
+            _permits: permits,
+        });
     }
 }
 
@@ -194,7 +204,11 @@ fn outcome(
 }
 
 /// One attempt. `None`: the lease was lost while waiting, so another process owns it.
-async fn attempt(ctx: &Context, delivery: &ClaimedDelivery) -> Option<DeliveryOutcome> {
+async fn attempt(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) -> Option<DeliveryOutcome> {
     if !delivery.endpoint_active {
         return Some(outcome(
             delivery,
@@ -206,12 +220,13 @@ async fn attempt(ctx: &Context, delivery: &ClaimedDelivery) -> Option<DeliveryOu
         .webhook_id
         .map_or_else(|| delivery.url.clone(), |w| w.to_string());
     let endpoint = ctx.endpoint(&key);
-    let Ok(Ok(_endpoint_permit)) =
+    let Ok(Ok(endpoint_permit)) =
         tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()).await
     else {
         let later = clock::now() + chrono::Duration::milliseconds(250);
         return Some(outcome(delivery, Settlement::Released(later), None));
     };
+    permits.push(endpoint_permit);
     let now = clock::now();
     let margin = chrono::Duration::from_std(ctx.settings.request_timeout + Duration::from_secs(5))
         .expect("fits");
@@ -356,18 +371,19 @@ async fn read_truncated(mut response: reqwest::Response) -> String {
 
 async fn record(
     store: Store,
-    mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
+    mut outcomes: mpsc::UnboundedReceiver<Settled>,
     disable_after: Duration,
     next_due: Arc<AtomicI64>,
 ) {
     while let Some(first) = outcomes.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < RECORD_BATCH {
+        let mut settled = vec![first];
+        while settled.len() < RECORD_BATCH {
             match outcomes.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok(o) => settled.push(o),
                 Err(_) => break,
             }
         }
+        let batch: Vec<DeliveryOutcome> = settled.iter().map(|s| s.outcome.clone()).collect();
         let mut wake = false;
         for o in &batch {
             if let Settlement::RetryAt(t) | Settlement::Released(t) = o.settlement {
@@ -394,6 +410,8 @@ async fn record(
                 }
             }
         }
+        // Committed (or given up on): the attempts' concurrency slots are free again.
+        drop(settled);
         if wake {
             store.deliveries_available().notify_waiters();
         }
