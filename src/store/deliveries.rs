@@ -399,39 +399,49 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
 
-        for outcome in outcomes {
-            let status_code = outcome
-                .attempt
-                .as_ref()
-                .and_then(|a| a.status_code)
-                .map(i64::from);
-            let error = outcome.attempt.as_ref().and_then(|a| a.error.clone());
-            let attempted = i64::from(outcome.attempt.is_some());
-            let (status, next, delivered_at, error) = match &outcome.settlement {
-                Settlement::Delivered => ("Delivered", None, Some(to_ms(now)), None),
-                Settlement::RetryAt(t) => ("Pending", Some(to_ms(*t)), None, error),
-                Settlement::Failed | Settlement::FailedAndDisable => ("Failed", None, None, error),
-                Settlement::Released(t) => ("Pending", Some(to_ms(*t)), None, error),
-                Settlement::Skipped(reason) => ("Failed", None, None, Some(reason.clone())),
-            };
-            sqlx::query(
-                "UPDATE deliveries SET status = $1, attempts = attempts + $2,
-                        next_attempt_at = COALESCE($3, next_attempt_at), delivered_at = $4,
-                        last_status_code = COALESCE($5, last_status_code), last_error = $6,
-                        lease_token = NULL, lease_expires_at = NULL, updated_at = $7
-                 WHERE id = $8 AND lease_token = $9",
-            )
-            .bind(status)
-            .bind(attempted)
-            .bind(next)
-            .bind(delivered_at)
-            .bind(status_code)
-            .bind(error)
-            .bind(to_ms(now))
-            .bind(outcome.id.db())
-            .bind(outcome.lease_token.clone())
-            .execute(&mut *tx)
-            .await?;
+        // One statement per chunk: each row applies only while the lease is still ours.
+        for chunk in outcomes.chunks(500) {
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column3, attempts = attempts + v.column4,
+                        next_attempt_at = COALESCE(v.column5, next_attempt_at),
+                        delivered_at = v.column6,
+                        last_status_code = COALESCE(v.column7, last_status_code),
+                        last_error = v.column8, lease_token = NULL, lease_expires_at = NULL,
+                        updated_at = v.column9
+                 FROM (VALUES {}) AS v
+                 WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
+                values_placeholders(chunk.len(), 9, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for outcome in chunk {
+                let status_code = outcome
+                    .attempt
+                    .as_ref()
+                    .and_then(|a| a.status_code)
+                    .map(i64::from);
+                let error = outcome.attempt.as_ref().and_then(|a| a.error.clone());
+                let (status, next, delivered_at, error) = match &outcome.settlement {
+                    Settlement::Delivered => ("Delivered", None, Some(to_ms(now)), None),
+                    Settlement::RetryAt(t) | Settlement::Released(t) => {
+                        ("Pending", Some(to_ms(*t)), None, error)
+                    }
+                    Settlement::Failed | Settlement::FailedAndDisable => {
+                        ("Failed", None, None, error)
+                    }
+                    Settlement::Skipped(reason) => ("Failed", None, None, Some(reason.clone())),
+                };
+                query = query
+                    .bind(outcome.id.db())
+                    .bind(outcome.lease_token.clone())
+                    .bind(status)
+                    .bind(i64::from(outcome.attempt.is_some()))
+                    .bind(next)
+                    .bind(delivered_at)
+                    .bind(status_code)
+                    .bind(error)
+                    .bind(to_ms(now));
+            }
+            query.execute(&mut *tx).await?;
         }
 
         self.record_endpoint_health(&mut tx, outcomes, now, disable_after)
