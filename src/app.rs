@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::executors::Registry;
 use crate::store::Store;
 
 pub struct Relais {
@@ -32,10 +33,12 @@ impl Relais {
                 )
             })?;
         store.migrate().await.context("migrating the database")?;
-        let engine = Engine::start(store.clone(), &config);
+        let registry = Registry::builtin();
+        let engine = Engine::start(store.clone(), &config, registry.clone());
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),
+            executors: registry,
         });
         let body_limit = config.body_limit;
         let mut server = HttpServer::new(move || {

@@ -18,10 +18,10 @@ use crate::config::Config;
 use crate::domain::event::EventType;
 use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
 use crate::domain::operation::{Operation, Priority};
-use crate::domain::requests::{Callbacks, LeaseRequest, Notifications, OperationSpec};
+use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
-use crate::store::Store;
+use crate::store::{Claim, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct DeliveryBenchArgs {
@@ -85,6 +85,24 @@ async fn wait_for(arrivals: &Arrivals, count: usize, limit: Duration) -> anyhow:
     Ok(Instant::now())
 }
 
+/// The bench's own operations, leased as a pull worker would.
+struct BenchClaim {
+    max: u32,
+}
+
+impl BenchClaim {
+    fn claim(&self, tenant: TenantId, project: ProjectId) -> Claim<'static> {
+        static TYPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        Claim {
+            scope: Some((tenant, project)),
+            types: TYPES.get_or_init(|| vec!["Bench".to_owned()]),
+            excluded_types: &[],
+            max: self.max,
+            worker_id: Some("bench".into()),
+        }
+    }
+}
+
 fn spec() -> OperationSpec {
     OperationSpec {
         operation_type: "Bench".into(),
@@ -113,20 +131,13 @@ async fn produce(
         store.create_operation(&mut op, Vec::new(), None).await?;
     }
     let created_in = creating.elapsed();
-    let request = LeaseRequest {
-        operation_types: vec!["Bench".into()],
-        max: 100,
-        wait: Duration::ZERO,
-        worker_id: Some("bench".into()),
-    };
+    let request = BenchClaim { max: 100 };
     let mut leased = 0;
     let claiming = Instant::now();
     while leased < count {
         let got = store
             .claim_operations(
-                tenant,
-                project,
-                &request,
+                &request.claim(tenant, project),
                 clock::now(),
                 Duration::from_secs(3600),
             )
@@ -230,12 +241,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
     }
     let tick = Duration::from_millis(10);
     let per_tick = ((args.rate as f64) * tick.as_secs_f64()).round().max(1.0) as u32;
-    let request = LeaseRequest {
-        operation_types: vec!["Bench".into()],
-        max: per_tick,
-        wait: Duration::ZERO,
-        worker_id: Some("bench".into()),
-    };
+    let request = BenchClaim { max: per_tick };
     let before = arrivals.count.load(Ordering::Acquire);
     let mut ticker = tokio::time::interval(tick);
     let mut produced = 0;
@@ -248,9 +254,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
         produced += relais
             .store()
             .claim_operations(
-                tenant,
-                project,
-                &request,
+                &request.claim(tenant, project),
                 clock::now(),
                 Duration::from_secs(3600),
             )

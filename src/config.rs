@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Seconds an operation waits in the queue before it ranks one priority higher.
     #[arg(long, env = "RELAIS_PRIORITY_AGING", default_value_t = 60.0)]
     pub priority_aging: f64,
+    /// Built-in operations run at once by this process.
+    #[arg(long, env = "RELAIS_EXECUTOR_CONCURRENCY", default_value_t = 16)]
+    pub executor_concurrency: usize,
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
@@ -60,6 +63,7 @@ pub struct Config {
     pub delivery: DispatcherSettings,
     pub secret_overlap: Duration,
     pub priority_aging: Duration,
+    pub executor_concurrency: usize,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
             },
             secret_overlap: Duration::from_secs(args.secret_overlap),
             priority_aging: Duration::from_secs_f64(args.priority_aging),
+            executor_concurrency: args.executor_concurrency,
         })
     }
 
@@ -127,6 +132,7 @@ impl Config {
             },
             secret_overlap: Duration::from_secs(86_400),
             priority_aging: Duration::from_secs(60),
+            executor_concurrency: 16,
         }
     }
 }

@@ -10,4 +10,5 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
+pub mod executors;
 pub mod store;

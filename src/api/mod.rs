@@ -17,11 +17,13 @@ use actix_web::web::{self, delete, get, post, put};
 use actix_web::HttpResponse;
 
 use crate::config::Config;
+use crate::executors::Registry;
 use crate::store::Store;
 
 pub struct AppState {
     pub store: Store,
     pub config: Config,
+    pub executors: Registry,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -62,6 +62,9 @@ pub async fn start(
         .await?;
     let spec: OperationSpec = body.json::<StartOperationBody>()?.try_into()?;
     check_callbacks(&state, &spec).await?;
+    if let Some(executor) = state.executors.get(&spec.operation_type) {
+        executor.validate(&spec.parameters)?;
+    }
     let idempotency = match Idempotency::check(&state, target, START_SCOPE, &req, &body).await? {
         Ok(fresh) => fresh,
         Err(replay) => return Ok(replay),

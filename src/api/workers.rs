@@ -27,11 +27,13 @@ pub async fn lease(
         .await?;
     let request: LeaseRequest = body.json_or_default::<LeaseBody>()?.try_into()?;
     let heartbeat = state.config.heartbeat_timeout;
+    let builtin = state.executors.types();
     let leased = engine::lease_with_wait(
         &state.store,
         target.tenant,
         target.project,
         &request,
+        &builtin,
         heartbeat,
     )
     .await?;

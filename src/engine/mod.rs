@@ -13,7 +13,10 @@ use crate::delivery::dispatcher;
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::Operation;
 use crate::domain::requests::LeaseRequest;
-use crate::store::{Backend, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
+use crate::executors::Registry;
+use crate::store::{Backend, Claim, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
+
+pub mod runner;
 
 /// How often a waiting worker re-checks without a wake-up: catches operations whose retry
 /// delay ran out, which no commit announces.
@@ -25,13 +28,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, config: &Config) -> Self {
+    pub fn start(store: Store, config: &Config, registry: Registry) -> Self {
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(store.clone(), config.heartbeat_timeout)),
             tokio::spawn(enforce_timeouts(store.clone())),
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
         ];
         tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
+        tasks.push(tokio::spawn(runner::run(
+            store.clone(),
+            registry,
+            config.executor_concurrency,
+            config.heartbeat_timeout,
+        )));
         if store.backend() == Backend::Postgres {
             tasks.push(tokio::spawn(relay_notifications(store)));
         }
@@ -126,15 +135,24 @@ async fn relay_notifications(store: Store) {
 }
 
 /// Claims work for a pull worker, waiting up to `request.wait` for some to appear.
+/// Operation types run by built-in executors are never handed to pull workers.
 pub async fn lease_with_wait(
     store: &Store,
     tenant: TenantId,
     project: ProjectId,
     request: &LeaseRequest,
+    builtin_types: &[String],
     lease_ttl: Duration,
 ) -> Result<Vec<(Operation, LeaseToken)>, StoreError> {
     let deadline = tokio::time::Instant::now() + request.wait;
     let signal = store.work_available().clone();
+    let claim = Claim {
+        scope: Some((tenant, project)),
+        types: &request.operation_types,
+        excluded_types: builtin_types,
+        max: request.max,
+        worker_id: request.worker_id.clone(),
+    };
     loop {
         // Register interest before looking, so a commit between the look and the wait
         // still wakes us.
@@ -142,7 +160,7 @@ pub async fn lease_with_wait(
         tokio::pin!(woken);
         woken.as_mut().enable();
         let claimed = store
-            .claim_operations(tenant, project, request, clock::now(), lease_ttl)
+            .claim_operations(&claim, clock::now(), lease_ttl)
             .await?;
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline {

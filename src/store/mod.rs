@@ -25,7 +25,7 @@ pub use deliveries::{
 };
 pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
-pub use operations::{CreateOutcome, OperationPage, StatusCounts, StoredEvent};
+pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
 pub use webhooks::DeliveryStats;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.

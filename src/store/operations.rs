@@ -13,7 +13,7 @@ use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
-use crate::domain::requests::{LeaseRequest, ListRequest};
+use crate::domain::requests::ListRequest;
 
 const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name, description, \
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
@@ -59,6 +59,19 @@ pub struct StoredEvent {
     pub subject: String,
     pub sequence: i64,
     pub payload: serde_json::Value,
+}
+
+/// Which operations a worker may be handed.
+#[derive(Debug, Clone, Default)]
+pub struct Claim<'a> {
+    /// One project's operations, or (`None`) every project's: built-in executors serve all.
+    pub scope: Option<(TenantId, ProjectId)>,
+    /// Empty: any type.
+    pub types: &'a [String],
+    /// Types that other executors own.
+    pub excluded_types: &'a [String],
+    pub max: u32,
+    pub worker_id: Option<String>,
 }
 
 /// What a committed change made available, to wake the right waiters.
@@ -161,39 +174,52 @@ impl Store {
         Ok(Some((value, op)))
     }
 
-    /// Hands up to `request.max` claimable operations of the project to one worker, most
-    /// urgent first, each under a fresh lease. Concurrent claimers never get the same row.
+    /// Hands up to `claim.max` claimable operations to one worker, most urgent first,
+    /// each under a fresh lease. Concurrent claimers never get the same row.
     pub async fn claim_operations(
         &self,
-        tenant: TenantId,
-        project: ProjectId,
-        request: &LeaseRequest,
+        claim: &Claim<'_>,
         now: DateTime<Utc>,
         lease_ttl: Duration,
     ) -> Result<Vec<(Operation, LeaseToken)>> {
-        let mut params = vec![
-            Param::Text(project.db()),
-            Param::Text(tenant.db()),
-            Param::Int(to_ms(now)),
-        ];
+        let mut params = vec![Param::Int(to_ms(now))];
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE project_id = $1 AND tenant_id = $2 \
-             AND lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at <= $3"
+            "SELECT {COLUMNS} FROM operations WHERE lease_token IS NULL \
+             AND status IN ('Initiated', 'Running') AND available_at <= $1"
         );
-        if !request.operation_types.is_empty() {
+        let list = |params: &mut Vec<Param>, values: &[String]| {
             let first = params.len() + 1;
-            let list: Vec<String> = (0..request.operation_types.len())
+            params.extend(values.iter().cloned().map(Param::Text));
+            (0..values.len())
                 .map(|i| format!("${}", first + i))
-                .collect();
-            sql.push_str(&format!(" AND operation_type IN ({})", list.join(", ")));
-            params.extend(request.operation_types.iter().cloned().map(Param::Text));
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some((tenant, project)) = claim.scope {
+            let ids = list(&mut params, &[project.db(), tenant.db()]);
+            let (p, t) = ids.split_once(", ").expect("two placeholders");
+            sql.push_str(&format!(" AND project_id = {p} AND tenant_id = {t}"));
         }
-        params.push(Param::Int(request.max as i64));
+        if !claim.types.is_empty() {
+            sql.push_str(&format!(
+                " AND operation_type IN ({})",
+                list(&mut params, claim.types)
+            ));
+        }
+        if !claim.excluded_types.is_empty() {
+            sql.push_str(&format!(
+                " AND operation_type NOT IN ({})",
+                list(&mut params, claim.excluded_types)
+            ));
+        }
+        params.push(Param::Int(claim.max as i64));
         sql.push_str(&format!(
             " ORDER BY queue_rank DESC, queue_order, id LIMIT ${}{}",
             params.len(),
             self.backend.skip_locked()
         ));
+        let worker_id = claim.worker_id.clone();
+        let request_worker = move || worker_id.clone();
 
         let mut tx = self.pool.begin().await?;
         let rows = bind_params(sqlx::query(&sql), params)
@@ -204,8 +230,7 @@ impl Store {
         let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
-            let Ok((token, drafts)) = op.start_attempt(now, request.worker_id.clone(), lease_ttl)
-            else {
+            let Ok((token, drafts)) = op.start_attempt(now, request_worker(), lease_ttl) else {
                 continue;
             };
             events.extend(stage(&mut op, drafts, now));

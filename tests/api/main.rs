@@ -7,6 +7,7 @@ mod receiver;
 mod cli;
 mod crash;
 mod engine;
+mod executors;
 mod health;
 mod lifecycle;
 mod listing;

@@ -1,0 +1,176 @@
+//! Runs built-in operation types: claims their operations from every project under a
+//! lease, heartbeats while the executor works, and records the result. A crash loses
+//! nothing: the lease expires and the attempt is retried like any worker's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::clock;
+use crate::domain::ids::LeaseToken;
+use crate::domain::operation::{Operation, PhaseStatus, ProgressReport};
+use crate::executors::{Registry, Reporter, Task};
+use crate::store::{Claim, Store};
+
+const CLAIM_BATCH: u32 = 50;
+/// How often a running executor's lease is renewed and cancellation looked for.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+pub async fn run(store: Store, registry: Registry, concurrency: usize, lease_ttl: Duration) {
+    let types = registry.types();
+    if types.is_empty() {
+        return;
+    }
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let signal = store.work_available().clone();
+    let worker_id = format!("relais-builtin-{}", std::process::id());
+    loop {
+        let woken = signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if slots.available_permits() == 0 {
+            drop(slots.acquire().await);
+            continue;
+        }
+        let claim = Claim {
+            scope: None,
+            types: &types,
+            excluded_types: &[],
+            max: (slots.available_permits() as u32).min(CLAIM_BATCH),
+            worker_id: Some(worker_id.clone()),
+        };
+        let claimed = match store
+            .claim_operations(&claim, clock::now(), lease_ttl)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming built-in operations failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let claimed_any = !claimed.is_empty();
+        for (op, token) in claimed {
+            let slot = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("claimed within capacity");
+            tokio::spawn(execute(
+                store.clone(),
+                registry.clone(),
+                op,
+                token,
+                lease_ttl,
+                slot,
+            ));
+        }
+        if !claimed_any {
+            // Retry delays that run out are announced by nothing: look again each second.
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+async fn execute(
+    store: Store,
+    registry: Registry,
+    op: Operation,
+    token: LeaseToken,
+    lease_ttl: Duration,
+    _slot: OwnedSemaphorePermit,
+) {
+    let Some(executor) = registry.get(&op.operation_type).cloned() else {
+        return;
+    };
+    let reporter = Reporter::new(
+        store.clone(),
+        op.tenant_id,
+        op.project_id,
+        op.id,
+        token.as_str().to_owned(),
+        lease_ttl,
+    );
+    let heartbeat = {
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY.min(lease_ttl / 3));
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if reporter.report(ProgressReport::default()).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let checkpoints: HashMap<_, _> = op
+        .phases
+        .iter()
+        .filter(|p| p.status == PhaseStatus::Completed)
+        .map(|p| {
+            (
+                p.phase_name.clone(),
+                p.checkpoint.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let task = Task {
+        operation_id: op.id,
+        parameters: op.parameters.clone(),
+        attempt: op.attempt,
+        checkpoints,
+        reporter: reporter.clone(),
+    };
+    let outcome = tokio::select! {
+        result = executor.run(task) => Some(result),
+        _ = reporter.stopped() => None,
+    };
+    heartbeat.abort();
+    let now = clock::now();
+    let recorded = match outcome {
+        // Cancelled or timed out: the operation already says so.
+        None => return,
+        Some(Ok(result)) => {
+            store
+                .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
+                    o.complete(now, token.as_str(), result)
+                        .map(|e| ((), e))
+                        .map_err(Recording::from)
+                })
+                .await
+        }
+        Some(Err(failure)) => {
+            let jitter = rand::random::<f64>();
+            store
+                .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
+                    o.fail(
+                        now,
+                        token.as_str(),
+                        failure.error,
+                        failure.retryable,
+                        jitter,
+                    )
+                    .map(|e| ((), e))
+                    .map_err(Recording::from)
+                })
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(operation_id = %op.id, error = %e, "could not record a built-in run's result");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Recording {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Transition(#[from] crate::domain::operation::TransitionError),
+}

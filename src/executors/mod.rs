@@ -1,0 +1,177 @@
+//! Built-in operation types, run inside Relais. Each implements [`Executor`]; the engine's
+//! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
+//! carries progress back (it is also the heartbeat, and says when to stop).
+
+pub mod sleep;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::clock;
+use crate::domain::ids::{OperationId, ProjectId, TenantId};
+use crate::domain::operation::{
+    OperationError, OperationResult, OperationStatus, ProgressReport, TransitionError,
+};
+use crate::domain::FieldError;
+use crate::store::{Store, StoreError};
+
+pub type Run = Pin<Box<dyn Future<Output = Result<OperationResult, ExecutionError>> + Send>>;
+
+pub trait Executor: Send + Sync + 'static {
+    /// The `operationType` this executor runs.
+    fn operation_type(&self) -> &'static str;
+
+    /// Checks parameters when an operation is started, so bad input is a 400 at once
+    /// rather than a failed run later. Fields are named relative to `parameters`.
+    fn validate(&self, parameters: &Value) -> Result<(), FieldError>;
+
+    /// Runs one attempt. The future is dropped if the operation is cancelled or times out.
+    fn run(&self, task: Task) -> Run;
+}
+
+/// A failed attempt: retried under the operation's policy when `retryable`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionError {
+    pub error: OperationError,
+    pub retryable: bool,
+}
+
+impl ExecutionError {
+    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        ExecutionError {
+            error: OperationError {
+                code: code.into(),
+                message: message.into(),
+                details: None,
+            },
+            retryable,
+        }
+    }
+}
+
+/// What an attempt is given.
+pub struct Task {
+    pub operation_id: OperationId,
+    pub parameters: Value,
+    pub attempt: u32,
+    /// Checkpoints of the phases already completed (by earlier attempts, or by the run a
+    /// resumed retry came from), by phase name.
+    pub checkpoints: HashMap<String, Value>,
+    pub reporter: Reporter,
+}
+
+/// The operation was cancelled or timed out, or its lease was lost: stop working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+/// Reports an attempt's progress under its lease.
+#[derive(Clone)]
+pub struct Reporter {
+    store: Store,
+    tenant: TenantId,
+    project: ProjectId,
+    operation: OperationId,
+    lease_token: String,
+    lease_ttl: Duration,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+enum ReportError {
+    Store(StoreError),
+    /// The lease is gone: another worker or a terminal state owns the operation now.
+    LeaseLost,
+}
+
+impl From<StoreError> for ReportError {
+    fn from(e: StoreError) -> Self {
+        ReportError::Store(e)
+    }
+}
+
+impl Reporter {
+    pub fn new(
+        store: Store,
+        tenant: TenantId,
+        project: ProjectId,
+        operation: OperationId,
+        lease_token: String,
+        lease_ttl: Duration,
+    ) -> Self {
+        Reporter {
+            store,
+            tenant,
+            project,
+            operation,
+            lease_token,
+            lease_ttl,
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// Records progress and renews the lease. `Err(Stopped)` means: stop now.
+    pub async fn report(&self, report: ProgressReport) -> Result<(), Stopped> {
+        let now = clock::now();
+        let token = self.lease_token.clone();
+        let ttl = self.lease_ttl;
+        let outcome = self
+            .store
+            .mutate_operation(self.tenant, self.project, self.operation, now, |op| {
+                let events = op
+                    .report_progress(now, &token, report, ttl)
+                    .map_err(|_: TransitionError| ReportError::LeaseLost)?;
+                Ok::<_, ReportError>((op.status, events))
+            })
+            .await;
+        match outcome {
+            Ok(Some((OperationStatus::Running, _))) => Ok(()),
+            Ok(_) | Err(ReportError::LeaseLost) => {
+                self.stop.send_replace(true);
+                Err(Stopped)
+            }
+            // A database hiccup is not a reason to abandon the work; the next report or
+            // the lease expiry settles it.
+            Err(ReportError::Store(e)) => {
+                tracing::warn!(error = %e, operation_id = %self.operation, "could not record progress");
+                Ok(())
+            }
+        }
+    }
+
+    /// Resolves once the attempt has been told to stop.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.subscribe();
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// The built-in executors, by operation type.
+#[derive(Clone)]
+pub struct Registry {
+    executors: HashMap<&'static str, Arc<dyn Executor>>,
+}
+
+impl Registry {
+    pub fn builtin() -> Self {
+        let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
+        let sleep: Arc<dyn Executor> = Arc::new(sleep::Sleep);
+        executors.insert(sleep.operation_type(), sleep);
+        Registry { executors }
+    }
+
+    pub fn get(&self, operation_type: &str) -> Option<&Arc<dyn Executor>> {
+        self.executors.get(operation_type)
+    }
+
+    pub fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.executors.keys().map(|t| t.to_string()).collect();
+        types.sort();
+        types
+    }
+}
