@@ -34,11 +34,10 @@ impl Relais {
             })?;
         store.migrate().await.context("migrating the database")?;
         let registry = Registry::builtin();
-        let engine = Engine::start(store.clone(), &config, registry.clone());
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),
-            executors: registry,
+            executors: registry.clone(),
         });
         let body_limit = config.body_limit;
         let mut server = HttpServer::new(move || {
@@ -57,6 +56,12 @@ impl Relais {
             .bind(&config.bind)
             .with_context(|| format!("binding {}", config.bind))?;
         let addr = *server.addrs().first().context("no address bound")?;
+        // Push workers call back on the address actually bound unless told otherwise.
+        let mut config = config;
+        config
+            .public_url
+            .get_or_insert_with(|| format!("http://{addr}"));
+        let engine = Engine::start(store.clone(), &config, registry);
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);

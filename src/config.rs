@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Seconds an operation waits in the queue before it ranks one priority higher.
     #[arg(long, env = "RELAIS_PRIORITY_AGING", default_value_t = 60.0)]
     pub priority_aging: f64,
+    /// The URL push workers reach this service at (default: http:// and the bound address).
+    #[arg(long, env = "RELAIS_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Built-in operations run at once by this process.
     #[arg(long, env = "RELAIS_EXECUTOR_CONCURRENCY", default_value_t = 16)]
     pub executor_concurrency: usize,
@@ -64,6 +67,7 @@ pub struct Config {
     pub secret_overlap: Duration,
     pub priority_aging: Duration,
     pub executor_concurrency: usize,
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -110,6 +114,7 @@ impl Config {
             secret_overlap: Duration::from_secs(args.secret_overlap),
             priority_aging: Duration::from_secs_f64(args.priority_aging),
             executor_concurrency: args.executor_concurrency,
+            public_url: args.public_url,
         })
     }
 
@@ -133,6 +138,7 @@ impl Config {
             secret_overlap: Duration::from_secs(86_400),
             priority_aging: Duration::from_secs(60),
             executor_concurrency: 16,
+            public_url: None,
         }
     }
 }

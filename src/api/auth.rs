@@ -30,9 +30,18 @@ impl FromRequest for Principal {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(ApiError::Unauthorized);
             };
+            let hash = hash_token(&token);
+            if token.starts_with("rlscb_") {
+                let (tenant, project, operation) = state
+                    .store
+                    .find_callback_operation(&hash)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                return Ok(Principal::for_callback(tenant, project, operation));
+            }
             state
                 .store
-                .find_principal(&hash_token(&token))
+                .find_principal(&hash)
                 .await?
                 .ok_or(ApiError::Unauthorized)
         })

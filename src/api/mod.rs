@@ -9,6 +9,7 @@ pub mod format;
 pub mod health;
 pub mod idempotency;
 pub mod operations;
+pub mod push_workers;
 pub mod request_id;
 pub mod webhooks;
 pub mod workers;
@@ -55,6 +56,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/operation/{operationId}/fail", post().to(workers::fail))
                 .route("/workers/lease", post().to(workers::lease))
+                .route("/workers", post().to(push_workers::create))
+                .route("/workers", get().to(push_workers::list))
+                .route("/workers/{workerId}", get().to(push_workers::get))
+                .route("/workers/{workerId}", delete().to(push_workers::delete))
                 .route("/events", get().to(events::feed))
                 .route("/webhooks", post().to(webhooks::create))
                 .route("/webhooks", get().to(webhooks::list))

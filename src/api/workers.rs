@@ -27,13 +27,18 @@ pub async fn lease(
         .await?;
     let request: LeaseRequest = body.json_or_default::<LeaseBody>()?.try_into()?;
     let heartbeat = state.config.heartbeat_timeout;
-    let builtin = state.executors.types();
+    if principal.operation.is_some() {
+        // A push worker's callback token reports on its task; it does not lease.
+        return Err(ApiError::Forbidden("workers"));
+    }
+    let mut excluded = state.executors.types();
+    excluded.extend(state.store.push_worker_types(target.project).await?);
     let leased = engine::lease_with_wait(
         &state.store,
         target.tenant,
         target.project,
         &request,
-        &builtin,
+        &excluded,
         heartbeat,
     )
     .await?;
@@ -80,6 +85,9 @@ pub async fn progress(
         .authorize(&principal, &path.project, Some(Scope::Workers))
         .await?;
     let id = path.operation_id()?;
+    if !principal.may_act_on(id) {
+        return Err(ApiError::NotFound("operation"));
+    }
     let (token, report) = body.json::<ProgressBody>()?.into_report()?;
     let ttl = state.config.heartbeat_timeout;
     let now = clock::now();
@@ -113,6 +121,9 @@ pub async fn complete(
         .authorize(&principal, &path.project, Some(Scope::Workers))
         .await?;
     let id = path.operation_id()?;
+    if !principal.may_act_on(id) {
+        return Err(ApiError::NotFound("operation"));
+    }
     let (token, result) = body.json::<CompleteBody>()?.into_result();
     let now = clock::now();
     let (_, op) = state
@@ -137,6 +148,9 @@ pub async fn fail(
         .authorize(&principal, &path.project, Some(Scope::Workers))
         .await?;
     let id = path.operation_id()?;
+    if !principal.may_act_on(id) {
+        return Err(ApiError::NotFound("operation"));
+    }
     let FailBody {
         lease_token,
         error,

@@ -3,7 +3,7 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::ids::{ProjectId, TenantId, TokenId};
+use super::ids::{OperationId, ProjectId, TenantId, TokenId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -72,9 +72,31 @@ pub struct Principal {
     /// `None`: the token serves every project of its tenant.
     pub project_id: Option<ProjectId>,
     pub scopes: Vec<Scope>,
+    /// A push worker's callback token serves one operation only.
+    pub operation: Option<OperationId>,
 }
 
 impl Principal {
+    /// A push worker's callback token: the `workers` scope, for one operation.
+    pub fn for_callback(
+        tenant_id: TenantId,
+        project_id: ProjectId,
+        operation: OperationId,
+    ) -> Self {
+        Principal {
+            token_id: TokenId::from_uuid(operation.uuid()),
+            tenant_id,
+            project_id: Some(project_id),
+            scopes: vec![Scope::Workers],
+            operation: Some(operation),
+        }
+    }
+
+    /// Whether this caller may report on (or read) that operation.
+    pub fn may_act_on(&self, operation: OperationId) -> bool {
+        self.operation.is_none_or(|o| o == operation)
+    }
+
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
     }
@@ -123,6 +145,7 @@ mod tests {
             tenant_id: TenantId::new(),
             project_id: None,
             scopes: vec![Scope::Admin],
+            operation: None,
         };
         assert!(Scope::ALL.iter().all(|s| p.has_scope(*s)));
     }
@@ -136,10 +159,21 @@ mod tests {
             tenant_id: tenant,
             project_id: Some(project),
             scopes: vec![Scope::OperationsRead],
+            operation: None,
         };
         assert!(p.can_see(tenant, project));
         assert!(!p.can_see(tenant, ProjectId::new()));
         assert!(!p.can_see(TenantId::new(), project));
+    }
+
+    #[test]
+    fn a_callback_token_reaches_one_operation_only() {
+        let op = OperationId::new();
+        let p = Principal::for_callback(TenantId::new(), ProjectId::new(), op);
+        assert!(p.may_act_on(op));
+        assert!(!p.may_act_on(OperationId::new()));
+        assert!(p.has_scope(Scope::Workers));
+        assert!(!p.has_scope(Scope::OperationsWrite));
     }
 
     #[test]

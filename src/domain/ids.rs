@@ -111,6 +111,12 @@ uuid_id!(
     "dlv-"
 );
 uuid_id!(
+    /// A push worker, shown as `wkr-<guid>`.
+    PushWorkerId,
+    "worker id",
+    "wkr-"
+);
+uuid_id!(
     /// An API token's row id (never the secret itself).
     TokenId,
     "token id",

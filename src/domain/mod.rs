@@ -8,6 +8,7 @@ pub mod operation;
 pub mod requests;
 pub mod retry;
 pub mod webhook;
+pub mod worker;
 
 /// A request field that does not hold an acceptable value; `field` is its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

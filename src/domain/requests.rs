@@ -111,7 +111,7 @@ impl TryFrom<StartOperationBody> for OperationSpec {
     type Error = FieldError;
 
     fn try_from(body: StartOperationBody) -> Result<Self, FieldError> {
-        let operation_type = operation_type(&body.operation_type, "operationType")?;
+        let operation_type = checked_operation_type(&body.operation_type, "operationType")?;
         let operation_name = non_blank(&body.operation_name, "operationName", MAX_NAME_LEN)?;
         let parameters = match body.parameters {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -180,7 +180,7 @@ fn non_blank(value: &str, field: &str, max: usize) -> Result<String, FieldError>
 }
 
 /// Operation types are routing keys: keep them to characters that are safe everywhere.
-fn operation_type(value: &str, field: &str) -> Result<String, FieldError> {
+pub fn checked_operation_type(value: &str, field: &str) -> Result<String, FieldError> {
     let value = non_blank(value, field, MAX_TYPE_LEN)?;
     if !value
         .chars()
@@ -313,7 +313,7 @@ impl TryFrom<LeaseBody> for LeaseRequest {
     fn try_from(body: LeaseBody) -> Result<Self, FieldError> {
         let mut operation_types = Vec::with_capacity(body.operation_types.len());
         for (i, t) in body.operation_types.iter().enumerate() {
-            operation_types.push(operation_type(t, &format!("operationTypes[{i}]"))?);
+            operation_types.push(checked_operation_type(t, &format!("operationTypes[{i}]"))?);
         }
         let max = match body.max {
             None => 1,

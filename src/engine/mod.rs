@@ -16,6 +16,7 @@ use crate::domain::requests::LeaseRequest;
 use crate::executors::Registry;
 use crate::store::{Backend, Claim, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
 
+pub mod push;
 pub mod runner;
 
 /// How often a waiting worker re-checks without a wake-up: catches operations whose retry
@@ -35,6 +36,19 @@ impl Engine {
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
         ];
         tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
+        let settings = push::PushSettings {
+            lease_ttl: config.heartbeat_timeout,
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.bind)),
+            allow_private_targets: config.delivery.allow_private_targets,
+        };
+        tasks.push(tokio::spawn(push::run(
+            store.clone(),
+            registry.types(),
+            settings,
+        )));
         tasks.push(tokio::spawn(runner::run(
             store.clone(),
             registry,

@@ -10,8 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock;
 use crate::domain::ids::LeaseToken;
+use crate::domain::operation::OperationResult;
 use crate::domain::operation::{Operation, PhaseStatus, ProgressReport};
-use crate::executors::{Registry, Reporter, Task};
+use crate::executors::{ExecutionError, Registry, Reporter, Task};
 use crate::store::{Claim, Store};
 
 const CLAIM_BATCH: u32 = 50;
@@ -96,19 +97,7 @@ async fn execute(
         token.as_str().to_owned(),
         lease_ttl,
     );
-    let heartbeat = {
-        let reporter = reporter.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY.min(lease_ttl / 3));
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                if reporter.report(ProgressReport::default()).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
+    let heartbeat = keep_alive(&reporter, lease_ttl);
     let checkpoints: HashMap<_, _> = op
         .phases
         .iter()
@@ -132,11 +121,37 @@ async fn execute(
         _ = reporter.stopped() => None,
     };
     heartbeat.abort();
+    // `None`: cancelled or timed out, which the operation already says.
+    if let Some(result) = outcome {
+        record(&store, &op, &token, result).await;
+    }
+}
+
+/// Keeps a lease alive while work goes on elsewhere; stops when told to stop.
+pub(super) fn keep_alive(reporter: &Reporter, lease_ttl: Duration) -> tokio::task::JoinHandle<()> {
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(HEARTBEAT_EVERY.min(lease_ttl / 3));
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if reporter.report(ProgressReport::default()).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Completes or fails the attempt under its lease.
+pub(super) async fn record(
+    store: &Store,
+    op: &Operation,
+    token: &LeaseToken,
+    result: Result<OperationResult, ExecutionError>,
+) {
     let now = clock::now();
-    let recorded = match outcome {
-        // Cancelled or timed out: the operation already says so.
-        None => return,
-        Some(Ok(result)) => {
+    let recorded = match result {
+        Ok(result) => {
             store
                 .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
                     o.complete(now, token.as_str(), result)
@@ -145,7 +160,7 @@ async fn execute(
                 })
                 .await
         }
-        Some(Err(failure)) => {
+        Err(failure) => {
             let jitter = rand::random::<f64>();
             store
                 .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
@@ -163,7 +178,7 @@ async fn execute(
         }
     };
     if let Err(e) = recorded {
-        tracing::warn!(operation_id = %op.id, error = %e, "could not record a built-in run's result");
+        tracing::warn!(operation_id = %op.id, error = %e, "could not record an attempt's result");
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Lane {
 pub enum Channel {
     Webhook,
     Callback,
+    /// A cancel or timeout notice to the push worker running the operation.
+    Push,
 }
 
 impl Channel {
@@ -39,6 +41,7 @@ impl Channel {
         match self {
             Self::Webhook => "webhook",
             Self::Callback => "callback",
+            Self::Push => "push",
         }
     }
 }
@@ -129,7 +132,8 @@ pub struct DeliveryView {
 /// A destination an event goes to.
 struct Target {
     channel: Channel,
-    webhook_id: Option<WebhookId>,
+    /// The webhook's id, or the push worker's.
+    endpoint_id: Option<String>,
     url: String,
 }
 
@@ -148,7 +152,7 @@ impl Store {
         }
         let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
         let mut queued: Vec<(&Event, Target)> = Vec::new();
-        for (event, callback) in events {
+        for (event, callback, push_worker) in events {
             if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
                 slot.insert(self.active_webhooks(tx, event.project_id).await?);
             }
@@ -165,7 +169,7 @@ impl Store {
                     event,
                     Target {
                         channel: Channel::Webhook,
-                        webhook_id: Some(webhook.id),
+                        endpoint_id: Some(webhook.id.db()),
                         url: webhook.url.clone(),
                     },
                 ));
@@ -175,10 +179,26 @@ impl Store {
                     event,
                     Target {
                         channel: Channel::Callback,
-                        webhook_id: None,
+                        endpoint_id: None,
                         url: url.clone(),
                     },
                 ));
+            }
+            if let Some(worker) = push_worker {
+                let row = sqlx::query("SELECT url FROM push_workers WHERE id = $1")
+                    .bind(worker.db())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if let Some(row) = row {
+                    queued.push((
+                        event,
+                        Target {
+                            channel: Channel::Push,
+                            endpoint_id: Some(worker.db()),
+                            url: row.try_get("url")?,
+                        },
+                    ));
+                }
             }
         }
         self.insert_deliveries(tx, &queued, now).await?;
@@ -265,7 +285,7 @@ impl Store {
                     .bind(event.id.to_string())
                     .bind(event.event_type.as_str())
                     .bind(target.channel.as_str())
-                    .bind(target.webhook_id.map(|w| w.db()))
+                    .bind(target.endpoint_id.clone())
                     .bind(target.url.clone())
                     .bind("Pending")
                     .bind(0_i64)
@@ -306,11 +326,13 @@ impl Store {
         };
         let sql = format!(
             "SELECT d.id, d.channel, d.url, d.webhook_id, d.project_id, d.attempts, d.event_id, e.payload,
-                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets
+                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
+                    pw.secret AS push_secret
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN projects p ON p.id = d.project_id
-             LEFT JOIN webhooks w ON w.id = d.webhook_id
+             LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = 'webhook'
+             LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = 'push'
              WHERE d.status = 'Pending' AND {lane_condition} AND d.next_attempt_at <= $1
                AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
              ORDER BY d.next_attempt_at LIMIT $2{lock}"
@@ -752,6 +774,7 @@ fn decode_claim(
     let channel = match channel.as_str() {
         "webhook" => Channel::Webhook,
         "callback" => Channel::Callback,
+        "push" => Channel::Push,
         other => return Err(StoreError::corrupt(format!("channel {other}"))),
     };
     let webhook_status: Option<String> = row.try_get("webhook_status")?;
@@ -776,6 +799,17 @@ fn decode_claim(
                 .transpose()?,
             RetryPolicy::WEBHOOK_DEFAULT,
         ),
+        Channel::Push => (
+            BTreeMap::new(),
+            row.try_get::<Option<String>, _>("push_secret")?
+                .map(|secret| {
+                    vec![SecretVersion {
+                        secret,
+                        expires_at: None,
+                    }]
+                }),
+            RetryPolicy::WEBHOOK_DEFAULT,
+        ),
     };
     Ok(ClaimedDelivery {
         id: row
@@ -786,10 +820,13 @@ fn decode_claim(
         lease_expires_at: lease_until,
         channel,
         url: row.try_get("url")?,
-        webhook_id: row
-            .try_get::<Option<String>, _>("webhook_id")?
-            .map(|w| w.parse().map_err(StoreError::corrupt))
-            .transpose()?,
+        webhook_id: match channel {
+            Channel::Webhook => row
+                .try_get::<Option<String>, _>("webhook_id")?
+                .map(|w| w.parse().map_err(StoreError::corrupt))
+                .transpose()?,
+            Channel::Callback | Channel::Push => None,
+        },
         project_id: row
             .try_get::<String, _>("project_id")?
             .parse()
@@ -803,6 +840,8 @@ fn decode_claim(
         endpoint_active: match channel {
             Channel::Webhook => webhook_status.as_deref() == Some("Active"),
             Channel::Callback => true,
+            // A deleted worker has nobody left to tell.
+            Channel::Push => row.try_get::<Option<String>, _>("push_secret")?.is_some(),
         },
     })
 }

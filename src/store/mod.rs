@@ -9,6 +9,7 @@ mod idempotency;
 mod operations;
 mod tenants;
 mod webhooks;
+mod workers;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
 pub use webhooks::DeliveryStats;
+pub use workers::PushTask;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.
 pub const WORK_CHANNEL: &str = "relais_work";

@@ -11,9 +11,11 @@ use super::{
 };
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
+use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
 use crate::domain::requests::ListRequest;
+use crate::domain::worker::PushWorker;
 
 const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name, description, \
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
@@ -76,7 +78,7 @@ pub struct Claim<'a> {
 
 /// What a committed change made available, to wake the right waiters.
 #[derive(Debug, Clone, Copy, Default)]
-struct Announce {
+pub(super) struct Announce {
     work: bool,
     deliveries: bool,
 }
@@ -182,6 +184,24 @@ impl Store {
         now: DateTime<Utc>,
         lease_ttl: Duration,
     ) -> Result<Vec<(Operation, LeaseToken)>> {
+        let mut tx = self.pool.begin().await?;
+        let (claimed, announce) = self.claim_in(&mut tx, claim, now, lease_ttl).await?;
+        tx.commit().await?;
+        self.after_commit(announce);
+        Ok(claimed)
+    }
+
+    /// The claim itself, inside the caller's transaction; wake waiters after commit.
+    pub(super) async fn claim_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        claim: &Claim<'_>,
+        now: DateTime<Utc>,
+        lease_ttl: Duration,
+    ) -> Result<(Vec<(Operation, LeaseToken)>, Announce)> {
+        if claim.max == 0 {
+            return Ok((Vec::new(), Announce::default()));
+        }
         let mut params = vec![Param::Int(to_ms(now))];
         let mut sql = format!(
             "SELECT {COLUMNS} FROM operations WHERE lease_token IS NULL \
@@ -221,9 +241,8 @@ impl Store {
         let worker_id = claim.worker_id.clone();
         let request_worker = move || worker_id.clone();
 
-        let mut tx = self.pool.begin().await?;
         let rows = bind_params(sqlx::query(&sql), params)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
         let mut ops = Vec::with_capacity(rows.len());
         let mut tokens = Vec::with_capacity(rows.len());
@@ -237,10 +256,8 @@ impl Store {
             ops.push(op);
             tokens.push(token);
         }
-        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
-        tx.commit().await?;
-        self.after_commit(announce);
-        Ok(ops.into_iter().zip(tokens).collect())
+        let announce = self.write_changes(tx, &ops, events, now).await?;
+        Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
 
     /// Raises by one the queue rank of claimable operations that have waited another
@@ -349,7 +366,7 @@ impl Store {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let sealed: Vec<Event> = events.iter().map(|(e, _)| e.clone()).collect();
+        let sealed: Vec<Event> = events.iter().map(|(e, _, _)| e.clone()).collect();
         self.insert_events(tx, &sealed).await?;
         let deliveries = self.fan_out(tx, &events, now).await?;
         Ok(Announce {
@@ -359,7 +376,7 @@ impl Store {
     }
 
     /// Wakes this process's waiters once a transaction is committed.
-    fn after_commit(&self, announce: Announce) {
+    pub(super) fn after_commit(&self, announce: Announce) {
         if announce.work {
             self.work_available.notify_waiters();
         }
@@ -640,8 +657,9 @@ fn callback_url(op: &Operation, event: &Event) -> Option<String> {
     op.callbacks.url_for(event.event_type).map(str::to_owned)
 }
 
-/// An event and, if the operation asked for one, the callback URL it goes to.
-pub(super) type StagedEvent = (Event, Option<String>);
+/// An event with its per-operation destinations: the callback URL the operation asked
+/// for, and the push worker to tell when the operation is cancelled or times out.
+pub(super) type StagedEvent = (Event, Option<String>, Option<PushWorkerId>);
 
 /// Numbers the drafts in the operation's sequence and pairs each with its callback.
 fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
@@ -658,7 +676,18 @@ fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec
         .into_iter()
         .map(|e| {
             let callback = callback_url(op, &e);
-            (e, callback)
+            let stop_notice = matches!(
+                e.event_type,
+                EventType::OperationCancelled | EventType::OperationTimeout
+            )
+            .then(|| {
+                op.lease
+                    .as_ref()
+                    .and_then(|l| l.worker_id.as_deref())
+                    .and_then(PushWorker::holder_of)
+            })
+            .flatten();
+            (e, callback, stop_notice)
         })
         .collect()
 }

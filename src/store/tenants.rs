@@ -96,6 +96,7 @@ impl Store {
                 .map(parse_id)
                 .transpose()?,
             scopes: Scope::parse_list(&scopes).map_err(StoreError::corrupt)?,
+            operation: None,
         }))
     }
 }

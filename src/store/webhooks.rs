@@ -136,7 +136,7 @@ impl Store {
                     COUNT(*) FILTER (WHERE status = 'Delivered') AS ok,
                     COUNT(*) FILTER (WHERE status = 'Failed') AS failed,
                     COUNT(*) FILTER (WHERE status = 'Pending') AS pending
-             FROM deliveries WHERE project_id = $1 AND webhook_id IS NOT NULL GROUP BY webhook_id",
+             FROM deliveries WHERE project_id = $1 AND channel = 'webhook' GROUP BY webhook_id",
         )
         .bind(project.db())
         .fetch_all(&self.pool)

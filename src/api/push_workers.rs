@@ -1,0 +1,146 @@
+//! `…/async/workers`: register the HTTP workers Relais pushes tasks to.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{ProjectPath, ProjectRef};
+use super::body::Body;
+use super::error::ApiError;
+use super::format::time;
+use super::AppState;
+use crate::clock;
+use crate::delivery::signing::generate_secret;
+use crate::delivery::target::check_url;
+use crate::domain::auth::{Principal, Scope};
+use crate::domain::ids::PushWorkerId;
+use crate::domain::worker::{PushWorker, PushWorkerBody, PushWorkerSpec};
+use crate::domain::FieldError;
+
+#[derive(Debug, Deserialize)]
+pub struct WorkerPath {
+    #[serde(flatten)]
+    pub project: ProjectPath,
+    #[serde(rename = "workerId")]
+    pub worker_id: String,
+}
+
+/// Managing workers takes a real `workers` token, not a task's callback token.
+async fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    path: &ProjectPath,
+) -> Result<ProjectRef, ApiError> {
+    if principal.operation.is_some() {
+        return Err(ApiError::Forbidden("workers"));
+    }
+    state.authorize(principal, path, Some(Scope::Workers)).await
+}
+
+async fn view(state: &AppState, worker: &PushWorker) -> Result<Value, ApiError> {
+    Ok(json!({
+        "workerId": worker.id,
+        "name": worker.name,
+        "url": worker.url,
+        "operationTypes": worker.operation_types,
+        "maxConcurrency": worker.max_concurrency,
+        "inFlight": state.store.push_worker_in_flight(worker.id).await?,
+        "createdAt": time(worker.created_at),
+    }))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let target = authorize(&state, &principal, &path).await?;
+    let spec: PushWorkerSpec = body.json::<PushWorkerBody>()?.try_into()?;
+    check_url(&spec.url, state.config.delivery.allow_private_targets)
+        .await
+        .map_err(|e| FieldError::new("url", e.to_string()))?;
+    for t in &spec.operation_types {
+        if state.executors.get(t).is_some() {
+            return Err(FieldError::new(
+                "operationTypes",
+                format!("`{t}` is run by a built-in executor"),
+            )
+            .into());
+        }
+    }
+    let worker = PushWorker {
+        id: PushWorkerId::new(),
+        tenant_id: target.tenant,
+        project_id: target.project,
+        name: spec.name,
+        url: spec.url.to_string(),
+        operation_types: spec.operation_types,
+        max_concurrency: spec.max_concurrency,
+        secret: spec.secret.unwrap_or_else(generate_secret),
+        created_at: clock::now(),
+    };
+    state.store.insert_push_worker(&worker).await?;
+    // New routes for queued operations: let the push loop look now.
+    state.store.work_available().notify_waiters();
+    let mut answer = view(&state, &worker).await?;
+    answer["secret"] = json!(worker.secret);
+    Ok(HttpResponse::Created().json(answer))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<ProjectPath>,
+) -> Result<HttpResponse, ApiError> {
+    let target = authorize(&state, &principal, &path).await?;
+    let mut views = Vec::new();
+    for worker in state
+        .store
+        .list_push_workers(Some((target.tenant, target.project)))
+        .await?
+    {
+        views.push(view(&state, &worker).await?);
+    }
+    Ok(HttpResponse::Ok().json(json!({"workers": views})))
+}
+
+async fn load(
+    state: &AppState,
+    principal: &Principal,
+    path: &WorkerPath,
+) -> Result<(ProjectRef, PushWorker), ApiError> {
+    let target = authorize(state, principal, &path.project).await?;
+    let id: PushWorkerId = path
+        .worker_id
+        .parse()
+        .map_err(|e| FieldError::new("workerId", format!("{e}")))?;
+    let worker = state
+        .store
+        .get_push_worker(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("worker"))?;
+    Ok((target, worker))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WorkerPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, worker) = load(&state, &principal, &path).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &worker).await?))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<WorkerPath>,
+) -> Result<HttpResponse, ApiError> {
+    let (target, worker) = load(&state, &principal, &path).await?;
+    state
+        .store
+        .delete_push_worker(target.tenant, target.project, worker.id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

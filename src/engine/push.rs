@@ -1,0 +1,212 @@
+//! Push workers: the engine claims each worker's operations within its `maxConcurrency`
+//! and POSTs each as a signed task. A 200 answer is the result; a 202 means the worker
+//! reports later, with the task's callback token, like a pull worker. 5xx answers and
+//! network errors fail the attempt as retryable, other 4xx answers for good. Cancel and
+//! timeout notices reach the worker through the outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+
+use super::runner::{keep_alive, record};
+use crate::clock;
+use crate::delivery::signing::{signature_header, SigningKey};
+use crate::delivery::target::{http_client, literal_is_private};
+use crate::domain::operation::{OperationResult, PhaseStatus};
+use crate::domain::worker::PushWorker;
+use crate::executors::{ExecutionError, Reporter};
+use crate::store::{PushTask, Store};
+
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    pub lease_ttl: Duration,
+    /// Where workers reach this service, for the callback URL of each task.
+    pub public_url: String,
+    pub allow_private_targets: bool,
+}
+
+/// A push request never waits longer than this, whatever the operation's timeout.
+const MAX_REQUEST: Duration = Duration::from_secs(3600);
+
+pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSettings) {
+    let client = http_client(MAX_REQUEST, settings.allow_private_targets);
+    let freed = Arc::new(Notify::new());
+    let work = store.work_available().clone();
+    loop {
+        let woken = work.notified();
+        let slot_freed = freed.notified();
+        tokio::pin!(woken, slot_freed);
+        woken.as_mut().enable();
+        slot_freed.as_mut().enable();
+        let workers = match store.list_push_workers(None).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing push workers failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut pushed = false;
+        for worker in workers {
+            match store
+                .claim_for_push_worker(&worker, &builtin_types, clock::now(), settings.lease_ttl)
+                .await
+            {
+                Ok(tasks) => {
+                    for task in tasks {
+                        pushed = true;
+                        let (store, client, worker, settings, freed) = (
+                            store.clone(),
+                            client.clone(),
+                            worker.clone(),
+                            settings.clone(),
+                            freed.clone(),
+                        );
+                        tokio::spawn(async move {
+                            push(&store, &client, &worker, task, &settings).await;
+                            freed.notify_one();
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(worker_id = %worker.id, error = %e, "claiming for a push worker failed")
+                }
+            }
+        }
+        if !pushed {
+            // Also catches workers that finished asynchronously and retry delays that ran out.
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = &mut slot_freed => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+fn task_body(task: &PushTask, settings: &PushSettings) -> Value {
+    let op = &task.operation;
+    let completed: Vec<_> = op
+        .phases
+        .iter()
+        .filter(|p| p.status == PhaseStatus::Completed)
+        .collect();
+    let checkpoints: Map<String, Value> = completed
+        .iter()
+        .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
+        .collect();
+    json!({
+        "type": "operation.task",
+        "operationId": op.id,
+        "operationType": op.operation_type,
+        "operationName": op.operation_name,
+        "priority": op.priority,
+        "parameters": op.parameters,
+        "attempt": op.attempt,
+        "maxAttempts": op.max_attempts(),
+        "checkpoints": checkpoints,
+        "completedPhases": completed,
+        "resumeFromPhase": op.resume_from_phase,
+        "dependencyResults": {},
+        "leaseToken": task.lease.as_str(),
+        "heartbeatTimeout": settings.lease_ttl.as_secs_f64(),
+        "timeoutAt": op.timeout_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "callbackBaseUrl": format!("{}/api/{}/{}/async/operation/{}", settings.public_url.trim_end_matches('/'), op.tenant_id, op.project_id, op.id),
+        "callbackToken": task.callback_token,
+    })
+}
+
+async fn push(
+    store: &Store,
+    client: &reqwest::Client,
+    worker: &PushWorker,
+    task: PushTask,
+    settings: &PushSettings,
+) {
+    let op = &task.operation;
+    let body = task_body(&task, settings).to_string();
+    let now = clock::now();
+    let msg_id = format!("task_{}_{}", op.id.uuid().simple(), op.attempt);
+    let signature = signature_header(
+        &[SigningKey::from_secret(&worker.secret)],
+        &msg_id,
+        now.timestamp(),
+        body.as_bytes(),
+    );
+    if !settings.allow_private_targets && literal_is_private(&worker.url) {
+        let refused = ExecutionError::new(
+            "PUSH_WORKER_REFUSED",
+            "the worker's address is private",
+            false,
+        );
+        record(store, op, &task.lease, Err(refused)).await;
+        return;
+    }
+    let reporter = Reporter::new(
+        store.clone(),
+        op.tenant_id,
+        op.project_id,
+        op.id,
+        task.lease.as_str().to_owned(),
+        settings.lease_ttl,
+    );
+    // The lease lives while the worker holds the request open (a synchronous worker).
+    let heartbeat = keep_alive(&reporter, settings.lease_ttl);
+    let until_timeout = (op.timeout_at - now).to_std().unwrap_or_default();
+    let request = client
+        .post(&worker.url)
+        .timeout(until_timeout.clamp(Duration::from_secs(1), MAX_REQUEST))
+        .header("content-type", "application/json")
+        .header("webhook-id", &msg_id)
+        .header("webhook-timestamp", now.timestamp().to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send();
+    let answer = tokio::select! {
+        answer = request => Some(answer),
+        _ = reporter.stopped() => None,
+    };
+    heartbeat.abort();
+    let result = match answer {
+        // Cancelled or timed out meanwhile: the outbox tells the worker.
+        None => return,
+        Some(Err(e)) => Err(ExecutionError::new(
+            "PUSH_WORKER_UNREACHABLE",
+            format!("the worker did not answer: {e}"),
+            true,
+        )),
+        Some(Ok(response)) => {
+            let status = response.status().as_u16();
+            match status {
+                202 => return,
+                200 | 201 | 204 => {
+                    let text = response.text().await.unwrap_or_default();
+                    if text.trim().is_empty() {
+                        Ok(OperationResult::default())
+                    } else {
+                        serde_json::from_str::<OperationResult>(&text).map_err(|e| {
+                            ExecutionError::new(
+                                "PUSH_WORKER_BAD_RESULT",
+                                format!("the worker's result is not a result object: {e}"),
+                                false,
+                            )
+                        })
+                    }
+                }
+                408 | 429 | 500..=599 => Err(ExecutionError::new(
+                    "PUSH_WORKER_ERROR",
+                    format!("the worker answered {status}"),
+                    true,
+                )),
+                _ => Err(ExecutionError::new(
+                    "PUSH_WORKER_REJECTED",
+                    format!("the worker answered {status}"),
+                    false,
+                )),
+            }
+        }
+    };
+    record(store, op, &task.lease, result).await;
+}

@@ -1,0 +1,217 @@
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::operations::Claim;
+use super::{from_json, from_ms, to_json, to_ms, Backend, Result, Store, StoreError};
+use crate::domain::auth::hash_token;
+use crate::domain::ids::{LeaseToken, OperationId, ProjectId, PushWorkerId, TenantId};
+use crate::domain::operation::Operation;
+use crate::domain::worker::PushWorker;
+
+const COLUMNS: &str =
+    "id, tenant_id, project_id, name, url, operation_types, max_concurrency, secret, created_at";
+
+/// A task handed to a push worker: the operation, its lease, and the token the worker
+/// reports with.
+pub struct PushTask {
+    pub operation: Operation,
+    pub lease: LeaseToken,
+    pub callback_token: String,
+}
+
+impl Store {
+    pub async fn insert_push_worker(&self, worker: &PushWorker) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO push_workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(worker.id.db())
+        .bind(worker.tenant_id.db())
+        .bind(worker.project_id.db())
+        .bind(worker.name.clone())
+        .bind(worker.url.clone())
+        .bind(to_json(&worker.operation_types))
+        .bind(worker.max_concurrency as i64)
+        .bind(worker.secret.clone())
+        .bind(to_ms(worker.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_push_workers(
+        &self,
+        project: Option<(TenantId, ProjectId)>,
+    ) -> Result<Vec<PushWorker>> {
+        let rows = match project {
+            Some((tenant, project)) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM push_workers WHERE tenant_id = $1 AND project_id = $2 ORDER BY created_at, id"
+                ))
+                .bind(tenant.db())
+                .bind(project.db())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => sqlx::query(&format!("SELECT {COLUMNS} FROM push_workers ORDER BY created_at, id"))
+                .fetch_all(&self.pool)
+                .await?,
+        };
+        rows.iter().map(decode_worker).collect()
+    }
+
+    pub async fn get_push_worker(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: PushWorkerId,
+    ) -> Result<Option<PushWorker>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM push_workers WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
+        ))
+        .bind(id.db())
+        .bind(tenant.db())
+        .bind(project.db())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_worker).transpose()
+    }
+
+    pub async fn delete_push_worker(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: PushWorkerId,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM push_workers WHERE id = $1 AND tenant_id = $2 AND project_id = $3",
+        )
+        .bind(id.db())
+        .bind(tenant.db())
+        .bind(project.db())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The operation types push workers of the project serve (so pull workers skip them).
+    pub async fn push_worker_types(&self, project: ProjectId) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT operation_types FROM push_workers WHERE project_id = $1")
+            .bind(project.db())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut types = Vec::new();
+        for row in &rows {
+            let list: Vec<String> = from_json(
+                &row.try_get::<String, _>("operation_types")?,
+                "operation_types",
+            )?;
+            types.extend(list);
+        }
+        types.sort();
+        types.dedup();
+        Ok(types)
+    }
+
+    /// Operations the worker holds now.
+    pub async fn push_worker_in_flight(&self, id: PushWorkerId) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM operations WHERE lease_worker = $1 AND status = 'Running' AND lease_token IS NOT NULL")
+            .bind(PushWorker::lease_name(id))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Claims as many of the worker's operations as its `maxConcurrency` leaves room for.
+    /// The worker's row is locked for the count and the claim, so replicas together never
+    /// exceed the limit.
+    pub async fn claim_for_push_worker(
+        &self,
+        worker: &PushWorker,
+        excluded_types: &[String],
+        now: DateTime<Utc>,
+        lease_ttl: std::time::Duration,
+    ) -> Result<Vec<PushTask>> {
+        let mut tx = self.pool.begin().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let exists = sqlx::query(&format!("SELECT id FROM push_workers WHERE id = $1{lock}"))
+            .bind(worker.id.db())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let lease_name = PushWorker::lease_name(worker.id);
+        let held: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM operations WHERE lease_worker = $1 AND status = 'Running' AND lease_token IS NOT NULL",
+        )
+        .bind(lease_name.clone())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let free = (worker.max_concurrency as i64 - held).max(0) as u32;
+        let claim = Claim {
+            scope: Some((worker.tenant_id, worker.project_id)),
+            types: &worker.operation_types,
+            excluded_types,
+            max: free,
+            worker_id: Some(lease_name),
+        };
+        let (claimed, announce) = self.claim_in(&mut tx, &claim, now, lease_ttl).await?;
+        let mut tasks = Vec::with_capacity(claimed.len());
+        for (operation, lease) in claimed {
+            let callback_token = format!("rlscb_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query("UPDATE operations SET callback_token_hash = $1 WHERE id = $2")
+                .bind(hash_token(&callback_token))
+                .bind(operation.id.db())
+                .execute(&mut *tx)
+                .await?;
+            tasks.push(PushTask {
+                operation,
+                lease,
+                callback_token,
+            });
+        }
+        tx.commit().await?;
+        self.after_commit(announce);
+        Ok(tasks)
+    }
+
+    /// The operation a push worker's callback token was issued for.
+    pub async fn find_callback_operation(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(TenantId, ProjectId, OperationId)>> {
+        let row = sqlx::query(
+            "SELECT tenant_id, project_id, id FROM operations WHERE callback_token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+        Ok(Some((
+            text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+            text("project_id")?.parse().map_err(StoreError::corrupt)?,
+            text("id")?.parse().map_err(StoreError::corrupt)?,
+        )))
+    }
+}
+
+fn decode_worker(row: &AnyRow) -> Result<PushWorker> {
+    let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+    Ok(PushWorker {
+        id: text("id")?.parse().map_err(StoreError::corrupt)?,
+        tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+        project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
+        name: text("name")?,
+        url: text("url")?,
+        operation_types: from_json(&text("operation_types")?, "operation_types")?,
+        max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
+        secret: text("secret")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+    })
+}
