@@ -11,6 +11,7 @@ mod executors;
 mod health;
 mod lifecycle;
 mod listing;
+mod push_workers;
 mod security;
 mod webhooks;
 mod workers;

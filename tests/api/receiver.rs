@@ -13,6 +13,7 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
 }
 
 impl Reply {
@@ -21,11 +22,19 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             headers: Vec::new(),
+            body: None,
         }
     }
 
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body.to_string());
+        self.headers
+            .push(("content-type".into(), "application/json".into()));
         self
     }
 
@@ -106,7 +115,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>
     for (name, value) in &reply.headers {
         response.insert_header((name.as_str(), value.as_str()));
     }
-    response.body("received")
+    response.body(reply.body.unwrap_or_else(|| "received".to_owned()))
 }
 
 impl Receiver {
