@@ -12,7 +12,7 @@ use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
-use crate::domain::operation::{Operation, OperationStatus, PhaseStatus};
+use crate::domain::operation::{Backoff, Operation, OperationStatus, PhaseStatus};
 use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
 use crate::engine;
 
@@ -157,11 +157,11 @@ pub async fn fail(
         retryable,
     } = body.json()?;
     let now = clock::now();
-    let jitter = rand::random::<f64>();
+    let backoff = Backoff::random(state.config.delivery.retry_time_scale);
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, |op| {
-            op.fail(now, &lease_token, error, retryable, jitter)
+            op.fail(now, &lease_token, error, retryable, backoff)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })

@@ -244,6 +244,29 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// How the wait before a retry is drawn: `jitter` in [0, 1) spreads retries ±10%;
+/// `scale` multiplies the policy's delays (1 in production; small in tests).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub jitter: f64,
+    pub scale: f64,
+}
+
+impl Backoff {
+    pub fn random(scale: f64) -> Self {
+        Backoff {
+            jitter: rand::random::<f64>(),
+            scale,
+        }
+    }
+
+    /// No jitter, real time: for tests that need exact instants.
+    pub const EXACT: Backoff = Backoff {
+        jitter: 0.5,
+        scale: 1.0,
+    };
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CancelRequest {
     pub reason: Option<String>,
@@ -619,22 +642,22 @@ impl Operation {
         Ok(vec![EventDraft::new(EventType::OperationCompleted, data)])
     }
 
-    /// A worker reports that its attempt failed. `jitter` in [0, 1) spreads retries.
+    /// A worker reports that its attempt failed.
     pub fn fail(
         &mut self,
         now: DateTime<Utc>,
         token: &str,
         error: OperationError,
         retryable: bool,
-        jitter: f64,
+        backoff: Backoff,
     ) -> Result<Vec<EventDraft>, TransitionError> {
         self.check_lease(token)?;
-        Ok(self.end_attempt(now, error, retryable, jitter))
+        Ok(self.end_attempt(now, error, retryable, backoff))
     }
 
     /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
     /// Does nothing if the lease was renewed or released in the meantime.
-    pub fn expire_lease(&mut self, now: DateTime<Utc>, jitter: f64) -> Vec<EventDraft> {
+    pub fn expire_lease(&mut self, now: DateTime<Utc>, backoff: Backoff) -> Vec<EventDraft> {
         let expired = self.status == OperationStatus::Running
             && self.lease.as_ref().is_some_and(|l| l.expires_at <= now);
         if !expired {
@@ -645,7 +668,7 @@ impl Operation {
             message: "the worker stopped reporting within the heartbeat timeout".into(),
             details: None,
         };
-        self.end_attempt(now, error, true, jitter)
+        self.end_attempt(now, error, true, backoff)
     }
 
     fn end_attempt(
@@ -653,7 +676,7 @@ impl Operation {
         now: DateTime<Utc>,
         error: OperationError,
         retryable: bool,
-        jitter: f64,
+        backoff: Backoff,
     ) -> Vec<EventDraft> {
         let lease = self.lease.take();
         self.attempts.push(AttemptRecord {
@@ -665,9 +688,12 @@ impl Operation {
         });
         self.updated_at = now;
         if retryable && self.attempt < self.max_attempts() {
-            let delay = self.retry_policy.delay_after(self.attempt);
+            let delay = self
+                .retry_policy
+                .delay_after(self.attempt)
+                .mul_f64(backoff.scale.max(0.0));
             // ±10% so that operations failing together do not retry in lockstep.
-            let spread = delay.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0));
+            let spread = delay.mul_f64(0.9 + 0.2 * backoff.jitter.clamp(0.0, 1.0));
             self.available_at =
                 now + chrono::Duration::from_std(spread).unwrap_or(chrono::Duration::zero());
             self.queue_rank = self.priority.rank();
@@ -958,7 +984,7 @@ mod tests {
             details: None,
         };
         let events = op
-            .fail(t(1), lease.as_str(), error.clone(), true, 0.5)
+            .fail(t(1), lease.as_str(), error.clone(), true, Backoff::EXACT)
             .unwrap();
         assert!(events.is_empty());
         assert_eq!(op.status, OperationStatus::Running);
@@ -968,7 +994,9 @@ mod tests {
 
         let (lease, _) = op.start_attempt(t(11), None, TTL).unwrap();
         assert_eq!(op.attempt, 2);
-        let events = op.fail(t(12), lease.as_str(), error, true, 0.5).unwrap();
+        let events = op
+            .fail(t(12), lease.as_str(), error, true, Backoff::EXACT)
+            .unwrap();
         assert_eq!(types(&events), vec![EventType::OperationFailed]);
         assert_eq!(op.status, OperationStatus::Failed);
         assert_eq!(op.attempts.len(), 2);
@@ -983,7 +1011,8 @@ mod tests {
             message: "no".into(),
             details: None,
         };
-        op.fail(t(1), lease.as_str(), error, false, 0.0).unwrap();
+        op.fail(t(1), lease.as_str(), error, false, Backoff::EXACT)
+            .unwrap();
         assert_eq!(op.status, OperationStatus::Failed);
         assert_eq!(op.attempt, 1);
     }
@@ -992,9 +1021,9 @@ mod tests {
     fn an_expired_lease_is_taken_back_and_counts_as_an_attempt() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
-        assert!(op.expire_lease(t(29), 0.5).is_empty());
+        assert!(op.expire_lease(t(29), Backoff::EXACT).is_empty());
         assert!(op.lease.is_some(), "not expired yet");
-        op.expire_lease(t(30), 0.5);
+        op.expire_lease(t(30), Backoff::EXACT);
         assert!(op.lease.is_none());
         assert_eq!(op.attempts[0].error.code, "LEASE_EXPIRED");
         let err = op
@@ -1080,7 +1109,8 @@ mod tests {
             message: "boom".into(),
             details: None,
         };
-        op.fail(t(2), lease.as_str(), error, false, 0.0).unwrap();
+        op.fail(t(2), lease.as_str(), error, false, Backoff::EXACT)
+            .unwrap();
         op
     }
 

@@ -29,7 +29,7 @@ impl RetryPolicy {
         max_retries: 3,
         retry_delay: 1.0,
         backoff_multiplier: 2.0,
-        max_delay: 60.0,
+        max_delay: 3600.0,
     };
 
     /// Seed 001's webhook defaults: 5 retries, 60 s, doubling, at most an hour apart.
@@ -135,6 +135,19 @@ mod tests {
     #[test]
     fn a_huge_attempt_number_does_not_overflow() {
         assert_eq!(policy(1.0, 10.0, 30.0).delay_after(u32::MAX).as_secs(), 30);
+    }
+
+    #[test]
+    fn a_policy_without_max_delay_still_grows() {
+        let p = RetryPolicyBody {
+            max_retries: Some(3),
+            retry_delay: Some(300.0),
+            backoff_multiplier: Some(2.0),
+            max_delay: None,
+        }
+        .into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
+        .unwrap();
+        assert_eq!(p.delay_after(2).as_secs(), 600);
     }
 
     #[test]

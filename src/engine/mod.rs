@@ -11,7 +11,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::delivery::dispatcher;
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
-use crate::domain::operation::Operation;
+use crate::domain::operation::{Backoff, Operation};
 use crate::domain::requests::LeaseRequest;
 use crate::executors::Registry;
 use crate::store::{Backend, Claim, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
@@ -31,7 +31,11 @@ pub struct Engine {
 impl Engine {
     pub fn start(store: Store, config: &Config, registry: Registry) -> Self {
         let mut tasks = vec![
-            tokio::spawn(reap_expired_leases(store.clone(), config.heartbeat_timeout)),
+            tokio::spawn(reap_expired_leases(
+                store.clone(),
+                config.heartbeat_timeout,
+                config.delivery.retry_time_scale,
+            )),
             tokio::spawn(enforce_timeouts(store.clone())),
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
         ];
@@ -43,6 +47,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.bind)),
             allow_private_targets: config.delivery.allow_private_targets,
+            retry_time_scale: config.delivery.retry_time_scale,
         };
         tasks.push(tokio::spawn(push::run(
             store.clone(),
@@ -54,6 +59,7 @@ impl Engine {
             registry,
             config.executor_concurrency,
             config.heartbeat_timeout,
+            config.delivery.retry_time_scale,
         )));
         if store.backend() == Backend::Postgres {
             tasks.push(tokio::spawn(relay_notifications(store)));
@@ -74,7 +80,7 @@ impl Drop for Engine {
     }
 }
 
-async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
+async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_time_scale: f64) {
     // A quarter of the timeout keeps the worst-case detection delay at 1.25× the timeout.
     let period = (heartbeat_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut ticker = tokio::time::interval(period);
@@ -82,7 +88,9 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration) {
     loop {
         ticker.tick().await;
         match store
-            .expire_leases(clock::now(), EXPIRY_BATCH, rand::random::<f64>)
+            .expire_leases(clock::now(), EXPIRY_BATCH, || {
+                Backoff::random(retry_time_scale)
+            })
             .await
         {
             Ok(0) => {}
@@ -180,7 +188,14 @@ pub async fn lease_with_wait(
         if !claimed.is_empty() || now >= deadline {
             return Ok(claimed);
         }
-        let nap = (deadline - now).min(IDLE_RECHECK);
+        // Sleep until the next retry delay runs out, if that comes before the re-check.
+        let due = store
+            .next_available_at(tenant, project, clock::now())
+            .await?
+            .and_then(|t| (t - clock::now()).to_std().ok());
+        let nap = (deadline - now)
+            .min(IDLE_RECHECK)
+            .min(due.unwrap_or(IDLE_RECHECK));
         tokio::select! {
             _ = &mut woken => {}
             _ = tokio::time::sleep(nap) => {}

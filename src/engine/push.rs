@@ -25,6 +25,7 @@ pub struct PushSettings {
     /// Where workers reach this service, for the callback URL of each task.
     pub public_url: String,
     pub allow_private_targets: bool,
+    pub retry_time_scale: f64,
 }
 
 /// A push request never waits longer than this, whatever the operation's timeout.
@@ -141,7 +142,14 @@ async fn push(
             "the worker's address is private",
             false,
         );
-        record(store, op, &task.lease, Err(refused)).await;
+        record(
+            store,
+            op,
+            &task.lease,
+            Err(refused),
+            settings.retry_time_scale,
+        )
+        .await;
         return;
     }
     let reporter = Reporter::new(
@@ -208,5 +216,5 @@ async fn push(
             }
         }
     };
-    record(store, op, &task.lease, result).await;
+    record(store, op, &task.lease, result, settings.retry_time_scale).await;
 }

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock;
 use crate::domain::ids::LeaseToken;
-use crate::domain::operation::OperationResult;
+use crate::domain::operation::{Backoff, OperationResult};
 use crate::domain::operation::{Operation, PhaseStatus, ProgressReport};
 use crate::executors::{ExecutionError, Registry, Reporter, Task};
 use crate::store::{Claim, Store};
@@ -19,7 +19,13 @@ const CLAIM_BATCH: u32 = 50;
 /// How often a running executor's lease is renewed and cancellation looked for.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
-pub async fn run(store: Store, registry: Registry, concurrency: usize, lease_ttl: Duration) {
+pub async fn run(
+    store: Store,
+    registry: Registry,
+    concurrency: usize,
+    lease_ttl: Duration,
+    retry_time_scale: f64,
+) {
     let types = registry.types();
     if types.is_empty() {
         return;
@@ -65,6 +71,7 @@ pub async fn run(store: Store, registry: Registry, concurrency: usize, lease_ttl
                 op,
                 token,
                 lease_ttl,
+                retry_time_scale,
                 slot,
             ));
         }
@@ -84,6 +91,7 @@ async fn execute(
     op: Operation,
     token: LeaseToken,
     lease_ttl: Duration,
+    retry_time_scale: f64,
     _slot: OwnedSemaphorePermit,
 ) {
     let Some(executor) = registry.get(&op.operation_type).cloned() else {
@@ -123,7 +131,7 @@ async fn execute(
     heartbeat.abort();
     // `None`: cancelled or timed out, which the operation already says.
     if let Some(result) = outcome {
-        record(&store, &op, &token, result).await;
+        record(&store, &op, &token, result, retry_time_scale).await;
     }
 }
 
@@ -148,6 +156,7 @@ pub(super) async fn record(
     op: &Operation,
     token: &LeaseToken,
     result: Result<OperationResult, ExecutionError>,
+    retry_time_scale: f64,
 ) {
     let now = clock::now();
     let recorded = match result {
@@ -161,7 +170,7 @@ pub(super) async fn record(
                 .await
         }
         Err(failure) => {
-            let jitter = rand::random::<f64>();
+            let backoff = Backoff::random(retry_time_scale);
             store
                 .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
                     o.fail(
@@ -169,7 +178,7 @@ pub(super) async fn record(
                         token.as_str(),
                         failure.error,
                         failure.retryable,
-                        jitter,
+                        backoff,
                     )
                     .map(|e| ((), e))
                     .map_err(Recording::from)

@@ -13,7 +13,7 @@ use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
-use crate::domain::operation::{Lease, Operation, OperationStatus, Priority};
+use crate::domain::operation::{Backoff, Lease, Operation, OperationStatus, Priority};
 use crate::domain::requests::ListRequest;
 use crate::domain::worker::PushWorker;
 
@@ -260,6 +260,28 @@ impl Store {
         Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
 
+    /// When the next of the project's operations waiting out a retry delay becomes
+    /// claimable, if one is.
+    pub async fn next_available_at(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(available_at) AS due FROM operations WHERE project_id = $1 AND tenant_id = $2
+               AND lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at > $3",
+        )
+        .bind(project.db())
+        .bind(tenant.db())
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get::<Option<i64>, _>("due")?
+            .map(from_ms)
+            .transpose()
+    }
+
     /// Raises by one the queue rank of claimable operations that have waited another
     /// `interval` since they became available, up to Critical. Returns how many.
     pub async fn age_queue(&self, now: DateTime<Utc>, interval: Duration) -> Result<u64> {
@@ -308,7 +330,7 @@ impl Store {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-        mut jitter: impl FnMut() -> f64,
+        mut backoff: impl FnMut() -> Backoff,
     ) -> Result<usize> {
         let sql = format!(
             "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND lease_token IS NOT NULL \
@@ -325,7 +347,7 @@ impl Store {
         let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
-            let drafts = op.expire_lease(now, jitter());
+            let drafts = op.expire_lease(now, backoff());
             events.extend(stage(&mut op, drafts, now));
             ops.push(op);
         }

@@ -11,6 +11,7 @@ both_backends!(
     retries_are_refused_for_unfinished_operations_and_bad_bodies,
     a_thousand_queued_operations_are_handed_out_by_priority_then_age,
     aging_lifts_long_waiting_low_priority_work_above_newer_urgent_work,
+    retries_wait_out_the_policy_delays_on_the_configured_time_base,
 );
 
 async fn report(app: &TestApp, id: &str, lease: &Value, body: Value) {
@@ -244,4 +245,47 @@ async fn aging_lifts_long_waiting_low_priority_work_above_newer_urgent_work(back
     }
     let next = app.lease(&json!({"operationTypes": ["A"]})).await.remove(0);
     assert_eq!(next["operationId"], low, "the Low operation is not starved");
+}
+
+async fn retries_wait_out_the_policy_delays_on_the_configured_time_base(backend: Backend) {
+    // Tests run retry delays at 1/100 scale: 100 s, doubling, becomes 1 s then 2 s.
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Timed", "operationName": "n",
+                                 "retryPolicy": {"maxRetries": 2, "retryDelay": 100, "backoffMultiplier": 2.0}}))
+        .await;
+    let mut lease = app
+        .lease(&json!({"operationTypes": ["Timed"]}))
+        .await
+        .remove(0);
+    let mut gaps = Vec::new();
+    for _ in 0..2 {
+        let failed_at = tokio::time::Instant::now();
+        let r = app
+            .post(&app.api(&format!("/operation/{id}/fail")), &json!({"leaseToken": lease["leaseToken"], "error": {"code": "E", "message": "again"}, "retryable": true}))
+            .await;
+        assert_eq!(r.body["status"], "Running", "{}", r.text);
+        assert!(r.body["nextAttemptAt"].is_string());
+        lease = app
+            .lease(&json!({"operationTypes": ["Timed"], "waitSeconds": 10}))
+            .await
+            .remove(0);
+        gaps.push(failed_at.elapsed());
+    }
+    assert!(
+        gaps[0] >= Duration::from_millis(850) && gaps[0] < Duration::from_millis(1700),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps[1] >= Duration::from_millis(1750) && gaps[1] < Duration::from_millis(2800),
+        "{gaps:?}"
+    );
+    assert_eq!(lease["attempt"], 3);
+    let last = app
+        .post(&app.api(&format!("/operation/{id}/fail")), &json!({"leaseToken": lease["leaseToken"], "error": {"code": "E", "message": "last"}, "retryable": true}))
+        .await;
+    assert_eq!(last.body["status"], "Failed", "the last attempt ends it");
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(status.body["error"]["message"], "last");
 }
