@@ -38,6 +38,7 @@ impl Relais {
             store: store.clone(),
             config: config.clone(),
             executors: registry.clone(),
+            caches: Default::default(),
         });
         let body_limit = config.body_limit;
         let mut server = HttpServer::new(move || {

@@ -282,3 +282,134 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
     receiver_handle.stop(true).await;
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct OperationBenchArgs {
+    /// Operations to create and complete.
+    #[arg(long, default_value_t = 10_000)]
+    pub operations: usize,
+    /// Concurrent HTTP clients creating operations.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Concurrent pull workers, each leasing up to 50 operations at a time.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+}
+
+/// Operations created → leased → completed per second, all over the HTTP API.
+pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyhow::Result<()> {
+    let mut config = Config::for_database(database_url);
+    config.http_workers = None;
+    let relais = Relais::start(config).await?;
+    let store = relais.store();
+    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let token = crate::domain::auth::NewToken::generate();
+    let scopes = [
+        crate::domain::auth::Scope::OperationsWrite,
+        crate::domain::auth::Scope::Workers,
+    ];
+    store
+        .insert_token(tenant, Some(project), &scopes, &token.hash, clock::now())
+        .await?;
+    let base = format!("http://{}/api/{tenant}/{project}/async", relais.addr());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    println!(
+        "backend: {:?}; cores: {}; {} operations, {} creating clients, {} pull workers",
+        store.backend(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.operations,
+        args.clients,
+        args.workers
+    );
+
+    let created = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (client, base, secret, created, total) = (
+            client.clone(),
+            base.clone(),
+            token.secret.clone(),
+            created.clone(),
+            args.operations,
+        );
+        tasks.push(tokio::spawn(async move {
+            while created.fetch_add(1, Ordering::AcqRel) < total {
+                let body = serde_json::json!({"operationType": "Bench", "operationName": "bench"});
+                let r = client
+                    .post(format!("{base}/operation"))
+                    .bearer_auth(&secret)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status() == reqwest::StatusCode::ACCEPTED,
+                    "create answered {}",
+                    r.status()
+                );
+            }
+            Ok(())
+        }));
+    }
+    let all_created = {
+        let created = created.clone();
+        let total = args.operations;
+        tokio::spawn(async move {
+            while created.load(Ordering::Acquire) < total {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Instant::now()
+        })
+    };
+    for w in 0..args.workers {
+        let (client, base, secret, completed, total) = (
+            client.clone(),
+            base.clone(),
+            token.secret.clone(),
+            completed.clone(),
+            args.operations,
+        );
+        tasks.push(tokio::spawn(async move {
+            while completed.load(Ordering::Acquire) < total {
+                let body = serde_json::json!({"operationTypes": ["Bench"], "max": 50, "waitSeconds": 1, "workerId": format!("bench-{w}")});
+                let r: serde_json::Value = client
+                    .post(format!("{base}/workers/lease"))
+                    .bearer_auth(&secret)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                for lease in r["leases"].as_array().cloned().unwrap_or_default() {
+                    let id = lease["operationId"].as_str().unwrap_or_default();
+                    let done = serde_json::json!({"leaseToken": lease["leaseToken"], "summary": {"ok": true}});
+                    let r = client
+                        .post(format!("{base}/operation/{id}/complete"))
+                        .bearer_auth(&secret)
+                        .json(&done)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status() == reqwest::StatusCode::OK, "complete answered {}", r.status());
+                    completed.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let creating = (all_created.await? - started).as_secs_f64();
+    println!(
+        "created {} operations in {creating:.2} s ({:.0}/s); all completed after {seconds:.2} s: {:.0} operations/s end to end",
+        args.operations,
+        args.operations as f64 / creating,
+        args.operations as f64 / seconds
+    );
+    relais.stop().await;
+    Ok(())
+}

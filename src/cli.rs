@@ -69,6 +69,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Outbox throughput (deliveries/s) and event-to-delivery latency to a local receiver.
     Deliveries(crate::bench::DeliveryBenchArgs),
+    /// Operations created, leased by pull workers and completed per second, over HTTP.
+    Operations(crate::bench::OperationBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Deliveries(args),
         } => crate::bench::deliveries(cli.database_url, args).await,
+        Command::Bench {
+            command: BenchCommand::Operations(args),
+        } => crate::bench::operations(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");

@@ -39,11 +39,16 @@ impl FromRequest for Principal {
                     .ok_or(ApiError::Unauthorized)?;
                 return Ok(Principal::for_callback(tenant, project, operation));
             }
-            state
+            if let Some(principal) = state.caches.principals.get(&hash) {
+                return Ok(principal);
+            }
+            let principal = state
                 .store
                 .find_principal(&hash)
                 .await?
-                .ok_or(ApiError::Unauthorized)
+                .ok_or(ApiError::Unauthorized)?;
+            state.caches.principals.insert(hash, principal.clone());
+            Ok(principal)
         })
     }
 }
@@ -87,13 +92,19 @@ impl AppState {
         scope: Option<Scope>,
     ) -> Result<ProjectRef, ApiError> {
         let target = path.parse()?;
-        if !principal.can_see(target.tenant, target.project)
-            || !self
+        if !principal.can_see(target.tenant, target.project) {
+            return Err(ApiError::NotFound("project"));
+        }
+        let key = (target.tenant, target.project);
+        if !self.caches.projects.contains_key(&key) {
+            if !self
                 .store
                 .project_exists(target.tenant, target.project)
                 .await?
-        {
-            return Err(ApiError::NotFound("project"));
+            {
+                return Err(ApiError::NotFound("project"));
+            }
+            self.caches.projects.insert(key, ());
         }
         if let Some(scope) = scope {
             if !principal.has_scope(scope) {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod error;
 pub mod events;
 pub mod format;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Config,
     pub executors: Registry,
+    pub caches: cache::Caches,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

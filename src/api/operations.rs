@@ -72,10 +72,7 @@ pub async fn start(
 
     let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
-    let estimate = state
-        .store
-        .typical_duration(target.project, &op.operation_type)
-        .await?;
+    let estimate = typical_duration(&state, target, &op.operation_type).await?;
     let response = json!({
         "operationId": op.id,
         "operationType": op.operation_type,
@@ -105,6 +102,27 @@ pub async fn start(
         .insert_header(("Location", tracking_url(target, op.id)))
         .content_type("application/json")
         .body(response))
+}
+
+/// The typical run time of the type; a known one is remembered for a few seconds.
+async fn typical_duration(
+    state: &AppState,
+    target: ProjectRef,
+    operation_type: &str,
+) -> Result<Option<std::time::Duration>, ApiError> {
+    let key = (target.project, operation_type.to_owned());
+    if let Some(known) = state.caches.estimates.get(&key) {
+        return Ok(Some(known));
+    }
+    let estimate = state
+        .store
+        .typical_duration(target.project, operation_type)
+        .await?;
+    // "No history yet" is not remembered: the first completed run gives an estimate at once.
+    if let Some(known) = estimate {
+        state.caches.estimates.insert(key, known);
+    }
+    Ok(estimate)
 }
 
 async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), ApiError> {
@@ -152,10 +170,7 @@ pub async fn retry(
     let mode = spec.mode;
     let reason = spec.reason.clone();
     let (mut op, kept) = original.retry(OperationId::new(), spec, now)?;
-    let estimate = state
-        .store
-        .typical_duration(target.project, &op.operation_type)
-        .await?;
+    let estimate = typical_duration(&state, target, &op.operation_type).await?;
     let response = json!({
         "originalOperationId": original.id,
         "newOperationId": op.id,

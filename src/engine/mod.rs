@@ -62,6 +62,8 @@ impl Engine {
             config.delivery.retry_time_scale,
         )));
         if store.backend() == Backend::Postgres {
+            let relay = store.clone();
+            tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
             tasks.push(tokio::spawn(relay_notifications(store)));
         }
         Engine { tasks }

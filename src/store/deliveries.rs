@@ -11,10 +11,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::operations::StagedEvent;
 use super::webhooks::decode_webhook;
-use super::{
-    from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError,
-    DELIVERY_CHANNEL,
-};
+use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, ProjectId, WebhookId};
 use crate::domain::retry::RetryPolicy;
@@ -295,12 +292,6 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        if !queued.is_empty() && self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(DELIVERY_CHANNEL)
-                .execute(&mut **tx)
-                .await?;
-        }
         Ok(())
     }
 
@@ -580,14 +571,11 @@ impl Store {
         .bind(to_ms(now))
         .execute(&mut *tx)
         .await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(DELIVERY_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
-        self.deliveries_available.notify_waiters();
+        self.after_commit(super::operations::Announce {
+            work: false,
+            deliveries: true,
+        });
         Ok((events[0].id.to_string(), delivery))
     }
 

@@ -105,6 +105,15 @@ pub struct Store {
     url: String,
     work_available: Arc<Notify>,
     deliveries_available: Arc<Notify>,
+    remote: Arc<RemoteNews>,
+}
+
+/// What this process committed that other replicas have not been told yet.
+#[derive(Default)]
+struct RemoteNews {
+    work: std::sync::atomic::AtomicBool,
+    deliveries: std::sync::atomic::AtomicBool,
+    pending: Notify,
 }
 
 impl Store {
@@ -148,6 +157,7 @@ impl Store {
             url,
             work_available: Arc::new(Notify::new()),
             deliveries_available: Arc::new(Notify::new()),
+            remote: Arc::default(),
         })
     }
 

@@ -78,9 +78,9 @@ pub struct Claim<'a> {
 
 /// What a committed change made available, to wake the right waiters.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Announce {
-    work: bool,
-    deliveries: bool,
+pub(crate) struct Announce {
+    pub(super) work: bool,
+    pub(super) deliveries: bool,
 }
 
 enum Param {
@@ -112,7 +112,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let mut announce = self.write_events(&mut tx, events, op.created_at).await?;
-        self.announce_work(&mut tx).await?;
         announce.work = true;
         tx.commit().await?;
         self.after_commit(announce);
@@ -376,9 +375,6 @@ impl Store {
                     OperationStatus::Initiated | OperationStatus::Running
                 )
         });
-        if announce.work {
-            self.announce_work(tx).await?;
-        }
         Ok(announce)
     }
 
@@ -397,25 +393,53 @@ impl Store {
         })
     }
 
-    /// Wakes this process's waiters once a transaction is committed.
+    /// Wakes this process's waiters once a transaction is committed, and flags the news
+    /// for other replicas (see [`Store::relay_to_replicas`]).
     pub(super) fn after_commit(&self, announce: Announce) {
         if announce.work {
             self.work_available.notify_waiters();
+            self.remote
+                .work
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         if announce.deliveries {
             self.deliveries_available.notify_waiters();
+            self.remote
+                .deliveries
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        if announce.work || announce.deliveries {
+            self.remote.pending.notify_one();
         }
     }
 
-    async fn announce_work(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            // Delivered at commit, so listeners never wake before the row is visible.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WORK_CHANNEL)
-                .execute(&mut **tx)
-                .await?;
+    /// Tells other replicas, through `pg_notify`, what commits made available: at most one
+    /// notification per channel every few milliseconds, sent after the commits. A NOTIFY
+    /// inside the writing transaction would serialize every such commit on PostgreSQL's
+    /// notification queue lock.
+    pub async fn relay_to_replicas(&self) {
+        use std::sync::atomic::Ordering;
+        if self.backend != Backend::Postgres {
+            return;
         }
-        Ok(())
+        loop {
+            self.remote.pending.notified().await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            for (flag, channel) in [
+                (&self.remote.work, WORK_CHANNEL),
+                (&self.remote.deliveries, super::DELIVERY_CHANNEL),
+            ] {
+                if flag.swap(false, Ordering::AcqRel) {
+                    if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(channel)
+                        .execute(&self.pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not notify other replicas; they will find the work on their next check");
+                    }
+                }
+            }
+        }
     }
 
     pub async fn list_operations(
