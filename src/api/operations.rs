@@ -88,16 +88,25 @@ pub async fn start(
         "timeoutAt": time(op.timeout_at),
     })
     .to_string();
+    accept(&state, target, &mut op, response, &idempotency).await
+}
+
+/// Stores a new operation with its idempotency record and answers 202 with `response`;
+/// if a concurrent request with the same key won, answers what that one answered.
+async fn accept(
+    state: &AppState,
+    target: ProjectRef,
+    op: &mut Operation,
+    response: String,
+    idempotency: &Idempotency,
+) -> Result<HttpResponse, ApiError> {
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
-    if state
-        .store
-        .create_operation(&mut op, Vec::new(), record)
-        .await?
+    if state.store.create_operation(op, Vec::new(), record).await?
         == CreateOutcome::IdempotencyKeyTaken
     {
-        return idempotency.replay_winner(&state, target).await;
+        return idempotency.replay_winner(state, target).await;
     }
-    tracing::info!(operation_id = %op.id, operation_type = %op.operation_type, "operation started");
+    tracing::info!(operation_id = %op.id, operation_type = %op.operation_type, retry_of = ?op.retry_of, "operation accepted");
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", tracking_url(target, op.id)))
         .content_type("application/json")
@@ -191,20 +200,7 @@ pub async fn retry(
         "trackingUrl": tracking_url(target, op.id),
     })
     .to_string();
-    let record = idempotency.record(StatusCode::ACCEPTED, &response);
-    if state
-        .store
-        .create_operation(&mut op, Vec::new(), record)
-        .await?
-        == CreateOutcome::IdempotencyKeyTaken
-    {
-        return idempotency.replay_winner(&state, target).await;
-    }
-    tracing::info!(original = %original.id, retry = %op.id, "operation retried");
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", tracking_url(target, op.id)))
-        .content_type("application/json")
-        .body(response))
+    accept(&state, target, &mut op, response, &idempotency).await
 }
 
 pub async fn status(

@@ -1,18 +1,17 @@
 //! The worker protocol: lease, progress (the heartbeat), complete, fail.
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::auth::ProjectPath;
 use super::body::Body;
 use super::error::ApiError;
-use super::format::{opt_time, time};
+use super::format::opt_time;
 use super::operations::OperationPath;
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
-use crate::domain::ids::LeaseToken;
-use crate::domain::operation::{Backoff, Operation, OperationStatus, PhaseStatus};
+use crate::domain::operation::{Backoff, OperationStatus};
 use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
 use crate::engine;
 
@@ -44,35 +43,9 @@ pub async fn lease(
     .await?;
     let leases: Vec<Value> = leased
         .iter()
-        .map(|(op, token)| lease_view(op, token, heartbeat.as_secs_f64()))
+        .map(|(op, token)| op.work_order(token, heartbeat))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "leases": leases })))
-}
-
-fn lease_view(op: &Operation, token: &LeaseToken, heartbeat_seconds: f64) -> Value {
-    // What earlier attempts saved, so a new attempt can skip finished phases.
-    let checkpoints: Map<String, Value> = op
-        .phases
-        .iter()
-        .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
-        .collect();
-    json!({
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "priority": op.priority,
-        "parameters": op.parameters,
-        "attempt": op.attempt,
-        "maxAttempts": op.max_attempts(),
-        "leaseToken": token.as_str(),
-        "leaseExpiresAt": opt_time(op.lease.as_ref().map(|l| l.expires_at)),
-        "heartbeatTimeout": heartbeat_seconds,
-        "timeoutAt": time(op.timeout_at),
-        "checkpoints": checkpoints,
-        "resumeFromPhase": op.resume_from_phase,
-        "completedPhases": op.phases.iter().filter(|p| p.status == PhaseStatus::Completed).collect::<Vec<_>>(),
-        "dependencyResults": {},
-    })
 }
 
 pub async fn progress(

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::runner::{keep_alive, record};
 use crate::clock;
 use crate::delivery::signing::{signature_header, SigningKey};
 use crate::delivery::target::{http_client, literal_is_private};
-use crate::domain::operation::{OperationResult, PhaseStatus};
+use crate::domain::operation::OperationResult;
 use crate::domain::worker::PushWorker;
 use crate::executors::{ExecutionError, Reporter};
 use crate::store::{PushTask, Store};
@@ -89,34 +89,17 @@ pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSetting
 
 fn task_body(task: &PushTask, settings: &PushSettings) -> Value {
     let op = &task.operation;
-    let completed: Vec<_> = op
-        .phases
-        .iter()
-        .filter(|p| p.status == PhaseStatus::Completed)
-        .collect();
-    let checkpoints: Map<String, Value> = completed
-        .iter()
-        .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
-        .collect();
-    json!({
-        "type": "operation.task",
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "priority": op.priority,
-        "parameters": op.parameters,
-        "attempt": op.attempt,
-        "maxAttempts": op.max_attempts(),
-        "checkpoints": checkpoints,
-        "completedPhases": completed,
-        "resumeFromPhase": op.resume_from_phase,
-        "dependencyResults": {},
-        "leaseToken": task.lease.as_str(),
-        "heartbeatTimeout": settings.lease_ttl.as_secs_f64(),
-        "timeoutAt": op.timeout_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "callbackBaseUrl": format!("{}/api/{}/{}/async/operation/{}", settings.public_url.trim_end_matches('/'), op.tenant_id, op.project_id, op.id),
-        "callbackToken": task.callback_token,
-    })
+    let mut body = op.work_order(&task.lease, settings.lease_ttl);
+    body["type"] = json!("operation.task");
+    body["callbackBaseUrl"] = json!(format!(
+        "{}/api/{}/{}/async/operation/{}",
+        settings.public_url.trim_end_matches('/'),
+        op.tenant_id,
+        op.project_id,
+        op.id
+    ));
+    body["callbackToken"] = json!(task.callback_token);
+    body
 }
 
 async fn push(

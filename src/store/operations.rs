@@ -299,29 +299,8 @@ impl Store {
 
     /// Ends running operations whose timeout passed. Returns how many.
     pub async fn time_out_operations(&self, now: DateTime<Utc>, limit: u32) -> Result<usize> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND timeout_at <= $1 \
-             ORDER BY timeout_at LIMIT $2{}",
-            self.backend.skip_locked()
-        );
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(&sql)
-            .bind(to_ms(now))
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut ops = Vec::with_capacity(rows.len());
-        let mut events = Vec::new();
-        for row in &rows {
-            let mut op = decode_operation(row)?;
-            let drafts = op.time_out(now);
-            events.extend(stage(&mut op, drafts, now));
-            ops.push(op);
-        }
-        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
-        tx.commit().await?;
-        self.after_commit(announce);
-        Ok(ops.len())
+        self.sweep("timeout_at", "", now, limit, |op| op.time_out(now))
+            .await
     }
 
     /// Takes back leases whose holders stopped heartbeating. Returns how many.
@@ -331,9 +310,27 @@ impl Store {
         limit: u32,
         mut backoff: impl FnMut() -> Backoff,
     ) -> Result<usize> {
+        // The predicate on lease_token lets PostgreSQL use the partial index on leases.
+        let held = " AND lease_token IS NOT NULL";
+        self.sweep("lease_expires_at", held, now, limit, |op| {
+            op.expire_lease(now, backoff())
+        })
+        .await
+    }
+
+    /// Applies `change` to running operations whose `deadline` column has passed, oldest
+    /// first, under row locks, and writes the results in one transaction.
+    async fn sweep(
+        &self,
+        deadline: &'static str,
+        also: &'static str,
+        now: DateTime<Utc>,
+        limit: u32,
+        mut change: impl FnMut(&mut Operation) -> Vec<EventDraft>,
+    ) -> Result<usize> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND lease_token IS NOT NULL \
-             AND lease_expires_at <= $1 ORDER BY lease_expires_at LIMIT $2{}",
+            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND {deadline} <= $1{also} \
+             ORDER BY {deadline} LIMIT $2{}",
             self.backend.skip_locked()
         );
         let mut tx = self.pool.begin().await?;
@@ -346,7 +343,7 @@ impl Store {
         let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
-            let drafts = op.expire_lease(now, backoff());
+            let drafts = change(&mut op);
             events.extend(stage(&mut op, drafts, now));
             ops.push(op);
         }
