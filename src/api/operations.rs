@@ -43,6 +43,24 @@ impl OperationPath {
     }
 }
 
+/// Authorizes the caller for `scope` and loads the operation the path names.
+async fn load(
+    state: &AppState,
+    principal: &Principal,
+    path: &OperationPath,
+    scope: Scope,
+) -> Result<(ProjectRef, Operation), ApiError> {
+    let target = state
+        .authorize(principal, &path.project, Some(scope))
+        .await?;
+    let op = state
+        .store
+        .get_operation(target.tenant, target.project, path.operation_id()?)
+        .await?
+        .ok_or(ApiError::NotFound("operation"))?;
+    Ok((target, op))
+}
+
 pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
     format!(
         "/api/{}/{}/async/operation/{id}",
@@ -159,15 +177,7 @@ pub async fn retry(
     req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::OperationsWrite))
-        .await?;
-    let id = path.operation_id()?;
-    let original = state
-        .store
-        .get_operation(target.tenant, target.project, id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let (target, original) = load(&state, &principal, &path, Scope::OperationsWrite).await?;
     let spec = body
         .json_or_default::<RetryBody>()?
         .into_spec(original.retry_policy)?;
@@ -208,15 +218,7 @@ pub async fn status(
     principal: Principal,
     path: web::Path<OperationPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::OperationsRead))
-        .await?;
-    let id = path.operation_id()?;
-    let op = state
-        .store
-        .get_operation(target.tenant, target.project, id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let (target, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
     Ok(HttpResponse::Ok().json(status_view(&op, target, clock::now())))
 }
 
@@ -454,10 +456,7 @@ pub async fn results(
     path: web::Path<OperationPath>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::OperationsRead))
-        .await?;
-    let id = path.operation_id()?;
+    let (_, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
     let q: ResultsQuery = parse_query(&query)?;
     let format = q.format.as_deref().unwrap_or("summary");
     if !matches!(format, "summary" | "detailed" | "download") {
@@ -468,11 +467,6 @@ pub async fn results(
         Some("false") => false,
         Some(_) => return Err(FieldError::new("includeArtifacts", "must be true or false").into()),
     };
-    let op = state
-        .store
-        .get_operation(target.tenant, target.project, id)
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
     let Some(result) = op.readable_results() else {
         return Err(ApiError::conflict(
             "OPERATION_NOT_COMPLETED",

@@ -21,7 +21,7 @@ use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, WebhookId};
-use crate::domain::requests::{parse_time, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::domain::requests::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::domain::webhook::{
     live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus,
 };
@@ -388,19 +388,15 @@ struct PageQuery {
 }
 
 fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
-    let number = |v: &Option<String>, field: &str, default: u32, max: u32| match v.as_deref() {
-        None => Ok(default),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::from(FieldError::new(
-                field,
-                format!("must be a whole number between 1 and {max}"),
-            ))),
-        },
-    };
     Ok((
-        number(&q.page, "page", 1, u32::MAX / 2)?,
-        number(&q.page_size, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
+        parse_uint(q.page.as_deref(), "page", 1, 1, u32::MAX / 2)?,
+        parse_uint(
+            q.page_size.as_deref(),
+            "pageSize",
+            DEFAULT_PAGE_SIZE,
+            1,
+            MAX_PAGE_SIZE,
+        )?,
     ))
 }
 

@@ -541,7 +541,8 @@ impl TryFrom<ListQuery> for ListRequest {
     }
 }
 
-fn parse_uint(
+/// A whole number from a query string, `default` when absent, refused outside `min..=max`.
+pub fn parse_uint(
     value: Option<&str>,
     field: &str,
     default: u32,
