@@ -1,7 +1,8 @@
 //! All SQL lives here. One `Store` serves PostgreSQL and SQLite through sqlx's `Any`
 //! driver: the schema keeps to types both share (TEXT, BIGINT, JSON as text, times as
 //! epoch milliseconds), so every query is written once and the two backends cannot drift.
-//! The few real differences (row locking, wake-up notifications) are in [`Backend`].
+//! The few real differences (row locking, the feed horizon, cross-replica wake-ups) follow
+//! [`Backend`].
 
 mod deliveries;
 mod events;
