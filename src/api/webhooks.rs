@@ -109,7 +109,10 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
 }
 
 async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, ApiError> {
-    let all = state.store.webhook_stats(webhook.project_id).await?;
+    let all = state
+        .store
+        .webhook_stats(webhook.project_id, Some(webhook.id))
+        .await?;
     let id = webhook.id.db();
     Ok(all
         .into_iter()
@@ -188,7 +191,7 @@ pub async fn list(
         .store
         .list_webhooks(target.tenant, target.project)
         .await?;
-    let stats = state.store.webhook_stats(target.project).await?;
+    let stats = state.store.webhook_stats(target.project, None).await?;
     let views: Vec<Value> = webhooks
         .iter()
         .map(|w| {

@@ -129,26 +129,39 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn webhook_stats(&self, project: ProjectId) -> Result<Vec<(String, DeliveryStats)>> {
-        let rows = sqlx::query(
+    /// Delivery figures per webhook of the project, or of `only` that webhook.
+    pub async fn webhook_stats(
+        &self,
+        project: ProjectId,
+        only: Option<WebhookId>,
+    ) -> Result<Vec<(String, DeliveryStats)>> {
+        let one = if only.is_some() {
+            " AND webhook_id = $2"
+        } else {
+            ""
+        };
+        fn bind(sql: &str, project: ProjectId, only: Option<WebhookId>) -> AnyQuery<'_> {
+            let query = sqlx::query(sql).bind(project.db());
+            match only {
+                Some(id) => query.bind(id.db()),
+                None => query,
+            }
+        }
+        let counts = format!(
             "SELECT webhook_id,
                     COUNT(*) AS total,
                     COUNT(*) FILTER (WHERE status = 'Delivered') AS ok,
                     COUNT(*) FILTER (WHERE status = 'Failed') AS failed,
                     COUNT(*) FILTER (WHERE status = 'Pending') AS pending
-             FROM deliveries WHERE project_id = $1 AND channel = 'webhook' GROUP BY webhook_id",
-        )
-        .bind(project.db())
-        .fetch_all(&self.pool)
-        .await?;
-        let timing = sqlx::query(
+             FROM deliveries WHERE project_id = $1 AND channel = 'webhook'{one} GROUP BY webhook_id"
+        );
+        let rows = bind(&counts, project, only).fetch_all(&self.pool).await?;
+        let timing = format!(
             "SELECT webhook_id, CAST(AVG(latency_ms) AS DOUBLE PRECISION) AS mean_ms, MAX(attempted_at) AS last_at
-             FROM delivery_attempts WHERE project_id = $1 AND webhook_id IS NOT NULL AND status_code IS NOT NULL
-             GROUP BY webhook_id",
-        )
-        .bind(project.db())
-        .fetch_all(&self.pool)
-        .await?;
+             FROM delivery_attempts WHERE project_id = $1 AND webhook_id IS NOT NULL AND status_code IS NOT NULL{one}
+             GROUP BY webhook_id"
+        );
+        let timing = bind(&timing, project, only).fetch_all(&self.pool).await?;
         let mut stats: Vec<(String, DeliveryStats)> = Vec::new();
         for row in &rows {
             stats.push((

@@ -9,6 +9,10 @@ use crate::domain::ids::{LeaseToken, OperationId, ProjectId, PushWorkerId, Tenan
 use crate::domain::operation::Operation;
 use crate::domain::worker::PushWorker;
 
+/// Operations a push worker holds now, by its lease name.
+const HELD_BY: &str = "SELECT COUNT(*) AS n FROM operations \
+    WHERE lease_worker = $1 AND status = 'Running' AND lease_token IS NOT NULL";
+
 const COLUMNS: &str =
     "id, tenant_id, project_id, name, url, operation_types, max_concurrency, secret, created_at";
 
@@ -115,7 +119,7 @@ impl Store {
 
     /// Operations the worker holds now.
     pub async fn push_worker_in_flight(&self, id: PushWorkerId) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM operations WHERE lease_worker = $1 AND status = 'Running' AND lease_token IS NOT NULL")
+        let row = sqlx::query(HELD_BY)
             .bind(PushWorker::lease_name(id))
             .fetch_one(&self.pool)
             .await?;
@@ -145,13 +149,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let lease_name = PushWorker::lease_name(worker.id);
-        let held: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM operations WHERE lease_worker = $1 AND status = 'Running' AND lease_token IS NOT NULL",
-        )
-        .bind(lease_name.clone())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        let held: i64 = sqlx::query(HELD_BY)
+            .bind(lease_name.clone())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
         let free = (worker.max_concurrency as i64 - held).max(0) as u32;
         let claim = Claim {
             scope: Some((worker.tenant_id, worker.project_id)),

@@ -1,41 +1,21 @@
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::both_backends;
-use crate::common::{Backend, TestApp, TestDb};
+use crate::common::{relais_json, Backend, TestApp, TestDb};
 
 both_backends!(the_cli_creates_tenants_and_tokens_that_the_server_accepts);
 
-fn relais(database_url: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(args)
-        .env("RELAIS_DATABASE_URL", database_url)
-        .output()
-        .expect("relais runs");
-    assert!(
-        out.status.success(),
-        "relais {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "--json prints exactly one line: {stdout}"
-    );
-    serde_json::from_str(&stdout).unwrap()
-}
-
 async fn the_cli_creates_tenants_and_tokens_that_the_server_accepts(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let tenant = relais(&db.url, &["tenant", "create", "--name", "acme", "--json"]);
+    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "acme", "--json"]);
     let (t, p) = (
         tenant["tenantId"].as_str().unwrap(),
         tenant["projectId"].as_str().unwrap(),
     );
-    let token = relais(
+    let token = relais_json(
         &db.url,
         &[
             "token",

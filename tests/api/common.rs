@@ -1,6 +1,7 @@
 //! The one way tests start Relais: the real server on a free port against a fresh database
 //! of the chosen backend, with a tenant, a project and a token ready to use.
 
+use std::process::Command;
 use std::time::Duration;
 
 use relais::app::Relais;
@@ -270,6 +271,28 @@ fn test_config(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> Config {
     config.delivery.retry_time_scale = 0.01;
     tweak(&mut config);
     config
+}
+
+/// Runs the real `relais` binary with `--json` against a database and returns the one
+/// JSON object it prints.
+pub fn relais_json(database_url: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(args)
+        .env("RELAIS_DATABASE_URL", database_url)
+        .output()
+        .expect("relais runs");
+    assert!(
+        out.status.success(),
+        "relais {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "--json prints exactly one line: {stdout}"
+    );
+    serde_json::from_str(&stdout).unwrap()
 }
 
 pub async fn mint_token(

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{Backend, Response, TestDb};
+use crate::common::{relais_json, Backend, Response, TestDb};
 use crate::receiver::{Receiver, Reply};
 
 both_backends!(a_killed_process_loses_no_delivery);
@@ -74,28 +74,14 @@ impl Drop for Server {
     }
 }
 
-fn cli(database_url: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(args)
-        .env("RELAIS_DATABASE_URL", database_url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn a_killed_process_loses_no_delivery(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let tenant = cli(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
+    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
     let (t, p) = (
         tenant["tenantId"].as_str().unwrap(),
         tenant["projectId"].as_str().unwrap(),
     );
-    let token = cli(
+    let token = relais_json(
         &db.url,
         &[
             "token",
