@@ -291,7 +291,8 @@ pub struct OperationBenchArgs {
     /// Concurrent HTTP clients creating operations.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
-    /// Concurrent pull workers, each leasing up to 50 operations at a time.
+    /// Concurrent pull workers, each leasing up to 50 operations at a time and completing
+    /// them side by side.
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
 }
@@ -383,17 +384,27 @@ pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyho
                     .await?
                     .json()
                     .await?;
+                // Like a worker pool: the leased operations run, and complete, side by side.
+                let mut running = tokio::task::JoinSet::new();
                 for lease in r["leases"].as_array().cloned().unwrap_or_default() {
-                    let id = lease["operationId"].as_str().unwrap_or_default();
-                    let done = serde_json::json!({"leaseToken": lease["leaseToken"], "summary": {"ok": true}});
-                    let r = client
-                        .post(format!("{base}/operation/{id}/complete"))
-                        .bearer_auth(&secret)
-                        .json(&done)
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status() == reqwest::StatusCode::OK, "complete answered {}", r.status());
-                    completed.fetch_add(1, Ordering::AcqRel);
+                    let (client, base, secret, completed) =
+                        (client.clone(), base.clone(), secret.clone(), completed.clone());
+                    running.spawn(async move {
+                        let id = lease["operationId"].as_str().unwrap_or_default();
+                        let done = serde_json::json!({"leaseToken": lease["leaseToken"], "summary": {"ok": true}});
+                        let r = client
+                            .post(format!("{base}/operation/{id}/complete"))
+                            .bearer_auth(&secret)
+                            .json(&done)
+                            .send()
+                            .await?;
+                        anyhow::ensure!(r.status() == reqwest::StatusCode::OK, "complete answered {}", r.status());
+                        completed.fetch_add(1, Ordering::AcqRel);
+                        Ok(())
+                    });
+                }
+                while let Some(done) = running.join_next().await {
+                    done??;
                 }
             }
             Ok(())

@@ -412,7 +412,7 @@ pub async fn cancel(
     let now = clock::now();
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, now, |op| {
+        .mutate_operation(target.tenant, target.project, id, now, move |op| {
             op.cancel(now, request, cancelled_by)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)

@@ -66,7 +66,7 @@ pub async fn progress(
     let now = clock::now();
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, now, |op| {
+        .mutate_operation(target.tenant, target.project, id, now, move |op| {
             op.report_progress(now, &token, report, ttl)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
@@ -101,7 +101,7 @@ pub async fn complete(
     let now = clock::now();
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, now, |op| {
+        .mutate_operation(target.tenant, target.project, id, now, move |op| {
             op.complete(now, &token, result)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
@@ -133,7 +133,7 @@ pub async fn fail(
     let backoff = Backoff::random(state.config.delivery.retry_time_scale);
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, now, |op| {
+        .mutate_operation(target.tenant, target.project, id, now, move |op| {
             op.fail(now, &lease_token, error, retryable, backoff)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)

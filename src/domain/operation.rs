@@ -353,6 +353,10 @@ pub struct Operation {
 }
 
 impl Operation {
+    pub fn belongs_to(&self, tenant: TenantId, project: ProjectId) -> bool {
+        self.tenant_id == tenant && self.project_id == project
+    }
+
     pub fn new(
         id: OperationId,
         tenant_id: TenantId,

@@ -159,10 +159,11 @@ pub(super) async fn record(
     retry_time_scale: f64,
 ) {
     let now = clock::now();
+    let token = token.clone();
     let recorded = match result {
         Ok(result) => {
             store
-                .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
+                .mutate_operation(op.tenant_id, op.project_id, op.id, now, move |o| {
                     o.complete(now, token.as_str(), result)
                         .map(|e| ((), e))
                         .map_err(Recording::from)
@@ -172,7 +173,7 @@ pub(super) async fn record(
         Err(failure) => {
             let backoff = Backoff::random(retry_time_scale);
             store
-                .mutate_operation(op.tenant_id, op.project_id, op.id, now, |o| {
+                .mutate_operation(op.tenant_id, op.project_id, op.id, now, move |o| {
                     o.fail(
                         now,
                         token.as_str(),

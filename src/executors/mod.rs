@@ -122,7 +122,7 @@ impl Reporter {
         let ttl = self.lease_ttl;
         let outcome = self
             .store
-            .mutate_operation(self.tenant, self.project, self.operation, now, |op| {
+            .mutate_operation(self.tenant, self.project, self.operation, now, move |op| {
                 let events = op
                     .report_progress(now, &token, report, ttl)
                     .map_err(|_: TransitionError| ReportError::LeaseLost)?;

@@ -267,7 +267,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         const COLUMNS: usize = 13;
-        for chunk in queued.chunks(500) {
+        for chunk in super::sized_chunks(queued, 500) {
             let sql = format!(
                 "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
                  status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
@@ -389,7 +389,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let attempts: Vec<&DeliveryOutcome> =
             outcomes.iter().filter(|o| o.attempt.is_some()).collect();
-        for chunk in attempts.chunks(300) {
+        for chunk in super::sized_chunks(&attempts, 300) {
             let sql = format!(
                 "INSERT INTO delivery_attempts (delivery_id, webhook_id, project_id, attempted_at, status_code, \
                  latency_ms, response_body, error, success) VALUES {}",
@@ -413,7 +413,7 @@ impl Store {
         }
 
         // One statement per chunk: each row applies only while the lease is still ours.
-        for chunk in outcomes.chunks(500) {
+        for chunk in super::sized_chunks(outcomes, 500) {
             let sql = format!(
                 "UPDATE deliveries SET status = v.column3, attempts = attempts + v.column4,
                         next_attempt_at = COALESCE(v.column5, next_attempt_at),

@@ -45,25 +45,27 @@ impl Store {
             Backend::Postgres => "pg_current_xact_id()::text::bigint",
             Backend::Sqlite => "0",
         };
-        let rows = values_placeholders(events.len(), 8, 1)
-            .replace("), (", &format!(", {commit_order}), ("));
-        let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
-        let sql = format!(
-            "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, commit_order) VALUES {rows}"
-        );
-        let mut query = sqlx::query(&sql);
-        for event in events {
-            query = query
-                .bind(event.id.to_string())
-                .bind(event.tenant_id.db())
-                .bind(event.project_id.db())
-                .bind(event.event_type.as_str())
-                .bind(event.subject.clone())
-                .bind(event.sequence)
-                .bind(event.envelope().to_string())
-                .bind(to_ms(event.timestamp));
+        for chunk in super::sized_chunks(events, 512) {
+            let rows = values_placeholders(chunk.len(), 8, 1)
+                .replace("), (", &format!(", {commit_order}), ("));
+            let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
+            let sql = format!(
+                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, commit_order) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(event.id.to_string())
+                    .bind(event.tenant_id.db())
+                    .bind(event.project_id.db())
+                    .bind(event.event_type.as_str())
+                    .bind(event.subject.clone())
+                    .bind(event.sequence)
+                    .bind(event.envelope().to_string())
+                    .bind(to_ms(event.timestamp));
+            }
+            query.execute(&mut **tx).await?;
         }
-        query.execute(&mut **tx).await?;
         Ok(())
     }
 

@@ -13,6 +13,39 @@ pub struct IdempotencyRecord<'a> {
     pub response: &'a str,
 }
 
+impl IdempotencyRecord<'_> {
+    pub(super) fn to_owned(&self) -> OwnedIdempotencyRecord {
+        OwnedIdempotencyRecord {
+            scope: self.scope.to_owned(),
+            key: self.key.to_owned(),
+            request_hash: self.request_hash.to_owned(),
+            status_code: self.status_code,
+            response: self.response.to_owned(),
+        }
+    }
+}
+
+/// An [`IdempotencyRecord`] waiting in the group-commit queue.
+pub(super) struct OwnedIdempotencyRecord {
+    scope: String,
+    key: String,
+    request_hash: String,
+    status_code: u16,
+    response: String,
+}
+
+impl OwnedIdempotencyRecord {
+    pub(super) fn borrow(&self) -> IdempotencyRecord<'_> {
+        IdempotencyRecord {
+            scope: &self.scope,
+            key: &self.key,
+            request_hash: &self.request_hash,
+            status_code: self.status_code,
+            response: &self.response,
+        }
+    }
+}
+
 /// Records the key in the transaction that creates the resource. False: a concurrent
 /// request with the same key got there first, and this transaction must write nothing.
 pub(super) async fn take_idempotency_key(
@@ -21,9 +54,11 @@ pub(super) async fn take_idempotency_key(
     record: &IdempotencyRecord<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
+    // DO NOTHING rather than a unique violation, which on PostgreSQL would abort the
+    // transaction and with it every other write grouped into it.
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (project_id, scope, idem_key, request_hash, status_code, response, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(project.db())
     .bind(record.scope)
@@ -33,12 +68,8 @@ pub(super) async fn take_idempotency_key(
     .bind(record.response)
     .bind(to_ms(now))
     .execute(&mut **tx)
-    .await;
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    .await?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// The first answer given to a request carrying an `Idempotency-Key`.

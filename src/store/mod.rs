@@ -6,6 +6,7 @@
 
 mod deliveries;
 mod events;
+mod group_commit;
 mod idempotency;
 mod operations;
 mod tenants;
@@ -79,6 +80,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL `{0}`: use postgres://… or sqlite:…")]
     UnsupportedUrl(String),
+    #[error("the database writer stopped before answering")]
+    WriterGone,
+    /// The failure of a write shared by several requests, as each of them sees it.
+    #[error("{message}")]
+    Shared { message: String, unavailable: bool },
 }
 
 impl StoreError {
@@ -88,12 +94,20 @@ impl StoreError {
 
     /// The pool could not hand out a connection in time, or the server is unreachable.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-            )
-        )
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => true,
+            Self::Shared { unavailable, .. } => *unavailable,
+            _ => false,
+        }
+    }
+
+    pub(super) fn shared(&self) -> Self {
+        Self::Shared {
+            message: self.to_string(),
+            unavailable: self.is_unavailable(),
+        }
     }
 }
 
@@ -107,6 +121,7 @@ pub struct Store {
     work_available: Arc<Notify>,
     deliveries_available: Arc<Notify>,
     remote: Arc<RemoteNews>,
+    group_commit: Arc<group_commit::GroupCommit>,
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -159,6 +174,7 @@ impl Store {
             work_available: Arc::new(Notify::new()),
             deliveries_available: Arc::new(Notify::new()),
             remote: Arc::default(),
+            group_commit: Arc::new(group_commit::GroupCommit::new(backend)),
         })
     }
 
@@ -220,6 +236,24 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result
 }
 
 /// `($1, $2, $3), ($4, $5, $6)` for a multi-row insert.
+/// Splits `items` into runs whose lengths are powers of two, none longer than `max`
+/// (13 items: 8, 4, 1). A multi-row statement's text depends on its row count; with few
+/// distinct counts, each connection prepares a handful of statements and reuses them
+/// instead of parsing and planning a new text for every batch size.
+fn sized_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let largest = 1 << max.max(1).ilog2();
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let take = largest.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
         .map(|r| {
@@ -239,6 +273,20 @@ mod tests {
     #[test]
     fn placeholders_number_rows_consecutively() {
         assert_eq!(values_placeholders(2, 2, 3), "($3, $4), ($5, $6)");
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_within_the_limit() {
+        let items: Vec<u32> = (0..13).collect();
+        let lengths: Vec<usize> = sized_chunks(&items, 100).map(<[u32]>::len).collect();
+        assert_eq!(lengths, [8, 4, 1]);
+        let items: Vec<u32> = (0..300).collect();
+        let chunks: Vec<&[u32]> = sized_chunks(&items, 100).collect();
+        assert!(chunks
+            .iter()
+            .all(|c| c.len().is_power_of_two() && c.len() <= 64));
+        assert_eq!(chunks.concat(), items, "every item once, in order");
+        assert_eq!(sized_chunks(&[] as &[u32], 8).count(), 0);
     }
 
     #[test]

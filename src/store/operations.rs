@@ -4,10 +4,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::idempotency::{take_idempotency_key, IdempotencyRecord};
+use super::group_commit::{Applied, Apply, Job};
+use super::idempotency::IdempotencyRecord;
 use super::{
-    from_json, from_ms, to_json, to_ms, values_placeholders, Backend, Result, Store, StoreError,
-    WORK_CHANNEL,
+    from_json, from_ms, sized_chunks, to_json, to_ms, values_placeholders, Backend, Result, Store,
+    StoreError, WORK_CHANNEL,
 };
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
@@ -17,7 +18,8 @@ use crate::domain::operation::{Backoff, Lease, Operation, OperationStatus, Prior
 use crate::domain::requests::ListRequest;
 use crate::domain::worker::PushWorker;
 
-const COLUMNS: &str = "id, tenant_id, project_id, operation_type, operation_name, description, \
+pub(super) const COLUMNS: &str =
+    "id, tenant_id, project_id, operation_type, operation_name, description, \
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
     attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
@@ -89,33 +91,24 @@ enum Param {
 }
 
 impl Store {
+    /// Stores a new operation with its events (and its idempotency key, if any), written
+    /// in a transaction shared with concurrent writes.
     pub async fn create_operation(
         &self,
         op: &mut Operation,
         drafts: Vec<EventDraft>,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<CreateOutcome> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(record) = idempotency {
-            if !take_idempotency_key(&mut tx, op.project_id, &record, op.created_at).await? {
-                return Ok(CreateOutcome::IdempotencyKeyTaken);
-            }
-        }
-        let events = stage(op, drafts, op.created_at);
-        // `queue_order` is written once, here; updates leave it alone.
-        let sql = format!(
-            "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
-            values_placeholders(1, COLUMN_COUNT + 1, 1)
-        );
-        bind_operation(sqlx::query(&sql), op)
-            .bind(clock::queue_order())
-            .execute(&mut *tx)
-            .await?;
-        let mut announce = self.write_events(&mut tx, events, op.created_at).await?;
-        announce.work = true;
-        tx.commit().await?;
-        self.after_commit(announce);
-        Ok(CreateOutcome::Created)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Create {
+            op: Box::new(op.clone()),
+            drafts,
+            idempotency: idempotency.map(|r| r.to_owned()),
+            reply,
+        });
+        let (outcome, written) = answer.await.map_err(|_| StoreError::WriterGone)??;
+        *op = *written;
+        Ok(outcome)
     }
 
     pub async fn get_operation(
@@ -124,20 +117,20 @@ impl Store {
         project: ProjectId,
         id: OperationId,
     ) -> Result<Option<Operation>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
-        );
+        let sql = format!("SELECT {COLUMNS} FROM operations WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id.db())
-            .bind(tenant.db())
-            .bind(project.db())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(decode_operation).transpose()
+        Ok(row
+            .as_ref()
+            .map(decode_operation)
+            .transpose()?
+            .filter(|op| op.belongs_to(tenant, project)))
     }
 
-    /// Loads one operation under a row lock, lets `change` apply a domain transition, and
-    /// writes the new state with the events it produced in the same transaction.
+    /// Applies `change` to one operation under its row lock and writes the new state with
+    /// the events it produced, in a transaction shared with concurrent writes.
     /// `Ok(None)`: no such operation in this project. An error from `change` writes nothing.
     pub async fn mutate_operation<T, E, F>(
         &self,
@@ -148,31 +141,47 @@ impl Store {
         change: F,
     ) -> Result<Option<(T, Operation)>, E>
     where
-        F: FnOnce(&mut Operation) -> Result<(T, Vec<EventDraft>), E>,
-        E: From<StoreError>,
+        F: FnOnce(&mut Operation) -> Result<(T, Vec<EventDraft>), E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        T: Send + 'static,
     {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE id = $1 AND tenant_id = $2 AND project_id = $3{}",
-            self.backend.for_update()
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.db())
-            .bind(tenant.db())
-            .bind(project.db())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        let Some(row) = row else { return Ok(None) };
-        let mut op = decode_operation(&row)?;
-        let (value, drafts) = change(&mut op)?;
-        let events = stage(&mut op, drafts, now);
-        let announce = self
-            .write_changes(&mut tx, std::slice::from_ref(&op), events, now)
-            .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        self.after_commit(announce);
-        Ok(Some((value, op)))
+        let (reply, answer) = tokio::sync::oneshot::channel::<Result<Option<(T, Operation)>, E>>();
+        let apply: Apply = Box::new(move |found| {
+            let op = match found {
+                Err(e) => {
+                    let _ = reply.send(Err(e.shared().into()));
+                    return Applied::Nothing;
+                }
+                Ok(None) => {
+                    let _ = reply.send(Ok(None));
+                    return Applied::Nothing;
+                }
+                Ok(Some(op)) => op,
+            };
+            match change(op) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Applied::Nothing
+                }
+                Ok((value, drafts)) => Applied::Write(
+                    drafts,
+                    Box::new(move |committed| {
+                        let _ = reply.send(match committed {
+                            Ok(op) => Ok(Some((value, op.clone()))),
+                            Err(e) => Err(e.shared().into()),
+                        });
+                    }),
+                ),
+            }
+        });
+        self.submit(Job::Mutate {
+            tenant,
+            project,
+            id,
+            now,
+            apply,
+        });
+        answer.await.map_err(|_| E::from(StoreError::WriterGone))?
     }
 
     /// Hands up to `claim.max` claimable operations to one worker, most urgent first,
@@ -356,7 +365,7 @@ impl Store {
     /// Writes changed operations, their events and the deliveries those cause, each as
     /// one multi-row statement; tells other replicas what became available. The caller
     /// wakes this process's waiters after commit.
-    async fn write_changes(
+    pub(super) async fn write_changes(
         &self,
         tx: &mut Transaction<'static, Any>,
         ops: &[Operation],
@@ -616,7 +625,7 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(op.queue_rank)
 }
 
-fn decode_operation(row: &AnyRow) -> Result<Operation> {
+pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
     let text = |column: &str| -> Result<String> { Ok(row.try_get::<String, _>(column)?) };
     let opt_text =
         |column: &str| -> Result<Option<String>> { Ok(row.try_get::<Option<String>, _>(column)?) };
@@ -705,7 +714,11 @@ fn callback_url(op: &Operation, event: &Event) -> Option<String> {
 pub(super) type StagedEvent = (Event, Option<String>, Option<PushWorkerId>);
 
 /// Numbers the drafts in the operation's sequence and pairs each with its callback.
-fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
+pub(super) fn stage(
+    op: &mut Operation,
+    drafts: Vec<EventDraft>,
+    now: DateTime<Utc>,
+) -> Vec<StagedEvent> {
     let subject = op.id.to_string();
     let events = Event::seal(
         drafts,
@@ -735,7 +748,27 @@ fn stage(op: &mut Operation, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec
         .collect()
 }
 
-/// Rows per multi-row UPDATE: 100 × 35 parameters stays within both backends' limits.
+/// Inserts new operations, many rows per statement. `queue_order` is written once, here,
+/// in the order given; updates leave it alone.
+pub(super) async fn insert_operations(
+    tx: &mut Transaction<'static, Any>,
+    ops: &[Operation],
+) -> Result<()> {
+    for chunk in sized_chunks(ops, UPDATE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
+            values_placeholders(chunk.len(), COLUMN_COUNT + 1, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for op in chunk {
+            query = bind_operation(query, op).bind(clock::queue_order());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement: 100 × 36 parameters stays within both backends' limits.
 const UPDATE_CHUNK: usize = 100;
 
 /// Writes every column of each operation, many rows per statement.
@@ -746,7 +779,7 @@ async fn update_operations(tx: &mut Transaction<'static, Any>, ops: &[Operation]
         .skip(1)
         .map(|(i, column)| format!("{column} = v.column{}", i + 1))
         .collect();
-    for chunk in ops.chunks(UPDATE_CHUNK) {
+    for chunk in sized_chunks(ops, UPDATE_CHUNK) {
         let sql = format!(
             "UPDATE operations SET {} FROM (VALUES {}) AS v WHERE operations.id = v.column1",
             assignments.join(", "),

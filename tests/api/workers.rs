@@ -18,7 +18,87 @@ both_backends!(
     leases_are_handed_out_most_urgent_first_and_by_type,
     a_restarted_server_carries_on_with_leased_and_queued_work,
     a_run_past_its_timeout_ends_and_its_worker_is_told_to_stop,
+    writes_arriving_together_are_each_answered_on_their_own_merits,
 );
+
+/// Concurrent requests share transactions; each must still get its own answer, and a
+/// refused one must neither block nor taint the others written with it.
+async fn writes_arriving_together_are_each_answered_on_their_own_merits(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    const OPERATIONS: usize = 60;
+    let creates = (0..OPERATIONS).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.start_operation(
+                &json!({"operationType": "Grouped", "operationName": format!("g{i}")}),
+            )
+            .await
+        })
+    });
+    let mut ids = Vec::new();
+    for create in creates {
+        ids.push(create.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), OPERATIONS, "every create got its own operation");
+
+    let leases = app
+        .lease(&json!({"operationTypes": ["Grouped"], "max": OPERATIONS, "waitSeconds": 1}))
+        .await;
+    assert_eq!(leases.len(), OPERATIONS);
+    // For every operation at once: its completion, a second completion with the same
+    // token, and one with a token it never had.
+    let mut calls = Vec::new();
+    for lease in &leases {
+        let id = lease["operationId"].as_str().unwrap().to_owned();
+        for token in [
+            lease["leaseToken"].clone(),
+            lease["leaseToken"].clone(),
+            json!("not-a-lease"),
+        ] {
+            let (app, id) = (app.clone(), id.clone());
+            calls.push(tokio::spawn(async move {
+                let r = app
+                    .post(
+                        &app.api(&format!("/operation/{id}/complete")),
+                        &json!({"leaseToken": token, "summary": {"id": id}}),
+                    )
+                    .await;
+                (id, r.status, r.text)
+            }));
+        }
+    }
+    let mut accepted: HashMap<String, usize> = HashMap::new();
+    for call in calls {
+        let (id, status, text) = call.await.unwrap();
+        match status {
+            StatusCode::OK => *accepted.entry(id).or_default() += 1,
+            StatusCode::CONFLICT => assert!(
+                text.contains("LEASE_LOST") || text.contains("INVALID_STATE"),
+                "{text}"
+            ),
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    for id in &ids {
+        let op = app.get(&app.api(&format!("/operation/{id}"))).await.body;
+        assert_eq!(op["status"], "Completed", "{op}");
+        let results = app
+            .get(&app.api(&format!("/operation/{id}/results")))
+            .await
+            .body;
+        assert_eq!(
+            results["summary"]["id"],
+            json!(id),
+            "each operation kept its own result: {results}"
+        );
+        assert!(
+            accepted.get(id).copied().unwrap_or(0) >= 1,
+            "{id} was completed by someone"
+        );
+    }
+}
 
 async fn concurrent_workers_complete_each_operation_exactly_once(backend: Backend) {
     let app = Arc::new(TestApp::spawn(backend).await);
