@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cspro;
 pub mod delivery;
 pub mod domain;
 pub mod engine;
