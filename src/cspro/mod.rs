@@ -10,4 +10,5 @@
 //! - [`layout`]: the tables, columns and keys a dictionary breaks out into, and each
 //!   case's rows in that column order.
 
+pub mod data;
 pub mod dictionary;
