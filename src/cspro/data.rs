@@ -366,6 +366,40 @@ fn is_blank(line: &str) -> bool {
     line.bytes().all(|b| b == b' ' || b == b'\t')
 }
 
+/// One case from CSPro text lines that are known to form one case (the questionnaire
+/// text of an older `.csdb`), whatever their ids say.
+pub(crate) fn case_from_lines(
+    dictionary: &Dictionary,
+    text: &str,
+    number: u64,
+    key: String,
+    uuid: Option<String>,
+) -> Case {
+    let mut parser = LineParser::new(dictionary);
+    let mut builder = CaseBuilder::new(dictionary, number, key, None);
+    builder.case.uuid = uuid;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (index, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if is_blank(line) {
+            continue;
+        }
+        let line_no = Some(index + 1);
+        builder.case.first_line.get_or_insert(index + 1);
+        parser.prepare(line);
+        let view = parser.view(line);
+        match parser.classify(&view) {
+            Ok(record) => builder.push(&view, record, line_no),
+            Err((kind, detail)) => builder.case.issues.push(Issue {
+                line: line_no,
+                kind,
+                detail,
+            }),
+        }
+    }
+    builder.finish()
+}
+
 // ---------------------------------------------------------------------------------------
 // Lines
 
@@ -751,7 +785,7 @@ fn parse_number(text: &str, item: &Item) -> Result<Value, ()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const POPSTAN_DCF: &str =

@@ -10,5 +10,6 @@
 //! - [`layout`]: the tables, columns and keys a dictionary breaks out into, and each
 //!   case's rows in that column order.
 
+pub mod csdb;
 pub mod data;
 pub mod dictionary;
