@@ -13,3 +13,4 @@
 pub mod csdb;
 pub mod data;
 pub mod dictionary;
+pub mod layout;
