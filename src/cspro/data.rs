@@ -44,10 +44,12 @@ pub struct Number {
 }
 
 /// CSPro numbers have at most 15 characters, so 18 decimal digits hold any of them.
-const MAX_SCALE: u8 = 18;
+pub const MAX_SCALE: u8 = 18;
 
 impl Number {
+    /// Panics when `scale` is above [`MAX_SCALE`].
     pub const fn new(mantissa: i64, scale: u8) -> Number {
+        assert!(scale <= MAX_SCALE, "scale above MAX_SCALE");
         Number { mantissa, scale }
     }
 
@@ -182,7 +184,8 @@ impl fmt::Display for Issue {
 /// One case, whatever file it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Case {
-    /// 1-based position of the case in its source: a stable row id for a breakout.
+    /// 1-based position of the case in its source: unique within it even when a file
+    /// repeats a case key, so it serves as the row id of a breakout.
     pub number: u64,
     /// CSPro's case key: the first-level id texts side by side.
     pub key: String,
@@ -235,13 +238,31 @@ pub enum DataError {
     NoCase { issue: Issue },
 }
 
-/// The text of a data file: without its UTF-8 BOM, and decoded as Latin-1 when it is not
-/// UTF-8 (files written by CSPro before version 7 are in the machine's ANSI code page).
+/// The text of a data file: without its UTF-8 BOM, and decoded as Windows-1252 when it is
+/// not UTF-8 (CSPro before version 7 wrote the machine's ANSI code page, which for the
+/// French, Spanish and Portuguese surveys it mostly serves is Windows-1252). One byte is
+/// one character either way, so positions are unchanged.
 pub fn decode_text(bytes: &[u8]) -> Cow<'_, str> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => Cow::Borrowed(text),
-        Err(_) => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+        Err(_) => Cow::Owned(bytes.iter().map(|&b| windows_1252(b)).collect()),
+    }
+}
+
+/// Where Windows-1252 differs from Latin-1 (bytes 0x80–0x9F); undefined bytes keep their
+/// Latin-1 control character.
+fn windows_1252(byte: u8) -> char {
+    const HIGH: [char; 32] = [
+        '\u{20AC}', '\u{0081}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{008D}',
+        '\u{017D}', '\u{008F}', '\u{0090}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}',
+        '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}',
+        '\u{0153}', '\u{009D}', '\u{017E}', '\u{0178}',
+    ];
+    match byte {
+        0x80..=0x9F => HIGH[(byte - 0x80) as usize],
+        _ => byte as char,
     }
 }
 
@@ -670,7 +691,11 @@ impl<'d> CaseBuilder<'d> {
         });
     }
 
-    fn finish(self) -> Case {
+    fn finish(mut self) -> Case {
+        // A case whose lines were all unreadable still has one (empty) id per id item.
+        if self.case.ids.is_empty() {
+            self.case.ids = vec![Value::Null; self.dictionary.levels[0].id_items.len()];
+        }
         self.case
     }
 }
@@ -1159,13 +1184,16 @@ pub(crate) mod tests {
         );
         assert_eq!(value(&dict, row, "INTERVIEW_RESULT", None), &n(1));
 
-        let latin1 = b"301010030011021001120001220H\xe9l\xe8ne              1";
-        let text = decode_text(latin1);
+        // The same line from an older, ANSI file.
+        let ansi = b"301010030011021001120001220H\xe9l\xe8ne C\x9cur         1";
+        let text = decode_text(ansi);
         let cases = read_all(&dict, &text);
+        let row = &cases[0].records[0];
         assert_eq!(
-            value(&dict, &cases[0].records[0], "ENUMERATOR", None),
-            &Value::text("Hélène")
+            value(&dict, row, "ENUMERATOR", None),
+            &Value::text("Hélène Cœur")
         );
+        assert_eq!(value(&dict, row, "INTERVIEW_RESULT", None), &n(1));
 
         // A stray asterisk is not a number…
         let cases = read_all(&dict, "20101003001102100111123021000522150***");
