@@ -192,11 +192,6 @@ impl Dictionary {
             .enumerate()
             .find(|(_, r)| r.name.eq_ignore_ascii_case(name))
     }
-
-    /// The id items of levels `0..=level`, in order: what identifies a node of that level.
-    pub fn id_items_through(&self, level: usize) -> impl Iterator<Item = &Item> {
-        self.levels[..=level].iter().flat_map(|l| l.id_items.iter())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
