@@ -117,6 +117,12 @@ uuid_id!(
     "wkr-"
 );
 uuid_id!(
+    /// A batch of operations with dependencies, shown as `batch-<guid>` as in the seed API.
+    BatchId,
+    "batch id",
+    "batch-"
+);
+uuid_id!(
     /// An API token's row id (never the secret itself).
     TokenId,
     "token id",

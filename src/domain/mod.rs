@@ -2,6 +2,7 @@
 //! test cannot control.
 
 pub mod auth;
+pub mod batch;
 pub mod event;
 pub mod ids;
 pub mod operation;

@@ -1,0 +1,497 @@
+//! Batches: operations with dependencies between them (a DAG), submitted together. This
+//! module turns the submitted body into a checked graph and holds the rules that decide
+//! what a member's failure does to the others and how the batch ends.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::operation::OperationStatus;
+use super::requests::{http_url, OperationSpec, StartOperationBody};
+use super::retry::{RetryPolicy, RetryPolicyBody};
+use super::FieldError;
+
+/// Members per batch. Large pipelines are what batches are for; beyond this, split them.
+pub const MAX_MEMBERS: usize = 10_000;
+const MAX_KEY_LEN: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchStatus {
+    /// No member has started yet.
+    Initiated,
+    Running,
+    /// Every member completed.
+    Completed,
+    /// Every member is finished and at least one did not complete.
+    Failed,
+    /// The batch was cancelled; members that had completed keep their results.
+    Cancelled,
+}
+
+impl BatchStatus {
+    pub const ALL: [BatchStatus; 5] = [
+        Self::Initiated,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initiated => "Initiated",
+            Self::Running => "Running",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct FailurePolicy {
+    /// A member failing for good cancels every member still pending or running.
+    pub stop_on_first_failure: bool,
+    /// Members that do not depend on a failed member go on; when false, members that
+    /// have not started yet are skipped (running ones finish).
+    pub continue_independent_operations: bool,
+    /// Members are retried under the batch's retry policy; when false each gets one attempt.
+    pub retry_failed_operations: bool,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            stop_on_first_failure: false,
+            continue_independent_operations: true,
+            retry_failed_operations: true,
+        }
+    }
+}
+
+/// What a member's final failure does to the rest of the batch, beyond skipping the
+/// members that depend on it (which always happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    Continue,
+    SkipUnstarted,
+    CancelEverything,
+}
+
+impl FailurePolicy {
+    pub fn after_failure(self) -> AfterFailure {
+        if self.stop_on_first_failure {
+            AfterFailure::CancelEverything
+        } else if self.continue_independent_operations {
+            AfterFailure::Continue
+        } else {
+            AfterFailure::SkipUnstarted
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchCallbacks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_batch_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_operation_complete: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_batch_complete: Option<String>,
+}
+
+/// `POST …/async/batch`, as seed 001 shows it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitBatchBody {
+    pub batch_name: String,
+    pub batch_description: Option<String>,
+    pub operations: Vec<MemberBody>,
+    pub batch_callbacks: Option<BatchCallbacks>,
+    pub failure_policy: Option<FailurePolicy>,
+    pub retry_policy: Option<RetryPolicyBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberBody {
+    pub operation_key: String,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    #[serde(flatten)]
+    pub operation: StartOperationBody,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSpec {
+    pub key: String,
+    /// Keys of the members this one waits for, in the order given.
+    pub dependencies: Vec<String>,
+    pub spec: OperationSpec,
+}
+
+/// A checked batch: keys unique, every dependency known, no cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub members: Vec<MemberSpec>,
+    pub callbacks: BatchCallbacks,
+    pub failure_policy: FailurePolicy,
+    pub retry_policy: RetryPolicy,
+}
+
+impl TryFrom<SubmitBatchBody> for BatchSpec {
+    type Error = FieldError;
+
+    fn try_from(body: SubmitBatchBody) -> Result<Self, FieldError> {
+        let name = body.batch_name.trim();
+        if name.is_empty() {
+            return Err(FieldError::new("batchName", "must not be blank"));
+        }
+        if body.operations.is_empty() {
+            return Err(FieldError::new(
+                "operations",
+                "must list at least one operation",
+            ));
+        }
+        if body.operations.len() > MAX_MEMBERS {
+            return Err(FieldError::new(
+                "operations",
+                format!(
+                    "lists {} operations; a batch holds at most {MAX_MEMBERS}",
+                    body.operations.len()
+                ),
+            ));
+        }
+        let callbacks = body.batch_callbacks.unwrap_or_default();
+        for (field, url) in [
+            ("onBatchStart", &callbacks.on_batch_start),
+            ("onOperationComplete", &callbacks.on_operation_complete),
+            ("onBatchComplete", &callbacks.on_batch_complete),
+        ] {
+            if let Some(url) = url {
+                http_url(url, &format!("batchCallbacks.{field}"))?;
+            }
+        }
+        let failure_policy = body.failure_policy.unwrap_or_default();
+        let retry_policy = if failure_policy.retry_failed_operations {
+            body.retry_policy
+                .unwrap_or_default()
+                .into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")?
+        } else {
+            RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::OPERATION_DEFAULT
+            }
+        };
+
+        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(body.operations.len());
+        for (i, member) in body.operations.iter().enumerate() {
+            let key = member.operation_key.as_str();
+            let field = format!("operations[{i}].operationKey");
+            if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(FieldError::new(
+                    field,
+                    format!("must be 1 to {MAX_KEY_LEN} characters"),
+                ));
+            }
+            if let Some(first) = positions.insert(key, i) {
+                return Err(FieldError::new(
+                    field,
+                    format!("`{key}` is already the key of operations[{first}]"),
+                ));
+            }
+        }
+        for (i, member) in body.operations.iter().enumerate() {
+            for (j, dependency) in member.dependencies.iter().enumerate() {
+                let field = format!("operations[{i}].dependencies[{j}]");
+                if *dependency == member.operation_key {
+                    return Err(FieldError::new(field, "an operation cannot depend on itself"));
+                }
+                if !positions.contains_key(dependency.as_str()) {
+                    return Err(FieldError::new(
+                        field,
+                        format!("no operation in this batch has the key `{dependency}`"),
+                    ));
+                }
+                if member.dependencies[..j].contains(dependency) {
+                    return Err(FieldError::new(field, format!("`{dependency}` is listed twice")));
+                }
+            }
+        }
+        let graph: Vec<(&str, &[String])> = body
+            .operations
+            .iter()
+            .map(|m| (m.operation_key.as_str(), m.dependencies.as_slice()))
+            .collect();
+        if let Some(cycle) = find_cycle(&graph) {
+            return Err(FieldError::new(
+                "operations",
+                format!(
+                    "the dependencies form a cycle: {}",
+                    cycle
+                        .iter()
+                        .chain(cycle.first())
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+            ));
+        }
+
+        let mut members = Vec::with_capacity(body.operations.len());
+        for (i, member) in body.operations.into_iter().enumerate() {
+            let mut operation = member.operation;
+            let own_policy = operation.retry_policy.take();
+            let mut spec = OperationSpec::try_from(operation)
+                .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
+            spec.retry_policy = match own_policy {
+                Some(policy) if failure_policy.retry_failed_operations => policy
+                    .into_policy(retry_policy, &format!("operations[{i}].retryPolicy"))?,
+                _ => retry_policy,
+            };
+            members.push(MemberSpec {
+                key: member.operation_key,
+                dependencies: member.dependencies,
+                spec,
+            });
+        }
+        Ok(BatchSpec {
+            name: name.to_owned(),
+            description: body.batch_description,
+            members,
+            callbacks,
+            failure_policy,
+            retry_policy,
+        })
+    }
+}
+
+/// The keys of one cycle, in dependency order (each depends on the next, the last on the
+/// first), if the graph has one. `graph` lists each key with the keys it depends on;
+/// every dependency must be one of the keys. Iterative, so a 10,000-long chain is fine.
+pub fn find_cycle(graph: &[(&str, &[String])]) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let index: HashMap<&str, usize> = graph.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+    let mut marks = vec![Mark::New; graph.len()];
+    for root in 0..graph.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // (node, next dependency to look at)
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let dependencies = graph[node].1;
+            if *next == dependencies.len() {
+                marks[node] = Mark::Done;
+                path.pop();
+                continue;
+            }
+            let dependency = index[dependencies[*next].as_str()];
+            *next += 1;
+            match marks[dependency] {
+                Mark::Done => {}
+                Mark::New => {
+                    marks[dependency] = Mark::OnPath;
+                    path.push((dependency, 0));
+                }
+                Mark::OnPath => {
+                    let start = path.iter().position(|(n, _)| *n == dependency)?;
+                    return Some(
+                        path[start..]
+                            .iter()
+                            .map(|(n, _)| graph[*n].0.to_owned())
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    None
+}
+
+/// How a batch ends once none of its members can change any more; `None` while some can.
+pub fn final_status(
+    members: impl IntoIterator<Item = OperationStatus>,
+    cancel_requested: bool,
+) -> Option<BatchStatus> {
+    let mut all_completed = true;
+    for status in members {
+        if !status.is_terminal() {
+            return None;
+        }
+        all_completed &= status == OperationStatus::Completed;
+    }
+    Some(if cancel_requested {
+        BatchStatus::Cancelled
+    } else if all_completed {
+        BatchStatus::Completed
+    } else {
+        BatchStatus::Failed
+    })
+}
+
+/// Whether a member in this state ended without completing, so its dependents can never run.
+pub fn blocks_dependents(status: OperationStatus) -> bool {
+    matches!(
+        status,
+        OperationStatus::Failed
+            | OperationStatus::Cancelled
+            | OperationStatus::Timeout
+            | OperationStatus::Skipped
+    )
+}
+
+/// Statuses a batch retry runs again: everything that ended without completing.
+pub fn is_retried_by_batch_retry(status: OperationStatus) -> bool {
+    blocks_dependents(status)
+}
+
+/// Counts of members per status, for status answers and events.
+pub fn counts(statuses: impl IntoIterator<Item = OperationStatus>) -> Value {
+    let mut counts: serde_json::Map<String, Value> = OperationStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), Value::from(0)))
+        .collect();
+    for status in statuses {
+        let n = counts[status.as_str()].as_u64().unwrap_or(0);
+        counts.insert(status.as_str().to_owned(), Value::from(n + 1));
+    }
+    Value::Object(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<BatchSpec, FieldError> {
+        BatchSpec::try_from(serde_json::from_value::<SubmitBatchBody>(body).expect("shape"))
+    }
+
+    fn member(key: &str, deps: &[&str]) -> Value {
+        json!({"operationKey": key, "operationName": key, "operationType": "Job", "dependencies": deps})
+    }
+
+    #[test]
+    fn the_seed_body_is_accepted() {
+        let spec = parse(json!({
+            "batchName": "Monthly Process Mining Pipeline",
+            "batchDescription": "Complete monthly analysis workflow with multiple datasets",
+            "operations": [
+                {"operationName": "Data Preparation", "operationType": "DataEnrichment", "priority": "High", "operationKey": "data-prep", "parameters": {"datasetId": "dataset-1"}},
+                {"operationName": "Process Discovery", "operationType": "ProcessMiningAnalysis", "priority": "High", "operationKey": "discovery", "dependencies": ["data-prep"], "parameters": {}},
+                {"operationName": "Performance Analysis", "operationType": "ProcessMiningAnalysis", "priority": "Normal", "operationKey": "performance", "dependencies": ["discovery"], "parameters": {}}
+            ],
+            "batchCallbacks": {"onBatchStart": "https://your-app.com/a", "onOperationComplete": "https://your-app.com/b", "onBatchComplete": "https://your-app.com/c"},
+            "failurePolicy": {"stopOnFirstFailure": false, "continueIndependentOperations": true, "retryFailedOperations": true}
+        }))
+        .unwrap();
+        assert_eq!(spec.members.len(), 3);
+        assert_eq!(spec.members[2].dependencies, ["discovery"]);
+        assert_eq!(spec.members[0].spec.operation_type, "DataEnrichment");
+        assert_eq!(spec.failure_policy, FailurePolicy::default());
+    }
+
+    #[test]
+    fn bad_graphs_are_refused_naming_the_field() {
+        let refused = |members: Vec<Value>| {
+            parse(json!({"batchName": "b", "operations": members})).unwrap_err()
+        };
+        assert_eq!(refused(vec![]).field, "operations");
+        let e = refused(vec![member("a", &[]), member("a", &[])]);
+        assert_eq!(e.field, "operations[1].operationKey");
+        let e = refused(vec![member("a", &["ghost"])]);
+        assert_eq!(e.field, "operations[0].dependencies[0]");
+        assert!(e.message.contains("ghost"));
+        let e = refused(vec![member("a", &["a"])]);
+        assert!(e.message.contains("itself"));
+        let e = refused(vec![member("a", &[]), member("b", &["a", "a"])]);
+        assert_eq!(e.field, "operations[1].dependencies[1]");
+    }
+
+    #[test]
+    fn a_cycle_is_reported_with_its_keys_in_order() {
+        let e = parse(json!({"batchName": "b", "operations": [
+            member("root", &[]), member("a", &["root", "c"]), member("b", &["a"]), member("c", &["b"])
+        ]}))
+        .unwrap_err();
+        assert_eq!(e.field, "operations");
+        assert!(e.message.ends_with("a → c → b → a"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_long_chain_has_no_cycle_and_does_not_exhaust_the_stack() {
+        let keys: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("k{i}")).collect();
+        let deps: Vec<Vec<String>> = (0..MAX_MEMBERS)
+            .map(|i| if i == 0 { vec![] } else { vec![keys[i - 1].clone()] })
+            .collect();
+        let graph: Vec<(&str, &[String])> =
+            keys.iter().map(String::as_str).zip(deps.iter().map(Vec::as_slice)).collect();
+        assert_eq!(find_cycle(&graph), None);
+    }
+
+    #[test]
+    fn too_many_members_are_refused() {
+        let members: Vec<Value> = (0..=MAX_MEMBERS).map(|i| member(&format!("k{i}"), &[])).collect();
+        let e = parse(json!({"batchName": "b", "operations": members})).unwrap_err();
+        assert!(e.message.contains("at most 10000"), "{}", e.message);
+    }
+
+    #[test]
+    fn member_errors_are_named_inside_the_batch() {
+        let e = parse(json!({"batchName": "b", "operations": [
+            {"operationKey": "a", "operationName": "a", "operationType": "Job", "timeout": 0}
+        ]}))
+        .unwrap_err();
+        assert_eq!(e.field, "operations[0].timeout");
+    }
+
+    #[test]
+    fn without_retries_each_member_gets_one_attempt() {
+        let spec = parse(json!({"batchName": "b", "operations": [member("a", &[])],
+            "failurePolicy": {"retryFailedOperations": false}}))
+        .unwrap();
+        assert_eq!(spec.members[0].spec.retry_policy.max_attempts(), 1);
+    }
+
+    #[test]
+    fn the_batch_ends_once_every_member_is_final() {
+        use OperationStatus::*;
+        assert_eq!(final_status([Completed, Running], false), None);
+        assert_eq!(final_status([Completed, Completed], false), Some(BatchStatus::Completed));
+        assert_eq!(final_status([Completed, Skipped, Failed], false), Some(BatchStatus::Failed));
+        assert_eq!(final_status([Completed, Cancelled], true), Some(BatchStatus::Cancelled));
+    }
+
+    #[test]
+    fn the_failure_policy_picks_what_happens_to_the_others() {
+        let policy = |stop, go_on| FailurePolicy {
+            stop_on_first_failure: stop,
+            continue_independent_operations: go_on,
+            retry_failed_operations: true,
+        };
+        assert_eq!(policy(true, true).after_failure(), AfterFailure::CancelEverything);
+        assert_eq!(policy(false, true).after_failure(), AfterFailure::Continue);
+        assert_eq!(policy(false, false).after_failure(), AfterFailure::SkipUnstarted);
+    }
+}
