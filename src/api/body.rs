@@ -13,6 +13,9 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::FieldError;
 
+/// A route's own body limit, where it differs from the configured one.
+pub struct BodyLimit(pub usize);
+
 /// The raw body of a request, refused with a JSON 413 when over the limit.
 pub struct Body(pub web::Bytes);
 
@@ -21,9 +24,12 @@ impl FromRequest for Body {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(0, |state| state.config.body_limit);
+        let limit = match req.app_data::<BodyLimit>() {
+            Some(BodyLimit(limit)) => *limit,
+            None => req
+                .app_data::<web::Data<AppState>>()
+                .map_or(0, |state| state.config.body_limit),
+        };
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             match bytes.await {

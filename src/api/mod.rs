@@ -2,6 +2,7 @@
 //! the answer. No SQL here.
 
 pub mod auth;
+pub mod batches;
 pub mod body;
 pub mod cache;
 pub mod error;
@@ -37,6 +38,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/unauthorized-ping", get().to(health::unauthorized_ping))
                 .route("/ping", get().to(health::ping))
                 .route("/operation", post().to(operations::start))
+                .service(
+                    web::resource("/batch")
+                        .app_data(web::PayloadConfig::new(batches::BATCH_BODY_LIMIT))
+                        .app_data(body::BodyLimit(batches::BATCH_BODY_LIMIT))
+                        .route(post().to(batches::submit)),
+                )
+                .route("/batches", get().to(batches::list))
+                .route("/batch/{batchId}", get().to(batches::status))
+                .route("/batch/{batchId}", delete().to(batches::cancel))
+                .route("/batch/{batchId}/retry", post().to(batches::retry))
                 .route("/operations", get().to(operations::list))
                 .route("/operation/{operationId}", get().to(operations::status))
                 .route("/operation/{operationId}", delete().to(operations::cancel))

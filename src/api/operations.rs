@@ -132,7 +132,7 @@ async fn accept(
 }
 
 /// The typical run time of the type; a known one is remembered for a few seconds.
-async fn typical_duration(
+pub(super) async fn typical_duration(
     state: &AppState,
     target: ProjectRef,
     operation_type: &str,

@@ -4,11 +4,15 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::operation::OperationStatus;
-use super::requests::{http_url, OperationSpec, StartOperationBody};
+use super::event::{EventDraft, EventType};
+use super::ids::{BatchId, ProjectId, TenantId};
+
+use super::operation::{OperationStatus, Priority};
+use super::requests::{http_url, Callbacks, Notifications, OperationSpec, StartOperationBody};
 use super::retry::{RetryPolicy, RetryPolicyBody};
 use super::FieldError;
 
@@ -123,14 +127,40 @@ pub struct SubmitBatchBody {
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
+/// A member: `POST …/async/operation`'s body with a key and its dependencies. (Listed
+/// field by field rather than flattened, so that a bad value's error names its path.)
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberBody {
     pub operation_key: String,
     #[serde(default)]
     pub dependencies: Vec<String>,
-    #[serde(flatten)]
-    pub operation: StartOperationBody,
+    pub operation_type: String,
+    pub operation_name: String,
+    pub operation_description: Option<String>,
+    pub priority: Option<Priority>,
+    pub parameters: Option<Value>,
+    pub callbacks: Option<Callbacks>,
+    pub notifications: Option<Notifications>,
+    pub timeout: Option<i64>,
+    pub retry_policy: Option<RetryPolicyBody>,
+}
+
+impl MemberBody {
+    fn into_parts(self) -> (String, Vec<String>, StartOperationBody) {
+        let operation = StartOperationBody {
+            operation_type: self.operation_type,
+            operation_name: self.operation_name,
+            operation_description: self.operation_description,
+            priority: self.priority,
+            parameters: self.parameters,
+            callbacks: self.callbacks,
+            notifications: self.notifications,
+            timeout: self.timeout,
+            retry_policy: self.retry_policy,
+        };
+        (self.operation_key, self.dependencies, operation)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +248,10 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
             for (j, dependency) in member.dependencies.iter().enumerate() {
                 let field = format!("operations[{i}].dependencies[{j}]");
                 if *dependency == member.operation_key {
-                    return Err(FieldError::new(field, "an operation cannot depend on itself"));
+                    return Err(FieldError::new(
+                        field,
+                        "an operation cannot depend on itself",
+                    ));
                 }
                 if !positions.contains_key(dependency.as_str()) {
                     return Err(FieldError::new(
@@ -227,7 +260,10 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
                     ));
                 }
                 if member.dependencies[..j].contains(dependency) {
-                    return Err(FieldError::new(field, format!("`{dependency}` is listed twice")));
+                    return Err(FieldError::new(
+                        field,
+                        format!("`{dependency}` is listed twice"),
+                    ));
                 }
             }
         }
@@ -253,18 +289,19 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
 
         let mut members = Vec::with_capacity(body.operations.len());
         for (i, member) in body.operations.into_iter().enumerate() {
-            let mut operation = member.operation;
+            let (key, dependencies, mut operation) = member.into_parts();
             let own_policy = operation.retry_policy.take();
             let mut spec = OperationSpec::try_from(operation)
                 .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
             spec.retry_policy = match own_policy {
-                Some(policy) if failure_policy.retry_failed_operations => policy
-                    .into_policy(retry_policy, &format!("operations[{i}].retryPolicy"))?,
+                Some(policy) if failure_policy.retry_failed_operations => {
+                    policy.into_policy(retry_policy, &format!("operations[{i}].retryPolicy"))?
+                }
                 _ => retry_policy,
             };
             members.push(MemberSpec {
-                key: member.operation_key,
-                dependencies: member.dependencies,
+                key,
+                dependencies,
                 spec,
             });
         }
@@ -279,6 +316,138 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
     }
 }
 
+/// A batch as stored: what its members share. The members are operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub id: BatchId,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub description: Option<String>,
+    /// Stored once final; `Initiated`/`Running` are told apart from the members.
+    pub status: BatchStatus,
+    pub failure_policy: FailurePolicy,
+    pub callbacks: BatchCallbacks,
+    pub retry_policy: RetryPolicy,
+    pub total: u32,
+    pub cancel_requested: bool,
+    pub retry_number: u32,
+    pub event_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Batch {
+    pub fn new(
+        id: BatchId,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+        spec: &BatchSpec,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Batch {
+            id,
+            tenant_id,
+            project_id,
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            status: BatchStatus::Initiated,
+            failure_policy: spec.failure_policy,
+            callbacks: spec.callbacks.clone(),
+            retry_policy: spec.retry_policy,
+            total: spec.members.len() as u32,
+            cancel_requested: false,
+            retry_number: 0,
+            event_seq: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
+    /// The status to show: the final one once reached, else whether any member started.
+    pub fn status_given(&self, members: impl IntoIterator<Item = OperationStatus>) -> BatchStatus {
+        if self.status.is_terminal() {
+            return self.status;
+        }
+        let started = members
+            .into_iter()
+            .any(|s| !matches!(s, OperationStatus::Pending | OperationStatus::Initiated));
+        if started || self.retry_number > 0 {
+            BatchStatus::Running
+        } else {
+            BatchStatus::Initiated
+        }
+    }
+
+    /// Records the batch's end; the event to emit for it.
+    pub fn finish(&mut self, status: BatchStatus, counts: Value, now: DateTime<Utc>) -> EventDraft {
+        self.status = status;
+        self.finished_at = Some(now);
+        self.updated_at = now;
+        let event_type = match status {
+            BatchStatus::Completed => EventType::BatchCompleted,
+            BatchStatus::Cancelled => EventType::BatchCancelled,
+            _ => EventType::BatchFailed,
+        };
+        let mut data = self.snapshot();
+        data["counts"] = counts;
+        EventDraft::new(event_type, data)
+    }
+
+    /// Runs the batch again after a retry of some of its members.
+    pub fn reopen(&mut self, now: DateTime<Utc>) -> Result<(), BatchNotFinished> {
+        if !self.status.is_terminal() {
+            return Err(BatchNotFinished(self.status));
+        }
+        self.status = BatchStatus::Running;
+        self.finished_at = None;
+        self.cancel_requested = false;
+        self.retry_number += 1;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    pub fn started_event(&self) -> EventDraft {
+        EventDraft::new(EventType::BatchStarted, self.snapshot())
+    }
+
+    pub fn member_completed_event(&self, key: &str, operation: Value) -> EventDraft {
+        let mut data = self.snapshot();
+        data["operationKey"] = json!(key);
+        data["operation"] = operation;
+        EventDraft::new(EventType::BatchOperationCompleted, data)
+    }
+
+    /// The batch callback that an event of this type goes to, if the batch set one.
+    pub fn callback_for(&self, event_type: EventType) -> Option<&String> {
+        match event_type {
+            EventType::BatchStarted => self.callbacks.on_batch_start.as_ref(),
+            EventType::BatchOperationCompleted => self.callbacks.on_operation_complete.as_ref(),
+            EventType::BatchCompleted | EventType::BatchFailed | EventType::BatchCancelled => {
+                self.callbacks.on_batch_complete.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    fn snapshot(&self) -> Value {
+        json!({
+            "batchId": self.id,
+            "batchName": self.name,
+            "status": self.status,
+            "totalOperations": self.total,
+            "retryNumber": self.retry_number,
+        })
+    }
+}
+
+/// Only a finished batch can be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the batch is {}; only a finished batch can be retried", .0.as_str())]
+pub struct BatchNotFinished(pub BatchStatus);
+
 /// The keys of one cycle, in dependency order (each depends on the next, the last on the
 /// first), if the graph has one. `graph` lists each key with the keys it depends on;
 /// every dependency must be one of the keys. Iterative, so a 10,000-long chain is fine.
@@ -289,7 +458,11 @@ pub fn find_cycle(graph: &[(&str, &[String])]) -> Option<Vec<String>> {
         OnPath,
         Done,
     }
-    let index: HashMap<&str, usize> = graph.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+    let index: HashMap<&str, usize> = graph
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (*k, i))
+        .collect();
     let mut marks = vec![Mark::New; graph.len()];
     for root in 0..graph.len() {
         if marks[root] != Mark::New {
@@ -326,6 +499,35 @@ pub fn find_cycle(graph: &[(&str, &[String])]) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+/// The members' indexes, each after all of its dependencies. `graph` must be acyclic
+/// (as a checked [`BatchSpec`] is) and name only its own keys.
+pub fn topological_order(graph: &[(&str, &[String])]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = graph
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (*k, i))
+        .collect();
+    let mut waiting: Vec<usize> = graph.iter().map(|(_, deps)| deps.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); graph.len()];
+    for (i, (_, deps)) in graph.iter().enumerate() {
+        for d in *deps {
+            dependents[index[d.as_str()]].push(i);
+        }
+    }
+    let mut order: Vec<usize> = (0..graph.len()).filter(|i| waiting[*i] == 0).collect();
+    let mut next = 0;
+    while next < order.len() {
+        for &dependent in &dependents[order[next]] {
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                order.push(dependent);
+            }
+        }
+        next += 1;
+    }
+    order
 }
 
 /// How a batch ends once none of its members can change any more; `None` while some can.
@@ -443,16 +645,38 @@ mod tests {
     fn a_long_chain_has_no_cycle_and_does_not_exhaust_the_stack() {
         let keys: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("k{i}")).collect();
         let deps: Vec<Vec<String>> = (0..MAX_MEMBERS)
-            .map(|i| if i == 0 { vec![] } else { vec![keys[i - 1].clone()] })
+            .map(|i| {
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![keys[i - 1].clone()]
+                }
+            })
             .collect();
-        let graph: Vec<(&str, &[String])> =
-            keys.iter().map(String::as_str).zip(deps.iter().map(Vec::as_slice)).collect();
+        let graph: Vec<(&str, &[String])> = keys
+            .iter()
+            .map(String::as_str)
+            .zip(deps.iter().map(Vec::as_slice))
+            .collect();
         assert_eq!(find_cycle(&graph), None);
     }
 
     #[test]
+    fn members_are_ordered_after_their_dependencies() {
+        let deps = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (a, b, c, d) = (deps(&["b", "c"]), deps(&["d"]), deps(&["d"]), deps(&[]));
+        let graph: Vec<(&str, &[String])> = vec![("a", &a), ("b", &b), ("c", &c), ("d", &d)];
+        let order = topological_order(&graph);
+        assert_eq!(order.len(), 4);
+        let at = |k: usize| order.iter().position(|i| *i == k).unwrap();
+        assert!(at(3) < at(1) && at(3) < at(2) && at(1) < at(0) && at(2) < at(0));
+    }
+
+    #[test]
     fn too_many_members_are_refused() {
-        let members: Vec<Value> = (0..=MAX_MEMBERS).map(|i| member(&format!("k{i}"), &[])).collect();
+        let members: Vec<Value> = (0..=MAX_MEMBERS)
+            .map(|i| member(&format!("k{i}"), &[]))
+            .collect();
         let e = parse(json!({"batchName": "b", "operations": members})).unwrap_err();
         assert!(e.message.contains("at most 10000"), "{}", e.message);
     }
@@ -478,9 +702,18 @@ mod tests {
     fn the_batch_ends_once_every_member_is_final() {
         use OperationStatus::*;
         assert_eq!(final_status([Completed, Running], false), None);
-        assert_eq!(final_status([Completed, Completed], false), Some(BatchStatus::Completed));
-        assert_eq!(final_status([Completed, Skipped, Failed], false), Some(BatchStatus::Failed));
-        assert_eq!(final_status([Completed, Cancelled], true), Some(BatchStatus::Cancelled));
+        assert_eq!(
+            final_status([Completed, Completed], false),
+            Some(BatchStatus::Completed)
+        );
+        assert_eq!(
+            final_status([Completed, Skipped, Failed], false),
+            Some(BatchStatus::Failed)
+        );
+        assert_eq!(
+            final_status([Completed, Cancelled], true),
+            Some(BatchStatus::Cancelled)
+        );
     }
 
     #[test]
@@ -490,8 +723,14 @@ mod tests {
             continue_independent_operations: go_on,
             retry_failed_operations: true,
         };
-        assert_eq!(policy(true, true).after_failure(), AfterFailure::CancelEverything);
+        assert_eq!(
+            policy(true, true).after_failure(),
+            AfterFailure::CancelEverything
+        );
         assert_eq!(policy(false, true).after_failure(), AfterFailure::Continue);
-        assert_eq!(policy(false, false).after_failure(), AfterFailure::SkipUnstarted);
+        assert_eq!(
+            policy(false, false).after_failure(),
+            AfterFailure::SkipUnstarted
+        );
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::event::{EventDraft, EventType};
-use super::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
+use super::ids::{BatchId, ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use super::requests::{Callbacks, Notifications, OperationSpec};
 use super::retry::RetryPolicy;
 
@@ -69,7 +69,7 @@ impl OperationStatus {
         matches!(
             (self, next),
             (Pending, Initiated | Cancelled | Skipped)
-                | (Initiated, Running | Cancelled | Timeout)
+                | (Initiated, Running | Cancelled | Timeout | Skipped)
                 | (Running, Running | Completed | Failed | Cancelled | Timeout)
         )
     }
@@ -350,6 +350,16 @@ pub struct Operation {
     pub resume_from_phase: Option<String>,
     /// Rank in the queue: the priority, raised while the operation waits (aging).
     pub queue_rank: i64,
+    /// Set when the operation is a member of a batch.
+    pub batch: Option<BatchMembership>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMembership {
+    pub batch_id: BatchId,
+    pub key: String,
+    /// The results of the members it depends on, by their keys; set when it is released.
+    pub inputs: Option<Value>,
 }
 
 impl Operation {
@@ -399,7 +409,58 @@ impl Operation {
             retry_number: 0,
             resume_from_phase: None,
             queue_rank: spec.priority.rank(),
+            batch: None,
         }
+    }
+
+    /// A batch member: it waits (`Pending`) until `release` unless it depends on nothing.
+    pub fn member(
+        id: OperationId,
+        tenant_id: TenantId,
+        project_id: ProjectId,
+        spec: OperationSpec,
+        membership: BatchMembership,
+        waits: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut op = Operation::new(id, tenant_id, project_id, spec, now);
+        op.batch = Some(membership);
+        if waits {
+            op.status = OperationStatus::Pending;
+        } else {
+            op.batch_inputs_from(serde_json::Map::new());
+        }
+        op
+    }
+
+    fn batch_inputs_from(&mut self, inputs: serde_json::Map<String, Value>) {
+        if let Some(batch) = &mut self.batch {
+            batch.inputs = Some(Value::Object(inputs));
+        }
+    }
+
+    /// Every dependency of this batch member completed: it may be handed out now, with
+    /// their results (by key) as its inputs.
+    pub fn release(
+        &mut self,
+        inputs: serde_json::Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.become_(OperationStatus::Initiated, now)?;
+        self.available_at = now;
+        self.batch_inputs_from(inputs);
+        Ok(())
+    }
+
+    /// This batch member will never run: `reason` says which failure upstream stopped it.
+    pub fn skip(
+        &mut self,
+        reason: OperationError,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.become_(OperationStatus::Skipped, now)?;
+        self.error = Some(reason);
+        Ok(())
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -848,13 +909,13 @@ impl Operation {
             "checkpoints": checkpoints,
             "completedPhases": completed,
             "resumeFromPhase": self.resume_from_phase,
-            "dependencyResults": {},
+            "dependencyResults": self.batch.as_ref().and_then(|b| b.inputs.clone()).unwrap_or_else(|| json!({})),
         })
     }
 
     /// The `data` of every operation event: enough for a receiver to act without a lookup.
     pub fn snapshot(&self) -> Value {
-        json!({
+        let mut snapshot = json!({
             "operationId": self.id,
             "operationType": self.operation_type,
             "operationName": self.operation_name,
@@ -869,7 +930,12 @@ impl Operation {
                 "processedRecords": self.progress.processed_records,
                 "totalRecords": self.progress.total_records,
             },
-        })
+        });
+        if let Some(batch) = &self.batch {
+            snapshot["batchId"] = json!(batch.batch_id);
+            snapshot["operationKey"] = json!(batch.key);
+        }
+        snapshot
     }
 }
 
@@ -933,6 +999,7 @@ mod tests {
             (Initiated, Running),
             (Initiated, Cancelled),
             (Initiated, Timeout),
+            (Initiated, Skipped),
             (Running, Running),
             (Running, Completed),
             (Running, Failed),

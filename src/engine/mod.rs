@@ -1,4 +1,5 @@
-//! Background work: taking back expired leases, the delivery dispatcher, and waking
+//! Background work: taking back expired leases, moving batches on, the delivery
+//! dispatcher, and waking
 //! waiters when work or deliveries appear (in this process directly, across PostgreSQL
 //! replicas by LISTEN/NOTIFY).
 //! All state is in the database, so a restarted process simply carries on.
@@ -38,6 +39,7 @@ impl Engine {
             )),
             tokio::spawn(enforce_timeouts(store.clone())),
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
+            tokio::spawn(schedule_batches(store.clone())),
         ];
         tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
         let settings = push::PushSettings {
@@ -98,6 +100,30 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_ti
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "took back expired leases"),
             Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
+        }
+    }
+}
+
+/// Moves batches on as their members finish: woken by each commit that finishes a member
+/// here, and every second for what another replica finished (or a crash left behind).
+async fn schedule_batches(store: Store) {
+    let news = store.batches_to_schedule().clone();
+    loop {
+        let woken = news.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match store.schedule_batches(clock::now()).await {
+            Ok(0) => {
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "batch scheduling pass failed; will retry");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }

@@ -573,8 +573,8 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.after_commit(super::operations::Announce {
-            work: false,
             deliveries: true,
+            ..Default::default()
         });
         Ok((events[0].id.to_string(), delivery))
     }

@@ -225,6 +225,7 @@ impl Store {
                 .await?;
             announce.work |= wrote.work;
             announce.deliveries |= wrote.deliveries;
+            announce.batches |= wrote.batches;
             tx.commit().await?;
             Ok::<_, StoreError>(announce)
         }

@@ -4,6 +4,7 @@
 //! The few real differences (row locking, the feed horizon, cross-replica wake-ups) follow
 //! [`Backend`].
 
+mod batches;
 mod deliveries;
 mod events;
 mod group_commit;
@@ -22,6 +23,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use tokio::sync::Notify;
 
+pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError};
 pub use deliveries::{
     signing_secrets, AttemptEntry, AttemptLog, Channel, ClaimedDelivery, DeliveryOutcome,
     DeliveryView, Lane, Settlement,
@@ -59,6 +61,14 @@ impl Backend {
         match self {
             Self::Postgres => " FOR UPDATE SKIP LOCKED",
             Self::Sqlite => "",
+        }
+    }
+
+    /// Locks only the rows of `table` in a join.
+    fn for_update_of(self, table: &str) -> String {
+        match self {
+            Self::Postgres => format!(" FOR UPDATE OF {table}"),
+            Self::Sqlite => String::new(),
         }
     }
 
@@ -119,6 +129,7 @@ pub struct Store {
     backend: Backend,
     url: String,
     work_available: Arc<Notify>,
+    batches_to_schedule: Arc<Notify>,
     deliveries_available: Arc<Notify>,
     remote: Arc<RemoteNews>,
     group_commit: Arc<group_commit::GroupCommit>,
@@ -172,6 +183,7 @@ impl Store {
             backend,
             url,
             work_available: Arc::new(Notify::new()),
+            batches_to_schedule: Arc::new(Notify::new()),
             deliveries_available: Arc::new(Notify::new()),
             remote: Arc::default(),
             group_commit: Arc::new(group_commit::GroupCommit::new(backend)),
@@ -213,6 +225,11 @@ impl Store {
         &self.work_available
     }
 
+    /// Signalled when a batch member reaches a final state.
+    pub fn batches_to_schedule(&self) -> &Arc<Notify> {
+        &self.batches_to_schedule
+    }
+
     /// Woken when deliveries were queued, here or (through PostgreSQL) by another replica.
     pub fn deliveries_available(&self) -> &Arc<Notify> {
         &self.deliveries_available
@@ -227,11 +244,11 @@ pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::corrupt(format!("time {ms}")))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("domain values always serialize")
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("{column}: {e}")))
 }
 

@@ -14,7 +14,9 @@ use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
-use crate::domain::operation::{Backoff, Lease, Operation, OperationStatus, Priority};
+use crate::domain::operation::{
+    Backoff, BatchMembership, Lease, Operation, OperationStatus, Priority,
+};
 use crate::domain::requests::ListRequest;
 use crate::domain::worker::PushWorker;
 
@@ -23,8 +25,9 @@ pub(super) const COLUMNS: &str =
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
     attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
-    result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank";
-const COLUMN_COUNT: usize = 35;
+    result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank, batch_id, \
+    batch_key, batch_inputs";
+const COLUMN_COUNT: usize = 38;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -83,9 +86,11 @@ pub struct Claim<'a> {
 pub(crate) struct Announce {
     pub(super) work: bool,
     pub(super) deliveries: bool,
+    /// A batch member reached a final state: the batch scheduler has something to do.
+    pub(super) batches: bool,
 }
 
-enum Param {
+pub(super) enum Param {
     Text(String),
     Int(i64),
 }
@@ -374,6 +379,9 @@ impl Store {
     ) -> Result<Announce> {
         update_operations(tx, ops).await?;
         let mut announce = self.write_events(tx, events, now).await?;
+        announce.batches = ops
+            .iter()
+            .any(|op| op.batch.is_some() && op.status.is_terminal());
         announce.work = ops.iter().any(|op| {
             op.lease.is_none()
                 && matches!(
@@ -384,7 +392,7 @@ impl Store {
         Ok(announce)
     }
 
-    async fn write_events(
+    pub(super) async fn write_events(
         &self,
         tx: &mut Transaction<'static, Any>,
         events: Vec<StagedEvent>,
@@ -394,14 +402,17 @@ impl Store {
         self.insert_events(tx, &sealed).await?;
         let deliveries = self.fan_out(tx, &events, now).await?;
         Ok(Announce {
-            work: false,
             deliveries: deliveries > 0,
+            ..Announce::default()
         })
     }
 
     /// Wakes this process's waiters once a transaction is committed, and flags the news
     /// for other replicas (see [`Store::relay_to_replicas`]).
     pub(super) fn after_commit(&self, announce: Announce) {
+        if announce.batches {
+            self.batches_to_schedule.notify_one();
+        }
         if announce.work {
             self.work_available.notify_waiters();
             self.remote
@@ -564,7 +575,7 @@ impl Store {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind_params(mut query: AnyQuery<'_>, params: Vec<Param>) -> AnyQuery<'_> {
+pub(super) fn bind_params(mut query: AnyQuery<'_>, params: Vec<Param>) -> AnyQuery<'_> {
     for param in params {
         query = match param {
             Param::Text(s) => query.bind(s),
@@ -623,6 +634,14 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(op.retry_number as i64)
         .bind(op.resume_from_phase.clone())
         .bind(op.queue_rank)
+        .bind(op.batch.as_ref().map(|b| b.batch_id.db()))
+        .bind(op.batch.as_ref().map(|b| b.key.clone()))
+        .bind(
+            op.batch
+                .as_ref()
+                .and_then(|b| b.inputs.as_ref())
+                .map(to_json),
+        )
 }
 
 pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
@@ -693,6 +712,16 @@ pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
         retry_number: int("retry_number")?.max(0) as u32,
         resume_from_phase: opt_text("resume_from_phase")?,
         queue_rank: int("queue_rank")?,
+        batch: match (opt_text("batch_id")?, opt_text("batch_key")?) {
+            (Some(batch_id), Some(key)) => Some(BatchMembership {
+                batch_id: batch_id.parse().map_err(StoreError::corrupt)?,
+                key,
+                inputs: opt_json("batch_inputs")?
+                    .map(|i| from_json(&i, "batch_inputs"))
+                    .transpose()?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -768,11 +797,14 @@ pub(super) async fn insert_operations(
     Ok(())
 }
 
-/// Rows per multi-row statement: 100 × 36 parameters stays within both backends' limits.
+/// Rows per multi-row statement: 100 × 39 parameters stays within both backends' limits.
 const UPDATE_CHUNK: usize = 100;
 
 /// Writes every column of each operation, many rows per statement.
-async fn update_operations(tx: &mut Transaction<'static, Any>, ops: &[Operation]) -> Result<()> {
+pub(super) async fn update_operations(
+    tx: &mut Transaction<'static, Any>,
+    ops: &[Operation],
+) -> Result<()> {
     let assignments: Vec<String> = COLUMNS
         .split(", ")
         .enumerate()

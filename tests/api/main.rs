@@ -4,6 +4,7 @@
 mod common;
 mod receiver;
 
+mod batches;
 mod cli;
 mod crash;
 mod engine;
