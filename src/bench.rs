@@ -424,3 +424,116 @@ pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyho
     relais.stop().await;
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct BatchBenchArgs {
+    /// Members of the batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub members: usize,
+    /// Members in each fan-out layer; a single join member follows each layer.
+    #[arg(long, default_value_t = 1_000)]
+    pub width: usize,
+}
+
+/// A DAG of fan-out layers, each followed by a join, run by the instant `Echo` executor:
+/// the time from submission to the batch's end, per member, is the engine's overhead.
+pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result<()> {
+    let arrivals = Arc::new(Arrivals::default());
+    let data = web::Data::new(arrivals.clone());
+    let receiver = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")?;
+    let receiver_url = format!("http://{}/batch-complete", receiver.addrs()[0]);
+    let receiver = receiver.run();
+    let receiver_handle = receiver.handle();
+    tokio::spawn(receiver);
+
+    let mut config = Config::for_database(database_url);
+    config.delivery.allow_private_targets = true;
+    let relais = Relais::start(config).await?;
+    let store = relais.store();
+    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let token = crate::domain::auth::NewToken::generate();
+    store
+        .insert_token(
+            tenant,
+            Some(project),
+            &[crate::domain::auth::Scope::OperationsWrite],
+            &token.hash,
+            clock::now(),
+        )
+        .await?;
+
+    // source → width members → join → width members → join → …
+    let width = args.width.max(1);
+    let mut members = Vec::with_capacity(args.members);
+    let mut join = "source".to_owned();
+    members.push(
+        serde_json::json!({"operationKey": join, "operationName": join, "operationType": "Echo"}),
+    );
+    while members.len() < args.members {
+        let layer = members.len();
+        let mut keys = Vec::new();
+        while keys.len() < width && members.len() + 1 < args.members {
+            let key = format!("m{}", members.len());
+            members.push(serde_json::json!({"operationKey": key, "operationName": key, "operationType": "Echo", "dependencies": [join]}));
+            keys.push(key);
+        }
+        let next = format!("join{layer}");
+        let deps = if keys.is_empty() {
+            vec![join.clone()]
+        } else {
+            keys
+        };
+        members.push(serde_json::json!({"operationKey": next, "operationName": next, "operationType": "Echo", "dependencies": deps}));
+        join = next;
+    }
+    let edges: usize = members
+        .iter()
+        .map(|m| m["dependencies"].as_array().map_or(0, Vec::len))
+        .sum();
+    println!(
+        "backend: {:?}; cores: {}; {} members, {edges} dependencies, layers of {width}",
+        store.backend(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        members.len(),
+    );
+    let body = serde_json::json!({
+        "batchName": "bench",
+        "operations": members,
+        "batchCallbacks": {"onBatchComplete": receiver_url},
+    });
+    let url = format!(
+        "http://{}/api/{tenant}/{project}/async/batch",
+        relais.addr()
+    );
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(&token.secret)
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status() == reqwest::StatusCode::ACCEPTED,
+        "submit answered {}: {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
+    let submitted = started.elapsed();
+    let done = wait_for(&arrivals, 1, Duration::from_secs(900)).await?;
+    let seconds = (done - started).as_secs_f64();
+    println!(
+        "submitted (validated, stored, answered) in {:.2} s; batch completed after {seconds:.2} s: {:.3} ms of engine time per member",
+        submitted.as_secs_f64(),
+        seconds * 1000.0 / members.len() as f64
+    );
+    relais.stop().await;
+    receiver_handle.stop(true).await;
+    Ok(())
+}

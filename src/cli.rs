@@ -71,6 +71,8 @@ pub enum BenchCommand {
     Deliveries(crate::bench::DeliveryBenchArgs),
     /// Operations created, leased by pull workers and completed per second, over HTTP.
     Operations(crate::bench::OperationBenchArgs),
+    /// A batch DAG of fan-out layers and joins run by an instant executor: overhead per member.
+    Batch(crate::bench::BatchBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +144,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Operations(args),
         } => crate::bench::operations(cli.database_url, args).await,
+        Command::Bench {
+            command: BenchCommand::Batch(args),
+        } => crate::bench::batch(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");

@@ -27,6 +27,8 @@ CREATE TABLE batch_members (
     position INTEGER NOT NULL,
     operation_id TEXT NOT NULL,
     dependencies TEXT NOT NULL,
+    -- Dependencies that have not completed yet: the member is released at 0.
+    waiting INTEGER NOT NULL,
     PRIMARY KEY (batch_id, member_key)
 );
 CREATE INDEX batch_members_operation ON batch_members (operation_id);
@@ -47,4 +49,6 @@ ALTER TABLE operations ADD COLUMN batch_settled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX operations_batch_unsettled ON operations (batch_id)
     WHERE batch_id IS NOT NULL AND batch_settled = 0
       AND status IN ('Completed', 'Failed', 'Cancelled', 'Timeout', 'Skipped');
-CREATE INDEX operations_batch ON operations (batch_id) WHERE batch_id IS NOT NULL;
+-- Whether a batch still has members that can change, without counting them all.
+CREATE INDEX operations_batch_live ON operations (batch_id)
+    WHERE batch_id IS NOT NULL AND status IN ('Pending', 'Initiated', 'Running');

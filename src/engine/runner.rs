@@ -122,6 +122,11 @@ async fn execute(
         parameters: op.parameters.clone(),
         attempt: op.attempt,
         checkpoints,
+        dependency_results: op
+            .batch
+            .as_ref()
+            .and_then(|b| b.inputs.clone())
+            .unwrap_or_default(),
         reporter: reporter.clone(),
     };
     let outcome = tokio::select! {

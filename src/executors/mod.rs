@@ -2,6 +2,7 @@
 //! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
 //! carries progress back (it is also the heartbeat, and says when to stop).
 
+pub mod echo;
 pub mod sleep;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct Task {
     /// Checkpoints of the phases already completed (by earlier attempts, or by the run a
     /// resumed retry came from), by phase name.
     pub checkpoints: HashMap<String, Value>,
+    /// For a batch member: the results of the members it depends on, by their keys.
+    pub dependency_results: Value,
     pub reporter: Reporter,
 }
 
@@ -160,8 +163,10 @@ pub struct Registry {
 impl Registry {
     pub fn builtin() -> Self {
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
-        let sleep: Arc<dyn Executor> = Arc::new(sleep::Sleep);
-        executors.insert(sleep.operation_type(), sleep);
+        let builtins: [Arc<dyn Executor>; 2] = [Arc::new(sleep::Sleep), Arc::new(echo::Echo)];
+        for executor in builtins {
+            executors.insert(executor.operation_type(), executor);
+        }
         Registry { executors }
     }
 

@@ -104,8 +104,8 @@ impl Store {
             .collect();
         for chunk in sized_chunks(&rows, 256) {
             let sql = format!(
-                "INSERT INTO batch_members (batch_id, member_key, position, operation_id, dependencies) VALUES {}",
-                values_placeholders(chunk.len(), 5, 1)
+                "INSERT INTO batch_members (batch_id, member_key, position, operation_id, dependencies, waiting) VALUES {}",
+                values_placeholders(chunk.len(), 6, 1)
             );
             let mut query = sqlx::query(&sql);
             for (position, op, deps) in chunk {
@@ -115,7 +115,8 @@ impl Store {
                     .bind(key)
                     .bind(*position as i64)
                     .bind(op.id.db())
-                    .bind(to_json(deps));
+                    .bind(to_json(deps))
+                    .bind(deps.len() as i64);
             }
             query.execute(&mut *tx).await?;
         }
@@ -345,6 +346,18 @@ impl Store {
         statuses: &[OperationStatus],
         keys: Option<&[String]>,
     ) -> Result<Vec<Operation>> {
+        self.members_in_where(tx, batch, statuses, keys, "").await
+    }
+
+    /// [`Self::members_in`], with a further condition on the member (`m`) or operation (`o`).
+    async fn members_in_where(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: BatchId,
+        statuses: &[OperationStatus],
+        keys: Option<&[String]>,
+        condition: &str,
+    ) -> Result<Vec<Operation>> {
         let status_list: Vec<String> = statuses
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
@@ -361,7 +374,7 @@ impl Store {
             };
             let sql = format!(
                 "SELECT {} FROM batch_members m JOIN operations o ON o.id = m.operation_id
-                 WHERE m.batch_id = $1 AND o.status IN ({}){key_filter} ORDER BY o.id{}",
+                 WHERE m.batch_id = $1 AND o.status IN ({}){key_filter}{condition} ORDER BY o.id{}",
                 member_columns(),
                 status_list.join(", "),
                 self.backend.for_update_of("o")
@@ -449,7 +462,8 @@ impl Store {
             .collect();
         // A member waits if any of its dependencies is being run again.
         let keys: Vec<String> = rerun.iter().cloned().collect();
-        let mut waits: HashSet<String> = HashSet::new();
+        // How many of its dependencies each member run again now waits for.
+        let mut waits: HashMap<String, i64> = HashMap::new();
         for chunk in sized_chunks(&keys, KEYS_PER_QUERY) {
             let sql = format!(
                 "SELECT downstream_key, upstream_key FROM batch_edges WHERE batch_id = $1 AND downstream_key IN ({})",
@@ -462,7 +476,9 @@ impl Store {
             for row in query.fetch_all(&mut *tx).await.map_err(StoreError::from)? {
                 let upstream: String = row.try_get("upstream_key").map_err(StoreError::from)?;
                 if rerun.contains(&upstream) {
-                    waits.insert(row.try_get("downstream_key").map_err(StoreError::from)?);
+                    *waits
+                        .entry(row.try_get("downstream_key").map_err(StoreError::from)?)
+                        .or_default() += 1;
                 }
             }
         }
@@ -493,12 +509,12 @@ impl Store {
                     key: membership.key.clone(),
                     inputs: None,
                 },
-                waits.contains(&membership.key),
+                waits.contains_key(&membership.key),
                 now,
             );
             new.retry_of = Some(op.id);
             new.retry_number = op.retry_number + 1;
-            if !waits.contains(&membership.key) {
+            if !waits.contains_key(&membership.key) {
                 // Its dependencies all completed earlier: hand it their results now.
                 new.status = OperationStatus::Pending;
                 let inputs = self
@@ -515,10 +531,11 @@ impl Store {
         }
         insert_operations(&mut tx, &fresh).await?;
         for (key, _, new_id) in &replaced {
-            sqlx::query("UPDATE batch_members SET operation_id = $1 WHERE batch_id = $2 AND member_key = $3")
+            sqlx::query("UPDATE batch_members SET operation_id = $1, waiting = $4 WHERE batch_id = $2 AND member_key = $3")
                 .bind(new_id.db())
                 .bind(id.db())
                 .bind(key.clone())
+                .bind(waits.get(key).copied().unwrap_or(0))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
@@ -740,29 +757,30 @@ impl Store {
             }
         }
 
-        // Dependents of what completed, whose every dependency has now completed; none
-        // once the batch is halting, and none already dealt with above.
-        let candidates = if halting {
-            Vec::new()
-        } else {
-            self.downstream_of(tx, batch.id, &completed).await?
-        };
-        let mut ready = self
-            .members_in(tx, batch.id, &[OperationStatus::Pending], Some(&candidates))
-            .await?;
-        // Checked against the dependencies' states as this transaction sees them, under
-        // the batch's lock: the last of a member's dependencies to finish releases it.
-        let waiting = self
-            .unfinished_dependencies(tx, batch.id, &candidates)
-            .await?;
-        let handled: HashSet<OperationId> = changed.iter().map(|op| op.id).collect();
-        ready.retain(|op| !waiting.contains(&key_of(op)) && !handled.contains(&op.id));
-        let ready_keys: Vec<String> = ready.iter().map(key_of).collect();
-        let mut inputs = self.inputs_of(tx, batch.id, &ready_keys).await?;
-        for mut op in ready {
-            let given = inputs.remove(&key_of(&op)).unwrap_or_default();
-            if op.release(given, now).is_ok() {
-                changed.push(op);
+        // Each completion counts down its dependents' `waiting`; a member whose count
+        // reaches 0 had its last dependency complete and is released (unless the batch
+        // is halting, or it was dealt with above). Exact, because only this scheduler,
+        // under the batch's lock, counts, and each outcome is counted once (settled).
+        let counted_down = self.count_down(tx, batch.id, &completed).await?;
+        if !halting && !counted_down.is_empty() {
+            let handled: HashSet<OperationId> = changed.iter().map(|op| op.id).collect();
+            let mut ready = self
+                .members_in_where(
+                    tx,
+                    batch.id,
+                    &[OperationStatus::Pending],
+                    Some(&counted_down),
+                    " AND m.waiting = 0",
+                )
+                .await?;
+            ready.retain(|op| !handled.contains(&op.id));
+            let ready_keys: Vec<String> = ready.iter().map(key_of).collect();
+            let mut inputs = self.inputs_of(tx, batch.id, &ready_keys).await?;
+            for mut op in ready {
+                let given = inputs.remove(&key_of(&op)).unwrap_or_default();
+                if op.release(given, now).is_ok() {
+                    changed.push(op);
+                }
             }
         }
 
@@ -790,11 +808,19 @@ impl Store {
         // Written before the batch's end is judged, which reads the members back.
         let mut announce = self.write_changes(tx, &changed, op_events, now).await?;
 
-        let counts = self.member_counts(&mut **tx, batch.id).await?;
-        let statuses = counts
-            .iter()
-            .flat_map(|(s, n)| std::iter::repeat_n(*s, *n as usize));
-        if !batch.status.is_terminal() {
+        // Counting every member is only worth it once none can change any more.
+        let live = sqlx::query(
+            "SELECT 1 FROM operations WHERE batch_id = $1
+             AND status IN ('Pending', 'Initiated', 'Running') LIMIT 1",
+        )
+        .bind(batch.id.db())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if live.is_none() && !batch.status.is_terminal() {
+            let counts = self.member_counts(&mut **tx, batch.id).await?;
+            let statuses = counts
+                .iter()
+                .flat_map(|(s, n)| std::iter::repeat_n(*s, *n as usize));
             if let Some(status) = batch::final_status(statuses.clone(), batch.cancel_requested) {
                 batch_drafts.push(batch.finish(status, batch::counts(statuses), now));
             }
@@ -808,16 +834,16 @@ impl Store {
         Ok((finished.len(), announce))
     }
 
-    /// Members that depend on any of `keys`.
-    async fn downstream_of(
+    /// Lowers the `waiting` count of every member that depends on one of `completed`;
+    /// returns the members whose count changed.
+    async fn count_down(
         &self,
         tx: &mut Transaction<'static, Any>,
         batch: BatchId,
-        keys: &[String],
+        completed: &[String],
     ) -> Result<Vec<String>> {
-        let mut found = Vec::new();
-        let mut seen = HashSet::new();
-        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+        let mut decrements: HashMap<String, i64> = HashMap::new();
+        for chunk in sized_chunks(completed, KEYS_PER_QUERY) {
             let sql = format!(
                 "SELECT downstream_key FROM batch_edges WHERE batch_id = $1 AND upstream_key IN ({})",
                 placeholders(2, chunk.len())
@@ -827,40 +853,30 @@ impl Store {
                 query = query.bind(key.clone());
             }
             for row in query.fetch_all(&mut **tx).await? {
-                let key: String = row.try_get("downstream_key")?;
-                if seen.insert(key.clone()) {
-                    found.push(key);
+                *decrements
+                    .entry(row.try_get("downstream_key")?)
+                    .or_default() += 1;
+            }
+        }
+        // One statement per distinct decrement (nearly always just 1), many keys each.
+        let mut by_amount: HashMap<i64, Vec<String>> = HashMap::new();
+        for (key, n) in &decrements {
+            by_amount.entry(*n).or_default().push(key.clone());
+        }
+        for (amount, keys) in by_amount {
+            for chunk in sized_chunks(&keys, KEYS_PER_QUERY) {
+                let sql = format!(
+                    "UPDATE batch_members SET waiting = waiting - $2 WHERE batch_id = $1 AND member_key IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(batch.db()).bind(amount);
+                for key in chunk {
+                    query = query.bind(key.clone());
                 }
+                query.execute(&mut **tx).await?;
             }
         }
-        Ok(found)
-    }
-
-    /// Which of these members still have a dependency that has not completed.
-    async fn unfinished_dependencies(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        batch: BatchId,
-        keys: &[String],
-    ) -> Result<HashSet<String>> {
-        let mut waiting = HashSet::new();
-        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
-            let sql = format!(
-                "SELECT DISTINCT e.downstream_key FROM batch_edges e
-                 JOIN batch_members um ON um.batch_id = e.batch_id AND um.member_key = e.upstream_key
-                 JOIN operations u ON u.id = um.operation_id
-                 WHERE e.batch_id = $1 AND u.status <> 'Completed' AND e.downstream_key IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(batch.db());
-            for key in chunk {
-                query = query.bind(key.clone());
-            }
-            for row in query.fetch_all(&mut **tx).await? {
-                waiting.insert(row.try_get("downstream_key")?);
-            }
-        }
-        Ok(waiting)
+        Ok(decrements.into_keys().collect())
     }
 }
 
