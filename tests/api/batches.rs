@@ -20,6 +20,7 @@ both_backends!(
     batch_events_reach_callbacks_and_webhooks,
     bad_batches_are_refused_and_create_nothing,
     batches_are_listed_with_filters,
+    random_dags_end_consistently_with_their_policy,
 );
 
 fn member(key: &str, deps: &[&str]) -> Value {
@@ -622,4 +623,144 @@ async fn batches_are_listed_with_filters(backend: Backend) {
         .get(&app.api("/batch/batch-00000000-0000-0000-0000-000000000000"))
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// A generated DAG: for each member, the earlier members it depends on, and whether its
+/// run fails.
+#[derive(Debug, Clone)]
+struct RandomDag {
+    members: Vec<(Vec<usize>, bool)>,
+    policy: usize,
+}
+
+fn random_dags() -> impl proptest::strategy::Strategy<Value = RandomDag> {
+    use proptest::prelude::*;
+    (1usize..12, 0usize..3)
+        .prop_flat_map(|(n, policy)| {
+            let members: Vec<_> = (0..n)
+                .map(|i| {
+                    (
+                        proptest::collection::vec(0..i.max(1), 0..=3.min(i)),
+                        proptest::bool::weighted(0.15),
+                    )
+                })
+                .collect();
+            (members, Just(policy))
+        })
+        .prop_map(|(members, policy)| RandomDag {
+            members: members
+                .into_iter()
+                .enumerate()
+                .map(|(i, (mut deps, fails))| {
+                    deps.retain(|d| *d < i);
+                    deps.sort();
+                    deps.dedup();
+                    (deps, fails)
+                })
+                .collect(),
+            policy,
+        })
+}
+
+/// Random DAGs, run by the built-in executor, always end with every member in a final
+/// state that agrees with the failure policy.
+async fn random_dags_end_consistently_with_their_policy(backend: Backend) {
+    use proptest::strategy::{Strategy, ValueTree};
+    let app = TestApp::spawn(backend).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut submitted = Vec::new();
+    for _ in 0..24 {
+        let dag = random_dags().new_tree(&mut runner).unwrap().current();
+        let policy = match dag.policy {
+            0 => json!({"retryFailedOperations": false}),
+            1 => json!({"retryFailedOperations": false, "stopOnFirstFailure": true}),
+            _ => json!({"retryFailedOperations": false, "continueIndependentOperations": false}),
+        };
+        let members: Vec<Value> = dag
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, (deps, fails))| {
+                let mut parameters = json!({"seconds": 0});
+                if *fails {
+                    parameters["failAtPhase"] = json!("sleep");
+                }
+                json!({
+                    "operationKey": format!("k{i}"),
+                    "operationName": format!("k{i}"),
+                    "operationType": "Sleep",
+                    "dependencies": deps.iter().map(|d| format!("k{d}")).collect::<Vec<_>>(),
+                    "parameters": parameters,
+                })
+            })
+            .collect();
+        let answer = submit(
+            &app,
+            &json!({"batchName": "random", "operations": members, "failurePolicy": policy}),
+        )
+        .await;
+        submitted.push((answer["batchId"].as_str().unwrap().to_owned(), dag));
+    }
+    for (id, dag) in submitted {
+        let b = eventually(Duration::from_secs(30), || async {
+            let b = batch(&app, &id).await;
+            ["Completed", "Failed"]
+                .contains(&b["status"].as_str().unwrap())
+                .then_some(b)
+        })
+        .await;
+        let status = |i: usize| {
+            member_of(&b, &format!("k{i}"))["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        // Whether a member, or any member it depends on transitively, is set to fail.
+        let mut tainted = vec![false; dag.members.len()];
+        for (i, (deps, fails)) in dag.members.iter().enumerate() {
+            tainted[i] = *fails || deps.iter().any(|d| tainted[*d]);
+        }
+        let any_fails = dag.members.iter().any(|(_, f)| *f);
+        for (i, (deps, fails)) in dag.members.iter().enumerate() {
+            let s = status(i);
+            assert!(
+                ["Completed", "Failed", "Skipped", "Cancelled"].contains(&s.as_str()),
+                "{dag:?}: k{i} ended {s}"
+            );
+            if s == "Completed" {
+                assert!(!fails, "{dag:?}: k{i} was set to fail but completed");
+                for d in deps {
+                    assert_eq!(
+                        status(*d),
+                        "Completed",
+                        "{dag:?}: k{i} ran before k{d} completed"
+                    );
+                }
+            }
+            if s == "Failed" {
+                assert!(fails, "{dag:?}: k{i} failed without being set to");
+            }
+            if s == "Skipped" || s == "Cancelled" {
+                assert!(any_fails, "{dag:?}: k{i} was {s} though nothing failed");
+            }
+            if dag.policy == 0 {
+                // Independent members go on; dependents of a failure are skipped.
+                let expected = if !tainted[i] {
+                    "Completed"
+                } else if *fails && deps.iter().all(|d| !tainted[*d]) {
+                    "Failed"
+                } else {
+                    "Skipped"
+                };
+                assert_eq!(s, expected, "{dag:?}: k{i}");
+            }
+        }
+        let expected = if (0..dag.members.len()).all(|i| status(i) == "Completed") {
+            "Completed"
+        } else {
+            "Failed"
+        };
+        assert_eq!(b["status"], expected, "{dag:?}");
+        assert_eq!(expected == "Completed", !any_fails, "{dag:?}");
+    }
 }

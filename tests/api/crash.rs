@@ -11,7 +11,10 @@ use crate::both_backends;
 use crate::common::{relais_json, Backend, Response, TestDb};
 use crate::receiver::{Receiver, Reply};
 
-both_backends!(a_killed_process_loses_no_delivery);
+both_backends!(
+    a_killed_process_loses_no_delivery,
+    a_batch_survives_a_killed_process_and_runs_each_member_to_completion_once
+);
 
 const OPERATIONS: usize = 2000;
 const ENDPOINT_CONCURRENCY: usize = 16;
@@ -24,6 +27,10 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -39,6 +46,7 @@ impl Server {
                 ENDPOINT_CONCURRENCY.to_string(),
             )
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -185,5 +193,144 @@ async fn a_killed_process_loses_no_delivery(backend: Backend) {
     );
     eprintln!(
         "crash test: {at_kill} delivered before the kill, {duplicates} duplicates after restart"
+    );
+}
+
+/// A DAG run by the built-in executor: `kill -9` mid-run, restart, and the batch still
+/// completes, in dependency order, with one operation per member that completed once.
+async fn a_batch_survives_a_killed_process_and_runs_each_member_to_completion_once(
+    backend: Backend,
+) {
+    let db = TestDb::create(backend).await;
+    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
+    let (t, p) = (
+        tenant["tenantId"].as_str().unwrap().to_owned(),
+        tenant["projectId"].as_str().unwrap().to_owned(),
+    );
+    let token = relais_json(
+        &db.url,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            &t,
+            "--project",
+            &p,
+            "--scopes",
+            "admin",
+            "--json",
+        ],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Leases of the killed process expire after a second, so the restart takes them back.
+    let env = [("RELAIS_HEARTBEAT_TIMEOUT", "1")];
+    let mut server = Server::start_with(&db.url, &env).await;
+    let client = reqwest::Client::new();
+    let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
+
+    // Four layers of five, each member depending on two of the layer above; 0.3 s each.
+    let mut members = Vec::new();
+    for layer in 0..4 {
+        for i in 0..5 {
+            let deps: Vec<String> = if layer == 0 {
+                vec![]
+            } else {
+                vec![
+                    format!("l{}-{i}", layer - 1),
+                    format!("l{}-{}", layer - 1, (i + 1) % 5),
+                ]
+            };
+            members.push(json!({
+                "operationKey": format!("l{layer}-{i}"), "operationName": format!("l{layer}-{i}"),
+                "operationType": "Sleep", "dependencies": deps, "parameters": {"seconds": 0.3}
+            }));
+        }
+    }
+    let r = Response::read(
+        client
+            .post(api(&server.base, "/batch"))
+            .bearer_auth(&token)
+            .json(&json!({"batchName": "crash", "operations": members}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let id = r.body["batchId"].as_str().unwrap().to_owned();
+    let get = |base: String| {
+        let request = client
+            .get(api(&base, &format!("/batch/{id}")))
+            .bearer_auth(&token);
+        async move { Response::read(request.send().await.unwrap()).await.body }
+    };
+
+    // Kill once the first layer is done and the second is under way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = get(server.base.clone()).await;
+        if b["counts"]["Completed"].as_u64().unwrap_or(0) >= 5
+            && b["counts"]["Running"].as_u64().unwrap_or(0) >= 1
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no progress: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill();
+    let server = Server::start_with(&db.url, &env).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let b = loop {
+        let b = get(server.base.clone()).await;
+        if b["status"] == "Completed" {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "batch did not complete: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ops = b["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 20);
+    let by_key: HashMap<&str, &Value> = ops
+        .iter()
+        .map(|m| (m["operationKey"].as_str().unwrap(), m))
+        .collect();
+    let mut interrupted = 0;
+    for m in ops {
+        assert_eq!(m["status"], "Completed", "{m}");
+        assert_eq!(
+            m["retryOf"],
+            Value::Null,
+            "the member is still its first operation: {m}"
+        );
+        let op = Response::read(
+            client
+                .get(api(
+                    &server.base,
+                    &format!("/operation/{}", m["operationId"].as_str().unwrap()),
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .body;
+        interrupted += op["attempts"].as_array().map_or(0, Vec::len);
+        for dep in m["dependencies"].as_array().unwrap() {
+            let dep = by_key[dep.as_str().unwrap()];
+            assert!(
+                m["startTime"].as_str().unwrap() >= dep["endTime"].as_str().unwrap(),
+                "{m} started before {dep} ended"
+            );
+        }
+    }
+    assert!(
+        interrupted >= 1,
+        "the kill interrupted a running member, whose lost attempt is on record"
     );
 }
