@@ -433,6 +433,9 @@ pub struct BatchBenchArgs {
     /// Members in each fan-out layer; a single join member follows each layer.
     #[arg(long, default_value_t = 1_000)]
     pub width: usize,
+    /// Built-in operations run at once (the server's `RELAIS_EXECUTOR_CONCURRENCY`).
+    #[arg(long, default_value_t = 16)]
+    pub executors: usize,
 }
 
 /// A DAG of fan-out layers, each followed by a join, run by the instant `Echo` executor:
@@ -455,6 +458,7 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
 
     let mut config = Config::for_database(database_url);
     config.delivery.allow_private_targets = true;
+    config.executor_concurrency = args.executors;
     let relais = Relais::start(config).await?;
     let store = relais.store();
     let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
@@ -498,10 +502,11 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
         .map(|m| m["dependencies"].as_array().map_or(0, Vec::len))
         .sum();
     println!(
-        "backend: {:?}; cores: {}; {} members, {edges} dependencies, layers of {width}",
+        "backend: {:?}; cores: {}; {} members, {edges} dependencies, layers of {width}; {} executors",
         store.backend(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         members.len(),
+        args.executors,
     );
     let body = serde_json::json!({
         "batchName": "bench",

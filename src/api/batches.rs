@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,6 +13,7 @@ use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
+use super::idempotency::Idempotency;
 use super::operations::{parse_query, typical_duration};
 use super::AppState;
 use crate::clock;
@@ -22,7 +24,7 @@ use crate::domain::ids::{BatchId, OperationId};
 use crate::domain::operation::{BatchMembership, Operation, OperationStatus};
 use crate::domain::requests::parse_uint;
 use crate::domain::FieldError;
-use crate::store::{BatchCancelError, BatchMember, BatchRetryError};
+use crate::store::{BatchCancelError, BatchMember, BatchRetryError, CreateOutcome};
 
 /// A batch body may list up to 10,000 members, well past the usual body limit.
 pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -47,10 +49,13 @@ fn tracking_url(target: ProjectRef, id: BatchId) -> String {
     format!("/api/{}/{}/async/batch/{id}", target.tenant, target.project)
 }
 
+const SUBMIT_SCOPE: &str = "batch.submit";
+
 pub async fn submit(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<ProjectPath>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let target = state
@@ -76,6 +81,11 @@ pub async fn submit(
                 .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
         }
     }
+
+    let idempotency = match Idempotency::check(&state, target, SUBMIT_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
 
     let now = clock::now();
     let id = BatchId::new();
@@ -107,11 +117,6 @@ pub async fn submit(
             (op, m.dependencies.clone())
         })
         .collect();
-    state
-        .store
-        .create_batch(&mut batch, members.clone())
-        .await?;
-    tracing::info!(batch_id = %id, members = members.len(), "batch accepted");
 
     // Earliest start and finish of each member along the critical path, when every
     // member on the way has a measured typical duration.
@@ -170,9 +175,22 @@ pub async fn submit(
         response["estimatedBatchDuration"] = json!(human_duration(whole));
         response["estimatedBatchCompletion"] = json!(time(now + whole));
     }
+    let response = response.to_string();
+    let total = members.len();
+    let record = idempotency.record(StatusCode::ACCEPTED, &response);
+    if state
+        .store
+        .create_batch(&mut batch, members, record)
+        .await?
+        == CreateOutcome::IdempotencyKeyTaken
+    {
+        return idempotency.replay_winner(&state, target).await;
+    }
+    tracing::info!(batch_id = %id, members = total, "batch accepted");
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", tracking_url(target, id)))
-        .json(response))
+        .content_type("application/json")
+        .body(response))
 }
 
 pub async fn status(

@@ -115,7 +115,10 @@ async fn schedule_batches(store: Store) {
         match store.schedule_batches(clock::now()).await {
             Ok(0) => {
                 tokio::select! {
-                    _ = &mut woken => {}
+                    _ = &mut woken => {
+                        // Members finishing together are settled by one pass.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }

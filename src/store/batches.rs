@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use super::operations::{
     bind_params, decode_operation, insert_operations, stage, Announce, Param, StagedEvent, COLUMNS,
 };
 use super::{
-    from_json, from_ms, sized_chunks, to_json, to_ms, values_placeholders, Result, Store,
-    StoreError,
+    from_json, from_ms, sized_chunks, to_json, to_ms, values_placeholders, CreateOutcome, Result,
+    Store, StoreError,
 };
 use crate::domain::batch::{
     self, blocks_dependents, AfterFailure, Batch, BatchNotFinished, BatchStatus,
@@ -90,10 +91,16 @@ impl Store {
         &self,
         batch: &mut Batch,
         members: Vec<(Operation, Vec<String>)>,
-    ) -> Result<()> {
+        idempotency: Option<IdempotencyRecord<'_>>,
+    ) -> Result<CreateOutcome> {
         let now = batch.created_at;
         let events = stage_batch(batch, vec![batch.started_event()], now);
         let mut tx = self.pool.begin().await?;
+        if let Some(record) = idempotency {
+            if !take_idempotency_key(&mut tx, batch.project_id, &record, now).await? {
+                return Ok(CreateOutcome::IdempotencyKeyTaken);
+            }
+        }
         self.write_batch_row(&mut tx, batch, true).await?;
         let ops: Vec<Operation> = members.iter().map(|(op, _)| op.clone()).collect();
         insert_operations(&mut tx, &ops).await?;
@@ -145,7 +152,7 @@ impl Store {
         announce.work = true;
         tx.commit().await?;
         self.after_commit(announce);
-        Ok(())
+        Ok(CreateOutcome::Created)
     }
 
     async fn write_batch_row(

@@ -21,6 +21,7 @@ both_backends!(
     bad_batches_are_refused_and_create_nothing,
     batches_are_listed_with_filters,
     random_dags_end_consistently_with_their_policy,
+    the_same_idempotency_key_submits_one_batch,
 );
 
 fn member(key: &str, deps: &[&str]) -> Value {
@@ -763,4 +764,37 @@ async fn random_dags_end_consistently_with_their_policy(backend: Backend) {
         assert_eq!(b["status"], expected, "{dag:?}");
         assert_eq!(expected == "Completed", !any_fails, "{dag:?}");
     }
+}
+
+async fn the_same_idempotency_key_submits_one_batch(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let send = |key: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let request = app
+                .client
+                .post(format!("{}{}", app.base, app.api("/batch")))
+                .bearer_auth(&app.token)
+                .header("Idempotency-Key", key)
+                .json(&body);
+            crate::common::Response::read(request.send().await.unwrap()).await
+        }
+    };
+    let body = json!({"batchName": "once", "operations": [member("a", &[]), member("b", &["a"])]});
+    let first = send("batch-1", body.clone()).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let again = send("batch-1", body).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+    assert_eq!(again.body["batchId"], first.body["batchId"]);
+    assert_eq!(again.body["operations"], first.body["operations"]);
+    let other = send(
+        "batch-1",
+        json!({"batchName": "other", "operations": [member("a", &[])]}),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text);
+    let listed = app.get(&app.api("/batches")).await.body;
+    assert_eq!(listed["batches"].as_array().unwrap().len(), 1, "{listed}");
+    let ops = app.get(&app.api("/operations")).await.body;
+    assert_eq!(ops["summary"]["totalOperations"], 2, "{ops}");
 }
