@@ -43,7 +43,6 @@ CREATE INDEX batch_edges_downstream ON batch_edges (batch_id, downstream_key);
 
 ALTER TABLE operations ADD COLUMN batch_id TEXT;
 ALTER TABLE operations ADD COLUMN batch_key TEXT;
-ALTER TABLE operations ADD COLUMN batch_inputs TEXT;
 -- 0 until the batch scheduler has acted on the member's final state.
 ALTER TABLE operations ADD COLUMN batch_settled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX operations_batch_unsettled ON operations (batch_id)

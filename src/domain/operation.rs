@@ -358,7 +358,8 @@ pub struct Operation {
 pub struct BatchMembership {
     pub batch_id: BatchId,
     pub key: String,
-    /// The results of the members it depends on, by their keys; set when it is released.
+    /// The results of the members it depends on, by their keys: looked up when the
+    /// member is handed out, not stored with it (each member would carry a copy).
     pub inputs: Option<Value>,
 }
 
@@ -427,28 +428,14 @@ impl Operation {
         op.batch = Some(membership);
         if waits {
             op.status = OperationStatus::Pending;
-        } else {
-            op.batch_inputs_from(serde_json::Map::new());
         }
         op
     }
 
-    fn batch_inputs_from(&mut self, inputs: serde_json::Map<String, Value>) {
-        if let Some(batch) = &mut self.batch {
-            batch.inputs = Some(Value::Object(inputs));
-        }
-    }
-
-    /// Every dependency of this batch member completed: it may be handed out now, with
-    /// their results (by key) as its inputs.
-    pub fn release(
-        &mut self,
-        inputs: serde_json::Map<String, Value>,
-        now: DateTime<Utc>,
-    ) -> Result<(), TransitionError> {
+    /// Every dependency of this batch member completed: it may be handed out now.
+    pub fn release(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.become_(OperationStatus::Initiated, now)?;
         self.available_at = now;
-        self.batch_inputs_from(inputs);
         Ok(())
     }
 

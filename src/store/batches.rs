@@ -522,16 +522,10 @@ impl Store {
             new.retry_of = Some(op.id);
             new.retry_number = op.retry_number + 1;
             if !waits.contains_key(&membership.key) {
-                // Its dependencies all completed earlier: hand it their results now.
+                // Its dependencies all completed earlier: it can run at once.
                 new.status = OperationStatus::Pending;
-                let inputs = self
-                    .inputs_of(&mut tx, id, std::slice::from_ref(&membership.key))
-                    .await?;
-                new.release(
-                    inputs.get(&membership.key).cloned().unwrap_or_default(),
-                    now,
-                )
-                .map_err(|e| StoreError::corrupt(e.to_string()))?;
+                new.release(now)
+                    .map_err(|e| StoreError::corrupt(e.to_string()))?;
             }
             replaced.push((membership.key.clone(), op.id, new.id));
             fresh.push(new);
@@ -554,6 +548,30 @@ impl Store {
             ..Announce::default()
         });
         Ok(Some((batch, replaced)))
+    }
+
+    /// Gives each batch member among `ops` the results of its dependencies, by key, as
+    /// it is handed out.
+    pub(super) async fn hand_batch_inputs(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ops: &mut [Operation],
+    ) -> Result<()> {
+        let mut by_batch: HashMap<BatchId, Vec<String>> = HashMap::new();
+        for op in ops.iter() {
+            if let Some(b) = &op.batch {
+                by_batch.entry(b.batch_id).or_default().push(b.key.clone());
+            }
+        }
+        for (batch, keys) in by_batch {
+            let mut inputs = self.inputs_of(tx, batch, &keys).await?;
+            for op in ops.iter_mut() {
+                if let Some(b) = op.batch.as_mut().filter(|b| b.batch_id == batch) {
+                    b.inputs = Some(Value::Object(inputs.remove(&b.key).unwrap_or_default()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The results of the dependencies of each given member, by dependency key.
@@ -781,11 +799,8 @@ impl Store {
                 )
                 .await?;
             ready.retain(|op| !handled.contains(&op.id));
-            let ready_keys: Vec<String> = ready.iter().map(key_of).collect();
-            let mut inputs = self.inputs_of(tx, batch.id, &ready_keys).await?;
             for mut op in ready {
-                let given = inputs.remove(&key_of(&op)).unwrap_or_default();
-                if op.release(given, now).is_ok() {
+                if op.release(now).is_ok() {
                     changed.push(op);
                 }
             }

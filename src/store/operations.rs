@@ -26,8 +26,8 @@ pub(super) const COLUMNS: &str =
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
     attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
     result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank, batch_id, \
-    batch_key, batch_inputs";
-const COLUMN_COUNT: usize = 38;
+    batch_key";
+const COLUMN_COUNT: usize = 37;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -270,6 +270,7 @@ impl Store {
             tokens.push(token);
         }
         let announce = self.write_changes(tx, &ops, events, now).await?;
+        self.hand_batch_inputs(tx, &mut ops).await?;
         Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
 
@@ -636,12 +637,6 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(op.queue_rank)
         .bind(op.batch.as_ref().map(|b| b.batch_id.db()))
         .bind(op.batch.as_ref().map(|b| b.key.clone()))
-        .bind(
-            op.batch
-                .as_ref()
-                .and_then(|b| b.inputs.as_ref())
-                .map(to_json),
-        )
 }
 
 pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
@@ -716,9 +711,7 @@ pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
             (Some(batch_id), Some(key)) => Some(BatchMembership {
                 batch_id: batch_id.parse().map_err(StoreError::corrupt)?,
                 key,
-                inputs: opt_json("batch_inputs")?
-                    .map(|i| from_json(&i, "batch_inputs"))
-                    .transpose()?,
+                inputs: None,
             }),
             _ => None,
         },
