@@ -830,6 +830,12 @@ impl Store {
         // Written before the batch's end is judged, which reads the members back.
         let mut announce = self.write_changes(tx, &changed, op_events, now).await?;
 
+        // A batch ends once every member is final and settled: members this pass made
+        // final (skipped, cancelled) are settled by the next pass, which ends it. So a
+        // retry, which needs the batch ended, never races with a pass still acting on
+        // the members it replaces.
+        let newly_final = changed.iter().any(|op| op.status.is_terminal())
+            || finished.len() as i64 == SETTLE_PER_PASS;
         // Counting every member is only worth it once none can change any more.
         let live = sqlx::query(
             "SELECT 1 FROM operations WHERE batch_id = $1
@@ -838,7 +844,7 @@ impl Store {
         .bind(batch.id.db())
         .fetch_optional(&mut **tx)
         .await?;
-        if live.is_none() && !batch.status.is_terminal() {
+        if live.is_none() && !newly_final && !batch.status.is_terminal() {
             let counts = self.member_counts(&mut **tx, batch.id).await?;
             let statuses = counts
                 .iter()
