@@ -5,6 +5,7 @@
 //! [`Backend`].
 
 mod batches;
+pub mod breakout;
 mod deliveries;
 mod events;
 mod group_commit;

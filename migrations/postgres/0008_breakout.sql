@@ -1,0 +1,35 @@
+-- CSPro breakout (seed 000): registered dictionaries, the tables a breakout created, and
+-- the chunks a breakout job has committed (its resumable cursor).
+
+CREATE TABLE breakout_dictionaries (
+    tenant_id TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    dictionary TEXT NOT NULL,
+    -- 'dat' (fixed-width text) or 'csdb' (CSPro SQLite data file)
+    data_kind TEXT NOT NULL,
+    data_path TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (project_id, name)
+);
+
+CREATE TABLE breakout_outputs (
+    project_id TEXT NOT NULL,
+    dictionary TEXT NOT NULL,
+    -- JSON array of the table names, cases table first
+    tables TEXT NOT NULL,
+    operation_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (project_id, dictionary)
+);
+
+CREATE TABLE breakout_chunks (
+    operation_id TEXT NOT NULL,
+    chunk BIGINT NOT NULL,
+    cases BIGINT NOT NULL,
+    -- JSON: issue counts and the first issues of the chunk's cases
+    issues TEXT NOT NULL,
+    committed_at BIGINT NOT NULL,
+    PRIMARY KEY (operation_id, chunk)
+);

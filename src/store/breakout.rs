@@ -1,0 +1,554 @@
+//! CSPro breakout: registered dictionaries, the DDL and rows of the tables a breakout
+//! writes (planned by [`crate::cspro::layout`]), the chunks a job committed (its cursor),
+//! and what the tables weigh.
+//!
+//! The tables live in the main database. Identifiers are always quoted. Numeric items are
+//! `NUMERIC(p,s)` and are bound as their exact decimal text (`CAST($n AS NUMERIC(p,s))`
+//! on PostgreSQL; SQLite's NUMERIC affinity converts the text itself), never as a float.
+//! Rows go in multi-row `INSERT`s whose row counts are powers of two, so each connection
+//! prepares a handful of statements and reuses them.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{from_ms, sized_chunks, to_ms, Backend, Result, Store, StoreError};
+use crate::cspro::data::Case;
+use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
+use crate::domain::ids::{OperationId, ProjectId, TenantId};
+
+/// Bound parameters per statement, under SQLite's and PostgreSQL's limits.
+const MAX_PARAMS: usize = 30_000;
+const MAX_ROWS_PER_INSERT: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// Fixed-width text, one record per line.
+    Dat,
+    /// A CSPro SQLite data file.
+    Csdb,
+}
+
+impl DataKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dat => "dat",
+            Self::Csdb => "csdb",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dat" => Some(Self::Dat),
+            "csdb" => Some(Self::Csdb),
+            _ => None,
+        }
+    }
+}
+
+/// A dictionary registered by a project, with where its data is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakoutDictionary {
+    pub tenant: TenantId,
+    pub project: ProjectId,
+    pub name: String,
+    pub label: String,
+    pub dictionary: String,
+    pub data_kind: DataKind,
+    pub data_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The tables a breakout of a dictionary created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakoutOutput {
+    pub tables: Vec<String>,
+    pub operation_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One committed chunk of a breakout job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedChunk {
+    pub chunk: i64,
+    pub cases: u64,
+    pub issues: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableStats {
+    pub name: String,
+    pub row_count: i64,
+    pub size_bytes: i64,
+}
+
+const DICTIONARY_COLUMNS: &str =
+    "tenant_id, project_id, name, label, dictionary, data_kind, data_path, created_at";
+
+fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
+    let tenant: String = row.try_get("tenant_id")?;
+    let project: String = row.try_get("project_id")?;
+    let kind: String = row.try_get("data_kind")?;
+    Ok(BreakoutDictionary {
+        tenant: tenant
+            .parse()
+            .map_err(|_| StoreError::corrupt(format!("tenant id {tenant}")))?,
+        project: project
+            .parse()
+            .map_err(|_| StoreError::corrupt(format!("project id {project}")))?,
+        name: row.try_get("name")?,
+        label: row.try_get("label")?,
+        dictionary: row.try_get("dictionary")?,
+        data_kind: DataKind::parse(&kind)
+            .ok_or_else(|| StoreError::corrupt(format!("data kind {kind}")))?,
+        data_path: row.try_get("data_path")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+    })
+}
+
+/// `"name"`, with inner quotes doubled.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn column_type(t: ColumnType) -> String {
+    match t {
+        ColumnType::Integer => "BIGINT".into(),
+        ColumnType::Text => "TEXT".into(),
+        ColumnType::Decimal { precision, scale } => {
+            format!(
+                "NUMERIC({}, {})",
+                precision.max(1),
+                scale.min(precision.max(1))
+            )
+        }
+    }
+}
+
+/// `CREATE TABLE` and `CREATE INDEX` statements for one table.
+pub fn table_ddl(table: &Table) -> Vec<String> {
+    let mut columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                quote(&c.name),
+                column_type(c.column_type),
+                if c.nullable { "" } else { " NOT NULL" }
+            )
+        })
+        .collect();
+    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
+    columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    let mut statements = vec![format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&table.name),
+        columns.join(", ")
+    )];
+    for index in &table.indexes {
+        let cols: Vec<String> = index.columns.iter().map(|c| quote(c)).collect();
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            quote(&index.name),
+            quote(&table.name),
+            cols.join(", ")
+        ));
+    }
+    statements
+}
+
+/// The placeholders of one row: numeric values are cast from their exact text on
+/// PostgreSQL.
+fn row_placeholders(table: &Table, backend: Backend, first: usize) -> String {
+    let cells: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match (c.column_type, backend) {
+            (ColumnType::Decimal { .. }, Backend::Postgres) => {
+                format!("CAST(${} AS {})", first + i, column_type(c.column_type))
+            }
+            _ => format!("${}", first + i),
+        })
+        .collect();
+    format!("({})", cells.join(", "))
+}
+
+fn insert_sql(table: &Table, backend: Backend, rows: usize) -> String {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
+    let n = table.columns.len();
+    let values: Vec<String> = (0..rows)
+        .map(|r| row_placeholders(table, backend, 1 + r * n))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        quote(&table.name),
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> AnyQuery<'q> {
+    match column {
+        ColumnType::Integer => query.bind(match cell {
+            Cell::Integer(i) => Some(i),
+            Cell::Number(n) => n.as_i64(),
+            Cell::Text(t) => t.trim().parse().ok(),
+            Cell::Null => None,
+        }),
+        ColumnType::Decimal { .. } => query.bind(match cell {
+            Cell::Integer(i) => Some(i.to_string()),
+            Cell::Number(n) => Some(n.to_string()),
+            Cell::Text(t) => Some(t.trim().to_owned()).filter(|t| !t.is_empty()),
+            Cell::Null => None,
+        }),
+        ColumnType::Text => match cell {
+            Cell::Text(t) => query.bind(Some(t)),
+            Cell::Integer(i) => query.bind(Some(i.to_string())),
+            Cell::Number(n) => query.bind(Some(n.to_string())),
+            Cell::Null => query.bind(None::<String>),
+        },
+    }
+}
+
+impl Store {
+    /// Registers a dictionary, replacing one of the same name in the project.
+    pub async fn put_breakout_dictionary(&self, d: &BreakoutDictionary) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO breakout_dictionaries ({DICTIONARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (project_id, name) DO UPDATE SET label = excluded.label,
+               dictionary = excluded.dictionary, data_kind = excluded.data_kind,
+               data_path = excluded.data_path, created_at = excluded.created_at"
+        ))
+        .bind(d.tenant.db())
+        .bind(d.project.db())
+        .bind(&d.name)
+        .bind(&d.label)
+        .bind(&d.dictionary)
+        .bind(d.data_kind.as_str())
+        .bind(&d.data_path)
+        .bind(to_ms(d.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn breakout_dictionaries(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<BreakoutDictionary>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
+        ))
+        .bind(project.db())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_dictionary).collect()
+    }
+
+    pub async fn breakout_dictionary(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<Option<BreakoutDictionary>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 AND name = $2"
+        ))
+        .bind(project.db())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_dictionary).transpose()
+    }
+
+    pub async fn delete_breakout_dictionary(&self, project: ProjectId, name: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM breakout_dictionaries WHERE project_id = $1 AND name = $2")
+                .bind(project.db())
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Which of these tables exist in the database.
+    pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT table_name AS name FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1",
+        };
+        let mut found = Vec::new();
+        for name in names {
+            if sqlx::query(sql)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some()
+            {
+                found.push(name.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Creates the layout's tables (dropping them first when `replace`), in one
+    /// transaction, and records them as the dictionary's breakout output.
+    pub async fn create_breakout_tables(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+        layout: &Layout,
+        replace: bool,
+        operation: OperationId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if replace {
+            for table in layout.tables.iter().rev() {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for table in &layout.tables {
+            for statement in table_ddl(table) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+        }
+        let names: Vec<&str> = layout.table_names().collect();
+        sqlx::query(
+            "INSERT INTO breakout_outputs (project_id, dictionary, tables, operation_id, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (project_id, dictionary) DO UPDATE SET tables = excluded.tables,
+               operation_id = excluded.operation_id, created_at = excluded.created_at",
+        )
+        .bind(project.db())
+        .bind(dictionary)
+        .bind(super::to_json(&names))
+        .bind(operation.db())
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes one chunk of cases (numbers `first..=last`) in one transaction: their old
+    /// rows are deleted, the new ones inserted, and the chunk recorded as committed for
+    /// `operation`, so a job that dies resumes after its last committed chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write_breakout_chunk(
+        &self,
+        layout: &Layout,
+        operation: OperationId,
+        chunk: i64,
+        first: u64,
+        last: u64,
+        cases: &[Case],
+        issues: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in layout.tables.iter().rev() {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
+                quote(&table.name)
+            ))
+            .bind(first as i64)
+            .bind(last as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for table in &layout.tables {
+            let rows: Vec<_> = cases
+                .iter()
+                .flat_map(|case| layout.table_rows(table, case))
+                .collect();
+            let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
+            for batch in sized_chunks(&rows, per_statement) {
+                let sql = insert_sql(table, self.backend, batch.len());
+                let mut query = sqlx::query(&sql);
+                for row in batch {
+                    for (cell, column) in row.cells().zip(&table.columns) {
+                        query = bind_cell(query, column.column_type, cell);
+                    }
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO breakout_chunks (operation_id, chunk, cases, issues, committed_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (operation_id, chunk) DO UPDATE SET cases = excluded.cases,
+               issues = excluded.issues, committed_at = excluded.committed_at",
+        )
+        .bind(operation.db())
+        .bind(chunk)
+        .bind(cases.len() as i64)
+        .bind(issues)
+        .bind(to_ms(crate::clock::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The chunks `operation` has committed, in chunk order.
+    pub async fn committed_breakout_chunks(
+        &self,
+        operation: OperationId,
+    ) -> Result<Vec<CommittedChunk>> {
+        let rows = sqlx::query(
+            "SELECT chunk, cases, issues FROM breakout_chunks WHERE operation_id = $1 ORDER BY chunk",
+        )
+        .bind(operation.db())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CommittedChunk {
+                    chunk: row.try_get("chunk")?,
+                    cases: row.try_get::<i64, _>("cases")? as u64,
+                    issues: row.try_get("issues")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn breakout_output(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+    ) -> Result<Option<BreakoutOutput>> {
+        let row = sqlx::query(
+            "SELECT tables, operation_id, created_at FROM breakout_outputs
+             WHERE project_id = $1 AND dictionary = $2",
+        )
+        .bind(project.db())
+        .bind(dictionary)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let tables: String = row.try_get("tables")?;
+            Ok(BreakoutOutput {
+                tables: super::from_json(&tables, "breakout_outputs.tables")?,
+                operation_id: row.try_get("operation_id")?,
+                created_at: from_ms(row.try_get("created_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Row counts and sizes measured from the database: `pg_total_relation_size` (table,
+    /// indexes and TOAST) on PostgreSQL; on SQLite the pages of the table and its indexes
+    /// from `dbstat` when the library has it, else the summed length of the stored values
+    /// (an estimate that leaves out page overhead and indexes).
+    pub async fn breakout_table_stats(&self, tables: &[String]) -> Result<Vec<TableStats>> {
+        let mut stats = Vec::new();
+        for name in tables {
+            let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", quote(name)))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
+            let size_bytes = match self.backend {
+                Backend::Postgres => sqlx::query(
+                    "SELECT CAST(pg_total_relation_size(CAST(quote_ident($1) AS regclass)) AS BIGINT) AS n",
+                )
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+                Backend::Sqlite => self.sqlite_table_size(name).await?,
+            };
+            stats.push(TableStats {
+                name: name.clone(),
+                row_count,
+                size_bytes,
+            });
+        }
+        Ok(stats)
+    }
+
+    async fn sqlite_table_size(&self, name: &str) -> Result<i64> {
+        let pages = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(pgsize), 0) AS BIGINT) AS n FROM dbstat
+             WHERE name = $1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1)",
+        )
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await;
+        if let Ok(row) = pages {
+            return Ok(row.try_get("n")?);
+        }
+        let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info($1)")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<std::result::Result<_, _>>()?;
+        if columns.is_empty() {
+            return Ok(0);
+        }
+        let lengths: Vec<String> = columns
+            .iter()
+            .map(|c| format!("COALESCE(LENGTH(CAST({} AS BLOB)), 0)", quote(c)))
+            .collect();
+        let row = sqlx::query(&format!(
+            "SELECT CAST(COALESCE(SUM({}), 0) AS BIGINT) AS n FROM {}",
+            lengths.join(" + "),
+            quote(name)
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Drops the tables and forgets the dictionary's breakout output.
+    pub async fn drop_breakout_tables(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+        tables: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for name in tables.iter().rev() {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(name)))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM breakout_outputs WHERE project_id = $1 AND dictionary = $2")
+            .bind(project.db())
+            .bind(dictionary)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cspro::dictionary::Dictionary;
+
+    #[test]
+    fn ddl_quotes_names_and_types_numbers_exactly() {
+        let text = include_str!("../../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
+        let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
+        let ddl = table_ddl(layout.cases_table());
+        assert!(ddl[0].starts_with(
+            "CREATE TABLE IF NOT EXISTS \"cen2000_cases\" (\"case_id\" BIGINT NOT NULL"
+        ));
+        assert!(ddl[0].ends_with("PRIMARY KEY (\"case_id\"))"), "{}", ddl[0]);
+        assert!(ddl.iter().any(|s| s.contains("(\"case_key\")")));
+        let sql = insert_sql(layout.cases_table(), Backend::Postgres, 2);
+        assert!(sql.contains("CAST($4 AS NUMERIC("), "{sql}");
+        let sql = insert_sql(layout.cases_table(), Backend::Sqlite, 1);
+        assert!(!sql.contains("CAST"), "{sql}");
+    }
+}
