@@ -2,6 +2,7 @@
 //! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
 //! carries progress back (it is also the heartbeat, and says when to stop).
 
+pub mod breakout;
 pub mod echo;
 pub mod sleep;
 
@@ -147,6 +148,16 @@ impl Reporter {
         }
     }
 
+    /// The store, for built-in executors that read or write data of their own.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tenant and project the operation belongs to.
+    pub fn owner(&self) -> (TenantId, ProjectId) {
+        (self.tenant, self.project)
+    }
+
     /// Resolves once the attempt has been told to stop.
     pub async fn stopped(&self) {
         let mut stop = self.stop.subscribe();
@@ -163,7 +174,11 @@ pub struct Registry {
 impl Registry {
     pub fn builtin() -> Self {
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
-        let builtins: [Arc<dyn Executor>; 2] = [Arc::new(sleep::Sleep), Arc::new(echo::Echo)];
+        let builtins: [Arc<dyn Executor>; 3] = [
+            Arc::new(sleep::Sleep),
+            Arc::new(echo::Echo),
+            Arc::new(breakout::Breakout),
+        ];
         for executor in builtins {
             executors.insert(executor.operation_type(), executor);
         }

@@ -1,0 +1,558 @@
+//! `CsproBreakout`: turns the data of registered CSPro dictionaries into SQL tables (one
+//! table of cases, one per record type), as CSWeb's breakout does. Parameters:
+//!
+//! ```json
+//! {"dictionaries": ["EVAL_DICT"], "threads": 3, "overwrite": false,
+//!  "strict": false, "chunk_size": 1000}
+//! ```
+//!
+//! Cases are read in chunks of `chunk_size`; `threads` workers write chunks in parallel,
+//! each in one transaction that also records the chunk as committed for this operation.
+//! A later attempt (after a crash or a lost lease) skips the committed chunks, so a
+//! killed job resumes where it stopped. Bad lines never abort the run (unless `strict`):
+//! they are counted, and the first ones are listed with their case and line in the
+//! results.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
+
+use super::{ExecutionError, Executor, Reporter, Run, Task};
+use crate::cspro::csdb::{CsdbFile, CsdbReader};
+use crate::cspro::data::{decode_text, Case, DatReader, IssueKind, ReadOptions};
+use crate::cspro::dictionary::Dictionary;
+use crate::cspro::layout::Layout;
+use crate::domain::ids::OperationId;
+use crate::domain::operation::{OperationResult, ProgressReport};
+use crate::domain::FieldError;
+use crate::store::breakout::{BreakoutDictionary, DataKind};
+use crate::store::{Store, StoreError};
+
+pub const OPERATION_TYPE: &str = "CsproBreakout";
+pub const MAX_THREADS: u32 = 10;
+pub const DEFAULT_CHUNK_SIZE: usize = 1000;
+const MAX_CHUNK_SIZE: usize = 100_000;
+/// Issues listed by name in the results (all are counted).
+pub const ISSUES_LISTED: usize = 50;
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+pub struct Breakout;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    pub dictionaries: Vec<String>,
+    #[serde(default = "one")]
+    pub threads: u32,
+    #[serde(default)]
+    pub overwrite: bool,
+    #[serde(default)]
+    pub strict: bool,
+    pub chunk_size: Option<usize>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+pub fn params(parameters: &Value) -> Result<Params, FieldError> {
+    let params: Params = serde_path_to_error::deserialize(parameters).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "parameters".to_owned()
+        } else {
+            format!("parameters.{path}")
+        };
+        FieldError::new(field, e.into_inner().to_string())
+    })?;
+    if params.dictionaries.is_empty() {
+        return Err(FieldError::new(
+            "parameters.dictionaries",
+            "name at least one dictionary",
+        ));
+    }
+    if !(1..=MAX_THREADS).contains(&params.threads) {
+        return Err(FieldError::new(
+            "parameters.threads",
+            format!("must be between 1 and {MAX_THREADS}"),
+        ));
+    }
+    if params
+        .chunk_size
+        .is_some_and(|n| !(1..=MAX_CHUNK_SIZE).contains(&n))
+    {
+        return Err(FieldError::new(
+            "parameters.chunk_size",
+            format!("must be between 1 and {MAX_CHUNK_SIZE}"),
+        ));
+    }
+    Ok(params)
+}
+
+impl Executor for Breakout {
+    fn operation_type(&self) -> &'static str {
+        OPERATION_TYPE
+    }
+
+    fn validate(&self, parameters: &Value) -> Result<(), FieldError> {
+        params(parameters).map(|_| ())
+    }
+
+    fn run(&self, task: Task) -> Run {
+        Box::pin(async move {
+            let params = params(&task.parameters)
+                .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
+            let store = task.reporter.store().clone();
+            let (_, project) = task.reporter.owner();
+            let committed = store
+                .committed_breakout_chunks(task.operation_id)
+                .await
+                .map_err(db_error)?;
+            let mut tables_created = Vec::new();
+            let mut total_cases = 0;
+            for (index, name) in params.dictionaries.iter().enumerate() {
+                let registered = store
+                    .breakout_dictionary(project, name)
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| {
+                        ExecutionError::new(
+                            "DICTIONARY_NOT_FOUND",
+                            format!("no dictionary named '{name}' is registered"),
+                            false,
+                        )
+                    })?;
+                let base = (index as i64) << 32;
+                let done: HashSet<i64> = committed
+                    .iter()
+                    .filter(|c| c.chunk >> 32 == index as i64)
+                    .map(|c| c.chunk - base)
+                    .collect();
+                let already: u64 = committed
+                    .iter()
+                    .filter(|c| c.chunk >> 32 == index as i64)
+                    .map(|c| c.cases)
+                    .sum();
+                let job = Job {
+                    store: store.clone(),
+                    operation: task.operation_id,
+                    reporter: task.reporter.clone(),
+                    threads: params.threads as usize,
+                    chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+                    strict: params.strict,
+                    base,
+                };
+                // A fresh start replaces (when asked); a resumed one keeps what it wrote.
+                let replace = params.overwrite && done.is_empty();
+                let (tables, cases) = job.run(&registered, replace, done, already).await?;
+                tables_created.extend(tables);
+                total_cases += cases;
+            }
+            let committed = store
+                .committed_breakout_chunks(task.operation_id)
+                .await
+                .map_err(db_error)?;
+            let issues = merge_issues(committed.iter().map(|c| {
+                (
+                    params.dictionaries[(c.chunk >> 32) as usize].as_str(),
+                    c.issues.as_str(),
+                )
+            }));
+            Ok(OperationResult {
+                summary: json!({
+                    "dictionaries_processed": params.dictionaries,
+                    "total_cases": total_cases,
+                    "tables_created": tables_created,
+                    "issues": issues,
+                }),
+                phase_results: Vec::new(),
+                artifacts: Vec::new(),
+            })
+        })
+    }
+}
+
+struct Job {
+    store: Store,
+    operation: OperationId,
+    reporter: Reporter,
+    threads: usize,
+    chunk_size: usize,
+    strict: bool,
+    /// Added to chunk numbers, so the chunks of each dictionary of a job are apart.
+    base: i64,
+}
+
+struct Chunk {
+    index: i64,
+    cases: Vec<Case>,
+}
+
+type Source =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ExecutionError>> + Send>>;
+
+impl Job {
+    async fn run(
+        &self,
+        registered: &BreakoutDictionary,
+        replace: bool,
+        done: HashSet<i64>,
+        already: u64,
+    ) -> Result<(Vec<String>, u64), ExecutionError> {
+        let dictionary = Arc::new(
+            Dictionary::parse(&registered.dictionary)
+                .map_err(|e| ExecutionError::new("INVALID_DICTIONARY", e.to_string(), false))?,
+        );
+        let layout = Arc::new(
+            Layout::new(&dictionary)
+                .map_err(|e| ExecutionError::new("INVALID_DICTIONARY", e.to_string(), false))?,
+        );
+        let (_, project) = self.reporter.owner();
+        self.store
+            .create_breakout_tables(
+                project,
+                &registered.name,
+                &layout,
+                replace,
+                self.operation,
+                crate::clock::now(),
+            )
+            .await
+            .map_err(db_error)?;
+
+        let options = ReadOptions {
+            strict: self.strict,
+        };
+        let (sender, receiver) = mpsc::channel::<Chunk>(self.threads * 2);
+        let (total, source) = match registered.data_kind {
+            DataKind::Dat => {
+                let bytes = tokio::fs::read(&registered.data_path)
+                    .await
+                    .map_err(|e| unreadable(&registered.data_path, e))?;
+                let text = Arc::new(decode_text(&bytes).into_owned());
+                let counted = {
+                    let (dictionary, text) = (dictionary.clone(), text.clone());
+                    tokio::task::spawn_blocking(move || {
+                        DatReader::new(&dictionary, &text, ReadOptions::default())
+                            .filter(Result::is_ok)
+                            .count() as u64
+                    })
+                    .await
+                    .map_err(|_| internal())?
+                };
+                let source = dat_source(
+                    dictionary.clone(),
+                    text,
+                    options,
+                    self.chunk_size,
+                    done,
+                    sender,
+                );
+                (counted, source)
+            }
+            DataKind::Csdb => {
+                let mut file = CsdbFile::open(&registered.data_path)
+                    .await
+                    .map_err(|e| unreadable(&registered.data_path, e))?;
+                let counted = file
+                    .count_cases()
+                    .await
+                    .map_err(|e| unreadable(&registered.data_path, e))?;
+                let source = csdb_source(
+                    dictionary.clone(),
+                    file,
+                    options,
+                    self.chunk_size,
+                    done,
+                    sender,
+                );
+                (counted, source)
+            }
+        };
+
+        let processed = Arc::new(AtomicU64::new(already));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(source);
+        for _ in 0..self.threads {
+            let (store, layout, receiver, processed) = (
+                self.store.clone(),
+                layout.clone(),
+                receiver.clone(),
+                processed.clone(),
+            );
+            let (operation, base) = (self.operation, self.base);
+            tasks.spawn(async move {
+                loop {
+                    let next = receiver.lock().await.recv().await;
+                    let Some(chunk) = next else {
+                        return Ok(());
+                    };
+                    let (Some(first), Some(last)) = (chunk.cases.first(), chunk.cases.last())
+                    else {
+                        continue;
+                    };
+                    let issues = chunk_issues(&chunk.cases).to_string();
+                    store
+                        .write_breakout_chunk(
+                            &layout,
+                            operation,
+                            base + chunk.index,
+                            first.number,
+                            last.number,
+                            &chunk.cases,
+                            &issues,
+                        )
+                        .await
+                        .map_err(db_error)?;
+                    processed.fetch_add(chunk.cases.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+
+        let report = |processed: u64| ProgressReport {
+            percentage: Some(if total == 0 {
+                100.0
+            } else {
+                ((processed as f64 / total as f64) * 1000.0).round() / 10.0
+            }),
+            current_phase: Some(registered.name.clone()),
+            processed_records: Some(processed),
+            total_records: Some(total),
+            ..Default::default()
+        };
+        let mut tick = tokio::time::interval(REPORT_EVERY);
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        tasks.abort_all();
+                        return Err(e);
+                    }
+                    Some(Err(_)) => {
+                        tasks.abort_all();
+                        return Err(internal());
+                    }
+                },
+                _ = tick.tick() => {
+                    if self.reporter.report(report(processed.load(Ordering::Relaxed))).await.is_err() {
+                        tasks.abort_all();
+                        return Err(stopped());
+                    }
+                }
+                _ = self.reporter.stopped() => {
+                    tasks.abort_all();
+                    return Err(stopped());
+                }
+            }
+        }
+        self.reporter
+            .report(report(processed.load(Ordering::Relaxed)))
+            .await
+            .map_err(|_| stopped())?;
+        Ok((layout.table_names().map(str::to_owned).collect(), total))
+    }
+}
+
+/// Reads a `.dat` text on a blocking thread and sends the chunks not yet committed.
+fn dat_source(
+    dictionary: Arc<Dictionary>,
+    text: Arc<String>,
+    options: ReadOptions,
+    chunk_size: usize,
+    done: HashSet<i64>,
+    sender: mpsc::Sender<Chunk>,
+) -> Source {
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut index = 0i64;
+        let mut cases = Vec::with_capacity(chunk_size);
+        let send = |index: i64, cases: Vec<Case>| {
+            if done.contains(&index) {
+                return true;
+            }
+            sender.blocking_send(Chunk { index, cases }).is_ok()
+        };
+        for case in DatReader::new(&dictionary, &text, options) {
+            let case =
+                case.map_err(|e| ExecutionError::new("INVALID_DATA", e.to_string(), false))?;
+            cases.push(case);
+            if cases.len() == chunk_size {
+                if !send(
+                    index,
+                    std::mem::replace(&mut cases, Vec::with_capacity(chunk_size)),
+                ) {
+                    return Ok(());
+                }
+                index += 1;
+            }
+        }
+        if !cases.is_empty() {
+            send(index, cases);
+        }
+        Ok(())
+    });
+    Box::pin(async move { reading.await.map_err(|_| internal())? })
+}
+
+/// Reads a `.csdb` file in chunks and sends those not yet committed.
+fn csdb_source(
+    dictionary: Arc<Dictionary>,
+    file: CsdbFile,
+    options: ReadOptions,
+    chunk_size: usize,
+    done: HashSet<i64>,
+    sender: mpsc::Sender<Chunk>,
+) -> Source {
+    Box::pin(async move {
+        let mut reader = CsdbReader::new(file, &dictionary, options);
+        let mut index = 0i64;
+        loop {
+            let cases = reader
+                .next_chunk(chunk_size)
+                .await
+                .map_err(|e| ExecutionError::new("INVALID_DATA", e.to_string(), false))?;
+            if cases.is_empty() {
+                break;
+            }
+            if !done.contains(&index) && sender.send(Chunk { index, cases }).await.is_err() {
+                break;
+            }
+            index += 1;
+        }
+        let _ = reader.into_file().close().await;
+        Ok(())
+    })
+}
+
+fn kind_name(kind: &IssueKind) -> &'static str {
+    match kind {
+        IssueKind::UnknownRecordType => "unknown_record_type",
+        IssueKind::ShortLine => "short_line",
+        IssueKind::NotNumeric { .. } => "not_numeric",
+        IssueKind::TooManyOccurrences { .. } => "too_many_occurrences",
+    }
+}
+
+/// The issues of a chunk's cases: counts by kind, and the first ones with their case.
+fn chunk_issues(cases: &[Case]) -> Value {
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut first = Vec::new();
+    let (mut count, mut cases_with_issues) = (0u64, 0u64);
+    for case in cases {
+        if !case.issues.is_empty() {
+            cases_with_issues += 1;
+        }
+        for issue in &case.issues {
+            count += 1;
+            *by_kind.entry(kind_name(&issue.kind)).or_default() += 1;
+            if first.len() < ISSUES_LISTED {
+                first.push(json!({
+                    "case_id": case.number,
+                    "case_key": case.key,
+                    "line": issue.line,
+                    "kind": kind_name(&issue.kind),
+                    "message": issue.to_string(),
+                }));
+            }
+        }
+    }
+    json!({"count": count, "cases": cases_with_issues, "by_kind": by_kind, "first": first})
+}
+
+/// The issues of every committed chunk, in chunk order.
+fn merge_issues<'a>(chunks: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut first = Vec::new();
+    let (mut count, mut cases) = (0u64, 0u64);
+    for (dictionary, text) in chunks {
+        let Ok(chunk) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        count += chunk["count"].as_u64().unwrap_or(0);
+        cases += chunk["cases"].as_u64().unwrap_or(0);
+        if let Some(kinds) = chunk["by_kind"].as_object() {
+            for (k, v) in kinds {
+                *by_kind.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        for issue in chunk["first"].as_array().into_iter().flatten() {
+            if first.len() < ISSUES_LISTED {
+                let mut issue = issue.clone();
+                issue["dictionary"] = json!(dictionary);
+                first.push(issue);
+            }
+        }
+    }
+    json!({"count": count, "cases": cases, "by_kind": by_kind, "first": first})
+}
+
+fn db_error(e: StoreError) -> ExecutionError {
+    if e.is_unavailable() {
+        let mut error = ExecutionError::new(
+            "DB_CONNECTION_ERROR",
+            format!("cannot reach the analytics database: {e}"),
+            true,
+        );
+        error.error.details = Some(json!("the main database"));
+        error
+    } else {
+        ExecutionError::new("DB_ERROR", e.to_string(), false)
+    }
+}
+
+fn unreadable(path: &str, e: impl std::fmt::Display) -> ExecutionError {
+    let mut error = ExecutionError::new(
+        "DATA_NOT_READABLE",
+        format!("cannot read the data file: {e}"),
+        false,
+    );
+    error.error.details = Some(json!(format!("data file of the dictionary: {path}")));
+    error
+}
+
+fn internal() -> ExecutionError {
+    ExecutionError::new(
+        "INTERNAL_ERROR",
+        "a breakout task stopped unexpectedly",
+        true,
+    )
+}
+
+fn stopped() -> ExecutionError {
+    ExecutionError::new("STOPPED", "the operation was cancelled or timed out", false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked() {
+        let field = |v: Value| params(&v).err().map(|e| e.field);
+        assert_eq!(field(json!({"dictionaries": ["A"]})), None);
+        assert_eq!(
+            field(json!({"dictionaries": []})),
+            Some("parameters.dictionaries".into())
+        );
+        assert_eq!(
+            field(json!({"dictionaries": ["A"], "threads": 11})),
+            Some("parameters.threads".into())
+        );
+        assert_eq!(
+            field(json!({"dictionaries": ["A"], "threads": 0})),
+            Some("parameters.threads".into())
+        );
+        assert_eq!(
+            field(json!({"dictionaries": ["A"], "chunk_size": 0})),
+            Some("parameters.chunk_size".into())
+        );
+    }
+}
