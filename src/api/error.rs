@@ -33,6 +33,15 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal,
+    /// An error in a seed facade's own shape: its status, title and code, plus fields.
+    #[error("{message}")]
+    Facade {
+        status: StatusCode,
+        title: &'static str,
+        code: &'static str,
+        message: String,
+        extra: Map<String, Value>,
+    },
 }
 
 impl ApiError {
@@ -55,6 +64,7 @@ impl ApiError {
             Self::Conflict { code, .. } => ("Conflict", code),
             Self::Unavailable(_) => ("Service unavailable", "SERVICE_UNAVAILABLE"),
             Self::Internal => ("Internal error", "INTERNAL_ERROR"),
+            Self::Facade { title, code, .. } => (title, code),
         }
     }
 }
@@ -70,6 +80,7 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Facade { status, .. } => *status,
         }
     }
 
@@ -83,7 +94,7 @@ impl ResponseError for ApiError {
         });
         match self {
             Self::InvalidField(e) => body["field"] = json!(e.field),
-            Self::Conflict { extra, .. } => {
+            Self::Conflict { extra, .. } | Self::Facade { extra, .. } => {
                 for (k, v) in extra {
                     body[k] = v.clone();
                 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batches;
 pub mod body;
+pub mod breakout;
 pub mod cache;
 pub mod error;
 pub mod events;
@@ -33,6 +34,7 @@ pub struct AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", get().to(health::healthz))
         .route("/readyz", get().to(health::readyz))
+        .service(breakout_routes())
         .service(
             web::scope("/api/{tenantId}/{projectId}/async")
                 .route("/unauthorized-ping", get().to(health::unauthorized_ping))
@@ -113,6 +115,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 ),
         )
         .default_service(web::to(not_found));
+}
+
+fn breakout_routes() -> actix_web::Scope {
+    web::scope("/api/breakout")
+        .route("/dictionaries", post().to(breakout::register))
+        .route("/dictionaries", get().to(breakout::list_dictionaries))
+        .route("/dictionaries/{name}", get().to(breakout::get_dictionary))
+        .route(
+            "/dictionaries/{name}",
+            delete().to(breakout::delete_dictionary),
+        )
+        .route("/start", post().to(breakout::start))
+        .route("/status/{job_id}", get().to(breakout::status))
+        .route("/tables/{dictionary}", get().to(breakout::tables))
+        .route("/tables/{dictionary}", delete().to(breakout::delete_tables))
+        .route("/jobs", get().to(breakout::jobs))
 }
 
 async fn not_found() -> Result<HttpResponse, error::ApiError> {

@@ -277,7 +277,7 @@ impl Store {
     pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
         let sql = match self.backend {
             Backend::Postgres => {
-                "SELECT table_name AS name FROM information_schema.tables
+                "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = $1"
             }
             Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1",
@@ -506,6 +506,28 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
+    }
+
+    /// The name of the database the tables are in: PostgreSQL's `current_database()`,
+    /// SQLite's file name.
+    pub async fn analytics_database_name(&self) -> Result<String> {
+        match self.backend {
+            Backend::Postgres => Ok(sqlx::query("SELECT CAST(current_database() AS TEXT) AS n")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?),
+            Backend::Sqlite => {
+                let path = self
+                    .url
+                    .trim_start_matches("sqlite:")
+                    .trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or(path);
+                Ok(std::path::Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "main".into()))
+            }
+        }
     }
 
     /// Drops the tables and forgets the dictionary's breakout output.
