@@ -5,6 +5,7 @@ mod common;
 mod receiver;
 
 mod batches;
+mod breakout;
 mod cli;
 mod crash;
 mod engine;

@@ -1,0 +1,582 @@
+//! The CSWeb breakout facade (seed 000): CSPro dictionaries and their data broken out into
+//! SQL tables by a `CsproBreakout` operation.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Row};
+
+use crate::both_backends;
+use crate::common::{eventually, Backend, Response, TestApp};
+
+both_backends!(
+    breakout_popstan_census_into_typed_tables,
+    breakout_three_level_csdb_with_its_own_dictionary,
+    breakout_json_dictionary_registers_and_plans_its_tables,
+    breakout_refuses_existing_tables_unless_overwrite_replaces_them,
+    breakout_seed_error_codes,
+    breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode,
+    breakout_killed_mid_job_resumes_to_the_same_tables,
+);
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn fixture(name: &str) -> String {
+    format!("{}/fixtures/cspro/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const POPSTAN_DCF: &str = "jhandley_PopstanCensus_CEN2000.dcf";
+const POPSTAN_DAT: &str = "jhandley_PopstanCensus.dat";
+
+async fn register(app: &TestApp, dictionary: Option<&str>, data: &str) -> Response {
+    let admin = app.token_with("admin").await;
+    let mut body = json!({"dataPath": data});
+    if let Some(d) = dictionary {
+        body["dictionaryPath"] = json!(d);
+    }
+    app.call(
+        Method::POST,
+        "/api/breakout/dictionaries",
+        Some(&admin),
+        Some(&body),
+    )
+    .await
+}
+
+async fn register_popstan(app: &TestApp) {
+    let r = register(app, Some(&fixture(POPSTAN_DCF)), &fixture(POPSTAN_DAT)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+async fn start(app: &TestApp, body: &Value) -> Response {
+    app.post("/api/breakout/start", body).await
+}
+
+async fn start_ok(app: &TestApp, body: &Value) -> String {
+    let r = start(app, body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    r.body["job_id"].as_str().unwrap().to_owned()
+}
+
+async fn finished(app: &TestApp, job: &str) -> Value {
+    eventually(60 * SEC, || async {
+        let s = app.get(&format!("/api/breakout/status/{job}")).await;
+        assert_eq!(s.status, StatusCode::OK, "{}", s.text);
+        matches!(
+            s.body["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        )
+        .then_some(s.body)
+    })
+    .await
+}
+
+/// Rows of a query against the test database, every value read as text.
+async fn query(app: &TestApp, sql: &str) -> Vec<Vec<Option<String>>> {
+    let mut conn = sqlx::AnyConnection::connect(app.store().url())
+        .await
+        .unwrap();
+    let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for t in tables {
+        let rows = query(app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {t}")).await;
+        out.push(rows[0][0].as_deref().unwrap().parse().unwrap());
+    }
+    out
+}
+
+const POPSTAN_TABLES: [&str; 4] = [
+    "cen2000_cases",
+    "cen2000_person",
+    "cen2000_housing",
+    "cen2000_interview_record",
+];
+
+async fn breakout_popstan_census_into_typed_tables(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    register_popstan(&app).await;
+    let listed = app.get("/api/breakout/dictionaries").await;
+    assert_eq!(listed.body["total"], 1, "{}", listed.text);
+    assert_eq!(listed.body["data"][0]["name"], "CEN2000");
+    assert_eq!(listed.body["data"][0]["tables"], json!(POPSTAN_TABLES));
+
+    let r = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "threads": 3, "overwrite": false, "chunk_size": 40}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["status"], "started");
+    assert_eq!(r.body["dictionaries"], json!(["CEN2000"]));
+    assert_eq!(r.body["threads"], 3);
+    assert!(r.body["estimated_time"].is_null(), "no history yet");
+    assert_eq!(r.body["message"], "Breakout started in background");
+    let job = r.body["job_id"].as_str().unwrap().to_owned();
+
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 294);
+    assert_eq!(done["result"]["tables_created"], json!(POPSTAN_TABLES));
+    assert_eq!(done["result"]["dictionaries_processed"], json!(["CEN2000"]));
+    assert!(done["result"]["execution_time"]
+        .as_str()
+        .unwrap()
+        .starts_with("00:"));
+    assert!(done["completed_at"].is_string());
+    assert_eq!(done["result"]["issues"]["count"], 0, "{done}");
+
+    // Sizes and counts measured from the database.
+    let t = app.get("/api/breakout/tables/CEN2000").await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.body["label"], "cen2000");
+    let rows: Vec<(String, String, i64)> = t.body["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(t["size_bytes"].as_i64().unwrap() > 0, "{t}");
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
+                t["row_count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("cen2000_cases".to_owned(), "main".to_owned(), 294),
+            ("cen2000_person".to_owned(), "record".to_owned(), 1262),
+            ("cen2000_housing".to_owned(), "record".to_owned(), 240),
+            (
+                "cen2000_interview_record".to_owned(),
+                "record".to_owned(),
+                294
+            ),
+        ]
+    );
+    assert!(t.body["total_size"].as_str().unwrap().ends_with('B'));
+
+    // Spot checks: ids and a zero-filled numeric on the cases row, an alpha item, person
+    // rows keyed by case and occurrence.
+    let case = query(
+        &app,
+        "SELECT case_key, CAST(province AS TEXT), CAST(village AS TEXT), CAST(hh AS TEXT)
+         FROM cen2000_cases WHERE case_id = 1",
+    )
+    .await;
+    assert_eq!(
+        case[0],
+        [
+            Some("010100300110210011".to_owned()),
+            Some("1".to_owned()),
+            Some("3".to_owned()),
+            Some("1".to_owned())
+        ]
+    );
+    let interview = query(
+        &app,
+        "SELECT enumerator, CAST(interview_month AS TEXT) FROM cen2000_interview_record WHERE case_id = 1",
+    )
+    .await;
+    assert_eq!(interview[0][0].as_deref().map(str::trim_end), Some("Lisa"));
+    assert_eq!(interview[0][1].as_deref(), Some("12"));
+    let persons = query(
+        &app,
+        "SELECT CAST(occ AS TEXT), CAST(p03_sex AS TEXT), CAST(p04_age AS TEXT)
+         FROM cen2000_person WHERE case_id = 1 ORDER BY occ",
+    )
+    .await;
+    assert_eq!(persons.len(), 3);
+    // First PERSON line: `...1 0 1 1 2 1 95...`: sex at column 23, age at 24-25.
+    let line = std::fs::read_to_string(fixture(POPSTAN_DAT)).unwrap();
+    let first = line.trim_start_matches('\u{feff}').lines().next().unwrap();
+    let sex: i64 = first[22..23].parse().unwrap();
+    let age: i64 = first[23..25].trim().parse().unwrap();
+    assert_eq!(persons[0][0].as_deref(), Some("1"));
+    assert_eq!(persons[0][1], Some(sex.to_string()));
+    assert_eq!(persons[0][2], Some(age.to_string()));
+
+    // Listed among jobs, and as an ordinary operation.
+    let jobs = app
+        .get("/api/breakout/jobs?status=completed&limit=10")
+        .await;
+    assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.text);
+    assert_eq!(jobs.body["total"], 1);
+    assert_eq!(jobs.body["limit"], 10);
+    assert_eq!(jobs.body["data"][0]["job_id"], job.as_str());
+    assert_eq!(jobs.body["data"][0]["cases_processed"], 294);
+    let running = app.get("/api/breakout/jobs?status=running").await;
+    assert_eq!(running.body["total"], 0);
+    let op = app.get(&app.api(&format!("/operation/{job}"))).await;
+    assert_eq!(op.body["operationType"], "CsproBreakout", "{}", op.text);
+    assert_eq!(op.body["status"], "Completed");
+
+    // A second start now has history for its estimate.
+    let again = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": true}),
+    )
+    .await;
+    assert!(again.body["estimated_time"].is_string(), "{}", again.text);
+    finished(&app, again.body["job_id"].as_str().unwrap()).await;
+
+    // Dropping the tables reports what was freed; then they are gone.
+    let d = app.delete("/api/breakout/tables/CEN2000", None).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    assert_eq!(d.body["message"], "Tables deleted successfully");
+    assert_eq!(d.body["deleted_tables"], json!(POPSTAN_TABLES));
+    assert!(d.body["freed_bytes"].as_i64().unwrap() > 0);
+    let gone = app.get("/api/breakout/tables/CEN2000").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.body["error"], "No tables found");
+    assert_eq!(
+        gone.body["suggestion"],
+        "Run breakout first using POST /api/breakout/start"
+    );
+}
+
+async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let r = register(&app, None, &fixture("cspro_ThreeLevelTest.csdb")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data_kind"], "csdb");
+    let name = r.body["name"].as_str().unwrap().to_owned();
+    let tables: Vec<String> = r.body["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    let job = start_ok(&app, &json!({"dictionaries": [name], "threads": 2})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 1);
+    let cases = query(
+        &app,
+        &format!("SELECT case_uuid FROM {} WHERE case_id = 1", tables[0]),
+    )
+    .await;
+    assert_eq!(
+        cases[0][0].as_deref(),
+        Some("997f1b93-b3c7-468e-ba29-7c9b799a0281")
+    );
+    // Every record table joins back to its case.
+    for table in &tables[1..] {
+        let orphans = query(
+            &app,
+            &format!(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM {table} r
+                 LEFT JOIN {} c ON c.case_id = r.case_id WHERE c.case_id IS NULL",
+                tables[0]
+            ),
+        )
+        .await;
+        assert_eq!(orphans[0][0].as_deref(), Some("0"), "{table}");
+    }
+    let t = app.get(&format!("/api/breakout/tables/{name}")).await;
+    // The one case has one node of each level, each with its record.
+    for table in t.body["tables"].as_array().unwrap() {
+        assert_eq!(table["row_count"], 1, "{}", t.text);
+    }
+    assert_eq!(t.body["tables"].as_array().unwrap().len(), tables.len());
+}
+
+async fn breakout_json_dictionary_registers_and_plans_its_tables(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.dat");
+    std::fs::write(&empty, "").unwrap();
+    let r = register(
+        &app,
+        Some(&fixture("cspro_TestDict_json.dcf")),
+        empty.to_str().unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let name = r.body["name"].as_str().unwrap().to_owned();
+    let got = app.get(&format!("/api/breakout/dictionaries/{name}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body["tables"].as_array().unwrap().len() >= 2);
+    // An empty data file breaks out into empty tables.
+    let job = start_ok(&app, &json!({"dictionaries": [name]})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 0);
+    let d = app
+        .delete(&format!("/api/breakout/dictionaries/{name}"), None)
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    let gone = app.get(&format!("/api/breakout/dictionaries/{name}")).await;
+    assert_eq!(gone.body["code"], "DICTIONARY_NOT_FOUND");
+}
+
+async fn breakout_refuses_existing_tables_unless_overwrite_replaces_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    register_popstan(&app).await;
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    assert_eq!(finished(&app, &job).await["status"], "completed");
+
+    let r = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": false}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["error"], "Tables already exist");
+    assert_eq!(r.body["code"], "TABLES_ALREADY_EXIST");
+    assert_eq!(
+        r.body["message"],
+        "Tables for dictionary 'CEN2000' already exist. Use overwrite=true to replace."
+    );
+    assert_eq!(r.body["existing_tables"], json!(POPSTAN_TABLES));
+
+    // Overwrite replaces: a stray row is gone and nothing is doubled.
+    query(
+        &app,
+        "INSERT INTO cen2000_cases (case_id, case_key) VALUES (9999, 'stray')",
+    )
+    .await;
+    let job = start_ok(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": true, "threads": 4, "chunk_size": 7}),
+    )
+    .await;
+    assert_eq!(finished(&app, &job).await["status"], "completed");
+    assert_eq!(counts(&app, &POPSTAN_TABLES).await, [294, 1262, 240, 294]);
+}
+
+async fn breakout_seed_error_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    register_popstan(&app).await;
+
+    let r = start(&app, &json!({"dictionaries": ["EVAL_DICT"]})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.body["code"], "DICTIONARY_NOT_FOUND");
+
+    for threads in [json!(0), json!(11), json!(2.5), json!("3")] {
+        let r = start(
+            &app,
+            &json!({"dictionaries": ["CEN2000"], "threads": threads}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{threads}: {}", r.text);
+        assert_eq!(r.body["code"], "INVALID_THREADS", "{threads}");
+    }
+
+    // A read-only token may look but not start; a token for no single project may not.
+    let reader = app.token_with("operations:read").await;
+    let body = json!({"dictionaries": ["CEN2000"]});
+    let r = app
+        .call(
+            Method::POST,
+            "/api/breakout/start",
+            Some(&reader),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body["code"], "INSUFFICIENT_PERMISSIONS");
+    let r = app
+        .call(Method::GET, "/api/breakout/jobs", Some(&reader), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let tenant_wide =
+        crate::common::mint_token(app.store(), app.tenant, None, crate::common::ALL_SCOPES).await;
+    let r = app
+        .call(Method::GET, "/api/breakout/jobs", Some(&tenant_wide), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body["code"], "INSUFFICIENT_PERMISSIONS");
+    // Registering server files needs the admin scope.
+    let body = json!({"dictionaryPath": fixture(POPSTAN_DCF), "dataPath": fixture(POPSTAN_DAT)});
+    let r = app.post("/api/breakout/dictionaries", &body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = app
+        .call(Method::POST, "/api/breakout/start", None, Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Another project's token sees neither the dictionary nor the job.
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    let (_, _, other) = app.other_tenant().await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/api/breakout/status/{job}"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app
+        .call(
+            Method::POST,
+            "/api/breakout/start",
+            Some(&other),
+            Some(&json!({"dictionaries": ["CEN2000"]})),
+        )
+        .await;
+    assert_eq!(r.body["code"], "DICTIONARY_NOT_FOUND", "{}", r.text);
+
+    let r = app.get("/api/breakout/jobs?status=sleeping").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app.get("/api/breakout/jobs?limit=0").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .get("/api/breakout/status/breakout-20260315-120000")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    finished(&app, &job).await;
+}
+
+async fn breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let good = std::fs::read_to_string(fixture("jhandley_PopstanCensus_first5cases.dat")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    let case_ids = &lines[0][1..19].to_owned();
+    // Line 2 gets an unknown record type, line 3 is cut short, and the age of the first
+    // person (columns 24-25) becomes letters.
+    lines[1] = format!("9{}{}", case_ids, &lines[1][19..]);
+    lines[2] = lines[2][..10].to_owned();
+    lines[0].replace_range(23..25, "XX");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bad.dat");
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let r = register(&app, Some(&fixture(POPSTAN_DCF)), data.to_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 5);
+    let issues = &done["result"]["issues"];
+    assert_eq!(issues["count"], 3, "{issues}");
+    assert_eq!(issues["by_kind"]["unknown_record_type"], 1, "{issues}");
+    assert_eq!(issues["by_kind"]["short_line"], 1, "{issues}");
+    assert_eq!(issues["by_kind"]["not_numeric"], 1, "{issues}");
+    let mut listed: Vec<(i64, String)> = issues["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["case_id"], 1, "{i}");
+            (
+                i["line"].as_i64().unwrap(),
+                i["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (1, "not_numeric".to_owned()),
+            (2, "unknown_record_type".to_owned()),
+            (3, "short_line".to_owned())
+        ]
+    );
+    // The rest of the data is there.
+    let persons = counts(&app, &["cen2000_cases", "cen2000_person"]).await;
+    assert_eq!(persons[0], 5);
+
+    let strict = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": true, "strict": true}),
+    )
+    .await;
+    assert_eq!(strict.status, StatusCode::ACCEPTED, "{}", strict.text);
+    let failed = finished(&app, strict.body["job_id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "INVALID_DATA", "{failed}");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
+    assert!(failed["failed_at"].is_string());
+}
+
+/// Restarts the server in-process (`TestApp::restart`) while the job is part-way through:
+/// the next attempt skips the committed chunks, and the tables equal those of an
+/// uninterrupted run.
+async fn breakout_killed_mid_job_resumes_to_the_same_tables(backend: Backend) {
+    let short_lease = |c: &mut relais::config::Config| c.heartbeat_timeout = 2 * SEC;
+    let app = TestApp::spawn_with(backend, short_lease).await;
+    let popstan = std::fs::read_to_string(fixture(POPSTAN_DAT)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("popstan_x10.dat");
+    // The same cases ten times over (without the BOM, which only a file's start may have).
+    let popstan = popstan.trim_start_matches('\u{feff}');
+    std::fs::write(&data, popstan.repeat(10)).unwrap();
+    let r = register(&app, Some(&fixture(POPSTAN_DCF)), data.to_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let body = json!({"dictionaries": ["CEN2000"], "threads": 2, "chunk_size": 5});
+    let job = start_ok(&app, &body).await;
+    let at_kill = eventually(60 * SEC, || async {
+        let s = app.get(&format!("/api/breakout/status/{job}")).await;
+        let processed = s.body["progress"]["processed"].as_u64().unwrap_or(0);
+        (processed >= 300).then_some(s.body)
+    })
+    .await;
+    assert_eq!(at_kill["status"], "running", "{at_kill}");
+    assert_eq!(at_kill["progress"]["total"], 2940);
+    assert!(at_kill["progress"]["estimated_remaining"].is_string());
+    let app = app.restart(short_lease).await;
+
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 2940);
+    let op = app.get(&app.api(&format!("/operation/{job}"))).await;
+    assert!(
+        op.body["execution"]["attempt"].as_u64().unwrap() >= 2,
+        "{}",
+        op.text
+    );
+    let resumed = fingerprint(&app).await;
+
+    let again = start_ok(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "threads": 1, "overwrite": true}),
+    )
+    .await;
+    assert_eq!(finished(&app, &again).await["status"], "completed");
+    assert_eq!(fingerprint(&app).await, resumed);
+    assert_eq!(
+        counts(&app, &POPSTAN_TABLES).await,
+        [2940, 12620, 2400, 2940]
+    );
+}
+
+async fn fingerprint(app: &TestApp) -> Vec<Vec<Option<String>>> {
+    let mut all = Vec::new();
+    for (table, column) in [
+        ("cen2000_cases", "province"),
+        ("cen2000_person", "p04_age"),
+        ("cen2000_housing", "occ"),
+        ("cen2000_interview_record", "interview_month"),
+    ] {
+        all.extend(
+            query(
+                app,
+                &format!(
+                    "SELECT CAST(COUNT(*) AS TEXT), CAST(SUM(case_id) AS TEXT),
+                     CAST(CAST(SUM({column}) AS BIGINT) AS TEXT) FROM {table}"
+                ),
+            )
+            .await,
+        );
+    }
+    all
+}
