@@ -541,4 +541,178 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
     relais.stop().await;
     receiver_handle.stop(true).await;
     Ok(())
+
+pub struct BreakoutBenchArgs {
+    /// Cases in the generated Popstan-shaped data set.
+    #[arg(long, default_value_t = 50_000)]
+    pub cases: usize,
+    /// Thread counts to time, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub threads: Vec<u32>,
+    /// Cases per chunk (one transaction each).
+    #[arg(long, default_value_t = crate::executors::breakout::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: usize,
+}
+
+const POPSTAN_DCF: &str = include_str!("../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
+const POPSTAN_DAT: &str = include_str!("../fixtures/cspro/jhandley_PopstanCensus.dat");
+
+/// A data set shaped like the Popstan census: its 294 cases used in turn as templates,
+/// each copy with its own ids (village, enumeration area and building numbered from the
+/// case's position) and a random age on every person line, so `cases` distinct cases
+/// with Popstan's mix of records (about 4.3 persons, 0.8 housing and 1 interview each).
+pub fn popstan_like(cases: usize, seed: u64) -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut templates: Vec<Vec<&str>> = Vec::new();
+    for line in POPSTAN_DAT.trim_start_matches('\u{feff}').lines() {
+        if line.len() < 19 {
+            continue;
+        }
+        match templates.last_mut() {
+            Some(case) if case[0][1..19] == line[1..19] => case.push(line),
+            _ => templates.push(vec![line]),
+        }
+    }
+    let mut out = String::with_capacity(cases * 400);
+    for n in 0..cases {
+        let ids = format!(
+            "{:03}{:03}{}{:03}",
+            n / 1_000_000 % 1000,
+            n / 1000 % 1000,
+            '1',
+            n % 1000
+        );
+        for line in &templates[n % templates.len()] {
+            out.push_str(&line[..5]);
+            out.push_str(&ids);
+            let rest = &line[15..];
+            if line.starts_with('1') && line.len() >= 25 {
+                out.push_str(&rest[..8]);
+                out.push_str(&format!("{:02}", rng.gen_range(0..100)));
+                out.push_str(&rest[10..]);
+            } else {
+                out.push_str(rest);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Times `CsproBreakout` on a generated data set, once per thread count, through the
+/// real runner (the operation is created in the store, as the API would).
+pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::Result<()> {
+    use crate::store::breakout::{BreakoutDictionary, DataKind};
+    let data = std::env::temp_dir().join(format!("relais-bench-{}.dat", uuid::Uuid::new_v4()));
+    let generating = Instant::now();
+    std::fs::write(&data, popstan_like(args.cases, 7))?;
+    let generated = generating.elapsed().as_secs_f64();
+    let config = Config::for_database(database_url);
+    let relais = Relais::start(config).await?;
+    let store = relais.store().clone();
+    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    store
+        .put_breakout_dictionary(&BreakoutDictionary {
+            tenant,
+            project,
+            name: "CEN2000".into(),
+            label: "Popstan-shaped".into(),
+            dictionary: POPSTAN_DCF.into(),
+            data_kind: DataKind::Dat,
+            data_path: data.to_string_lossy().into_owned(),
+            created_at: clock::now(),
+        })
+        .await?;
+    println!(
+        "backend: {:?}; cores: {}; {} cases generated in {generated:.2} s ({} MB), chunks of {} cases",
+        store.backend(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.cases,
+        std::fs::metadata(&data)?.len() / 1_000_000,
+        args.chunk_size
+    );
+    let outcome = async {
+        for threads in &args.threads {
+            let parameters = serde_json::json!({"dictionaries": ["CEN2000"], "threads": threads,
+                "overwrite": true, "chunk_size": args.chunk_size});
+            let spec: OperationSpec = serde_json::from_value::<crate::domain::requests::StartOperationBody>(
+                serde_json::json!({"operationType": crate::executors::breakout::OPERATION_TYPE,
+                    "operationName": "bench breakout", "parameters": parameters}),
+            )?
+            .try_into()?;
+            let mut op = Operation::new(OperationId::new(), tenant, project, spec, clock::now());
+            let started = Instant::now();
+            store.create_operation(&mut op, Vec::new(), None).await?;
+            let done = loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let current = store
+                    .get_operation(tenant, project, op.id)
+                    .await?
+                    .context("the operation vanished")?;
+                if current.status.is_terminal() {
+                    break current;
+                }
+            };
+            let wall = started.elapsed().as_secs_f64();
+            let Some(result) = done.result.filter(|_| {
+                done.status == crate::domain::operation::OperationStatus::Completed
+            }) else {
+                bail!("the breakout did not complete: {:?}", done.error);
+            };
+            let run = match (done.started_at, done.finished_at) {
+                (Some(s), Some(f)) => (f - s).num_milliseconds() as f64 / 1000.0,
+                _ => wall,
+            };
+            let stats = store
+                .breakout_table_stats(
+                    &result.summary["tables_created"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect::<Vec<_>>(),
+                )
+                .await?;
+            let rows: i64 = stats.iter().map(|s| s.row_count).sum();
+            anyhow::ensure!(
+                result.summary["total_cases"] == args.cases,
+                "expected {} cases, got {}",
+                args.cases,
+                result.summary["total_cases"]
+            );
+            println!(
+                "threads {threads}: {} cases, {rows} rows in {run:.2} s (run), {wall:.2} s (request to completion): {:.0} cases/s, {:.0} rows/s",
+                args.cases,
+                args.cases as f64 / run,
+                rows as f64 / run
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&data);
+    relais.stop().await;
+    outcome
+}
+
+#[cfg(test)]
+mod breakout_tests {
+    use super::*;
+    use crate::cspro::data::{DatReader, ReadOptions};
+    use crate::cspro::dictionary::Dictionary;
+
+    #[test]
+    fn the_generator_makes_distinct_clean_popstan_cases() {
+        let text = popstan_like(2_000, 1);
+        let dictionary = Dictionary::parse(POPSTAN_DCF).unwrap();
+        let cases: Vec<_> = DatReader::new(&dictionary, &text, ReadOptions { strict: true })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(cases.len(), 2_000);
+        let keys: std::collections::HashSet<_> = cases.iter().map(|c| c.key.clone()).collect();
+        assert_eq!(keys.len(), 2_000, "every case has its own key");
+        let records: usize = cases.iter().map(|c| c.records.len()).sum();
+        assert!((4 * 2_000..7 * 2_000).contains(&records), "{records}");
+    }
 }

@@ -73,6 +73,8 @@ pub enum BenchCommand {
     Operations(crate::bench::OperationBenchArgs),
     /// A batch DAG of fan-out layers and joins run by an instant executor: overhead per member.
     Batch(crate::bench::BatchBenchArgs),
+    /// CSPro breakout of a generated Popstan-shaped data set, with 1 and 4 threads.
+    Breakout(crate::bench::BreakoutBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +149,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Batch(args),
         } => crate::bench::batch(cli.database_url, args).await,
+            command: BenchCommand::Breakout(args),
+        } => crate::bench::breakout(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");
