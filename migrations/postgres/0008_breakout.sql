@@ -1,5 +1,6 @@
 -- CSPro breakout (seed 000): registered dictionaries, the tables a breakout created, and
--- the chunks a breakout job has committed (its resumable cursor).
+-- the chunks of cases written into them (the cursor a killed job resumes from, and what a
+-- later run compares with to write only the chunks whose cases changed).
 
 CREATE TABLE breakout_dictionaries (
     tenant_id TEXT NOT NULL,
@@ -25,11 +26,16 @@ CREATE TABLE breakout_outputs (
 );
 
 CREATE TABLE breakout_chunks (
-    operation_id TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    dictionary TEXT NOT NULL,
     chunk BIGINT NOT NULL,
+    -- the job that wrote it
+    operation_id TEXT NOT NULL,
+    -- SHA-256 of the chunk's cases as read
+    fingerprint TEXT NOT NULL,
     cases BIGINT NOT NULL,
     -- JSON: issue counts and the first issues of the chunk's cases
     issues TEXT NOT NULL,
     committed_at BIGINT NOT NULL,
-    PRIMARY KEY (operation_id, chunk)
+    PRIMARY KEY (project_id, dictionary, chunk)
 );

@@ -285,6 +285,10 @@ struct StartBody {
     overwrite: bool,
     #[serde(default)]
     strict: bool,
+    /// Write into existing tables, only the chunks of cases that changed since the last
+    /// run (without it, existing tables are a 409 unless `overwrite`).
+    #[serde(default)]
+    incremental: bool,
     chunk_size: Option<usize>,
 }
 
@@ -330,7 +334,7 @@ pub async fn start(
             .existing_tables(&names)
             .await
             .map_err(store_error)?;
-        if !existing.is_empty() && !request.overwrite {
+        if !existing.is_empty() && !request.overwrite && !request.incremental {
             return Err(facade(
                 StatusCode::CONFLICT,
                 "Tables already exist",

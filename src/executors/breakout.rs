@@ -7,19 +7,24 @@
 //! ```
 //!
 //! Cases are read in chunks of `chunk_size`; `threads` workers write chunks in parallel,
-//! each in one transaction that also records the chunk as committed for this operation.
-//! A later attempt (after a crash or a lost lease) skips the committed chunks, so a
-//! killed job resumes where it stopped. Bad lines never abort the run (unless `strict`):
+//! each in one transaction that deletes the chunk's cases, inserts their rows and records
+//! the chunk with a fingerprint of its cases. A chunk whose fingerprint is already
+//! recorded is not written again: so a later attempt (after a crash or a lost lease)
+//! resumes where the killed one stopped, and a later run over new data writes only the
+//! chunks that changed (appended cases, edited ones; a case inserted in the middle shifts
+//! the numbers of all that follow, so their chunks are written again). Rows of cases the
+//! data no longer has are deleted at the end. `overwrite` drops the tables first. Bad lines never abort the run (unless `strict`):
 //! they are counted, and the first ones are listed with their case and line in the
 //! results.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 
@@ -31,7 +36,7 @@ use crate::cspro::layout::Layout;
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{OperationResult, ProgressReport};
 use crate::domain::FieldError;
-use crate::store::breakout::{BreakoutDictionary, DataKind};
+use crate::store::breakout::{BreakoutDictionary, ChunkKey, DataKind};
 use crate::store::{Store, StoreError};
 
 pub const OPERATION_TYPE: &str = "CsproBreakout";
@@ -110,13 +115,10 @@ impl Executor for Breakout {
                 .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
             let store = task.reporter.store().clone();
             let (_, project) = task.reporter.owner();
-            let committed = store
-                .committed_breakout_chunks(task.operation_id)
-                .await
-                .map_err(db_error)?;
             let mut tables_created = Vec::new();
-            let mut total_cases = 0;
-            for (index, name) in params.dictionaries.iter().enumerate() {
+            let (mut total_cases, mut written, mut unchanged) = (0, 0, 0);
+            let mut issues = Vec::new();
+            for name in &params.dictionaries {
                 let registered = store
                     .breakout_dictionary(project, name)
                     .await
@@ -128,17 +130,23 @@ impl Executor for Breakout {
                             false,
                         )
                     })?;
-                let base = (index as i64) << 32;
-                let done: HashSet<i64> = committed
+                let committed = store
+                    .committed_breakout_chunks(project, name)
+                    .await
+                    .map_err(db_error)?;
+                // An earlier attempt of this job already replaced the tables: resume.
+                let resuming = committed
                     .iter()
-                    .filter(|c| c.chunk >> 32 == index as i64)
-                    .map(|c| c.chunk - base)
-                    .collect();
-                let already: u64 = committed
-                    .iter()
-                    .filter(|c| c.chunk >> 32 == index as i64)
-                    .map(|c| c.cases)
-                    .sum();
+                    .any(|c| c.operation_id == task.operation_id.db());
+                let replace = params.overwrite && !resuming;
+                let known: HashMap<i64, String> = if replace {
+                    HashMap::new()
+                } else {
+                    committed
+                        .into_iter()
+                        .map(|c| (c.chunk, c.fingerprint))
+                        .collect()
+                };
                 let job = Job {
                     store: store.clone(),
                     operation: task.operation_id,
@@ -146,29 +154,28 @@ impl Executor for Breakout {
                     threads: params.threads as usize,
                     chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
                     strict: params.strict,
-                    base,
                 };
-                // A fresh start replaces (when asked); a resumed one keeps what it wrote.
-                let replace = params.overwrite && done.is_empty();
-                let (tables, cases) = job.run(&registered, replace, done, already).await?;
-                tables_created.extend(tables);
-                total_cases += cases;
+                let outcome = job.run(&registered, replace, known).await?;
+                tables_created.extend(outcome.tables);
+                total_cases += outcome.cases;
+                written += outcome.written;
+                unchanged += outcome.unchanged;
+                for chunk in store
+                    .committed_breakout_chunks(project, name)
+                    .await
+                    .map_err(db_error)?
+                {
+                    issues.push((name.clone(), chunk.issues));
+                }
             }
-            let committed = store
-                .committed_breakout_chunks(task.operation_id)
-                .await
-                .map_err(db_error)?;
-            let issues = merge_issues(committed.iter().map(|c| {
-                (
-                    params.dictionaries[(c.chunk >> 32) as usize].as_str(),
-                    c.issues.as_str(),
-                )
-            }));
+            let issues = merge_issues(issues.iter().map(|(d, i)| (d.as_str(), i.as_str())));
             Ok(OperationResult {
                 summary: json!({
                     "dictionaries_processed": params.dictionaries,
                     "total_cases": total_cases,
                     "tables_created": tables_created,
+                    "cases_written": written,
+                    "cases_unchanged": unchanged,
                     "issues": issues,
                 }),
                 phase_results: Vec::new(),
@@ -185,13 +192,31 @@ struct Job {
     threads: usize,
     chunk_size: usize,
     strict: bool,
-    /// Added to chunk numbers, so the chunks of each dictionary of a job are apart.
-    base: i64,
 }
 
 struct Chunk {
     index: i64,
+    fingerprint: String,
     cases: Vec<Case>,
+}
+
+struct Outcome {
+    tables: Vec<String>,
+    cases: u64,
+    written: u64,
+    unchanged: u64,
+}
+
+/// Fingerprints of the chunks already in the tables, by chunk number.
+type Known = HashMap<i64, String>;
+
+/// SHA-256 of the cases as read (every value, issue and position).
+fn fingerprint(cases: &[Case]) -> String {
+    let mut hasher = Sha256::new();
+    for case in cases {
+        hasher.update(format!("{case:?}").as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 type Source =
@@ -202,9 +227,8 @@ impl Job {
         &self,
         registered: &BreakoutDictionary,
         replace: bool,
-        done: HashSet<i64>,
-        already: u64,
-    ) -> Result<(Vec<String>, u64), ExecutionError> {
+        known: Known,
+    ) -> Result<Outcome, ExecutionError> {
         let dictionary = Arc::new(
             Dictionary::parse(&registered.dictionary)
                 .map_err(|e| ExecutionError::new("INVALID_DICTIONARY", e.to_string(), false))?,
@@ -230,6 +254,14 @@ impl Job {
             strict: self.strict,
         };
         let (sender, receiver) = mpsc::channel::<Chunk>(self.threads * 2);
+        let processed = Arc::new(AtomicU64::new(0));
+        let unchanged = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let skip = Skip {
+            known,
+            processed: processed.clone(),
+            unchanged: unchanged.clone(),
+        };
         let (total, source) = match registered.data_kind {
             DataKind::Dat => {
                 let bytes = tokio::fs::read(&registered.data_path)
@@ -251,7 +283,7 @@ impl Job {
                     text,
                     options,
                     self.chunk_size,
-                    done,
+                    skip,
                     sender,
                 );
                 (counted, source)
@@ -269,25 +301,25 @@ impl Job {
                     file,
                     options,
                     self.chunk_size,
-                    done,
+                    skip,
                     sender,
                 );
                 (counted, source)
             }
         };
 
-        let processed = Arc::new(AtomicU64::new(already));
         let receiver = Arc::new(Mutex::new(receiver));
         let mut tasks = JoinSet::new();
         tasks.spawn(source);
         for _ in 0..self.threads {
-            let (store, layout, receiver, processed) = (
+            let (store, layout, receiver, processed, written) = (
                 self.store.clone(),
                 layout.clone(),
                 receiver.clone(),
                 processed.clone(),
+                written.clone(),
             );
-            let (operation, base) = (self.operation, self.base);
+            let (operation, dictionary) = (self.operation, registered.name.clone());
             tasks.spawn(async move {
                 loop {
                     let next = receiver.lock().await.recv().await;
@@ -302,8 +334,13 @@ impl Job {
                     store
                         .write_breakout_chunk(
                             &layout,
-                            operation,
-                            base + chunk.index,
+                            ChunkKey {
+                                project,
+                                dictionary: &dictionary,
+                                operation,
+                                chunk: chunk.index,
+                                fingerprint: &chunk.fingerprint,
+                            },
                             first.number,
                             last.number,
                             &chunk.cases,
@@ -312,6 +349,7 @@ impl Job {
                         .await
                         .map_err(db_error)?;
                     processed.fetch_add(chunk.cases.len() as u64, Ordering::Relaxed);
+                    written.fetch_add(chunk.cases.len() as u64, Ordering::Relaxed);
                 }
             });
         }
@@ -354,31 +392,64 @@ impl Job {
                 }
             }
         }
+        let chunks = total.div_ceil(self.chunk_size as u64) as i64;
+        self.store
+            .finish_breakout(&layout, project, &registered.name, total, chunks)
+            .await
+            .map_err(db_error)?;
         self.reporter
             .report(report(processed.load(Ordering::Relaxed)))
             .await
             .map_err(|_| stopped())?;
-        Ok((layout.table_names().map(str::to_owned).collect(), total))
+        Ok(Outcome {
+            tables: layout.table_names().map(str::to_owned).collect(),
+            cases: total,
+            written: written.load(Ordering::Relaxed),
+            unchanged: unchanged.load(Ordering::Relaxed),
+        })
     }
 }
 
-/// Reads a `.dat` text on a blocking thread and sends the chunks not yet committed.
+/// Which chunks need no writing: those whose fingerprint is already in the tables.
+struct Skip {
+    known: Known,
+    processed: Arc<AtomicU64>,
+    unchanged: Arc<AtomicU64>,
+}
+
+impl Skip {
+    /// The chunk to write, or `None` when the tables already hold it.
+    fn check(&self, index: i64, cases: Vec<Case>) -> Option<Chunk> {
+        let fingerprint = fingerprint(&cases);
+        if self.known.get(&index) == Some(&fingerprint) {
+            let n = cases.len() as u64;
+            self.processed.fetch_add(n, Ordering::Relaxed);
+            self.unchanged.fetch_add(n, Ordering::Relaxed);
+            return None;
+        }
+        Some(Chunk {
+            index,
+            fingerprint,
+            cases,
+        })
+    }
+}
+
+/// Reads a `.dat` text on a blocking thread and sends the chunks to write.
 fn dat_source(
     dictionary: Arc<Dictionary>,
     text: Arc<String>,
     options: ReadOptions,
     chunk_size: usize,
-    done: HashSet<i64>,
+    skip: Skip,
     sender: mpsc::Sender<Chunk>,
 ) -> Source {
     let reading = tokio::task::spawn_blocking(move || {
         let mut index = 0i64;
         let mut cases = Vec::with_capacity(chunk_size);
-        let send = |index: i64, cases: Vec<Case>| {
-            if done.contains(&index) {
-                return true;
-            }
-            sender.blocking_send(Chunk { index, cases }).is_ok()
+        let send = |index: i64, cases: Vec<Case>| match skip.check(index, cases) {
+            None => true,
+            Some(chunk) => sender.blocking_send(chunk).is_ok(),
         };
         for case in DatReader::new(&dictionary, &text, options) {
             let case =
@@ -402,13 +473,13 @@ fn dat_source(
     Box::pin(async move { reading.await.map_err(|_| internal())? })
 }
 
-/// Reads a `.csdb` file in chunks and sends those not yet committed.
+/// Reads a `.csdb` file in chunks and sends those to write.
 fn csdb_source(
     dictionary: Arc<Dictionary>,
     file: CsdbFile,
     options: ReadOptions,
     chunk_size: usize,
-    done: HashSet<i64>,
+    skip: Skip,
     sender: mpsc::Sender<Chunk>,
 ) -> Source {
     Box::pin(async move {
@@ -422,8 +493,10 @@ fn csdb_source(
             if cases.is_empty() {
                 break;
             }
-            if !done.contains(&index) && sender.send(Chunk { index, cases }).await.is_err() {
-                break;
+            if let Some(chunk) = skip.check(index, cases) {
+                if sender.send(chunk).await.is_err() {
+                    break;
+                }
             }
             index += 1;
         }

@@ -66,12 +66,24 @@ pub struct BreakoutOutput {
     pub created_at: DateTime<Utc>,
 }
 
-/// One committed chunk of a breakout job.
+/// One chunk of cases written into a dictionary's tables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommittedChunk {
     pub chunk: i64,
+    pub operation_id: String,
+    pub fingerprint: String,
     pub cases: u64,
     pub issues: String,
+}
+
+/// Where a chunk goes and what it is.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkKey<'a> {
+    pub project: ProjectId,
+    pub dictionary: &'a str,
+    pub operation: OperationId,
+    pub chunk: i64,
+    pub fingerprint: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -314,6 +326,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            forget_chunks(&mut tx, project, dictionary).await?;
         }
         for table in &layout.tables {
             for statement in table_ddl(table) {
@@ -339,14 +352,13 @@ impl Store {
     }
 
     /// Writes one chunk of cases (numbers `first..=last`) in one transaction: their old
-    /// rows are deleted, the new ones inserted, and the chunk recorded as committed for
-    /// `operation`, so a job that dies resumes after its last committed chunk.
-    #[allow(clippy::too_many_arguments)]
+    /// rows are deleted, the new ones inserted, and the chunk recorded with its
+    /// fingerprint, so a job that dies resumes after the chunks it committed and a later
+    /// run skips the chunks that did not change.
     pub async fn write_breakout_chunk(
         &self,
         layout: &Layout,
-        operation: OperationId,
-        chunk: i64,
+        key: ChunkKey<'_>,
         first: u64,
         last: u64,
         cases: &[Case],
@@ -381,13 +393,18 @@ impl Store {
             }
         }
         sqlx::query(
-            "INSERT INTO breakout_chunks (operation_id, chunk, cases, issues, committed_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (operation_id, chunk) DO UPDATE SET cases = excluded.cases,
-               issues = excluded.issues, committed_at = excluded.committed_at",
+            "INSERT INTO breakout_chunks (project_id, dictionary, chunk, operation_id, fingerprint,
+               cases, issues, committed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (project_id, dictionary, chunk) DO UPDATE SET
+               operation_id = excluded.operation_id, fingerprint = excluded.fingerprint,
+               cases = excluded.cases, issues = excluded.issues, committed_at = excluded.committed_at",
         )
-        .bind(operation.db())
-        .bind(chunk)
+        .bind(key.project.db())
+        .bind(key.dictionary)
+        .bind(key.chunk)
+        .bind(key.operation.db())
+        .bind(key.fingerprint)
         .bind(cases.len() as i64)
         .bind(issues)
         .bind(to_ms(crate::clock::now()))
@@ -397,26 +414,63 @@ impl Store {
         Ok(())
     }
 
-    /// The chunks `operation` has committed, in chunk order.
+    /// The chunks written into the dictionary's tables, in chunk order.
     pub async fn committed_breakout_chunks(
         &self,
-        operation: OperationId,
+        project: ProjectId,
+        dictionary: &str,
     ) -> Result<Vec<CommittedChunk>> {
         let rows = sqlx::query(
-            "SELECT chunk, cases, issues FROM breakout_chunks WHERE operation_id = $1 ORDER BY chunk",
+            "SELECT chunk, operation_id, fingerprint, cases, issues FROM breakout_chunks
+             WHERE project_id = $1 AND dictionary = $2 ORDER BY chunk",
         )
-        .bind(operation.db())
+        .bind(project.db())
+        .bind(dictionary)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
                 Ok(CommittedChunk {
                     chunk: row.try_get("chunk")?,
+                    operation_id: row.try_get("operation_id")?,
+                    fingerprint: row.try_get("fingerprint")?,
                     cases: row.try_get::<i64, _>("cases")? as u64,
                     issues: row.try_get("issues")?,
                 })
             })
             .collect()
+    }
+
+    /// After a run over `cases` cases in `chunks` chunks: removes the rows of cases the
+    /// data no longer has, and the chunks past the end.
+    pub async fn finish_breakout(
+        &self,
+        layout: &Layout,
+        project: ProjectId,
+        dictionary: &str,
+        cases: u64,
+        chunks: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in layout.tables.iter().rev() {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE case_id > $1",
+                quote(&table.name)
+            ))
+            .bind(cases as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2 AND chunk >= $3",
+        )
+        .bind(project.db())
+        .bind(dictionary)
+        .bind(chunks)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn breakout_output(
@@ -548,9 +602,23 @@ impl Store {
             .bind(dictionary)
             .execute(&mut *tx)
             .await?;
+        forget_chunks(&mut tx, project, dictionary).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+async fn forget_chunks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project: ProjectId,
+    dictionary: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2")
+        .bind(project.db())
+        .bind(dictionary)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

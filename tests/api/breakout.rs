@@ -18,6 +18,7 @@ both_backends!(
     breakout_seed_error_codes,
     breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode,
     breakout_killed_mid_job_resumes_to_the_same_tables,
+    breakout_incremental_runs_write_only_the_chunks_that_changed,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -579,4 +580,60 @@ async fn fingerprint(app: &TestApp) -> Vec<Vec<Option<String>>> {
         );
     }
     all
+}
+
+async fn breakout_incremental_runs_write_only_the_chunks_that_changed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let popstan = std::fs::read_to_string(fixture(POPSTAN_DAT)).unwrap();
+    let popstan = popstan.trim_start_matches('\u{feff}');
+    let first5 =
+        std::fs::read_to_string(fixture("jhandley_PopstanCensus_first5cases.dat")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("census.dat");
+    std::fs::write(&data, popstan).unwrap();
+    let r = register(&app, Some(&fixture(POPSTAN_DCF)), data.to_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let run = |body: Value| {
+        let app = &app;
+        async move {
+            let job = start_ok(app, &body).await;
+            let done = finished(app, &job).await;
+            assert_eq!(done["status"], "completed", "{done}");
+            let op = app
+                .get(&app.api(&format!("/operation/{job}/results")))
+                .await;
+            (
+                op.body["summary"]["cases_written"].as_u64().unwrap(),
+                op.body["summary"]["cases_unchanged"].as_u64().unwrap(),
+                done["result"]["total_cases"].as_u64().unwrap(),
+            )
+        }
+    };
+    let body = json!({"dictionaries": ["CEN2000"], "chunk_size": 50, "threads": 2});
+    assert_eq!(run(body.clone()).await, (294, 0, 294));
+
+    let incremental = json!({"dictionaries": ["CEN2000"], "chunk_size": 50, "incremental": true});
+    // Nothing changed: nothing written.
+    assert_eq!(run(incremental.clone()).await, (0, 294, 294));
+
+    // Five cases appended: only the last chunk (cases 251-299) is written again.
+    std::fs::write(&data, format!("{popstan}{first5}")).unwrap();
+    assert_eq!(run(incremental.clone()).await, (49, 250, 299));
+    assert_eq!(counts(&app, &["cen2000_cases"]).await, [299]);
+
+    // Cut down to five cases: the first chunk changed, the rows of the rest are gone.
+    std::fs::write(&data, &first5).unwrap();
+    assert_eq!(run(incremental.clone()).await, (5, 0, 5));
+    assert_eq!(counts(&app, &["cen2000_cases"]).await, [5]);
+    let persons = query(
+        &app,
+        "SELECT CAST(MAX(case_id) AS TEXT) FROM cen2000_person",
+    )
+    .await;
+    assert_eq!(persons[0][0].as_deref(), Some("5"));
+
+    // Without `incremental` or `overwrite`, existing tables are still a 409.
+    let r = start(&app, &body).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 }
