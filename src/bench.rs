@@ -613,16 +613,20 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
     let store = relais.store().clone();
     let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
     store
-        .put_breakout_dictionary(&BreakoutDictionary {
-            tenant,
-            project,
-            name: "CEN2000".into(),
-            label: "Popstan-shaped".into(),
-            dictionary: POPSTAN_DCF.into(),
-            data_kind: DataKind::Dat,
-            data_path: data.to_string_lossy().into_owned(),
-            created_at: clock::now(),
-        })
+        .put_breakout_dictionary(
+            &BreakoutDictionary {
+                tenant,
+                project,
+                name: "CEN2000".into(),
+                label: "Popstan-shaped".into(),
+                dictionary: POPSTAN_DCF.into(),
+                data_kind: DataKind::Dat,
+                data_path: data.to_string_lossy().into_owned(),
+                uploaded: false,
+                created_at: clock::now(),
+            },
+            None,
+        )
         .await?;
     println!(
         "backend: {:?}; cores: {}; {} cases generated in {generated:.2} s ({} MB), chunks of {} cases",

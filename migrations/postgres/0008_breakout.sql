@@ -10,7 +10,9 @@ CREATE TABLE breakout_dictionaries (
     dictionary TEXT NOT NULL,
     -- 'dat' (fixed-width text) or 'csdb' (CSPro SQLite data file)
     data_kind TEXT NOT NULL,
+    -- a file on the server, or '' when the data was uploaded (then in `data`)
     data_path TEXT NOT NULL,
+    data BYTEA,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (project_id, name)
 );

@@ -132,7 +132,8 @@ fn dictionary_view(d: &BreakoutDictionary) -> Value {
         "name": d.name,
         "label": d.label,
         "data_kind": d.data_kind.as_str(),
-        "data_path": d.data_path,
+        "data_path": (!d.uploaded).then_some(&d.data_path),
+        "uploaded": d.uploaded,
         "tables": tables,
         "created_at": time(d.created_at),
     })
@@ -147,16 +148,40 @@ struct RegisterBody {
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
-/// `POST /api/breakout/dictionaries` with `{"dictionaryPath", "dataPath"}` naming files
-/// on the server (admin scope: they are read with the server's rights). For a `.csdb`
-/// data file the dictionary may be left out: the file carries its own.
+/// Largest uploaded file (dictionary or data).
+pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
+
+/// `POST /api/breakout/dictionaries`: as `multipart/form-data` with the parts
+/// `dictionary` (the `.dcf`) and `data` (`.dat` or `.csdb`), or as JSON
+/// `{"dictionaryPath", "dataPath"}` naming files on the server (admin scope: they are read
+/// with the server's rights). For a `.csdb` the dictionary may be left out: the file
+/// carries its own.
 pub async fn register(
     state: web::Data<AppState>,
     principal: Principal,
-    body: Body,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let multipart = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if multipart {
+        return upload(state, principal, req, payload).await;
+    }
     let target = target(&state, &principal, Scope::Admin).await?;
-    let request: RegisterBody = body.json()?;
+    let limit = state.config.body_limit;
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge { limit }),
+        Err(e) => {
+            return Err(ApiError::MalformedJson(format!(
+                "the body could not be read: {e}"
+            )))
+        }
+    };
+    let request: RegisterBody = Body(bytes).json()?;
     let head = read_head(&request.data_path)
         .await
         .map_err(|e| FieldError::new("dataPath", format!("cannot read the file: {e}")))?;
@@ -207,11 +232,102 @@ pub async fn register(
         dictionary: dictionary_text,
         data_kind,
         data_path,
+        uploaded: false,
         created_at: clock::now(),
     };
     state
         .store
-        .put_breakout_dictionary(&record)
+        .put_breakout_dictionary(&record, None)
+        .await
+        .map_err(store_error)?;
+    Ok(HttpResponse::Created().json(dictionary_view(&record)))
+}
+
+/// The multipart form of registration: both files are sent, and kept in the database.
+async fn upload(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use futures_util::StreamExt;
+    let target = target(&state, &principal, Scope::OperationsWrite).await?;
+    let mut form = actix_multipart::Multipart::new(req.headers(), payload);
+    let (mut dictionary, mut data) = (None, None);
+    let malformed = |e: actix_multipart::MultipartError| {
+        FieldError::new("body", format!("not a readable multipart form: {e}"))
+    };
+    while let Some(part) = form.next().await {
+        let mut part = part.map_err(malformed)?;
+        let name = part.name().unwrap_or_default().to_owned();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = part.next().await {
+            let chunk = chunk.map_err(malformed)?;
+            if bytes.len() + chunk.len() > MAX_UPLOAD {
+                return Err(ApiError::PayloadTooLarge { limit: MAX_UPLOAD });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match name.as_str() {
+            "dictionary" => dictionary = Some(bytes),
+            "data" => data = Some(bytes),
+            other => {
+                return Err(FieldError::new(
+                    other,
+                    "unknown part: send `dictionary` (the .dcf) and `data` (.dat or .csdb)",
+                )
+                .into())
+            }
+        }
+    }
+    let data =
+        data.ok_or_else(|| FieldError::new("data", "required: the data file (.dat or .csdb)"))?;
+    let data_kind = if data.starts_with(SQLITE_MAGIC) {
+        DataKind::Csdb
+    } else {
+        DataKind::Dat
+    };
+    let embedded = match data_kind {
+        // Opened now, so a corrupt file is a 400 rather than a failed job later.
+        DataKind::Csdb => {
+            let copy = crate::executors::breakout::TempFile::write(&data)
+                .await
+                .map_err(|_| ApiError::Internal)?;
+            let file = CsdbFile::open(&copy.path)
+                .await
+                .map_err(|e| FieldError::new("data", e.to_string()))?;
+            let text = file.dictionary_text().to_owned();
+            let _ = file.close().await;
+            Some(text)
+        }
+        DataKind::Dat => None,
+    };
+    let dictionary_text = match (dictionary, embedded) {
+        (Some(bytes), _) => crate::cspro::data::decode_text(&bytes).into_owned(),
+        (None, Some(text)) => text,
+        (None, None) => {
+            return Err(FieldError::new(
+                "dictionary",
+                "required for a text data file (only a .csdb carries its dictionary)",
+            )
+            .into())
+        }
+    };
+    let (dictionary, _) = parse_dictionary(&dictionary_text, "dictionary")?;
+    let record = BreakoutDictionary {
+        tenant: target.tenant,
+        project: target.project,
+        name: dictionary.name.clone(),
+        label: dictionary.label.clone(),
+        dictionary: dictionary_text,
+        data_kind,
+        data_path: String::new(),
+        uploaded: true,
+        created_at: clock::now(),
+    };
+    state
+        .store
+        .put_breakout_dictionary(&record, Some(&data))
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Created().json(dictionary_view(&record)))

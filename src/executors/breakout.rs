@@ -223,6 +223,15 @@ type Source =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ExecutionError>> + Send>>;
 
 impl Job {
+    async fn uploaded(&self, registered: &BreakoutDictionary) -> Result<Vec<u8>, ExecutionError> {
+        let (_, project) = self.reporter.owner();
+        self.store
+            .breakout_data(project, &registered.name)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| unreadable("(uploaded)", "the uploaded data is gone"))
+    }
+
     async fn run(
         &self,
         registered: &BreakoutDictionary,
@@ -262,11 +271,16 @@ impl Job {
             processed: processed.clone(),
             unchanged: unchanged.clone(),
         };
+        let mut _copy: Option<TempFile> = None;
         let (total, source) = match registered.data_kind {
             DataKind::Dat => {
-                let bytes = tokio::fs::read(&registered.data_path)
-                    .await
-                    .map_err(|e| unreadable(&registered.data_path, e))?;
+                let bytes = if registered.uploaded {
+                    self.uploaded(registered).await?
+                } else {
+                    tokio::fs::read(&registered.data_path)
+                        .await
+                        .map_err(|e| unreadable(&registered.data_path, e))?
+                };
                 let text = Arc::new(decode_text(&bytes).into_owned());
                 let counted = {
                     let (dictionary, text) = (dictionary.clone(), text.clone());
@@ -289,9 +303,21 @@ impl Job {
                 (counted, source)
             }
             DataKind::Csdb => {
-                let mut file = CsdbFile::open(&registered.data_path)
+                // SQLite reads files: an uploaded one is copied out for the run.
+                let path = if registered.uploaded {
+                    let bytes = self.uploaded(registered).await?;
+                    let copy = TempFile::write(&bytes)
+                        .await
+                        .map_err(|e| unreadable("(uploaded)", e))?;
+                    let path = copy.path.to_string_lossy().into_owned();
+                    _copy = Some(copy);
+                    path
+                } else {
+                    registered.data_path.clone()
+                };
+                let mut file = CsdbFile::open(&path)
                     .await
-                    .map_err(|e| unreadable(&registered.data_path, e))?;
+                    .map_err(|e| unreadable(&path, e))?;
                 let counted = file
                     .count_cases()
                     .await
@@ -407,6 +433,25 @@ impl Job {
             written: written.load(Ordering::Relaxed),
             unchanged: unchanged.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// A file in the temporary directory, removed when dropped.
+pub struct TempFile {
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub async fn write(bytes: &[u8]) -> std::io::Result<TempFile> {
+        let path = std::env::temp_dir().join(format!("relais-{}.csdb", uuid::Uuid::new_v4()));
+        tokio::fs::write(&path, bytes).await?;
+        Ok(TempFile { path })
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -54,7 +54,10 @@ pub struct BreakoutDictionary {
     pub label: String,
     pub dictionary: String,
     pub data_kind: DataKind,
+    /// A file on the server; empty when the data was uploaded (it is then in the
+    /// database, so that every replica can run the job).
     pub data_path: String,
+    pub uploaded: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -95,6 +98,9 @@ pub struct TableStats {
 
 const DICTIONARY_COLUMNS: &str =
     "tenant_id, project_id, name, label, dictionary, data_kind, data_path, created_at";
+const SELECT_DICTIONARY: &str =
+    "tenant_id, project_id, name, label, dictionary, data_kind, data_path, created_at,
+     CAST(CASE WHEN data IS NULL THEN 0 ELSE 1 END AS BIGINT) AS uploaded";
 
 fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
     let tenant: String = row.try_get("tenant_id")?;
@@ -113,6 +119,7 @@ fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
         data_kind: DataKind::parse(&kind)
             .ok_or_else(|| StoreError::corrupt(format!("data kind {kind}")))?,
         data_path: row.try_get("data_path")?,
+        uploaded: row.try_get::<i64, _>("uploaded")? != 0,
         created_at: from_ms(row.try_get("created_at")?)?,
     })
 }
@@ -226,13 +233,18 @@ fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> Any
 }
 
 impl Store {
-    /// Registers a dictionary, replacing one of the same name in the project.
-    pub async fn put_breakout_dictionary(&self, d: &BreakoutDictionary) -> Result<()> {
+    /// Registers a dictionary, replacing one of the same name in the project. `data` is
+    /// the uploaded data file, if it was not given by path.
+    pub async fn put_breakout_dictionary(
+        &self,
+        d: &BreakoutDictionary,
+        data: Option<&[u8]>,
+    ) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO breakout_dictionaries ({DICTIONARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO breakout_dictionaries ({DICTIONARY_COLUMNS}, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (project_id, name) DO UPDATE SET label = excluded.label,
                dictionary = excluded.dictionary, data_kind = excluded.data_kind,
-               data_path = excluded.data_path, created_at = excluded.created_at"
+               data_path = excluded.data_path, created_at = excluded.created_at, data = excluded.data"
         ))
         .bind(d.tenant.db())
         .bind(d.project.db())
@@ -242,9 +254,25 @@ impl Store {
         .bind(d.data_kind.as_str())
         .bind(&d.data_path)
         .bind(to_ms(d.created_at))
+        .bind(data.map(<[u8]>::to_vec))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The uploaded data file of a dictionary.
+    pub async fn breakout_data(&self, project: ProjectId, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query(
+            "SELECT data FROM breakout_dictionaries WHERE project_id = $1 AND name = $2",
+        )
+        .bind(project.db())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<Option<Vec<u8>>, _>("data")?,
+            None => None,
+        })
     }
 
     pub async fn breakout_dictionaries(
@@ -252,7 +280,7 @@ impl Store {
         project: ProjectId,
     ) -> Result<Vec<BreakoutDictionary>> {
         let rows = sqlx::query(&format!(
-            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
+            "SELECT {SELECT_DICTIONARY} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
         ))
         .bind(project.db())
         .fetch_all(&self.pool)
@@ -266,7 +294,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<BreakoutDictionary>> {
         let row = sqlx::query(&format!(
-            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 AND name = $2"
+            "SELECT {SELECT_DICTIONARY} FROM breakout_dictionaries WHERE project_id = $1 AND name = $2"
         ))
         .bind(project.db())
         .bind(name)

@@ -19,6 +19,7 @@ both_backends!(
     breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode,
     breakout_killed_mid_job_resumes_to_the_same_tables,
     breakout_incremental_runs_write_only_the_chunks_that_changed,
+    breakout_files_uploaded_as_multipart_are_kept_and_broken_out,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -636,4 +637,79 @@ async fn breakout_incremental_runs_write_only_the_chunks_that_changed(backend: B
     // Without `incremental` or `overwrite`, existing tables are still a 409.
     let r = start(&app, &body).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+}
+
+/// A `multipart/form-data` body of file parts: its content type and bytes.
+fn multipart(parts: &[(&str, &str, Vec<u8>)]) -> (String, Vec<u8>) {
+    let boundary = "relais-test-7d1f0c";
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(app: &TestApp, parts: &[(&str, &str, Vec<u8>)]) -> Response {
+    let (content_type, body) = multipart(parts);
+    let r = app
+        .client
+        .post(format!("{}/api/breakout/dictionaries", app.base))
+        .bearer_auth(&app.token)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Response::read(r).await
+}
+
+async fn breakout_files_uploaded_as_multipart_are_kept_and_broken_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let read = |name: &str| std::fs::read(fixture(name)).unwrap();
+    let r = upload(
+        &app,
+        &[
+            ("dictionary", "census.dcf", read(POPSTAN_DCF)),
+            ("data", "census.dat", read(POPSTAN_DAT)),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["name"], "CEN2000");
+    assert_eq!(r.body["uploaded"], true);
+    assert!(r.body["data_path"].is_null());
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"], "threads": 2})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&app, &POPSTAN_TABLES).await, [294, 1262, 240, 294]);
+
+    // A .csdb alone: its own dictionary is used.
+    let r = upload(
+        &app,
+        &[("data", "t.csdb", read("cspro_ThreeLevelTest.csdb"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["data_kind"], "csdb");
+    let name = r.body["name"].as_str().unwrap().to_owned();
+    let job = start_ok(&app, &json!({"dictionaries": [name]})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 1);
+
+    // A text data file needs its dictionary; unknown parts are named.
+    let r = upload(&app, &[("data", "census.dat", read(POPSTAN_DAT))]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["field"], "dictionary");
+    let r = upload(&app, &[("questionnaire", "x", vec![1, 2])]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["field"], "questionnaire");
 }
