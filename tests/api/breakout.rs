@@ -210,6 +210,24 @@ async fn breakout_popstan_census_into_typed_tables(backend: Backend) {
     assert_eq!(persons[0][1], Some(sex.to_string()));
     assert_eq!(persons[0][2], Some(age.to_string()));
 
+    // Progress and completion went out as the operation's events, like any operation's.
+    let types = eventually(10 * SEC, || async {
+        let page = app.get(&app.api("/events?first=100")).await;
+        let types: Vec<String> = page.body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["subject"] == job.as_str())
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        types
+            .iter()
+            .any(|t| t == "operation.completed")
+            .then_some(types)
+    })
+    .await;
+    assert!(types.iter().any(|t| t == "operation.progress"), "{types:?}");
+
     // Listed among jobs, and as an ordinary operation.
     let jobs = app
         .get("/api/breakout/jobs?status=completed&limit=10")
