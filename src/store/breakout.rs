@@ -3,8 +3,9 @@
 //! and what the tables weigh.
 //!
 //! The tables live in the main database. Identifiers are always quoted. Numeric items are
-//! `NUMERIC(p,s)` and are bound as their exact decimal text (`CAST($n AS NUMERIC(p,s))`
-//! on PostgreSQL; SQLite's NUMERIC affinity converts the text itself), never as a float.
+//! `NUMERIC(p,s)`: whole ones are bound as integers, the others as their exact decimal
+//! text (`CAST($n AS NUMERIC(p,s))` on PostgreSQL; SQLite's NUMERIC affinity converts the
+//! text itself), never as a float.
 //! Rows go in multi-row `INSERT`s whose row counts are powers of two, so each connection
 //! prepares a handful of statements and reuses them.
 
@@ -184,7 +185,7 @@ fn row_placeholders(table: &Table, backend: Backend, first: usize) -> String {
         .iter()
         .enumerate()
         .map(|(i, c)| match (c.column_type, backend) {
-            (ColumnType::Decimal { .. }, Backend::Postgres) => {
+            (ColumnType::Decimal { scale, .. }, Backend::Postgres) if scale > 0 => {
                 format!("CAST(${} AS {})", first + i, column_type(c.column_type))
             }
             (_, Backend::Postgres) => format!("${}", first + i),
@@ -215,6 +216,14 @@ type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q
 fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> AnyQuery<'q> {
     match column {
         ColumnType::Integer => query.bind(match cell {
+            Cell::Integer(i) => Some(i),
+            Cell::Number(n) => n.as_i64(),
+            Cell::Text(t) => t.trim().parse().ok(),
+            Cell::Null => None,
+        }),
+        // Whole numbers go as integers (PostgreSQL assigns `bigint` to `numeric` itself,
+        // and parses no text); fractions as their exact decimal text.
+        ColumnType::Decimal { scale: 0, .. } => query.bind(match cell {
             Cell::Integer(i) => Some(i),
             Cell::Number(n) => n.as_i64(),
             Cell::Text(t) => t.trim().parse().ok(),
@@ -667,8 +676,23 @@ mod tests {
         ));
         assert!(ddl[0].ends_with("PRIMARY KEY (\"case_id\"))"), "{}", ddl[0]);
         assert!(ddl.iter().any(|s| s.contains("(\"case_key\")")));
+        // Popstan's ids are whole numbers: bound as integers, no cast.
         let sql = insert_sql(layout.cases_table(), Backend::Postgres, 2);
-        assert!(sql.contains("CAST($4 AS NUMERIC("), "{sql}");
+        assert!(!sql.contains("CAST") && sql.contains("$22"), "{sql}");
+        // An item with decimals is cast from its exact text.
+        let text = include_str!("../../fixtures/cspro/cspro_ThreeLevelTest_HOUSEHOLD_DICT.dcf");
+        let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
+        let table = layout
+            .tables
+            .iter()
+            .find(|t| {
+                t.columns
+                    .iter()
+                    .any(|c| matches!(c.column_type, ColumnType::Decimal { scale: 1.., .. }))
+            })
+            .expect("a table with a decimal item");
+        let sql = insert_sql(table, Backend::Postgres, 1);
+        assert!(sql.contains("AS NUMERIC("), "{sql}");
         let sql = insert_sql(layout.cases_table(), Backend::Sqlite, 1);
         assert!(!sql.contains("CAST") && !sql.contains('$'), "{sql}");
     }
