@@ -292,6 +292,30 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
         cases[0][0].as_deref(),
         Some("997f1b93-b3c7-468e-ba29-7c9b799a0281")
     );
+    // A decimal item (Decimal=5, written with its decimal character) keeps its exact value;
+    // a repeating subitem is a column per occurrence, DEFAULT is NULL.
+    let longitude = query(
+        &app,
+        "SELECT CAST(longitude AS TEXT) FROM household_compound_info_rec WHERE case_id = 1",
+    )
+    .await;
+    let longitude = longitude[0][0].clone().unwrap();
+    assert_eq!(longitude.parse::<f64>().unwrap(), 234234.567, "{longitude}");
+    if backend == Backend::Postgres {
+        assert_eq!(longitude, "234234.56700");
+    }
+    let person = query(
+        &app,
+        "SELECT first_name, CAST(repeating_subitem_2 AS TEXT), CAST(repeating_subitem_3 AS TEXT),
+                CAST(level_node AS TEXT), CAST(occ AS TEXT)
+         FROM household_person_rec WHERE case_id = 1",
+    )
+    .await;
+    assert_eq!(person[0][0].as_deref().map(str::trim_end), Some("newdude"));
+    assert_eq!(person[0][1].as_deref(), Some("2"));
+    assert_eq!(person[0][2], None);
+    assert_eq!(person[0][3].as_deref(), Some("1"));
+    assert_eq!(person[0][4].as_deref(), Some("1"));
     // Every record table joins back to its case.
     for table in &tables[1..] {
         let orphans = query(
