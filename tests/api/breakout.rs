@@ -20,6 +20,7 @@ both_backends!(
     breakout_killed_mid_job_resumes_to_the_same_tables,
     breakout_incremental_runs_write_only_the_chunks_that_changed,
     breakout_files_uploaded_as_multipart_are_kept_and_broken_out,
+    breakout_an_unreachable_database_is_db_connection_error,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -754,4 +755,19 @@ async fn breakout_files_uploaded_as_multipart_are_kept_and_broken_out(backend: B
     let r = upload(&app, &[("questionnaire", "x", vec![1, 2])]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.body["field"], "questionnaire");
+}
+
+/// The database goes away under a running server (its pool is closed): the token and
+/// project are still known from the few-seconds cache, and the breakout answers the
+/// seed's `DB_CONNECTION_ERROR` rather than a 500.
+async fn breakout_an_unreachable_database_is_db_connection_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    register_popstan(&app).await;
+    let listed = app.get("/api/breakout/jobs").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    app.store().close().await;
+    let r = start(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["code"], "DB_CONNECTION_ERROR");
+    assert_eq!(r.body["error"], "Database connection failed");
 }
