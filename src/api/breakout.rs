@@ -462,6 +462,47 @@ pub async fn start(
             ));
         }
     }
+    // Two jobs writing the same tables would undo each other's chunks.
+    for status in [OperationStatus::Initiated, OperationStatus::Running] {
+        let active = state
+            .store
+            .list_operations(
+                target.tenant,
+                target.project,
+                &ListRequest {
+                    filter: OperationFilter {
+                        status: Some(status),
+                        operation_type: Some(OPERATION_TYPE.to_owned()),
+                        priority: None,
+                        date_from: None,
+                        date_to: None,
+                    },
+                    include_details: false,
+                    page: 1,
+                    page_size: MAX_JOBS_LIMIT,
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        for op in &active.operations {
+            let busy: Vec<&str> = op.parameters["dictionaries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|d| request.dictionaries.iter().any(|r| r == d))
+                .collect();
+            if let Some(dictionary) = busy.first() {
+                return Err(facade(
+                    StatusCode::CONFLICT,
+                    "Breakout already running",
+                    "JOB_ALREADY_RUNNING",
+                    format!("Job '{}' is already breaking out dictionary '{dictionary}'; wait for it or cancel it", op.id),
+                    json!({"job_id": op.id}),
+                ));
+            }
+        }
+    }
     let parameters = json!({
         "dictionaries": request.dictionaries,
         "threads": threads,

@@ -578,6 +578,15 @@ async fn breakout_killed_mid_job_resumes_to_the_same_tables(backend: Backend) {
     assert_eq!(at_kill["status"], "running", "{at_kill}");
     assert_eq!(at_kill["progress"]["total"], 2940);
     assert!(at_kill["progress"]["estimated_remaining"].is_string());
+    // Meanwhile another job on the same dictionary is refused.
+    let r = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": true}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["code"], "JOB_ALREADY_RUNNING");
+    assert_eq!(r.body["job_id"], job.as_str());
     let app = app.restart(short_lease).await;
 
     let done = finished(&app, &job).await;
