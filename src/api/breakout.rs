@@ -444,6 +444,20 @@ pub async fn start(
             .map_err(store_error)?
             .ok_or_else(|| dictionary_not_found(name))?;
         let (_, layout) = parse_dictionary(&registered.dictionary, "dictionaries")?;
+        let foreign = executor::foreign_tables(&state.store, target.project, name, &layout)
+            .await
+            .map_err(store_error)?;
+        if !foreign.is_empty() {
+            return Err(facade(
+                StatusCode::CONFLICT,
+                "Tables already exist",
+                "TABLES_ALREADY_EXIST",
+                format!(
+                    "Tables for dictionary '{name}' already exist and were not created by its breakout in this project; they cannot be replaced."
+                ),
+                json!({"existing_tables": foreign}),
+            ));
+        }
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
         let existing = state
             .store

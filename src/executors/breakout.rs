@@ -222,6 +222,31 @@ fn fingerprint(cases: &[Case]) -> String {
 type Source =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ExecutionError>> + Send>>;
 
+/// Tables of the layout that exist but were not created by a breakout of this dictionary
+/// in this project (another project's, or not breakout tables at all): never dropped nor
+/// written into.
+pub async fn foreign_tables(
+    store: &Store,
+    project: crate::domain::ids::ProjectId,
+    dictionary: &str,
+    layout: &Layout,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
+    let existing = store.existing_tables(&names).await?;
+    if existing.is_empty() {
+        return Ok(existing);
+    }
+    let owned = store
+        .breakout_output(project, dictionary)
+        .await?
+        .map(|o| o.tables)
+        .unwrap_or_default();
+    Ok(existing
+        .into_iter()
+        .filter(|t| !owned.contains(t))
+        .collect())
+}
+
 impl Job {
     async fn uploaded(&self, registered: &BreakoutDictionary) -> Result<Vec<u8>, ExecutionError> {
         let (_, project) = self.reporter.owner();
@@ -247,6 +272,22 @@ impl Job {
                 .map_err(|e| ExecutionError::new("INVALID_DICTIONARY", e.to_string(), false))?,
         );
         let (_, project) = self.reporter.owner();
+        let foreign = foreign_tables(&self.store, project, &registered.name, &layout)
+            .await
+            .map_err(db_error)?;
+        if !foreign.is_empty() {
+            let mut error = ExecutionError::new(
+                "TABLES_ALREADY_EXIST",
+                format!(
+                    "tables {} exist and were not created by a breakout of '{}' in this project; they are left alone",
+                    foreign.join(", "),
+                    registered.name
+                ),
+                false,
+            );
+            error.error.details = Some(json!({"existing_tables": foreign}));
+            return Err(error);
+        }
         self.store
             .create_breakout_tables(
                 project,

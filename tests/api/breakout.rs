@@ -21,6 +21,7 @@ both_backends!(
     breakout_incremental_runs_write_only_the_chunks_that_changed,
     breakout_files_uploaded_as_multipart_are_kept_and_broken_out,
     breakout_an_unreachable_database_is_db_connection_error,
+    breakout_never_replaces_tables_it_did_not_create,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -779,4 +780,38 @@ async fn breakout_an_unreachable_database_is_db_connection_error(backend: Backen
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.body["code"], "DB_CONNECTION_ERROR");
     assert_eq!(r.body["error"], "Database connection failed");
+}
+
+/// Table names follow the seed (no project prefix), so a table of the same name may be
+/// another project's, or no breakout table at all: it is never dropped, even with
+/// `overwrite`, whether the job comes through the facade or the operations API.
+async fn breakout_never_replaces_tables_it_did_not_create(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    register_popstan(&app).await;
+    query(&app, "CREATE TABLE cen2000_person (precious TEXT)").await;
+    query(
+        &app,
+        "INSERT INTO cen2000_person (precious) VALUES ('keep me')",
+    )
+    .await;
+    let r = start(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "overwrite": true}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.body["code"], "TABLES_ALREADY_EXIST");
+    assert_eq!(r.body["existing_tables"], json!(["cen2000_person"]));
+
+    let id = app
+        .start_operation(
+            &json!({"operationType": "CsproBreakout", "operationName": "direct",
+            "parameters": {"dictionaries": ["CEN2000"], "overwrite": true}}),
+        )
+        .await;
+    let failed = finished(&app, &id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "TABLES_ALREADY_EXIST", "{failed}");
+    let kept = query(&app, "SELECT precious FROM cen2000_person").await;
+    assert_eq!(kept, [[Some("keep me".to_owned())]]);
 }
