@@ -13,7 +13,7 @@ use crate::common::{eventually, Backend, Response, TestApp};
 both_backends!(
     breakout_popstan_census_into_typed_tables,
     breakout_three_level_csdb_with_its_own_dictionary,
-    breakout_json_dictionary_registers_and_plans_its_tables,
+    breakout_json_dictionary_breaks_out_too,
     breakout_refuses_existing_tables_unless_overwrite_replaces_them,
     breakout_seed_error_codes,
     breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode,
@@ -339,27 +339,55 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
     assert_eq!(t.body["tables"].as_array().unwrap().len(), tables.len());
 }
 
-async fn breakout_json_dictionary_registers_and_plans_its_tables(backend: Backend) {
+async fn breakout_json_dictionary_breaks_out_too(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let empty = dir.path().join("empty.dat");
-    std::fs::write(&empty, "").unwrap();
+    // TESTDICT_DICT (JSON, relative positions): record type in column 1, the id in
+    // column 2, then TEST_ITEM (alpha, 30). Case 1 has two records, case 2 one.
+    let data = dir.path().join("testdict.dat");
+    std::fs::write(&data, "11first record\n11second record\n12other case\n").unwrap();
     let r = register(
         &app,
         Some(&fixture("cspro_TestDict_json.dcf")),
-        empty.to_str().unwrap(),
+        data.to_str().unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let name = r.body["name"].as_str().unwrap().to_owned();
+    assert_eq!(name, "TESTDICT_DICT");
     let got = app.get(&format!("/api/breakout/dictionaries/{name}")).await;
     assert_eq!(got.status, StatusCode::OK);
-    assert!(got.body["tables"].as_array().unwrap().len() >= 2);
-    // An empty data file breaks out into empty tables.
+    assert_eq!(
+        got.body["tables"],
+        json!(["testdict_cases", "testdict_testdict_rec"])
+    );
     let job = start_ok(&app, &json!({"dictionaries": [name]})).await;
     let done = finished(&app, &job).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["result"]["total_cases"], 0);
+    assert_eq!(done["result"]["total_cases"], 2);
+    let rows = query(
+        &app,
+        "SELECT CAST(r.case_id AS TEXT), CAST(c.testdict_id AS TEXT), CAST(r.occ AS TEXT), r.test_item
+         FROM testdict_testdict_rec r JOIN testdict_cases c ON c.case_id = r.case_id
+         ORDER BY r.case_id, r.occ",
+    )
+    .await;
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| v.unwrap_or_default().trim_end().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["1", "1", "1", "first record"],
+            ["1", "1", "2", "second record"],
+            ["2", "2", "1", "other case"]
+        ]
+    );
     let d = app
         .delete(&format!("/api/breakout/dictionaries/{name}"), None)
         .await;
