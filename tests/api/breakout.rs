@@ -22,6 +22,7 @@ both_backends!(
     breakout_files_uploaded_as_multipart_are_kept_and_broken_out,
     breakout_an_unreachable_database_is_db_connection_error,
     breakout_never_replaces_tables_it_did_not_create,
+    breakout_a_killed_process_resumes_its_job,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -78,9 +79,12 @@ async fn finished(app: &TestApp, job: &str) -> Value {
 
 /// Rows of a query against the test database, every value read as text.
 async fn query(app: &TestApp, sql: &str) -> Vec<Vec<Option<String>>> {
-    let mut conn = sqlx::AnyConnection::connect(app.store().url())
-        .await
-        .unwrap();
+    query_at(app.store().url(), sql).await
+}
+
+async fn query_at(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
     rows.iter()
         .map(|row| {
@@ -643,6 +647,10 @@ async fn breakout_killed_mid_job_resumes_to_the_same_tables(backend: Backend) {
 }
 
 async fn fingerprint(app: &TestApp) -> Vec<Vec<Option<String>>> {
+    fingerprint_at(app.store().url()).await
+}
+
+async fn fingerprint_at(url: &str) -> Vec<Vec<Option<String>>> {
     let mut all = Vec::new();
     for (table, column) in [
         ("cen2000_cases", "province"),
@@ -651,8 +659,8 @@ async fn fingerprint(app: &TestApp) -> Vec<Vec<Option<String>>> {
         ("cen2000_interview_record", "interview_month"),
     ] {
         all.extend(
-            query(
-                app,
+            query_at(
+                url,
                 &format!(
                     "SELECT CAST(COUNT(*) AS TEXT), CAST(SUM(case_id) AS TEXT),
                      CAST(CAST(SUM({column}) AS BIGINT) AS TEXT) FROM {table}"
@@ -842,4 +850,172 @@ async fn breakout_never_replaces_tables_it_did_not_create(backend: Backend) {
     assert_eq!(failed["error"]["code"], "TABLES_ALREADY_EXIST", "{failed}");
     let kept = query(&app, "SELECT precious FROM cen2000_person").await;
     assert_eq!(kept, [[Some("keep me".to_owned())]]);
+}
+
+/// A `relais serve` process, killed with SIGKILL when dropped.
+struct Process {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Process {
+    async fn serve(database_url: &str) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["--heartbeat-timeout", "2"])
+            .env("RELAIS_DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("relais serve starts");
+        let process = Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", process.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return process;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("relais serve did not become ready");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGKILL of a real `relais serve` mid-job: another process takes the job over once its
+/// lease runs out, skips the chunks already committed, and ends with the same tables as
+/// an uninterrupted run.
+async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
+    use crate::common::{relais_json, TestDb};
+    let db = TestDb::create(backend).await;
+    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "kill", "--json"]);
+    let (t, p) = (
+        tenant["tenantId"].as_str().unwrap(),
+        tenant["projectId"].as_str().unwrap(),
+    );
+    let token = relais_json(
+        &db.url,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            t,
+            "--project",
+            p,
+            "--scopes",
+            "admin",
+            "--json",
+        ],
+    );
+    let token = token["token"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let call = |base: &str, method: Method, path: &str, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { Response::read(request.send().await.unwrap()).await }
+    };
+
+    let popstan = std::fs::read_to_string(fixture(POPSTAN_DAT)).unwrap();
+    let popstan = popstan.trim_start_matches('\u{feff}');
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("popstan_x10.dat");
+    std::fs::write(&data, popstan.repeat(10)).unwrap();
+
+    let mut first = Process::serve(&db.url).await;
+    let body = json!({"dictionaryPath": fixture(POPSTAN_DCF), "dataPath": data.to_str().unwrap()});
+    let r = call(
+        &first.base,
+        Method::POST,
+        "/api/breakout/dictionaries",
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let body = json!({"dictionaries": ["CEN2000"], "threads": 2, "chunk_size": 5});
+    let r = call(&first.base, Method::POST, "/api/breakout/start", Some(body)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let job = r.body["job_id"].as_str().unwrap().to_owned();
+    let status_path = format!("/api/breakout/status/{job}");
+    let at_kill = eventually(60 * SEC, || async {
+        let s = call(&first.base, Method::GET, &status_path, None).await;
+        let processed = s.body["progress"]["processed"].as_u64().unwrap_or(0);
+        (processed >= 300).then_some(s.body)
+    })
+    .await;
+    assert_eq!(at_kill["status"], "running", "{at_kill}");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Process::serve(&db.url).await;
+    let done = eventually(90 * SEC, || async {
+        let s = call(&second.base, Method::GET, &status_path, None).await;
+        matches!(s.body["status"].as_str(), Some("completed" | "failed")).then_some(s.body)
+    })
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 2940);
+    let op = call(
+        &second.base,
+        Method::GET,
+        &format!("/api/{t}/{p}/async/operation/{job}"),
+        None,
+    )
+    .await;
+    assert!(
+        op.body["execution"]["attempt"].as_u64().unwrap() >= 2,
+        "{}",
+        op.text
+    );
+    // The resumed attempt wrote only what the killed one had not committed.
+    let results = call(
+        &second.base,
+        Method::GET,
+        &format!("/api/{t}/{p}/async/operation/{job}/results"),
+        None,
+    )
+    .await;
+    let written = results.body["summary"]["cases_written"].as_u64().unwrap();
+    assert!(written <= 2940 - 300, "{}", results.text);
+    let resumed = fingerprint_at(&db.url).await;
+
+    let body = json!({"dictionaries": ["CEN2000"], "overwrite": true});
+    let r = call(
+        &second.base,
+        Method::POST,
+        "/api/breakout/start",
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let again = format!(
+        "/api/breakout/status/{}",
+        r.body["job_id"].as_str().unwrap()
+    );
+    eventually(60 * SEC, || async {
+        let s = call(&second.base, Method::GET, &again, None).await;
+        (s.body["status"] == "completed").then_some(())
+    })
+    .await;
+    assert_eq!(fingerprint_at(&db.url).await, resumed);
+    drop(second);
 }
