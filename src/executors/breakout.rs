@@ -47,6 +47,11 @@ const MAX_CHUNK_SIZE: usize = 100_000;
 pub const ISSUES_LISTED: usize = 50;
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
+/// Chunk transactions in flight at once in this process, over all jobs: each holds a
+/// database connection for its duration, and the API and the engine need some too (the
+/// PostgreSQL pool has 16; SQLite has one connection, shared in turn).
+static WRITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
 pub struct Breakout;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +403,7 @@ impl Job {
                         continue;
                     };
                     let issues = chunk_issues(&chunk.cases).to_string();
+                    let _writing = WRITERS.acquire().await.map_err(|_| internal())?;
                     store
                         .write_breakout_chunk(
                             &layout,
