@@ -541,7 +541,9 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
     relais.stop().await;
     receiver_handle.stop(true).await;
     Ok(())
+}
 
+#[derive(Debug, clap::Args)]
 pub struct BreakoutBenchArgs {
     /// Cases in the generated Popstan-shaped data set.
     #[arg(long, default_value_t = 50_000)]

@@ -149,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Batch(args),
         } => crate::bench::batch(cli.database_url, args).await,
+        Command::Bench {
             command: BenchCommand::Breakout(args),
         } => crate::bench::breakout(cli.database_url, args).await,
         Command::Migrate => {
