@@ -693,7 +693,8 @@ pub async fn status(
                     }),
                     "processed": processed.unwrap_or(0),
                     "total": total,
-                    "percentage": op.progress.percentage.unwrap_or(0.0),
+                    // A whole number, as the seed shows it (`"percentage": 25`).
+                    "percentage": op.progress.percentage.unwrap_or(0.0).floor() as u64,
                     "elapsed_time": elapsed.map(clock_duration),
                     "estimated_remaining": remaining.map(clock_duration),
                 },

@@ -611,6 +611,10 @@ async fn breakout_killed_mid_job_resumes_to_the_same_tables(backend: Backend) {
     assert_eq!(at_kill["status"], "running", "{at_kill}");
     assert_eq!(at_kill["progress"]["total"], 2940);
     assert!(at_kill["progress"]["estimated_remaining"].is_string());
+    assert!(
+        at_kill["progress"]["percentage"].is_u64(),
+        "a whole percentage, as the seed shows: {at_kill}"
+    );
     // Meanwhile another job on the same dictionary is refused.
     let r = start(
         &app,
