@@ -33,6 +33,12 @@ impl Relais {
                 )
             })?;
         store.migrate().await.context("migrating the database")?;
+        let store = match &config.analytics_database_url {
+            None => store,
+            Some(url) => store.with_analytics_database(url).await.with_context(|| {
+                format!("connecting to the analytics database at {}", redact(url))
+            })?,
+        };
         let registry = Registry::builtin();
         let state = web::Data::new(AppState {
             store: store.clone(),

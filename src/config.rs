@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Built-in operations run at once by this process.
     #[arg(long, env = "RELAIS_EXECUTOR_CONCURRENCY", default_value_t = 16)]
     pub executor_concurrency: usize,
+    /// Where CSPro breakouts write their tables (default: the main database).
+    #[arg(long, env = "RELAIS_ANALYTICS_DATABASE_URL")]
+    pub analytics_database_url: Option<String>,
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
@@ -68,6 +71,7 @@ pub struct Config {
     pub priority_aging: Duration,
     pub executor_concurrency: usize,
     pub public_url: Option<String>,
+    pub analytics_database_url: Option<String>,
 }
 
 impl Config {
@@ -115,6 +119,7 @@ impl Config {
             priority_aging: Duration::from_secs_f64(args.priority_aging),
             executor_concurrency: args.executor_concurrency,
             public_url: args.public_url,
+            analytics_database_url: args.analytics_database_url,
         })
     }
 
@@ -139,6 +144,7 @@ impl Config {
             priority_aging: Duration::from_secs(60),
             executor_concurrency: 16,
             public_url: None,
+            analytics_database_url: None,
         }
     }
 }

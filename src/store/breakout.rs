@@ -126,6 +126,30 @@ fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
 }
 
 /// `"name"`, with inner quotes doubled.
+/// The record of what was written into breakout tables lives beside them: in a separate
+/// analytics database, these are created there (the main database has them by migration).
+pub(super) const ANALYTICS_BOOKKEEPING: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS breakout_outputs (
+        project_id TEXT NOT NULL,
+        dictionary TEXT NOT NULL,
+        tables TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (project_id, dictionary)
+    )",
+    "CREATE TABLE IF NOT EXISTS breakout_chunks (
+        project_id TEXT NOT NULL,
+        dictionary TEXT NOT NULL,
+        chunk BIGINT NOT NULL,
+        operation_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        cases BIGINT NOT NULL,
+        issues TEXT NOT NULL,
+        committed_at BIGINT NOT NULL,
+        PRIMARY KEY (project_id, dictionary, chunk)
+    )",
+];
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -327,7 +351,7 @@ impl Store {
 
     /// Which of these tables exist in the database.
     pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
-        let sql = match self.backend {
+        let sql = match self.analytics.backend {
             Backend::Postgres => {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = $1"
@@ -338,7 +362,7 @@ impl Store {
         for name in names {
             if sqlx::query(sql)
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.analytics.pool)
                 .await?
                 .is_some()
             {
@@ -359,7 +383,7 @@ impl Store {
         operation: OperationId,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.analytics.pool.begin().await?;
         if replace {
             for table in layout.tables.iter().rev() {
                 sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
@@ -404,7 +428,7 @@ impl Store {
         cases: &[Case],
         issues: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
@@ -422,7 +446,7 @@ impl Store {
                 .collect();
             let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
             for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(table, self.backend, batch.len());
+                let sql = insert_sql(table, self.analytics.backend, batch.len());
                 let mut query = sqlx::query(&sql);
                 for row in batch {
                     for (cell, column) in row.cells().zip(&table.columns) {
@@ -466,7 +490,7 @@ impl Store {
         )
         .bind(project.db())
         .bind(dictionary)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.analytics.pool)
         .await?;
         rows.iter()
             .map(|row| {
@@ -491,7 +515,7 @@ impl Store {
         cases: u64,
         chunks: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id > $1",
@@ -524,7 +548,7 @@ impl Store {
         )
         .bind(project.db())
         .bind(dictionary)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.analytics.pool)
         .await?;
         row.map(|row| {
             let tables: String = row.try_get("tables")?;
@@ -545,15 +569,15 @@ impl Store {
         let mut stats = Vec::new();
         for name in tables {
             let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", quote(name)))
-                .fetch_one(&self.pool)
+                .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?;
-            let size_bytes = match self.backend {
+            let size_bytes = match self.analytics.backend {
                 Backend::Postgres => sqlx::query(
                     "SELECT CAST(pg_total_relation_size(CAST(quote_ident($1) AS regclass)) AS BIGINT) AS n",
                 )
                 .bind(name)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?,
                 Backend::Sqlite => self.sqlite_table_size(name).await?,
@@ -573,14 +597,14 @@ impl Store {
              WHERE name = $1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1)",
         )
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.analytics.pool)
         .await;
         if let Ok(row) = pages {
             return Ok(row.try_get("n")?);
         }
         let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info($1)")
             .bind(name)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.analytics.pool)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>("name"))
@@ -597,7 +621,7 @@ impl Store {
             lengths.join(" + "),
             quote(name)
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.analytics.pool)
         .await?;
         Ok(row.try_get("n")?)
     }
@@ -605,9 +629,9 @@ impl Store {
     /// The name of the database the tables are in: PostgreSQL's `current_database()`,
     /// SQLite's file name.
     pub async fn analytics_database_name(&self) -> Result<String> {
-        match self.backend {
+        match self.analytics.backend {
             Backend::Postgres => Ok(sqlx::query("SELECT CAST(current_database() AS TEXT) AS n")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?),
             Backend::Sqlite => {
@@ -631,7 +655,7 @@ impl Store {
         dictionary: &str,
         tables: &[String],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.analytics.pool.begin().await?;
         for name in tables.iter().rev() {
             sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(name)))
                 .execute(&mut *tx)

@@ -124,6 +124,43 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A pool for `url`, with the settings its backend needs; the URL as connected.
+async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?;
+    let url = match backend {
+        // Create the file on first start, as an embedded database should.
+        Backend::Sqlite if !url.contains("mode=") => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        }
+        _ => url.to_owned(),
+    };
+    let options = AnyConnectOptions::from_str(&url)?;
+    let pool = match backend {
+        Backend::Postgres => AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?,
+        // One writer at a time is SQLite's nature; one connection makes that explicit
+        // and avoids lock-upgrade failures between our own connections.
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?,
+    };
+    Ok((pool, backend, url))
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -134,6 +171,13 @@ pub struct Store {
     deliveries_available: Arc<Notify>,
     remote: Arc<RemoteNews>,
     group_commit: Arc<group_commit::GroupCommit>,
+    /// Where breakout tables are written: the main database unless configured apart.
+    analytics: Arc<Analytics>,
+}
+
+struct Analytics {
+    pool: AnyPool,
+    backend: Backend,
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -146,41 +190,8 @@ struct RemoteNews {
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend =
-            Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?;
-        let url = match backend {
-            // Create the file on first start, as an embedded database should.
-            Backend::Sqlite if !url.contains("mode=") => {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
-            }
-            _ => url.to_owned(),
-        };
-        let options = AnyConnectOptions::from_str(&url)?;
-        let pool = match backend {
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?,
-            // One writer at a time is SQLite's nature; one connection makes that explicit
-            // and avoids lock-upgrade failures between our own connections.
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                            .await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options)
-                .await?,
-        };
+        let (pool, backend, url) = open_pool(url).await?;
         Ok(Store {
-            pool,
             backend,
             url,
             work_available: Arc::new(Notify::new()),
@@ -188,7 +199,23 @@ impl Store {
             deliveries_available: Arc::new(Notify::new()),
             remote: Arc::default(),
             group_commit: Arc::new(group_commit::GroupCommit::new(backend)),
+            analytics: Arc::new(Analytics {
+                pool: pool.clone(),
+                backend,
+            }),
+            pool,
         })
+    }
+
+    /// From now on, breakout tables (and the record of what was written into them) go
+    /// into this database instead of the main one.
+    pub async fn with_analytics_database(mut self, url: &str) -> Result<Self> {
+        let (pool, backend, _) = open_pool(url).await?;
+        for statement in breakout::ANALYTICS_BOOKKEEPING {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        self.analytics = Arc::new(Analytics { pool, backend });
+        Ok(self)
     }
 
     pub async fn migrate(&self) -> Result<()> {

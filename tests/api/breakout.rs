@@ -23,6 +23,7 @@ both_backends!(
     breakout_an_unreachable_database_is_db_connection_error,
     breakout_never_replaces_tables_it_did_not_create,
     breakout_a_killed_process_resumes_its_job,
+    breakout_writes_into_a_separate_analytics_database,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1022,4 +1023,73 @@ async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
     .await;
     assert_eq!(fingerprint_at(&db.url).await, resumed);
     drop(second);
+}
+
+/// With `RELAIS_ANALYTICS_DATABASE_URL`, the tables (and the record of what was written
+/// into them) go into that database and nothing of them into the main one.
+async fn breakout_writes_into_a_separate_analytics_database(backend: Backend) {
+    let analytics = crate::common::TestDb::create(backend).await;
+    let url = analytics.url.clone();
+    let app = TestApp::spawn_with(backend, |c| c.analytics_database_url = Some(url)).await;
+    register_popstan(&app).await;
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"], "threads": 2})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    for (table, rows) in POPSTAN_TABLES.iter().zip([294, 1262, 240, 294]) {
+        let found = query_at(
+            &analytics.url,
+            &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"),
+        )
+        .await;
+        assert_eq!(
+            found[0][0].as_deref(),
+            Some(rows.to_string().as_str()),
+            "{table}"
+        );
+    }
+    let main_tables = query(
+        &app,
+        if backend == Backend::Postgres {
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cen2000%' AND table_schema = current_schema()"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'cen2000%'"
+        },
+    )
+    .await;
+    assert!(
+        main_tables.is_empty(),
+        "nothing in the main database: {main_tables:?}"
+    );
+    let t = app.get("/api/breakout/tables/CEN2000").await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.body["tables"][1]["row_count"], 1262, "{}", t.text);
+    let again = start(&app, &json!({"dictionaries": ["CEN2000"], "threads": 1})).await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "the tables exist there: {}",
+        again.text
+    );
+    let dropped = app
+        .call(
+            Method::DELETE,
+            "/api/breakout/tables/CEN2000",
+            Some(&app.token),
+            None,
+        )
+        .await;
+    assert_eq!(dropped.status, StatusCode::OK, "{}", dropped.text);
+    let left = query_at(
+        &analytics.url,
+        if backend == Backend::Postgres {
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cen2000%' AND table_schema = current_schema()"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'cen2000%'"
+        },
+    )
+    .await;
+    assert!(
+        left.is_empty(),
+        "dropped from the analytics database: {left:?}"
+    );
 }
