@@ -22,6 +22,7 @@ both_backends!(
     batches_are_listed_with_filters,
     random_dags_end_consistently_with_their_policy,
     the_same_idempotency_key_submits_one_batch,
+    built_in_members_are_handed_their_dependencies_results,
 );
 
 fn member(key: &str, deps: &[&str]) -> Value {
@@ -797,4 +798,38 @@ async fn the_same_idempotency_key_submits_one_batch(backend: Backend) {
     assert_eq!(listed["batches"].as_array().unwrap().len(), 1, "{listed}");
     let ops = app.get(&app.api("/operations")).await.body;
     assert_eq!(ops["summary"]["totalOperations"], 2, "{ops}");
+}
+
+/// Built-in executors get their dependencies' results too: `Echo` reports the keys of
+/// the results it was handed.
+async fn built_in_members_are_handed_their_dependencies_results(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let echo = |key: &str, deps: &[&str]| {
+        json!({"operationKey": key, "operationName": key, "operationType": "Echo",
+               "dependencies": deps, "parameters": {"step": key}})
+    };
+    let answer = submit(
+        &app,
+        &json!({"batchName": "echo", "operations": [echo("a", &[]), echo("b", &[]), echo("join", &["a", "b"])]}),
+    )
+    .await;
+    let id = answer["batchId"].as_str().unwrap();
+    let b = wait_for_batch(&app, id, "Completed").await;
+    let join = member_of(&b, "join")["operationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let results = app
+        .get(&app.api(&format!("/operation/{join}/results")))
+        .await;
+    assert_eq!(results.status, StatusCode::OK, "{}", results.text);
+    let mut received: Vec<&str> = results.body["summary"]["received"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", results.text))
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    received.sort();
+    assert_eq!(received, ["a", "b"], "{}", results.text);
+    assert_eq!(results.body["summary"]["parameters"]["step"], "join");
 }
