@@ -253,7 +253,7 @@ impl Store {
         page: u32,
         page_size: u32,
     ) -> Result<BatchPage> {
-        // Only final statuses are stored; `Initiated` and `Running` are both "not final".
+        // Only final statuses are stored.
         let mut params = vec![Param::Text(project.db()), Param::Text(tenant.db())];
         let mut filter = String::new();
         match status {
@@ -261,7 +261,20 @@ impl Store {
                 params.push(Param::Text(s.as_str().into()));
                 filter = " AND status = $3".into();
             }
-            Some(_) => filter = " AND status NOT IN ('Completed', 'Failed', 'Cancelled')".into(),
+            // Not final yet: `Running` once a member has started (or after a retry),
+            // the same rule as `Batch::status_given`, so pages are filtered in SQL.
+            Some(s) => {
+                let started = "(retry_number > 0 OR EXISTS (SELECT 1 FROM operations o \
+                    WHERE o.batch_id = batches.id AND o.status NOT IN ('Pending', 'Initiated')))";
+                let negate = if s == BatchStatus::Running {
+                    ""
+                } else {
+                    "NOT "
+                };
+                filter = format!(
+                    " AND status NOT IN ('Completed', 'Failed', 'Cancelled') AND {negate}{started}"
+                );
+            }
             None => {}
         }
         let n = params.len();
@@ -282,12 +295,6 @@ impl Store {
             let batch = decode_batch(row)?;
             let counts = self.member_counts(&self.pool, batch.id).await?;
             batches.push((batch, counts));
-        }
-        // A filter on a live status has to look at the members to tell the two apart.
-        if let Some(wanted @ (BatchStatus::Initiated | BatchStatus::Running)) = status {
-            batches.retain(|(b, counts)| {
-                b.status_given(counts.iter().filter(|(_, n)| *n > 0).map(|(s, _)| *s)) == wanted
-            });
         }
         Ok(BatchPage {
             batches,

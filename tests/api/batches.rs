@@ -618,6 +618,22 @@ async fn batches_are_listed_with_filters(backend: Backend) {
         .await
         .body;
     assert_eq!(cancelled["batches"][0]["batchId"], second["batchId"]);
+    // A third batch whose member a worker took is Running; the first is still Initiated.
+    let third = submit(&app, &json!({"batchName": "three", "operations": [{"operationKey": "a", "operationName": "a", "operationType": "Third"}]})).await;
+    let leased = app
+        .lease(&json!({"operationTypes": ["Third"], "max": 1, "waitSeconds": 1}))
+        .await;
+    assert_eq!(leased.len(), 1);
+    let running = app.get(&app.api("/batches?status=Running")).await.body;
+    assert_eq!(running["batches"].as_array().unwrap().len(), 1, "{running}");
+    assert_eq!(running["batches"][0]["batchId"], third["batchId"]);
+    assert_eq!(running["batches"][0]["status"], "Running");
+    let live = app
+        .get(&app.api("/batches?status=Initiated&pageSize=1"))
+        .await
+        .body;
+    assert_eq!(live["batches"][0]["batchId"], first["batchId"], "{live}");
+    assert_eq!(live["hasNextPage"], false, "{live}");
     let bad = app.get(&app.api("/batches?status=Sleeping")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.body["field"], "status");
