@@ -63,6 +63,27 @@ async fn receive(body: web::Bytes, arrivals: web::Data<Arc<Arrivals>>) -> HttpRe
     HttpResponse::NoContent().finish()
 }
 
+/// A local receiver that counts what arrives (and its latency) at `http://…/{path}`.
+fn start_receiver(
+    path: &str,
+) -> anyhow::Result<(Arc<Arrivals>, String, actix_web::dev::ServerHandle)> {
+    let arrivals = Arc::new(Arrivals::default());
+    let data = web::Data::new(arrivals.clone());
+    let receiver = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")?;
+    let url = format!("http://{}/{path}", receiver.addrs()[0]);
+    let receiver = receiver.run();
+    let handle = receiver.handle();
+    tokio::spawn(receiver);
+    Ok((arrivals, url, handle))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -156,20 +177,7 @@ async fn produce(
 }
 
 pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow::Result<()> {
-    let arrivals = Arc::new(Arrivals::default());
-    let data = web::Data::new(arrivals.clone());
-    let receiver = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")?;
-    let receiver_url = format!("http://{}/hook", receiver.addrs()[0]);
-    let receiver = receiver.run();
-    let receiver_handle = receiver.handle();
-    tokio::spawn(receiver);
+    let (arrivals, receiver_url, receiver_handle) = start_receiver("hook")?;
 
     let store = Store::connect(&database_url).await.context("connecting")?;
     store.migrate().await?;
@@ -441,20 +449,7 @@ pub struct BatchBenchArgs {
 /// A DAG of fan-out layers, each followed by a join, run by the instant `Echo` executor:
 /// the time from submission to the batch's end, per member, is the engine's overhead.
 pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result<()> {
-    let arrivals = Arc::new(Arrivals::default());
-    let data = web::Data::new(arrivals.clone());
-    let receiver = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")?;
-    let receiver_url = format!("http://{}/batch-complete", receiver.addrs()[0]);
-    let receiver = receiver.run();
-    let receiver_handle = receiver.handle();
-    tokio::spawn(receiver);
+    let (arrivals, receiver_url, receiver_handle) = start_receiver("batch-complete")?;
 
     let mut config = Config::for_database(database_url);
     config.delivery.allow_private_targets = true;

@@ -857,78 +857,15 @@ async fn breakout_never_replaces_tables_it_did_not_create(backend: Backend) {
     assert_eq!(kept, [[Some("keep me".to_owned())]]);
 }
 
-/// A `relais serve` process, killed with SIGKILL when dropped.
-struct Process {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Process {
-    async fn serve(database_url: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .args(["--heartbeat-timeout", "2"])
-            .env("RELAIS_DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("relais serve starts");
-        let process = Process {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/readyz", process.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return process;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("relais serve did not become ready");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// SIGKILL of a real `relais serve` mid-job: another process takes the job over once its
 /// lease runs out, skips the chunks already committed, and ends with the same tables as
 /// an uninterrupted run.
 async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
-    use crate::common::{relais_json, TestDb};
+    use crate::common::{cli_tenant, ServeProcess, TestDb};
     let db = TestDb::create(backend).await;
-    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "kill", "--json"]);
-    let (t, p) = (
-        tenant["tenantId"].as_str().unwrap(),
-        tenant["projectId"].as_str().unwrap(),
-    );
-    let token = relais_json(
-        &db.url,
-        &[
-            "token",
-            "create",
-            "--tenant",
-            t,
-            "--project",
-            p,
-            "--scopes",
-            "admin",
-            "--json",
-        ],
-    );
-    let token = token["token"].as_str().unwrap().to_owned();
+    let (t, p, token) = cli_tenant(&db.url, "kill");
+    // Leases of the killed process run out after two seconds.
+    let env = [("RELAIS_HEARTBEAT_TIMEOUT", "2")];
     let client = reqwest::Client::new();
     let call = |base: &str, method: Method, path: &str, body: Option<Value>| {
         let mut request = client
@@ -946,7 +883,7 @@ async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
     let data = dir.path().join("popstan_x10.dat");
     std::fs::write(&data, popstan.repeat(10)).unwrap();
 
-    let mut first = Process::serve(&db.url).await;
+    let mut first = ServeProcess::start(&db.url, &env).await;
     let body = json!({"dictionaryPath": fixture(POPSTAN_DCF), "dataPath": data.to_str().unwrap()});
     let r = call(
         &first.base,
@@ -968,10 +905,9 @@ async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
     })
     .await;
     assert_eq!(at_kill["status"], "running", "{at_kill}");
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
 
-    let second = Process::serve(&db.url).await;
+    let second = ServeProcess::start(&db.url, &env).await;
     let done = eventually(90 * SEC, || async {
         let s = call(&second.base, Method::GET, &status_path, None).await;
         matches!(s.body["status"].as_str(), Some("completed" | "failed")).then_some(s.body)

@@ -328,3 +328,87 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real `relais serve` child process on a free port, killed (SIGKILL) when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `relais serve` on `database_url` with these extra `RELAIS_*` variables and
+    /// waits until it is ready.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("RELAIS_DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("relais serve starts");
+        // Owned by the guard at once, so a panic below still kills and reaps it.
+        let process = ServeProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", process.base)).send().await {
+                if r.status() == reqwest::StatusCode::OK {
+                    return process;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("relais serve did not become ready");
+    }
+
+    /// SIGKILL: no shutdown hooks, no graceful drain.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tenant, its project and an admin token bound to that project, made with the CLI
+/// as an operator would: `(tenant, project, token)`.
+pub fn cli_tenant(database_url: &str, name: &str) -> (String, String, String) {
+    let tenant = relais_json(
+        database_url,
+        &["tenant", "create", "--name", name, "--json"],
+    );
+    let (t, p) = (
+        tenant["tenantId"].as_str().unwrap().to_owned(),
+        tenant["projectId"].as_str().unwrap().to_owned(),
+    );
+    let token = relais_json(
+        database_url,
+        &[
+            "token",
+            "create",
+            "--tenant",
+            &t,
+            "--project",
+            &p,
+            "--scopes",
+            "admin",
+            "--json",
+        ],
+    );
+    let token = token["token"].as_str().unwrap().to_owned();
+    (t, p, token)
+}

@@ -1,14 +1,13 @@
 //! Crash safety with real processes: `kill -9` a delivering server and restart it.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{relais_json, Backend, Response, TestDb};
+use crate::common::{cli_tenant, Backend, Response, ServeProcess, TestDb};
 use crate::receiver::{Receiver, Reply};
 
 both_backends!(
@@ -19,96 +18,20 @@ both_backends!(
 const OPERATIONS: usize = 2000;
 const ENDPOINT_CONCURRENCY: usize = 16;
 
-/// A `relais serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(database_url: &str) -> Self {
-        Self::start_with(database_url, &[]).await
-    }
-
-    async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .env("RELAIS_DATABASE_URL", database_url)
-            .env("RELAIS_ALLOW_PRIVATE_TARGETS", "true")
-            .env("RELAIS_DELIVERY_TIMEOUT", "2")
-            .env(
-                "RELAIS_ENDPOINT_CONCURRENCY",
-                ENDPOINT_CONCURRENCY.to_string(),
-            )
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("relais serve starts");
-        // Owned by the guard at once, so a panic below still kills and reaps it.
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/readyz", server.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("relais serve did not become ready");
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no shutdown hooks, no graceful drain.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn a_killed_process_loses_no_delivery(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
-    let (t, p) = (
-        tenant["tenantId"].as_str().unwrap(),
-        tenant["projectId"].as_str().unwrap(),
-    );
-    let token = relais_json(
-        &db.url,
-        &[
-            "token",
-            "create",
-            "--tenant",
-            t,
-            "--project",
-            p,
-            "--scopes",
-            "admin",
-            "--json",
-        ],
-    );
-    let token = token["token"].as_str().unwrap().to_owned();
+    let (t, p, token) = cli_tenant(&db.url, "crash");
     let receiver = Receiver::start().await;
     // 16 at a time, 100 ms each: about 160 deliveries a second, so the kill lands mid-way.
     receiver.fallback(Reply::status(200).after(Duration::from_millis(100)));
 
-    let mut server = Server::start(&db.url).await;
+    let concurrency = ENDPOINT_CONCURRENCY.to_string();
+    let env = [
+        ("RELAIS_ALLOW_PRIVATE_TARGETS", "true"),
+        ("RELAIS_DELIVERY_TIMEOUT", "2"),
+        ("RELAIS_ENDPOINT_CONCURRENCY", concurrency.as_str()),
+    ];
+    let mut server = ServeProcess::start(&db.url, &env).await;
     let client = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
     let post = |url: String, body: Value| {
@@ -164,7 +87,7 @@ async fn a_killed_process_loses_no_delivery(backend: Backend) {
         "the kill must happen mid-delivery (got {at_kill} already)"
     );
 
-    let _restarted = Server::start(&db.url).await;
+    let _restarted = ServeProcess::start(&db.url, &env).await;
     let received = receiver
         .wait_until(Duration::from_secs(120), |r| {
             let mut ids: Vec<&str> = r.iter().map(|x| x.header("webhook-id")).collect();
@@ -202,31 +125,10 @@ async fn a_batch_survives_a_killed_process_and_runs_each_member_to_completion_on
     backend: Backend,
 ) {
     let db = TestDb::create(backend).await;
-    let tenant = relais_json(&db.url, &["tenant", "create", "--name", "crash", "--json"]);
-    let (t, p) = (
-        tenant["tenantId"].as_str().unwrap().to_owned(),
-        tenant["projectId"].as_str().unwrap().to_owned(),
-    );
-    let token = relais_json(
-        &db.url,
-        &[
-            "token",
-            "create",
-            "--tenant",
-            &t,
-            "--project",
-            &p,
-            "--scopes",
-            "admin",
-            "--json",
-        ],
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (t, p, token) = cli_tenant(&db.url, "crash");
     // Leases of the killed process expire after a second, so the restart takes them back.
     let env = [("RELAIS_HEARTBEAT_TIMEOUT", "1")];
-    let mut server = Server::start_with(&db.url, &env).await;
+    let mut server = ServeProcess::start(&db.url, &env).await;
     let client = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
 
@@ -280,7 +182,7 @@ async fn a_batch_survives_a_killed_process_and_runs_each_member_to_completion_on
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill();
-    let server = Server::start_with(&db.url, &env).await;
+    let server = ServeProcess::start(&db.url, &env).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let b = loop {
         let b = get(server.base.clone()).await;
