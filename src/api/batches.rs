@@ -14,10 +14,9 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
 use super::idempotency::Idempotency;
-use super::operations::{parse_query, typical_duration};
+use super::operations::{check_targets, parse_query, typical_duration};
 use super::AppState;
 use crate::clock;
-use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::batch::{self, Batch, BatchSpec, BatchStatus, SubmitBatchBody};
 use crate::domain::ids::{BatchId, OperationId};
@@ -62,18 +61,17 @@ pub async fn submit(
         .authorize(&principal, &path, Some(Scope::OperationsWrite))
         .await?;
     let spec: BatchSpec = body.json::<SubmitBatchBody>()?.try_into()?;
-    let callbacks = [
-        ("onBatchStart", &spec.callbacks.on_batch_start),
-        ("onOperationComplete", &spec.callbacks.on_operation_complete),
-        ("onBatchComplete", &spec.callbacks.on_batch_complete),
-    ];
-    for (name, url) in callbacks {
-        if let Some(url) = url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
-            check_url(&url, state.config.delivery.allow_private_targets)
-                .await
-                .map_err(|e| FieldError::new(format!("batchCallbacks.{name}"), e.to_string()))?;
-        }
-    }
+    let callbacks = &spec.callbacks;
+    check_targets(
+        &state,
+        "batchCallbacks",
+        [
+            ("onBatchStart", &callbacks.on_batch_start),
+            ("onOperationComplete", &callbacks.on_operation_complete),
+            ("onBatchComplete", &callbacks.on_batch_complete),
+        ],
+    )
+    .await?;
     for (i, member) in spec.members.iter().enumerate() {
         if let Some(executor) = state.executors.get(&member.spec.operation_type) {
             executor

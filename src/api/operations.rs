@@ -154,15 +154,30 @@ pub(super) async fn typical_duration(
 
 async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), ApiError> {
     let c = &spec.callbacks;
-    for (name, url) in [
-        ("onProgress", &c.on_progress),
-        ("onCompletion", &c.on_completion),
-        ("onError", &c.on_error),
-    ] {
+    check_targets(
+        state,
+        "callbacks",
+        [
+            ("onProgress", &c.on_progress),
+            ("onCompletion", &c.on_completion),
+            ("onError", &c.on_error),
+        ],
+    )
+    .await
+}
+
+/// Callback URLs (already checked to be http(s)) must also resolve to addresses we may
+/// deliver to; the error names `{prefix}.{name}`.
+pub(super) async fn check_targets<const N: usize>(
+    state: &AppState,
+    prefix: &str,
+    urls: [(&str, &Option<String>); N],
+) -> Result<(), ApiError> {
+    for (name, url) in urls {
         if let Some(url) = url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
             check_url(&url, state.config.delivery.allow_private_targets)
                 .await
-                .map_err(|e| FieldError::new(format!("callbacks.{name}"), e.to_string()))?;
+                .map_err(|e| FieldError::new(format!("{prefix}.{name}"), e.to_string()))?;
         }
     }
     Ok(())

@@ -15,8 +15,8 @@ use super::operations::{
     bind_params, decode_operation, insert_operations, stage, Announce, Param, StagedEvent, COLUMNS,
 };
 use super::{
-    from_json, from_ms, sized_chunks, to_json, to_ms, values_placeholders, CreateOutcome, Result,
-    Store, StoreError,
+    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders,
+    CreateOutcome, Result, Store, StoreError,
 };
 use crate::domain::batch::{
     self, blocks_dependents, AfterFailure, Batch, BatchNotFinished, BatchStatus,
@@ -73,13 +73,6 @@ fn member_columns() -> String {
     COLUMNS
         .split(", ")
         .map(|c| format!("o.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -290,44 +283,62 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let has_next_page = rows.len() > page_size as usize;
-        let mut batches = Vec::new();
-        for row in rows.iter().take(page_size as usize) {
-            let batch = decode_batch(row)?;
-            let counts = self.member_counts(&self.pool, batch.id).await?;
-            batches.push((batch, counts));
-        }
+        let page: Vec<Batch> = rows
+            .iter()
+            .take(page_size as usize)
+            .map(decode_batch)
+            .collect::<Result<_>>()?;
+        let ids: Vec<BatchId> = page.iter().map(|b| b.id).collect();
+        let mut counts = self.member_counts(&self.pool, &ids).await?;
+        let batches = page
+            .into_iter()
+            .map(|b| {
+                let of_batch = counts.remove(&b.id).unwrap_or_default();
+                (b, of_batch)
+            })
+            .collect();
         Ok(BatchPage {
             batches,
             has_next_page,
         })
     }
 
+    /// Each batch's members counted by status, in one query.
     async fn member_counts<'e, E>(
         &self,
         executor: E,
-        batch: BatchId,
-    ) -> Result<Vec<(OperationStatus, i64)>>
+        batches: &[BatchId],
+    ) -> Result<HashMap<BatchId, Vec<(OperationStatus, i64)>>>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        let rows = sqlx::query(
-            "SELECT o.status, COUNT(*) AS n FROM batch_members m
+        let mut counts: HashMap<BatchId, Vec<(OperationStatus, i64)>> = HashMap::new();
+        if batches.is_empty() {
+            return Ok(counts);
+        }
+        let sql = format!(
+            "SELECT m.batch_id, o.status, COUNT(*) AS n FROM batch_members m
              JOIN operations o ON o.id = m.operation_id
-             WHERE m.batch_id = $1 GROUP BY o.status",
-        )
-        .bind(batch.db())
-        .fetch_all(executor)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                Ok((
+             WHERE m.batch_id IN ({}) GROUP BY m.batch_id, o.status",
+            placeholders(1, batches.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in batches {
+            query = query.bind(id.db());
+        }
+        for row in query.fetch_all(executor).await? {
+            let batch: String = row.try_get("batch_id")?;
+            let status: String = row.try_get("status")?;
+            counts
+                .entry(batch.parse().map_err(StoreError::corrupt)?)
+                .or_default()
+                .push((
                     OperationStatus::parse(&status)
                         .ok_or_else(|| StoreError::corrupt(format!("status {status}")))?,
                     row.try_get::<i64, _>("n")?,
-                ))
-            })
-            .collect()
+                ));
+        }
+        Ok(counts)
     }
 
     async fn lock_batch(
@@ -656,9 +667,7 @@ impl Store {
         for mut batch in batches {
             let (n, news) = self.schedule_batch(&mut tx, &mut batch, now).await?;
             acted += n;
-            announce.work |= news.work;
-            announce.deliveries |= news.deliveries;
-            announce.batches |= news.batches;
+            announce.absorb(news);
         }
         tx.commit().await?;
         self.after_commit(announce);
@@ -852,7 +861,11 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await?;
         if live.is_none() && !newly_final && !batch.status.is_terminal() {
-            let counts = self.member_counts(&mut **tx, batch.id).await?;
+            let counts = self
+                .member_counts(&mut **tx, &[batch.id])
+                .await?
+                .remove(&batch.id)
+                .unwrap_or_default();
             let statuses = counts
                 .iter()
                 .flat_map(|(s, n)| std::iter::repeat_n(*s, *n as usize));
@@ -863,7 +876,7 @@ impl Store {
         if !batch_drafts.is_empty() {
             let events = stage_batch(batch, batch_drafts, now);
             let news = self.write_events(tx, events, now).await?;
-            announce.deliveries |= news.deliveries;
+            announce.absorb(news);
             self.write_batch_row(tx, batch, false).await?;
         }
         Ok((finished.len(), announce))

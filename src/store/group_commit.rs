@@ -223,9 +223,7 @@ impl Store {
             let wrote = self
                 .write_changes(&mut tx, &changed_ops, events, now)
                 .await?;
-            announce.work |= wrote.work;
-            announce.deliveries |= wrote.deliveries;
-            announce.batches |= wrote.batches;
+            announce.absorb(wrote);
             tx.commit().await?;
             Ok::<_, StoreError>(announce)
         }
@@ -259,15 +257,12 @@ impl Store {
     ) -> Result<Vec<Operation>> {
         let mut ops = Vec::with_capacity(ids.len());
         for chunk in super::sized_chunks(ids, MAX_BATCH) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
             // In id order, so that concurrent batches lock their rows in the same order
             // and cannot deadlock on one another.
             let sql = format!(
-                "SELECT {} FROM operations WHERE id IN ({placeholders}) ORDER BY id{}",
+                "SELECT {} FROM operations WHERE id IN ({}) ORDER BY id{}",
                 super::operations::COLUMNS,
+                super::placeholders(1, chunk.len()),
                 self.backend.for_update()
             );
             let mut query = sqlx::query(&sql);

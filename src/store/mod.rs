@@ -299,14 +299,17 @@ fn sized_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list or a row.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..columns)
-                .map(|c| format!("${}", first + r * columns + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
+        .map(|r| format!("({})", placeholders(first + r * columns, columns)))
         .collect::<Vec<_>>()
         .join(", ")
 }

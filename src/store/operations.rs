@@ -7,8 +7,8 @@ use sqlx::{Any, Row, Transaction};
 use super::group_commit::{Applied, Apply, Job};
 use super::idempotency::IdempotencyRecord;
 use super::{
-    from_json, from_ms, sized_chunks, to_json, to_ms, values_placeholders, Backend, Result, Store,
-    StoreError, WORK_CHANNEL,
+    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
+    Result, Store, StoreError, WORK_CHANNEL,
 };
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
@@ -88,6 +88,15 @@ pub(crate) struct Announce {
     pub(super) deliveries: bool,
     /// A batch member reached a final state: the batch scheduler has something to do.
     pub(super) batches: bool,
+}
+
+impl Announce {
+    /// What either of two writes in one transaction made available.
+    pub(super) fn absorb(&mut self, other: Announce) {
+        self.work |= other.work;
+        self.deliveries |= other.deliveries;
+        self.batches |= other.batches;
+    }
 }
 
 pub(super) enum Param {
@@ -223,10 +232,7 @@ impl Store {
         let list = |params: &mut Vec<Param>, values: &[String]| {
             let first = params.len() + 1;
             params.extend(values.iter().cloned().map(Param::Text));
-            (0..values.len())
-                .map(|i| format!("${}", first + i))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(first, values.len())
         };
         if let Some((tenant, project)) = claim.scope {
             let ids = list(&mut params, &[project.db(), tenant.db()]);
