@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Where CSPro breakouts write their tables (default: the main database).
     #[arg(long, env = "RELAIS_ANALYTICS_DATABASE_URL")]
     pub analytics_database_url: Option<String>,
+    /// Server-side CSPro files registered by path must lie in this directory (default:
+    /// any file the server can read, for admin tokens).
+    #[arg(long, env = "RELAIS_BREAKOUT_DATA_DIR")]
+    pub breakout_data_dir: Option<std::path::PathBuf>,
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
@@ -72,6 +76,8 @@ pub struct Config {
     pub executor_concurrency: usize,
     pub public_url: Option<String>,
     pub analytics_database_url: Option<String>,
+    /// Canonical: a path is confined by comparing canonical prefixes.
+    pub breakout_data_dir: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -100,6 +106,20 @@ impl Config {
             args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
             "delivery concurrency must be at least 1"
         );
+        let breakout_data_dir = args
+            .breakout_data_dir
+            .map(|dir| {
+                std::fs::canonicalize(&dir)
+                    .ok()
+                    .filter(|dir| dir.is_dir())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--breakout-data-dir {} is not a readable directory",
+                            dir.display()
+                        )
+                    })
+            })
+            .transpose()?;
         Ok(Config {
             database_url,
             bind: args.bind,
@@ -120,6 +140,7 @@ impl Config {
             executor_concurrency: args.executor_concurrency,
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
+            breakout_data_dir,
         })
     }
 
@@ -145,6 +166,7 @@ impl Config {
             executor_concurrency: 16,
             public_url: None,
             analytics_database_url: None,
+            breakout_data_dir: None,
         }
     }
 }

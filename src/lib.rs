@@ -12,4 +12,5 @@ pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod executors;
+pub mod shared;
 pub mod store;

@@ -181,7 +181,13 @@ pub async fn register(
             )))
         }
     };
-    let request: RegisterBody = Body(bytes).json()?;
+    let mut request: RegisterBody = Body(bytes).json()?;
+    if let Some(dir) = &state.config.breakout_data_dir {
+        request.data_path = confined(&request.data_path, dir, "dataPath")?;
+        if let Some(path) = &request.dictionary_path {
+            request.dictionary_path = Some(confined(path, dir, "dictionaryPath")?);
+        }
+    }
     let head = read_head(&request.data_path)
         .await
         .map_err(|e| FieldError::new("dataPath", format!("cannot read the file: {e}")))?;
@@ -331,6 +337,22 @@ async fn upload(
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Created().json(dictionary_view(&record)))
+}
+
+/// `path`, resolved (`..`, symbolic links), if that lies within `dir` (itself resolved).
+fn confined(path: &str, dir: &std::path::Path, field: &str) -> Result<String, FieldError> {
+    let resolved = std::fs::canonicalize(path)
+        .map_err(|e| FieldError::new(field, format!("cannot read the file: {e}")))?;
+    if !resolved.starts_with(dir) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "must lie within the breakout data directory {}",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(resolved.to_string_lossy().into_owned())
 }
 
 async fn read_head(path: &str) -> std::io::Result<Vec<u8>> {

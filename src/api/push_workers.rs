@@ -82,7 +82,7 @@ pub async fn create(
     };
     state.store.insert_push_worker(&worker).await?;
     // New routes for queued operations: let the push loop look now.
-    state.store.work_available().notify_waiters();
+    state.store.work().wake_workers();
     let mut answer = view(&state, &worker).await?;
     answer["secret"] = json!(worker.secret);
     Ok(HttpResponse::Created().json(answer))

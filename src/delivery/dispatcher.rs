@@ -6,9 +6,8 @@
 //! claimable again when its lease expires, and the lease always outlives the request
 //! timeout, so a slow but live send is never duplicated by another dispatcher.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -19,6 +18,7 @@ use super::signing::{generate_secret, signature_header, SigningKey};
 use super::target::{http_client, literal_is_private};
 use crate::clock;
 use crate::domain::webhook::{decide, parse_retry_after, AttemptResult, Decision};
+use crate::shared::SharedByKey;
 use crate::store::{
     signing_secrets, AttemptLog, ClaimedDelivery, DeliveryOutcome, Lane, Settlement, Store,
 };
@@ -54,18 +54,10 @@ struct Context {
     store: Store,
     settings: DispatcherSettings,
     client: reqwest::Client,
-    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Deliveries in flight to each endpoint (a webhook, or a callback URL), at most
+    /// `settings.per_endpoint` at once.
+    endpoints: SharedByKey<String, Semaphore>,
     outcomes: mpsc::UnboundedSender<Settled>,
-}
-
-impl Context {
-    fn endpoint(&self, key: &str) -> Arc<Semaphore> {
-        let mut endpoints = self.endpoints.lock().expect("endpoint map lock");
-        endpoints
-            .entry(key.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint)))
-            .clone()
-    }
 }
 
 pub fn spawn(store: Store, settings: DispatcherSettings) -> Vec<JoinHandle<()>> {
@@ -75,7 +67,7 @@ pub fn spawn(store: Store, settings: DispatcherSettings) -> Vec<JoinHandle<()>> 
         client: http_client(settings.request_timeout, settings.allow_private_targets),
         store: store.clone(),
         settings: settings.clone(),
-        endpoints: Mutex::new(HashMap::new()),
+        endpoints: SharedByKey::default(),
         outcomes: tx,
     });
     vec![
@@ -219,7 +211,9 @@ async fn attempt(
     let key = delivery
         .webhook_id
         .map_or_else(|| delivery.url.clone(), |w| w.to_string());
-    let endpoint = ctx.endpoint(&key);
+    let endpoint = ctx
+        .endpoints
+        .get(key.as_str(), || Semaphore::new(ctx.settings.per_endpoint));
     let Ok(Ok(endpoint_permit)) =
         tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()).await
     else {
@@ -429,5 +423,29 @@ async fn prune(store: Store, retention: Duration) {
             Ok(n) => tracing::info!(rows = n, "pruned settled deliveries and old events"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::KEPT_BEFORE_PRUNING;
+
+    #[test]
+    fn an_endpoint_busy_while_others_are_forgotten_keeps_its_limit() {
+        let limits: SharedByKey<String, Semaphore> = SharedByKey::default();
+        let limit = || Semaphore::new(1);
+        let busy = limits
+            .get("busy", limit)
+            .try_acquire_owned()
+            .expect("a free slot");
+        for i in 0..KEPT_BEFORE_PRUNING * 3 {
+            limits.get(format!("https://example.com/callback/{i}").as_str(), limit);
+        }
+        assert!(limits.len() <= KEPT_BEFORE_PRUNING + 1, "{}", limits.len());
+        // The busy endpoint kept its semaphore, so its limit still holds.
+        assert!(limits.get("busy", limit).try_acquire_owned().is_err());
+        drop(busy);
+        assert!(limits.get("busy", limit).try_acquire_owned().is_ok());
     }
 }

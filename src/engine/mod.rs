@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::clock;
 use crate::config::Config;
@@ -15,7 +16,7 @@ use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::{Backoff, Operation};
 use crate::domain::requests::LeaseRequest;
 use crate::executors::Registry;
-use crate::store::{Backend, Claim, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
+use crate::store::{Backend, Claim, GateKey, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
 
 pub mod push;
 pub mod runner;
@@ -31,6 +32,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(store: Store, config: &Config, registry: Registry) -> Self {
+        store.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
                 store.clone(),
@@ -169,8 +171,12 @@ async fn relay_notifications(store: Store) {
                 .await?;
             loop {
                 let notification = listener.recv().await?;
+                if notification.payload() == store.replica_id() {
+                    // Our own news, already announced here when it was committed.
+                    continue;
+                }
                 if notification.channel() == WORK_CHANNEL {
-                    store.work_available().notify_waiters();
+                    store.work().wake_all();
                 } else {
                     store.deliveries_available().notify_waiters();
                 }
@@ -181,7 +187,7 @@ async fn relay_notifications(store: Store) {
             tracing::warn!(error = %e, "notification listener lost; reconnecting");
         }
         // Whatever was announced while disconnected is found by the waiters' re-checks.
-        store.work_available().notify_waiters();
+        store.work().wake_all();
         store.deliveries_available().notify_waiters();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -197,8 +203,8 @@ pub async fn lease_with_wait(
     builtin_types: &[String],
     lease_ttl: Duration,
 ) -> Result<Vec<(Operation, LeaseToken)>, StoreError> {
-    let deadline = tokio::time::Instant::now() + request.wait;
-    let signal = store.work_available().clone();
+    let deadline = Instant::now() + request.wait;
+    let signal = store.work();
     let claim = Claim {
         scope: Some((tenant, project)),
         types: &request.operation_types,
@@ -206,30 +212,54 @@ pub async fn lease_with_wait(
         max: request.max,
         worker_id: request.worker_id.clone(),
     };
+    let gate = signal.gate(&GateKey::new(
+        tenant,
+        project,
+        &request.operation_types,
+        builtin_types,
+    ));
+    // When the next operation waiting out a retry delay becomes claimable, as of the
+    // last claim that found nothing.
+    let mut due: Option<Instant> = None;
+    // Only an announcement may be answered without a look: a new request looks, and so
+    // does a timed re-check, since retry delays run out unannounced.
+    let mut announced = false;
     loop {
         // Register interest before looking, so a commit between the look and the wait
         // still wakes us.
-        let woken = signal.notified();
+        let woken = signal.worker_work().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let claimed = store
-            .claim_operations(&claim, clock::now(), lease_ttl)
-            .await?;
-        let now = tokio::time::Instant::now();
-        if !claimed.is_empty() || now >= deadline {
-            return Ok(claimed);
+        let epoch = signal.epoch();
+        let looked = {
+            let mut turn = gate.turn(signal).await;
+            if announced && !turn.worth_claiming(epoch) {
+                None
+            } else {
+                // One reading for the claim and the look ahead, so nothing falls between.
+                let at = clock::now();
+                let claiming = store.claim_operations(&claim, at, lease_ttl);
+                Some((turn.claim(request.max, claiming).await?, at))
+            }
+        };
+        let now = Instant::now();
+        match looked {
+            Some((claimed, _)) if !claimed.is_empty() || now >= deadline => return Ok(claimed),
+            Some((_, looked_at)) => {
+                let next = store.next_available_at(tenant, project, looked_at).await?;
+                // Already due (it became claimable just after the claim looked): now.
+                let (wall, mono) = (clock::now(), Instant::now());
+                due = next.map(|t| mono + (t - wall).to_std().unwrap_or_default());
+            }
+            None if now >= deadline => return Ok(Vec::new()),
+            None => {}
         }
-        // Sleep until the next retry delay runs out, if that comes before the re-check.
-        let due = store
-            .next_available_at(tenant, project, clock::now())
-            .await?
-            .and_then(|t| (t - clock::now()).to_std().ok());
-        let nap = (deadline - now)
-            .min(IDLE_RECHECK)
-            .min(due.unwrap_or(IDLE_RECHECK));
+        let recheck = deadline
+            .min(now + IDLE_RECHECK)
+            .min(due.unwrap_or(deadline));
         tokio::select! {
-            _ = &mut woken => {}
-            _ = tokio::time::sleep(nap) => {}
+            _ = &mut woken => announced = true,
+            _ = tokio::time::sleep_until(recheck) => announced = false,
         }
     }
 }

@@ -34,14 +34,13 @@ const MAX_REQUEST: Duration = Duration::from_secs(3600);
 pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSettings) {
     let client = http_client(MAX_REQUEST, settings.allow_private_targets);
     let freed = Arc::new(Notify::new());
-    let work = store.work_available().clone();
     loop {
-        let woken = work.notified();
+        let woken = store.work().worker_work().notified();
         let slot_freed = freed.notified();
         tokio::pin!(woken, slot_freed);
         woken.as_mut().enable();
         slot_freed.as_mut().enable();
-        let workers = match store.list_push_workers(None).await {
+        let workers = match store.known_push_workers().await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "listing push workers failed; retrying");
@@ -50,9 +49,9 @@ pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSetting
             }
         };
         let mut pushed = false;
-        for worker in workers {
+        for worker in workers.iter() {
             match store
-                .claim_for_push_worker(&worker, &builtin_types, clock::now(), settings.lease_ttl)
+                .claim_for_push_worker(worker, &builtin_types, clock::now(), settings.lease_ttl)
                 .await
             {
                 Ok(tasks) => {

@@ -32,10 +32,9 @@ pub async fn run(
         return;
     }
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    let signal = store.work_available().clone();
     let worker_id = format!("relais-builtin-{}", std::process::id());
     loop {
-        let woken = signal.notified();
+        let woken = store.work().builtin_work().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if slots.available_permits() == 0 {

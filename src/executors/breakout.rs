@@ -116,78 +116,88 @@ impl Executor for Breakout {
 
     fn run(&self, task: Task) -> Run {
         Box::pin(async move {
-            let params = params(&task.parameters)
-                .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
-            let store = task.reporter.store().clone();
-            let (_, project) = task.reporter.owner();
-            let mut tables_created = Vec::new();
-            let (mut total_cases, mut written, mut unchanged) = (0, 0, 0);
-            let mut issues = Vec::new();
-            for name in &params.dictionaries {
-                let registered = store
-                    .breakout_dictionary(project, name)
-                    .await
-                    .map_err(db_error)?
-                    .ok_or_else(|| {
-                        ExecutionError::new(
-                            "DICTIONARY_NOT_FOUND",
-                            format!("no dictionary named '{name}' is registered"),
-                            false,
-                        )
-                    })?;
-                let committed = store
-                    .committed_breakout_chunks(project, name)
-                    .await
-                    .map_err(db_error)?;
-                // An earlier attempt of this job already replaced the tables: resume.
-                let resuming = committed
-                    .iter()
-                    .any(|c| c.operation_id == task.operation_id.db());
-                let replace = params.overwrite && !resuming;
-                let known: HashMap<i64, String> = if replace {
-                    HashMap::new()
-                } else {
-                    committed
-                        .into_iter()
-                        .map(|c| (c.chunk, c.fingerprint))
-                        .collect()
-                };
-                let job = Job {
-                    store: store.clone(),
-                    operation: task.operation_id,
-                    reporter: task.reporter.clone(),
-                    threads: params.threads as usize,
-                    chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
-                    strict: params.strict,
-                };
-                let outcome = job.run(&registered, replace, known).await?;
-                tables_created.extend(outcome.tables);
-                total_cases += outcome.cases;
-                written += outcome.written;
-                unchanged += outcome.unchanged;
-                for chunk in store
-                    .committed_breakout_chunks(project, name)
-                    .await
-                    .map_err(db_error)?
-                {
-                    issues.push((name.clone(), chunk.issues));
+            let location = task.reporter.store().analytics_location().to_owned();
+            break_out(task).await.map_err(|mut e| {
+                if e.error.code == "DB_CONNECTION_ERROR" {
+                    e.error.details = Some(json!(location));
                 }
-            }
-            let issues = merge_issues(issues.iter().map(|(d, i)| (d.as_str(), i.as_str())));
-            Ok(OperationResult {
-                summary: json!({
-                    "dictionaries_processed": params.dictionaries,
-                    "total_cases": total_cases,
-                    "tables_created": tables_created,
-                    "cases_written": written,
-                    "cases_unchanged": unchanged,
-                    "issues": issues,
-                }),
-                phase_results: Vec::new(),
-                artifacts: Vec::new(),
+                e
             })
         })
     }
+}
+
+async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
+    let params = params(&task.parameters)
+        .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
+    let store = task.reporter.store().clone();
+    let (_, project) = task.reporter.owner();
+    let mut tables_created = Vec::new();
+    let (mut total_cases, mut written, mut unchanged) = (0, 0, 0);
+    let mut issues = Vec::new();
+    for name in &params.dictionaries {
+        let registered = store
+            .breakout_dictionary(project, name)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                ExecutionError::new(
+                    "DICTIONARY_NOT_FOUND",
+                    format!("no dictionary named '{name}' is registered"),
+                    false,
+                )
+            })?;
+        let committed = store
+            .committed_breakout_chunks(project, name)
+            .await
+            .map_err(db_error)?;
+        // An earlier attempt of this job already replaced the tables: resume.
+        let resuming = committed
+            .iter()
+            .any(|c| c.operation_id == task.operation_id.db());
+        let replace = params.overwrite && !resuming;
+        let known: HashMap<i64, String> = if replace {
+            HashMap::new()
+        } else {
+            committed
+                .into_iter()
+                .map(|c| (c.chunk, c.fingerprint))
+                .collect()
+        };
+        let job = Job {
+            store: store.clone(),
+            operation: task.operation_id,
+            reporter: task.reporter.clone(),
+            threads: params.threads as usize,
+            chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+            strict: params.strict,
+        };
+        let outcome = job.run(&registered, replace, known).await?;
+        tables_created.extend(outcome.tables);
+        total_cases += outcome.cases;
+        written += outcome.written;
+        unchanged += outcome.unchanged;
+        for chunk in store
+            .committed_breakout_chunks(project, name)
+            .await
+            .map_err(db_error)?
+        {
+            issues.push((name.clone(), chunk.issues));
+        }
+    }
+    let issues = merge_issues(issues.iter().map(|(d, i)| (d.as_str(), i.as_str())));
+    Ok(OperationResult {
+        summary: json!({
+            "dictionaries_processed": params.dictionaries,
+            "total_cases": total_cases,
+            "tables_created": tables_created,
+            "cases_written": written,
+            "cases_unchanged": unchanged,
+            "issues": issues,
+        }),
+        phase_results: Vec::new(),
+        artifacts: Vec::new(),
+    })
 }
 
 struct Job {
@@ -661,13 +671,12 @@ fn merge_issues<'a>(chunks: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
 
 fn db_error(e: StoreError) -> ExecutionError {
     if e.is_unavailable() {
-        let mut error = ExecutionError::new(
+        // `run` names the database in the details.
+        ExecutionError::new(
             "DB_CONNECTION_ERROR",
-            format!("cannot reach the analytics database: {e}"),
+            format!("cannot reach the database: {e}"),
             true,
-        );
-        error.error.details = Some(json!("the main database"));
-        error
+        )
     } else {
         ExecutionError::new("DB_ERROR", e.to_string(), false)
     }

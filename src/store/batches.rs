@@ -142,7 +142,8 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let mut announce = self.write_changes(&mut tx, &[], events, now).await?;
-        announce.work = true;
+        announce.builtin_work = true;
+        announce.worker_work = true;
         tx.commit().await?;
         self.after_commit(announce);
         Ok(CreateOutcome::Created)
@@ -562,7 +563,8 @@ impl Store {
         self.write_batch_row(&mut tx, &batch, false).await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.after_commit(Announce {
-            work: true,
+            builtin_work: true,
+            worker_work: true,
             ..Announce::default()
         });
         Ok(Some((batch, replaced)))

@@ -176,7 +176,7 @@ impl Store {
                 let now = op.created_at;
                 events.extend(stage(op, std::mem::take(drafts), now));
                 created.push(op.as_ref().clone());
-                announce.work = true;
+                self.note_claimable(&mut announce, op);
             }
             outcomes.push(outcome);
         }

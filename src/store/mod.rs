@@ -11,6 +11,7 @@ mod events;
 mod group_commit;
 mod idempotency;
 mod operations;
+mod signal;
 mod tenants;
 mod webhooks;
 mod workers;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 use tokio::sync::Notify;
 
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError};
@@ -32,6 +33,7 @@ pub use deliveries::{
 pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
+pub use signal::{GateKey, WorkSignal};
 pub use webhooks::DeliveryStats;
 pub use workers::PushTask;
 
@@ -103,12 +105,22 @@ impl StoreError {
         Self::Corrupt(what.to_string())
     }
 
-    /// The pool could not hand out a connection in time, or the server is unreachable.
+    /// The pool could not hand out a connection in time, the server is unreachable, or it
+    /// is shutting down or starting up: trying again later may succeed.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            // A protocol error means the stream broke off mid-message (or mid-handshake).
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_),
             ) => true,
+            Self::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                // Connection exceptions, and the server going down or not yet up
+                // (admin_shutdown, crash_shutdown, cannot_connect_now).
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
             Self::Shared { unavailable, .. } => *unavailable,
             _ => false,
         }
@@ -123,6 +135,9 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long a pooled PostgreSQL connection may sit unused before it is pinged on acquire.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// A pool for `url`, with the settings its backend needs; the URL as connected.
 async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
@@ -141,6 +156,17 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
         Backend::Postgres => AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire would add a round trip to each transaction; a
+            // connection used moments ago is alive, so only one that sat idle is checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?,
         // One writer at a time is SQLite's nature; one connection makes that explicit
@@ -166,10 +192,13 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: String,
-    work_available: Arc<Notify>,
+    work: Arc<WorkSignal>,
     batches_to_schedule: Arc<Notify>,
     deliveries_available: Arc<Notify>,
     remote: Arc<RemoteNews>,
+    /// Names this process in its notifications, so that it can ignore its own echoes.
+    replica_id: Arc<str>,
+    push_workers: Arc<workers::PushWorkerCache>,
     group_commit: Arc<group_commit::GroupCommit>,
     /// Where breakout tables are written: the main database unless configured apart.
     analytics: Arc<Analytics>,
@@ -178,6 +207,21 @@ pub struct Store {
 struct Analytics {
     pool: AnyPool,
     backend: Backend,
+    /// Where it is, for error reports: host and port, or file (never the credentials).
+    location: String,
+}
+
+fn location(url: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map_or_else(
+            |_| "PostgreSQL".to_owned(),
+            |o| format!("Host: {}, Port: {}", o.get_host(), o.get_port()),
+        ),
+        Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).map_or_else(
+            |_| "SQLite".to_owned(),
+            |o| format!("File: {}", o.get_filename().display()),
+        ),
+    }
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -191,17 +235,21 @@ struct RemoteNews {
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let (pool, backend, url) = open_pool(url).await?;
+        let analytics_location = location(&url, backend);
         Ok(Store {
             backend,
             url,
-            work_available: Arc::new(Notify::new()),
+            work: Arc::default(),
             batches_to_schedule: Arc::new(Notify::new()),
             deliveries_available: Arc::new(Notify::new()),
             remote: Arc::default(),
+            replica_id: uuid::Uuid::new_v4().simple().to_string().into(),
+            push_workers: Arc::default(),
             group_commit: Arc::new(group_commit::GroupCommit::new(backend)),
             analytics: Arc::new(Analytics {
                 pool: pool.clone(),
                 backend,
+                location: analytics_location,
             }),
             pool,
         })
@@ -210,11 +258,15 @@ impl Store {
     /// From now on, breakout tables (and the record of what was written into them) go
     /// into this database instead of the main one.
     pub async fn with_analytics_database(mut self, url: &str) -> Result<Self> {
-        let (pool, backend, _) = open_pool(url).await?;
+        let (pool, backend, url) = open_pool(url).await?;
         for statement in breakout::ANALYTICS_BOOKKEEPING {
             sqlx::query(statement).execute(&pool).await?;
         }
-        self.analytics = Arc::new(Analytics { pool, backend });
+        self.analytics = Arc::new(Analytics {
+            pool,
+            backend,
+            location: location(&url, backend),
+        });
         Ok(self)
     }
 
@@ -228,6 +280,11 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Where breakout tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
+    pub fn analytics_location(&self) -> &str {
+        &self.analytics.location
     }
 
     pub fn backend(&self) -> Backend {
@@ -247,10 +304,15 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Woken whenever an operation may have become claimable: by this process after a
-    /// commit, and by the PostgreSQL listener for commits of other replicas.
-    pub fn work_available(&self) -> &Arc<Notify> {
-        &self.work_available
+    /// What this process writes as the payload of its notifications to other replicas.
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// Wakes claimers whenever operations may have become claimable: this process after
+    /// its commits, and the PostgreSQL listener for commits of other replicas.
+    pub fn work(&self) -> &WorkSignal {
+        &self.work
     }
 
     /// Signalled when a batch member reaches a final state.

@@ -84,7 +84,10 @@ pub struct Claim<'a> {
 /// What a committed change made available, to wake the right waiters.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Announce {
-    pub(super) work: bool,
+    /// Operations became claimable by built-in executors.
+    pub(super) builtin_work: bool,
+    /// Operations became claimable by pull or push workers.
+    pub(super) worker_work: bool,
     pub(super) deliveries: bool,
     /// A batch member reached a final state: the batch scheduler has something to do.
     pub(super) batches: bool,
@@ -93,9 +96,21 @@ pub(crate) struct Announce {
 impl Announce {
     /// What either of two writes in one transaction made available.
     pub(super) fn absorb(&mut self, other: Announce) {
-        self.work |= other.work;
+        self.builtin_work |= other.builtin_work;
+        self.worker_work |= other.worker_work;
         self.deliveries |= other.deliveries;
         self.batches |= other.batches;
+    }
+}
+
+impl Store {
+    /// Records that `op` is claimable, for whoever runs its type.
+    pub(super) fn note_claimable(&self, announce: &mut Announce, op: &Operation) {
+        if self.work.is_builtin(&op.operation_type) {
+            announce.builtin_work = true;
+        } else {
+            announce.worker_work = true;
+        }
     }
 }
 
@@ -389,13 +404,16 @@ impl Store {
         announce.batches = ops
             .iter()
             .any(|op| op.batch.is_some() && op.status.is_terminal());
-        announce.work = ops.iter().any(|op| {
-            op.lease.is_none()
+        for op in ops {
+            if op.lease.is_none()
                 && matches!(
                     op.status,
                     OperationStatus::Initiated | OperationStatus::Running
                 )
-        });
+            {
+                self.note_claimable(&mut announce, op);
+            }
+        }
         Ok(announce)
     }
 
@@ -420,8 +438,13 @@ impl Store {
         if announce.batches {
             self.batches_to_schedule.notify_one();
         }
-        if announce.work {
-            self.work_available.notify_waiters();
+        if announce.builtin_work {
+            self.work.wake_builtin();
+        }
+        if announce.worker_work {
+            self.work.wake_workers();
+        }
+        if announce.builtin_work || announce.worker_work {
             self.remote
                 .work
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -432,7 +455,7 @@ impl Store {
                 .deliveries
                 .store(true, std::sync::atomic::Ordering::Release);
         }
-        if announce.work || announce.deliveries {
+        if announce.builtin_work || announce.worker_work || announce.deliveries {
             self.remote.pending.notify_one();
         }
     }
@@ -454,8 +477,9 @@ impl Store {
                 (&self.remote.deliveries, super::DELIVERY_CHANNEL),
             ] {
                 if flag.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
                         .bind(channel)
+                        .bind(self.replica_id.to_string())
                         .execute(&self.pool)
                         .await
                     {

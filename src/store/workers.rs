@@ -1,3 +1,6 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -15,6 +18,29 @@ const HELD_BY: &str = "SELECT COUNT(*) AS n FROM operations \
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, name, url, operation_types, max_concurrency, secret, created_at";
+
+/// Every wake-up of the push loop and every lease asks which push workers exist, and
+/// they change rarely: this process sees its own registrations and removals at once and
+/// another replica's within this long.
+const PUSH_WORKERS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The last listing of every project's push workers, and when it was read.
+#[derive(Default)]
+pub(super) struct PushWorkerCache(Mutex<Option<(Instant, Arc<Vec<PushWorker>>)>>);
+
+impl PushWorkerCache {
+    fn fresh(&self) -> Option<Arc<Vec<PushWorker>>> {
+        let listed = self.0.lock().expect("push worker cache");
+        listed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < PUSH_WORKERS_REFRESH)
+            .map(|(_, workers)| workers.clone())
+    }
+
+    fn forget(&self) {
+        *self.0.lock().expect("push worker cache") = None;
+    }
+}
 
 /// A task handed to a push worker: the operation, its lease, and the token the worker
 /// reports with.
@@ -40,6 +66,7 @@ impl Store {
         .bind(to_ms(worker.created_at))
         .execute(&self.pool)
         .await?;
+        self.push_workers.forget();
         Ok(())
     }
 
@@ -95,23 +122,30 @@ impl Store {
         .bind(project.db())
         .execute(&self.pool)
         .await?;
+        self.push_workers.forget();
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Every project's push workers, as listed at most [`PUSH_WORKERS_REFRESH`] ago.
+    pub async fn known_push_workers(&self) -> Result<Arc<Vec<PushWorker>>> {
+        if let Some(workers) = self.push_workers.fresh() {
+            return Ok(workers);
+        }
+        let read_at = Instant::now();
+        let workers = Arc::new(self.list_push_workers(None).await?);
+        *self.push_workers.0.lock().expect("push worker cache") = Some((read_at, workers.clone()));
+        Ok(workers)
     }
 
     /// The operation types push workers of the project serve (so pull workers skip them).
     pub async fn push_worker_types(&self, project: ProjectId) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT operation_types FROM push_workers WHERE project_id = $1")
-            .bind(project.db())
-            .fetch_all(&self.pool)
-            .await?;
-        let mut types = Vec::new();
-        for row in &rows {
-            let list: Vec<String> = from_json(
-                &row.try_get::<String, _>("operation_types")?,
-                "operation_types",
-            )?;
-            types.extend(list);
-        }
+        let mut types: Vec<String> = self
+            .known_push_workers()
+            .await?
+            .iter()
+            .filter(|worker| worker.project_id == project)
+            .flat_map(|worker| worker.operation_types.iter().cloned())
+            .collect();
         types.sort();
         types.dedup();
         Ok(types)

@@ -24,6 +24,8 @@ both_backends!(
     breakout_never_replaces_tables_it_did_not_create,
     breakout_a_killed_process_resumes_its_job,
     breakout_writes_into_a_separate_analytics_database,
+    breakout_losing_the_database_midway_fails_with_db_connection_error_and_a_retry_resumes,
+    breakout_server_paths_are_confined_to_the_data_directory,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1028,4 +1030,162 @@ async fn breakout_writes_into_a_separate_analytics_database(backend: Backend) {
         left.is_empty(),
         "dropped from the analytics database: {left:?}"
     );
+}
+
+/// The analytics database (PostgreSQL, behind a proxy) goes away part-way through a job:
+/// each attempt fails with the seed's `DB_CONNECTION_ERROR`, retryable, until the retries
+/// run out and the job reports the seed's failed shape. Once the database is back, a
+/// `resume` retry of the operation finishes the job, and the tables equal those of an
+/// uninterrupted run.
+async fn breakout_losing_the_database_midway_fails_with_db_connection_error_and_a_retry_resumes(
+    backend: Backend,
+) {
+    let analytics = crate::common::TestDb::create(Backend::Postgres).await;
+    let proxy = crate::common::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let (base, name) = analytics.url.rsplit_once('/').unwrap();
+    let (scheme_user, _) = base.rsplit_once('@').unwrap();
+    let proxied = format!("{scheme_user}@127.0.0.1:{}/{name}", proxy.port);
+    let app = TestApp::spawn_with(backend, |c| c.analytics_database_url = Some(proxied)).await;
+    let popstan = std::fs::read_to_string(fixture(POPSTAN_DAT)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("popstan_x10.dat");
+    std::fs::write(&data, popstan.trim_start_matches('\u{feff}').repeat(10)).unwrap();
+    let r = register(&app, Some(&fixture(POPSTAN_DCF)), data.to_str().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let job = start_ok(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "threads": 2, "chunk_size": 5}),
+    )
+    .await;
+    eventually(60 * SEC, || async {
+        let s = app.get(&format!("/api/breakout/status/{job}")).await;
+        (s.body["progress"]["processed"].as_u64().unwrap_or(0) >= 300).then_some(())
+    })
+    .await;
+    proxy.cut();
+
+    let failed = finished(&app, &job).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "DB_CONNECTION_ERROR", "{failed}");
+    // As the seed shows it: where the database is, without credentials.
+    assert_eq!(
+        failed["error"]["details"],
+        format!("Host: 127.0.0.1, Port: {}", proxy.port)
+    );
+    assert!(failed["failed_at"].is_string());
+    let op = app.get(&app.api(&format!("/operation/{job}"))).await;
+    let attempts = op.body["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "the error is retryable: {}", op.text);
+    for attempt in attempts {
+        assert_eq!(
+            attempt["error"]["code"], "DB_CONNECTION_ERROR",
+            "{}",
+            op.text
+        );
+    }
+    let kept = query_at(
+        &analytics.url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM cen2000_cases",
+    )
+    .await;
+    let kept: u64 = kept[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(
+        (300..2940).contains(&kept),
+        "the chunks committed before the cut stay: {kept}"
+    );
+
+    proxy.restore();
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{job}/retry")),
+            &json!({"retryMode": "resume"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let retried = r.body["newOperationId"].as_str().unwrap().to_owned();
+    let done = finished(&app, &retried).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 2940);
+    let resumed = fingerprint_at(&analytics.url).await;
+
+    let again = start_ok(
+        &app,
+        &json!({"dictionaries": ["CEN2000"], "threads": 1, "overwrite": true}),
+    )
+    .await;
+    assert_eq!(finished(&app, &again).await["status"], "completed");
+    assert_eq!(fingerprint_at(&analytics.url).await, resumed);
+}
+
+/// With `RELAIS_BREAKOUT_DATA_DIR`, files named by path must resolve (after `..` and
+/// symbolic links) to a place inside that directory; anything else is a 400 naming the
+/// field, and nothing is registered.
+async fn breakout_server_paths_are_confined_to_the_data_directory(backend: Backend) {
+    let outside = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let inside = data_dir.path().join("census");
+    std::fs::create_dir(&inside).unwrap();
+    for (from, to) in [(POPSTAN_DCF, "census.dcf"), (POPSTAN_DAT, "census.dat")] {
+        std::fs::copy(fixture(from), inside.join(to)).unwrap();
+        std::fs::copy(fixture(from), outside.path().join(to)).unwrap();
+    }
+    std::os::unix::fs::symlink(outside.path().join("census.dat"), inside.join("linked.dat"))
+        .unwrap();
+    let dir = data_dir.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.breakout_data_dir = Some(std::fs::canonicalize(dir).unwrap())
+    })
+    .await;
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let dcf = path(inside.join("census.dcf"));
+
+    let refused = [
+        (
+            Some(dcf.clone()),
+            path(outside.path().join("census.dat")),
+            "dataPath",
+        ),
+        (
+            Some(dcf.clone()),
+            path(
+                inside
+                    .join("../../")
+                    .join(outside.path().file_name().unwrap())
+                    .join("census.dat"),
+            ),
+            "dataPath",
+        ),
+        (
+            Some(dcf.clone()),
+            path(inside.join("linked.dat")),
+            "dataPath",
+        ),
+        (
+            Some(path(outside.path().join("census.dcf"))),
+            path(inside.join("census.dat")),
+            "dictionaryPath",
+        ),
+    ];
+    for (dictionary, data, field) in refused {
+        let r = register(&app, dictionary.as_deref(), &data).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{data}: {}", r.text);
+        assert_eq!(r.body["field"], field, "{}", r.text);
+    }
+    let listed = app.get("/api/breakout/dictionaries").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(
+        listed.body["total"], 0,
+        "nothing registered: {}",
+        listed.text
+    );
+
+    // Inside, even spelled with `..` that stays inside, it registers and breaks out.
+    let data = path(inside.join("../census/census.dat"));
+    let r = register(&app, Some(&dcf), &data).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    let done = finished(&app, &job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["total_cases"], 294);
 }

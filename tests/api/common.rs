@@ -234,6 +234,16 @@ impl TestApp {
         r.body["leases"].as_array().unwrap().clone()
     }
 
+    /// Another server on the same database, as a second replica would run; the same
+    /// tenant, project and token work against it, at its own `/api/…` base.
+    pub async fn start_replica(&self) -> (Relais, String) {
+        let replica = Relais::start(test_config(&self.db, |_| {}))
+            .await
+            .expect("the replica starts");
+        let base = format!("http://{}", replica.addr());
+        (replica, base)
+    }
+
     /// Stops the server and starts a new one on the same database, as after a crash or a
     /// deploy; the tenant, project and token stay the same.
     pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
@@ -411,4 +421,72 @@ pub fn cli_tenant(database_url: &str, name: &str) -> (String, String, String) {
     );
     let token = token["token"].as_str().unwrap().to_owned();
     (t, p, token)
+}
+
+/// A TCP proxy in front of a database server, to take the server away from Relais and give
+/// it back while the tests' own connections still reach it.
+pub struct TcpProxy {
+    pub port: u16,
+    reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reachable = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let accepting = {
+            let (reachable, connections) = (reachable.clone(), connections.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !reachable.load(std::sync::atomic::Ordering::Acquire) {
+                        // Accepted and dropped: the client sees its connection close at once,
+                        // as when the server is gone, rather than waiting on a refusal.
+                        drop(client);
+                        continue;
+                    }
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(relay.abort_handle());
+                }
+            })
+        };
+        TcpProxy {
+            port,
+            reachable,
+            connections,
+            accepting,
+        }
+    }
+
+    /// Cuts every open connection and drops new ones until [`TcpProxy::restore`].
+    pub fn cut(&self) {
+        self.reachable
+            .store(false, std::sync::atomic::Ordering::Release);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.reachable
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut();
+    }
 }

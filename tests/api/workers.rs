@@ -14,6 +14,7 @@ both_backends!(
     a_worker_that_never_heartbeats_exhausts_its_attempts_and_fails,
     a_long_poll_answers_as_soon_as_work_appears,
     a_long_poll_with_no_work_answers_empty_after_waiting,
+    waiting_workers_each_get_work_announced_while_they_wait,
     retryable_failures_are_offered_again_and_final_ones_fail,
     leases_are_handed_out_most_urgent_first_and_by_type,
     a_restarted_server_carries_on_with_leased_and_queued_work,
@@ -258,6 +259,120 @@ async fn a_long_poll_answers_as_soon_as_work_appears(backend: Backend) {
     assert_eq!(leases[0]["operationId"], id);
     // Woken by the commit, not by the periodic re-check or the 20 s deadline.
     assert!(waited < Duration::from_millis(1900), "waited {waited:?}");
+}
+
+/// Workers waiting for the same work take turns after each announcement and skip a look
+/// that could only come back empty; none may sleep through work announced meanwhile, and
+/// workers waiting for other types are woken for their own.
+async fn waiting_workers_each_get_work_announced_while_they_wait(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    const WORKERS: usize = 6;
+    const ROUNDS: usize = 9;
+    let leased: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let (app, leased) = (app.clone(), leased.clone());
+        workers.push(tokio::spawn(async move {
+            // Ends with the first look that finds nothing for its whole wait.
+            loop {
+                let leases = app
+                    .lease(&json!({"operationTypes": ["Shared"], "max": 2, "waitSeconds": 2.5, "workerId": format!("w-{w}")}))
+                    .await;
+                if leases.is_empty() {
+                    return;
+                }
+                for lease in leases {
+                    let id = lease["operationId"].as_str().unwrap().to_owned();
+                    *leased.lock().unwrap().entry(id).or_default() += 1;
+                }
+            }
+        }));
+    }
+    let loner = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.lease(&json!({"operationTypes": ["Rare"], "waitSeconds": 20}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rare = app
+        .start_operation(&json!({"operationType": "Rare", "operationName": "r"}))
+        .await;
+    let mut ids = Vec::new();
+    // Rounds of one to three operations, each while every worker waits, so that only the
+    // announcement can hand them out: well before the 2 s re-check would find them.
+    for round in 0..ROUNDS {
+        for i in 0..=round % 3 {
+            ids.push(
+                app.start_operation(
+                    &json!({"operationType": "Shared", "operationName": format!("s{round}.{i}")}),
+                )
+                .await,
+            );
+        }
+        eventually(Duration::from_secs(1), || async {
+            let leased = leased.lock().unwrap();
+            ids.iter().all(|id| leased.contains_key(id)).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loner = loner.await.unwrap();
+    assert_eq!(loner.len(), 1);
+    assert_eq!(loner[0]["operationId"], rare);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let leased = leased.lock().unwrap().clone();
+    assert_eq!(leased.len(), ids.len());
+    assert!(leased.values().all(|&n| n == 1), "{leased:?}");
+}
+
+/// Replicas share one PostgreSQL database and tell each other of new work through
+/// LISTEN/NOTIFY; each ignores the echo of its own notifications, never another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_on_one_replica_is_woken_by_work_created_on_another() {
+    let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
+    let (replica, replica_base) = app.start_replica().await;
+    for (round, name) in ["first", "second"].into_iter().enumerate() {
+        let poller = {
+            let (app, url) = (
+                app.clone(),
+                format!("{replica_base}{}", app.api("/workers/lease")),
+            );
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let r = app
+                    .client
+                    .post(url)
+                    .bearer_auth(&app.token)
+                    .json(&json!({"operationTypes": ["Elsewhere"], "waitSeconds": 20}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                let body: serde_json::Value = r.json().await.unwrap();
+                (
+                    body["leases"].as_array().unwrap().clone(),
+                    started.elapsed(),
+                )
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = app
+            .start_operation(&json!({"operationType": "Elsewhere", "operationName": name}))
+            .await;
+        let (leases, waited) = poller.await.unwrap();
+        assert_eq!(leases.len(), 1, "round {round}");
+        assert_eq!(leases[0]["operationId"], id);
+        // Woken by the other replica's notification, not by the 2 s re-check.
+        assert!(
+            waited < Duration::from_millis(1900),
+            "round {round}: waited {waited:?}"
+        );
+    }
+    replica.stop().await;
 }
 
 async fn a_long_poll_with_no_work_answers_empty_after_waiting(backend: Backend) {
