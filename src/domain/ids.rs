@@ -22,8 +22,10 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
+            /// Time-ordered (UUIDv7, increasing within a process), so listings that sort by
+            /// creation time break millisecond ties in creation order by id.
             pub fn new() -> Self {
-                Self(Uuid::new_v4())
+                Self(Uuid::now_v7())
             }
 
             pub fn from_uuid(uuid: Uuid) -> Self {
@@ -190,6 +192,14 @@ mod tests {
         assert!(shown.starts_with("op-"));
         assert_eq!(shown.parse::<OperationId>().unwrap(), id);
         assert_eq!(id.uuid().to_string().parse::<OperationId>().unwrap(), id);
+    }
+
+    #[test]
+    fn ids_stored_in_creation_order_sort_in_creation_order() {
+        let created: Vec<String> = (0..1000).map(|_| BatchId::new().db()).collect();
+        let mut sorted = created.clone();
+        sorted.sort();
+        assert_eq!(sorted, created);
     }
 
     #[test]

@@ -536,7 +536,7 @@ impl Store {
 
         let offset = (request.page as i64 - 1) * request.page_size as i64;
         let page_sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE {where_clause} ORDER BY created_at DESC, queue_order DESC LIMIT ${} OFFSET ${}",
+            "SELECT {COLUMNS} FROM operations WHERE {where_clause} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
             params.len() + 1,
             params.len() + 2
         );
