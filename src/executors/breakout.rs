@@ -466,12 +466,12 @@ impl Job {
                 _ = tick.tick() => {
                     if self.reporter.report(report(processed.load(Ordering::Relaxed))).await.is_err() {
                         tasks.abort_all();
-                        return Err(stopped());
+                        return Err(ExecutionError::stopped());
                     }
                 }
                 _ = self.reporter.stopped() => {
                     tasks.abort_all();
-                    return Err(stopped());
+                    return Err(ExecutionError::stopped());
                 }
             }
         }
@@ -483,7 +483,7 @@ impl Job {
         self.reporter
             .report(report(processed.load(Ordering::Relaxed)))
             .await
-            .map_err(|_| stopped())?;
+            .map_err(|_| ExecutionError::stopped())?;
         Ok(Outcome {
             tables: layout.table_names().map(str::to_owned).collect(),
             cases: total,
@@ -698,10 +698,6 @@ fn internal() -> ExecutionError {
         "a breakout task stopped unexpectedly",
         true,
     )
-}
-
-fn stopped() -> ExecutionError {
-    ExecutionError::new("STOPPED", "the operation was cancelled or timed out", false)
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ impl ExecutionError {
             retryable,
         }
     }
+
+    /// What an executor answers once its reporter says the operation was stopped.
+    pub fn stopped() -> Self {
+        Self::new("STOPPED", "the operation was cancelled or timed out", false)
+    }
 }
 
 /// What an attempt is given.

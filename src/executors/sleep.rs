@@ -144,7 +144,10 @@ impl Executor for Sleep {
                     }),
                     ..Default::default()
                 };
-                task.reporter.report(started).await.map_err(|_| stopped())?;
+                task.reporter
+                    .report(started)
+                    .await
+                    .map_err(|_| ExecutionError::stopped())?;
                 let failing = plan.fail_at.as_deref() == Some(name.as_str())
                     && plan.fail_attempts.is_none_or(|n| task.attempt <= n);
                 if failing {
@@ -159,7 +162,7 @@ impl Executor for Sleep {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(*duration) => {}
-                    _ = task.reporter.stopped() => return Err(stopped()),
+                    _ = task.reporter.stopped() => return Err(ExecutionError::stopped()),
                 }
                 let done = ProgressReport {
                     percentage: Some(((i + 1) as f64 / total as f64 * 100.0 * 10.0).round() / 10.0),
@@ -173,7 +176,10 @@ impl Executor for Sleep {
                     }),
                     ..Default::default()
                 };
-                task.reporter.report(done).await.map_err(|_| stopped())?;
+                task.reporter
+                    .report(done)
+                    .await
+                    .map_err(|_| ExecutionError::stopped())?;
                 ran += 1;
             }
             Ok(OperationResult {
@@ -183,10 +189,6 @@ impl Executor for Sleep {
             })
         })
     }
-}
-
-fn stopped() -> ExecutionError {
-    ExecutionError::new("STOPPED", "the operation was cancelled or timed out", false)
 }
 
 #[cfg(test)]

@@ -125,7 +125,6 @@ fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
     })
 }
 
-/// `"name"`, with inner quotes doubled.
 /// The record of what was written into breakout tables lives beside them: in a separate
 /// analytics database, these are created there (the main database has them by migration).
 pub(super) const ANALYTICS_BOOKKEEPING: [&str; 2] = [
@@ -150,6 +149,7 @@ pub(super) const ANALYTICS_BOOKKEEPING: [&str; 2] = [
     )",
 ];
 
+/// `"name"`, with inner quotes doubled.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

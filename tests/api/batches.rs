@@ -787,15 +787,7 @@ async fn the_same_idempotency_key_submits_one_batch(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let send = |key: &'static str, body: Value| {
         let app = &app;
-        async move {
-            let request = app
-                .client
-                .post(format!("{}{}", app.base, app.api("/batch")))
-                .bearer_auth(&app.token)
-                .header("Idempotency-Key", key)
-                .json(&body);
-            crate::common::Response::read(request.send().await.unwrap()).await
-        }
+        async move { app.post_idempotent(&app.api("/batch"), key, &body).await }
     };
     let body = json!({"batchName": "once", "operations": [member("a", &[]), member("b", &["a"])]});
     let first = send("batch-1", body.clone()).await;

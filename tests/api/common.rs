@@ -208,6 +208,17 @@ impl TestApp {
             .await
     }
 
+    /// A POST carrying an `Idempotency-Key`, as a client retrying a create sends it.
+    pub async fn post_idempotent(&self, path: &str, key: &str, body: &Value) -> Response {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
+            .json(body);
+        Response::read(request.send().await.expect("request sent")).await
+    }
+
     pub async fn delete(&self, path: &str, body: Option<&Value>) -> Response {
         self.call(Method::DELETE, path, Some(&self.token), body)
             .await

@@ -312,13 +312,8 @@ async fn the_same_idempotency_key_and_body_start_one_operation(backend: Backend)
     let send = |key: &'static str, body: Value| {
         let app = &app;
         async move {
-            let request = app
-                .client
-                .post(format!("{}{}", app.base, app.api("/operation")))
-                .bearer_auth(&app.token)
-                .header("Idempotency-Key", key)
-                .json(&body);
-            crate::common::Response::read(request.send().await.unwrap()).await
+            app.post_idempotent(&app.api("/operation"), key, &body)
+                .await
         }
     };
     let body = json!({"operationType": "T", "operationName": "n", "parameters": {"a": 1, "b": 2}});
