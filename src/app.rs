@@ -19,6 +19,7 @@ pub struct Relais {
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     engine: Engine,
+    forget: tokio::task::JoinHandle<()>,
 }
 
 impl Relais {
@@ -47,10 +48,12 @@ impl Relais {
             caches: Default::default(),
         });
         let body_limit = config.body_limit;
+        let forget = tokio::spawn(forget_removed_principals(store.clone(), state.clone()));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
+                .wrap(from_fn(api::text::middleware))
                 .wrap(from_fn(api::request_id::middleware))
                 .configure(api::routes)
         })
@@ -79,6 +82,7 @@ impl Relais {
             handle,
             server,
             engine,
+            forget,
         })
     }
 
@@ -94,8 +98,24 @@ impl Relais {
     pub async fn stop(self) {
         self.handle.stop(true).await;
         self.engine.stop();
+        self.forget.abort();
         let _ = self.server.await;
         self.store.close().await;
+    }
+}
+
+/// Deleted tenants, projects and tokens stop working at once: every cached answer is
+/// dropped when a deletion is announced (by this process or another).
+async fn forget_removed_principals(store: Store, state: web::Data<AppState>) {
+    let announced = store.auth_changed().clone();
+    let mut next = Box::pin(announced.notified());
+    next.as_mut().enable();
+    loop {
+        next.as_mut().await;
+        // Listening again before forgetting, so an announcement meanwhile is not lost.
+        next = Box::pin(announced.notified());
+        next.as_mut().enable();
+        state.caches.forget_all();
     }
 }
 

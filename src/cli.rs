@@ -10,7 +10,7 @@ use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
 use crate::delivery::signing::{self, SigningKey};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
-use crate::store::Store;
+use crate::store::{Removed, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +50,11 @@ pub enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage a tenant's projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
     },
     /// Manage API tokens.
     Token {
@@ -105,6 +110,41 @@ pub enum TenantCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant and everything Relais keeps for it: its projects, tokens,
+    /// operations, batches, events, pending and past deliveries, webhooks, push workers,
+    /// breakout dictionaries and the tables its breakout jobs wrote. Running servers stop
+    /// accepting its tokens at once. This cannot be undone.
+    Delete {
+        #[arg(long)]
+        tenant: TenantId,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create another project of a tenant; prints its id.
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a project and everything in it (see `tenant delete`).
+    Delete {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        project: ProjectId,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -176,6 +216,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tenant {
+            command: TenantCommand::Delete { tenant, json },
+        } => {
+            let store = open_store(&cli.database_url).await?;
+            let Some(removed) = store.delete_tenant(tenant).await? else {
+                bail!("no tenant {tenant}");
+            };
+            print_removed(json!({"tenantId": tenant}), &removed, json);
+            Ok(())
+        }
+        Command::Project {
+            command: ProjectCommand::Create { tenant, name, json },
+        } => {
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("--name must not be empty");
+            }
+            let store = open_store(&cli.database_url).await?;
+            let Some(project) = store.create_project(tenant, name, clock::now()).await? else {
+                bail!("no tenant {tenant}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({"tenantId": tenant, "projectId": project, "name": name})
+                );
+            } else {
+                println!("project {project}");
+            }
+            Ok(())
+        }
+        Command::Project {
+            command:
+                ProjectCommand::Delete {
+                    tenant,
+                    project,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.database_url).await?;
+            let Some(removed) = store.delete_project(tenant, project).await? else {
+                bail!("tenant {tenant} has no project {project}");
+            };
+            print_removed(
+                json!({"tenantId": tenant, "projectId": project}),
+                &removed,
+                json,
+            );
+            Ok(())
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -211,6 +301,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn print_removed(what: serde_json::Value, removed: &Removed, json: bool) {
+    if json {
+        let mut answer = what;
+        answer["deleted"] = json!(removed);
+        println!("{answer}");
+    } else {
+        println!(
+            "deleted {} project(s), {} operation(s), {} event(s), {} delivery(ies), {} webhook(s), {} token(s), {} breakout table(s)",
+            removed.projects,
+            removed.operations,
+            removed.events,
+            removed.deliveries,
+            removed.webhooks,
+            removed.tokens,
+            removed.breakout_tables.len()
+        );
     }
 }
 

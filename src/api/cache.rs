@@ -40,3 +40,12 @@ impl Default for Caches {
         }
     }
 }
+
+impl Caches {
+    /// After a deletion: nothing cached may outlive what it was about.
+    pub fn forget_all(&self) {
+        self.principals.invalidate_all();
+        self.projects.invalidate_all();
+        self.estimates.invalidate_all();
+    }
+}

@@ -115,6 +115,10 @@ impl From<StoreError> for ApiError {
             tracing::warn!(error = %e, "database unavailable");
             return Self::Unavailable("the database is unreachable; retry shortly".into());
         }
+        if e.is_owner_gone() {
+            // The tenant or project was deleted while the request was under way.
+            return Self::NotFound("project");
+        }
         tracing::error!(error = %e, "store error");
         Self::Internal
     }

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod operations;
 pub mod push_workers;
 pub mod request_id;
+pub mod text;
 pub mod webhooks;
 pub mod workers;
 

@@ -428,7 +428,7 @@ pub async fn cancel(
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.cancel(now, request, cancelled_by)
+            op.cancel(now, request.clone(), cancelled_by.clone())
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })

@@ -67,7 +67,7 @@ pub async fn progress(
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.report_progress(now, &token, report, ttl)
+            op.report_progress(now, &token, report.clone(), ttl)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })
@@ -102,7 +102,7 @@ pub async fn complete(
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.complete(now, &token, result)
+            op.complete(now, &token, result.clone())
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })
@@ -134,7 +134,7 @@ pub async fn fail(
     let (_, op) = state
         .store
         .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.fail(now, &lease_token, error, retryable, backoff)
+            op.fail(now, &lease_token, error.clone(), retryable, backoff)
                 .map(|events| ((), events))
                 .map_err(ApiError::from)
         })

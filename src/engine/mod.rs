@@ -16,7 +16,9 @@ use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::{Backoff, Operation};
 use crate::domain::requests::LeaseRequest;
 use crate::executors::Registry;
-use crate::store::{Backend, Claim, GateKey, Store, StoreError, DELIVERY_CHANNEL, WORK_CHANNEL};
+use crate::store::{
+    Backend, Claim, GateKey, Store, StoreError, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL,
+};
 
 pub mod push;
 pub mod runner;
@@ -65,10 +67,13 @@ impl Engine {
             config.heartbeat_timeout,
             config.delivery.retry_time_scale,
         )));
-        if store.backend() == Backend::Postgres {
-            let relay = store.clone();
-            tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
-            tasks.push(tokio::spawn(relay_notifications(store)));
+        match store.backend() {
+            Backend::Postgres => {
+                let relay = store.clone();
+                tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
+                tasks.push(tokio::spawn(relay_notifications(store)));
+            }
+            Backend::Sqlite => tasks.push(tokio::spawn(watch_foreign_commits(store))),
         }
         Engine { tasks }
     }
@@ -167,7 +172,7 @@ async fn relay_notifications(store: Store) {
         let result: Result<(), sqlx::Error> = async {
             let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
             listener
-                .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL])
+                .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL])
                 .await?;
             loop {
                 let notification = listener.recv().await?;
@@ -175,10 +180,10 @@ async fn relay_notifications(store: Store) {
                     // Our own news, already announced here when it was committed.
                     continue;
                 }
-                if notification.channel() == WORK_CHANNEL {
-                    store.work().wake_all();
-                } else {
-                    store.deliveries_available().notify_waiters();
+                match notification.channel() {
+                    WORK_CHANNEL => store.work().wake_all(),
+                    AUTH_CHANNEL => store.auth_changed().notify_waiters(),
+                    _ => store.deliveries_available().notify_waiters(),
                 }
             }
         }
@@ -186,10 +191,32 @@ async fn relay_notifications(store: Store) {
         if let Err(e) = result {
             tracing::warn!(error = %e, "notification listener lost; reconnecting");
         }
-        // Whatever was announced while disconnected is found by the waiters' re-checks.
+        // Whatever was announced while disconnected is found by the waiters' re-checks;
+        // a deletion announced then is assumed.
         store.work().wake_all();
         store.deliveries_available().notify_waiters();
+        store.auth_changed().notify_waiters();
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// With SQLite, other processes (the command line deleting a tenant, say) share the
+/// database file but cannot notify: a change in the count of their commits is the news.
+async fn watch_foreign_commits(store: Store) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    loop {
+        ticker.tick().await;
+        match store.foreign_commits().await {
+            Ok(count) => {
+                if seen.is_some_and(|seen| seen != count) {
+                    store.auth_changed().notify_waiters();
+                }
+                seen = Some(count);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read SQLite's commit count"),
+        }
     }
 }
 

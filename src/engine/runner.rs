@@ -172,7 +172,7 @@ pub(super) async fn record(
         Ok(result) => {
             store
                 .mutate_operation(op.tenant_id, op.project_id, op.id, now, move |o| {
-                    o.complete(now, token.as_str(), result)
+                    o.complete(now, token.as_str(), result.clone())
                         .map(|e| ((), e))
                         .map_err(Recording::from)
                 })
@@ -185,7 +185,7 @@ pub(super) async fn record(
                     o.fail(
                         now,
                         token.as_str(),
-                        failure.error,
+                        failure.error.clone(),
                         failure.retryable,
                         backoff,
                     )

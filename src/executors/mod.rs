@@ -133,7 +133,7 @@ impl Reporter {
             .store
             .mutate_operation(self.tenant, self.project, self.operation, now, move |op| {
                 let events = op
-                    .report_progress(now, &token, report, ttl)
+                    .report_progress(now, &token, report.clone(), ttl)
                     .map_err(|_: TransitionError| ReportError::LeaseLost)?;
                 Ok::<_, ReportError>((op.status, events))
             })

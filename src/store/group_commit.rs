@@ -23,20 +23,19 @@ use crate::domain::operation::Operation;
 /// backends' parameter limits and a batch never holds row locks for long.
 const MAX_BATCH: usize = 256;
 
-/// A transition to apply to one operation under its row lock (`Ok(None)`: no such
-/// operation in the project; `Err`: the batch failed before reaching it). It answers
-/// its caller itself, except that a change to write answers once the commit is settled.
-pub(super) type Apply =
-    Box<dyn FnOnce(std::result::Result<Option<&mut Operation>, &StoreError>) -> Applied + Send>;
+/// A transition to apply to one operation under its row lock. It may be applied more
+/// than once: when a grouped write fails, its requests are written again in smaller
+/// groups (see [`Store::write_batch`]), each time to the row as it is then.
+pub(super) trait Transition: Send {
+    /// Applies the change to `op`; the events it causes, or `None` when it is refused
+    /// (the refusal is kept for [`Transition::answer`]).
+    fn apply(&mut self, op: &mut Operation) -> Option<Vec<EventDraft>>;
 
-pub(super) enum Applied {
-    /// Nothing to write (no such operation, or the transition was refused).
-    Nothing,
-    /// Write the operation with these events, then report the commit's outcome.
-    Write(Vec<EventDraft>, Settle),
+    /// Answers the caller once: with the operation as committed (or, after a refusal,
+    /// with the refusal), `Ok(None)` when the project has no such operation, or the
+    /// store's failure.
+    fn answer(self: Box<Self>, outcome: std::result::Result<Option<&Operation>, &StoreError>);
 }
-
-pub(super) type Settle = Box<dyn FnOnce(std::result::Result<&Operation, &StoreError>) + Send>;
 
 pub(super) enum Job {
     Create {
@@ -50,8 +49,19 @@ pub(super) enum Job {
         project: ProjectId,
         id: OperationId,
         now: DateTime<Utc>,
-        apply: Apply,
+        transition: Box<dyn Transition>,
     },
+}
+
+impl Job {
+    fn fail(self, error: &StoreError) {
+        match self {
+            Job::Create { reply, .. } => {
+                let _ = reply.send(Err(error.shared()));
+            }
+            Job::Mutate { transition, .. } => transition.answer(Err(error)),
+        }
+    }
 }
 
 pub(super) struct GroupCommit {
@@ -124,93 +134,129 @@ impl Store {
         }
     }
 
+    /// Writes a group of requests in one transaction. If it fails for a reason that is
+    /// not the database being unreachable, one request may be at fault (text the
+    /// database refuses, a project deleted meanwhile…): the group is split in two and
+    /// each half written on its own, down to single requests, so every request gets its
+    /// own answer and a bad one never fails the others. One bad request among n costs
+    /// about 2·log2(n) extra transactions, not n.
     async fn write_batch(&self, batch: Vec<Job>) {
-        let mut creates = Vec::new();
-        let mut mutations = Vec::new();
-        for job in batch {
-            match job {
+        let mut pending = vec![batch];
+        while let Some(mut group) = pending.pop() {
+            match self.try_write(&mut group).await {
+                Ok(written) => {
+                    self.after_commit(written.announce);
+                    written.answer(group);
+                }
+                Err(e) if group.len() > 1 && !e.is_unavailable() => {
+                    tracing::warn!(error = %e, requests = group.len(), "a grouped write failed; writing its requests in smaller groups");
+                    let second = group.split_off(group.len() / 2);
+                    // Popped in queue order: the first half is written first.
+                    pending.push(second);
+                    pending.push(group);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, requests = group.len(), "a write failed; its requests get the error");
+                    for job in group {
+                        job.fail(&e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for `group`. The jobs are left as they were, so that the group
+    /// can be written again if this fails; what to answer is returned once committed.
+    async fn try_write(&self, group: &mut [Job]) -> Result<Written> {
+        // Taken out first: the jobs themselves (which hold callers' closures) are not
+        // kept across the awaits below.
+        let creates: Vec<(Operation, Vec<EventDraft>, Option<OwnedIdempotencyRecord>)> = group
+            .iter()
+            .filter_map(|job| match job {
                 Job::Create {
                     op,
                     drafts,
                     idempotency,
-                    reply,
-                } => creates.push((op, drafts, idempotency, reply)),
-                Job::Mutate {
-                    tenant,
-                    project,
-                    id,
-                    now,
-                    apply,
-                } => mutations.push((tenant, project, id, now, apply)),
-            }
-        }
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(creates, mutations, &e.into()),
-        };
+                    ..
+                } => Some((op.as_ref().clone(), drafts.clone(), idempotency.clone())),
+                Job::Mutate { .. } => None,
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
         let mut events: Vec<StagedEvent> = Vec::new();
         let mut announce = Announce::default();
 
         // Creates first, so that a transition queued right behind its creation finds it.
-        let mut created = Vec::with_capacity(creates.len());
-        let mut outcomes = Vec::with_capacity(creates.len());
-        for (op, drafts, idempotency, _) in &mut creates {
+        let mut created = Vec::new();
+        let mut outcomes = Vec::new();
+        for (mut staged, drafts, idempotency) in creates {
             let outcome = match idempotency {
                 Some(record) => {
-                    match take_idempotency_key(
-                        &mut tx,
-                        op.project_id,
-                        &record.borrow(),
-                        op.created_at,
-                    )
-                    .await
+                    let key = &record.borrow();
+                    match take_idempotency_key(&mut tx, staged.project_id, key, staged.created_at)
+                        .await?
                     {
-                        Ok(true) => CreateOutcome::Created,
-                        Ok(false) => CreateOutcome::IdempotencyKeyTaken,
-                        Err(e) => return fail_all(creates, mutations, &e),
+                        true => CreateOutcome::Created,
+                        false => CreateOutcome::IdempotencyKeyTaken,
                     }
                 }
                 None => CreateOutcome::Created,
             };
             if outcome == CreateOutcome::Created {
-                let now = op.created_at;
-                events.extend(stage(op, std::mem::take(drafts), now));
-                created.push(op.as_ref().clone());
-                self.note_claimable(&mut announce, op);
+                let now = staged.created_at;
+                events.extend(stage(&mut staged, drafts, now));
+                self.note_claimable(&mut announce, &staged);
+                created.push(staged.clone());
             }
-            outcomes.push(outcome);
+            outcomes.push((outcome, staged));
         }
-        if let Err(e) = insert_operations(&mut tx, &created).await {
-            return fail_all(creates, mutations, &e);
-        }
+        insert_operations(&mut tx, &created).await?;
 
-        let mut ids: Vec<OperationId> = mutations.iter().map(|m| m.2).collect();
+        let mut ids: Vec<OperationId> = group
+            .iter()
+            .filter_map(|job| match job {
+                Job::Mutate { id, .. } => Some(*id),
+                Job::Create { .. } => None,
+            })
+            .collect();
         ids.sort_by_key(|id| id.to_string());
         ids.dedup();
-        let mut locked: HashMap<OperationId, Operation> =
-            match self.lock_operations(&mut tx, &ids).await {
-                Ok(ops) => ops.into_iter().map(|op| (op.id, op)).collect(),
-                Err(e) => return fail_all(creates, mutations, &e),
-            };
+        let mut locked: HashMap<OperationId, Operation> = self
+            .lock_operations(&mut tx, &ids)
+            .await?
+            .into_iter()
+            .map(|op| (op.id, op))
+            .collect();
         let mut changed: HashSet<OperationId> = HashSet::new();
-        let mut settles: Vec<(Operation, Settle)> = Vec::new();
-        for (tenant, project, id, now, apply) in mutations {
-            let Some(op) = locked
-                .get_mut(&id)
-                .filter(|op| op.belongs_to(tenant, project))
+        // Per job, in order: what its transition found (`None`: no such operation).
+        let mut found: Vec<Option<Operation>> = Vec::new();
+        for job in group.iter_mut() {
+            let Job::Mutate {
+                tenant,
+                project,
+                id,
+                now,
+                transition,
+            } = job
             else {
-                let _ = apply(Ok(None));
+                continue;
+            };
+            let Some(op) = locked
+                .get_mut(id)
+                .filter(|op| op.belongs_to(*tenant, *project))
+            else {
+                found.push(None);
                 continue;
             };
             // On a copy: a refused transition must leave nothing behind for the next
-            // request on the same operation in this batch.
+            // request on the same operation in this group.
             let mut candidate = op.clone();
-            if let Applied::Write(drafts, settle) = apply(Ok(Some(&mut candidate))) {
-                events.extend(stage(&mut candidate, drafts, now));
+            if let Some(drafts) = transition.apply(&mut candidate) {
+                events.extend(stage(&mut candidate, drafts, *now));
                 *op = candidate;
-                changed.insert(id);
-                settles.push((op.clone(), settle));
+                changed.insert(*id);
             }
+            found.push(Some(op.clone()));
         }
         let changed_ops: Vec<Operation> = ids
             .iter()
@@ -218,36 +264,16 @@ impl Store {
             .map(|id| locked[id].clone())
             .collect();
         let now = crate::clock::now();
-        let written = async {
-            let mut announce = announce;
-            let wrote = self
-                .write_changes(&mut tx, &changed_ops, events, now)
-                .await?;
-            announce.absorb(wrote);
-            tx.commit().await?;
-            Ok::<_, StoreError>(announce)
-        }
-        .await;
-        match written {
-            Ok(announce) => {
-                self.after_commit(announce);
-                for ((op, _, _, reply), outcome) in creates.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok((outcome, op)));
-                }
-                for (op, settle) in settles {
-                    settle(Ok(&op));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "a grouped write failed; its requests get the error");
-                for (_, _, _, reply) in creates {
-                    let _ = reply.send(Err(e.shared()));
-                }
-                for (_, settle) in settles {
-                    settle(Err(&e));
-                }
-            }
-        }
+        announce.absorb(
+            self.write_changes(&mut tx, &changed_ops, events, now)
+                .await?,
+        );
+        tx.commit().await?;
+        Ok(Written {
+            announce,
+            created: outcomes,
+            found,
+        })
     }
 
     async fn lock_operations(
@@ -277,21 +303,29 @@ impl Store {
     }
 }
 
-type CreateJob = (
-    Box<Operation>,
-    Vec<EventDraft>,
-    Option<OwnedIdempotencyRecord>,
-    oneshot::Sender<Result<(CreateOutcome, Box<Operation>)>>,
-);
-type MutateJob = (TenantId, ProjectId, OperationId, DateTime<Utc>, Apply);
+/// What a committed group answers: each create's outcome and row, and each
+/// transition's operation as it stood after the group (in job order).
+struct Written {
+    announce: Announce,
+    created: Vec<(CreateOutcome, Operation)>,
+    found: Vec<Option<Operation>>,
+}
 
-/// The batch could not be written: every request in it gets the error, none is applied.
-fn fail_all(creates: Vec<CreateJob>, mutations: Vec<MutateJob>, error: &StoreError) {
-    tracing::warn!(error = %error, "a grouped write failed; its requests get the error");
-    for (_, _, _, reply) in creates {
-        let _ = reply.send(Err(error.shared()));
-    }
-    for (.., apply) in mutations {
-        let _ = apply(Err(error));
+impl Written {
+    fn answer(self, group: Vec<Job>) {
+        let mut created = self.created.into_iter();
+        let mut found = self.found.into_iter();
+        for job in group {
+            match job {
+                Job::Create { reply, .. } => {
+                    let (outcome, op) = created.next().expect("one outcome per create");
+                    let _ = reply.send(Ok((outcome, Box::new(op))));
+                }
+                Job::Mutate { transition, .. } => {
+                    let op = found.next().expect("one result per transition");
+                    transition.answer(Ok(op.as_ref()));
+                }
+            }
+        }
     }
 }

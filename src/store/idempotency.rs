@@ -26,6 +26,7 @@ impl IdempotencyRecord<'_> {
 }
 
 /// An [`IdempotencyRecord`] waiting in the group-commit queue.
+#[derive(Clone)]
 pub(super) struct OwnedIdempotencyRecord {
     scope: String,
     key: String,

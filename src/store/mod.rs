@@ -34,6 +34,7 @@ pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
 pub use signal::{GateKey, WorkSignal};
+pub use tenants::Removed;
 pub use webhooks::DeliveryStats;
 pub use workers::PushTask;
 
@@ -41,6 +42,9 @@ pub use workers::PushTask;
 pub const WORK_CHANNEL: &str = "relais_work";
 /// Channel on which replicas announce newly queued deliveries.
 pub const DELIVERY_CHANNEL: &str = "relais_deliveries";
+/// Channel on which a deletion of tenants, projects or tokens is announced, so that no
+/// replica keeps accepting them from its caches.
+pub const AUTH_CHANNEL: &str = "relais_auth";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -97,7 +101,11 @@ pub enum StoreError {
     WriterGone,
     /// The failure of a write shared by several requests, as each of them sees it.
     #[error("{message}")]
-    Shared { message: String, unavailable: bool },
+    Shared {
+        message: String,
+        unavailable: bool,
+        owner_gone: bool,
+    },
 }
 
 impl StoreError {
@@ -126,10 +134,27 @@ impl StoreError {
         }
     }
 
+    /// A row referred to a tenant or project (or another parent) that no longer exists:
+    /// it was deleted while the request was under way.
+    pub fn is_owner_gone(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => {
+                e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation
+                    // SQLite's extended code for a failed foreign key (the `Any` driver
+                    // does not always classify it).
+                    || e.code().is_some_and(|code| code == "787")
+                    || e.message().contains("FOREIGN KEY constraint failed")
+            }
+            Self::Shared { owner_gone, .. } => *owner_gone,
+            _ => false,
+        }
+    }
+
     pub(super) fn shared(&self) -> Self {
         Self::Shared {
             message: self.to_string(),
             unavailable: self.is_unavailable(),
+            owner_gone: self.is_owner_gone(),
         }
     }
 }
@@ -195,6 +220,7 @@ pub struct Store {
     work: Arc<WorkSignal>,
     batches_to_schedule: Arc<Notify>,
     deliveries_available: Arc<Notify>,
+    auth_changed: Arc<Notify>,
     remote: Arc<RemoteNews>,
     /// Names this process in its notifications, so that it can ignore its own echoes.
     replica_id: Arc<str>,
@@ -242,6 +268,7 @@ impl Store {
             work: Arc::default(),
             batches_to_schedule: Arc::new(Notify::new()),
             deliveries_available: Arc::new(Notify::new()),
+            auth_changed: Arc::new(Notify::new()),
             remote: Arc::default(),
             replica_id: uuid::Uuid::new_v4().simple().to_string().into(),
             push_workers: Arc::default(),
@@ -318,6 +345,11 @@ impl Store {
     /// Signalled when a batch member reaches a final state.
     pub fn batches_to_schedule(&self) -> &Arc<Notify> {
         &self.batches_to_schedule
+    }
+
+    /// Woken when tenants, projects or tokens were deleted, here or by another process.
+    pub fn auth_changed(&self) -> &Arc<Notify> {
+        &self.auth_changed
     }
 
     /// Woken when deliveries were queued, here or (through PostgreSQL) by another replica.

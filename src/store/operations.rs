@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::group_commit::{Applied, Apply, Job};
+use super::group_commit::{Job, Transition};
 use super::idempotency::IdempotencyRecord;
 use super::{
     from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
@@ -114,6 +114,47 @@ impl Store {
     }
 }
 
+/// A caller's change waiting in the group commit, and where its answer goes.
+struct Mutation<T, E, F> {
+    change: F,
+    /// What the last application of `change` gave, answered after the commit.
+    outcome: Option<std::result::Result<T, E>>,
+    reply: tokio::sync::oneshot::Sender<std::result::Result<Option<(T, Operation)>, E>>,
+}
+
+impl<T, E, F> Transition for Mutation<T, E, F>
+where
+    F: FnMut(&mut Operation) -> std::result::Result<(T, Vec<EventDraft>), E> + Send,
+    E: From<StoreError> + Send,
+    T: Send,
+{
+    fn apply(&mut self, op: &mut Operation) -> Option<Vec<EventDraft>> {
+        match (self.change)(op) {
+            Ok((value, drafts)) => {
+                self.outcome = Some(Ok(value));
+                Some(drafts)
+            }
+            Err(e) => {
+                self.outcome = Some(Err(e));
+                None
+            }
+        }
+    }
+
+    fn answer(self: Box<Self>, outcome: std::result::Result<Option<&Operation>, &StoreError>) {
+        let answer = match (outcome, self.outcome) {
+            // A refused change wrote nothing: the refusal is the answer, whatever
+            // became of the rest of its group.
+            (_, Some(Err(refusal))) => Err(refusal),
+            (Ok(None), _) => Ok(None),
+            (Ok(Some(op)), Some(Ok(value))) => Ok(Some((value, op.clone()))),
+            (Ok(Some(_)), None) => Err(StoreError::WriterGone.into()),
+            (Err(e), _) => Err(e.shared().into()),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
 pub(super) enum Param {
     Text(String),
     Int(i64),
@@ -161,6 +202,8 @@ impl Store {
     /// Applies `change` to one operation under its row lock and writes the new state with
     /// the events it produced, in a transaction shared with concurrent writes.
     /// `Ok(None)`: no such operation in this project. An error from `change` writes nothing.
+    /// `change` may run more than once (a shared write that failed is written again in
+    /// smaller groups), each time on the operation as it then is; only the last counts.
     pub async fn mutate_operation<T, E, F>(
         &self,
         tenant: TenantId,
@@ -170,45 +213,21 @@ impl Store {
         change: F,
     ) -> Result<Option<(T, Operation)>, E>
     where
-        F: FnOnce(&mut Operation) -> Result<(T, Vec<EventDraft>), E> + Send + 'static,
+        F: FnMut(&mut Operation) -> Result<(T, Vec<EventDraft>), E> + Send + 'static,
         E: From<StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel::<Result<Option<(T, Operation)>, E>>();
-        let apply: Apply = Box::new(move |found| {
-            let op = match found {
-                Err(e) => {
-                    let _ = reply.send(Err(e.shared().into()));
-                    return Applied::Nothing;
-                }
-                Ok(None) => {
-                    let _ = reply.send(Ok(None));
-                    return Applied::Nothing;
-                }
-                Ok(Some(op)) => op,
-            };
-            match change(op) {
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Applied::Nothing
-                }
-                Ok((value, drafts)) => Applied::Write(
-                    drafts,
-                    Box::new(move |committed| {
-                        let _ = reply.send(match committed {
-                            Ok(op) => Ok(Some((value, op.clone()))),
-                            Err(e) => Err(e.shared().into()),
-                        });
-                    }),
-                ),
-            }
-        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(Job::Mutate {
             tenant,
             project,
             id,
             now,
-            apply,
+            transition: Box::new(Mutation {
+                change,
+                outcome: None,
+                reply,
+            }),
         });
         answer.await.map_err(|_| E::from(StoreError::WriterGone))?
     }

@@ -38,6 +38,29 @@ impl Store {
         Ok((tenant, project))
     }
 
+    /// Adds a project to a tenant. `Ok(None)`: no such tenant.
+    pub async fn create_project(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ProjectId>> {
+        if !self.tenant_exists(tenant).await? {
+            return Ok(None);
+        }
+        let project = ProjectId::new();
+        sqlx::query(
+            "INSERT INTO projects (id, tenant_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(project.db())
+        .bind(tenant.db())
+        .bind(name)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(project))
+    }
+
     pub async fn tenant_exists(&self, tenant: TenantId) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
             .bind(tenant.db())
@@ -98,5 +121,158 @@ impl Store {
             scopes: Scope::parse_list(&scopes).map_err(StoreError::corrupt)?,
             operation: None,
         }))
+    }
+}
+
+/// What deleting a tenant or project removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removed {
+    pub projects: u64,
+    pub operations: u64,
+    pub events: u64,
+    pub deliveries: u64,
+    pub webhooks: u64,
+    pub tokens: u64,
+    /// Tables written by breakout jobs, dropped from the analytics database.
+    pub breakout_tables: Vec<String>,
+}
+
+impl Store {
+    /// Deletes a tenant and everything Relais keeps for it (see [`Store::delete_projects`]).
+    /// `Ok(None)`: no such tenant.
+    pub async fn delete_tenant(&self, tenant: TenantId) -> Result<Option<Removed>> {
+        if !self.tenant_exists(tenant).await? {
+            return Ok(None);
+        }
+        let projects: Vec<ProjectId> = sqlx::query("SELECT id FROM projects WHERE tenant_id = $1")
+            .bind(tenant.db())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| parse_id(row.try_get("id")?))
+            .collect::<Result<_>>()?;
+        let mut removed = self.delete_projects(&projects).await?;
+        let mut tx = self.pool.begin().await?;
+        removed.tokens += sqlx::query("DELETE FROM api_tokens WHERE tenant_id = $1")
+            .bind(tenant.db())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(tenant.db())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.announce_auth_change().await;
+        Ok(Some(removed))
+    }
+
+    /// Deletes one project of a tenant and everything in it. `Ok(None)`: no such project.
+    pub async fn delete_project(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+    ) -> Result<Option<Removed>> {
+        if !self.project_exists(tenant, project).await? {
+            return Ok(None);
+        }
+        let removed = self.delete_projects(&[project]).await?;
+        self.announce_auth_change().await;
+        Ok(Some(removed))
+    }
+
+    /// The projects' breakout tables are dropped first (they may live in another
+    /// database); then, in one transaction, their outbox, events, idempotency records and
+    /// registered dictionaries, and the projects themselves, whose operations, batches,
+    /// webhooks, push workers and project tokens go with them.
+    async fn delete_projects(&self, projects: &[ProjectId]) -> Result<Removed> {
+        let mut removed = Removed::default();
+        for project in projects {
+            let outputs = sqlx::query(
+                "SELECT dictionary, tables FROM breakout_outputs WHERE project_id = $1",
+            )
+            .bind(project.db())
+            .fetch_all(&self.analytics.pool)
+            .await?;
+            for row in outputs {
+                let dictionary: String = row.try_get("dictionary")?;
+                let tables: Vec<String> =
+                    super::from_json(&row.try_get::<String, _>("tables")?, "tables")?;
+                self.drop_breakout_tables(*project, &dictionary, &tables)
+                    .await?;
+                removed.breakout_tables.extend(tables);
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        for project in projects {
+            let p = project.db();
+            let count = |sql: &'static str| sqlx::query(sql).bind(p.clone());
+            for (total, sql) in [
+                (
+                    &mut removed.operations,
+                    "SELECT COUNT(*) AS n FROM operations WHERE project_id = $1",
+                ),
+                (
+                    &mut removed.webhooks,
+                    "SELECT COUNT(*) AS n FROM webhooks WHERE project_id = $1",
+                ),
+            ] {
+                let n: i64 = count(sql).fetch_one(&mut *tx).await?.try_get("n")?;
+                *total += n.max(0) as u64;
+            }
+            for sql in [
+                "DELETE FROM webhook_progress WHERE webhook_id IN \
+                 (SELECT id FROM webhooks WHERE project_id = $1)",
+                "DELETE FROM delivery_attempts WHERE project_id = $1",
+                "DELETE FROM idempotency_keys WHERE project_id = $1",
+                "DELETE FROM breakout_dictionaries WHERE project_id = $1",
+            ] {
+                count(sql).execute(&mut *tx).await?;
+            }
+            removed.deliveries += count("DELETE FROM deliveries WHERE project_id = $1")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            removed.events += count("DELETE FROM events WHERE project_id = $1")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            removed.tokens += count("DELETE FROM api_tokens WHERE project_id = $1")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            removed.projects += count("DELETE FROM projects WHERE id = $1")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Tells every replica, this one included, that tokens or projects were removed, so
+    /// that none keeps accepting them from its caches.
+    async fn announce_auth_change(&self) {
+        self.auth_changed.notify_waiters();
+        if self.backend == super::Backend::Postgres {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::AUTH_CHANNEL)
+                .bind(self.replica_id.to_string())
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "could not tell other replicas that tokens were removed; their caches expire within seconds");
+            }
+        }
+    }
+
+    /// SQLite's count of commits made by other connections (another process, such as
+    /// the command line) to the database file, as this connection last saw it.
+    pub async fn foreign_commits(&self) -> Result<i64> {
+        Ok(sqlx::query("PRAGMA data_version")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 }

@@ -158,6 +158,11 @@ impl TestApp {
         }
     }
 
+    /// The database this app runs on, for the command line.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
     pub fn store(&self) -> &Store {
         self.relais.as_ref().expect("running").store()
     }

@@ -11,6 +11,7 @@ mod crash;
 mod engine;
 mod executors;
 mod health;
+mod isolation;
 mod lifecycle;
 mod listing;
 mod push_workers;
