@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod engine;
 mod executors;
+mod fuzz;
 mod health;
 mod isolation;
 mod lifecycle;
