@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Check a webhook delivery's signature, as a receiver would.
     Verify(VerifyArgs),
+    /// Receive webhooks locally: verify and print each one (optionally forward it, or
+    /// register this listener as a project's webhook).
+    Listen(crate::listen::ListenArgs),
     /// Measure the service on this machine.
     Bench {
         #[command(subcommand)]
@@ -180,6 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => verify(args),
+        Command::Listen(args) => crate::listen::run(args).await,
         Command::Bench {
             command: BenchCommand::Deliveries(args),
         } => crate::bench::deliveries(cli.database_url, args).await,

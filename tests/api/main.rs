@@ -14,6 +14,7 @@ mod fuzz;
 mod health;
 mod isolation;
 mod lifecycle;
+mod listen;
 mod listing;
 mod push_workers;
 mod security;
