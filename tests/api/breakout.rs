@@ -1055,7 +1055,7 @@ async fn breakout_losing_the_database_midway_fails_with_db_connection_error_and_
     backend: Backend,
 ) {
     let analytics = crate::common::TestDb::create(Backend::Postgres).await;
-    let proxy = crate::common::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy = crate::common::TcpProxy::start(crate::common::postgres_addr()).await;
     let (base, name) = analytics.url.rsplit_once('/').unwrap();
     let (scheme_user, _) = base.rsplit_once('@').unwrap();
     let proxied = format!("{scheme_user}@127.0.0.1:{}/{name}", proxy.port);

@@ -43,6 +43,17 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Where the PostgreSQL server of the tests listens, for tests that put a proxy in front.
+pub fn postgres_addr() -> std::net::SocketAddr {
+    let url = url::Url::parse(&postgres_admin_url()).expect("a PostgreSQL URL");
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5432);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .expect("the PostgreSQL host resolves")
+        .next()
+        .expect("an address")
+}
+
 /// A database that exists for one test and is removed after it.
 pub struct TestDb {
     pub url: String,
