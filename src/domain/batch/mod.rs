@@ -4,6 +4,8 @@
 //! members finishing is decided in [`settle`]; what a batch retry runs again, in [`rerun`].
 
 pub mod rerun;
+#[cfg(test)]
+mod scheduling_tests;
 pub mod settle;
 
 use std::collections::HashMap;

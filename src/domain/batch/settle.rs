@@ -62,8 +62,8 @@ pub struct Snapshot {
     pub graph: Graph,
     /// The members [`members_needed`] names (more do no harm: each rule checks states).
     pub members: Vec<Operation>,
-    /// Every member's status, counted; read only when the batch [`may_end`] and no member
-    /// is [`LIVE`] (before then, counting every member would be wasted).
+    /// Every member's status before this pass, counted; read only when the batch
+    /// [`may_end`] and no member is [`LIVE`] (before then, counting would be wasted).
     pub counts: Option<Vec<(OperationStatus, i64)>>,
 }
 
@@ -232,12 +232,11 @@ pub fn settle(snapshot: Snapshot, now: DateTime<Utc>) -> Plan {
         })
         .collect();
 
-    // Members this pass made final are settled by the next pass, which ends the batch: so
-    // a retry, which needs the batch ended, never races with a pass still acting on them.
-    let newly_final = changes.iter().any(|(op, _)| op.status.is_terminal());
-    if let (Some(member_counts), false, true) =
-        (member_counts, newly_final, may_end(&batch, &finished))
-    {
+    // The counts are read before this pass and only when no member is live, so a member
+    // this pass makes final was live then: the batch ends in the next pass, once that
+    // member is settled. So a retry, which needs the batch ended, never races with a
+    // pass still acting on the members it replaces.
+    if let (Some(member_counts), true) = (member_counts, may_end(&batch, &finished)) {
         let statuses = member_counts
             .iter()
             .flat_map(|(status, n)| std::iter::repeat_n(*status, (*n).max(0) as usize));
