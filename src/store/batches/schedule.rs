@@ -8,8 +8,6 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 
-use super::super::operations::{decode_operation, Announce, COLUMNS};
-use super::super::{placeholders, sized_chunks, Result, Store};
 use super::{
     decode_batch, decode_edge, stage_batch, stage_changes, status_list, BATCH_COLUMNS,
     KEYS_PER_QUERY,
@@ -18,6 +16,8 @@ use crate::domain::batch::settle::{self, Graph, Snapshot, OUTCOMES_PER_PASS};
 use crate::domain::batch::{Batch, Edge, LIVE};
 use crate::domain::ids::BatchId;
 use crate::domain::operation::{Operation, OperationStatus};
+use crate::store::operations::{decode_operation, Announce, COLUMNS};
+use crate::store::{placeholders, sized_chunks, Result, Store};
 
 /// Batches one pass looks at.
 const BATCHES_PER_PASS: usize = 64;
