@@ -1,6 +1,12 @@
 //! Batches: operations with dependencies between them (a DAG), submitted together. This
 //! module turns the submitted body into a checked graph and holds the rules that decide
-//! what a member's failure does to the others and how the batch ends.
+//! what a member's failure does to the others and how the batch ends. What follows from
+//! members finishing is decided in [`settle`]; what a batch retry runs again, in [`rerun`].
+
+pub mod rerun;
+#[cfg(test)]
+mod scheduling_tests;
+pub mod settle;
 
 use std::collections::HashMap;
 
@@ -8,13 +14,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::event::{EventDraft, EventType};
-use super::ids::{BatchId, ProjectId, TenantId};
-
-use super::operation::{OperationStatus, Priority};
-use super::requests::{http_url, Callbacks, Notifications, OperationSpec, StartOperationBody};
-use super::retry::{RetryPolicy, RetryPolicyBody};
-use super::FieldError;
+use crate::domain::event::{EventDraft, EventType};
+use crate::domain::ids::{BatchId, ProjectId, TenantId};
+use crate::domain::operation::{CancelRequest, Operation, OperationStatus, Priority};
+use crate::domain::requests::{
+    http_url, Callbacks, Notifications, OperationSpec, StartOperationBody,
+};
+use crate::domain::retry::{RetryPolicy, RetryPolicyBody};
+use crate::domain::FieldError;
 
 /// Members per batch. Large pipelines are what batches are for; beyond this, split them.
 pub const MAX_MEMBERS: usize = 10_000;
@@ -170,6 +177,23 @@ pub struct MemberSpec {
     pub dependencies: Vec<String>,
     pub spec: OperationSpec,
 }
+
+/// A dependency: `downstream` runs only once `upstream` completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub upstream: String,
+    pub downstream: String,
+}
+
+/// Members that may still change state: waiting, claimable or running.
+pub const LIVE: [OperationStatus; 3] = [
+    OperationStatus::Pending,
+    OperationStatus::Initiated,
+    OperationStatus::Running,
+];
+
+/// Members that have not started: waiting for dependencies, or claimable.
+pub const UNSTARTED: [OperationStatus; 2] = [OperationStatus::Pending, OperationStatus::Initiated];
 
 /// A checked batch: keys unique, every dependency known, no cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,9 +395,7 @@ impl Batch {
         if self.status.is_terminal() {
             return self.status;
         }
-        let started = members
-            .into_iter()
-            .any(|s| !matches!(s, OperationStatus::Pending | OperationStatus::Initiated));
+        let started = members.into_iter().any(|s| !UNSTARTED.contains(&s));
         if started || self.retry_number > 0 {
             BatchStatus::Running
         } else {
@@ -405,6 +427,17 @@ impl Batch {
         self.finished_at = None;
         self.cancel_requested = false;
         self.retry_number += 1;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Records a user's cancel; the members still live are then stopped with
+    /// [`stop_members`], and the scheduler ends the batch `Cancelled` once they are final.
+    pub fn request_cancel(&mut self, now: DateTime<Utc>) -> Result<(), BatchFinished> {
+        if self.status.is_terminal() {
+            return Err(BatchFinished(self.status));
+        }
+        self.cancel_requested = true;
         self.updated_at = now;
         Ok(())
     }
@@ -441,6 +474,34 @@ impl Batch {
             "retryNumber": self.retry_number,
         })
     }
+}
+
+/// A finished batch cannot be cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the batch is already {}", .0.as_str())]
+pub struct BatchFinished(pub BatchStatus);
+
+/// Cancels the [`LIVE`] members of a cancelled batch, keeping what they have done so far;
+/// each cancelled member with the events its cancel causes. Completed members keep
+/// their results.
+pub fn stop_members(
+    members: Vec<Operation>,
+    cancelled_by: &str,
+    now: DateTime<Utc>,
+) -> Vec<(Operation, Vec<EventDraft>)> {
+    members
+        .into_iter()
+        .filter_map(|mut op| {
+            let request = CancelRequest {
+                reason: Some("the batch was cancelled".into()),
+                preserve_partial_results: true,
+                force_termination: false,
+                notify_callbacks: true,
+            };
+            let drafts = op.cancel(now, request, cancelled_by.to_owned()).ok()?;
+            Some((op, drafts))
+        })
+        .collect()
 }
 
 /// Only a finished batch can be retried.
@@ -560,11 +621,6 @@ pub fn blocks_dependents(status: OperationStatus) -> bool {
             | OperationStatus::Timeout
             | OperationStatus::Skipped
     )
-}
-
-/// Statuses a batch retry runs again: everything that ended without completing.
-pub fn is_retried_by_batch_retry(status: OperationStatus) -> bool {
-    blocks_dependents(status)
 }
 
 /// Counts of members per status, for status answers and events.

@@ -1,0 +1,261 @@
+//! The batch scheduler's pass, as I/O: under each batch row's lock (`SKIP LOCKED`, so
+//! replicas share batches), it loads what `domain::batch::settle` asks for and writes the
+//! plan it returns, in one transaction. The settled flag makes a crashed pass simply
+//! happen again; waiters are woken after commit.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+
+use super::{
+    decode_batch, decode_edge, stage_batch, stage_changes, status_list, BATCH_COLUMNS,
+    KEYS_PER_QUERY,
+};
+use crate::domain::batch::settle::{self, Graph, Snapshot, OUTCOMES_PER_PASS};
+use crate::domain::batch::{Batch, Edge, LIVE};
+use crate::domain::ids::BatchId;
+use crate::domain::operation::{Operation, OperationStatus};
+use crate::store::operations::{decode_operation, Announce, COLUMNS};
+use crate::store::{placeholders, sized_chunks, Result, Store};
+
+/// Batches one pass looks at.
+const BATCHES_PER_PASS: usize = 64;
+
+impl Store {
+    /// One pass of the batch scheduler over the batches whose members reached a final
+    /// state. Returns how many member outcomes it acted on (0: nothing to do).
+    pub async fn schedule_batches(&self, now: DateTime<Utc>) -> Result<usize> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT batch_id FROM operations
+             WHERE batch_id IS NOT NULL AND batch_settled = 0 AND status IN ({}) LIMIT {BATCHES_PER_PASS}",
+            terminal_list()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("batch_id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        // Batches another replica is scheduling right now are left to it.
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE id IN ({}) ORDER BY id{}",
+            placeholders(1, ids.len()),
+            self.backend.skip_locked()
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(id.clone());
+        }
+        let batches = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(decode_batch)
+            .collect::<Result<Vec<_>>>()?;
+        let mut acted = 0;
+        let mut announce = Announce::default();
+        for batch in batches {
+            let (n, news) = self.schedule_batch(&mut tx, batch, now).await?;
+            acted += n;
+            announce.absorb(news);
+        }
+        tx.commit().await?;
+        self.after_commit(announce);
+        Ok(acted)
+    }
+
+    async fn schedule_batch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: Batch,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, Announce)> {
+        let snapshot = self.load_snapshot(tx, batch).await?;
+        let acted = snapshot.finished.len();
+        let mut plan = settle::settle(snapshot, now);
+
+        self.count_down(tx, plan.batch.id, &plan.count_down).await?;
+        for chunk in sized_chunks(&plan.settled, KEYS_PER_QUERY) {
+            let sql = format!(
+                "UPDATE operations SET batch_settled = 1 WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.db());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let (ops, events) = stage_changes(plan.changes, now);
+        let mut announce = self.write_changes(tx, &ops, events, now).await?;
+        if !plan.batch_events.is_empty() {
+            let events = stage_batch(&mut plan.batch, plan.batch_events, now);
+            announce.absorb(self.write_events(tx, events, now).await?);
+            self.write_batch_row(tx, &plan.batch, false).await?;
+        }
+        Ok((acted, announce))
+    }
+
+    /// What a pass decides from: the finished-unsettled members, the graph around them,
+    /// the members it may change (locked), and the counts only when the batch may end.
+    async fn load_snapshot(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: Batch,
+    ) -> Result<Snapshot> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM operations
+             WHERE batch_id = $1 AND batch_settled = 0 AND status IN ({})
+             ORDER BY id LIMIT {OUTCOMES_PER_PASS}",
+            terminal_list()
+        );
+        let finished: Vec<Operation> = sqlx::query(&sql)
+            .bind(batch.id.db())
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(decode_operation)
+            .collect::<Result<_>>()?;
+        let needed = settle::graph_needed(&finished);
+        let graph = Graph {
+            below_failed: self.edges_below(tx, batch.id, &needed.failed).await?,
+            out_of_completed: self.edges_out_of(tx, batch.id, &needed.completed).await?,
+        };
+        let members = match settle::members_needed(&batch, &finished, &graph) {
+            Some(needed) => {
+                self.members_in(tx, batch.id, needed.statuses, needed.keys.as_deref())
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        // Counting every member is only worth it once none can change any more.
+        let counts = if settle::may_end(&batch, &finished) && !self.any_live(tx, batch.id).await? {
+            let mut counts = self.member_counts(&mut **tx, &[batch.id]).await?;
+            Some(counts.remove(&batch.id).unwrap_or_default())
+        } else {
+            None
+        };
+        Ok(Snapshot {
+            batch,
+            finished,
+            graph,
+            members,
+            counts,
+        })
+    }
+
+    /// Every edge below `roots`, breadth first, level by level in the order read.
+    async fn edges_below(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: BatchId,
+        roots: &[String],
+    ) -> Result<Vec<Edge>> {
+        let mut edges = Vec::new();
+        let mut reached: HashSet<String> = roots.iter().cloned().collect();
+        let mut frontier: Vec<String> = roots.to_vec();
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for chunk in sized_chunks(&frontier, KEYS_PER_QUERY) {
+                let sql = format!(
+                    "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND upstream_key IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(batch.db());
+                for key in chunk {
+                    query = query.bind(key.clone());
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    let edge = decode_edge(&row)?;
+                    if reached.insert(edge.downstream.clone()) {
+                        next.push(edge.downstream.clone());
+                    }
+                    edges.push(edge);
+                }
+            }
+            frontier = next;
+        }
+        Ok(edges)
+    }
+
+    /// The edges out of `keys`, each with its downstream member's `waiting`.
+    async fn edges_out_of(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: BatchId,
+        keys: &[String],
+    ) -> Result<Vec<(Edge, i64)>> {
+        let mut edges = Vec::new();
+        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT e.upstream_key, e.downstream_key, m.waiting FROM batch_edges e
+                 JOIN batch_members m ON m.batch_id = e.batch_id AND m.member_key = e.downstream_key
+                 WHERE e.batch_id = $1 AND e.upstream_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(batch.db());
+            for key in chunk {
+                query = query.bind(key.clone());
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                edges.push((decode_edge(&row)?, row.try_get::<i64, _>("waiting")?));
+            }
+        }
+        Ok(edges)
+    }
+
+    /// Whether any member of the batch may still change state.
+    async fn any_live(&self, tx: &mut Transaction<'static, Any>, batch: BatchId) -> Result<bool> {
+        let sql = format!(
+            "SELECT 1 FROM operations WHERE batch_id = $1 AND status IN ({}) LIMIT 1",
+            status_list(&LIVE)
+        );
+        let live = sqlx::query(&sql)
+            .bind(batch.db())
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(live.is_some())
+    }
+
+    /// Lowers members' `waiting` by the given amounts: one statement per distinct amount
+    /// (nearly always just 1), many keys each.
+    async fn count_down(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: BatchId,
+        decrements: &[(String, i64)],
+    ) -> Result<()> {
+        let mut by_amount: BTreeMap<i64, Vec<&String>> = BTreeMap::new();
+        for (key, amount) in decrements {
+            by_amount.entry(*amount).or_default().push(key);
+        }
+        for (amount, keys) in by_amount {
+            for chunk in sized_chunks(&keys, KEYS_PER_QUERY) {
+                let sql = format!(
+                    "UPDATE batch_members SET waiting = waiting - $2 WHERE batch_id = $1 AND member_key IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(batch.db()).bind(amount);
+                for key in chunk {
+                    query = query.bind((*key).clone());
+                }
+                query.execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The final operation states, as an SQL list.
+fn terminal_list() -> String {
+    let terminal: Vec<OperationStatus> = OperationStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect();
+    status_list(&terminal)
+}
