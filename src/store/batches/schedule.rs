@@ -134,7 +134,11 @@ impl Store {
             None => Vec::new(),
         };
         // Counting every member is only worth it once none can change any more.
-        let counts = if settle::may_end(&batch, &finished) && !self.any_live(tx, batch.id).await? {
+        let counts = if settle::may_end(&batch, &finished)
+            && !self
+                .any_other_unsettled(tx, batch.id, finished.len())
+                .await?
+        {
             let mut counts = self.member_counts(&mut **tx, &[batch.id]).await?;
             Some(counts.remove(&batch.id).unwrap_or_default())
         } else {
@@ -209,17 +213,27 @@ impl Store {
         Ok(edges)
     }
 
-    /// Whether any member of the batch may still change state.
-    async fn any_live(&self, tx: &mut Transaction<'static, Any>, batch: BatchId) -> Result<bool> {
+    /// Whether any member of the batch may still change state, or finished after this
+    /// pass read the `read` finished ones (it is settled by the next pass, which then
+    /// ends the batch: so no member's events come after the batch's end).
+    async fn any_other_unsettled(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: BatchId,
+        read: usize,
+    ) -> Result<bool> {
         let sql = format!(
-            "SELECT 1 FROM operations WHERE batch_id = $1 AND status IN ({}) LIMIT 1",
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM operations WHERE batch_id = $1
+               AND (status IN ({}) OR batch_settled = 0) LIMIT $2) unsettled",
             status_list(&LIVE)
         );
-        let live = sqlx::query(&sql)
+        let n: i64 = sqlx::query(&sql)
             .bind(batch.db())
-            .fetch_optional(&mut **tx)
-            .await?;
-        Ok(live.is_some())
+            .bind(read as i64 + 1)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?;
+        Ok(n > read as i64)
     }
 
     /// Lowers members' `waiting` by the given amounts: one statement per distinct amount
