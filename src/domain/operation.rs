@@ -519,6 +519,14 @@ impl Operation {
             .is_some_and(|l| l.token.as_str() == token)
     }
 
+    /// Whether the worker holding the operation must stop: it was cancelled or timed out.
+    pub fn stop_requested(&self) -> bool {
+        matches!(
+            self.status,
+            OperationStatus::Cancelled | OperationStatus::Timeout
+        )
+    }
+
     /// Ends a run that outlived its `timeout` (counted from the first start). The lease is
     /// kept so the worker learns on its next report that it must stop.
     pub fn time_out(&mut self, now: DateTime<Utc>) -> Vec<EventDraft> {
@@ -1038,6 +1046,7 @@ mod tests {
             ]
         );
         assert_eq!(op.lease.as_ref().unwrap().expires_at, t(32));
+        assert!(!op.stop_requested(), "a running operation goes on");
         assert_eq!(op.phases_completed(), 1);
 
         let heartbeat = op
@@ -1133,6 +1142,7 @@ mod tests {
         assert_eq!(types(&events), vec![EventType::OperationCancelled]);
         assert!(op.cancellation.as_ref().unwrap().was_running);
         assert!(op.stopped_under_lease(lease.as_str()));
+        assert!(op.stop_requested());
         let heartbeat = op
             .report_progress(t(2), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap();
@@ -1163,6 +1173,7 @@ mod tests {
         assert_eq!(op.status, OperationStatus::Timeout);
         assert_eq!(op.error.as_ref().unwrap().code, "TIMEOUT");
         assert!(op.stopped_under_lease(lease.as_str()));
+        assert!(op.stop_requested());
         assert!(op
             .report_progress(t(3701), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap()
