@@ -466,7 +466,9 @@ pub async fn start(
             .map_err(store_error)?
             .ok_or_else(|| dictionary_not_found(name))?;
         let (_, layout) = parse_dictionary(&registered.dictionary, "dictionaries")?;
-        let foreign = executor::foreign_tables(&state.store, target.project, name, &layout)
+        let foreign = state
+            .store
+            .foreign_breakout_tables(target.project, name, &layout)
             .await
             .map_err(store_error)?;
         if !foreign.is_empty() {

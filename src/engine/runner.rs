@@ -91,7 +91,6 @@ async fn execute(
         return;
     };
     let lease = leases.hold(&op, token);
-    let reporter = Reporter::new(lease.clone(), store, op.tenant_id, op.project_id);
     let keep_alive = lease.keep_alive();
     let checkpoints: HashMap<_, _> = op
         .phases
@@ -114,7 +113,8 @@ async fn execute(
             .as_ref()
             .and_then(|b| b.inputs.clone())
             .unwrap_or_default(),
-        reporter,
+        reporter: Reporter::new(lease.clone()),
+        breakout: store.breakout_sink(op.project_id),
     };
     let outcome = tokio::select! {
         result = executor.run(task) => Some(result),

@@ -1,6 +1,8 @@
 //! Built-in operation types, run inside Relais. Each implements [`Executor`]; the engine's
 //! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
-//! carries progress back (it is also the heartbeat, and says when to stop).
+//! carries progress back (it is also the heartbeat, and says when to stop). An executor
+//! sees nothing more of Relais than its [`Task`]: the breakout writes its tables through
+//! the task's [`BreakoutSink`], never through the store.
 
 pub mod breakout;
 pub mod echo;
@@ -13,11 +15,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::domain::ids::{OperationId, ProjectId, TenantId};
+use crate::domain::ids::OperationId;
 use crate::domain::operation::{OperationError, OperationResult, ProgressReport};
 use crate::domain::FieldError;
 use crate::lease::{Failure, HeldLease};
-use crate::store::Store;
+use crate::store::breakout::BreakoutSink;
 
 pub use crate::lease::Stopped;
 
@@ -80,6 +82,9 @@ pub struct Task {
     /// For a batch member: the results of the members it depends on, by their keys.
     pub dependency_results: Value,
     pub reporter: Reporter,
+    /// Where a breakout reads its dictionaries and writes its tables, in the operation's
+    /// project.
+    pub breakout: BreakoutSink,
 }
 
 /// Reports an attempt's progress under its lease (each report also renews it), and says
@@ -87,34 +92,16 @@ pub struct Task {
 #[derive(Clone)]
 pub struct Reporter {
     lease: HeldLease,
-    store: Store,
-    tenant: TenantId,
-    project: ProjectId,
 }
 
 impl Reporter {
-    pub fn new(lease: HeldLease, store: Store, tenant: TenantId, project: ProjectId) -> Self {
-        Reporter {
-            lease,
-            store,
-            tenant,
-            project,
-        }
+    pub fn new(lease: HeldLease) -> Self {
+        Reporter { lease }
     }
 
     /// Records progress and renews the lease. `Err(Stopped)` means: stop now.
     pub async fn report(&self, report: ProgressReport) -> Result<(), Stopped> {
         self.lease.report(report).await
-    }
-
-    /// The store, for built-in executors that read or write data of their own.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The tenant and project the operation belongs to.
-    pub fn owner(&self) -> (TenantId, ProjectId) {
-        (self.tenant, self.project)
     }
 
     /// Resolves once the attempt has been told to stop.
