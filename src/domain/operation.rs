@@ -151,6 +151,28 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The report with which a worker ended its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseReport {
+    Complete,
+    Fail,
+}
+
+/// The lease whose holder ended an attempt with its own report, and where that report
+/// left the operation. The worker may never have seen the answer (a dropped connection, a
+/// crash) and send the same report again, maybe to another replica: the repeat changes
+/// nothing and is answered from here, as the first was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndedLease {
+    pub token: LeaseToken,
+    pub report: LeaseReport,
+    pub status: OperationStatus,
+    pub attempt: u32,
+    /// When the next attempt could start, after a failure that is retried.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationError {
@@ -338,6 +360,8 @@ pub struct Operation {
     pub attempts: Vec<AttemptRecord>,
     pub execution_id: Option<ExecutionId>,
     pub lease: Option<Lease>,
+    /// The last lease whose holder ended its attempt with a report (complete or fail).
+    pub ended_lease: Option<EndedLease>,
     pub cancellation: Option<Cancellation>,
     pub result: Option<OperationResult>,
     pub error: Option<OperationError>,
@@ -402,6 +426,7 @@ impl Operation {
             attempts: Vec::new(),
             execution_id: None,
             lease: None,
+            ended_lease: None,
             cancellation: None,
             result: None,
             error: None,
@@ -684,15 +709,21 @@ impl Operation {
             .count()
     }
 
+    /// A worker reports that its attempt succeeded. Completing again with the same lease
+    /// changes nothing (see [`EndedLease`]).
     pub fn complete(
         &mut self,
         now: DateTime<Utc>,
         token: &str,
         result: OperationResult,
     ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.repeats(token, LeaseReport::Complete) {
+            return Ok(Vec::new());
+        }
         self.check_lease(token)?;
         self.become_(OperationStatus::Completed, now)?;
         self.lease = None;
+        self.record_ending(token, LeaseReport::Complete);
         self.progress.percentage = Some(100.0);
         self.result = Some(result);
         let mut data = self.snapshot();
@@ -702,7 +733,8 @@ impl Operation {
         Ok(vec![EventDraft::new(EventType::OperationCompleted, data)])
     }
 
-    /// A worker reports that its attempt failed.
+    /// A worker reports that its attempt failed. Failing again with the same lease
+    /// changes nothing (see [`EndedLease`]).
     pub fn fail(
         &mut self,
         now: DateTime<Utc>,
@@ -711,8 +743,38 @@ impl Operation {
         retryable: bool,
         backoff: Backoff,
     ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.repeats(token, LeaseReport::Fail) {
+            return Ok(Vec::new());
+        }
         self.check_lease(token)?;
-        Ok(self.end_attempt(now, error, retryable, backoff))
+        let events = self.end_attempt(now, error, retryable, backoff);
+        self.record_ending(token, LeaseReport::Fail);
+        Ok(events)
+    }
+
+    /// Whether `token` already ended its attempt with this very report. With the other
+    /// report it is no repeat: that one is refused, as any report of a lost lease.
+    fn repeats(&self, token: &str, report: LeaseReport) -> bool {
+        self.ended_lease
+            .as_ref()
+            .is_some_and(|ended| ended.token.as_str() == token && ended.report == report)
+    }
+
+    fn record_ending(&mut self, token: &str, report: LeaseReport) {
+        self.ended_lease = Some(EndedLease {
+            token: LeaseToken::from_string(token.to_owned()),
+            report,
+            status: self.status,
+            attempt: self.attempt,
+            next_attempt_at: self.next_attempt_at(),
+        });
+    }
+
+    /// How the attempt `token` held ended, if its holder ended it with a report.
+    pub fn ended_by(&self, token: &str) -> Option<&EndedLease> {
+        self.ended_lease
+            .as_ref()
+            .filter(|ended| ended.token.as_str() == token)
     }
 
     /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
@@ -1100,6 +1162,90 @@ mod tests {
         assert_eq!(types(&events), vec![EventType::OperationFailed]);
         assert_eq!(op.status, OperationStatus::Failed);
         assert_eq!(op.attempts.len(), 2);
+    }
+
+    #[test]
+    fn a_completion_repeated_with_its_lease_changes_nothing_and_a_failure_is_refused() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let first = OperationResult {
+            summary: json!({"rows": 1}),
+            ..Default::default()
+        };
+        op.complete(t(1), lease.as_str(), first).unwrap();
+        let ended = op.ended_by(lease.as_str()).unwrap().clone();
+        assert_eq!(ended.report, LeaseReport::Complete);
+        assert_eq!(ended.status, OperationStatus::Completed);
+        let before = op.clone();
+        let again = op
+            .complete(t(2), lease.as_str(), OperationResult::default())
+            .unwrap();
+        assert!(again.is_empty(), "a repeat emits nothing");
+        assert_eq!(op, before, "and keeps the first result");
+        let error = OperationError {
+            code: "X".into(),
+            message: "late".into(),
+            details: None,
+        };
+        let fail = op.fail(t(3), lease.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(fail, Err(TransitionError::LeaseLost { .. })));
+        let forged = op.complete(t(3), "lease_forged", OperationResult::default());
+        assert!(matches!(forged, Err(TransitionError::LeaseLost { .. })));
+        assert_eq!(op, before);
+    }
+
+    #[test]
+    fn a_failure_repeated_after_the_next_attempt_started_is_answered_as_the_first() {
+        let mut op = op();
+        let (first, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let error = OperationError {
+            code: "X".into(),
+            message: "boom".into(),
+            details: None,
+        };
+        op.fail(t(1), first.as_str(), error.clone(), true, Backoff::EXACT)
+            .unwrap();
+        let ended = op.ended_by(first.as_str()).unwrap().clone();
+        assert_eq!(
+            (
+                ended.report,
+                ended.status,
+                ended.attempt,
+                ended.next_attempt_at
+            ),
+            (LeaseReport::Fail, OperationStatus::Running, 1, Some(t(11)))
+        );
+        let (second, _) = op.start_attempt(t(11), None, TTL).unwrap();
+        let before = op.clone();
+        let again = op
+            .fail(t(12), first.as_str(), error.clone(), true, Backoff::EXACT)
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(op, before, "the second attempt's lease is untouched");
+        assert_eq!(op.ended_by(first.as_str()), Some(&ended));
+        let complete = op.complete(t(12), first.as_str(), OperationResult::default());
+        assert!(matches!(complete, Err(TransitionError::LeaseLost { .. })));
+
+        op.complete(t(13), second.as_str(), OperationResult::default())
+            .unwrap();
+        assert_eq!(op.ended_by(first.as_str()), None, "only the last is kept");
+        let late = op.fail(t(14), first.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
+    }
+
+    #[test]
+    fn an_expired_lease_ends_no_attempt_by_report() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        op.expire_lease(t(30), Backoff::EXACT);
+        assert_eq!(op.ended_by(lease.as_str()), None);
+        let error = OperationError {
+            code: "X".into(),
+            message: "late".into(),
+            details: None,
+        };
+        let late = op.fail(t(31), lease.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
     }
 
     #[test]

@@ -138,7 +138,8 @@ impl Leases {
         })
     }
 
-    /// Ends the attempt with its result.
+    /// Ends the attempt with its result. Completing again with the same lease (the worker
+    /// never saw the answer) changes nothing and gets the same answer.
     pub async fn complete(
         &self,
         operation: OperationRef,
@@ -155,7 +156,8 @@ impl Leases {
     }
 
     /// Ends the attempt as failed: a retryable failure with attempts left backs off
-    /// before the next attempt, any other fails the operation for good.
+    /// before the next attempt, any other fails the operation for good. The same failure
+    /// reported again is answered as the first was, even if the operation moved on since.
     pub async fn fail(
         &self,
         operation: OperationRef,
@@ -164,22 +166,32 @@ impl Leases {
     ) -> Result<Failed, LeaseError> {
         let now = clock::now();
         let backoff = Backoff::random(self.retry_time_scale);
+        let reported = token.clone();
         let op = self
             .mutate(operation, now, move |op| {
                 op.fail(
                     now,
-                    token.as_str(),
+                    reported.as_str(),
                     failure.error,
                     failure.retryable,
                     backoff,
                 )
             })
             .await?;
-        Ok(Failed {
-            status: op.status,
-            attempt: op.attempt,
-            max_attempts: op.max_attempts(),
-            next_attempt_at: op.next_attempt_at(),
+        let max_attempts = op.max_attempts();
+        Ok(match op.ended_by(token.as_str()) {
+            Some(ended) => Failed {
+                status: ended.status,
+                attempt: ended.attempt,
+                max_attempts,
+                next_attempt_at: ended.next_attempt_at,
+            },
+            None => Failed {
+                status: op.status,
+                attempt: op.attempt,
+                max_attempts,
+                next_attempt_at: op.next_attempt_at(),
+            },
         })
     }
 

@@ -24,10 +24,10 @@ pub(super) const COLUMNS: &str =
     "id, tenant_id, project_id, operation_type, operation_name, description, \
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
-    attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
-    result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank, batch_id, \
+    attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, ended_lease, \
+    cancellation, result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank, batch_id, \
     batch_key";
-const COLUMN_COUNT: usize = 37;
+const COLUMN_COUNT: usize = 38;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -657,6 +657,7 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(lease.map(|l| l.token.as_str().to_owned()))
         .bind(lease.and_then(|l| l.worker_id.clone()))
         .bind(lease.map(|l| to_ms(l.expires_at)))
+        .bind(op.ended_lease.as_ref().map(to_json))
         .bind(op.cancellation.as_ref().map(to_json))
         .bind(op.result.as_ref().map(to_json))
         .bind(op.error.as_ref().map(to_json))
@@ -721,6 +722,9 @@ pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
             .map(|e| e.parse::<ExecutionId>().map_err(StoreError::corrupt))
             .transpose()?,
         lease,
+        ended_lease: opt_json("ended_lease")?
+            .map(|e| from_json(&e, "ended_lease"))
+            .transpose()?,
         cancellation: opt_json("cancellation")?
             .map(|c| from_json(&c, "cancellation"))
             .transpose()?,
