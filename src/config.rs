@@ -15,6 +15,10 @@ pub struct ServeArgs {
     /// Seconds a worker may go without reporting before its lease is taken back.
     #[arg(long, env = "RELAIS_HEARTBEAT_TIMEOUT", default_value_t = 30.0)]
     pub heartbeat_timeout: f64,
+    /// Attempts in a row whose lease expires before a single heartbeat after which an
+    /// operation fails for good as POISONED (it may be killing its workers; 0: never).
+    #[arg(long, env = "RELAIS_MAX_SILENT_EXPIRIES", default_value_t = 3)]
+    pub max_silent_expiries: u32,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RELAIS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -68,6 +72,7 @@ pub struct Config {
     pub database_url: String,
     pub bind: String,
     pub heartbeat_timeout: Duration,
+    pub max_silent_expiries: u32,
     pub body_limit: usize,
     pub http_workers: Option<usize>,
     pub delivery: DispatcherSettings,
@@ -124,6 +129,7 @@ impl Config {
             database_url,
             bind: args.bind,
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
+            max_silent_expiries: args.max_silent_expiries,
             body_limit: args.body_limit,
             http_workers: args.http_workers,
             delivery: DispatcherSettings {
@@ -150,6 +156,7 @@ impl Config {
             database_url: database_url.into(),
             bind: "127.0.0.1:0".into(),
             heartbeat_timeout: Duration::from_secs(30),
+            max_silent_expiries: 3,
             body_limit: 1024 * 1024,
             http_workers: Some(2),
             delivery: DispatcherSettings {

@@ -149,6 +149,8 @@ pub struct Lease {
     pub token: LeaseToken,
     pub worker_id: Option<String>,
     pub expires_at: DateTime<Utc>,
+    /// Whether the holder reported (or heartbeated) at least once during this attempt.
+    pub renewed: bool,
 }
 
 /// The report with which a worker ended its attempt.
@@ -362,6 +364,9 @@ pub struct Operation {
     pub lease: Option<Lease>,
     /// The last lease whose holder ended its attempt with a report (complete or fail).
     pub ended_lease: Option<EndedLease>,
+    /// Attempts in a row whose lease expired before a single report: what a job that
+    /// kills its worker's process looks like (see [`Operation::expire_lease`]).
+    pub silent_expiries: u32,
     pub cancellation: Option<Cancellation>,
     pub result: Option<OperationResult>,
     pub error: Option<OperationError>,
@@ -427,6 +432,7 @@ impl Operation {
             execution_id: None,
             lease: None,
             ended_lease: None,
+            silent_expiries: 0,
             cancellation: None,
             result: None,
             error: None,
@@ -599,6 +605,7 @@ impl Operation {
             token: token.clone(),
             worker_id,
             expires_at: now + lease_ttl,
+            renewed: false,
         });
         let event = EventDraft::new(EventType::OperationStarted, self.snapshot());
         Ok((token, vec![event]))
@@ -619,6 +626,7 @@ impl Operation {
         self.check_lease(token)?;
         if let Some(lease) = &mut self.lease {
             lease.expires_at = now + lease_ttl;
+            lease.renewed = true;
         }
         self.updated_at = now;
 
@@ -747,6 +755,8 @@ impl Operation {
             return Ok(Vec::new());
         }
         self.check_lease(token)?;
+        // The worker lived to tell: whatever killed earlier attempts did not kill this one.
+        self.silent_expiries = 0;
         let events = self.end_attempt(now, error, retryable, backoff);
         self.record_ending(token, LeaseReport::Fail);
         Ok(events)
@@ -779,11 +789,39 @@ impl Operation {
 
     /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
     /// Does nothing if the lease was renewed or released in the meantime.
-    pub fn expire_lease(&mut self, now: DateTime<Utc>, backoff: Backoff) -> Vec<EventDraft> {
-        let expired = self.status == OperationStatus::Running
-            && self.lease.as_ref().is_some_and(|l| l.expires_at <= now);
-        if !expired {
+    ///
+    /// A job that kills the process running it (a breakout over a huge file, say) would be
+    /// claimed again after each expiry and kill the next process too. So once
+    /// `max_silent_expiries` attempts in a row expired without a single report, the
+    /// operation fails for good as `POISONED` (0: never).
+    pub fn expire_lease(
+        &mut self,
+        now: DateTime<Utc>,
+        backoff: Backoff,
+        max_silent_expiries: u32,
+    ) -> Vec<EventDraft> {
+        let Some(lease) = self
+            .lease
+            .as_ref()
+            .filter(|l| self.status == OperationStatus::Running && l.expires_at <= now)
+        else {
             return Vec::new();
+        };
+        self.silent_expiries = if lease.renewed {
+            0
+        } else {
+            self.silent_expiries.saturating_add(1)
+        };
+        if max_silent_expiries > 0 && self.silent_expiries >= max_silent_expiries {
+            let error = OperationError {
+                code: "POISONED".into(),
+                message: format!(
+                    "{} attempts in a row died without a single heartbeat: the job may be killing the process that runs it, so it is not tried again",
+                    self.silent_expiries
+                ),
+                details: Some(json!({"silentExpiries": self.silent_expiries})),
+            };
+            return self.end_attempt(now, error, false, backoff);
         }
         let error = OperationError {
             code: "LEASE_EXPIRED".into(),
@@ -1237,7 +1275,7 @@ mod tests {
     fn an_expired_lease_ends_no_attempt_by_report() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
-        op.expire_lease(t(30), Backoff::EXACT);
+        op.expire_lease(t(30), Backoff::EXACT, 3);
         assert_eq!(op.ended_by(lease.as_str()), None);
         let error = OperationError {
             code: "X".into(),
@@ -1267,15 +1305,93 @@ mod tests {
     fn an_expired_lease_is_taken_back_and_counts_as_an_attempt() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
-        assert!(op.expire_lease(t(29), Backoff::EXACT).is_empty());
+        assert!(op.expire_lease(t(29), Backoff::EXACT, 3).is_empty());
         assert!(op.lease.is_some(), "not expired yet");
-        op.expire_lease(t(30), Backoff::EXACT);
+        op.expire_lease(t(30), Backoff::EXACT, 3);
         assert!(op.lease.is_none());
         assert_eq!(op.attempts[0].error.code, "LEASE_EXPIRED");
         let err = op
             .report_progress(t(31), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap_err();
         assert!(matches!(err, TransitionError::LeaseLost { .. }));
+    }
+
+    /// An operation retried at once, up to ten times.
+    fn patient_op() -> Operation {
+        let mut op = op();
+        op.retry_policy = RetryPolicy {
+            max_retries: 10,
+            retry_delay: 0.0,
+            backoff_multiplier: 1.0,
+            max_delay: 0.0,
+        };
+        op
+    }
+
+    /// Starts an attempt at `at` whose worker dies before reporting; expires it.
+    fn die_silently(op: &mut Operation, at: i64, max_silent: u32) -> Vec<EventDraft> {
+        op.start_attempt(t(at), None, TTL).unwrap();
+        op.expire_lease(t(at + 30), Backoff::EXACT, max_silent)
+    }
+
+    #[test]
+    fn attempts_that_die_without_a_heartbeat_poison_the_operation() {
+        let mut op = patient_op();
+        assert!(die_silently(&mut op, 0, 3).is_empty());
+        assert!(die_silently(&mut op, 100, 3).is_empty());
+        assert_eq!(op.status, OperationStatus::Running, "retried so far");
+        assert_eq!(op.silent_expiries, 2);
+        let events = die_silently(&mut op, 200, 3);
+        assert_eq!(types(&events), vec![EventType::OperationFailed]);
+        assert_eq!(op.status, OperationStatus::Failed);
+        let error = op.error.as_ref().unwrap();
+        assert_eq!(error.code, "POISONED");
+        assert!(
+            error.message.starts_with("3 attempts in a row"),
+            "{error:?}"
+        );
+        assert_eq!(op.attempts.len(), 3);
+        assert_eq!(op.attempts[2].error.code, "POISONED");
+        assert_eq!(op.attempts[1].error.code, "LEASE_EXPIRED");
+    }
+
+    #[test]
+    fn a_heartbeat_or_a_reported_failure_breaks_a_run_of_silent_expiries() {
+        let mut op = patient_op();
+        die_silently(&mut op, 0, 3);
+        die_silently(&mut op, 100, 3);
+        // This one heartbeats once, then dies: its worker was alive, the job did not kill it.
+        let (lease, _) = op.start_attempt(t(200), None, TTL).unwrap();
+        op.report_progress(t(201), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap();
+        assert!(op.expire_lease(t(231), Backoff::EXACT, 3).is_empty());
+        assert_eq!(op.silent_expiries, 0);
+        die_silently(&mut op, 300, 3);
+        die_silently(&mut op, 400, 3);
+        assert_eq!(op.silent_expiries, 2);
+        let (lease, _) = op.start_attempt(t(500), None, TTL).unwrap();
+        let error = OperationError {
+            code: "X".into(),
+            message: "reported".into(),
+            details: None,
+        };
+        op.fail(t(501), lease.as_str(), error, true, Backoff::EXACT)
+            .unwrap();
+        assert_eq!(op.silent_expiries, 0);
+        assert!(die_silently(&mut op, 600, 3).is_empty());
+        assert_eq!(op.status, OperationStatus::Running);
+    }
+
+    #[test]
+    fn no_limit_on_silent_expiries_leaves_it_to_the_retry_policy() {
+        let mut op = patient_op();
+        for attempt in 0..10 {
+            assert!(die_silently(&mut op, attempt * 100, 0).is_empty());
+        }
+        die_silently(&mut op, 1000, 0);
+        assert_eq!(op.status, OperationStatus::Failed);
+        assert_eq!(op.error.as_ref().unwrap().code, "LEASE_EXPIRED");
+        assert_eq!(op.silent_expiries, 11);
     }
 
     #[test]

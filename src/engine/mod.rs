@@ -33,6 +33,7 @@ impl Engine {
                 store.clone(),
                 config.heartbeat_timeout,
                 config.delivery.retry_time_scale,
+                config.max_silent_expiries,
             )),
             tokio::spawn(enforce_timeouts(store.clone())),
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
@@ -80,7 +81,12 @@ impl Drop for Engine {
     }
 }
 
-async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_time_scale: f64) {
+async fn reap_expired_leases(
+    store: Store,
+    heartbeat_timeout: Duration,
+    retry_time_scale: f64,
+    max_silent_expiries: u32,
+) {
     // A quarter of the timeout keeps the worst-case detection delay at 1.25× the timeout.
     let period = (heartbeat_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut ticker = tokio::time::interval(period);
@@ -88,9 +94,12 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_ti
     loop {
         ticker.tick().await;
         match store
-            .expire_leases(clock::now(), EXPIRY_BATCH, || {
-                Backoff::random(retry_time_scale)
-            })
+            .expire_leases(
+                clock::now(),
+                EXPIRY_BATCH,
+                || Backoff::random(retry_time_scale),
+                max_silent_expiries,
+            )
             .await
         {
             Ok(0) => {}

@@ -22,7 +22,55 @@ both_backends!(
     writes_arriving_together_are_each_answered_on_their_own_merits,
     a_completion_repeated_with_its_lease_gets_the_first_answer_again,
     a_failure_repeated_with_its_lease_gets_the_first_answer_again,
+    a_job_whose_attempts_die_without_a_heartbeat_fails_as_poisoned,
 );
+
+/// A job that kills the process running it shows as leases that expire before a single
+/// heartbeat; after the configured number in a row it fails for good, retries left or not.
+async fn a_job_whose_attempts_die_without_a_heartbeat_fails_as_poisoned(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.heartbeat_timeout = Duration::from_millis(200);
+        c.max_silent_expiries = 2;
+    })
+    .await;
+    let id = app
+        .start_operation(&json!({"operationType": "Deadly", "operationName": "n", "retryPolicy": {"maxRetries": 5, "retryDelay": 0}}))
+        .await;
+    let first = app
+        .lease(&json!({"operationTypes": ["Deadly"]}))
+        .await
+        .remove(0);
+    assert_eq!(first["attempt"], 1);
+    let second = eventually(Duration::from_secs(10), || async {
+        app.lease(&json!({"operationTypes": ["Deadly"], "waitSeconds": 1}))
+            .await
+            .pop()
+    })
+    .await;
+    assert_eq!(second["attempt"], 2);
+    let status = eventually(Duration::from_secs(10), || async {
+        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
+        (s.body["status"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(status.body["error"]["code"], "POISONED", "{}", status.text);
+    let message = status.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 attempts in a row"), "{message}");
+    assert!(message.contains("heartbeat"), "{message}");
+    let attempts = status.body["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["error"]["code"], "LEASE_EXPIRED");
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["operation.started", "operation.started", "operation.failed"]
+    );
+    assert!(app
+        .lease(&json!({"operationTypes": ["Deadly"]}))
+        .await
+        .is_empty());
+}
 
 /// The worker's first report committed but it never saw the answer, and sends it again:
 /// the same report with the same lease is answered as the first and changes nothing; the
