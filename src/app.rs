@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::executors::Registry;
+use crate::lease::Leases;
 use crate::store::Store;
 
 pub struct Relais {
@@ -41,10 +42,17 @@ impl Relais {
             })?,
         };
         let registry = Registry::builtin();
+        let leases = Leases::new(
+            store.clone(),
+            registry.types(),
+            config.heartbeat_timeout,
+            config.delivery.retry_time_scale,
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),
             executors: registry.clone(),
+            leases: leases.clone(),
             caches: Default::default(),
         });
         let body_limit = config.body_limit;
@@ -71,7 +79,7 @@ impl Relais {
         config
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
-        let engine = Engine::start(store.clone(), &config, registry);
+        let engine = Engine::start(store.clone(), &config, registry, leases);
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);

@@ -15,6 +15,11 @@ pub struct ServeArgs {
     /// Seconds a worker may go without reporting before its lease is taken back.
     #[arg(long, env = "RELAIS_HEARTBEAT_TIMEOUT", default_value_t = 30.0)]
     pub heartbeat_timeout: f64,
+    /// Attempts in a row that lose their lease (their worker died or hung before reporting
+    /// how they ended) after which an operation fails for good as POISONED: it may be
+    /// killing the processes that run it (0: never).
+    #[arg(long, env = "RELAIS_MAX_LOST_LEASES", default_value_t = 3)]
+    pub max_lost_leases: u32,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RELAIS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -68,6 +73,7 @@ pub struct Config {
     pub database_url: String,
     pub bind: String,
     pub heartbeat_timeout: Duration,
+    pub max_lost_leases: u32,
     pub body_limit: usize,
     pub http_workers: Option<usize>,
     pub delivery: DispatcherSettings,
@@ -124,6 +130,7 @@ impl Config {
             database_url,
             bind: args.bind,
             heartbeat_timeout: Duration::from_secs_f64(args.heartbeat_timeout),
+            max_lost_leases: args.max_lost_leases,
             body_limit: args.body_limit,
             http_workers: args.http_workers,
             delivery: DispatcherSettings {
@@ -150,6 +157,7 @@ impl Config {
             database_url: database_url.into(),
             bind: "127.0.0.1:0".into(),
             heartbeat_timeout: Duration::from_secs(30),
+            max_lost_leases: 3,
             body_limit: 1024 * 1024,
             http_workers: Some(2),
             delivery: DispatcherSettings {

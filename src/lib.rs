@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod executors;
+pub mod lease;
 pub mod listen;
 pub mod secrets;
 pub mod shared;

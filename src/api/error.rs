@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::request_id;
 use crate::domain::operation::TransitionError;
 use crate::domain::FieldError;
+use crate::lease::LeaseError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -134,5 +135,15 @@ impl From<TransitionError> for ApiError {
             }
         };
         Self::conflict(code, e.to_string())
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::NotFound => Self::NotFound("operation"),
+            LeaseError::Refused(e) => e.into(),
+            LeaseError::Store(e) => e.into(),
+        }
     }
 }

@@ -23,12 +23,14 @@ use actix_web::HttpResponse;
 
 use crate::config::Config;
 use crate::executors::Registry;
+use crate::lease::Leases;
 use crate::store::Store;
 
 pub struct AppState {
     pub store: Store,
     pub config: Config,
     pub executors: Registry,
+    pub leases: Leases,
     pub caches: cache::Caches,
 }
 

@@ -9,11 +9,10 @@ use super::error::ApiError;
 use super::format::opt_time;
 use super::operations::OperationPath;
 use super::AppState;
-use crate::clock;
 use crate::domain::auth::{Principal, Scope};
-use crate::domain::operation::{Backoff, OperationStatus};
+use crate::domain::ids::LeaseToken;
 use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
-use crate::engine;
+use crate::lease::{Failure, OperationRef};
 
 pub async fn lease(
     state: web::Data<AppState>,
@@ -25,27 +24,40 @@ pub async fn lease(
         .authorize(&principal, &path, Some(Scope::Workers))
         .await?;
     let request: LeaseRequest = body.json_or_default::<LeaseBody>()?.try_into()?;
-    let heartbeat = state.config.heartbeat_timeout;
     if principal.operation.is_some() {
         // A push worker's callback token reports on its task; it does not lease.
         return Err(ApiError::Forbidden("workers"));
     }
-    let mut excluded = state.executors.types();
-    excluded.extend(state.store.push_worker_types(target.project).await?);
-    let leased = engine::lease_with_wait(
-        &state.store,
-        target.tenant,
-        target.project,
-        &request,
-        &excluded,
-        heartbeat,
-    )
-    .await?;
+    let leased = state
+        .leases
+        .wait_for_work(target.tenant, target.project, &request)
+        .await?;
+    let heartbeat = state.leases.lease_ttl();
     let leases: Vec<Value> = leased
         .iter()
         .map(|(op, token)| op.work_order(token, heartbeat))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "leases": leases })))
+}
+
+/// The operation the path names, once the principal may report on it.
+async fn reported(
+    state: &AppState,
+    principal: &Principal,
+    path: &OperationPath,
+) -> Result<OperationRef, ApiError> {
+    let target = state
+        .authorize(principal, &path.project, Some(Scope::Workers))
+        .await?;
+    let id = path.operation_id()?;
+    if !principal.may_act_on(id) {
+        return Err(ApiError::NotFound("operation"));
+    }
+    Ok(OperationRef {
+        tenant: target.tenant,
+        project: target.project,
+        id,
+    })
 }
 
 pub async fn progress(
@@ -54,33 +66,16 @@ pub async fn progress(
     path: web::Path<OperationPath>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::Workers))
-        .await?;
-    let id = path.operation_id()?;
-    if !principal.may_act_on(id) {
-        return Err(ApiError::NotFound("operation"));
-    }
+    let operation = reported(&state, &principal, &path).await?;
     let (token, report) = body.json::<ProgressBody>()?.into_report()?;
-    let ttl = state.config.heartbeat_timeout;
-    let now = clock::now();
-    let (_, op) = state
-        .store
-        .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.report_progress(now, &token, report.clone(), ttl)
-                .map(|events| ((), events))
-                .map_err(ApiError::from)
-        })
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
-    let cancel_requested = matches!(
-        op.status,
-        OperationStatus::Cancelled | OperationStatus::Timeout
-    );
+    let heartbeat = state
+        .leases
+        .progress(operation, LeaseToken::from_string(token), report)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "status": op.status,
-        "cancelRequested": cancel_requested,
-        "leaseExpiresAt": if cancel_requested { None } else { opt_time(op.lease.as_ref().map(|l| l.expires_at)) },
+        "status": heartbeat.status,
+        "cancelRequested": heartbeat.stop_requested,
+        "leaseExpiresAt": opt_time(heartbeat.lease_expires_at),
     })))
 }
 
@@ -90,25 +85,13 @@ pub async fn complete(
     path: web::Path<OperationPath>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::Workers))
-        .await?;
-    let id = path.operation_id()?;
-    if !principal.may_act_on(id) {
-        return Err(ApiError::NotFound("operation"));
-    }
+    let operation = reported(&state, &principal, &path).await?;
     let (token, result) = body.json::<CompleteBody>()?.into_result();
-    let now = clock::now();
-    let (_, op) = state
-        .store
-        .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.complete(now, &token, result.clone())
-                .map(|events| ((), events))
-                .map_err(ApiError::from)
-        })
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
-    Ok(HttpResponse::Ok().json(json!({ "status": op.status })))
+    let status = state
+        .leases
+        .complete(operation, LeaseToken::from_string(token), result)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": status })))
 }
 
 pub async fn fail(
@@ -117,33 +100,24 @@ pub async fn fail(
     path: web::Path<OperationPath>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let target = state
-        .authorize(&principal, &path.project, Some(Scope::Workers))
-        .await?;
-    let id = path.operation_id()?;
-    if !principal.may_act_on(id) {
-        return Err(ApiError::NotFound("operation"));
-    }
+    let operation = reported(&state, &principal, &path).await?;
     let FailBody {
         lease_token,
         error,
         retryable,
     } = body.json()?;
-    let now = clock::now();
-    let backoff = Backoff::random(state.config.delivery.retry_time_scale);
-    let (_, op) = state
-        .store
-        .mutate_operation(target.tenant, target.project, id, now, move |op| {
-            op.fail(now, &lease_token, error.clone(), retryable, backoff)
-                .map(|events| ((), events))
-                .map_err(ApiError::from)
-        })
-        .await?
-        .ok_or(ApiError::NotFound("operation"))?;
+    let failed = state
+        .leases
+        .fail(
+            operation,
+            LeaseToken::from_string(lease_token),
+            Failure { error, retryable },
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "status": op.status,
-        "attempt": op.attempt,
-        "maxAttempts": op.max_attempts(),
-        "nextAttemptAt": opt_time(op.next_attempt_at()),
+        "status": failed.status,
+        "attempt": failed.attempt,
+        "maxAttempts": failed.max_attempts,
+        "nextAttemptAt": opt_time(failed.next_attempt_at),
     })))
 }

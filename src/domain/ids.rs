@@ -164,7 +164,8 @@ impl fmt::Display for EventId {
 
 /// The secret a worker must present with every report about the operation it leased.
 /// A fresh one is minted per lease, so a worker whose lease was taken back cannot report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct LeaseToken(String);
 
 impl LeaseToken {

@@ -13,6 +13,10 @@ use super::ids::{BatchId, ExecutionId, LeaseToken, OperationId, ProjectId, Tenan
 use super::requests::{Callbacks, Notifications, OperationSpec};
 use super::retry::RetryPolicy;
 
+mod attempt;
+
+pub use attempt::{Backoff, EndedLease, Lease, LeaseReport, PhaseReport, ProgressReport};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationStatus {
     /// A batch member waiting for its dependencies.
@@ -144,13 +148,6 @@ pub struct Progress {
     pub total_records: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lease {
-    pub token: LeaseToken,
-    pub worker_id: Option<String>,
-    pub expires_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationError {
@@ -244,54 +241,12 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// How the wait before a retry is drawn: `jitter` in [0, 1) spreads retries ±10%;
-/// `scale` multiplies the policy's delays (1 in production; small in tests).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub jitter: f64,
-    pub scale: f64,
-}
-
-impl Backoff {
-    pub fn random(scale: f64) -> Self {
-        Backoff {
-            jitter: rand::random::<f64>(),
-            scale,
-        }
-    }
-
-    /// No jitter, real time: for tests that need exact instants.
-    pub const EXACT: Backoff = Backoff {
-        jitter: 0.5,
-        scale: 1.0,
-    };
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CancelRequest {
     pub reason: Option<String>,
     pub preserve_partial_results: bool,
     pub force_termination: bool,
     pub notify_callbacks: bool,
-}
-
-/// A worker's progress report, already parsed and range-checked.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProgressReport {
-    pub percentage: Option<f64>,
-    pub current_phase: Option<String>,
-    pub total_phases: Option<u32>,
-    pub processed_records: Option<u64>,
-    pub total_records: Option<u64>,
-    pub phase: Option<PhaseReport>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PhaseReport {
-    pub phase_name: String,
-    pub status: PhaseStatus,
-    pub results: Option<Value>,
-    pub checkpoint: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -338,6 +293,11 @@ pub struct Operation {
     pub attempts: Vec<AttemptRecord>,
     pub execution_id: Option<ExecutionId>,
     pub lease: Option<Lease>,
+    /// The last lease whose holder ended its attempt with a report (complete or fail).
+    pub ended_lease: Option<EndedLease>,
+    /// Attempts in a row whose lease expired before a single report: what a job that
+    /// kills its worker's process looks like (see [`Operation::expire_lease`]).
+    pub lost_leases: u32,
     pub cancellation: Option<Cancellation>,
     pub result: Option<OperationResult>,
     pub error: Option<OperationError>,
@@ -402,6 +362,8 @@ impl Operation {
             attempts: Vec::new(),
             execution_id: None,
             lease: None,
+            ended_lease: None,
+            lost_leases: 0,
             cancellation: None,
             result: None,
             error: None,
@@ -493,32 +455,6 @@ impl Operation {
         Ok(())
     }
 
-    /// The lease must be held with this token by a live attempt.
-    fn check_lease(&self, token: &str) -> Result<(), TransitionError> {
-        match &self.lease {
-            Some(lease)
-                if lease.token.as_str() == token && self.status == OperationStatus::Running =>
-            {
-                Ok(())
-            }
-            _ => Err(TransitionError::LeaseLost {
-                status: self.status,
-            }),
-        }
-    }
-
-    /// Whether `token` is the lease the operation had when it was cancelled or timed out:
-    /// that worker is told to stop rather than told it lost the lease.
-    pub fn stopped_under_lease(&self, token: &str) -> bool {
-        matches!(
-            self.status,
-            OperationStatus::Cancelled | OperationStatus::Timeout
-        ) && self
-            .lease
-            .as_ref()
-            .is_some_and(|l| l.token.as_str() == token)
-    }
-
     /// Ends a run that outlived its `timeout` (counted from the first start). The lease is
     /// kept so the worker learns on its next report that it must stop.
     pub fn time_out(&mut self, now: DateTime<Utc>) -> Vec<EventDraft> {
@@ -541,228 +477,11 @@ impl Operation {
         vec![EventDraft::new(EventType::OperationTimeout, data)]
     }
 
-    /// Hands the operation to a worker for a new attempt.
-    pub fn start_attempt(
-        &mut self,
-        now: DateTime<Utc>,
-        worker_id: Option<String>,
-        lease_ttl: Duration,
-    ) -> Result<(LeaseToken, Vec<EventDraft>), TransitionError> {
-        if !self.is_leaseable(now) {
-            return Err(TransitionError::Illegal {
-                from: self.status,
-                to: OperationStatus::Running,
-            });
-        }
-        self.become_(OperationStatus::Running, now)?;
-        if self.started_at.is_none() {
-            self.started_at = Some(now);
-            self.timeout_at = now + self.timeout;
-        }
-        self.attempt += 1;
-        self.execution_id = Some(ExecutionId::new());
-        let token = LeaseToken::generate();
-        self.lease = Some(Lease {
-            token: token.clone(),
-            worker_id,
-            expires_at: now + lease_ttl,
-        });
-        let event = EventDraft::new(EventType::OperationStarted, self.snapshot());
-        Ok((token, vec![event]))
-    }
-
-    /// Applies a worker's report; renews the lease (a report is also the heartbeat).
-    /// Reporting to a cancelled operation changes nothing: the answer tells the worker.
-    pub fn report_progress(
-        &mut self,
-        now: DateTime<Utc>,
-        token: &str,
-        report: ProgressReport,
-        lease_ttl: Duration,
-    ) -> Result<Vec<EventDraft>, TransitionError> {
-        if self.stopped_under_lease(token) {
-            return Ok(Vec::new());
-        }
-        self.check_lease(token)?;
-        if let Some(lease) = &mut self.lease {
-            lease.expires_at = now + lease_ttl;
-        }
-        self.updated_at = now;
-
-        let before = self.progress.clone();
-        let mut events = Vec::new();
-        if let Some(p) = report.percentage {
-            self.progress.percentage = Some(p);
-        }
-        if let Some(name) = report.current_phase {
-            self.progress.current_phase = Some(name);
-        }
-        if let Some(n) = report.total_phases {
-            self.progress.total_phases = Some(n);
-        }
-        if let Some(n) = report.processed_records {
-            self.progress.processed_records = Some(n);
-        }
-        if let Some(n) = report.total_records {
-            self.progress.total_records = Some(n);
-        }
-        let mut phase_completed = None;
-        if let Some(phase) = report.phase {
-            if phase.status == PhaseStatus::Running {
-                self.progress.current_phase = Some(phase.phase_name.clone());
-            }
-            let index = self.upsert_phase(phase, now);
-            if self.phases[index].status == PhaseStatus::Completed {
-                phase_completed = Some(index);
-            }
-        }
-        if self.progress != before {
-            events.push(EventDraft::new(
-                EventType::OperationProgress,
-                self.snapshot(),
-            ));
-        }
-        if let Some(index) = phase_completed {
-            let mut data = self.snapshot();
-            data["phase"] = serde_json::to_value(&self.phases[index]).unwrap_or(Value::Null);
-            events.push(EventDraft::new(EventType::OperationPhaseCompleted, data));
-        }
-        Ok(events)
-    }
-
-    fn upsert_phase(&mut self, report: PhaseReport, now: DateTime<Utc>) -> usize {
-        let index = match self
-            .phases
-            .iter()
-            .position(|p| p.phase_name == report.phase_name)
-        {
-            Some(i) => i,
-            None => {
-                self.phases.push(Phase {
-                    phase_name: report.phase_name,
-                    status: PhaseStatus::Pending,
-                    start_time: None,
-                    end_time: None,
-                    results: None,
-                    checkpoint: None,
-                });
-                self.phases.len() - 1
-            }
-        };
-        let phase = &mut self.phases[index];
-        phase.status = report.status;
-        if phase.start_time.is_none() && report.status != PhaseStatus::Pending {
-            phase.start_time = Some(now);
-        }
-        if matches!(
-            report.status,
-            PhaseStatus::Completed | PhaseStatus::Failed | PhaseStatus::Skipped
-        ) {
-            phase.end_time = Some(now);
-        }
-        if report.results.is_some() {
-            phase.results = report.results;
-        }
-        if report.checkpoint.is_some() {
-            phase.checkpoint = report.checkpoint;
-        }
-        index
-    }
-
     pub fn phases_completed(&self) -> usize {
         self.phases
             .iter()
             .filter(|p| p.status == PhaseStatus::Completed)
             .count()
-    }
-
-    pub fn complete(
-        &mut self,
-        now: DateTime<Utc>,
-        token: &str,
-        result: OperationResult,
-    ) -> Result<Vec<EventDraft>, TransitionError> {
-        self.check_lease(token)?;
-        self.become_(OperationStatus::Completed, now)?;
-        self.lease = None;
-        self.progress.percentage = Some(100.0);
-        self.result = Some(result);
-        let mut data = self.snapshot();
-        if let Some(result) = &self.result {
-            data["summary"] = result.summary.clone();
-        }
-        Ok(vec![EventDraft::new(EventType::OperationCompleted, data)])
-    }
-
-    /// A worker reports that its attempt failed.
-    pub fn fail(
-        &mut self,
-        now: DateTime<Utc>,
-        token: &str,
-        error: OperationError,
-        retryable: bool,
-        backoff: Backoff,
-    ) -> Result<Vec<EventDraft>, TransitionError> {
-        self.check_lease(token)?;
-        Ok(self.end_attempt(now, error, retryable, backoff))
-    }
-
-    /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
-    /// Does nothing if the lease was renewed or released in the meantime.
-    pub fn expire_lease(&mut self, now: DateTime<Utc>, backoff: Backoff) -> Vec<EventDraft> {
-        let expired = self.status == OperationStatus::Running
-            && self.lease.as_ref().is_some_and(|l| l.expires_at <= now);
-        if !expired {
-            return Vec::new();
-        }
-        let error = OperationError {
-            code: "LEASE_EXPIRED".into(),
-            message: "the worker stopped reporting within the heartbeat timeout".into(),
-            details: None,
-        };
-        self.end_attempt(now, error, true, backoff)
-    }
-
-    fn end_attempt(
-        &mut self,
-        now: DateTime<Utc>,
-        error: OperationError,
-        retryable: bool,
-        backoff: Backoff,
-    ) -> Vec<EventDraft> {
-        let lease = self.lease.take();
-        self.attempts.push(AttemptRecord {
-            attempt: self.attempt,
-            started_at: self.attempt_started_at(),
-            ended_at: now,
-            worker_id: lease.and_then(|l| l.worker_id),
-            error: error.clone(),
-        });
-        self.updated_at = now;
-        if retryable && self.attempt < self.max_attempts() {
-            let delay = self
-                .retry_policy
-                .delay_after(self.attempt)
-                .mul_f64(backoff.scale.max(0.0));
-            // ±10% so that operations failing together do not retry in lockstep.
-            let spread = delay.mul_f64(0.9 + 0.2 * backoff.jitter.clamp(0.0, 1.0));
-            self.available_at =
-                now + chrono::Duration::from_std(spread).unwrap_or(chrono::Duration::zero());
-            self.queue_rank = self.priority.rank();
-            return Vec::new();
-        }
-        self.status = OperationStatus::Failed;
-        self.finished_at = Some(now);
-        self.error = Some(error);
-        let mut data = self.snapshot();
-        data["error"] = serde_json::to_value(&self.error).unwrap_or(Value::Null);
-        vec![EventDraft::new(EventType::OperationFailed, data)]
-    }
-
-    fn attempt_started_at(&self) -> Option<DateTime<Utc>> {
-        // The lease was granted `lease_ttl` before it expires; we do not keep it, so the
-        // operation's own first start is the best-known bound for the first attempt only.
-        (self.attempt == 1).then_some(self.started_at).flatten()
     }
 
     pub fn cancel(
@@ -1038,6 +757,7 @@ mod tests {
             ]
         );
         assert_eq!(op.lease.as_ref().unwrap().expires_at, t(32));
+        assert!(!op.stop_requested(), "a running operation goes on");
         assert_eq!(op.phases_completed(), 1);
 
         let heartbeat = op
@@ -1094,6 +814,90 @@ mod tests {
     }
 
     #[test]
+    fn a_completion_repeated_with_its_lease_changes_nothing_and_a_failure_is_refused() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let first = OperationResult {
+            summary: json!({"rows": 1}),
+            ..Default::default()
+        };
+        op.complete(t(1), lease.as_str(), first).unwrap();
+        let ended = op.ended_by(lease.as_str()).unwrap().clone();
+        assert_eq!(ended.report, LeaseReport::Complete);
+        assert_eq!(ended.status, OperationStatus::Completed);
+        let before = op.clone();
+        let again = op
+            .complete(t(2), lease.as_str(), OperationResult::default())
+            .unwrap();
+        assert!(again.is_empty(), "a repeat emits nothing");
+        assert_eq!(op, before, "and keeps the first result");
+        let error = OperationError {
+            code: "X".into(),
+            message: "late".into(),
+            details: None,
+        };
+        let fail = op.fail(t(3), lease.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(fail, Err(TransitionError::LeaseLost { .. })));
+        let forged = op.complete(t(3), "lease_forged", OperationResult::default());
+        assert!(matches!(forged, Err(TransitionError::LeaseLost { .. })));
+        assert_eq!(op, before);
+    }
+
+    #[test]
+    fn a_failure_repeated_after_the_next_attempt_started_is_answered_as_the_first() {
+        let mut op = op();
+        let (first, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let error = OperationError {
+            code: "X".into(),
+            message: "boom".into(),
+            details: None,
+        };
+        op.fail(t(1), first.as_str(), error.clone(), true, Backoff::EXACT)
+            .unwrap();
+        let ended = op.ended_by(first.as_str()).unwrap().clone();
+        assert_eq!(
+            (
+                ended.report,
+                ended.status,
+                ended.attempt,
+                ended.next_attempt_at
+            ),
+            (LeaseReport::Fail, OperationStatus::Running, 1, Some(t(11)))
+        );
+        let (second, _) = op.start_attempt(t(11), None, TTL).unwrap();
+        let before = op.clone();
+        let again = op
+            .fail(t(12), first.as_str(), error.clone(), true, Backoff::EXACT)
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(op, before, "the second attempt's lease is untouched");
+        assert_eq!(op.ended_by(first.as_str()), Some(&ended));
+        let complete = op.complete(t(12), first.as_str(), OperationResult::default());
+        assert!(matches!(complete, Err(TransitionError::LeaseLost { .. })));
+
+        op.complete(t(13), second.as_str(), OperationResult::default())
+            .unwrap();
+        assert_eq!(op.ended_by(first.as_str()), None, "only the last is kept");
+        let late = op.fail(t(14), first.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
+    }
+
+    #[test]
+    fn an_expired_lease_ends_no_attempt_by_report() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        op.expire_lease(t(30), Backoff::EXACT, 3);
+        assert_eq!(op.ended_by(lease.as_str()), None);
+        let error = OperationError {
+            code: "X".into(),
+            message: "late".into(),
+            details: None,
+        };
+        let late = op.fail(t(31), lease.as_str(), error, true, Backoff::EXACT);
+        assert!(matches!(late, Err(TransitionError::LeaseLost { .. })));
+    }
+
+    #[test]
     fn a_non_retryable_failure_ends_at_once() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
@@ -1112,15 +916,94 @@ mod tests {
     fn an_expired_lease_is_taken_back_and_counts_as_an_attempt() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
-        assert!(op.expire_lease(t(29), Backoff::EXACT).is_empty());
+        assert!(op.expire_lease(t(29), Backoff::EXACT, 3).is_empty());
         assert!(op.lease.is_some(), "not expired yet");
-        op.expire_lease(t(30), Backoff::EXACT);
+        op.expire_lease(t(30), Backoff::EXACT, 3);
         assert!(op.lease.is_none());
         assert_eq!(op.attempts[0].error.code, "LEASE_EXPIRED");
         let err = op
             .report_progress(t(31), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap_err();
         assert!(matches!(err, TransitionError::LeaseLost { .. }));
+    }
+
+    /// An operation retried at once, up to ten times.
+    fn patient_op() -> Operation {
+        let mut op = op();
+        op.retry_policy = RetryPolicy {
+            max_retries: 10,
+            retry_delay: 0.0,
+            backoff_multiplier: 1.0,
+            max_delay: 0.0,
+        };
+        op
+    }
+
+    /// Starts an attempt at `at` whose worker dies before reporting; expires it.
+    fn lose_the_lease(op: &mut Operation, at: i64, max_lost: u32) -> Vec<EventDraft> {
+        op.start_attempt(t(at), None, TTL).unwrap();
+        op.expire_lease(t(at + 30), Backoff::EXACT, max_lost)
+    }
+
+    #[test]
+    fn attempts_that_keep_losing_their_lease_poison_the_operation() {
+        let mut op = patient_op();
+        assert!(lose_the_lease(&mut op, 0, 3).is_empty());
+        assert!(lose_the_lease(&mut op, 100, 3).is_empty());
+        assert_eq!(op.status, OperationStatus::Running, "retried so far");
+        assert_eq!(op.lost_leases, 2);
+        let events = lose_the_lease(&mut op, 200, 3);
+        assert_eq!(types(&events), vec![EventType::OperationFailed]);
+        assert_eq!(op.status, OperationStatus::Failed);
+        let error = op.error.as_ref().unwrap();
+        assert_eq!(error.code, "POISONED");
+        assert!(
+            error.message.starts_with("3 attempts in a row"),
+            "{error:?}"
+        );
+        assert_eq!(op.attempts.len(), 3);
+        assert_eq!(op.attempts[2].error.code, "POISONED");
+        assert_eq!(op.attempts[1].error.code, "LEASE_EXPIRED");
+    }
+
+    #[test]
+    fn heartbeats_do_not_save_a_job_that_kills_its_process_but_a_report_does() {
+        let mut op = patient_op();
+        lose_the_lease(&mut op, 0, 3);
+        // This one heartbeats, then dies as the others did (a breakout running out of
+        // memory): it counts.
+        let (lease, _) = op.start_attempt(t(100), None, TTL).unwrap();
+        op.report_progress(t(101), lease.as_str(), ProgressReport::default(), TTL)
+            .unwrap();
+        assert!(op.expire_lease(t(131), Backoff::EXACT, 3).is_empty());
+        assert_eq!(op.lost_leases, 2);
+        // A failure its worker lived to report starts the count again.
+        let (lease, _) = op.start_attempt(t(500), None, TTL).unwrap();
+        let error = OperationError {
+            code: "X".into(),
+            message: "reported".into(),
+            details: None,
+        };
+        op.fail(t(501), lease.as_str(), error, true, Backoff::EXACT)
+            .unwrap();
+        assert_eq!(op.lost_leases, 0);
+        assert!(lose_the_lease(&mut op, 600, 3).is_empty());
+        assert!(lose_the_lease(&mut op, 700, 3).is_empty());
+        assert_eq!(op.status, OperationStatus::Running);
+        assert_eq!(lose_the_lease(&mut op, 800, 3).len(), 1, "poisoned");
+        assert_eq!(op.error.as_ref().unwrap().code, "POISONED");
+    }
+
+    #[test]
+    fn no_limit_on_lost_leases_leaves_it_to_the_retry_policy() {
+        let mut op = patient_op();
+        for attempt in 0..10 {
+            assert!(lose_the_lease(&mut op, attempt * 100, 0).is_empty());
+        }
+        lose_the_lease(&mut op, 1000, 0);
+        assert_eq!(op.status, OperationStatus::Failed);
+        assert_eq!(op.error.as_ref().unwrap().code, "LEASE_EXPIRED");
+        assert_eq!(op.lost_leases, 11);
     }
 
     #[test]
@@ -1133,6 +1016,7 @@ mod tests {
         assert_eq!(types(&events), vec![EventType::OperationCancelled]);
         assert!(op.cancellation.as_ref().unwrap().was_running);
         assert!(op.stopped_under_lease(lease.as_str()));
+        assert!(op.stop_requested());
         let heartbeat = op
             .report_progress(t(2), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap();
@@ -1163,6 +1047,7 @@ mod tests {
         assert_eq!(op.status, OperationStatus::Timeout);
         assert_eq!(op.error.as_ref().unwrap().code, "TIMEOUT");
         assert!(op.stopped_under_lease(lease.as_str()));
+        assert!(op.stop_requested());
         assert!(op
             .report_progress(t(3701), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap()

@@ -7,25 +7,18 @@
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::clock;
 use crate::config::Config;
 use crate::delivery::dispatcher;
-use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
-use crate::domain::operation::{Backoff, Operation};
-use crate::domain::requests::LeaseRequest;
+use crate::domain::operation::Backoff;
 use crate::executors::Registry;
-use crate::store::{
-    Backend, Claim, GateKey, Store, StoreError, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL,
-};
+use crate::lease::Leases;
+use crate::store::{Backend, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
 
 pub mod push;
 pub mod runner;
 
-/// How often a waiting worker re-checks without a wake-up: catches operations whose retry
-/// delay ran out, which no commit announces.
-const IDLE_RECHECK: Duration = Duration::from_secs(2);
 const EXPIRY_BATCH: u32 = 500;
 
 pub struct Engine {
@@ -33,13 +26,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, config: &Config, registry: Registry) -> Self {
+    pub fn start(store: Store, config: &Config, registry: Registry, leases: Leases) -> Self {
         store.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
                 store.clone(),
                 config.heartbeat_timeout,
                 config.delivery.retry_time_scale,
+                config.max_lost_leases,
             )),
             tokio::spawn(enforce_timeouts(store.clone())),
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
@@ -53,19 +47,18 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.bind)),
             allow_private_targets: config.delivery.allow_private_targets,
-            retry_time_scale: config.delivery.retry_time_scale,
         };
         tasks.push(tokio::spawn(push::run(
             store.clone(),
+            leases.clone(),
             registry.types(),
             settings,
         )));
         tasks.push(tokio::spawn(runner::run(
             store.clone(),
+            leases,
             registry,
             config.executor_concurrency,
-            config.heartbeat_timeout,
-            config.delivery.retry_time_scale,
         )));
         match store.backend() {
             Backend::Postgres => {
@@ -91,7 +84,12 @@ impl Drop for Engine {
     }
 }
 
-async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_time_scale: f64) {
+async fn reap_expired_leases(
+    store: Store,
+    heartbeat_timeout: Duration,
+    retry_time_scale: f64,
+    max_lost_leases: u32,
+) {
     // A quarter of the timeout keeps the worst-case detection delay at 1.25× the timeout.
     let period = (heartbeat_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut ticker = tokio::time::interval(period);
@@ -99,9 +97,12 @@ async fn reap_expired_leases(store: Store, heartbeat_timeout: Duration, retry_ti
     loop {
         ticker.tick().await;
         match store
-            .expire_leases(clock::now(), EXPIRY_BATCH, || {
-                Backoff::random(retry_time_scale)
-            })
+            .expire_leases(
+                clock::now(),
+                EXPIRY_BATCH,
+                || Backoff::random(retry_time_scale),
+                max_lost_leases,
+            )
             .await
         {
             Ok(0) => {}
@@ -216,77 +217,6 @@ async fn watch_foreign_commits(store: Store) {
                 seen = Some(count);
             }
             Err(e) => tracing::warn!(error = %e, "could not read SQLite's commit count"),
-        }
-    }
-}
-
-/// Claims work for a pull worker, waiting up to `request.wait` for some to appear.
-/// Operation types run by built-in executors are never handed to pull workers.
-pub async fn lease_with_wait(
-    store: &Store,
-    tenant: TenantId,
-    project: ProjectId,
-    request: &LeaseRequest,
-    builtin_types: &[String],
-    lease_ttl: Duration,
-) -> Result<Vec<(Operation, LeaseToken)>, StoreError> {
-    let deadline = Instant::now() + request.wait;
-    let signal = store.work();
-    let claim = Claim {
-        scope: Some((tenant, project)),
-        types: &request.operation_types,
-        excluded_types: builtin_types,
-        max: request.max,
-        worker_id: request.worker_id.clone(),
-    };
-    let gate = signal.gate(&GateKey::new(
-        tenant,
-        project,
-        &request.operation_types,
-        builtin_types,
-    ));
-    // When the next operation waiting out a retry delay becomes claimable, as of the
-    // last claim that found nothing.
-    let mut due: Option<Instant> = None;
-    // Only an announcement may be answered without a look: a new request looks, and so
-    // does a timed re-check, since retry delays run out unannounced.
-    let mut announced = false;
-    loop {
-        // Register interest before looking, so a commit between the look and the wait
-        // still wakes us.
-        let woken = signal.worker_work().notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let epoch = signal.epoch();
-        let looked = {
-            let mut turn = gate.turn(signal).await;
-            if announced && !turn.worth_claiming(epoch) {
-                None
-            } else {
-                // One reading for the claim and the look ahead, so nothing falls between.
-                let at = clock::now();
-                let claiming = store.claim_operations(&claim, at, lease_ttl);
-                Some((turn.claim(request.max, claiming).await?, at))
-            }
-        };
-        let now = Instant::now();
-        match looked {
-            Some((claimed, _)) if !claimed.is_empty() || now >= deadline => return Ok(claimed),
-            Some((_, looked_at)) => {
-                let next = store.next_available_at(tenant, project, looked_at).await?;
-                // Already due (it became claimable just after the claim looked): now.
-                let (wall, mono) = (clock::now(), Instant::now());
-                due = next.map(|t| mono + (t - wall).to_std().unwrap_or_default());
-            }
-            None if now >= deadline => return Ok(Vec::new()),
-            None => {}
-        }
-        let recheck = deadline
-            .min(now + IDLE_RECHECK)
-            .min(due.unwrap_or(deadline));
-        tokio::select! {
-            _ = &mut woken => announced = true,
-            _ = tokio::time::sleep_until(recheck) => announced = false,
         }
     }
 }

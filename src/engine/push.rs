@@ -10,13 +10,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-use super::runner::{keep_alive, record};
 use crate::clock;
 use crate::delivery::signing::{signature_header, SigningKey};
 use crate::delivery::target::{http_client, literal_is_private};
 use crate::domain::operation::OperationResult;
 use crate::domain::worker::PushWorker;
-use crate::executors::{ExecutionError, Reporter};
+use crate::executors::ExecutionError;
+use crate::lease::Leases;
 use crate::store::{PushTask, Store};
 
 #[derive(Debug, Clone)]
@@ -25,13 +25,12 @@ pub struct PushSettings {
     /// Where workers reach this service, for the callback URL of each task.
     pub public_url: String,
     pub allow_private_targets: bool,
-    pub retry_time_scale: f64,
 }
 
 /// A push request never waits longer than this, whatever the operation's timeout.
 const MAX_REQUEST: Duration = Duration::from_secs(3600);
 
-pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSettings) {
+pub async fn run(store: Store, leases: Leases, builtin_types: Vec<String>, settings: PushSettings) {
     let client = http_client(MAX_REQUEST, settings.allow_private_targets);
     let freed = Arc::new(Notify::new());
     loop {
@@ -57,15 +56,15 @@ pub async fn run(store: Store, builtin_types: Vec<String>, settings: PushSetting
                 Ok(tasks) => {
                     for task in tasks {
                         pushed = true;
-                        let (store, client, worker, settings, freed) = (
-                            store.clone(),
+                        let (leases, client, worker, settings, freed) = (
+                            leases.clone(),
                             client.clone(),
                             worker.clone(),
                             settings.clone(),
                             freed.clone(),
                         );
                         tokio::spawn(async move {
-                            push(&store, &client, &worker, task, &settings).await;
+                            push(&leases, &client, &worker, task, &settings).await;
                             freed.notify_one();
                         });
                     }
@@ -102,13 +101,14 @@ fn task_body(task: &PushTask, settings: &PushSettings) -> Value {
 }
 
 async fn push(
-    store: &Store,
+    leases: &Leases,
     client: &reqwest::Client,
     worker: &PushWorker,
     task: PushTask,
     settings: &PushSettings,
 ) {
     let op = &task.operation;
+    let lease = leases.hold(op, task.lease.clone());
     let body = task_body(&task, settings).to_string();
     let now = clock::now();
     let msg_id = format!("task_{}_{}", op.id.uuid().simple(), op.attempt);
@@ -124,26 +124,11 @@ async fn push(
             "the worker's address is private",
             false,
         );
-        record(
-            store,
-            op,
-            &task.lease,
-            Err(refused),
-            settings.retry_time_scale,
-        )
-        .await;
+        lease.finish(Err(refused)).await;
         return;
     }
-    let reporter = Reporter::new(
-        store.clone(),
-        op.tenant_id,
-        op.project_id,
-        op.id,
-        task.lease.as_str().to_owned(),
-        settings.lease_ttl,
-    );
     // The lease lives while the worker holds the request open (a synchronous worker).
-    let heartbeat = keep_alive(&reporter, settings.lease_ttl);
+    let keep_alive = lease.keep_alive();
     let until_timeout = (op.timeout_at - now).to_std().unwrap_or_default();
     let request = client
         .post(&worker.url)
@@ -156,9 +141,9 @@ async fn push(
         .send();
     let answer = tokio::select! {
         answer = request => Some(answer),
-        _ = reporter.stopped() => None,
+        _ = lease.stopped() => None,
     };
-    heartbeat.abort();
+    drop(keep_alive);
     let result = match answer {
         // Cancelled or timed out meanwhile: the outbox tells the worker.
         None => return,
@@ -198,5 +183,5 @@ async fn push(
             }
         }
     };
-    record(store, op, &task.lease, result, settings.retry_time_scale).await;
+    lease.finish(result).await;
 }

@@ -10,23 +10,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock;
 use crate::domain::ids::LeaseToken;
-use crate::domain::operation::{Backoff, OperationResult};
-use crate::domain::operation::{Operation, PhaseStatus, ProgressReport};
-use crate::executors::{ExecutionError, Registry, Reporter, Task};
+use crate::domain::operation::{Operation, PhaseStatus};
+use crate::executors::{Registry, Reporter, Task};
+use crate::lease::Leases;
 use crate::store::{Claim, Store};
 
 const CLAIM_BATCH: u32 = 50;
 const SLOT_GATHERING: Duration = Duration::from_millis(2);
-/// How often a running executor's lease is renewed and cancellation looked for.
-const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
-pub async fn run(
-    store: Store,
-    registry: Registry,
-    concurrency: usize,
-    lease_ttl: Duration,
-    retry_time_scale: f64,
-) {
+pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: usize) {
     let types = registry.types();
     if types.is_empty() {
         return;
@@ -52,7 +44,7 @@ pub async fn run(
             worker_id: Some(worker_id.clone()),
         };
         let claimed = match store
-            .claim_operations(&claim, clock::now(), lease_ttl)
+            .claim_operations(&claim, clock::now(), leases.lease_ttl())
             .await
         {
             Ok(c) => c,
@@ -70,11 +62,10 @@ pub async fn run(
                 .expect("claimed within capacity");
             tokio::spawn(execute(
                 store.clone(),
+                leases.clone(),
                 registry.clone(),
                 op,
                 token,
-                lease_ttl,
-                retry_time_scale,
                 slot,
             ));
         }
@@ -90,25 +81,17 @@ pub async fn run(
 
 async fn execute(
     store: Store,
+    leases: Leases,
     registry: Registry,
     op: Operation,
     token: LeaseToken,
-    lease_ttl: Duration,
-    retry_time_scale: f64,
     _slot: OwnedSemaphorePermit,
 ) {
     let Some(executor) = registry.get(&op.operation_type).cloned() else {
         return;
     };
-    let reporter = Reporter::new(
-        store.clone(),
-        op.tenant_id,
-        op.project_id,
-        op.id,
-        token.as_str().to_owned(),
-        lease_ttl,
-    );
-    let heartbeat = keep_alive(&reporter, lease_ttl);
+    let lease = leases.hold(&op, token);
+    let keep_alive = lease.keep_alive();
     let checkpoints: HashMap<_, _> = op
         .phases
         .iter()
@@ -130,80 +113,16 @@ async fn execute(
             .as_ref()
             .and_then(|b| b.inputs.clone())
             .unwrap_or_default(),
-        reporter: reporter.clone(),
+        reporter: Reporter::new(lease.clone()),
+        breakout: store.breakout_sink(op.project_id),
     };
     let outcome = tokio::select! {
         result = executor.run(task) => Some(result),
-        _ = reporter.stopped() => None,
+        _ = lease.stopped() => None,
     };
-    heartbeat.abort();
+    drop(keep_alive);
     // `None`: cancelled or timed out, which the operation already says.
     if let Some(result) = outcome {
-        record(&store, &op, &token, result, retry_time_scale).await;
+        lease.finish(result).await;
     }
-}
-
-/// Keeps a lease alive while work goes on elsewhere; stops when told to stop.
-pub(super) fn keep_alive(reporter: &Reporter, lease_ttl: Duration) -> tokio::task::JoinHandle<()> {
-    let reporter = reporter.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(HEARTBEAT_EVERY.min(lease_ttl / 3));
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            if reporter.report(ProgressReport::default()).await.is_err() {
-                return;
-            }
-        }
-    })
-}
-
-/// Completes or fails the attempt under its lease.
-pub(super) async fn record(
-    store: &Store,
-    op: &Operation,
-    token: &LeaseToken,
-    result: Result<OperationResult, ExecutionError>,
-    retry_time_scale: f64,
-) {
-    let now = clock::now();
-    let token = token.clone();
-    let recorded = match result {
-        Ok(result) => {
-            store
-                .mutate_operation(op.tenant_id, op.project_id, op.id, now, move |o| {
-                    o.complete(now, token.as_str(), result.clone())
-                        .map(|e| ((), e))
-                        .map_err(Recording::from)
-                })
-                .await
-        }
-        Err(failure) => {
-            let backoff = Backoff::random(retry_time_scale);
-            store
-                .mutate_operation(op.tenant_id, op.project_id, op.id, now, move |o| {
-                    o.fail(
-                        now,
-                        token.as_str(),
-                        failure.error.clone(),
-                        failure.retryable,
-                        backoff,
-                    )
-                    .map(|e| ((), e))
-                    .map_err(Recording::from)
-                })
-                .await
-        }
-    };
-    if let Err(e) = recorded {
-        tracing::warn!(operation_id = %op.id, error = %e, "could not record an attempt's result");
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Recording {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Transition(#[from] crate::domain::operation::TransitionError),
 }

@@ -36,8 +36,8 @@ use crate::cspro::layout::Layout;
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{OperationResult, ProgressReport};
 use crate::domain::FieldError;
-use crate::store::breakout::{BreakoutDictionary, ChunkKey, DataKind};
-use crate::store::{Store, StoreError};
+use crate::store::breakout::{BreakoutDictionary, BreakoutSink, ChunkKey, DataKind};
+use crate::store::StoreError;
 
 pub const OPERATION_TYPE: &str = "CsproBreakout";
 pub const MAX_THREADS: u32 = 10;
@@ -116,7 +116,7 @@ impl Executor for Breakout {
 
     fn run(&self, task: Task) -> Run {
         Box::pin(async move {
-            let location = task.reporter.store().analytics_location().to_owned();
+            let location = task.breakout.location().to_owned();
             break_out(task).await.map_err(|mut e| {
                 if e.error.code == "DB_CONNECTION_ERROR" {
                     e.error.details = Some(json!(location));
@@ -130,14 +130,13 @@ impl Executor for Breakout {
 async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
     let params = params(&task.parameters)
         .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
-    let store = task.reporter.store().clone();
-    let (_, project) = task.reporter.owner();
+    let sink = task.breakout.clone();
     let mut tables_created = Vec::new();
     let (mut total_cases, mut written, mut unchanged) = (0, 0, 0);
     let mut issues = Vec::new();
     for name in &params.dictionaries {
-        let registered = store
-            .breakout_dictionary(project, name)
+        let registered = sink
+            .dictionary(name)
             .await
             .map_err(db_error)?
             .ok_or_else(|| {
@@ -147,10 +146,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
                     false,
                 )
             })?;
-        let committed = store
-            .committed_breakout_chunks(project, name)
-            .await
-            .map_err(db_error)?;
+        let committed = sink.committed_chunks(name).await.map_err(db_error)?;
         // An earlier attempt of this job already replaced the tables: resume.
         let resuming = committed
             .iter()
@@ -165,7 +161,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
                 .collect()
         };
         let job = Job {
-            store: store.clone(),
+            sink: sink.clone(),
             operation: task.operation_id,
             reporter: task.reporter.clone(),
             threads: params.threads as usize,
@@ -177,11 +173,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
         total_cases += outcome.cases;
         written += outcome.written;
         unchanged += outcome.unchanged;
-        for chunk in store
-            .committed_breakout_chunks(project, name)
-            .await
-            .map_err(db_error)?
-        {
+        for chunk in sink.committed_chunks(name).await.map_err(db_error)? {
             issues.push((name.clone(), chunk.issues));
         }
     }
@@ -201,7 +193,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
 }
 
 struct Job {
-    store: Store,
+    sink: BreakoutSink,
     operation: OperationId,
     reporter: Reporter,
     threads: usize,
@@ -237,36 +229,10 @@ fn fingerprint(cases: &[Case]) -> String {
 type Source =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ExecutionError>> + Send>>;
 
-/// Tables of the layout that exist but were not created by a breakout of this dictionary
-/// in this project (another project's, or not breakout tables at all): never dropped nor
-/// written into.
-pub async fn foreign_tables(
-    store: &Store,
-    project: crate::domain::ids::ProjectId,
-    dictionary: &str,
-    layout: &Layout,
-) -> Result<Vec<String>, StoreError> {
-    let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
-    let existing = store.existing_tables(&names).await?;
-    if existing.is_empty() {
-        return Ok(existing);
-    }
-    let owned = store
-        .breakout_output(project, dictionary)
-        .await?
-        .map(|o| o.tables)
-        .unwrap_or_default();
-    Ok(existing
-        .into_iter()
-        .filter(|t| !owned.contains(t))
-        .collect())
-}
-
 impl Job {
     async fn uploaded(&self, registered: &BreakoutDictionary) -> Result<Vec<u8>, ExecutionError> {
-        let (_, project) = self.reporter.owner();
-        self.store
-            .breakout_data(project, &registered.name)
+        self.sink
+            .uploaded_data(&registered.name)
             .await
             .map_err(db_error)?
             .ok_or_else(|| unreadable("(uploaded)", "the uploaded data is gone"))
@@ -286,8 +252,9 @@ impl Job {
             Layout::new(&dictionary)
                 .map_err(|e| ExecutionError::new("INVALID_DICTIONARY", e.to_string(), false))?,
         );
-        let (_, project) = self.reporter.owner();
-        let foreign = foreign_tables(&self.store, project, &registered.name, &layout)
+        let foreign = self
+            .sink
+            .foreign_tables(&registered.name, &layout)
             .await
             .map_err(db_error)?;
         if !foreign.is_empty() {
@@ -303,9 +270,8 @@ impl Job {
             error.error.details = Some(json!({"existing_tables": foreign}));
             return Err(error);
         }
-        self.store
-            .create_breakout_tables(
-                project,
+        self.sink
+            .create_tables(
                 &registered.name,
                 &layout,
                 replace,
@@ -394,8 +360,8 @@ impl Job {
         let mut tasks = JoinSet::new();
         tasks.spawn(source);
         for _ in 0..self.threads {
-            let (store, layout, receiver, processed, written) = (
-                self.store.clone(),
+            let (sink, layout, receiver, processed, written) = (
+                self.sink.clone(),
                 layout.clone(),
                 receiver.clone(),
                 processed.clone(),
@@ -414,23 +380,21 @@ impl Job {
                     };
                     let issues = chunk_issues(&chunk.cases).to_string();
                     let _writing = WRITERS.acquire().await.map_err(|_| internal())?;
-                    store
-                        .write_breakout_chunk(
-                            &layout,
-                            ChunkKey {
-                                project,
-                                dictionary: &dictionary,
-                                operation,
-                                chunk: chunk.index,
-                                fingerprint: &chunk.fingerprint,
-                            },
-                            first.number,
-                            last.number,
-                            &chunk.cases,
-                            &issues,
-                        )
-                        .await
-                        .map_err(db_error)?;
+                    sink.write_chunk(
+                        &layout,
+                        ChunkKey {
+                            dictionary: &dictionary,
+                            operation,
+                            chunk: chunk.index,
+                            fingerprint: &chunk.fingerprint,
+                        },
+                        first.number,
+                        last.number,
+                        &chunk.cases,
+                        &issues,
+                    )
+                    .await
+                    .map_err(db_error)?;
                     processed.fetch_add(chunk.cases.len() as u64, Ordering::Relaxed);
                     written.fetch_add(chunk.cases.len() as u64, Ordering::Relaxed);
                 }
@@ -476,8 +440,8 @@ impl Job {
             }
         }
         let chunks = total.div_ceil(self.chunk_size as u64) as i64;
-        self.store
-            .finish_breakout(&layout, project, &registered.name, total, chunks)
+        self.sink
+            .finish(&layout, &registered.name, total, chunks)
             .await
             .map_err(db_error)?;
         self.reporter

@@ -1,6 +1,8 @@
 //! Built-in operation types, run inside Relais. Each implements [`Executor`]; the engine's
 //! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
-//! carries progress back (it is also the heartbeat, and says when to stop).
+//! carries progress back (it is also the heartbeat, and says when to stop). An executor
+//! sees nothing more of Relais than its [`Task`]: the breakout writes its tables through
+//! the task's [`BreakoutSink`], never through the store.
 
 pub mod breakout;
 pub mod echo;
@@ -10,18 +12,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
 
-use crate::clock;
-use crate::domain::ids::{OperationId, ProjectId, TenantId};
-use crate::domain::operation::{
-    OperationError, OperationResult, OperationStatus, ProgressReport, TransitionError,
-};
+use crate::domain::ids::OperationId;
+use crate::domain::operation::{OperationError, OperationResult, ProgressReport};
 use crate::domain::FieldError;
-use crate::store::{Store, StoreError};
+use crate::lease::{Failure, HeldLease};
+use crate::store::breakout::BreakoutSink;
+
+pub use crate::lease::Stopped;
 
 pub type Run = Pin<Box<dyn Future<Output = Result<OperationResult, ExecutionError>> + Send>>;
 
@@ -62,6 +62,15 @@ impl ExecutionError {
     }
 }
 
+impl From<ExecutionError> for Failure {
+    fn from(e: ExecutionError) -> Self {
+        Failure {
+            error: e.error,
+            retryable: e.retryable,
+        }
+    }
+}
+
 /// What an attempt is given.
 pub struct Task {
     pub operation_id: OperationId,
@@ -73,100 +82,31 @@ pub struct Task {
     /// For a batch member: the results of the members it depends on, by their keys.
     pub dependency_results: Value,
     pub reporter: Reporter,
+    /// Where a breakout reads its dictionaries and writes its tables, in the operation's
+    /// project.
+    pub breakout: BreakoutSink,
 }
 
-/// The operation was cancelled or timed out, or its lease was lost: stop working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
-
-/// Reports an attempt's progress under its lease.
+/// Reports an attempt's progress under its lease (each report also renews it), and says
+/// when the attempt must stop.
 #[derive(Clone)]
 pub struct Reporter {
-    store: Store,
-    tenant: TenantId,
-    project: ProjectId,
-    operation: OperationId,
-    lease_token: String,
-    lease_ttl: Duration,
-    stop: watch::Sender<bool>,
-}
-
-#[derive(Debug)]
-enum ReportError {
-    Store(StoreError),
-    /// The lease is gone: another worker or a terminal state owns the operation now.
-    LeaseLost,
-}
-
-impl From<StoreError> for ReportError {
-    fn from(e: StoreError) -> Self {
-        ReportError::Store(e)
-    }
+    lease: HeldLease,
 }
 
 impl Reporter {
-    pub fn new(
-        store: Store,
-        tenant: TenantId,
-        project: ProjectId,
-        operation: OperationId,
-        lease_token: String,
-        lease_ttl: Duration,
-    ) -> Self {
-        Reporter {
-            store,
-            tenant,
-            project,
-            operation,
-            lease_token,
-            lease_ttl,
-            stop: watch::channel(false).0,
-        }
+    pub fn new(lease: HeldLease) -> Self {
+        Reporter { lease }
     }
 
     /// Records progress and renews the lease. `Err(Stopped)` means: stop now.
     pub async fn report(&self, report: ProgressReport) -> Result<(), Stopped> {
-        let now = clock::now();
-        let token = self.lease_token.clone();
-        let ttl = self.lease_ttl;
-        let outcome = self
-            .store
-            .mutate_operation(self.tenant, self.project, self.operation, now, move |op| {
-                let events = op
-                    .report_progress(now, &token, report.clone(), ttl)
-                    .map_err(|_: TransitionError| ReportError::LeaseLost)?;
-                Ok::<_, ReportError>((op.status, events))
-            })
-            .await;
-        match outcome {
-            Ok(Some((OperationStatus::Running, _))) => Ok(()),
-            Ok(_) | Err(ReportError::LeaseLost) => {
-                self.stop.send_replace(true);
-                Err(Stopped)
-            }
-            // A database hiccup is not a reason to abandon the work; the next report or
-            // the lease expiry settles it.
-            Err(ReportError::Store(e)) => {
-                tracing::warn!(error = %e, operation_id = %self.operation, "could not record progress");
-                Ok(())
-            }
-        }
-    }
-
-    /// The store, for built-in executors that read or write data of their own.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The tenant and project the operation belongs to.
-    pub fn owner(&self) -> (TenantId, ProjectId) {
-        (self.tenant, self.project)
+        self.lease.report(report).await
     }
 
     /// Resolves once the attempt has been told to stop.
     pub async fn stopped(&self) {
-        let mut stop = self.stop.subscribe();
-        let _ = stop.wait_for(|stopped| *stopped).await;
+        self.lease.stopped().await
     }
 }
 

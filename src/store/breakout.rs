@@ -83,7 +83,6 @@ pub struct CommittedChunk {
 /// Where a chunk goes and what it is.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkKey<'a> {
-    pub project: ProjectId,
     pub dictionary: &'a str,
     pub operation: OperationId,
     pub chunk: i64,
@@ -296,21 +295,6 @@ impl Store {
         Ok(())
     }
 
-    /// The uploaded data file of a dictionary.
-    pub async fn breakout_data(&self, project: ProjectId, name: &str) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query(
-            "SELECT data FROM breakout_dictionaries WHERE project_id = $1 AND name = $2",
-        )
-        .bind(project.db())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(row) => row.try_get::<Option<Vec<u8>>, _>("data")?,
-            None => None,
-        })
-    }
-
     pub async fn breakout_dictionaries(
         &self,
         project: ProjectId,
@@ -349,6 +333,39 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The breakout executor's handle on the project's dictionaries and tables.
+    pub fn breakout_sink(&self, project: ProjectId) -> BreakoutSink {
+        BreakoutSink {
+            store: self.clone(),
+            project,
+        }
+    }
+
+    /// Tables of the layout that exist but were not created by a breakout of this
+    /// dictionary in this project (another project's, or not breakout tables at all):
+    /// never dropped nor written into.
+    pub async fn foreign_breakout_tables(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+        layout: &Layout,
+    ) -> Result<Vec<String>> {
+        let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
+        let existing = self.existing_tables(&names).await?;
+        if existing.is_empty() {
+            return Ok(existing);
+        }
+        let owned = self
+            .breakout_output(project, dictionary)
+            .await?
+            .map(|o| o.tables)
+            .unwrap_or_default();
+        Ok(existing
+            .into_iter()
+            .filter(|t| !owned.contains(t))
+            .collect())
+    }
+
     /// Which of these tables exist in the database.
     pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
         let sql = match self.analytics.backend {
@@ -370,171 +387,6 @@ impl Store {
             }
         }
         Ok(found)
-    }
-
-    /// Creates the layout's tables (dropping them first when `replace`), in one
-    /// transaction, and records them as the dictionary's breakout output.
-    pub async fn create_breakout_tables(
-        &self,
-        project: ProjectId,
-        dictionary: &str,
-        layout: &Layout,
-        replace: bool,
-        operation: OperationId,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.analytics.pool.begin().await?;
-        if replace {
-            for table in layout.tables.iter().rev() {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            forget_chunks(&mut tx, project, dictionary).await?;
-        }
-        for table in &layout.tables {
-            for statement in table_ddl(table) {
-                sqlx::query(&statement).execute(&mut *tx).await?;
-            }
-        }
-        let names: Vec<&str> = layout.table_names().collect();
-        sqlx::query(
-            "INSERT INTO breakout_outputs (project_id, dictionary, tables, operation_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (project_id, dictionary) DO UPDATE SET tables = excluded.tables,
-               operation_id = excluded.operation_id, created_at = excluded.created_at",
-        )
-        .bind(project.db())
-        .bind(dictionary)
-        .bind(super::to_json(&names))
-        .bind(operation.db())
-        .bind(to_ms(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes one chunk of cases (numbers `first..=last`) in one transaction: their old
-    /// rows are deleted, the new ones inserted, and the chunk recorded with its
-    /// fingerprint, so a job that dies resumes after the chunks it committed and a later
-    /// run skips the chunks that did not change.
-    pub async fn write_breakout_chunk(
-        &self,
-        layout: &Layout,
-        key: ChunkKey<'_>,
-        first: u64,
-        last: u64,
-        cases: &[Case],
-        issues: &str,
-    ) -> Result<()> {
-        let mut tx = self.analytics.pool.begin().await?;
-        for table in layout.tables.iter().rev() {
-            sqlx::query(&format!(
-                "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
-                quote(&table.name)
-            ))
-            .bind(first as i64)
-            .bind(last as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for table in &layout.tables {
-            let rows: Vec<_> = cases
-                .iter()
-                .flat_map(|case| layout.table_rows(table, case))
-                .collect();
-            let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
-            for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(table, self.analytics.backend, batch.len());
-                let mut query = sqlx::query(&sql);
-                for row in batch {
-                    for (cell, column) in row.cells().zip(&table.columns) {
-                        query = bind_cell(query, column.column_type, cell);
-                    }
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
-        sqlx::query(
-            "INSERT INTO breakout_chunks (project_id, dictionary, chunk, operation_id, fingerprint,
-               cases, issues, committed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (project_id, dictionary, chunk) DO UPDATE SET
-               operation_id = excluded.operation_id, fingerprint = excluded.fingerprint,
-               cases = excluded.cases, issues = excluded.issues, committed_at = excluded.committed_at",
-        )
-        .bind(key.project.db())
-        .bind(key.dictionary)
-        .bind(key.chunk)
-        .bind(key.operation.db())
-        .bind(key.fingerprint)
-        .bind(cases.len() as i64)
-        .bind(issues)
-        .bind(to_ms(crate::clock::now()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The chunks written into the dictionary's tables, in chunk order.
-    pub async fn committed_breakout_chunks(
-        &self,
-        project: ProjectId,
-        dictionary: &str,
-    ) -> Result<Vec<CommittedChunk>> {
-        let rows = sqlx::query(
-            "SELECT chunk, operation_id, fingerprint, cases, issues FROM breakout_chunks
-             WHERE project_id = $1 AND dictionary = $2 ORDER BY chunk",
-        )
-        .bind(project.db())
-        .bind(dictionary)
-        .fetch_all(&self.analytics.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(CommittedChunk {
-                    chunk: row.try_get("chunk")?,
-                    operation_id: row.try_get("operation_id")?,
-                    fingerprint: row.try_get("fingerprint")?,
-                    cases: row.try_get::<i64, _>("cases")? as u64,
-                    issues: row.try_get("issues")?,
-                })
-            })
-            .collect()
-    }
-
-    /// After a run over `cases` cases in `chunks` chunks: removes the rows of cases the
-    /// data no longer has, and the chunks past the end.
-    pub async fn finish_breakout(
-        &self,
-        layout: &Layout,
-        project: ProjectId,
-        dictionary: &str,
-        cases: u64,
-        chunks: i64,
-    ) -> Result<()> {
-        let mut tx = self.analytics.pool.begin().await?;
-        for table in layout.tables.iter().rev() {
-            sqlx::query(&format!(
-                "DELETE FROM {} WHERE case_id > $1",
-                quote(&table.name)
-            ))
-            .bind(cases as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2 AND chunk >= $3",
-        )
-        .bind(project.db())
-        .bind(dictionary)
-        .bind(chunks)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     pub async fn breakout_output(
@@ -667,6 +519,208 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         forget_chunks(&mut tx, project, dictionary).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// What a breakout job reads and writes, for one project: its registered dictionaries and
+/// their uploaded data, and in the analytics database the tables with the record of the
+/// chunks written into them. The breakout executor gets this, not the whole store.
+#[derive(Clone)]
+pub struct BreakoutSink {
+    store: Store,
+    project: ProjectId,
+}
+
+impl BreakoutSink {
+    /// Where the tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
+    pub fn location(&self) -> &str {
+        self.store.analytics_location()
+    }
+
+    pub async fn dictionary(&self, name: &str) -> Result<Option<BreakoutDictionary>> {
+        self.store.breakout_dictionary(self.project, name).await
+    }
+
+    /// Tables of the layout that exist but were not created by a breakout of this
+    /// dictionary in this project.
+    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<Vec<String>> {
+        self.store
+            .foreign_breakout_tables(self.project, dictionary, layout)
+            .await
+    }
+
+    /// The uploaded data file of a dictionary.
+    pub async fn uploaded_data(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query(
+            "SELECT data FROM breakout_dictionaries WHERE project_id = $1 AND name = $2",
+        )
+        .bind(self.project.db())
+        .bind(name)
+        .fetch_optional(&self.store.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<Option<Vec<u8>>, _>("data")?,
+            None => None,
+        })
+    }
+
+    /// The chunks written into the dictionary's tables, in chunk order.
+    pub async fn committed_chunks(&self, dictionary: &str) -> Result<Vec<CommittedChunk>> {
+        let rows = sqlx::query(
+            "SELECT chunk, operation_id, fingerprint, cases, issues FROM breakout_chunks
+             WHERE project_id = $1 AND dictionary = $2 ORDER BY chunk",
+        )
+        .bind(self.project.db())
+        .bind(dictionary)
+        .fetch_all(&self.store.analytics.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CommittedChunk {
+                    chunk: row.try_get("chunk")?,
+                    operation_id: row.try_get("operation_id")?,
+                    fingerprint: row.try_get("fingerprint")?,
+                    cases: row.try_get::<i64, _>("cases")? as u64,
+                    issues: row.try_get("issues")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates the layout's tables (dropping them first when `replace`), in one
+    /// transaction, and records them as the dictionary's breakout output.
+    pub async fn create_tables(
+        &self,
+        dictionary: &str,
+        layout: &Layout,
+        replace: bool,
+        operation: OperationId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.store.analytics.pool.begin().await?;
+        if replace {
+            for table in layout.tables.iter().rev() {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            forget_chunks(&mut tx, self.project, dictionary).await?;
+        }
+        for table in &layout.tables {
+            for statement in table_ddl(table) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+        }
+        let names: Vec<&str> = layout.table_names().collect();
+        sqlx::query(
+            "INSERT INTO breakout_outputs (project_id, dictionary, tables, operation_id, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (project_id, dictionary) DO UPDATE SET tables = excluded.tables,
+               operation_id = excluded.operation_id, created_at = excluded.created_at",
+        )
+        .bind(self.project.db())
+        .bind(dictionary)
+        .bind(super::to_json(&names))
+        .bind(operation.db())
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes one chunk of cases (numbers `first..=last`) in one transaction: their old
+    /// rows are deleted, the new ones inserted, and the chunk recorded with its
+    /// fingerprint, so a job that dies resumes after the chunks it committed and a later
+    /// run skips the chunks that did not change.
+    pub async fn write_chunk(
+        &self,
+        layout: &Layout,
+        key: ChunkKey<'_>,
+        first: u64,
+        last: u64,
+        cases: &[Case],
+        issues: &str,
+    ) -> Result<()> {
+        let mut tx = self.store.analytics.pool.begin().await?;
+        for table in layout.tables.iter().rev() {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
+                quote(&table.name)
+            ))
+            .bind(first as i64)
+            .bind(last as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for table in &layout.tables {
+            let rows: Vec<_> = cases
+                .iter()
+                .flat_map(|case| layout.table_rows(table, case))
+                .collect();
+            let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
+            for batch in sized_chunks(&rows, per_statement) {
+                let sql = insert_sql(table, self.store.analytics.backend, batch.len());
+                let mut query = sqlx::query(&sql);
+                for row in batch {
+                    for (cell, column) in row.cells().zip(&table.columns) {
+                        query = bind_cell(query, column.column_type, cell);
+                    }
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO breakout_chunks (project_id, dictionary, chunk, operation_id, fingerprint,
+               cases, issues, committed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (project_id, dictionary, chunk) DO UPDATE SET
+               operation_id = excluded.operation_id, fingerprint = excluded.fingerprint,
+               cases = excluded.cases, issues = excluded.issues, committed_at = excluded.committed_at",
+        )
+        .bind(self.project.db())
+        .bind(key.dictionary)
+        .bind(key.chunk)
+        .bind(key.operation.db())
+        .bind(key.fingerprint)
+        .bind(cases.len() as i64)
+        .bind(issues)
+        .bind(to_ms(crate::clock::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// After a run over `cases` cases in `chunks` chunks: removes the rows of cases the
+    /// data no longer has, and the chunks past the end.
+    pub async fn finish(
+        &self,
+        layout: &Layout,
+        dictionary: &str,
+        cases: u64,
+        chunks: i64,
+    ) -> Result<()> {
+        let mut tx = self.store.analytics.pool.begin().await?;
+        for table in layout.tables.iter().rev() {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE case_id > $1",
+                quote(&table.name)
+            ))
+            .bind(cases as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2 AND chunk >= $3",
+        )
+        .bind(self.project.db())
+        .bind(dictionary)
+        .bind(chunks)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -24,10 +24,10 @@ pub(super) const COLUMNS: &str =
     "id, tenant_id, project_id, operation_type, operation_name, description, \
     priority, status, parameters, callbacks, notifications, timeout_seconds, retry_policy, \
     created_at, updated_at, started_at, finished_at, timeout_at, available_at, progress, phases, \
-    attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, cancellation, \
-    result, error, event_seq, retry_of, retry_number, resume_from_phase, queue_rank, batch_id, \
-    batch_key";
-const COLUMN_COUNT: usize = 37;
+    attempt, attempts, execution_id, lease_token, lease_worker, lease_expires_at, ended_lease, \
+    lost_leases, cancellation, result, error, event_seq, retry_of, retry_number, resume_from_phase, \
+    queue_rank, batch_id, batch_key";
+const COLUMN_COUNT: usize = 39;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
@@ -359,16 +359,18 @@ impl Store {
     }
 
     /// Takes back leases whose holders stopped heartbeating. Returns how many.
+    /// `max_lost_leases`: see [`Operation::expire_lease`].
     pub async fn expire_leases(
         &self,
         now: DateTime<Utc>,
         limit: u32,
         mut backoff: impl FnMut() -> Backoff,
+        max_lost_leases: u32,
     ) -> Result<usize> {
         // The predicate on lease_token lets PostgreSQL use the partial index on leases.
         let held = " AND lease_token IS NOT NULL";
         self.sweep("lease_expires_at", held, now, limit, |op| {
-            op.expire_lease(now, backoff())
+            op.expire_lease(now, backoff(), max_lost_leases)
         })
         .await
     }
@@ -676,6 +678,8 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(lease.map(|l| l.token.as_str().to_owned()))
         .bind(lease.and_then(|l| l.worker_id.clone()))
         .bind(lease.map(|l| to_ms(l.expires_at)))
+        .bind(op.ended_lease.as_ref().map(to_json))
+        .bind(op.lost_leases as i64)
         .bind(op.cancellation.as_ref().map(to_json))
         .bind(op.result.as_ref().map(to_json))
         .bind(op.error.as_ref().map(to_json))
@@ -740,6 +744,10 @@ pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
             .map(|e| e.parse::<ExecutionId>().map_err(StoreError::corrupt))
             .transpose()?,
         lease,
+        ended_lease: opt_json("ended_lease")?
+            .map(|e| from_json(&e, "ended_lease"))
+            .transpose()?,
+        lost_leases: int("lost_leases")?.max(0) as u32,
         cancellation: opt_json("cancellation")?
             .map(|c| from_json(&c, "cancellation"))
             .transpose()?,
@@ -839,7 +847,7 @@ pub(super) async fn insert_operations(
     Ok(())
 }
 
-/// Rows per multi-row statement: 100 × 39 parameters stays within both backends' limits.
+/// Rows per multi-row statement: 100 × 41 parameters stays within both backends' limits.
 const UPDATE_CHUNK: usize = 100;
 
 /// Writes every column of each operation, many rows per statement.

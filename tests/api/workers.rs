@@ -20,7 +20,162 @@ both_backends!(
     a_restarted_server_carries_on_with_leased_and_queued_work,
     a_run_past_its_timeout_ends_and_its_worker_is_told_to_stop,
     writes_arriving_together_are_each_answered_on_their_own_merits,
+    a_completion_repeated_with_its_lease_gets_the_first_answer_again,
+    a_failure_repeated_with_its_lease_gets_the_first_answer_again,
+    a_job_whose_attempts_keep_losing_their_lease_fails_as_poisoned,
 );
+
+/// A job that kills the process running it shows as attempts that lose their lease, even
+/// when they heartbeat until they die; after the configured number in a row it fails for
+/// good, retries left or not.
+async fn a_job_whose_attempts_keep_losing_their_lease_fails_as_poisoned(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.heartbeat_timeout = Duration::from_millis(200);
+        c.max_lost_leases = 2;
+    })
+    .await;
+    let id = app
+        .start_operation(&json!({"operationType": "Deadly", "operationName": "n", "retryPolicy": {"maxRetries": 5, "retryDelay": 0}}))
+        .await;
+    let first = app
+        .lease(&json!({"operationTypes": ["Deadly"]}))
+        .await
+        .remove(0);
+    assert_eq!(first["attempt"], 1);
+    let second = eventually(Duration::from_secs(10), || async {
+        app.lease(&json!({"operationTypes": ["Deadly"], "waitSeconds": 1}))
+            .await
+            .pop()
+    })
+    .await;
+    assert_eq!(second["attempt"], 2);
+    let token = second["leaseToken"].as_str().unwrap();
+    let heartbeat = app
+        .post(
+            &app.api(&format!("/operation/{id}/progress")),
+            &json!({"leaseToken": token, "percentage": 10}),
+        )
+        .await;
+    assert_eq!(heartbeat.status, StatusCode::OK, "{}", heartbeat.text);
+    let status = eventually(Duration::from_secs(10), || async {
+        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
+        (s.body["status"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(status.body["error"]["code"], "POISONED", "{}", status.text);
+    let message = status.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 attempts in a row"), "{message}");
+    assert!(message.contains("lost their lease"), "{message}");
+    let attempts = status.body["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["error"]["code"], "LEASE_EXPIRED");
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "operation.started",
+            "operation.started",
+            "operation.progress",
+            "operation.failed"
+        ]
+    );
+    assert!(app
+        .lease(&json!({"operationTypes": ["Deadly"]}))
+        .await
+        .is_empty());
+}
+
+/// The worker's first report committed but it never saw the answer, and sends it again:
+/// the same report with the same lease is answered as the first and changes nothing; the
+/// other report with that lease, or any report with another, is still refused.
+async fn a_completion_repeated_with_its_lease_gets_the_first_answer_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Twice", "operationName": "n"}))
+        .await;
+    let token = app.lease(&json!({"operationTypes": ["Twice"]})).await[0]["leaseToken"].clone();
+    let complete = app.api(&format!("/operation/{id}/complete"));
+    let first = app
+        .post(
+            &complete,
+            &json!({"leaseToken": token, "summary": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let again = app
+        .post(
+            &complete,
+            &json!({"leaseToken": token, "summary": {"n": 2}}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body, first.body);
+
+    let fail = app
+        .post(
+            &app.api(&format!("/operation/{id}/fail")),
+            &json!({"leaseToken": token, "error": {"code": "X", "message": "late"}}),
+        )
+        .await;
+    assert_eq!(fail.status, StatusCode::CONFLICT, "{}", fail.text);
+    assert_eq!(fail.body["code"], "LEASE_LOST");
+    let other = app
+        .post(&complete, &json!({"leaseToken": "lease_other"}))
+        .await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text);
+    assert_eq!(other.body["code"], "LEASE_LOST");
+
+    let results = app.get(&app.api(&format!("/operation/{id}/results"))).await;
+    assert_eq!(
+        results.body["summary"],
+        json!({"n": 1}),
+        "the first result stays"
+    );
+    let events = app.store().events_of_subject(&id).await.unwrap();
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["operation.started", "operation.completed"]);
+}
+
+/// A retried failure's repeat is answered as it was, even once the next attempt runs.
+async fn a_failure_repeated_with_its_lease_gets_the_first_answer_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app
+        .start_operation(&json!({"operationType": "Twice", "operationName": "n", "retryPolicy": {"maxRetries": 2, "retryDelay": 0}}))
+        .await;
+    let first_token =
+        app.lease(&json!({"operationTypes": ["Twice"]})).await[0]["leaseToken"].clone();
+    let fail = app.api(&format!("/operation/{id}/fail"));
+    let failure = json!({"leaseToken": first_token, "error": {"code": "FLAKY", "message": "try again"}, "retryable": true});
+    let first = app.post(&fail, &failure).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.body["status"], "Running");
+    assert_eq!(first.body["attempt"], 1);
+
+    let second = app
+        .lease(&json!({"operationTypes": ["Twice"]}))
+        .await
+        .remove(0);
+    assert_eq!(second["attempt"], 2);
+    let again = app.post(&fail, &failure).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body, first.body);
+    let complete = app.api(&format!("/operation/{id}/complete"));
+    let late = app
+        .post(&complete, &json!({"leaseToken": first_token}))
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.text);
+    assert_eq!(late.body["code"], "LEASE_LOST");
+
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(status.body["status"], "Running");
+    assert_eq!(status.body["execution"]["attempt"], 2);
+    assert_eq!(status.body["attempts"].as_array().unwrap().len(), 1);
+    let done = app
+        .post(&complete, &json!({"leaseToken": second["leaseToken"]}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+}
 
 /// Concurrent requests share transactions; each must still get its own answer, and a
 /// refused one must neither block nor taint the others written with it.

@@ -1,0 +1,404 @@
+//! An attempt under a lease: handing the operation to a worker, its reports (progress,
+//! which is also the heartbeat; completion; failure, retried with backoff), and taking
+//! the lease back when the worker goes silent.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{
+    AttemptRecord, Operation, OperationError, OperationResult, OperationStatus, Phase, PhaseStatus,
+    TransitionError,
+};
+use crate::domain::event::{EventDraft, EventType};
+use crate::domain::ids::{ExecutionId, LeaseToken};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub token: LeaseToken,
+    pub worker_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The report with which a worker ended its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseReport {
+    Complete,
+    Fail,
+}
+
+/// The lease whose holder ended an attempt with its own report, and where that report
+/// left the operation. The worker may never have seen the answer (a dropped connection, a
+/// crash) and send the same report again, maybe to another replica: the repeat changes
+/// nothing and is answered from here, as the first was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndedLease {
+    pub token: LeaseToken,
+    pub report: LeaseReport,
+    pub status: OperationStatus,
+    pub attempt: u32,
+    /// When the next attempt could start, after a failure that is retried.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// How the wait before a retry is drawn: `jitter` in [0, 1) spreads retries ±10%;
+/// `scale` multiplies the policy's delays (1 in production; small in tests).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub jitter: f64,
+    pub scale: f64,
+}
+
+impl Backoff {
+    pub fn random(scale: f64) -> Self {
+        Backoff {
+            jitter: rand::random::<f64>(),
+            scale,
+        }
+    }
+
+    /// No jitter, real time: for tests that need exact instants.
+    pub const EXACT: Backoff = Backoff {
+        jitter: 0.5,
+        scale: 1.0,
+    };
+}
+
+/// A worker's progress report, already parsed and range-checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgressReport {
+    pub percentage: Option<f64>,
+    pub current_phase: Option<String>,
+    pub total_phases: Option<u32>,
+    pub processed_records: Option<u64>,
+    pub total_records: Option<u64>,
+    pub phase: Option<PhaseReport>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseReport {
+    pub phase_name: String,
+    pub status: PhaseStatus,
+    pub results: Option<Value>,
+    pub checkpoint: Option<Value>,
+}
+
+impl Operation {
+    /// The lease must be held with this token by a live attempt.
+    fn check_lease(&self, token: &str) -> Result<(), TransitionError> {
+        match &self.lease {
+            Some(lease)
+                if lease.token.as_str() == token && self.status == OperationStatus::Running =>
+            {
+                Ok(())
+            }
+            _ => Err(TransitionError::LeaseLost {
+                status: self.status,
+            }),
+        }
+    }
+
+    /// Whether `token` is the lease the operation had when it was cancelled or timed out:
+    /// that worker is told to stop rather than told it lost the lease.
+    pub fn stopped_under_lease(&self, token: &str) -> bool {
+        matches!(
+            self.status,
+            OperationStatus::Cancelled | OperationStatus::Timeout
+        ) && self
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.token.as_str() == token)
+    }
+
+    /// Whether the worker holding the operation must stop: it was cancelled or timed out.
+    pub fn stop_requested(&self) -> bool {
+        matches!(
+            self.status,
+            OperationStatus::Cancelled | OperationStatus::Timeout
+        )
+    }
+
+    /// Hands the operation to a worker for a new attempt.
+    pub fn start_attempt(
+        &mut self,
+        now: DateTime<Utc>,
+        worker_id: Option<String>,
+        lease_ttl: Duration,
+    ) -> Result<(LeaseToken, Vec<EventDraft>), TransitionError> {
+        if !self.is_leaseable(now) {
+            return Err(TransitionError::Illegal {
+                from: self.status,
+                to: OperationStatus::Running,
+            });
+        }
+        self.become_(OperationStatus::Running, now)?;
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+            self.timeout_at = now + self.timeout;
+        }
+        self.attempt += 1;
+        self.execution_id = Some(ExecutionId::new());
+        let token = LeaseToken::generate();
+        self.lease = Some(Lease {
+            token: token.clone(),
+            worker_id,
+            expires_at: now + lease_ttl,
+        });
+        let event = EventDraft::new(EventType::OperationStarted, self.snapshot());
+        Ok((token, vec![event]))
+    }
+
+    /// Applies a worker's report; renews the lease (a report is also the heartbeat).
+    /// Reporting to a cancelled operation changes nothing: the answer tells the worker.
+    pub fn report_progress(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        report: ProgressReport,
+        lease_ttl: Duration,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.stopped_under_lease(token) {
+            return Ok(Vec::new());
+        }
+        self.check_lease(token)?;
+        if let Some(lease) = &mut self.lease {
+            lease.expires_at = now + lease_ttl;
+        }
+        self.updated_at = now;
+
+        let before = self.progress.clone();
+        let mut events = Vec::new();
+        if let Some(p) = report.percentage {
+            self.progress.percentage = Some(p);
+        }
+        if let Some(name) = report.current_phase {
+            self.progress.current_phase = Some(name);
+        }
+        if let Some(n) = report.total_phases {
+            self.progress.total_phases = Some(n);
+        }
+        if let Some(n) = report.processed_records {
+            self.progress.processed_records = Some(n);
+        }
+        if let Some(n) = report.total_records {
+            self.progress.total_records = Some(n);
+        }
+        let mut phase_completed = None;
+        if let Some(phase) = report.phase {
+            if phase.status == PhaseStatus::Running {
+                self.progress.current_phase = Some(phase.phase_name.clone());
+            }
+            let index = self.upsert_phase(phase, now);
+            if self.phases[index].status == PhaseStatus::Completed {
+                phase_completed = Some(index);
+            }
+        }
+        if self.progress != before {
+            events.push(EventDraft::new(
+                EventType::OperationProgress,
+                self.snapshot(),
+            ));
+        }
+        if let Some(index) = phase_completed {
+            let mut data = self.snapshot();
+            data["phase"] = serde_json::to_value(&self.phases[index]).unwrap_or(Value::Null);
+            events.push(EventDraft::new(EventType::OperationPhaseCompleted, data));
+        }
+        Ok(events)
+    }
+
+    fn upsert_phase(&mut self, report: PhaseReport, now: DateTime<Utc>) -> usize {
+        let index = match self
+            .phases
+            .iter()
+            .position(|p| p.phase_name == report.phase_name)
+        {
+            Some(i) => i,
+            None => {
+                self.phases.push(Phase {
+                    phase_name: report.phase_name,
+                    status: PhaseStatus::Pending,
+                    start_time: None,
+                    end_time: None,
+                    results: None,
+                    checkpoint: None,
+                });
+                self.phases.len() - 1
+            }
+        };
+        let phase = &mut self.phases[index];
+        phase.status = report.status;
+        if phase.start_time.is_none() && report.status != PhaseStatus::Pending {
+            phase.start_time = Some(now);
+        }
+        if matches!(
+            report.status,
+            PhaseStatus::Completed | PhaseStatus::Failed | PhaseStatus::Skipped
+        ) {
+            phase.end_time = Some(now);
+        }
+        if report.results.is_some() {
+            phase.results = report.results;
+        }
+        if report.checkpoint.is_some() {
+            phase.checkpoint = report.checkpoint;
+        }
+        index
+    }
+
+    /// A worker reports that its attempt succeeded. Completing again with the same lease
+    /// changes nothing (see [`EndedLease`]).
+    pub fn complete(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        result: OperationResult,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.repeats(token, LeaseReport::Complete) {
+            return Ok(Vec::new());
+        }
+        self.check_lease(token)?;
+        self.become_(OperationStatus::Completed, now)?;
+        self.lease = None;
+        self.record_ending(token, LeaseReport::Complete);
+        self.progress.percentage = Some(100.0);
+        self.result = Some(result);
+        let mut data = self.snapshot();
+        if let Some(result) = &self.result {
+            data["summary"] = result.summary.clone();
+        }
+        Ok(vec![EventDraft::new(EventType::OperationCompleted, data)])
+    }
+
+    /// A worker reports that its attempt failed. Failing again with the same lease
+    /// changes nothing (see [`EndedLease`]).
+    pub fn fail(
+        &mut self,
+        now: DateTime<Utc>,
+        token: &str,
+        error: OperationError,
+        retryable: bool,
+        backoff: Backoff,
+    ) -> Result<Vec<EventDraft>, TransitionError> {
+        if self.repeats(token, LeaseReport::Fail) {
+            return Ok(Vec::new());
+        }
+        self.check_lease(token)?;
+        // The worker lived to tell: whatever killed earlier attempts did not kill this one.
+        self.lost_leases = 0;
+        let events = self.end_attempt(now, error, retryable, backoff);
+        self.record_ending(token, LeaseReport::Fail);
+        Ok(events)
+    }
+
+    /// Whether `token` already ended its attempt with this very report. With the other
+    /// report it is no repeat: that one is refused, as any report of a lost lease.
+    fn repeats(&self, token: &str, report: LeaseReport) -> bool {
+        self.ended_lease
+            .as_ref()
+            .is_some_and(|ended| ended.token.as_str() == token && ended.report == report)
+    }
+
+    fn record_ending(&mut self, token: &str, report: LeaseReport) {
+        self.ended_lease = Some(EndedLease {
+            token: LeaseToken::from_string(token.to_owned()),
+            report,
+            status: self.status,
+            attempt: self.attempt,
+            next_attempt_at: self.next_attempt_at(),
+        });
+    }
+
+    /// How the attempt `token` held ended, if its holder ended it with a report.
+    pub fn ended_by(&self, token: &str) -> Option<&EndedLease> {
+        self.ended_lease
+            .as_ref()
+            .filter(|ended| ended.token.as_str() == token)
+    }
+
+    /// Takes back a lease whose holder stopped heartbeating; counts as a failed attempt.
+    /// Does nothing if the lease was renewed or released in the meantime.
+    ///
+    /// A job that kills the process running it (a breakout over a huge file, say) would be
+    /// claimed again after each expiry and kill the next process too, heartbeats and all
+    /// until it died. So once `max_lost_leases` attempts in a row lost their lease, none
+    /// ended by a report of its holder, the operation fails for good as `POISONED`
+    /// (0: never).
+    pub fn expire_lease(
+        &mut self,
+        now: DateTime<Utc>,
+        backoff: Backoff,
+        max_lost_leases: u32,
+    ) -> Vec<EventDraft> {
+        let expired = self
+            .lease
+            .as_ref()
+            .is_some_and(|l| self.status == OperationStatus::Running && l.expires_at <= now);
+        if !expired {
+            return Vec::new();
+        }
+        self.lost_leases = self.lost_leases.saturating_add(1);
+        if max_lost_leases > 0 && self.lost_leases >= max_lost_leases {
+            let error = OperationError {
+                code: "POISONED".into(),
+                message: format!(
+                    "{} attempts in a row lost their lease (the process running them died or hung before reporting how they ended): the job may be killing the process that runs it, so it is not tried again",
+                    self.lost_leases
+                ),
+                details: Some(json!({"lostLeases": self.lost_leases})),
+            };
+            return self.end_attempt(now, error, false, backoff);
+        }
+        let error = OperationError {
+            code: "LEASE_EXPIRED".into(),
+            message: "the worker stopped reporting within the heartbeat timeout".into(),
+            details: None,
+        };
+        self.end_attempt(now, error, true, backoff)
+    }
+
+    fn end_attempt(
+        &mut self,
+        now: DateTime<Utc>,
+        error: OperationError,
+        retryable: bool,
+        backoff: Backoff,
+    ) -> Vec<EventDraft> {
+        let lease = self.lease.take();
+        self.attempts.push(AttemptRecord {
+            attempt: self.attempt,
+            started_at: self.attempt_started_at(),
+            ended_at: now,
+            worker_id: lease.and_then(|l| l.worker_id),
+            error: error.clone(),
+        });
+        self.updated_at = now;
+        if retryable && self.attempt < self.max_attempts() {
+            let delay = self
+                .retry_policy
+                .delay_after(self.attempt)
+                .mul_f64(backoff.scale.max(0.0));
+            // ±10% so that operations failing together do not retry in lockstep.
+            let spread = delay.mul_f64(0.9 + 0.2 * backoff.jitter.clamp(0.0, 1.0));
+            self.available_at =
+                now + chrono::Duration::from_std(spread).unwrap_or(chrono::Duration::zero());
+            self.queue_rank = self.priority.rank();
+            return Vec::new();
+        }
+        self.status = OperationStatus::Failed;
+        self.finished_at = Some(now);
+        self.error = Some(error);
+        let mut data = self.snapshot();
+        data["error"] = serde_json::to_value(&self.error).unwrap_or(Value::Null);
+        vec![EventDraft::new(EventType::OperationFailed, data)]
+    }
+
+    fn attempt_started_at(&self) -> Option<DateTime<Utc>> {
+        // The lease was granted `lease_ttl` before it expires; we do not keep it, so the
+        // operation's own first start is the best-known bound for the first attempt only.
+        (self.attempt == 1).then_some(self.started_at).flatten()
+    }
+}
