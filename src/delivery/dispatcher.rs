@@ -17,11 +17,12 @@ use tokio::task::JoinHandle;
 use super::signing::{generate_secret, signature_header, SigningKey};
 use super::target::{http_client, literal_is_private};
 use crate::clock;
-use crate::domain::webhook::{decide, parse_retry_after, AttemptResult, Decision};
-use crate::shared::SharedByKey;
-use crate::store::{
-    signing_secrets, AttemptLog, ClaimedDelivery, DeliveryOutcome, Lane, Settlement, Store,
+use crate::domain::delivery::{
+    decide, parse_retry_after, AttemptLog, AttemptResult, DeliveryOutcome, Settlement,
 };
+use crate::domain::webhook::live_secrets;
+use crate::shared::SharedByKey;
+use crate::store::{ClaimedDelivery, Lane, Store};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -253,9 +254,9 @@ async fn attempt(
             }
         },
     };
-    let keys: Vec<SigningKey> = signing_secrets(&secrets, now)
-        .iter()
-        .map(|s| SigningKey::from_secret(s))
+    let keys: Vec<SigningKey> = live_secrets(&secrets, now)
+        .into_iter()
+        .map(SigningKey::from_secret)
         .collect();
     let timestamp = now.timestamp();
     let body = delivery.payload.as_bytes();
@@ -317,12 +318,7 @@ async fn attempt(
         }
         AttemptResult::NoResponse { error } => (None, Some(error.clone())),
     };
-    let settlement = match decision {
-        Decision::Delivered => Settlement::Delivered,
-        Decision::RetryAt(t) => Settlement::RetryAt(t),
-        Decision::GiveUp => Settlement::Failed,
-        Decision::GiveUpAndDisable => Settlement::FailedAndDisable,
-    };
+    let settlement = Settlement::from(decision);
     let log = AttemptLog {
         attempted_at: now,
         status_code,
