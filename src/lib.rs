@@ -12,5 +12,6 @@ pub mod delivery;
 pub mod domain;
 pub mod engine;
 pub mod executors;
+pub mod outbound;
 pub mod shared;
 pub mod store;

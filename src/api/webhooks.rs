@@ -16,8 +16,6 @@ use super::idempotency::Idempotency;
 use super::operations::parse_query;
 use super::AppState;
 use crate::clock;
-use crate::delivery::signing::generate_secret;
-use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::EventType;
@@ -27,6 +25,8 @@ use crate::domain::webhook::{
     live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus,
 };
 use crate::domain::FieldError;
+use crate::outbound::guard::check_url;
+use crate::outbound::signing::generate_secret;
 use crate::store::{CreateOutcome, DeliveryStats};
 
 const CREATE_SCOPE: &str = "webhook.create";

@@ -1,11 +1,9 @@
 //! Where Relais may send requests: never to private, loopback or link-local addresses
 //! unless the operator allows it, checked both when a URL is registered and when its
-//! name is resolved for each request (so a DNS answer cannot be switched afterwards).
+//! name is resolved for each request (see [`super::client`]), so a DNS answer cannot be
+//! switched afterwards.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::IpAddr;
 
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
@@ -67,26 +65,6 @@ pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), Target
     Ok(())
 }
 
-/// A resolver for the outbound HTTP client that drops private addresses.
-pub struct PublicOnlyResolver;
-
-impl Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(Box::new(TargetError::Private(host))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
 /// A URL whose host is an IP literal never reaches the resolver: check it directly.
 pub fn literal_is_private(url: &str) -> bool {
     match url::Url::parse(url)
@@ -97,22 +75,6 @@ pub fn literal_is_private(url: &str) -> bool {
         Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
         _ => false,
     }
-}
-
-pub fn http_client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .user_agent(concat!("Relais/", env!("CARGO_PKG_VERSION")));
-    if !allow_private {
-        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-    }
-    builder
-        .build()
-        .expect("the HTTP client configuration is valid")
 }
 
 #[cfg(test)]
