@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::clock;
 use crate::config::Config;
-use crate::delivery::dispatcher;
+use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
 use crate::domain::operation::{Backoff, Operation};
 use crate::domain::requests::LeaseRequest;
@@ -31,7 +31,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, config: &Config, registry: Registry) -> Self {
+    pub fn start(
+        store: Store,
+        config: &Config,
+        registry: Registry,
+        delivery: DispatcherSettings,
+    ) -> Self {
         store.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
@@ -43,7 +48,7 @@ impl Engine {
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
             tokio::spawn(schedule_batches(store.clone())),
         ];
-        tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
+        tasks.extend(dispatcher::spawn(store.clone(), delivery));
         let settings = push::PushSettings {
             lease_ttl: config.heartbeat_timeout,
             public_url: config
