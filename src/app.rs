@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::delivery::dispatcher::DispatcherSettings;
 use crate::engine::Engine;
 use crate::executors::Registry;
 use crate::lease::Leases;
@@ -79,7 +80,13 @@ impl Relais {
         config
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
-        let engine = Engine::start(store.clone(), &config, registry, leases);
+        let engine = Engine::start(
+            store.clone(),
+            &config,
+            registry,
+            leases,
+            dispatcher_settings(&config),
+        );
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);
@@ -124,6 +131,19 @@ async fn forget_removed_principals(store: Store, state: web::Data<AppState>) {
         next = Box::pin(announced.notified());
         next.as_mut().enable();
         state.caches.forget_all();
+    }
+}
+
+fn dispatcher_settings(config: &Config) -> DispatcherSettings {
+    let delivery = &config.delivery;
+    DispatcherSettings {
+        request_timeout: delivery.request_timeout,
+        retry_time_scale: delivery.retry_time_scale,
+        allow_private_targets: delivery.allow_private_targets,
+        disable_after: delivery.disable_after,
+        max_in_flight: delivery.max_in_flight,
+        per_endpoint: delivery.per_endpoint,
+        retention: delivery.retention,
     }
 }
 

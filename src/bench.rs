@@ -194,7 +194,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
         retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
         headers: Default::default(),
         secrets: vec![SecretVersion {
-            secret: crate::delivery::signing::generate_secret(),
+            secret: crate::outbound::signing::generate_secret(),
             expires_at: None,
         }],
         status: WebhookStatus::Active,

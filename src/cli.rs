@@ -7,9 +7,9 @@ use serde_json::json;
 use crate::app::Relais;
 use crate::clock;
 use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
-use crate::delivery::signing::{self, SigningKey};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
+use crate::outbound::signing::{self, SigningKey};
 use crate::store::{Removed, Store};
 
 #[derive(Debug, Parser)]

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::delivery::dispatcher::DispatcherSettings;
-
 /// Default database: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://relais.db";
 
@@ -68,6 +66,25 @@ pub struct ServeArgs {
     pub endpoint_concurrency: usize,
 }
 
+/// How events are delivered and where Relais may send requests.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// How long a receiver has to answer.
+    pub request_timeout: Duration,
+    /// Multiplies retry-policy delays; below 1 in tests so retries take milliseconds.
+    pub retry_time_scale: f64,
+    /// Webhooks, callbacks and workers may be on private, loopback and link-local addresses.
+    pub allow_private_targets: bool,
+    /// How long an endpoint may fail every delivery before it is disabled.
+    pub disable_after: Duration,
+    /// Deliveries in flight at once, over all endpoints.
+    pub max_in_flight: usize,
+    /// Deliveries in flight at once to one endpoint.
+    pub per_endpoint: usize,
+    /// How long settled deliveries, attempts and events are kept.
+    pub retention: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -76,7 +93,7 @@ pub struct Config {
     pub max_lost_leases: u32,
     pub body_limit: usize,
     pub http_workers: Option<usize>,
-    pub delivery: DispatcherSettings,
+    pub delivery: DeliveryConfig,
     pub secret_overlap: Duration,
     pub priority_aging: Duration,
     pub executor_concurrency: usize,
@@ -133,7 +150,7 @@ impl Config {
             max_lost_leases: args.max_lost_leases,
             body_limit: args.body_limit,
             http_workers: args.http_workers,
-            delivery: DispatcherSettings {
+            delivery: DeliveryConfig {
                 request_timeout: Duration::from_secs_f64(args.delivery_timeout),
                 retry_time_scale: args.retry_time_scale,
                 allow_private_targets: args.allow_private_targets,
@@ -160,7 +177,7 @@ impl Config {
             max_lost_leases: 3,
             body_limit: 1024 * 1024,
             http_workers: Some(2),
-            delivery: DispatcherSettings {
+            delivery: DeliveryConfig {
                 request_timeout: Duration::from_secs(15),
                 retry_time_scale: 1.0,
                 allow_private_targets: false,

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod executors;
 pub mod lease;
 pub mod listen;
+pub mod outbound;
 pub mod secrets;
 pub mod shared;
 pub mod store;

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::delivery::signing::{self, SigningKey};
+use crate::outbound::signing::{self, SigningKey};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenArgs {

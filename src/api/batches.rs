@@ -1,7 +1,7 @@
 //! `…/async/batch` and `…/async/batches`: DAGs of operations (seed 001, "Soumettre des
 //! Opérations en Lot").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -72,11 +72,23 @@ pub async fn submit(
         ],
     )
     .await?;
+    // Members often share their callbacks: each URL is checked (and resolved) once.
+    let mut checked: HashSet<&str> = HashSet::new();
     for (i, member) in spec.members.iter().enumerate() {
         if let Some(executor) = state.executors.get(&member.spec.operation_type) {
             executor
                 .validate(&member.spec.parameters)
                 .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
+        }
+        let c = &member.spec.callbacks;
+        for (name, url) in [
+            ("onProgress", &c.on_progress),
+            ("onCompletion", &c.on_completion),
+            ("onError", &c.on_error),
+        ] {
+            if url.as_deref().is_some_and(|u| checked.insert(u)) {
+                check_targets(&state, &format!("operations[{i}].callbacks"), [(name, url)]).await?;
+            }
         }
     }
 

@@ -15,7 +15,6 @@ use super::format::{between, human_duration, opt_time, time};
 use super::idempotency::Idempotency;
 use super::AppState;
 use crate::clock;
-use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
@@ -23,6 +22,7 @@ use crate::domain::requests::{
     CancelBody, ListQuery, ListRequest, OperationSpec, RetryBody, StartOperationBody,
 };
 use crate::domain::FieldError;
+use crate::outbound::guard::check_url;
 use crate::store::CreateOutcome;
 
 const START_SCOPE: &str = "operation.start";

@@ -10,12 +10,12 @@ use super::error::ApiError;
 use super::format::time;
 use super::AppState;
 use crate::clock;
-use crate::delivery::signing::generate_secret;
-use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::PushWorkerId;
 use crate::domain::worker::{PushWorker, PushWorkerBody, PushWorkerSpec};
 use crate::domain::FieldError;
+use crate::outbound::guard::check_url;
+use crate::outbound::signing::generate_secret;
 
 #[derive(Debug, Deserialize)]
 pub struct WorkerPath {

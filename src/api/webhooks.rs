@@ -16,9 +16,8 @@ use super::idempotency::Idempotency;
 use super::operations::parse_query;
 use super::AppState;
 use crate::clock;
-use crate::delivery::signing::generate_secret;
-use crate::delivery::target::check_url;
 use crate::domain::auth::{Principal, Scope};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::requests::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -26,6 +25,8 @@ use crate::domain::webhook::{
     live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus,
 };
 use crate::domain::FieldError;
+use crate::outbound::guard::check_url;
+use crate::outbound::signing::generate_secret;
 use crate::store::{CreateOutcome, DeliveryStats};
 
 const CREATE_SCOPE: &str = "webhook.create";
@@ -379,7 +380,7 @@ pub async fn test(
     }
     let (event_id, delivery_id) = state.store.queue_test_event(&webhook, clock::now()).await?;
     Ok(HttpResponse::Accepted()
-        .json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": "Pending"})))
+        .json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": DeliveryStatus::Pending.as_str()})))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -427,7 +428,7 @@ pub async fn deliveries(
                 "deliveryId": a.delivery_id,
                 "eventId": a.event_id,
                 "eventType": a.event_type,
-                "deliveryStatus": a.delivery_status,
+                "deliveryStatus": a.delivery_status.as_str(),
                 "attemptedAt": time(a.attempted_at),
                 "statusCode": a.status_code,
                 "latencyMs": a.latency_ms,
@@ -449,16 +450,16 @@ pub async fn messages(
 ) -> Result<HttpResponse, ApiError> {
     let (_, webhook) = load(&state, &principal, &path).await?;
     let q: PageQuery = parse_query(&query)?;
-    if let Some(s) = q.status.as_deref() {
-        if !matches!(s, "Pending" | "Delivered" | "Failed") {
-            return Err(FieldError::new("status", "must be Pending, Delivered or Failed").into());
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| DeliveryStatus::parse(s).ok_or_else(unknown_status))
+        .transpose()?;
     let (page, size) = page(&q)?;
     let offset = (page as u64 - 1) * size as u64;
     let mut rows = state
         .store
-        .webhook_deliveries(webhook.id, q.status.as_deref(), size + 1, offset)
+        .webhook_deliveries(webhook.id, status, size + 1, offset)
         .await?;
     let has_next_page = rows.len() > size as usize;
     rows.truncate(size as usize);
@@ -469,7 +470,7 @@ pub async fn messages(
                 "deliveryId": d.id,
                 "eventId": d.event_id,
                 "eventType": d.event_type,
-                "status": d.status,
+                "status": d.status.as_str(),
                 "attempts": d.attempts,
                 "nextAttemptAt": opt_time(d.next_attempt_at),
                 "lastStatusCode": d.last_status_code,
@@ -482,6 +483,13 @@ pub async fn messages(
     Ok(HttpResponse::Ok().json(
         json!({"messages": messages, "page": page, "pageSize": size, "hasNextPage": has_next_page}),
     ))
+}
+
+/// "must be Pending, Delivered or Failed"
+fn unknown_status() -> ApiError {
+    let names: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let (last, rest) = names.split_last().expect("delivery statuses exist");
+    FieldError::new("status", format!("must be {} or {last}", rest.join(", "))).into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -523,9 +531,8 @@ pub async fn retry_delivery(
             "DELIVERY_PENDING",
             "the delivery is still queued; it will be attempted",
         )),
-        Some(true) => {
-            Ok(HttpResponse::Accepted().json(json!({"deliveryId": delivery, "status": "Pending"})))
-        }
+        Some(true) => Ok(HttpResponse::Accepted()
+            .json(json!({"deliveryId": delivery, "status": DeliveryStatus::Pending.as_str()}))),
     }
 }
 

@@ -14,14 +14,15 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::signing::{generate_secret, signature_header, SigningKey};
-use super::target::{http_client, literal_is_private};
 use crate::clock;
-use crate::domain::webhook::{decide, parse_retry_after, AttemptResult, Decision};
-use crate::shared::SharedByKey;
-use crate::store::{
-    signing_secrets, AttemptLog, ClaimedDelivery, DeliveryOutcome, Lane, Settlement, Store,
+use crate::domain::delivery::{
+    decide, parse_retry_after, AttemptLog, AttemptResult, DeliveryOutcome, Settlement,
 };
+use crate::domain::webhook::live_secrets;
+use crate::outbound::signing::{generate_secret, SigningKey};
+use crate::outbound::{OutboundClient, SignedMessage};
+use crate::shared::SharedByKey;
+use crate::store::{ClaimedDelivery, Lane, Store};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -53,7 +54,7 @@ impl DispatcherSettings {
 struct Context {
     store: Store,
     settings: DispatcherSettings,
-    client: reqwest::Client,
+    client: OutboundClient,
     /// Deliveries in flight to each endpoint (a webhook, or a callback URL), at most
     /// `settings.per_endpoint` at once.
     endpoints: SharedByKey<String, Semaphore>,
@@ -64,7 +65,7 @@ pub fn spawn(store: Store, settings: DispatcherSettings) -> Vec<JoinHandle<()>> 
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
     let context = Arc::new(Context {
-        client: http_client(settings.request_timeout, settings.allow_private_targets),
+        client: OutboundClient::new(settings.request_timeout, settings.allow_private_targets),
         store: store.clone(),
         settings: settings.clone(),
         endpoints: SharedByKey::default(),
@@ -253,36 +254,28 @@ async fn attempt(
             }
         },
     };
-    let keys: Vec<SigningKey> = signing_secrets(&secrets, now)
-        .iter()
-        .map(|s| SigningKey::from_secret(s))
+    let keys: Vec<SigningKey> = live_secrets(&secrets, now)
+        .into_iter()
+        .map(SigningKey::from_secret)
         .collect();
-    let timestamp = now.timestamp();
-    let body = delivery.payload.as_bytes();
-    let signature = signature_header(&keys, &delivery.event_id, timestamp, body);
+    let request = ctx.client.signed_post(
+        &delivery.url,
+        SignedMessage {
+            id: &delivery.event_id,
+            timestamp: now.timestamp(),
+            body: delivery.payload.clone(),
+            keys: &keys,
+            headers: &delivery.headers,
+        },
+    );
 
     let started = Instant::now();
-    let result = if !ctx.settings.allow_private_targets && literal_is_private(&delivery.url) {
-        Err(
+    let result = match request {
+        Err(_) => Err(
             "the target address is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it"
                 .to_owned(),
-        )
-    } else {
-        let mut request = ctx
-            .client
-            .post(&delivery.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &delivery.event_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature);
-        for (name, value) in &delivery.headers {
-            request = request.header(name, value);
-        }
-        request
-            .body(delivery.payload.clone())
-            .send()
-            .await
-            .map_err(describe_error)
+        ),
+        Ok(request) => request.send().await.map_err(describe_error),
     };
     let (attempt_result, response_body) = match result {
         Ok(response) => {
@@ -317,12 +310,7 @@ async fn attempt(
         }
         AttemptResult::NoResponse { error } => (None, Some(error.clone())),
     };
-    let settlement = match decision {
-        Decision::Delivered => Settlement::Delivered,
-        Decision::RetryAt(t) => Settlement::RetryAt(t),
-        Decision::GiveUp => Settlement::Failed,
-        Decision::GiveUpAndDisable => Settlement::FailedAndDisable,
-    };
+    let settlement = Settlement::from(decision);
     let log = AttemptLog {
         attempted_at: now,
         status_code,

@@ -1,5 +1,3 @@
-//! Getting events out: signing, target checks, and the outbox dispatcher.
+//! Getting events out: the outbox dispatcher.
 
 pub mod dispatcher;
-pub mod signing;
-pub mod target;

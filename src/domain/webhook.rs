@@ -1,5 +1,5 @@
-//! Webhook endpoints: what they subscribe to, which events they accept, and what happens
-//! after each delivery attempt.
+//! Webhook endpoints: what they subscribe to, which events they accept, and the secrets
+//! that sign what they are sent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -148,6 +148,11 @@ impl Webhook {
             }
         }
         true
+    }
+
+    /// Whether `minProgressIncrement` holds progress events back.
+    pub fn throttles_progress(&self) -> bool {
+        self.filters.min_progress_increment.is_some_and(|s| s > 0.0)
     }
 
     /// `minProgressIncrement`: a progress event goes out only once the percentage moved
@@ -328,79 +333,6 @@ impl TryFrom<WebhookBody> for WebhookSpec {
     }
 }
 
-/// What one delivery attempt came to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttemptResult {
-    /// The receiver answered with this status.
-    Status {
-        code: u16,
-        retry_after: Option<Duration>,
-    },
-    /// No answer: connection refused, reset, timed out, refused target.
-    NoResponse { error: String },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Delivered,
-    RetryAt(DateTime<Utc>),
-    GiveUp,
-    /// 410 Gone: the receiver asks never to be called again.
-    GiveUpAndDisable,
-}
-
-/// Longest `Retry-After` honoured; beyond it the receiver is treated as failing normally.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// `attempts` counts the attempt just made. `time_scale` shrinks policy delays (tests);
-/// a receiver's own `Retry-After` is honoured in real time.
-pub fn decide(
-    result: &AttemptResult,
-    attempts: u32,
-    policy: &RetryPolicy,
-    now: DateTime<Utc>,
-    jitter: f64,
-    time_scale: f64,
-) -> Decision {
-    let code = match result {
-        AttemptResult::Status { code, .. } => Some(*code),
-        AttemptResult::NoResponse { .. } => None,
-    };
-    match code {
-        Some(200..=299) => return Decision::Delivered,
-        Some(410) => return Decision::GiveUpAndDisable,
-        _ => {}
-    }
-    if attempts > policy.max_retries {
-        return Decision::GiveUp;
-    }
-    let asked = match result {
-        AttemptResult::Status {
-            code: 429 | 503,
-            retry_after: Some(wait),
-        } if *wait <= MAX_RETRY_AFTER => Some(*wait),
-        _ => None,
-    };
-    let wait = asked.unwrap_or_else(|| {
-        let base = policy.delay_after(attempts).mul_f64(time_scale.max(0.0));
-        // ±10% so that endpoints failing together do not retry in lockstep.
-        base.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
-    });
-    Decision::RetryAt(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()))
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((when - now).to_std().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,72 +421,6 @@ mod tests {
             vec!["c", "b"],
             "expired secrets are dropped"
         );
-    }
-
-    #[test]
-    fn decisions_follow_the_status_and_the_policy() {
-        let p = RetryPolicy::WEBHOOK_DEFAULT;
-        let status = |code| AttemptResult::Status {
-            code,
-            retry_after: None,
-        };
-        assert_eq!(
-            decide(&status(204), 1, &p, t(0), 0.5, 1.0),
-            Decision::Delivered
-        );
-        assert_eq!(
-            decide(&status(410), 1, &p, t(0), 0.5, 1.0),
-            Decision::GiveUpAndDisable
-        );
-        assert_eq!(
-            decide(&status(500), 1, &p, t(0), 0.5, 1.0),
-            Decision::RetryAt(t(60))
-        );
-        assert_eq!(
-            decide(&status(302), 2, &p, t(0), 0.5, 1.0),
-            Decision::RetryAt(t(120)),
-            "redirects are failures"
-        );
-        let network = AttemptResult::NoResponse {
-            error: "refused".into(),
-        };
-        assert_eq!(
-            decide(&network, 3, &p, t(0), 0.5, 1.0),
-            Decision::RetryAt(t(240))
-        );
-        assert_eq!(
-            decide(&status(500), 6, &p, t(0), 0.5, 1.0),
-            Decision::GiveUp,
-            "5 retries after the first attempt"
-        );
-        let scaled = decide(&status(500), 1, &p, t(0), 0.5, 0.01);
-        assert_eq!(
-            scaled,
-            Decision::RetryAt(t(0) + chrono::Duration::milliseconds(600))
-        );
-        let busy = AttemptResult::Status {
-            code: 429,
-            retry_after: Some(Duration::from_secs(7)),
-        };
-        assert_eq!(
-            decide(&busy, 1, &p, t(0), 0.5, 0.01),
-            Decision::RetryAt(t(7)),
-            "Retry-After is honoured as given"
-        );
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(
-            parse_retry_after("120", t(0)),
-            Some(Duration::from_secs(120))
-        );
-        let date = (t(0) + chrono::Duration::seconds(30)).to_rfc2822();
-        assert_eq!(
-            parse_retry_after(&date, t(0)),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(parse_retry_after("soon", t(0)), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::config::Config;
-use crate::delivery::dispatcher;
+use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::domain::operation::Backoff;
 use crate::executors::Registry;
 use crate::lease::Leases;
@@ -26,7 +26,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(store: Store, config: &Config, registry: Registry, leases: Leases) -> Self {
+    pub fn start(
+        store: Store,
+        config: &Config,
+        registry: Registry,
+        leases: Leases,
+        delivery: DispatcherSettings,
+    ) -> Self {
         store.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
@@ -39,7 +45,7 @@ impl Engine {
             tokio::spawn(age_queue(store.clone(), config.priority_aging)),
             tokio::spawn(schedule_batches(store.clone())),
         ];
-        tasks.extend(dispatcher::spawn(store.clone(), config.delivery.clone()));
+        tasks.extend(dispatcher::spawn(store.clone(), delivery));
         let settings = push::PushSettings {
             lease_ttl: config.heartbeat_timeout,
             public_url: config

@@ -4,6 +4,7 @@
 //! network errors fail the attempt as retryable, other 4xx answers for good. Cancel and
 //! timeout notices reach the worker through the outbox.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +12,12 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::clock;
-use crate::delivery::signing::{signature_header, SigningKey};
-use crate::delivery::target::{http_client, literal_is_private};
 use crate::domain::operation::OperationResult;
 use crate::domain::worker::PushWorker;
 use crate::executors::ExecutionError;
 use crate::lease::Leases;
+use crate::outbound::signing::SigningKey;
+use crate::outbound::{OutboundClient, SignedMessage};
 use crate::store::{PushTask, Store};
 
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub struct PushSettings {
 const MAX_REQUEST: Duration = Duration::from_secs(3600);
 
 pub async fn run(store: Store, leases: Leases, builtin_types: Vec<String>, settings: PushSettings) {
-    let client = http_client(MAX_REQUEST, settings.allow_private_targets);
+    let client = OutboundClient::new(MAX_REQUEST, settings.allow_private_targets);
     let freed = Arc::new(Notify::new());
     loop {
         let woken = store.work().worker_work().notified();
@@ -102,7 +103,7 @@ fn task_body(task: &PushTask, settings: &PushSettings) -> Value {
 
 async fn push(
     leases: &Leases,
-    client: &reqwest::Client,
+    client: &OutboundClient,
     worker: &PushWorker,
     task: PushTask,
     settings: &PushSettings,
@@ -112,13 +113,18 @@ async fn push(
     let body = task_body(&task, settings).to_string();
     let now = clock::now();
     let msg_id = format!("task_{}_{}", op.id.uuid().simple(), op.attempt);
-    let signature = signature_header(
-        &[SigningKey::from_secret(&worker.secret)],
-        &msg_id,
-        now.timestamp(),
-        body.as_bytes(),
+    let keys = [SigningKey::from_secret(&worker.secret)];
+    let signed = client.signed_post(
+        &worker.url,
+        SignedMessage {
+            id: &msg_id,
+            timestamp: now.timestamp(),
+            body,
+            keys: &keys,
+            headers: &BTreeMap::new(),
+        },
     );
-    if !settings.allow_private_targets && literal_is_private(&worker.url) {
+    let Ok(request) = signed else {
         let refused = ExecutionError::new(
             "PUSH_WORKER_REFUSED",
             "the worker's address is private",
@@ -126,18 +132,12 @@ async fn push(
         );
         lease.finish(Err(refused)).await;
         return;
-    }
+    };
     // The lease lives while the worker holds the request open (a synchronous worker).
     let keep_alive = lease.keep_alive();
     let until_timeout = (op.timeout_at - now).to_std().unwrap_or_default();
-    let request = client
-        .post(&worker.url)
+    let request = request
         .timeout(until_timeout.clamp(Duration::from_secs(1), MAX_REQUEST))
-        .header("content-type", "application/json")
-        .header("webhook-id", &msg_id)
-        .header("webhook-timestamp", now.timestamp().to_string())
-        .header("webhook-signature", signature)
-        .body(body)
         .send();
     let answer = tokio::select! {
         answer = request => Some(answer),

@@ -1,8 +1,10 @@
 //! The outbox: delivery rows written with the events that cause them, claimed in batches
-//! under leases, and settled with a record of every attempt.
+//! under leases, and settled with a record of every attempt. Which rows to write and
+//! what an outcome means are `domain::delivery`'s rules; this module loads their inputs
+//! and writes their results.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,10 +14,14 @@ use sqlx::{Any, Row, Transaction};
 use super::operations::StagedEvent;
 use super::webhooks::decode_webhook;
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError};
+use crate::domain::delivery::{
+    self, Channel, DeliveryOutcome, DeliveryStatus, Destination, DisableReason, EndpointHealth,
+    Routed, Watermarks,
+};
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{DeliveryId, ProjectId, WebhookId};
+use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
 use crate::domain::retry::RetryPolicy;
-use crate::domain::webhook::{live_secrets, SecretVersion, Webhook};
+use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -23,24 +29,6 @@ pub enum Lane {
     Fresh,
     /// Everything that already failed at least once.
     Retry,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Webhook,
-    Callback,
-    /// A cancel or timeout notice to the push worker running the operation.
-    Push,
-}
-
-impl Channel {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Webhook => "webhook",
-            Self::Callback => "callback",
-            Self::Push => "push",
-        }
-    }
 }
 
 /// A delivery handed to the dispatcher, with everything needed to send it.
@@ -65,45 +53,13 @@ pub struct ClaimedDelivery {
     pub endpoint_active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Settlement {
-    Delivered,
-    RetryAt(DateTime<Utc>),
-    Failed,
-    /// Failed, and the endpoint asked never to be called again (410).
-    FailedAndDisable,
-    /// Not attempted (the endpoint was saturated): back to the queue, due again then.
-    Released(DateTime<Utc>),
-    /// Not attempted because the endpoint is disabled.
-    Skipped(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptLog {
-    pub attempted_at: DateTime<Utc>,
-    pub status_code: Option<u16>,
-    pub latency_ms: i64,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DeliveryOutcome {
-    pub id: DeliveryId,
-    pub lease_token: String,
-    pub webhook_id: Option<WebhookId>,
-    pub project_id: ProjectId,
-    pub settlement: Settlement,
-    pub attempt: Option<AttemptLog>,
-}
-
 /// One line of a webhook's attempt log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptEntry {
     pub delivery_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub delivery_status: String,
+    pub delivery_status: DeliveryStatus,
     pub attempted_at: DateTime<Utc>,
     pub status_code: Option<i64>,
     pub latency_ms: i64,
@@ -117,7 +73,7 @@ pub struct DeliveryView {
     pub id: String,
     pub event_id: String,
     pub event_type: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_status_code: Option<i64>,
@@ -126,18 +82,11 @@ pub struct DeliveryView {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// A destination an event goes to.
-struct Target {
-    channel: Channel,
-    /// The webhook's id, or the push worker's.
-    endpoint_id: Option<String>,
-    url: String,
-}
-
 impl Store {
     /// Queues one delivery per destination of each event, inside the transaction that
-    /// wrote the events: every matching webhook of the event's project, and the
-    /// operation's own callback. One webhook lookup per project, one insert per 500 rows.
+    /// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
+    /// project, one watermark read and one write for throttled progress, one insert per
+    /// 500 rows.
     pub(super) async fn fan_out(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -148,58 +97,32 @@ impl Store {
             return Ok(0);
         }
         let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
-        let mut queued: Vec<(&Event, Target)> = Vec::new();
-        for (event, callback, push_worker) in events {
+        let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
+        for (event, _, push_worker) in events {
             if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
                 slot.insert(self.active_webhooks(tx, event.project_id).await?);
             }
-            for webhook in webhooks[&event.project_id]
-                .iter()
-                .filter(|w| w.accepts(event.event_type, &event.data))
-            {
-                if event.event_type == EventType::OperationProgress
-                    && !self.progress_due(tx, webhook, event).await?
-                {
-                    continue;
-                }
-                queued.push((
-                    event,
-                    Target {
-                        channel: Channel::Webhook,
-                        endpoint_id: Some(webhook.id.db()),
-                        url: webhook.url.clone(),
-                    },
-                ));
-            }
-            if let Some(url) = callback {
-                queued.push((
-                    event,
-                    Target {
-                        channel: Channel::Callback,
-                        endpoint_id: None,
-                        url: url.clone(),
-                    },
-                ));
-            }
-            if let Some(worker) = push_worker {
-                let row = sqlx::query("SELECT url FROM push_workers WHERE id = $1")
-                    .bind(worker.db())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if let Some(row) = row {
-                    queued.push((
-                        event,
-                        Target {
-                            channel: Channel::Push,
-                            endpoint_id: Some(worker.db()),
-                            url: row.try_get("url")?,
-                        },
-                    ));
-                }
-            }
+            push_urls.push(match push_worker {
+                Some(worker) => self.push_worker_url(tx, *worker).await?,
+                None => None,
+            });
         }
-        self.insert_deliveries(tx, &queued, now).await?;
-        Ok(queued.len())
+        let routed: Vec<Routed<'_>> = events
+            .iter()
+            .zip(&push_urls)
+            .map(|((event, callback, worker), url)| Routed {
+                event,
+                callback: callback.as_deref(),
+                push_worker: worker.zip(url.as_deref()),
+            })
+            .collect();
+        let known = self
+            .load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks))
+            .await?;
+        let planned = delivery::fan_out(&routed, &webhooks, known);
+        self.insert_deliveries(tx, &planned.deliveries, now).await?;
+        self.save_watermarks(tx, &planned.watermarks).await?;
+        Ok(planned.deliveries.len())
     }
 
     async fn active_webhooks(
@@ -207,63 +130,92 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         project: ProjectId,
     ) -> Result<Vec<Webhook>> {
-        let sql =
+        let sql = format!(
             "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
                    secrets, status, disabled_reason, failing_since, created_at, updated_at \
-                   FROM webhooks WHERE project_id = $1 AND status = 'Active'";
-        let rows = sqlx::query(sql)
+                   FROM webhooks WHERE project_id = $1 AND status = '{active}'",
+            active = WebhookStatus::Active.as_str()
+        );
+        let rows = sqlx::query(&sql)
             .bind(project.db())
             .fetch_all(&mut **tx)
             .await?;
         rows.iter().map(decode_webhook).collect()
     }
 
-    /// Applies `minProgressIncrement`, remembering what this endpoint was last sent.
-    async fn progress_due(
+    /// `None` once the worker is deleted: nobody is left to tell.
+    async fn push_worker_url(
         &self,
         tx: &mut Transaction<'static, Any>,
-        webhook: &Webhook,
-        event: &Event,
-    ) -> Result<bool> {
-        if webhook
-            .filters
-            .min_progress_increment
-            .is_none_or(|s| s <= 0.0)
-        {
-            return Ok(true);
+        worker: PushWorkerId,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT url FROM push_workers WHERE id = $1")
+            .bind(worker.db())
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.map(|row| row.try_get("url")).transpose()?)
+    }
+
+    /// The stored `minProgressIncrement` watermarks of these webhooks and subjects.
+    async fn load_watermarks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        needed: &BTreeSet<(WebhookId, String)>,
+    ) -> Result<Watermarks> {
+        let mut known = Watermarks::new();
+        let needed: Vec<&(WebhookId, String)> = needed.iter().collect();
+        for chunk in super::sized_chunks(&needed, 256) {
+            let sql = format!(
+                "SELECT webhook_id, subject, last_percentage FROM webhook_progress \
+                 WHERE (webhook_id, subject) IN (VALUES {})",
+                values_placeholders(chunk.len(), 2, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (webhook, subject) in chunk {
+                query = query.bind(webhook.db()).bind(subject.clone());
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let webhook: String = row.try_get("webhook_id")?;
+                known.insert(
+                    (
+                        webhook.parse().map_err(StoreError::corrupt)?,
+                        row.try_get("subject")?,
+                    ),
+                    row.try_get("last_percentage")?,
+                );
+            }
         }
-        let percentage = event
-            .data
-            .pointer("/progress/percentage")
-            .and_then(|v| v.as_f64());
-        let last: Option<f64> = sqlx::query(
-            "SELECT last_percentage FROM webhook_progress WHERE webhook_id = $1 AND subject = $2",
-        )
-        .bind(webhook.id.db())
-        .bind(event.subject.clone())
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|row| row.try_get("last_percentage"))
-        .transpose()?;
-        if !webhook.progress_due(last, percentage) {
-            return Ok(false);
+        Ok(known)
+    }
+
+    async fn save_watermarks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        watermarks: &Watermarks,
+    ) -> Result<()> {
+        let rows: Vec<(&(WebhookId, String), &f64)> = watermarks.iter().collect();
+        for chunk in super::sized_chunks(&rows, 256) {
+            let sql = format!(
+                "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
+                 ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
+                values_placeholders(chunk.len(), 3, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((webhook, subject), percentage) in chunk {
+                query = query
+                    .bind(webhook.db())
+                    .bind(subject.clone())
+                    .bind(**percentage);
+            }
+            query.execute(&mut **tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES ($1, $2, $3)
-             ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
-        )
-        .bind(webhook.id.db())
-        .bind(event.subject.clone())
-        .bind(percentage.unwrap_or_default())
-        .execute(&mut **tx)
-        .await?;
-        Ok(true)
+        Ok(())
     }
 
     async fn insert_deliveries(
         &self,
         tx: &mut Transaction<'static, Any>,
-        queued: &[(&Event, Target)],
+        queued: &[(&Event, Destination)],
         now: DateTime<Utc>,
     ) -> Result<()> {
         const COLUMNS: usize = 13;
@@ -274,17 +226,22 @@ impl Store {
                 values_placeholders(chunk.len(), COLUMNS, 1)
             );
             let mut query = sqlx::query(&sql);
-            for (event, target) in chunk {
+            for (event, destination) in chunk {
+                let endpoint_id = match destination {
+                    Destination::Webhook { id, .. } => Some(id.db()),
+                    Destination::Push { worker, .. } => Some(worker.db()),
+                    Destination::Callback { .. } => None,
+                };
                 query = query
                     .bind(DeliveryId::new().db())
                     .bind(event.tenant_id.db())
                     .bind(event.project_id.db())
                     .bind(event.id.to_string())
                     .bind(event.event_type.as_str())
-                    .bind(target.channel.as_str())
-                    .bind(target.endpoint_id.clone())
-                    .bind(target.url.clone())
-                    .bind("Pending")
+                    .bind(destination.channel().as_str())
+                    .bind(endpoint_id)
+                    .bind(destination.url().to_owned())
+                    .bind(DeliveryStatus::Pending.as_str())
                     .bind(0_i64)
                     .bind(to_ms(now))
                     .bind(to_ms(now))
@@ -315,6 +272,8 @@ impl Store {
             Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // The status is written into the text, not bound: the partial indexes of the
+        // two lanes only serve a query that names it.
         let sql = format!(
             "SELECT d.id, d.channel, d.url, d.webhook_id, d.project_id, d.attempts, d.event_id, e.payload,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
@@ -322,11 +281,14 @@ impl Store {
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN projects p ON p.id = d.project_id
-             LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = 'webhook'
-             LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = 'push'
-             WHERE d.status = 'Pending' AND {lane_condition} AND d.next_attempt_at <= $1
+             LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = '{webhook}'
+             LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = '{push}'
+             WHERE d.status = '{pending}' AND {lane_condition} AND d.next_attempt_at <= $1
                AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
-             ORDER BY d.next_attempt_at LIMIT $2{lock}"
+             ORDER BY d.next_attempt_at LIMIT $2{lock}",
+            webhook = Channel::Webhook.as_str(),
+            push = Channel::Push.as_str(),
+            pending = DeliveryStatus::Pending.as_str(),
         );
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&sql)
@@ -366,7 +328,11 @@ impl Store {
         lease_token: &str,
         until: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE deliveries SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = 'Pending'")
+        let sql = format!(
+            "UPDATE deliveries SET lease_expires_at = $1 WHERE id = $2 AND lease_token = $3 AND status = '{pending}'",
+            pending = DeliveryStatus::Pending.as_str()
+        );
+        let done = sqlx::query(&sql)
             .bind(to_ms(until))
             .bind(id.db())
             .bind(lease_token)
@@ -407,7 +373,7 @@ impl Store {
                     .bind(a.latency_ms)
                     .bind(a.response_body.clone())
                     .bind(a.error.clone())
-                    .bind(i64::from(outcome.settlement == Settlement::Delivered));
+                    .bind(i64::from(outcome.succeeded()));
             }
             query.execute(&mut *tx).await?;
         }
@@ -432,68 +398,44 @@ impl Store {
                     .as_ref()
                     .and_then(|a| a.status_code)
                     .map(i64::from);
-                let error = outcome.attempt.as_ref().and_then(|a| a.error.clone());
-                let (status, next, delivered_at, error) = match &outcome.settlement {
-                    Settlement::Delivered => ("Delivered", None, Some(to_ms(now)), None),
-                    Settlement::RetryAt(t) | Settlement::Released(t) => {
-                        ("Pending", Some(to_ms(*t)), None, error)
-                    }
-                    Settlement::Failed | Settlement::FailedAndDisable => {
-                        ("Failed", None, None, error)
-                    }
-                    Settlement::Skipped(reason) => ("Failed", None, None, Some(reason.clone())),
-                };
+                let settled = outcome.settled_state(now);
                 query = query
                     .bind(outcome.id.db())
                     .bind(outcome.lease_token.clone())
-                    .bind(status)
+                    .bind(settled.status.as_str())
                     .bind(i64::from(outcome.attempt.is_some()))
-                    .bind(next)
-                    .bind(delivered_at)
+                    .bind(settled.next_attempt_at.map(to_ms))
+                    .bind(settled.delivered_at.map(to_ms))
                     .bind(status_code)
-                    .bind(error)
+                    .bind(settled.last_error)
                     .bind(to_ms(now));
             }
             query.execute(&mut *tx).await?;
         }
 
-        self.record_endpoint_health(&mut tx, outcomes, now, disable_after)
-            .await?;
+        let health = delivery::endpoint_health(outcomes, now, disable_after);
+        self.record_endpoint_health(&mut tx, &health, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// An endpoint that succeeds is healthy again; one that has failed every attempt for
-    /// `disable_after`, or answered 410, is disabled.
     async fn record_endpoint_health(
         &self,
         tx: &mut Transaction<'static, Any>,
-        outcomes: &[DeliveryOutcome],
+        health: &EndpointHealth,
         now: DateTime<Utc>,
-        disable_after: Duration,
     ) -> Result<()> {
-        let mut healthy: Vec<WebhookId> = Vec::new();
-        let mut failing: Vec<WebhookId> = Vec::new();
-        let mut gone: Vec<WebhookId> = Vec::new();
-        for o in outcomes {
-            let Some(w) = o.webhook_id else { continue };
-            match o.settlement {
-                Settlement::Delivered => healthy.push(w),
-                Settlement::RetryAt(_) | Settlement::Failed => failing.push(w),
-                Settlement::FailedAndDisable => gone.push(w),
-                Settlement::Released(_) | Settlement::Skipped(_) => {}
-            }
-        }
-        failing.retain(|w| !healthy.contains(w));
-        for w in dedup(healthy) {
+        for w in &health.recovered {
             sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
                 .bind(w.db())
                 .execute(&mut **tx)
                 .await?;
         }
-        let cutoff =
-            now - chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::days(5));
-        for w in dedup(failing) {
+        let (active, disabled) = (
+            WebhookStatus::Active.as_str(),
+            WebhookStatus::Disabled.as_str(),
+        );
+        for w in &health.failing {
             sqlx::query(
                 "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
             )
@@ -501,26 +443,25 @@ impl Store {
             .bind(w.db())
             .execute(&mut **tx)
             .await?;
-            let reason = format!("every delivery failed for {} s", disable_after.as_secs());
-            let disabled = sqlx::query(
-                "UPDATE webhooks SET status = 'Disabled', disabled_reason = $1, updated_at = $2
-                 WHERE id = $3 AND status = 'Active' AND failing_since <= $4",
-            )
-            .bind(reason)
+            let done = sqlx::query(&format!(
+                "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2
+                 WHERE id = $3 AND status = '{active}' AND failing_since <= $4"
+            ))
+            .bind(health.failing_reason.to_string())
             .bind(to_ms(now))
             .bind(w.db())
-            .bind(to_ms(cutoff))
+            .bind(to_ms(health.disable_failing_since))
             .execute(&mut **tx)
             .await?;
-            if disabled.rows_affected() > 0 {
+            if done.rows_affected() > 0 {
                 tracing::warn!(webhook_id = %w, "webhook disabled after failing continuously");
             }
         }
-        for w in dedup(gone) {
-            sqlx::query(
-                "UPDATE webhooks SET status = 'Disabled', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'Active'",
-            )
-            .bind("the receiver answered 410 Gone")
+        for w in &health.gone {
+            sqlx::query(&format!(
+                "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = '{active}'"
+            ))
+            .bind(DisableReason::Gone.to_string())
             .bind(to_ms(now))
             .bind(w.db())
             .execute(&mut **tx)
@@ -557,10 +498,12 @@ impl Store {
         );
         self.insert_events(&mut tx, &events).await?;
         let delivery = DeliveryId::new();
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-             status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'webhook', $6, $7, 'Pending', 0, $8, $8, $8)",
-        )
+             status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, '{webhook}', $6, $7, '{pending}', 0, $8, $8, $8)",
+            webhook = Channel::Webhook.as_str(),
+            pending = DeliveryStatus::Pending.as_str(),
+        ))
         .bind(delivery.db())
         .bind(webhook.tenant_id.db())
         .bind(webhook.project_id.db())
@@ -586,11 +529,13 @@ impl Store {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET status = 'Pending', attempts = 0, next_attempt_at = $1, updated_at = $1,
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET status = '{pending}', attempts = 0, next_attempt_at = $1, updated_at = $1,
                     lease_token = NULL, lease_expires_at = NULL
-             WHERE webhook_id = $2 AND status = 'Failed' AND created_at >= $3",
-        )
+             WHERE webhook_id = $2 AND status = '{failed}' AND created_at >= $3",
+            pending = DeliveryStatus::Pending.as_str(),
+            failed = DeliveryStatus::Failed.as_str(),
+        ))
         .bind(to_ms(now))
         .bind(webhook.db())
         .bind(to_ms(since))
@@ -616,14 +561,14 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        if status == "Pending" {
+        if decode_status(&row.try_get::<String, _>("status")?)? == DeliveryStatus::Pending {
             return Ok(Some(false));
         }
-        sqlx::query(
-            "UPDATE deliveries SET status = 'Pending', attempts = 0, next_attempt_at = $1, updated_at = $1,
-                    lease_token = NULL, lease_expires_at = NULL WHERE id = $2 AND status <> 'Pending'",
-        )
+        sqlx::query(&format!(
+            "UPDATE deliveries SET status = '{pending}', attempts = 0, next_attempt_at = $1, updated_at = $1,
+                    lease_token = NULL, lease_expires_at = NULL WHERE id = $2 AND status <> '{pending}'",
+            pending = DeliveryStatus::Pending.as_str(),
+        ))
         .bind(to_ms(now))
         .bind(id.db())
         .execute(&self.pool)
@@ -656,7 +601,7 @@ impl Store {
                     delivery_id: r.try_get("delivery_id")?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
-                    delivery_status: r.try_get("delivery_status")?,
+                    delivery_status: decode_status(&r.try_get::<String, _>("delivery_status")?)?,
                     attempted_at: from_ms(r.try_get("attempted_at")?)?,
                     status_code: r.try_get("status_code")?,
                     latency_ms: r.try_get("latency_ms")?,
@@ -672,7 +617,7 @@ impl Store {
     pub async fn webhook_deliveries(
         &self,
         webhook: WebhookId,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         limit: u32,
         offset: u64,
     ) -> Result<Vec<DeliveryView>> {
@@ -688,18 +633,20 @@ impl Store {
             .bind(limit as i64)
             .bind(offset as i64);
         if let Some(s) = status {
-            query = query.bind(s.to_owned());
+            query = query.bind(s.as_str());
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
+                let status = decode_status(&r.try_get::<String, _>("status")?)?;
                 let next: i64 = r.try_get("next_attempt_at")?;
                 Ok(DeliveryView {
                     id: r.try_get("id")?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
-                    next_attempt_at: (status == "Pending").then(|| from_ms(next)).transpose()?,
+                    next_attempt_at: (status == DeliveryStatus::Pending)
+                        .then(|| from_ms(next))
+                        .transpose()?,
                     status,
                     attempts: r.try_get("attempts")?,
                     last_status_code: r.try_get("last_status_code")?,
@@ -716,9 +663,10 @@ impl Store {
 
     /// Earliest time a pending delivery becomes due, if any.
     pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'Pending'",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = '{pending}'",
+            pending = DeliveryStatus::Pending.as_str(),
+        ))
         .fetch_one(&self.pool)
         .await?;
         row.try_get::<Option<i64>, _>("due")?
@@ -731,13 +679,16 @@ impl Store {
     pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         let cutoff = to_ms(before);
         let mut removed = 0;
+        let pending = DeliveryStatus::Pending.as_str();
         for sql in [
-            "DELETE FROM delivery_attempts WHERE attempted_at < $1",
-            "DELETE FROM deliveries WHERE status <> 'Pending' AND updated_at < $1",
-            "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS \
-             (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = 'Pending')",
+            "DELETE FROM delivery_attempts WHERE attempted_at < $1".to_owned(),
+            format!("DELETE FROM deliveries WHERE status <> '{pending}' AND updated_at < $1"),
+            format!(
+                "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = '{pending}')"
+            ),
         ] {
-            removed += sqlx::query(sql)
+            removed += sqlx::query(&sql)
                 .bind(cutoff)
                 .execute(&self.pool)
                 .await?
@@ -747,10 +698,9 @@ impl Store {
     }
 }
 
-fn dedup(mut ids: Vec<WebhookId>) -> Vec<WebhookId> {
-    ids.sort();
-    ids.dedup();
-    ids
+pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
+    DeliveryStatus::parse(column)
+        .ok_or_else(|| StoreError::corrupt(format!("delivery status {column}")))
 }
 
 fn decode_claim(
@@ -759,12 +709,8 @@ fn decode_claim(
     lease_until: DateTime<Utc>,
 ) -> Result<ClaimedDelivery> {
     let channel: String = row.try_get("channel")?;
-    let channel = match channel.as_str() {
-        "webhook" => Channel::Webhook,
-        "callback" => Channel::Callback,
-        "push" => Channel::Push,
-        other => return Err(StoreError::corrupt(format!("channel {other}"))),
-    };
+    let channel = Channel::parse(&channel)
+        .ok_or_else(|| StoreError::corrupt(format!("channel {channel}")))?;
     let webhook_status: Option<String> = row.try_get("webhook_status")?;
     let (headers, secrets, retry_policy) = match channel {
         Channel::Webhook => (
@@ -826,18 +772,13 @@ fn decode_claim(
         secrets,
         retry_policy,
         endpoint_active: match channel {
-            Channel::Webhook => webhook_status.as_deref() == Some("Active"),
+            Channel::Webhook => {
+                webhook_status.as_deref().and_then(WebhookStatus::parse)
+                    == Some(WebhookStatus::Active)
+            }
             Channel::Callback => true,
             // A deleted worker has nobody left to tell.
             Channel::Push => row.try_get::<Option<String>, _>("push_secret")?.is_some(),
         },
     })
-}
-
-/// The secrets that sign a claimed delivery now.
-pub fn signing_secrets(secrets: &[SecretVersion], now: DateTime<Utc>) -> Vec<String> {
-    live_secrets(secrets, now)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
 }

@@ -26,10 +26,7 @@ use sqlx::{AnyPool, Connection, Executor};
 use tokio::sync::Notify;
 
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError};
-pub use deliveries::{
-    signing_secrets, AttemptEntry, AttemptLog, Channel, ClaimedDelivery, DeliveryOutcome,
-    DeliveryView, Lane, Settlement,
-};
+pub use deliveries::{AttemptEntry, ClaimedDelivery, DeliveryView, Lane};
 pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};

@@ -4,6 +4,7 @@ use sqlx::Row;
 
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, Store, StoreError};
+use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{ProjectId, TenantId, WebhookId};
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
@@ -117,10 +118,13 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM deliveries WHERE webhook_id = $1 AND status = 'Pending'")
-            .bind(id.db())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "DELETE FROM deliveries WHERE webhook_id = $1 AND status = '{pending}'",
+            pending = DeliveryStatus::Pending.as_str()
+        ))
+        .bind(id.db())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM webhook_progress WHERE webhook_id = $1")
             .bind(id.db())
             .execute(&mut *tx)
@@ -150,10 +154,14 @@ impl Store {
         let counts = format!(
             "SELECT webhook_id,
                     COUNT(*) AS total,
-                    COUNT(*) FILTER (WHERE status = 'Delivered') AS ok,
-                    COUNT(*) FILTER (WHERE status = 'Failed') AS failed,
-                    COUNT(*) FILTER (WHERE status = 'Pending') AS pending
-             FROM deliveries WHERE project_id = $1 AND channel = 'webhook'{one} GROUP BY webhook_id"
+                    COUNT(*) FILTER (WHERE status = '{delivered}') AS ok,
+                    COUNT(*) FILTER (WHERE status = '{failed}') AS failed,
+                    COUNT(*) FILTER (WHERE status = '{pending}') AS pending
+             FROM deliveries WHERE project_id = $1 AND channel = '{webhook}'{one} GROUP BY webhook_id",
+            delivered = DeliveryStatus::Delivered.as_str(),
+            failed = DeliveryStatus::Failed.as_str(),
+            pending = DeliveryStatus::Pending.as_str(),
+            webhook = Channel::Webhook.as_str(),
         );
         let rows = bind(&counts, project, only).fetch_all(&self.pool).await?;
         let timing = format!(

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use relais::delivery::signing::{generate_secret, SigningKey};
+use relais::outbound::signing::{generate_secret, SigningKey};
 use serde_json::json;
 
 use crate::both_backends;

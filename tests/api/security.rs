@@ -12,6 +12,7 @@ both_backends!(
     bad_input_gets_a_4xx_naming_the_field_and_creates_nothing,
     oversized_bodies_are_refused,
     worker_reports_are_checked,
+    special_purpose_targets_are_refused_at_registration,
 );
 
 async fn requests_without_a_valid_token_are_unauthorized(backend: Backend) {
@@ -355,4 +356,86 @@ async fn worker_reports_are_checked(backend: Backend) {
         status.body["progress"]["percentage"].is_null(),
         "a refused report changes nothing"
     );
+}
+
+/// The guard with private targets refused, as in production: every URL a tenant gives is
+/// refused when it names a special-purpose address in any form, and the error names it.
+async fn special_purpose_targets_are_refused_at_registration(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.delivery.allow_private_targets = false).await;
+    let step = |key: &str, callbacks: Value| json!({"operationKey": key, "operationName": key, "operationType": "Step", "callbacks": callbacks});
+    let cases = [
+        (
+            "/webhooks",
+            json!({"webhookUrl": "http://2130706433/hook"}),
+            "webhookUrl",
+        ),
+        (
+            "/webhooks",
+            json!({"webhookUrl": "http://[::ffff:0:7f00:1]/hook"}),
+            "webhookUrl",
+        ),
+        (
+            "/webhooks",
+            json!({"webhookUrl": "http://[64:ff9b::10.0.0.1]/hook"}),
+            "webhookUrl",
+        ),
+        (
+            "/webhooks",
+            json!({"webhookUrl": "http://[2001::1]/hook"}),
+            "webhookUrl",
+        ),
+        (
+            "/operation",
+            json!({"operationType": "T", "operationName": "n", "callbacks": {"onProgress": "http://0x7f.1/cb"}}),
+            "callbacks.onProgress",
+        ),
+        (
+            "/batch",
+            json!({"batchName": "b", "operations": [step("a", json!({}))],
+                   "batchCallbacks": {"onBatchComplete": "http://198.18.0.1/done"}}),
+            "batchCallbacks.onBatchComplete",
+        ),
+        (
+            "/batch",
+            json!({"batchName": "b", "operations": [
+                step("a", json!({"onCompletion": "http://[64:ff9b::5db8:d822]/a"})),
+                step("b", json!({"onCompletion": "http://[fec0::1]/b"})),
+            ]}),
+            "operations[1].callbacks.onCompletion",
+        ),
+        (
+            "/workers",
+            json!({"url": "http://[2002:a00:1::1]/run", "operationTypes": ["A"]}),
+            "url",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let r = app.post(&app.api(path), &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["field"], field, "{body}: {}", r.text);
+        assert!(
+            r.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("RELAIS_ALLOW_PRIVATE_TARGETS"),
+            "{}",
+            r.text
+        );
+    }
+    let list = app.get(&app.api("/operations")).await;
+    assert_eq!(list.body["summary"]["totalOperations"], 0);
+    let workers = app.get(&app.api("/workers")).await;
+    assert_eq!(workers.body["workers"], json!([]));
+    let webhooks = app.get(&app.api("/webhooks")).await;
+    assert_eq!(webhooks.body["webhooks"], json!([]));
+
+    // A public IPv4 address behind the well-known NAT64 prefix is public. (Registered
+    // only: nothing in this project produces an event, so nothing is sent to it.)
+    let r = app
+        .post(
+            &app.api("/webhooks"),
+            &json!({"webhookUrl": "http://[64:ff9b::5db8:d822]/hook"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
 }

@@ -1,7 +1,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use relais::delivery::signing::{verify, SigningKey};
+use relais::outbound::signing::{verify, SigningKey};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
