@@ -312,7 +312,7 @@ pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyho
     let relais = Relais::start(config).await?;
     let store = relais.store();
     let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::generate();
+    let token = crate::domain::auth::NewToken::from_random(rand::random());
     let scopes = [
         crate::domain::auth::Scope::OperationsWrite,
         crate::domain::auth::Scope::Workers,
@@ -468,7 +468,7 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
     let relais = Relais::start(config).await?;
     let store = relais.store();
     let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::generate();
+    let token = crate::domain::auth::NewToken::from_random(rand::random());
     store
         .insert_token(
             tenant,

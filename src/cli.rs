@@ -289,7 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     bail!("tenant {tenant} has no project {project}");
                 }
             }
-            let token = NewToken::generate();
+            let token = NewToken::from_random(rand::random());
             store
                 .insert_token(tenant, project, &scopes, &token.hash, clock::now())
                 .await?;

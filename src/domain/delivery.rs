@@ -464,6 +464,7 @@ mod tests {
             subject,
             &mut sequence,
             t(0),
+            std::iter::repeat_with(crate::domain::ids::EventId::new),
         )
         .remove(0)
     }

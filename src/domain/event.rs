@@ -92,7 +92,8 @@ pub struct Event {
 }
 
 impl Event {
-    /// Gives drafts their ids and consecutive sequence numbers after `last_sequence`.
+    /// Gives drafts their ids, drawn from `ids` (fresh ones, minted by the caller), and
+    /// consecutive sequence numbers after `last_sequence`.
     pub fn seal(
         drafts: Vec<EventDraft>,
         tenant_id: TenantId,
@@ -100,13 +101,15 @@ impl Event {
         subject: &str,
         last_sequence: &mut i64,
         now: DateTime<Utc>,
+        ids: impl IntoIterator<Item = EventId>,
     ) -> Vec<Event> {
         drafts
             .into_iter()
-            .map(|draft| {
+            .zip(ids)
+            .map(|(draft, id)| {
                 *last_sequence += 1;
                 Event {
-                    id: EventId::new(),
+                    id,
                     event_type: draft.event_type,
                     timestamp: now,
                     tenant_id,
@@ -152,6 +155,7 @@ mod tests {
             "op-x",
             &mut seq,
             now,
+            std::iter::repeat_with(EventId::new),
         );
         assert_eq!(
             events.iter().map(|e| e.sequence).collect::<Vec<_>>(),

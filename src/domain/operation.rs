@@ -15,7 +15,9 @@ use super::retry::RetryPolicy;
 
 mod attempt;
 
-pub use attempt::{Backoff, EndedLease, Lease, LeaseReport, PhaseReport, ProgressReport};
+pub use attempt::{
+    AttemptStart, Backoff, EndedLease, Lease, LeaseReport, PhaseReport, ProgressReport,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationStatus {
@@ -654,6 +656,14 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
     }
 
+    fn fresh(worker_id: Option<String>) -> AttemptStart {
+        AttemptStart {
+            execution_id: crate::domain::ids::ExecutionId::new(),
+            lease_token: LeaseToken::generate(),
+            worker_id,
+        }
+    }
+
     fn op() -> Operation {
         let spec = OperationSpec {
             operation_type: "Report".into(),
@@ -726,7 +736,9 @@ mod tests {
     #[test]
     fn a_leased_operation_runs_reports_and_completes() {
         let mut op = op();
-        let (lease, events) = op.start_attempt(t(1), Some("w-1".into()), TTL).unwrap();
+        let (lease, events) = op
+            .start_attempt(t(1), fresh(Some("w-1".into())), TTL)
+            .unwrap();
         assert_eq!(types(&events), vec![EventType::OperationStarted]);
         assert_eq!(op.status, OperationStatus::Running);
         assert_eq!(op.attempt, 1);
@@ -776,7 +788,7 @@ mod tests {
     #[test]
     fn a_stale_lease_token_changes_nothing() {
         let mut op = op();
-        op.start_attempt(t(1), None, TTL).unwrap();
+        op.start_attempt(t(1), fresh(None), TTL).unwrap();
         let before = op.clone();
         let err = op
             .complete(t(2), "lease_forged", OperationResult::default())
@@ -788,7 +800,7 @@ mod tests {
     #[test]
     fn a_retryable_failure_backs_off_then_the_last_attempt_fails_for_good() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         let error = OperationError {
             code: "X".into(),
             message: "boom".into(),
@@ -803,7 +815,7 @@ mod tests {
         assert!(!op.is_leaseable(t(10)));
         assert!(op.is_leaseable(t(11)));
 
-        let (lease, _) = op.start_attempt(t(11), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(11), fresh(None), TTL).unwrap();
         assert_eq!(op.attempt, 2);
         let events = op
             .fail(t(12), lease.as_str(), error, true, Backoff::EXACT)
@@ -816,7 +828,7 @@ mod tests {
     #[test]
     fn a_completion_repeated_with_its_lease_changes_nothing_and_a_failure_is_refused() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         let first = OperationResult {
             summary: json!({"rows": 1}),
             ..Default::default()
@@ -846,7 +858,7 @@ mod tests {
     #[test]
     fn a_failure_repeated_after_the_next_attempt_started_is_answered_as_the_first() {
         let mut op = op();
-        let (first, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (first, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         let error = OperationError {
             code: "X".into(),
             message: "boom".into(),
@@ -864,7 +876,7 @@ mod tests {
             ),
             (LeaseReport::Fail, OperationStatus::Running, 1, Some(t(11)))
         );
-        let (second, _) = op.start_attempt(t(11), None, TTL).unwrap();
+        let (second, _) = op.start_attempt(t(11), fresh(None), TTL).unwrap();
         let before = op.clone();
         let again = op
             .fail(t(12), first.as_str(), error.clone(), true, Backoff::EXACT)
@@ -885,7 +897,7 @@ mod tests {
     #[test]
     fn an_expired_lease_ends_no_attempt_by_report() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         op.expire_lease(t(30), Backoff::EXACT, 3);
         assert_eq!(op.ended_by(lease.as_str()), None);
         let error = OperationError {
@@ -900,7 +912,7 @@ mod tests {
     #[test]
     fn a_non_retryable_failure_ends_at_once() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         let error = OperationError {
             code: "BAD_INPUT".into(),
             message: "no".into(),
@@ -915,7 +927,7 @@ mod tests {
     #[test]
     fn an_expired_lease_is_taken_back_and_counts_as_an_attempt() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         assert!(op.expire_lease(t(29), Backoff::EXACT, 3).is_empty());
         assert!(op.lease.is_some(), "not expired yet");
         op.expire_lease(t(30), Backoff::EXACT, 3);
@@ -941,7 +953,7 @@ mod tests {
 
     /// Starts an attempt at `at` whose worker dies before reporting; expires it.
     fn lose_the_lease(op: &mut Operation, at: i64, max_lost: u32) -> Vec<EventDraft> {
-        op.start_attempt(t(at), None, TTL).unwrap();
+        op.start_attempt(t(at), fresh(None), TTL).unwrap();
         op.expire_lease(t(at + 30), Backoff::EXACT, max_lost)
     }
 
@@ -972,13 +984,13 @@ mod tests {
         lose_the_lease(&mut op, 0, 3);
         // This one heartbeats, then dies as the others did (a breakout running out of
         // memory): it counts.
-        let (lease, _) = op.start_attempt(t(100), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(100), fresh(None), TTL).unwrap();
         op.report_progress(t(101), lease.as_str(), ProgressReport::default(), TTL)
             .unwrap();
         assert!(op.expire_lease(t(131), Backoff::EXACT, 3).is_empty());
         assert_eq!(op.lost_leases, 2);
         // A failure its worker lived to report starts the count again.
-        let (lease, _) = op.start_attempt(t(500), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(500), fresh(None), TTL).unwrap();
         let error = OperationError {
             code: "X".into(),
             message: "reported".into(),
@@ -1009,7 +1021,7 @@ mod tests {
     #[test]
     fn cancelling_a_running_operation_tells_its_worker_and_refuses_its_completion() {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         let events = op
             .cancel(t(1), CancelRequest::default(), "tok".into())
             .unwrap();
@@ -1040,7 +1052,7 @@ mod tests {
             op.time_out(t(10_000)).is_empty(),
             "never started: the clock has not begun"
         );
-        let (lease, _) = op.start_attempt(t(100), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(100), fresh(None), TTL).unwrap();
         assert!(op.time_out(t(3699)).is_empty());
         let events = op.time_out(t(3700));
         assert_eq!(types(&events), vec![EventType::OperationTimeout]);
@@ -1059,7 +1071,7 @@ mod tests {
 
     fn failed_at_phase_three_of_four() -> Operation {
         let mut op = op();
-        let (lease, _) = op.start_attempt(t(0), None, TTL).unwrap();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
         for (name, status) in [
             ("p1", PhaseStatus::Completed),
             ("p2", PhaseStatus::Completed),

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use crate::clock;
 use crate::config::Config;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
-use crate::domain::operation::Backoff;
 use crate::executors::Registry;
 use crate::lease::Leases;
 use crate::store::{Backend, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
@@ -106,7 +105,7 @@ async fn reap_expired_leases(
             .expire_leases(
                 clock::now(),
                 EXPIRY_BATCH,
-                || Backoff::random(retry_time_scale),
+                || crate::lease::backoff(retry_time_scale),
                 max_lost_leases,
             )
             .await

@@ -25,6 +25,15 @@ use crate::store::{Store, StoreError};
 
 pub use held::{HeldLease, KeepAlive, Stopped};
 
+/// The wait before an operation's next attempt, with fresh jitter (`scale` multiplies
+/// the policy's delays: 1 in production).
+pub fn backoff(scale: f64) -> Backoff {
+    Backoff {
+        jitter: rand::random::<f64>(),
+        scale,
+    }
+}
+
 /// The operation a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OperationRef {
@@ -165,7 +174,7 @@ impl Leases {
         failure: Failure,
     ) -> Result<Failed, LeaseError> {
         let now = clock::now();
-        let backoff = Backoff::random(self.retry_time_scale);
+        let backoff = backoff(self.retry_time_scale);
         let reported = token.clone();
         let op = self
             .mutate(operation, now, move |op| {

@@ -495,6 +495,7 @@ impl Store {
             &subject,
             &mut sequence,
             now,
+            std::iter::repeat_with(crate::domain::ids::EventId::new),
         );
         self.insert_events(&mut tx, &events).await?;
         let delivery = DeliveryId::new();

@@ -15,7 +15,7 @@ use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{
-    Backoff, BatchMembership, Lease, Operation, OperationStatus, Priority,
+    AttemptStart, Backoff, BatchMembership, Lease, Operation, OperationStatus, Priority,
 };
 use crate::domain::requests::ListRequest;
 use crate::domain::worker::PushWorker;
@@ -302,7 +302,15 @@ impl Store {
         let mut events = Vec::new();
         for row in &rows {
             let mut op = decode_operation(row)?;
-            let Ok((token, drafts)) = op.start_attempt(now, request_worker(), lease_ttl) else {
+            let Ok((token, drafts)) = op.start_attempt(
+                now,
+                AttemptStart {
+                    execution_id: ExecutionId::new(),
+                    lease_token: LeaseToken::generate(),
+                    worker_id: request_worker(),
+                },
+                lease_ttl,
+            ) else {
                 continue;
             };
             events.extend(stage(&mut op, drafts, now));
@@ -806,6 +814,7 @@ pub(super) fn stage(
         &subject,
         &mut op.event_seq,
         now,
+        std::iter::repeat_with(crate::domain::ids::EventId::new),
     );
     events
         .into_iter()

@@ -339,7 +339,7 @@ pub async fn mint_token(
     scopes: &str,
 ) -> String {
     let scopes = Scope::parse_list(scopes).unwrap();
-    let token = NewToken::generate();
+    let token = NewToken::from_random(rand::random());
     store
         .insert_token(tenant, project, &scopes, &token.hash, chrono::Utc::now())
         .await

@@ -18,7 +18,8 @@ use super::{
 use crate::domain::event::{EventDraft, EventType};
 use crate::domain::ids::{BatchId, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{
-    Backoff, BatchMembership, Operation, OperationError, OperationResult, OperationStatus, Priority,
+    AttemptStart, Backoff, BatchMembership, Operation, OperationError, OperationResult,
+    OperationStatus, Priority,
 };
 use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
 use crate::domain::retry::RetryPolicy;
@@ -168,7 +169,15 @@ impl Sim {
     fn start(&mut self, key: &str) {
         let now = self.now();
         self.op_mut(key)
-            .start_attempt(now, None, Duration::from_secs(60))
+            .start_attempt(
+                now,
+                AttemptStart {
+                    execution_id: crate::domain::ids::ExecutionId::new(),
+                    lease_token: crate::domain::ids::LeaseToken::generate(),
+                    worker_id: None,
+                },
+                Duration::from_secs(60),
+            )
             .expect("leaseable");
     }
 

@@ -44,6 +44,14 @@ pub struct EndedLease {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// What a new attempt is given: its ids, minted by the caller, and who runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptStart {
+    pub execution_id: ExecutionId,
+    pub lease_token: LeaseToken,
+    pub worker_id: Option<String>,
+}
+
 /// How the wait before a retry is drawn: `jitter` in [0, 1) spreads retries ±10%;
 /// `scale` multiplies the policy's delays (1 in production; small in tests).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,13 +61,6 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn random(scale: f64) -> Self {
-        Backoff {
-            jitter: rand::random::<f64>(),
-            scale,
-        }
-    }
-
     /// No jitter, real time: for tests that need exact instants.
     pub const EXACT: Backoff = Backoff {
         jitter: 0.5,
@@ -125,9 +126,14 @@ impl Operation {
     pub fn start_attempt(
         &mut self,
         now: DateTime<Utc>,
-        worker_id: Option<String>,
+        start: AttemptStart,
         lease_ttl: Duration,
     ) -> Result<(LeaseToken, Vec<EventDraft>), TransitionError> {
+        let AttemptStart {
+            execution_id,
+            lease_token: token,
+            worker_id,
+        } = start;
         if !self.is_leaseable(now) {
             return Err(TransitionError::Illegal {
                 from: self.status,
@@ -140,8 +146,7 @@ impl Operation {
             self.timeout_at = now + self.timeout;
         }
         self.attempt += 1;
-        self.execution_id = Some(ExecutionId::new());
-        let token = LeaseToken::generate();
+        self.execution_id = Some(execution_id);
         self.lease = Some(Lease {
             token: token.clone(),
             worker_id,

@@ -611,6 +611,7 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
         &subject,
         &mut batch.event_seq,
         now,
+        std::iter::repeat_with(crate::domain::ids::EventId::new),
     )
     .into_iter()
     .map(|e| {
