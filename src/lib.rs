@@ -18,3 +18,4 @@ pub mod outbound;
 pub mod secrets;
 pub mod shared;
 pub mod store;
+pub mod trace;

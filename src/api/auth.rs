@@ -92,6 +92,8 @@ impl AppState {
         scope: Option<Scope>,
     ) -> Result<ProjectRef, ApiError> {
         let target = path.parse()?;
+        super::request_id::record("tenant_id", target.tenant);
+        super::request_id::record("project_id", target.project);
         if !principal.can_see(target.tenant, target.project) {
             return Err(ApiError::NotFound("project"));
         }

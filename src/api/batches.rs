@@ -38,9 +38,12 @@ pub struct BatchPath {
 
 impl BatchPath {
     fn batch_id(&self) -> Result<BatchId, ApiError> {
-        self.batch_id
+        let id: BatchId = self
+            .batch_id
             .parse()
-            .map_err(|e| FieldError::new("batchId", format!("{e}")).into())
+            .map_err(|e| FieldError::new("batchId", format!("{e}")))?;
+        super::request_id::record("batch_id", id);
+        Ok(id)
     }
 }
 
@@ -99,6 +102,7 @@ pub async fn submit(
 
     let now = clock::now();
     let id = BatchId::new();
+    super::request_id::record("batch_id", id);
     let mut batch = Batch::new(id, target.tenant, target.project, &spec, now);
     let mut estimates: HashMap<String, Option<Duration>> = HashMap::new();
     for member in &spec.members {

@@ -37,9 +37,12 @@ pub struct OperationPath {
 
 impl OperationPath {
     pub fn operation_id(&self) -> Result<OperationId, ApiError> {
-        self.operation_id
+        let id: OperationId = self
+            .operation_id
             .parse()
-            .map_err(|e| FieldError::new("operationId", format!("{e}")).into())
+            .map_err(|e| FieldError::new("operationId", format!("{e}")))?;
+        super::request_id::record("operation_id", id);
+        Ok(id)
     }
 }
 
@@ -90,6 +93,7 @@ pub async fn start(
 
     let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
+    super::request_id::record("operation_id", op.id);
     let estimate = typical_duration(&state, target, &op.operation_type).await?;
     let response = json!({
         "operationId": op.id,

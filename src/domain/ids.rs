@@ -62,7 +62,11 @@ macro_rules! uuid_id {
                 let bare = s.strip_prefix($prefix).unwrap_or(s);
                 Uuid::try_parse(bare).map(Self).map_err(|_| InvalidId {
                     kind: $kind,
-                    expected: concat!("a GUID", " (optionally prefixed with `", $prefix, "`)"),
+                    expected: if $prefix.is_empty() {
+                        "a GUID"
+                    } else {
+                        concat!("a GUID (optionally prefixed with `", $prefix, "`)")
+                    },
                     value: s.chars().take(80).collect(),
                 })
             }
@@ -207,7 +211,9 @@ mod tests {
     fn non_guids_are_rejected_with_the_kind_named() {
         let err = "op-123".parse::<OperationId>().unwrap_err();
         assert_eq!(err.kind, "operation id");
-        assert!("not-a-guid".parse::<TenantId>().is_err());
+        let err = "not-a-guid".parse::<TenantId>().unwrap_err();
+        assert_eq!(err.expected, "a GUID", "no empty prefix to mention");
+        assert!(err.to_string().contains("a GUID"));
         assert!("".parse::<ProjectId>().is_err());
     }
 
