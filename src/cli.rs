@@ -114,8 +114,12 @@ pub enum TenantCommand {
         #[arg(long)]
         name: String,
         /// Print one JSON object instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "env")]
         json: bool,
+        /// Print `export RELAIS_TENANT=… RELAIS_PROJECT=…` lines, for `eval` in a shell
+        /// (the other commands read these variables).
+        #[arg(long)]
+        env: bool,
     },
     /// Delete a tenant and everything Relais keeps for it: its projects, tokens,
     /// operations, batches, events, pending and past deliveries, webhooks, push workers,
@@ -158,17 +162,20 @@ pub enum ProjectCommand {
 pub enum TokenCommand {
     /// Create a bearer token; it is printed once and only its SHA-256 is stored.
     Create {
-        #[arg(long)]
+        #[arg(long, env = "RELAIS_TENANT")]
         tenant: TenantId,
         /// Bind the token to one project (default: every project of the tenant).
-        #[arg(long)]
+        #[arg(long, env = "RELAIS_PROJECT")]
         project: Option<ProjectId>,
         /// Comma-separated: operations:read, operations:write, webhooks:manage, workers, admin.
         #[arg(long, default_value = "operations:read,operations:write")]
         scopes: String,
         /// Print one JSON object instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "env")]
         json: bool,
+        /// Print an `export RELAIS_TOKEN=…` line, for `eval` in a shell.
+        #[arg(long)]
+        env: bool,
     },
 }
 
@@ -202,7 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant {
-            command: TenantCommand::Create { name, json },
+            command: TenantCommand::Create { name, json, env },
         } => {
             let name = name.trim();
             if name.is_empty() {
@@ -215,6 +222,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "{}",
                     json!({"tenantId": tenant, "projectId": project, "name": name})
                 );
+            } else if env {
+                println!("export RELAIS_TENANT={tenant}\nexport RELAIS_PROJECT={project}");
             } else {
                 println!("tenant  {tenant}\nproject {project}");
             }
@@ -277,6 +286,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     project,
                     scopes,
                     json,
+                    env,
                 },
         } => {
             let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
@@ -299,6 +309,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "{}",
                     json!({"token": token.secret, "tenantId": tenant, "projectId": project, "scopes": scope_names})
                 );
+            } else if env {
+                println!("export RELAIS_TOKEN={}", token.secret);
             } else {
                 println!("{}", token.secret);
                 eprintln!("Store this token now: it cannot be shown again.");

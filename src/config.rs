@@ -30,8 +30,17 @@ pub struct ServeArgs {
     /// Multiplies every retry delay (1 = as configured; tests use small values).
     #[arg(long, env = "RELAIS_RETRY_TIME_SCALE", default_value_t = 1.0)]
     pub retry_time_scale: f64,
-    /// Allow webhooks, callbacks and workers on private, loopback and link-local addresses.
-    #[arg(long, env = "RELAIS_ALLOW_PRIVATE_TARGETS", default_value_t = false)]
+    /// Allow webhooks, callbacks and workers on private, loopback and link-local addresses
+    /// (for local development; true/false, 1/0, yes/no, on/off).
+    #[arg(
+        long,
+        env = "RELAIS_ALLOW_PRIVATE_TARGETS",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_private_targets: bool,
     /// Seconds an endpoint may fail every delivery before it is disabled (default 5 days).
     #[arg(long, env = "RELAIS_ENDPOINT_DISABLE_AFTER", default_value_t = 432_000)]

@@ -17,6 +17,7 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod push_workers;
+mod quickstart;
 mod security;
 mod webhooks;
 mod workers;
