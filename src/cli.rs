@@ -415,3 +415,35 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// An error and its causes, one per line, each said once: many errors repeat their
+/// cause's message in their own, which a plain chain would print two or three times.
+pub fn describe_error(error: &anyhow::Error) -> String {
+    let mut lines = vec![format!("error: {error}")];
+    let mut said = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+            said.push_str(&text);
+        }
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_message_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let error = anyhow::Error::new(io)
+            .context("error communicating with database: Connection refused")
+            .context("connecting to the database at postgres://db");
+        assert_eq!(
+            describe_error(&error),
+            "error: connecting to the database at postgres://db\n  caused by: error communicating with database: Connection refused"
+        );
+    }
+}

@@ -1,3 +1,5 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use relais::cli::{self, Cli, Command};
 
@@ -7,7 +9,7 @@ use relais::cli::{self, Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = if matches!(cli.command, Command::Serve(_)) {
         "info"
@@ -15,5 +17,11 @@ async fn main() -> anyhow::Result<()> {
         "warn"
     };
     cli::init_logging(cli.log_format, level);
-    cli::run(cli).await
+    match cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", cli::describe_error(&error));
+            ExitCode::FAILURE
+        }
+    }
 }
