@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::event::{EventDraft, EventType};
-use super::ids::{BatchId, ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
+use super::ids::{BatchId, ExecutionId, OperationId, ProjectId, TenantId};
 use super::requests::{Callbacks, Notifications, OperationSpec};
 use super::retry::RetryPolicy;
 
@@ -583,39 +583,6 @@ impl Operation {
                 .map(|p| json!({"phaseName": p.phase_name, "status": p.status, "results": p.results}))
                 .collect(),
             artifacts: Vec::new(),
-        })
-    }
-
-    /// What a worker is handed for an attempt, pulled or pushed: the operation, its lease,
-    /// and what earlier runs left (checkpoints by phase, completed phases, where to resume).
-    pub fn work_order(&self, lease: &LeaseToken, heartbeat: Duration) -> Value {
-        let checkpoints: serde_json::Map<String, Value> = self
-            .phases
-            .iter()
-            .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
-            .collect();
-        let completed: Vec<&Phase> = self
-            .phases
-            .iter()
-            .filter(|p| p.status == PhaseStatus::Completed)
-            .collect();
-        let millis = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        json!({
-            "operationId": self.id,
-            "operationType": self.operation_type,
-            "operationName": self.operation_name,
-            "priority": self.priority,
-            "parameters": self.parameters,
-            "attempt": self.attempt,
-            "maxAttempts": self.max_attempts(),
-            "leaseToken": lease.as_str(),
-            "leaseExpiresAt": self.lease.as_ref().map(|l| millis(l.expires_at)),
-            "heartbeatTimeout": heartbeat.as_secs_f64(),
-            "timeoutAt": millis(self.timeout_at),
-            "checkpoints": checkpoints,
-            "completedPhases": completed,
-            "resumeFromPhase": self.resume_from_phase,
-            "dependencyResults": self.batch.as_ref().and_then(|b| b.inputs.clone()).unwrap_or_else(|| json!({})),
         })
     }
 
