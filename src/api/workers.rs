@@ -9,10 +9,11 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::opt_time;
 use super::operations::OperationPath;
+use super::wire::workers::{CompleteBody, FailBody, LeaseBody, ProgressBody};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
-use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
+use crate::domain::operation::LeaseRequest;
 use crate::lease::{Failure, OperationRef, WorkOrder};
 
 /// The answer to a lease request: an empty list when the wait passed with no work.

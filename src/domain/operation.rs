@@ -10,12 +10,19 @@ use serde_json::{json, Value};
 
 use super::event::{EventDraft, EventType};
 use super::ids::{BatchId, ExecutionId, OperationId, ProjectId, TenantId};
-use super::requests::{Callbacks, Notifications, OperationSpec};
 use super::retry::RetryPolicy;
 
 mod attempt;
+mod spec;
 
-pub use attempt::{Backoff, EndedLease, Lease, LeaseReport, PhaseReport, ProgressReport};
+pub use attempt::{
+    checked_lease_batch, checked_lease_wait, checked_percentage, Backoff, EndedLease, Lease,
+    LeaseReport, LeaseRequest, PhaseReport, ProgressReport, MAX_LEASE_BATCH, MAX_WAIT_SECONDS,
+};
+pub use spec::{
+    checked_operation_type, checked_timeout, Callbacks, Notifications, SlackNotification,
+    DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TYPE_LEN,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationStatus {
@@ -247,6 +254,39 @@ pub struct CancelRequest {
     pub preserve_partial_results: bool,
     pub force_termination: bool,
     pub notify_callbacks: bool,
+}
+
+/// A checked request to run an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationSpec {
+    pub operation_type: String,
+    pub operation_name: String,
+    pub description: Option<String>,
+    pub priority: Priority,
+    pub parameters: Value,
+    pub callbacks: Callbacks,
+    pub notifications: Notifications,
+    pub timeout: Duration,
+    pub retry_policy: RetryPolicy,
+}
+
+/// Which operations a listing shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationFilter {
+    pub status: Option<OperationStatus>,
+    pub operation_type: Option<String>,
+    pub priority: Option<Priority>,
+    pub date_from: Option<DateTime<Utc>>,
+    pub date_to: Option<DateTime<Utc>>,
+}
+
+/// A checked listing: the filter and one page of what it selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub filter: OperationFilter,
+    pub include_details: bool,
+    pub page: u32,
+    pub page_size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -615,7 +655,6 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::requests::OperationSpec;
 
     fn t(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()

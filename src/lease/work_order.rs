@@ -90,8 +90,9 @@ mod tests {
 
     use super::*;
     use crate::domain::ids::{BatchId, ProjectId, TenantId};
-    use crate::domain::operation::{BatchMembership, Lease};
-    use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
+    use crate::domain::operation::{
+        BatchMembership, Callbacks, Lease, Notifications, OperationSpec,
+    };
     use crate::domain::retry::RetryPolicy;
 
     fn t(seconds: i64) -> DateTime<Utc> {
