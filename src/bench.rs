@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
 
+use crate::api::wire::operations::StartOperationBody;
 use crate::app::Relais;
 use crate::clock;
 use crate::config::Config;
 use crate::domain::event::EventType;
 use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
-use crate::domain::operation::{Operation, Priority};
-use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
+use crate::domain::operation::{Callbacks, Notifications, Operation, OperationSpec, Priority};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
@@ -648,7 +648,7 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
         for threads in &args.threads {
             let parameters = serde_json::json!({"dictionaries": ["CEN2000"], "threads": threads,
                 "overwrite": true, "chunk_size": args.chunk_size});
-            let spec: OperationSpec = serde_json::from_value::<crate::domain::requests::StartOperationBody>(
+            let spec: OperationSpec = serde_json::from_value::<StartOperationBody>(
                 serde_json::json!({"operationType": crate::executors::breakout::OPERATION_TYPE,
                     "operationName": "bench breakout", "parameters": parameters}),
             )?

@@ -15,13 +15,14 @@ use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
 use super::idempotency::Idempotency;
 use super::operations::{check_targets, parse_query, typical_duration};
+use super::wire::batches::SubmitBatchBody;
+use super::wire::query::parse_uint;
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
-use crate::domain::batch::{self, Batch, BatchSpec, BatchStatus, SubmitBatchBody};
+use crate::domain::batch::{self, Batch, BatchSpec, BatchStatus};
 use crate::domain::ids::{BatchId, OperationId};
 use crate::domain::operation::{BatchMembership, Operation, OperationStatus};
-use crate::domain::requests::parse_uint;
 use crate::domain::FieldError;
 use crate::store::{BatchCancelError, BatchMember, BatchRetryError, CreateOutcome};
 

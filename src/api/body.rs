@@ -122,7 +122,7 @@ fn without_position(error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::requests::StartOperationBody;
+    use crate::api::wire::operations::StartOperationBody;
 
     fn field_of(body: &str) -> String {
         match parse::<StartOperationBody>(body.as_bytes()) {

@@ -10,10 +10,10 @@ use serde_json::json;
 use super::auth::ProjectPath;
 use super::error::ApiError;
 use super::operations::parse_query;
+use super::wire::query::parse_time;
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::event::EventType;
-use crate::domain::requests::parse_time;
 use crate::domain::FieldError;
 use crate::store::FeedCursor;
 

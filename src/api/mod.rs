@@ -16,6 +16,7 @@ pub mod push_workers;
 pub mod request_id;
 pub mod text;
 pub mod webhooks;
+pub mod wire;
 pub mod workers;
 
 use actix_web::web::{self, delete, get, post, put};

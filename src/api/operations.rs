@@ -13,13 +13,13 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::{between, human_duration, opt_time, time};
 use super::idempotency::Idempotency;
+use super::wire::operations::{CancelBody, ListQuery, RetryBody, StartOperationBody};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
-use crate::domain::operation::{CancelRequest, Operation, OperationStatus, PhaseStatus};
-use crate::domain::requests::{
-    CancelBody, ListQuery, ListRequest, OperationSpec, RetryBody, StartOperationBody,
+use crate::domain::operation::{
+    CancelRequest, ListRequest, Operation, OperationSpec, OperationStatus, PhaseStatus,
 };
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;

@@ -14,15 +14,16 @@ use super::error::ApiError;
 use super::format::{opt_time, time};
 use super::idempotency::Idempotency;
 use super::operations::parse_query;
+use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::wire::webhooks::WebhookBody;
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, WebhookId};
-use crate::domain::requests::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::domain::webhook::{
-    live_secrets, rotate, SecretVersion, Webhook, WebhookBody, WebhookSpec, WebhookStatus,
+    live_secrets, rotate, SecretVersion, Webhook, WebhookSpec, WebhookStatus,
 };
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;

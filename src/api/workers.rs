@@ -1,18 +1,26 @@
 //! The worker protocol: lease, progress (the heartbeat), complete, fail.
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::auth::ProjectPath;
 use super::body::Body;
 use super::error::ApiError;
 use super::format::opt_time;
 use super::operations::OperationPath;
+use super::wire::workers::{CompleteBody, FailBody, LeaseBody, ProgressBody};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
-use crate::domain::requests::{CompleteBody, FailBody, LeaseBody, LeaseRequest, ProgressBody};
-use crate::lease::{Failure, OperationRef};
+use crate::domain::operation::LeaseRequest;
+use crate::lease::{Failure, OperationRef, WorkOrder};
+
+/// The answer to a lease request: an empty list when the wait passed with no work.
+#[derive(Debug, Serialize)]
+struct Leased<'a> {
+    leases: Vec<WorkOrder<'a>>,
+}
 
 pub async fn lease(
     state: web::Data<AppState>,
@@ -33,11 +41,11 @@ pub async fn lease(
         .wait_for_work(target.tenant, target.project, &request)
         .await?;
     let heartbeat = state.leases.lease_ttl();
-    let leases: Vec<Value> = leased
+    let leases = leased
         .iter()
-        .map(|(op, token)| op.work_order(token, heartbeat))
+        .map(|(op, token)| WorkOrder::new(op, token, heartbeat))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "leases": leases })))
+    Ok(HttpResponse::Ok().json(Leased { leases }))
 }
 
 /// The operation the path names, once the principal may report on it.

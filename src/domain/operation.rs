@@ -9,14 +9,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::event::{EventDraft, EventType};
-use super::ids::{BatchId, ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
-use super::requests::{Callbacks, Notifications, OperationSpec};
+use super::ids::{BatchId, ExecutionId, OperationId, ProjectId, TenantId};
 use super::retry::RetryPolicy;
 
 mod attempt;
+mod spec;
 
 pub use attempt::{
-    AttemptStart, Backoff, EndedLease, Lease, LeaseReport, PhaseReport, ProgressReport,
+    checked_lease_batch, checked_lease_wait, checked_percentage, AttemptStart, Backoff, EndedLease,
+    Lease, LeaseReport, LeaseRequest, PhaseReport, ProgressReport, MAX_LEASE_BATCH,
+    MAX_WAIT_SECONDS,
+};
+pub use spec::{
+    checked_operation_type, checked_timeout, Callbacks, Notifications, SlackNotification,
+    DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TYPE_LEN,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -249,6 +255,39 @@ pub struct CancelRequest {
     pub preserve_partial_results: bool,
     pub force_termination: bool,
     pub notify_callbacks: bool,
+}
+
+/// A checked request to run an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationSpec {
+    pub operation_type: String,
+    pub operation_name: String,
+    pub description: Option<String>,
+    pub priority: Priority,
+    pub parameters: Value,
+    pub callbacks: Callbacks,
+    pub notifications: Notifications,
+    pub timeout: Duration,
+    pub retry_policy: RetryPolicy,
+}
+
+/// Which operations a listing shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationFilter {
+    pub status: Option<OperationStatus>,
+    pub operation_type: Option<String>,
+    pub priority: Option<Priority>,
+    pub date_from: Option<DateTime<Utc>>,
+    pub date_to: Option<DateTime<Utc>>,
+}
+
+/// A checked listing: the filter and one page of what it selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub filter: OperationFilter,
+    pub include_details: bool,
+    pub page: u32,
+    pub page_size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -588,39 +627,6 @@ impl Operation {
         })
     }
 
-    /// What a worker is handed for an attempt, pulled or pushed: the operation, its lease,
-    /// and what earlier runs left (checkpoints by phase, completed phases, where to resume).
-    pub fn work_order(&self, lease: &LeaseToken, heartbeat: Duration) -> Value {
-        let checkpoints: serde_json::Map<String, Value> = self
-            .phases
-            .iter()
-            .filter_map(|p| p.checkpoint.clone().map(|c| (p.phase_name.clone(), c)))
-            .collect();
-        let completed: Vec<&Phase> = self
-            .phases
-            .iter()
-            .filter(|p| p.status == PhaseStatus::Completed)
-            .collect();
-        let millis = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        json!({
-            "operationId": self.id,
-            "operationType": self.operation_type,
-            "operationName": self.operation_name,
-            "priority": self.priority,
-            "parameters": self.parameters,
-            "attempt": self.attempt,
-            "maxAttempts": self.max_attempts(),
-            "leaseToken": lease.as_str(),
-            "leaseExpiresAt": self.lease.as_ref().map(|l| millis(l.expires_at)),
-            "heartbeatTimeout": heartbeat.as_secs_f64(),
-            "timeoutAt": millis(self.timeout_at),
-            "checkpoints": checkpoints,
-            "completedPhases": completed,
-            "resumeFromPhase": self.resume_from_phase,
-            "dependencyResults": self.batch.as_ref().and_then(|b| b.inputs.clone()).unwrap_or_else(|| json!({})),
-        })
-    }
-
     /// The `data` of every operation event: enough for a receiver to act without a lookup.
     pub fn snapshot(&self) -> Value {
         let mut snapshot = json!({
@@ -650,7 +656,6 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::requests::OperationSpec;
 
     fn t(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
@@ -659,7 +664,7 @@ mod tests {
     fn fresh(worker_id: Option<String>) -> AttemptStart {
         AttemptStart {
             execution_id: crate::domain::ids::ExecutionId::new(),
-            lease_token: LeaseToken::generate(),
+            lease_token: crate::domain::ids::LeaseToken::generate(),
             worker_id,
         }
     }

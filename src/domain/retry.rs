@@ -54,19 +54,19 @@ impl RetryPolicy {
     }
 }
 
-/// The request form: every field optional, defaults filled from a base policy.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RetryPolicyBody {
+/// A policy given in part (by a request): each number left out is taken from a base
+/// policy, the original operation's or the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RetryOverrides {
     pub max_retries: Option<i64>,
     pub retry_delay: Option<f64>,
     pub backoff_multiplier: Option<f64>,
     pub max_delay: Option<f64>,
 }
 
-impl RetryPolicyBody {
+impl RetryOverrides {
     /// `field` is the JSON path of the policy in the request, used to name bad fields.
-    pub fn into_policy(self, base: RetryPolicy, field: &str) -> Result<RetryPolicy, FieldError> {
+    pub fn apply_to(self, base: RetryPolicy, field: &str) -> Result<RetryPolicy, FieldError> {
         let max_retries = match self.max_retries {
             None => base.max_retries,
             Some(n) if (0..=MAX_RETRIES_CAP as i64).contains(&n) => n as u32,
@@ -139,24 +139,24 @@ mod tests {
 
     #[test]
     fn a_policy_without_max_delay_still_grows() {
-        let p = RetryPolicyBody {
+        let p = RetryOverrides {
             max_retries: Some(3),
             retry_delay: Some(300.0),
             backoff_multiplier: Some(2.0),
             max_delay: None,
         }
-        .into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
+        .apply_to(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
         .unwrap();
         assert_eq!(p.delay_after(2).as_secs(), 600);
     }
 
     #[test]
-    fn body_defaults_come_from_the_base_policy() {
-        let p = RetryPolicyBody {
+    fn numbers_left_out_come_from_the_base_policy() {
+        let p = RetryOverrides {
             max_retries: Some(2),
             ..Default::default()
         }
-        .into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
+        .apply_to(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
         .unwrap();
         assert_eq!(p.max_retries, 2);
         assert_eq!(p.retry_delay, RetryPolicy::OPERATION_DEFAULT.retry_delay);
@@ -165,27 +165,28 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_field() {
-        let bad = |body: RetryPolicyBody| {
-            body.into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
+        let bad = |overrides: RetryOverrides| {
+            overrides
+                .apply_to(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")
                 .unwrap_err()
                 .field
         };
-        let negative_delay = RetryPolicyBody {
+        let negative_delay = RetryOverrides {
             retry_delay: Some(-1.0),
             ..Default::default()
         };
         assert_eq!(bad(negative_delay), "retryPolicy.retryDelay");
-        let shrinking = RetryPolicyBody {
+        let shrinking = RetryOverrides {
             backoff_multiplier: Some(0.5),
             ..Default::default()
         };
         assert_eq!(bad(shrinking), "retryPolicy.backoffMultiplier");
-        let too_many = RetryPolicyBody {
+        let too_many = RetryOverrides {
             max_retries: Some(1000),
             ..Default::default()
         };
         assert_eq!(bad(too_many), "retryPolicy.maxRetries");
-        let inverted = RetryPolicyBody {
+        let inverted = RetryOverrides {
             retry_delay: Some(100.0),
             max_delay: Some(10.0),
             ..Default::default()

@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use super::event::EventType;
 use super::ids::{ProjectId, TenantId, WebhookId};
-use super::operation::Priority;
-use super::requests::http_url;
-use super::retry::{RetryPolicy, RetryPolicyBody};
+use super::operation::{checked_percentage, Priority};
+use super::retry::RetryPolicy;
 use super::FieldError;
 
+pub const MAX_WEBHOOK_NAME_LEN: usize = 200;
 pub const MAX_HEADERS: usize = 20;
 /// Headers a user may not set: they carry the signature or are the transport's own.
 const RESERVED_HEADERS: [&str; 7] = [
@@ -57,6 +57,16 @@ pub struct WebhookFilters {
     pub priorities: Vec<Priority>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_progress_increment: Option<f64>,
+}
+
+impl WebhookFilters {
+    /// `field` is where the filters are.
+    pub fn check(&self, field: &str) -> Result<(), FieldError> {
+        if let Some(step) = self.min_progress_increment {
+            checked_percentage(step, &format!("{field}.minProgressIncrement"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A secret that signs deliveries; an old one keeps signing until `expires_at`.
@@ -169,37 +179,6 @@ impl Webhook {
     }
 }
 
-/// `POST …/async/webhooks` and `PUT …/webhooks/{id}`, as seed 001 shows them.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookBody {
-    pub webhook_url: String,
-    pub webhook_name: Option<String>,
-    pub events: Option<Vec<String>>,
-    pub filters: Option<FiltersBody>,
-    pub authentication: Option<AuthenticationBody>,
-    pub retry_policy: Option<RetryPolicyBody>,
-    pub headers: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FiltersBody {
-    #[serde(default)]
-    pub operation_types: Vec<String>,
-    #[serde(default)]
-    pub priorities: Vec<Priority>,
-    pub min_progress_increment: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthenticationBody {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub secret: Option<String>,
-}
-
 /// A checked webhook registration. `secret: None` asks for a generated one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
@@ -212,125 +191,68 @@ pub struct WebhookSpec {
     pub secret: Option<String>,
 }
 
-impl TryFrom<WebhookBody> for WebhookSpec {
-    type Error = FieldError;
-
-    fn try_from(body: WebhookBody) -> Result<Self, FieldError> {
-        let url = http_url(&body.webhook_url, "webhookUrl")?;
-        let name = match body.webhook_name.as_deref().map(str::trim) {
-            None | Some("") => url.host_str().unwrap_or("webhook").to_owned(),
-            Some(n) if n.chars().count() > 200 => {
-                return Err(FieldError::new(
-                    "webhookName",
-                    "must be at most 200 characters",
-                ))
-            }
-            Some(n) => n.to_owned(),
-        };
-        let events = match body.events {
-            None => Vec::new(),
-            Some(list) if list.is_empty() => {
-                return Err(FieldError::new(
-                    "events",
-                    "must list at least one event type (leave it out to receive every event)",
-                ))
-            }
-            Some(list) => {
-                let mut events = Vec::with_capacity(list.len());
-                for (i, name) in list.iter().enumerate() {
-                    let t = EventType::parse(name).ok_or_else(|| {
-                        let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                        FieldError::new(
-                            format!("events[{i}]"),
-                            format!("unknown event type `{name}`; known: {}", known.join(", ")),
-                        )
-                    })?;
-                    if !events.contains(&t) {
-                        events.push(t);
-                    }
-                }
-                events
-            }
-        };
-        let filters = body.filters.unwrap_or_default();
-        if let Some(step) = filters.min_progress_increment {
-            if !(step.is_finite() && (0.0..=100.0).contains(&step)) {
-                return Err(FieldError::new(
-                    "filters.minProgressIncrement",
-                    "must be between 0 and 100",
-                ));
-            }
+/// The event types an endpoint subscribes to: at least one (an endpoint that wants every
+/// event leaves the list out), each a known type; a repeated one counts once.
+pub fn checked_event_types(names: &[String], field: &str) -> Result<Vec<EventType>, FieldError> {
+    if names.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "must list at least one event type (leave it out to receive every event)",
+        ));
+    }
+    let mut events = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let t = EventType::parse(name).ok_or_else(|| {
+            let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            FieldError::new(
+                format!("{field}[{i}]"),
+                format!("unknown event type `{name}`; known: {}", known.join(", ")),
+            )
+        })?;
+        if !events.contains(&t) {
+            events.push(t);
         }
-        let filters = WebhookFilters {
-            operation_types: filters.operation_types,
-            priorities: filters.priorities,
-            min_progress_increment: filters.min_progress_increment,
-        };
-        let secret = match body.authentication {
-            None => None,
-            Some(auth) => {
-                if let Some(kind) = auth.kind.as_deref() {
-                    if !kind.eq_ignore_ascii_case("hmac-sha256") {
-                        return Err(FieldError::new(
-                            "authentication.type",
-                            "only `hmac-sha256` is supported",
-                        ));
-                    }
-                }
-                match auth.secret {
-                    Some(s) if s.len() < 8 || s.len() > 256 => {
-                        return Err(FieldError::new(
-                            "authentication.secret",
-                            "must be 8 to 256 characters",
-                        ))
-                    }
-                    other => other,
-                }
-            }
-        };
-        let retry_policy = body
-            .retry_policy
-            .unwrap_or_default()
-            .into_policy(RetryPolicy::WEBHOOK_DEFAULT, "retryPolicy")?;
-        let headers = body.headers.unwrap_or_default();
-        if headers.len() > MAX_HEADERS {
+    }
+    Ok(events)
+}
+
+/// Deliveries are signed the Standard Webhooks way, and in no other.
+pub fn check_signature_type(kind: &str, field: &str) -> Result<(), FieldError> {
+    if !kind.eq_ignore_ascii_case("hmac-sha256") {
+        return Err(FieldError::new(field, "only `hmac-sha256` is supported"));
+    }
+    Ok(())
+}
+
+/// Headers an endpoint wants on every delivery: at most [`MAX_HEADERS`], none that Relais
+/// sets itself, valid names, no control characters in values. `field` is where they are.
+pub fn check_headers(headers: &BTreeMap<String, String>, field: &str) -> Result<(), FieldError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in headers {
+        let at = format!("{field}.{name}");
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(FieldError::new(
-                "headers",
-                format!("at most {MAX_HEADERS} headers"),
+                at,
+                "is set by Relais and cannot be overridden",
             ));
         }
-        for (name, value) in &headers {
-            let field = format!("headers.{name}");
-            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(FieldError::new(
-                    field,
-                    "is set by Relais and cannot be overridden",
-                ));
-            }
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(FieldError::new(field, "is not a valid header name"));
-            }
-            if value.bytes().any(|b| b.is_ascii_control()) {
-                return Err(FieldError::new(
-                    field,
-                    "must not contain control characters",
-                ));
-            }
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(FieldError::new(at, "is not a valid header name"));
         }
-        Ok(WebhookSpec {
-            url,
-            name,
-            events,
-            filters,
-            retry_policy,
-            headers,
-            secret,
-        })
+        if value.bytes().any(|b| b.is_ascii_control()) {
+            return Err(FieldError::new(at, "must not contain control characters"));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,43 +346,50 @@ mod tests {
     }
 
     #[test]
-    fn registrations_are_checked_field_by_field() {
-        let spec = |body: Value| {
-            WebhookSpec::try_from(serde_json::from_value::<WebhookBody>(body).unwrap())
-        };
-        let ok = spec(json!({
-            "webhookUrl": "https://your-app.com/webhooks/async-operations",
-            "webhookName": "Main Operations Webhook",
-            "events": ["operation.started", "operation.completed"],
-            "filters": {"operationTypes": ["A"], "priorities": ["High"], "minProgressIncrement": 10},
-            "authentication": {"type": "hmac-sha256", "secret": "your-webhook-secret-key"},
-            "retryPolicy": {"maxRetries": 5, "retryDelay": 60, "backoffMultiplier": 2.0, "maxDelay": 3600},
-            "headers": {"X-Source": "mindzie-api"}
-        }))
+    fn subscriptions_name_known_event_types_once() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let events = checked_event_types(
+            &names(&["operation.completed", "operation.completed"]),
+            "events",
+        )
         .unwrap();
-        assert_eq!(ok.events.len(), 2);
-        assert_eq!(ok.secret.as_deref(), Some("your-webhook-secret-key"));
-        let field = |body: Value| spec(body).unwrap_err().field;
-        assert_eq!(field(json!({"webhookUrl": "ftp://x"})), "webhookUrl");
+        assert_eq!(events, [EventType::OperationCompleted]);
         assert_eq!(
-            field(json!({"webhookUrl": "https://x.io", "events": ["nope"]})),
-            "events[0]"
-        );
-        assert_eq!(
-            field(json!({"webhookUrl": "https://x.io", "events": []})),
+            checked_event_types(&[], "events").unwrap_err().field,
             "events"
         );
         assert_eq!(
-            field(json!({"webhookUrl": "https://x.io", "filters": {"minProgressIncrement": 200}})),
-            "filters.minProgressIncrement"
+            checked_event_types(&names(&["operation.completed", "nope"]), "events")
+                .unwrap_err()
+                .field,
+            "events[1]"
         );
+    }
+
+    #[test]
+    fn headers_that_relais_sets_or_that_are_malformed_are_refused() {
+        let field = |name: &str, value: &str| {
+            let headers = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+            check_headers(&headers, "headers").err().map(|e| e.field)
+        };
+        assert_eq!(field("X-Source", "api"), None);
         assert_eq!(
-            field(json!({"webhookUrl": "https://x.io", "authentication": {"type": "basic"}})),
-            "authentication.type"
+            field("Webhook-Id", "x").as_deref(),
+            Some("headers.Webhook-Id")
         );
+        assert_eq!(field("bad name", "x").as_deref(), Some("headers.bad name"));
         assert_eq!(
-            field(json!({"webhookUrl": "https://x.io", "headers": {"webhook-signature": "x"}})),
-            "headers.webhook-signature"
+            field("X-Source", "a\nb").as_deref(),
+            Some("headers.X-Source")
         );
+        let many: BTreeMap<_, _> = (0..=MAX_HEADERS)
+            .map(|i| (format!("X-{i}"), String::new()))
+            .collect();
+        assert_eq!(
+            check_headers(&many, "headers").unwrap_err().field,
+            "headers"
+        );
+        assert!(check_signature_type("HMAC-SHA256", "t").is_ok());
+        assert!(check_signature_type("basic", "t").is_err());
     }
 }

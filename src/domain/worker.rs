@@ -1,10 +1,9 @@
 //! Push workers: HTTP endpoints Relais sends tasks to.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::ids::{ProjectId, PushWorkerId, TenantId};
-use super::requests::{checked_operation_type, http_url};
+use super::operation::checked_operation_type;
 use super::FieldError;
 
 pub const MAX_CONCURRENCY: i64 = 1000;
@@ -33,17 +32,6 @@ impl PushWorker {
     }
 }
 
-/// `POST …/async/workers`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PushWorkerBody {
-    pub url: String,
-    pub name: Option<String>,
-    pub operation_types: Vec<String>,
-    pub max_concurrency: Option<i64>,
-    pub secret: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushWorkerSpec {
     pub url: url::Url,
@@ -54,84 +42,61 @@ pub struct PushWorkerSpec {
     pub secret: Option<String>,
 }
 
-impl TryFrom<PushWorkerBody> for PushWorkerSpec {
-    type Error = FieldError;
-
-    fn try_from(body: PushWorkerBody) -> Result<Self, FieldError> {
-        let url = http_url(&body.url, "url")?;
-        if body.operation_types.is_empty() {
-            return Err(FieldError::new(
-                "operationTypes",
-                "must list at least one operation type",
-            ));
-        }
-        let mut operation_types = Vec::new();
-        for (i, t) in body.operation_types.iter().enumerate() {
-            let t = checked_operation_type(t, &format!("operationTypes[{i}]"))?;
-            if !operation_types.contains(&t) {
-                operation_types.push(t);
-            }
-        }
-        let max_concurrency = match body.max_concurrency {
-            None => 10,
-            Some(n) if (1..=MAX_CONCURRENCY).contains(&n) => n as u32,
-            Some(_) => {
-                return Err(FieldError::new(
-                    "maxConcurrency",
-                    format!("must be between 1 and {MAX_CONCURRENCY}"),
-                ))
-            }
-        };
-        if let Some(s) = &body.secret {
-            if s.len() < 8 || s.len() > 256 {
-                return Err(FieldError::new("secret", "must be 8 to 256 characters"));
-            }
-        }
-        Ok(PushWorkerSpec {
-            name: body
-                .name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| url.host_str().unwrap_or("worker").to_owned()),
-            url,
-            operation_types,
-            max_concurrency,
-            secret: body.secret,
-        })
+/// The types a push worker runs: at least one, each checked; a repeated one counts once.
+pub fn checked_worker_types(types: &[String], field: &str) -> Result<Vec<String>, FieldError> {
+    if types.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "must list at least one operation type",
+        ));
     }
+    let mut checked = Vec::with_capacity(types.len());
+    for (i, t) in types.iter().enumerate() {
+        let t = checked_operation_type(t, &format!("{field}[{i}]"))?;
+        if !checked.contains(&t) {
+            checked.push(t);
+        }
+    }
+    Ok(checked)
+}
+
+/// How many tasks a push worker is sent at once: 1 to [`MAX_CONCURRENCY`].
+pub fn checked_max_concurrency(n: i64, field: &str) -> Result<u32, FieldError> {
+    if !(1..=MAX_CONCURRENCY).contains(&n) {
+        return Err(FieldError::new(
+            field,
+            format!("must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    Ok(n as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn registrations_are_checked() {
-        let spec = |v: serde_json::Value| {
-            PushWorkerSpec::try_from(serde_json::from_value::<PushWorkerBody>(v).unwrap())
-        };
-        let ok = spec(json!({"url": "https://w.example/run", "operationTypes": ["A", "A", "B"], "maxConcurrency": 3})).unwrap();
-        assert_eq!(ok.operation_types, ["A", "B"]);
-        assert_eq!(ok.max_concurrency, 3);
-        let field = |v| spec(v).unwrap_err().field;
+    fn worker_types_and_concurrency_are_checked() {
+        let types = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            field(json!({"url": "ftp://w", "operationTypes": ["A"]})),
-            "url"
+            checked_worker_types(&types(&["A", "A", "B"]), "operationTypes").unwrap(),
+            ["A", "B"]
         );
         assert_eq!(
-            field(json!({"url": "https://w.example", "operationTypes": []})),
+            checked_worker_types(&[], "operationTypes")
+                .unwrap_err()
+                .field,
             "operationTypes"
         );
         assert_eq!(
-            field(
-                json!({"url": "https://w.example", "operationTypes": ["A"], "maxConcurrency": 0})
-            ),
-            "maxConcurrency"
+            checked_worker_types(&types(&["A", "a b"]), "operationTypes")
+                .unwrap_err()
+                .field,
+            "operationTypes[1]"
         );
-        assert_eq!(
-            field(json!({"url": "https://w.example", "operationTypes": ["a b"]})),
-            "operationTypes[0]"
-        );
+        assert_eq!(checked_max_concurrency(MAX_CONCURRENCY, "m").unwrap(), 1000);
+        assert!(checked_max_concurrency(0, "m").is_err());
+        assert!(checked_max_concurrency(MAX_CONCURRENCY + 1, "m").is_err());
     }
 
     #[test]

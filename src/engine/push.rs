@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::clock;
 use crate::domain::operation::OperationResult;
 use crate::domain::worker::PushWorker;
 use crate::executors::ExecutionError;
-use crate::lease::Leases;
+use crate::lease::{Leases, WorkOrder};
 use crate::outbound::signing::SigningKey;
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::store::{PushTask, Store};
@@ -86,19 +86,33 @@ pub async fn run(store: Store, leases: Leases, builtin_types: Vec<String>, setti
     }
 }
 
-fn task_body(task: &PushTask, settings: &PushSettings) -> Value {
+/// What a push worker is sent: the work order, and how to report on it later (after a
+/// 202) as a pull worker would, with the callback token in place of a worker's token.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    work_order: WorkOrder<'a>,
+    callback_base_url: String,
+    callback_token: &'a str,
+}
+
+fn task_body<'a>(task: &'a PushTask, settings: &PushSettings) -> TaskBody<'a> {
     let op = &task.operation;
-    let mut body = op.work_order(&task.lease, settings.lease_ttl);
-    body["type"] = json!("operation.task");
-    body["callbackBaseUrl"] = json!(format!(
-        "{}/api/{}/{}/async/operation/{}",
-        settings.public_url.trim_end_matches('/'),
-        op.tenant_id,
-        op.project_id,
-        op.id
-    ));
-    body["callbackToken"] = json!(task.callback_token);
-    body
+    TaskBody {
+        kind: "operation.task",
+        work_order: WorkOrder::new(op, &task.lease, settings.lease_ttl),
+        callback_base_url: format!(
+            "{}/api/{}/{}/async/operation/{}",
+            settings.public_url.trim_end_matches('/'),
+            op.tenant_id,
+            op.project_id,
+            op.id
+        ),
+        callback_token: &task.callback_token,
+    }
 }
 
 async fn push(
@@ -110,7 +124,8 @@ async fn push(
 ) {
     let op = &task.operation;
     let lease = leases.hold(op, task.lease.clone());
-    let body = task_body(&task, settings).to_string();
+    let body = serde_json::to_string(&task_body(&task, settings))
+        .expect("a task is strings, numbers and JSON values, which always serialize");
     let now = clock::now();
     let msg_id = format!("task_{}_{}", op.id.uuid().simple(), op.attempt);
     let keys = [SigningKey::from_secret(&worker.secret)];

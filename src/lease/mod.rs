@@ -4,10 +4,12 @@
 //! "load under the row lock, apply one domain change, write it with its events" through
 //! the store's group commit; this module adds what every caller shares: the lease's time
 //! to live, the retry backoff, the long-poll wait for work ([`Leases::wait_for_work`]),
-//! and a lease held by this process while the work goes on ([`HeldLease`]).
+//! a lease held by this process while the work goes on ([`HeldLease`]), and the
+//! [`WorkOrder`] that hands a pulled or pushed attempt to its worker.
 
 mod held;
 mod wait;
+mod work_order;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use crate::domain::operation::{
 use crate::store::{Store, StoreError};
 
 pub use held::{HeldLease, KeepAlive, Stopped};
+pub use work_order::WorkOrder;
 
 /// The wait before an operation's next attempt, with fresh jitter (`scale` multiplies
 /// the policy's delays: 1 in production).

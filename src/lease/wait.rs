@@ -8,8 +8,7 @@ use tokio::time::Instant;
 use super::{LeaseError, Leases};
 use crate::clock;
 use crate::domain::ids::{LeaseToken, ProjectId, TenantId};
-use crate::domain::operation::Operation;
-use crate::domain::requests::LeaseRequest;
+use crate::domain::operation::{LeaseRequest, Operation};
 use crate::store::{Claim, GateKey};
 
 /// How often a waiting worker re-checks without a wake-up: catches operations whose retry

@@ -14,10 +14,10 @@ use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
+use crate::domain::operation::ListRequest;
 use crate::domain::operation::{
     AttemptStart, Backoff, BatchMembership, Lease, Operation, OperationStatus, Priority,
 };
-use crate::domain::requests::ListRequest;
 use crate::domain::worker::PushWorker;
 
 pub(super) const COLUMNS: &str =

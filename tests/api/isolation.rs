@@ -6,8 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use relais::domain::ids::OperationId;
-use relais::domain::operation::{Operation, Priority};
-use relais::domain::requests::{Callbacks, Notifications, OperationSpec};
+use relais::domain::operation::{Callbacks, Notifications, Operation, OperationSpec, Priority};
 use relais::domain::retry::RetryPolicy;
 use reqwest::{Method, StatusCode};
 use serde_json::json;

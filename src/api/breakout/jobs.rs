@@ -13,12 +13,14 @@ use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::format::{between, human_duration, time};
 use crate::api::idempotency::Idempotency;
+use crate::api::wire::operations::StartOperationBody;
 use crate::api::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::OperationId;
-use crate::domain::operation::{Operation, OperationStatus};
-use crate::domain::requests::{ListRequest, OperationFilter, OperationSpec, StartOperationBody};
+use crate::domain::operation::{
+    ListRequest, Operation, OperationFilter, OperationSpec, OperationStatus,
+};
 use crate::domain::FieldError;
 use crate::executors::breakout::{self as executor, MAX_THREADS, OPERATION_TYPE};
 use crate::store::CreateOutcome;

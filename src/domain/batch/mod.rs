@@ -1,6 +1,6 @@
 //! Batches: operations with dependencies between them (a DAG), submitted together. This
-//! module turns the submitted body into a checked graph and holds the rules that decide
-//! what a member's failure does to the others and how the batch ends. What follows from
+//! module holds the rules a submitted graph must obey (keys, dependencies, no cycle) and
+//! those that decide what a member's failure does to the others and how the batch ends. What follows from
 //! members finishing is decided in [`settle`]; what a batch retry runs again, in [`rerun`].
 
 pub mod rerun;
@@ -15,12 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::domain::event::{EventDraft, EventType};
+use crate::domain::fields::http_url;
 use crate::domain::ids::{BatchId, ProjectId, TenantId};
-use crate::domain::operation::{CancelRequest, Operation, OperationStatus, Priority};
-use crate::domain::requests::{
-    http_url, Callbacks, Notifications, OperationSpec, StartOperationBody,
-};
-use crate::domain::retry::{RetryPolicy, RetryPolicyBody};
+use crate::domain::operation::{CancelRequest, Operation, OperationSpec, OperationStatus};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
 /// Members per batch. Large pipelines are what batches are for; beyond this, split them.
@@ -100,6 +98,23 @@ pub enum AfterFailure {
 }
 
 impl FailurePolicy {
+    /// The policy members run under: the one the batch asks for (read only then, so a
+    /// policy that will not apply is not checked either) while failed members are
+    /// retried, else a single attempt.
+    pub fn retry_policy<E>(
+        self,
+        asked: impl FnOnce() -> Result<RetryPolicy, E>,
+    ) -> Result<RetryPolicy, E> {
+        if self.retry_failed_operations {
+            asked()
+        } else {
+            Ok(RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::OPERATION_DEFAULT
+            })
+        }
+    }
+
     pub fn after_failure(self) -> AfterFailure {
         if self.stop_on_first_failure {
             AfterFailure::CancelEverything
@@ -122,51 +137,19 @@ pub struct BatchCallbacks {
     pub on_batch_complete: Option<String>,
 }
 
-/// `POST …/async/batch`, as seed 001 shows it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubmitBatchBody {
-    pub batch_name: String,
-    pub batch_description: Option<String>,
-    pub operations: Vec<MemberBody>,
-    pub batch_callbacks: Option<BatchCallbacks>,
-    pub failure_policy: Option<FailurePolicy>,
-    pub retry_policy: Option<RetryPolicyBody>,
-}
-
-/// A member: `POST …/async/operation`'s body with a key and its dependencies. (Listed
-/// field by field rather than flattened, so that a bad value's error names its path.)
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberBody {
-    pub operation_key: String,
-    #[serde(default)]
-    pub dependencies: Vec<String>,
-    pub operation_type: String,
-    pub operation_name: String,
-    pub operation_description: Option<String>,
-    pub priority: Option<Priority>,
-    pub parameters: Option<Value>,
-    pub callbacks: Option<Callbacks>,
-    pub notifications: Option<Notifications>,
-    pub timeout: Option<i64>,
-    pub retry_policy: Option<RetryPolicyBody>,
-}
-
-impl MemberBody {
-    fn into_parts(self) -> (String, Vec<String>, StartOperationBody) {
-        let operation = StartOperationBody {
-            operation_type: self.operation_type,
-            operation_name: self.operation_name,
-            operation_description: self.operation_description,
-            priority: self.priority,
-            parameters: self.parameters,
-            callbacks: self.callbacks,
-            notifications: self.notifications,
-            timeout: self.timeout,
-            retry_policy: self.retry_policy,
-        };
-        (self.operation_key, self.dependencies, operation)
+impl BatchCallbacks {
+    /// Every callback given is an http(s) URL; `field` is where the callbacks are.
+    pub fn check(&self, field: &str) -> Result<(), FieldError> {
+        for (name, url) in [
+            ("onBatchStart", &self.on_batch_start),
+            ("onOperationComplete", &self.on_operation_complete),
+            ("onBatchComplete", &self.on_batch_complete),
+        ] {
+            if let Some(url) = url {
+                http_url(url, &format!("{field}.{name}"))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -206,138 +189,86 @@ pub struct BatchSpec {
     pub retry_policy: RetryPolicy,
 }
 
-impl TryFrom<SubmitBatchBody> for BatchSpec {
-    type Error = FieldError;
-
-    fn try_from(body: SubmitBatchBody) -> Result<Self, FieldError> {
-        let name = body.batch_name.trim();
-        if name.is_empty() {
-            return Err(FieldError::new("batchName", "must not be blank"));
-        }
-        if body.operations.is_empty() {
-            return Err(FieldError::new(
-                "operations",
-                "must list at least one operation",
-            ));
-        }
-        if body.operations.len() > MAX_MEMBERS {
-            return Err(FieldError::new(
-                "operations",
-                format!(
-                    "lists {} operations; a batch holds at most {MAX_MEMBERS}",
-                    body.operations.len()
-                ),
-            ));
-        }
-        let callbacks = body.batch_callbacks.unwrap_or_default();
-        for (field, url) in [
-            ("onBatchStart", &callbacks.on_batch_start),
-            ("onOperationComplete", &callbacks.on_operation_complete),
-            ("onBatchComplete", &callbacks.on_batch_complete),
-        ] {
-            if let Some(url) = url {
-                http_url(url, &format!("batchCallbacks.{field}"))?;
-            }
-        }
-        let failure_policy = body.failure_policy.unwrap_or_default();
-        let retry_policy = if failure_policy.retry_failed_operations {
-            body.retry_policy
-                .unwrap_or_default()
-                .into_policy(RetryPolicy::OPERATION_DEFAULT, "retryPolicy")?
-        } else {
-            RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::OPERATION_DEFAULT
-            }
-        };
-
-        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(body.operations.len());
-        for (i, member) in body.operations.iter().enumerate() {
-            let key = member.operation_key.as_str();
-            let field = format!("operations[{i}].operationKey");
-            if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
-                return Err(FieldError::new(
-                    field,
-                    format!("must be 1 to {MAX_KEY_LEN} characters"),
-                ));
-            }
-            if let Some(first) = positions.insert(key, i) {
-                return Err(FieldError::new(
-                    field,
-                    format!("`{key}` is already the key of operations[{first}]"),
-                ));
-            }
-        }
-        for (i, member) in body.operations.iter().enumerate() {
-            for (j, dependency) in member.dependencies.iter().enumerate() {
-                let field = format!("operations[{i}].dependencies[{j}]");
-                if *dependency == member.operation_key {
-                    return Err(FieldError::new(
-                        field,
-                        "an operation cannot depend on itself",
-                    ));
-                }
-                if !positions.contains_key(dependency.as_str()) {
-                    return Err(FieldError::new(
-                        field,
-                        format!("no operation in this batch has the key `{dependency}`"),
-                    ));
-                }
-                if member.dependencies[..j].contains(dependency) {
-                    return Err(FieldError::new(
-                        field,
-                        format!("`{dependency}` is listed twice"),
-                    ));
-                }
-            }
-        }
-        let graph: Vec<(&str, &[String])> = body
-            .operations
-            .iter()
-            .map(|m| (m.operation_key.as_str(), m.dependencies.as_slice()))
-            .collect();
-        if let Some(cycle) = find_cycle(&graph) {
-            return Err(FieldError::new(
-                "operations",
-                format!(
-                    "the dependencies form a cycle: {}",
-                    cycle
-                        .iter()
-                        .chain(cycle.first())
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" → ")
-                ),
-            ));
-        }
-
-        let mut members = Vec::with_capacity(body.operations.len());
-        for (i, member) in body.operations.into_iter().enumerate() {
-            let (key, dependencies, mut operation) = member.into_parts();
-            let own_policy = operation.retry_policy.take();
-            let mut spec = OperationSpec::try_from(operation)
-                .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
-            spec.retry_policy = match own_policy {
-                Some(policy) if failure_policy.retry_failed_operations => {
-                    policy.into_policy(retry_policy, &format!("operations[{i}].retryPolicy"))?
-                }
-                _ => retry_policy,
-            };
-            members.push(MemberSpec {
-                key,
-                dependencies,
-                spec,
-            });
-        }
-        Ok(BatchSpec {
-            name: name.to_owned(),
-            description: body.batch_description,
-            members,
-            callbacks,
-            failure_policy,
-            retry_policy,
-        })
+/// A batch's name: anything but blank.
+pub fn checked_batch_name(name: &str, field: &str) -> Result<String, FieldError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(FieldError::new(field, "must not be blank"));
     }
+    Ok(name.to_owned())
+}
+
+/// A batch has one to [`MAX_MEMBERS`] members; `field` is where they are listed.
+pub fn check_member_count(count: usize, field: &str) -> Result<(), FieldError> {
+    if count == 0 {
+        return Err(FieldError::new(field, "must list at least one operation"));
+    }
+    if count > MAX_MEMBERS {
+        return Err(FieldError::new(
+            field,
+            format!("lists {count} operations; a batch holds at most {MAX_MEMBERS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The submitted graph, as a [`BatchSpec`] must hold it: keys unique and of 1 to
+/// `MAX_KEY_LEN` characters, every dependency another member's key and listed once, no
+/// cycle. `graph` lists each member's key with the keys it depends on, in the order
+/// submitted; `field` is where the members are listed, and an error names the member's
+/// `operationKey` or `dependencies[j]` under it.
+pub fn check_graph(graph: &[(&str, &[String])], field: &str) -> Result<(), FieldError> {
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(graph.len());
+    for (i, &(key, _)) in graph.iter().enumerate() {
+        let at = format!("{field}[{i}].operationKey");
+        if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(FieldError::new(
+                at,
+                format!("must be 1 to {MAX_KEY_LEN} characters"),
+            ));
+        }
+        if let Some(first) = positions.insert(key, i) {
+            return Err(FieldError::new(
+                at,
+                format!("`{key}` is already the key of {field}[{first}]"),
+            ));
+        }
+    }
+    for (i, &(key, dependencies)) in graph.iter().enumerate() {
+        for (j, dependency) in dependencies.iter().enumerate() {
+            let at = format!("{field}[{i}].dependencies[{j}]");
+            if dependency == key {
+                return Err(FieldError::new(at, "an operation cannot depend on itself"));
+            }
+            if !positions.contains_key(dependency.as_str()) {
+                return Err(FieldError::new(
+                    at,
+                    format!("no operation in this batch has the key `{dependency}`"),
+                ));
+            }
+            if dependencies[..j].contains(dependency) {
+                return Err(FieldError::new(
+                    at,
+                    format!("`{dependency}` is listed twice"),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(graph) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "the dependencies form a cycle: {}",
+                cycle
+                    .iter()
+                    .chain(cycle.first())
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A batch as stored: what its members share. The members are operations.
@@ -638,63 +569,71 @@ pub fn counts(statuses: impl IntoIterator<Item = OperationStatus>) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
-    fn parse(body: Value) -> Result<BatchSpec, FieldError> {
-        BatchSpec::try_from(serde_json::from_value::<SubmitBatchBody>(body).expect("shape"))
-    }
-
-    fn member(key: &str, deps: &[&str]) -> Value {
-        json!({"operationKey": key, "operationName": key, "operationType": "Job", "dependencies": deps})
+    fn keys(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn the_seed_body_is_accepted() {
-        let spec = parse(json!({
-            "batchName": "Monthly Process Mining Pipeline",
-            "batchDescription": "Complete monthly analysis workflow with multiple datasets",
-            "operations": [
-                {"operationName": "Data Preparation", "operationType": "DataEnrichment", "priority": "High", "operationKey": "data-prep", "parameters": {"datasetId": "dataset-1"}},
-                {"operationName": "Process Discovery", "operationType": "ProcessMiningAnalysis", "priority": "High", "operationKey": "discovery", "dependencies": ["data-prep"], "parameters": {}},
-                {"operationName": "Performance Analysis", "operationType": "ProcessMiningAnalysis", "priority": "Normal", "operationKey": "performance", "dependencies": ["discovery"], "parameters": {}}
-            ],
-            "batchCallbacks": {"onBatchStart": "https://your-app.com/a", "onOperationComplete": "https://your-app.com/b", "onBatchComplete": "https://your-app.com/c"},
-            "failurePolicy": {"stopOnFirstFailure": false, "continueIndependentOperations": true, "retryFailedOperations": true}
-        }))
-        .unwrap();
-        assert_eq!(spec.members.len(), 3);
-        assert_eq!(spec.members[2].dependencies, ["discovery"]);
-        assert_eq!(spec.members[0].spec.operation_type, "DataEnrichment");
-        assert_eq!(spec.failure_policy, FailurePolicy::default());
+    fn the_graph_rules_name_the_member_at_fault() {
+        let (none, a, ghost, twice) =
+            (keys(&[]), keys(&["a"]), keys(&["ghost"]), keys(&["a", "a"]));
+        let refused = |graph: &[(&str, &[String])]| check_graph(graph, "operations").unwrap_err();
+        assert_eq!(
+            refused(&[("a", &none), ("a", &none)]).field,
+            "operations[1].operationKey"
+        );
+        assert_eq!(refused(&[(" ", &none)]).field, "operations[0].operationKey");
+        assert_eq!(
+            refused(&[("a", &ghost)]).field,
+            "operations[0].dependencies[0]"
+        );
+        assert!(refused(&[("a", &a)]).message.contains("itself"));
+        assert_eq!(
+            refused(&[("a", &none), ("b", &twice)]).field,
+            "operations[1].dependencies[1]"
+        );
+        let (b, c) = (keys(&["b"]), keys(&["c"]));
+        let cycle = refused(&[("a", &b), ("b", &c), ("c", &a)]);
+        assert_eq!(cycle.field, "operations");
+        assert!(
+            cycle.message.ends_with("a → b → c → a"),
+            "{}",
+            cycle.message
+        );
+        assert_eq!(
+            check_graph(&[("a", &none), ("b", &a)], "operations"),
+            Ok(())
+        );
     }
 
     #[test]
-    fn bad_graphs_are_refused_naming_the_field() {
-        let refused = |members: Vec<Value>| {
-            parse(json!({"batchName": "b", "operations": members})).unwrap_err()
+    fn a_batch_has_a_name_and_one_to_max_members() {
+        assert_eq!(checked_batch_name(" b ", "batchName").unwrap(), "b");
+        assert_eq!(
+            checked_batch_name(" ", "batchName").unwrap_err().field,
+            "batchName"
+        );
+        assert!(check_member_count(0, "operations").is_err());
+        assert!(check_member_count(MAX_MEMBERS, "operations").is_ok());
+        assert!(check_member_count(MAX_MEMBERS + 1, "operations").is_err());
+    }
+
+    #[test]
+    fn without_retries_the_asked_policy_is_not_even_read() {
+        let no_retries = FailurePolicy {
+            retry_failed_operations: false,
+            ..FailurePolicy::default()
         };
-        assert_eq!(refused(vec![]).field, "operations");
-        let e = refused(vec![member("a", &[]), member("a", &[])]);
-        assert_eq!(e.field, "operations[1].operationKey");
-        let e = refused(vec![member("a", &["ghost"])]);
-        assert_eq!(e.field, "operations[0].dependencies[0]");
-        assert!(e.message.contains("ghost"));
-        let e = refused(vec![member("a", &["a"])]);
-        assert!(e.message.contains("itself"));
-        let e = refused(vec![member("a", &[]), member("b", &["a", "a"])]);
-        assert_eq!(e.field, "operations[1].dependencies[1]");
-    }
-
-    #[test]
-    fn a_cycle_is_reported_with_its_keys_in_order() {
-        let e = parse(json!({"batchName": "b", "operations": [
-            member("root", &[]), member("a", &["root", "c"]), member("b", &["a"]), member("c", &["b"])
-        ]}))
-        .unwrap_err();
-        assert_eq!(e.field, "operations");
-        assert!(e.message.ends_with("a → c → b → a"), "{}", e.message);
+        let single = no_retries
+            .retry_policy(|| Err::<RetryPolicy, _>("not read"))
+            .unwrap();
+        assert_eq!(single.max_attempts(), 1);
+        let asked = FailurePolicy::default()
+            .retry_policy(|| Ok::<_, ()>(RetryPolicy::WEBHOOK_DEFAULT))
+            .unwrap();
+        assert_eq!(asked, RetryPolicy::WEBHOOK_DEFAULT);
     }
 
     #[test]
@@ -726,32 +665,6 @@ mod tests {
         assert_eq!(order.len(), 4);
         let at = |k: usize| order.iter().position(|i| *i == k).unwrap();
         assert!(at(3) < at(1) && at(3) < at(2) && at(1) < at(0) && at(2) < at(0));
-    }
-
-    #[test]
-    fn too_many_members_are_refused() {
-        let members: Vec<Value> = (0..=MAX_MEMBERS)
-            .map(|i| member(&format!("k{i}"), &[]))
-            .collect();
-        let e = parse(json!({"batchName": "b", "operations": members})).unwrap_err();
-        assert!(e.message.contains("at most 10000"), "{}", e.message);
-    }
-
-    #[test]
-    fn member_errors_are_named_inside_the_batch() {
-        let e = parse(json!({"batchName": "b", "operations": [
-            {"operationKey": "a", "operationName": "a", "operationType": "Job", "timeout": 0}
-        ]}))
-        .unwrap_err();
-        assert_eq!(e.field, "operations[0].timeout");
-    }
-
-    #[test]
-    fn without_retries_each_member_gets_one_attempt() {
-        let spec = parse(json!({"batchName": "b", "operations": [member("a", &[])],
-            "failurePolicy": {"retryFailedOperations": false}}))
-        .unwrap();
-        assert_eq!(spec.members[0].spec.retry_policy.max_attempts(), 1);
     }
 
     #[test]

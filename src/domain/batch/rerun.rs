@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Edge;
 use crate::domain::ids::OperationId;
-use crate::domain::operation::{BatchMembership, Operation, OperationStatus};
-use crate::domain::requests::OperationSpec;
+use crate::domain::operation::{BatchMembership, Operation, OperationSpec, OperationStatus};
 
 /// Members a batch retry runs again: those that ended without completing.
 pub const RUN_AGAIN: [OperationStatus; 4] = [

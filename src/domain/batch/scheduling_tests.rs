@@ -18,10 +18,9 @@ use super::{
 use crate::domain::event::{EventDraft, EventType};
 use crate::domain::ids::{BatchId, OperationId, ProjectId, TenantId};
 use crate::domain::operation::{
-    AttemptStart, Backoff, BatchMembership, Operation, OperationError, OperationResult,
-    OperationStatus, Priority,
+    AttemptStart, Backoff, BatchMembership, Callbacks, Notifications, Operation, OperationError,
+    OperationResult, OperationSpec, OperationStatus, Priority,
 };
-use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
 use crate::domain::retry::RetryPolicy;
 
 use OperationStatus::*;

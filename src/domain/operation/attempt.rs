@@ -14,12 +14,48 @@ use super::{
 };
 use crate::domain::event::{EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken};
+use crate::domain::FieldError;
+
+pub const MAX_LEASE_BATCH: u32 = 100;
+pub const MAX_WAIT_SECONDS: u32 = 60;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
     pub token: LeaseToken,
     pub worker_id: Option<String>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A pull worker's checked request for work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRequest {
+    /// Empty: any type.
+    pub operation_types: Vec<String>,
+    pub max: u32,
+    pub wait: Duration,
+    pub worker_id: Option<String>,
+}
+
+/// How many operations one request may lease at once: 1 to [`MAX_LEASE_BATCH`].
+pub fn checked_lease_batch(max: i64, field: &str) -> Result<u32, FieldError> {
+    if !(1..=MAX_LEASE_BATCH as i64).contains(&max) {
+        return Err(FieldError::new(
+            field,
+            format!("must be between 1 and {MAX_LEASE_BATCH}"),
+        ));
+    }
+    Ok(max as u32)
+}
+
+/// How long a request may wait for work to appear: 0 to [`MAX_WAIT_SECONDS`] seconds.
+pub fn checked_lease_wait(seconds: f64, field: &str) -> Result<Duration, FieldError> {
+    if !(seconds.is_finite() && (0.0..=MAX_WAIT_SECONDS as f64).contains(&seconds)) {
+        return Err(FieldError::new(
+            field,
+            format!("must be between 0 and {MAX_WAIT_SECONDS}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// The report with which a worker ended its attempt.
@@ -85,6 +121,14 @@ pub struct PhaseReport {
     pub status: PhaseStatus,
     pub results: Option<Value>,
     pub checkpoint: Option<Value>,
+}
+
+/// A percentage of progress, or a step between two: from 0 to 100.
+pub fn checked_percentage(value: f64, field: &str) -> Result<f64, FieldError> {
+    if !(value.is_finite() && (0.0..=100.0).contains(&value)) {
+        return Err(FieldError::new(field, "must be between 0 and 100"));
+    }
+    Ok(value)
 }
 
 impl Operation {
@@ -405,5 +449,29 @@ impl Operation {
         // The lease was granted `lease_ttl` before it expires; we do not keep it, so the
         // operation's own first start is the best-known bound for the first attempt only.
         (self.attempt == 1).then_some(self.started_at).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_requests_and_percentages_are_bounded() {
+        assert_eq!(
+            checked_lease_batch(MAX_LEASE_BATCH as i64, "max").unwrap(),
+            100
+        );
+        assert_eq!(checked_lease_batch(0, "max").unwrap_err().field, "max");
+        assert!(checked_lease_batch(-1, "max").is_err());
+        assert_eq!(
+            checked_lease_wait(0.5, "w").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert!(checked_lease_wait(f64::NAN, "w").is_err());
+        assert!(checked_lease_wait(-1.0, "w").is_err());
+        assert_eq!(checked_percentage(100.0, "p").unwrap(), 100.0);
+        assert!(checked_percentage(f64::INFINITY, "p").is_err());
+        assert!(checked_percentage(-0.1, "p").is_err());
     }
 }

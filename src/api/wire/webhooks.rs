@@ -1,0 +1,145 @@
+//! `POST …/async/webhooks` and `PUT …/webhooks/{id}`: a webhook registration.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::retry::RetryPolicyBody;
+use crate::domain::fields::{check_signing_secret, checked_name, http_url};
+use crate::domain::operation::Priority;
+use crate::domain::retry::RetryPolicy;
+use crate::domain::webhook::{
+    check_headers, check_signature_type, checked_event_types, WebhookFilters, WebhookSpec,
+    MAX_WEBHOOK_NAME_LEN,
+};
+use crate::domain::FieldError;
+
+/// As seed 001 shows it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookBody {
+    pub webhook_url: String,
+    pub webhook_name: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub filters: Option<FiltersBody>,
+    pub authentication: Option<AuthenticationBody>,
+    pub retry_policy: Option<RetryPolicyBody>,
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FiltersBody {
+    #[serde(default)]
+    pub operation_types: Vec<String>,
+    #[serde(default)]
+    pub priorities: Vec<Priority>,
+    pub min_progress_increment: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationBody {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub secret: Option<String>,
+}
+
+impl TryFrom<WebhookBody> for WebhookSpec {
+    type Error = FieldError;
+
+    fn try_from(body: WebhookBody) -> Result<Self, FieldError> {
+        let url = http_url(&body.webhook_url, "webhookUrl")?;
+        let name = match body.webhook_name.as_deref().map(str::trim) {
+            None | Some("") => url.host_str().unwrap_or("webhook").to_owned(),
+            Some(name) => checked_name(name, "webhookName", MAX_WEBHOOK_NAME_LEN)?,
+        };
+        // Left out, the endpoint hears of every event type.
+        let events = match body.events {
+            None => Vec::new(),
+            Some(list) => checked_event_types(&list, "events")?,
+        };
+        let filters = body.filters.unwrap_or_default();
+        let filters = WebhookFilters {
+            operation_types: filters.operation_types,
+            priorities: filters.priorities,
+            min_progress_increment: filters.min_progress_increment,
+        };
+        filters.check("filters")?;
+        let secret = match body.authentication {
+            None => None,
+            Some(auth) => {
+                if let Some(kind) = auth.kind.as_deref() {
+                    check_signature_type(kind, "authentication.type")?;
+                }
+                if let Some(secret) = &auth.secret {
+                    check_signing_secret(secret, "authentication.secret")?;
+                }
+                auth.secret
+            }
+        };
+        let retry_policy = body
+            .retry_policy
+            .unwrap_or_default()
+            .into_policy(RetryPolicy::WEBHOOK_DEFAULT, "retryPolicy")?;
+        let headers = body.headers.unwrap_or_default();
+        check_headers(&headers, "headers")?;
+        Ok(WebhookSpec {
+            url,
+            name,
+            events,
+            filters,
+            retry_policy,
+            headers,
+            secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[test]
+    fn registrations_are_checked_field_by_field() {
+        let spec = |body: Value| {
+            WebhookSpec::try_from(serde_json::from_value::<WebhookBody>(body).unwrap())
+        };
+        let ok = spec(json!({
+            "webhookUrl": "https://your-app.com/webhooks/async-operations",
+            "webhookName": "Main Operations Webhook",
+            "events": ["operation.started", "operation.completed"],
+            "filters": {"operationTypes": ["A"], "priorities": ["High"], "minProgressIncrement": 10},
+            "authentication": {"type": "hmac-sha256", "secret": "your-webhook-secret-key"},
+            "retryPolicy": {"maxRetries": 5, "retryDelay": 60, "backoffMultiplier": 2.0, "maxDelay": 3600},
+            "headers": {"X-Source": "mindzie-api"}
+        }))
+        .unwrap();
+        assert_eq!(ok.events.len(), 2);
+        assert_eq!(ok.secret.as_deref(), Some("your-webhook-secret-key"));
+        let field = |body: Value| spec(body).unwrap_err().field;
+        assert_eq!(field(json!({"webhookUrl": "ftp://x"})), "webhookUrl");
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "events": ["nope"]})),
+            "events[0]"
+        );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "events": []})),
+            "events"
+        );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "filters": {"minProgressIncrement": 200}})),
+            "filters.minProgressIncrement"
+        );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "authentication": {"type": "basic"}})),
+            "authentication.type"
+        );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "headers": {"webhook-signature": "x"}})),
+            "headers.webhook-signature"
+        );
+    }
+}

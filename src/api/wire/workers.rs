@@ -1,0 +1,205 @@
+//! The worker protocol's bodies: lease, progress (the heartbeat), complete, fail.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::fields::{checked_name, MAX_NAME_LEN};
+use crate::domain::operation::{
+    checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
+    LeaseRequest, OperationError, OperationResult, PhaseReport, PhaseStatus, ProgressReport,
+    MAX_TYPE_LEN,
+};
+use crate::domain::FieldError;
+
+/// `POST …/async/workers/lease`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseBody {
+    #[serde(default)]
+    pub operation_types: Vec<String>,
+    pub max: Option<i64>,
+    pub wait_seconds: Option<f64>,
+    pub worker_id: Option<String>,
+}
+
+impl TryFrom<LeaseBody> for LeaseRequest {
+    type Error = FieldError;
+
+    fn try_from(body: LeaseBody) -> Result<Self, FieldError> {
+        let mut operation_types = Vec::with_capacity(body.operation_types.len());
+        for (i, t) in body.operation_types.iter().enumerate() {
+            operation_types.push(checked_operation_type(t, &format!("operationTypes[{i}]"))?);
+        }
+        let max = match body.max {
+            None => 1,
+            Some(n) => checked_lease_batch(n, "max")?,
+        };
+        let wait = match body.wait_seconds {
+            None => Duration::ZERO,
+            Some(w) => checked_lease_wait(w, "waitSeconds")?,
+        };
+        let worker_id = body
+            .worker_id
+            .map(|w| checked_name(&w, "workerId", MAX_TYPE_LEN))
+            .transpose()?;
+        Ok(LeaseRequest {
+            operation_types,
+            max,
+            wait,
+            worker_id,
+        })
+    }
+}
+
+/// `POST …/operation/{id}/progress`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressBody {
+    pub lease_token: String,
+    pub percentage: Option<f64>,
+    pub current_phase: Option<String>,
+    pub total_phases: Option<i64>,
+    pub processed_records: Option<i64>,
+    pub total_records: Option<i64>,
+    pub phase: Option<PhaseBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseBody {
+    pub phase_name: String,
+    pub status: PhaseStatus,
+    pub results: Option<Value>,
+    pub checkpoint: Option<Value>,
+}
+
+impl ProgressBody {
+    /// The lease token the report is made under, and the report.
+    pub fn into_report(self) -> Result<(String, ProgressReport), FieldError> {
+        let percentage = self
+            .percentage
+            .map(|p| checked_percentage(p, "percentage"))
+            .transpose()?;
+        let total_phases =
+            count(self.total_phases, "totalPhases")?.map(|n| n.min(u32::MAX as u64) as u32);
+        let processed_records = count(self.processed_records, "processedRecords")?;
+        let total_records = count(self.total_records, "totalRecords")?;
+        let current_phase = self
+            .current_phase
+            .map(|p| checked_name(&p, "currentPhase", MAX_NAME_LEN))
+            .transpose()?;
+        let phase = match self.phase {
+            Some(p) => Some(PhaseReport {
+                phase_name: checked_name(&p.phase_name, "phase.phaseName", MAX_NAME_LEN)?,
+                status: p.status,
+                results: p.results,
+                checkpoint: p.checkpoint,
+            }),
+            None => None,
+        };
+        Ok((
+            self.lease_token,
+            ProgressReport {
+                percentage,
+                current_phase,
+                total_phases,
+                processed_records,
+                total_records,
+                phase,
+            },
+        ))
+    }
+}
+
+/// Counts arrive as JSON numbers of either sign.
+fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
+    match value {
+        Some(n) if n < 0 => Err(FieldError::new(field, "must not be negative")),
+        n => Ok(n.map(|n| n as u64)),
+    }
+}
+
+/// `POST …/operation/{id}/complete`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteBody {
+    pub lease_token: String,
+    #[serde(default)]
+    pub summary: Value,
+    #[serde(default)]
+    pub phase_results: Vec<Value>,
+    #[serde(default)]
+    pub artifacts: Vec<Value>,
+}
+
+impl CompleteBody {
+    /// The lease token the result is reported under, and the result.
+    pub fn into_result(self) -> (String, OperationResult) {
+        (
+            self.lease_token,
+            OperationResult {
+                summary: self.summary,
+                phase_results: self.phase_results,
+                artifacts: self.artifacts,
+            },
+        )
+    }
+}
+
+/// `POST …/operation/{id}/fail`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailBody {
+    pub lease_token: String,
+    pub error: OperationError,
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lease_requests_are_bounded() {
+        let lease = |body: Value| {
+            LeaseRequest::try_from(serde_json::from_value::<LeaseBody>(body).unwrap())
+        };
+        assert_eq!(lease(json!({"max": 0})).unwrap_err().field, "max");
+        assert_eq!(
+            lease(json!({"waitSeconds": 3600})).unwrap_err().field,
+            "waitSeconds"
+        );
+        let ok = lease(json!({"operationTypes": ["A"], "max": 10, "waitSeconds": 20})).unwrap();
+        assert_eq!(ok.max, 10);
+        assert_eq!(ok.wait, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn progress_reports_are_range_checked() {
+        let report = |body: Value| {
+            serde_json::from_value::<ProgressBody>(body)
+                .unwrap()
+                .into_report()
+        };
+        assert_eq!(
+            report(json!({"leaseToken": "l", "percentage": 120}))
+                .unwrap_err()
+                .field,
+            "percentage"
+        );
+        assert_eq!(
+            report(json!({"leaseToken": "l", "processedRecords": -1}))
+                .unwrap_err()
+                .field,
+            "processedRecords"
+        );
+        let (token, ok) = report(json!({"leaseToken": "l", "percentage": 40, "phase": {"phaseName": "p", "status": "Running"}})).unwrap();
+        assert_eq!(token, "l");
+        assert_eq!(ok.phase.unwrap().status, PhaseStatus::Running);
+    }
+}

@@ -1,0 +1,180 @@
+//! The parts of an `OperationSpec` with rules of their own: the callbacks and
+//! notifications it carries, its operation type and its timeout.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::event::EventType;
+use crate::domain::fields::{checked_name, http_url};
+use crate::domain::FieldError;
+
+pub const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
+/// Thirty days: an operation that needs longer should checkpoint and be resumed.
+pub const MAX_TIMEOUT_SECONDS: i64 = 30 * 24 * 3600;
+pub const MAX_TYPE_LEN: usize = 200;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Callbacks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_progress: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_completion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
+}
+
+impl Callbacks {
+    /// Which callback hears of which event: progress of any kind to `onProgress`, the
+    /// end of the run to `onCompletion` (also on cancellation), failures to `onError`.
+    pub fn url_for(&self, event: EventType) -> Option<&str> {
+        match event {
+            EventType::OperationStarted
+            | EventType::OperationProgress
+            | EventType::OperationPhaseCompleted => self.on_progress.as_deref(),
+            EventType::OperationCompleted | EventType::OperationCancelled => {
+                self.on_completion.as_deref()
+            }
+            EventType::OperationFailed | EventType::OperationTimeout => self.on_error.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        [&self.on_progress, &self.on_completion, &self.on_error]
+            .iter()
+            .filter(|c| c.is_some())
+            .count()
+    }
+
+    /// Every callback given is an http(s) URL; `field` is where the callbacks are.
+    pub fn check(&self, field: &str) -> Result<(), FieldError> {
+        for (name, url) in [
+            ("onProgress", &self.on_progress),
+            ("onCompletion", &self.on_completion),
+            ("onError", &self.on_error),
+        ] {
+            if let Some(url) = url {
+                http_url(url, &format!("{field}.{name}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackNotification {
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub mention_users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackNotification>,
+}
+
+impl Notifications {
+    /// Every email address looks like one; `field` is where the notifications are.
+    pub fn check(&self, field: &str) -> Result<(), FieldError> {
+        for (i, address) in self.email.iter().enumerate() {
+            if !looks_like_email(address) {
+                return Err(FieldError::new(
+                    format!("{field}.email[{i}]"),
+                    "must be an email address",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Operation types are routing keys: keep them to characters that are safe everywhere.
+pub fn checked_operation_type(value: &str, field: &str) -> Result<String, FieldError> {
+    let value = checked_name(value, field, MAX_TYPE_LEN)?;
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        return Err(FieldError::new(
+            field,
+            "may contain only letters, digits and `_ - . :`",
+        ));
+    }
+    Ok(value)
+}
+
+/// How long a run may last, counted from its first start: whole seconds, from one second
+/// to [`MAX_TIMEOUT_SECONDS`].
+pub fn checked_timeout(seconds: i64, field: &str) -> Result<Duration, FieldError> {
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+        return Err(FieldError::new(
+            field,
+            format!("must be a number of seconds between 1 and {MAX_TIMEOUT_SECONDS}"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_types_are_routing_keys() {
+        assert_eq!(
+            checked_operation_type(" Report.v2 ", "t").unwrap(),
+            "Report.v2"
+        );
+        assert_eq!(
+            checked_operation_type("has space", "t").unwrap_err().field,
+            "t"
+        );
+        assert!(checked_operation_type(&"x".repeat(MAX_TYPE_LEN + 1), "t").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(checked_timeout(1, "t").unwrap(), Duration::from_secs(1));
+        assert!(checked_timeout(MAX_TIMEOUT_SECONDS, "t").is_ok());
+        assert_eq!(checked_timeout(0, "t").unwrap_err().field, "t");
+        assert!(checked_timeout(-5, "t").is_err());
+        assert!(checked_timeout(MAX_TIMEOUT_SECONDS + 1, "t").is_err());
+    }
+
+    #[test]
+    fn callbacks_and_notifications_name_the_bad_entry() {
+        let callbacks = Callbacks {
+            on_error: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            callbacks.check("callbacks").unwrap_err().field,
+            "callbacks.onError"
+        );
+        let notifications = Notifications {
+            email: vec!["a@b.io".into(), "nobody".into()],
+            slack: None,
+        };
+        assert_eq!(
+            notifications.check("notifications").unwrap_err().field,
+            "notifications.email[1]"
+        );
+    }
+}
