@@ -167,10 +167,11 @@ pub async fn register(
     }
     let target = target(&state, &principal, Scope::Admin).await?;
     let limit = state.config.body_limit;
+    // The outer `Err` is the limit; the inner one a body that broke off.
     let bytes = match payload.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge { limit }),
-        Err(e) => {
+        Err(_) => return Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Err(e)) => {
             return Err(ApiError::MalformedJson(format!(
                 "the body could not be read: {e}"
             )))
