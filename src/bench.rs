@@ -1,4 +1,5 @@
-//! `relais bench deliveries`: measures the outbox dispatcher against a local receiver.
+//! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
+//! (`operations`, `batch`, `breakout` and `memory` below measure the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
 //!    service, and time how fast the backlog drains to the receiver.
@@ -22,6 +23,10 @@ use crate::domain::requests::{Callbacks, Notifications, OperationSpec};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
+
+mod memory;
+
+pub use memory::{memory, MemoryBenchArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DeliveryBenchArgs {

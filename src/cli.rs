@@ -83,6 +83,9 @@ pub enum BenchCommand {
     Batch(crate::bench::BatchBenchArgs),
     /// CSPro breakout of a generated Popstan-shaped data set, with 1 and 4 threads.
     Breakout(crate::bench::BreakoutBenchArgs),
+    /// Resident memory of a `relais serve` process: idle, draining deliveries, receiving
+    /// a large upload.
+    Memory(crate::bench::MemoryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -196,6 +199,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Breakout(args),
         } => crate::bench::breakout(cli.database_url, args).await,
+        Command::Bench {
+            command: BenchCommand::Memory(args),
+        } => crate::bench::memory(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");
