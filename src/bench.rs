@@ -1,4 +1,5 @@
-//! `relais bench deliveries`: measures the outbox dispatcher against a local receiver.
+//! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
+//! (`operations`, `batch`, `breakout` and `memory` below measure the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
 //!    service, and time how fast the backlog drains to the receiver.
@@ -22,6 +23,10 @@ use crate::domain::operation::{Callbacks, Notifications, Operation, OperationSpe
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
+
+mod memory;
+
+pub use memory::{memory, MemoryBenchArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DeliveryBenchArgs {
@@ -611,7 +616,7 @@ pub fn popstan_like(cases: usize, seed: u64) -> String {
 /// Times `CsproBreakout` on a generated data set, once per thread count, through the
 /// real runner (the operation is created in the store, as the API would).
 pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::Result<()> {
-    use crate::store::breakout::{BreakoutDictionary, DataKind};
+    use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind};
     let data = std::env::temp_dir().join(format!("relais-bench-{}.dat", uuid::Uuid::new_v4()));
     let generating = Instant::now();
     std::fs::write(&data, popstan_like(args.cases, 7))?;
@@ -621,20 +626,18 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
     let store = relais.store().clone();
     let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
     store
-        .put_breakout_dictionary(
-            &BreakoutDictionary {
-                tenant,
-                project,
-                name: "CEN2000".into(),
-                label: "Popstan-shaped".into(),
-                dictionary: POPSTAN_DCF.into(),
-                data_kind: DataKind::Dat,
-                data_path: data.to_string_lossy().into_owned(),
-                uploaded: false,
-                created_at: clock::now(),
-            },
-            None,
-        )
+        .put_breakout_dictionary(&BreakoutDictionary {
+            tenant,
+            project,
+            name: "CEN2000".into(),
+            label: "Popstan-shaped".into(),
+            dictionary: POPSTAN_DCF.into(),
+            data_kind: DataKind::Dat,
+            data: BreakoutData::ServerFile(
+                std::fs::canonicalize(&data)?.to_string_lossy().into_owned(),
+            ),
+            created_at: clock::now(),
+        })
         .await?;
     println!(
         "backend: {:?}; cores: {}; {} cases generated in {generated:.2} s ({} MB), chunks of {} cases",

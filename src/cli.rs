@@ -83,6 +83,9 @@ pub enum BenchCommand {
     Batch(crate::bench::BatchBenchArgs),
     /// CSPro breakout of a generated Popstan-shaped data set, with 1 and 4 threads.
     Breakout(crate::bench::BreakoutBenchArgs),
+    /// Resident memory of a `relais serve` process: idle, draining deliveries, receiving
+    /// a large upload.
+    Memory(crate::bench::MemoryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,6 +187,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = Config::new(cli.database_url, args)?;
             let relais = Relais::start(config).await?;
+            // On standard output, apart from the logs: where it listens (port 0 picks one),
+            // for people and for scripts that start it.
+            println!("relais listening on http://{}", relais.addr());
             shutdown_signal().await;
             tracing::info!("shutting down");
             relais.stop().await;
@@ -203,6 +209,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Breakout(args),
         } => crate::bench::breakout(cli.database_url, args).await,
+        Command::Bench {
+            command: BenchCommand::Memory(args),
+        } => crate::bench::memory(cli.database_url, args).await,
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("migrations applied");

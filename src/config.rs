@@ -67,6 +67,13 @@ pub struct ServeArgs {
     /// any file the server can read, for admin tokens).
     #[arg(long, env = "RELAIS_BREAKOUT_DATA_DIR")]
     pub breakout_data_dir: Option<std::path::PathBuf>,
+    /// Largest CSPro dictionary accepted, in bytes: an uploaded `dictionary` part, a
+    /// `dictionaryPath` file, or the dictionary inside a `.csdb`.
+    #[arg(long, env = "RELAIS_BREAKOUT_DICTIONARY_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    pub breakout_dictionary_limit: u64,
+    /// Largest uploaded CSPro data file (the `data` part), in bytes.
+    #[arg(long, env = "RELAIS_BREAKOUT_UPLOAD_LIMIT", default_value_t = 512 * 1024 * 1024)]
+    pub breakout_upload_limit: u64,
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
@@ -110,6 +117,8 @@ pub struct Config {
     pub analytics_database_url: Option<String>,
     /// Canonical: a path is confined by comparing canonical prefixes.
     pub breakout_data_dir: Option<std::path::PathBuf>,
+    pub breakout_dictionary_limit: u64,
+    pub breakout_upload_limit: u64,
 }
 
 impl Config {
@@ -152,6 +161,10 @@ impl Config {
                     })
             })
             .transpose()?;
+        anyhow::ensure!(
+            args.breakout_dictionary_limit >= 1024 && args.breakout_upload_limit >= 1024,
+            "the breakout limits must be at least 1024 bytes"
+        );
         Ok(Config {
             database_url,
             bind: args.bind,
@@ -174,6 +187,8 @@ impl Config {
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
             breakout_data_dir,
+            breakout_dictionary_limit: args.breakout_dictionary_limit,
+            breakout_upload_limit: args.breakout_upload_limit,
         })
     }
 
@@ -201,6 +216,8 @@ impl Config {
             public_url: None,
             analytics_database_url: None,
             breakout_data_dir: None,
+            breakout_dictionary_limit: 4 * 1024 * 1024,
+            breakout_upload_limit: 512 * 1024 * 1024,
         }
     }
 }

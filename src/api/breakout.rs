@@ -6,27 +6,24 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::auth::{ProjectPath, ProjectRef};
-use super::body::Body;
 use super::error::ApiError;
 use super::format::time;
 use super::AppState;
-use crate::clock;
-use crate::cspro::csdb::CsdbFile;
 use crate::cspro::dictionary::Dictionary;
 use crate::cspro::layout::{Layout, TableKind};
 use crate::domain::auth::{Principal, Scope};
-use crate::domain::FieldError;
-use crate::store::breakout::{BreakoutDictionary, DataKind};
+use crate::store::breakout::{BreakoutData, BreakoutDictionary};
 use crate::store::StoreError;
 
 mod jobs;
+mod register;
 
 pub use jobs::{jobs, start, status};
+pub use register::register;
 
 fn facade(
     status: StatusCode,
@@ -123,240 +120,19 @@ fn dictionary_view(d: &BreakoutDictionary) -> Value {
         .and_then(|dict| Layout::new(&dict).ok())
         .map(|l| l.table_names().map(str::to_owned).collect())
         .unwrap_or_default();
+    let data_path = match &d.data {
+        BreakoutData::ServerFile(path) => Some(path),
+        BreakoutData::Upload(_) => None,
+    };
     json!({
         "name": d.name,
         "label": d.label,
         "data_kind": d.data_kind.as_str(),
-        "data_path": (!d.uploaded).then_some(&d.data_path),
-        "uploaded": d.uploaded,
+        "data_path": data_path,
+        "uploaded": data_path.is_none(),
         "tables": tables,
         "created_at": time(d.created_at),
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterBody {
-    dictionary_path: Option<String>,
-    data_path: String,
-}
-
-const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
-
-/// Largest uploaded file (dictionary or data).
-pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
-
-/// `POST /api/breakout/dictionaries`: as `multipart/form-data` with the parts
-/// `dictionary` (the `.dcf`) and `data` (`.dat` or `.csdb`), or as JSON
-/// `{"dictionaryPath", "dataPath"}` naming files on the server (admin scope: they are read
-/// with the server's rights). For a `.csdb` the dictionary may be left out: the file
-/// carries its own.
-pub async fn register(
-    state: web::Data<AppState>,
-    principal: Principal,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let multipart = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if multipart {
-        return upload(state, principal, req, payload).await;
-    }
-    let target = target(&state, &principal, Scope::Admin).await?;
-    let limit = state.config.body_limit;
-    let bytes = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge { limit }),
-        Err(e) => {
-            return Err(ApiError::MalformedJson(format!(
-                "the body could not be read: {e}"
-            )))
-        }
-    };
-    let mut request: RegisterBody = Body(bytes).json()?;
-    if let Some(dir) = &state.config.breakout_data_dir {
-        request.data_path = confined(&request.data_path, dir, "dataPath")?;
-        if let Some(path) = &request.dictionary_path {
-            request.dictionary_path = Some(confined(path, dir, "dictionaryPath")?);
-        }
-    }
-    let head = read_head(&request.data_path)
-        .await
-        .map_err(|e| FieldError::new("dataPath", format!("cannot read the file: {e}")))?;
-    let data_kind = if head.starts_with(SQLITE_MAGIC) {
-        DataKind::Csdb
-    } else {
-        DataKind::Dat
-    };
-    let dictionary_text = match (&request.dictionary_path, data_kind) {
-        (Some(path), _) => {
-            let bytes = tokio::fs::read(path).await.map_err(|e| {
-                FieldError::new("dictionaryPath", format!("cannot read the file: {e}"))
-            })?;
-            crate::cspro::data::decode_text(&bytes).into_owned()
-        }
-        (None, DataKind::Csdb) => {
-            let file = CsdbFile::open(&request.data_path)
-                .await
-                .map_err(|e| FieldError::new("dataPath", e.to_string()))?;
-            let text = file.dictionary_text().to_owned();
-            let _ = file.close().await;
-            text
-        }
-        (None, DataKind::Dat) => {
-            return Err(FieldError::new(
-                "dictionaryPath",
-                "required for a text data file (only a .csdb carries its dictionary)",
-            )
-            .into())
-        }
-    };
-    let (dictionary, _) = parse_dictionary(&dictionary_text, "dictionaryPath")?;
-    if data_kind == DataKind::Csdb {
-        // Opening it now turns a corrupt file into a 400 rather than a failed job later.
-        let file = CsdbFile::open(&request.data_path)
-            .await
-            .map_err(|e| FieldError::new("dataPath", e.to_string()))?;
-        let _ = file.close().await;
-    }
-    let data_path = std::fs::canonicalize(&request.data_path)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or(request.data_path);
-    let record = BreakoutDictionary {
-        tenant: target.tenant,
-        project: target.project,
-        name: dictionary.name.clone(),
-        label: dictionary.label.clone(),
-        dictionary: dictionary_text,
-        data_kind,
-        data_path,
-        uploaded: false,
-        created_at: clock::now(),
-    };
-    state
-        .store
-        .put_breakout_dictionary(&record, None)
-        .await
-        .map_err(store_error)?;
-    Ok(HttpResponse::Created().json(dictionary_view(&record)))
-}
-
-/// The multipart form of registration: both files are sent, and kept in the database.
-async fn upload(
-    state: web::Data<AppState>,
-    principal: Principal,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    use futures_util::StreamExt;
-    let target = target(&state, &principal, Scope::OperationsWrite).await?;
-    let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-    let (mut dictionary, mut data) = (None, None);
-    let malformed = |e: actix_multipart::MultipartError| {
-        FieldError::new("body", format!("not a readable multipart form: {e}"))
-    };
-    while let Some(part) = form.next().await {
-        let mut part = part.map_err(malformed)?;
-        let name = part.name().unwrap_or_default().to_owned();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = part.next().await {
-            let chunk = chunk.map_err(malformed)?;
-            if bytes.len() + chunk.len() > MAX_UPLOAD {
-                return Err(ApiError::PayloadTooLarge { limit: MAX_UPLOAD });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        match name.as_str() {
-            "dictionary" => dictionary = Some(bytes),
-            "data" => data = Some(bytes),
-            other => {
-                return Err(FieldError::new(
-                    other,
-                    "unknown part: send `dictionary` (the .dcf) and `data` (.dat or .csdb)",
-                )
-                .into())
-            }
-        }
-    }
-    let data =
-        data.ok_or_else(|| FieldError::new("data", "required: the data file (.dat or .csdb)"))?;
-    let data_kind = if data.starts_with(SQLITE_MAGIC) {
-        DataKind::Csdb
-    } else {
-        DataKind::Dat
-    };
-    let embedded = match data_kind {
-        // Opened now, so a corrupt file is a 400 rather than a failed job later.
-        DataKind::Csdb => {
-            let copy = crate::executors::breakout::TempFile::write(&data)
-                .await
-                .map_err(|_| ApiError::Internal)?;
-            let file = CsdbFile::open(&copy.path)
-                .await
-                .map_err(|e| FieldError::new("data", e.to_string()))?;
-            let text = file.dictionary_text().to_owned();
-            let _ = file.close().await;
-            Some(text)
-        }
-        DataKind::Dat => None,
-    };
-    let dictionary_text = match (dictionary, embedded) {
-        (Some(bytes), _) => crate::cspro::data::decode_text(&bytes).into_owned(),
-        (None, Some(text)) => text,
-        (None, None) => {
-            return Err(FieldError::new(
-                "dictionary",
-                "required for a text data file (only a .csdb carries its dictionary)",
-            )
-            .into())
-        }
-    };
-    let (dictionary, _) = parse_dictionary(&dictionary_text, "dictionary")?;
-    let record = BreakoutDictionary {
-        tenant: target.tenant,
-        project: target.project,
-        name: dictionary.name.clone(),
-        label: dictionary.label.clone(),
-        dictionary: dictionary_text,
-        data_kind,
-        data_path: String::new(),
-        uploaded: true,
-        created_at: clock::now(),
-    };
-    state
-        .store
-        .put_breakout_dictionary(&record, Some(&data))
-        .await
-        .map_err(store_error)?;
-    Ok(HttpResponse::Created().json(dictionary_view(&record)))
-}
-
-/// `path`, resolved (`..`, symbolic links), if that lies within `dir` (itself resolved).
-fn confined(path: &str, dir: &std::path::Path, field: &str) -> Result<String, FieldError> {
-    let resolved = std::fs::canonicalize(path)
-        .map_err(|e| FieldError::new(field, format!("cannot read the file: {e}")))?;
-    if !resolved.starts_with(dir) {
-        return Err(FieldError::new(
-            field,
-            format!(
-                "must lie within the breakout data directory {}",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(resolved.to_string_lossy().into_owned())
-}
-
-async fn read_head(path: &str) -> std::io::Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut head = vec![0; SQLITE_MAGIC.len()];
-    let n = file.read(&mut head).await?;
-    head.truncate(n);
-    Ok(head)
 }
 
 pub async fn list_dictionaries(

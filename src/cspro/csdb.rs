@@ -23,7 +23,7 @@ use sqlx::{Connection, Row, TypeInfo, ValueRef};
 
 use super::data::{
     case_from_lines, not_numeric, parse_field, Case, DataError, Issue, IssueKind, Number,
-    ReadOptions, RecordRow, Special, Value,
+    ReadOptions, RecordRow, Special, Value, MAX_CASE_BYTES,
 };
 use super::dictionary::{Dictionary, Item, ItemKind};
 
@@ -43,6 +43,8 @@ pub enum CsdbError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("the dictionary in the file is {size} bytes, over the limit of {limit} bytes")]
+    DictionaryTooLarge { size: u64, limit: usize },
     #[error(transparent)]
     Data(#[from] DataError),
 }
@@ -60,8 +62,21 @@ pub struct CsdbFile {
 }
 
 impl CsdbFile {
-    pub async fn open(path: impl AsRef<Path>) -> Result<CsdbFile, CsdbError> {
-        let path = path.as_ref();
+    /// Opens a file whose dictionary text is at most `max_dictionary` bytes.
+    pub async fn open(
+        path: impl AsRef<Path>,
+        max_dictionary: usize,
+    ) -> Result<CsdbFile, CsdbError> {
+        Self::open_with(path.as_ref(), Some(max_dictionary)).await
+    }
+
+    /// Opens a file to read its cases, leaving its dictionary unread (a breakout has the
+    /// one registered with the data): [`CsdbFile::dictionary_text`] is then empty.
+    pub async fn open_for_cases(path: impl AsRef<Path>) -> Result<CsdbFile, CsdbError> {
+        Self::open_with(path.as_ref(), None).await
+    }
+
+    async fn open_with(path: &Path, max_dictionary: Option<usize>) -> Result<CsdbFile, CsdbError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .read_only(true)
@@ -72,16 +87,37 @@ impl CsdbFile {
                 path: path.display().to_string(),
                 source,
             })?;
-        let meta = sqlx::query("SELECT schema_version, dictionary FROM meta LIMIT 1")
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(|e| CsdbError::NotCspro(format!("no readable meta table ({e})")))?
-            .ok_or_else(|| CsdbError::NotCspro("the meta table is empty".into()))?;
+        // The size first: a dictionary is read only once it is known to be small.
+        let meta = sqlx::query(
+            "SELECT schema_version, CASE WHEN octet_length(dictionary) <= ? THEN dictionary END,
+               octet_length(dictionary) FROM meta LIMIT 1",
+        )
+        .bind(max_dictionary.unwrap_or(0) as i64)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| CsdbError::NotCspro(format!("no readable meta table ({e})")))?
+        .ok_or_else(|| CsdbError::NotCspro("the meta table is empty".into()))?;
         let schema_version: i64 = meta
             .try_get(0)
             .map_err(|e| CsdbError::NotCspro(format!("meta.schema_version: {e}")))?;
-        let dictionary_text: String = meta
-            .try_get(1)
+        let size: Option<i64> = meta
+            .try_get(2)
+            .map_err(|e| CsdbError::NotCspro(format!("meta.dictionary: {e}")))?;
+        let size = size.ok_or_else(|| CsdbError::NotCspro("meta.dictionary is empty".into()))?;
+        let Some(max_dictionary) = max_dictionary else {
+            return Ok(CsdbFile {
+                conn,
+                schema_version,
+                dictionary_text: String::new(),
+            });
+        };
+        if size as u64 > max_dictionary as u64 {
+            return Err(CsdbError::DictionaryTooLarge {
+                size: size as u64,
+                limit: max_dictionary,
+            });
+        }
+        let dictionary_text = text_column(&meta, 1)
             .map_err(|e| CsdbError::NotCspro(format!("meta.dictionary: {e}")))?;
         Ok(CsdbFile {
             conn,
@@ -162,12 +198,22 @@ impl<'d> CsdbReader<'d> {
     /// The next cases, at most `max_cases` of them; empty once every case has been read.
     pub async fn next_chunk(&mut self, max_cases: usize) -> Result<Vec<Case>, CsdbError> {
         let relational = self.queries.is_some();
+        // A case's text is read only once it is known to fit the limit of a case.
         let sql = format!(
             "SELECT id, key, file_order{} FROM cases \
              WHERE deleted = 0 AND file_order > ? ORDER BY file_order LIMIT ?",
-            if relational { "" } else { ", questionnaire" }
+            if relational {
+                ""
+            } else {
+                ", CASE WHEN octet_length(questionnaire) <= ? THEN questionnaire END, \
+                 octet_length(questionnaire)"
+            }
         );
-        let rows = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql);
+        if !relational {
+            query = query.bind(MAX_CASE_BYTES as i64);
+        }
+        let rows = query
             .bind(self.last_file_order.unwrap_or(f64::NEG_INFINITY))
             .bind(max_cases.max(1) as i64)
             .fetch_all(&mut self.file.conn)
@@ -188,6 +234,16 @@ impl<'d> CsdbReader<'d> {
         match &self.queries {
             None => {
                 for ((uuid, key), row) in heads.into_iter().zip(&rows) {
+                    let size: Option<i64> = row
+                        .try_get(4)
+                        .map_err(|e| sql_error("cases.questionnaire", e))?;
+                    if size.unwrap_or(0) as u64 > MAX_CASE_BYTES as u64 {
+                        return Err(DataError::CaseTooLarge {
+                            case_key: key,
+                            limit: MAX_CASE_BYTES,
+                        }
+                        .into());
+                    }
                     let text =
                         text_column(row, 3).map_err(|e| sql_error("cases.questionnaire", e))?;
                     cases.push(case_from_lines(
@@ -658,7 +714,7 @@ mod tests {
     }
 
     async fn read_all(path: &Path, dictionary: &Dictionary, chunk: usize) -> Vec<Case> {
-        let file = CsdbFile::open(path).await.unwrap();
+        let file = CsdbFile::open(path, 1 << 20).await.unwrap();
         let mut reader = CsdbReader::new(file, dictionary, ReadOptions::default());
         let mut cases = Vec::new();
         loop {
@@ -674,10 +730,15 @@ mod tests {
     #[tokio::test]
     async fn three_level_relational_file() {
         let path = fixture("cspro_ThreeLevelTest.csdb");
-        let mut file = CsdbFile::open(&path).await.unwrap();
+        let mut file = CsdbFile::open(&path, 1 << 20).await.unwrap();
         assert_eq!(file.schema_version(), 3);
         assert!(file.is_relational());
         assert_eq!(file.count_cases().await.unwrap(), 1);
+        // A dictionary over the limit is not read.
+        assert!(matches!(
+            CsdbFile::open(&path, 100).await,
+            Err(CsdbError::DictionaryTooLarge { limit: 100, .. })
+        ));
         // The dictionary inside the file is the fixture's .dcf.
         let embedded = Dictionary::parse(file.dictionary_text()).unwrap();
         let dictionary = Dictionary::parse(THREE_LEVEL_DCF).unwrap();
@@ -834,7 +895,7 @@ mod tests {
         )
         .await;
 
-        let mut file = CsdbFile::open(&path).await.unwrap();
+        let mut file = CsdbFile::open(&path, 1 << 20).await.unwrap();
         assert!(!file.is_relational());
         assert_eq!(file.count_cases().await.unwrap(), 2);
         file.close().await.unwrap();
@@ -886,7 +947,7 @@ mod tests {
         assert_eq!(bad.records.len(), 1);
 
         // Strict turns them into an error.
-        let file = CsdbFile::open(&path).await.unwrap();
+        let file = CsdbFile::open(&path, 1 << 20).await.unwrap();
         let mut strict = CsdbReader::new(file, &dictionary, ReadOptions { strict: true });
         match strict.next_chunk(10).await {
             Err(CsdbError::Data(DataError::Strict { case_key, issue })) => {
@@ -898,11 +959,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stored_case_over_the_limit_is_not_read() {
+        let dictionary = Dictionary::parse(THREE_LEVEL_DCF).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.csdb");
+        let huge = "101010010011 1\n".repeat(MAX_CASE_BYTES / 15 + 1);
+        write_text_form_file(
+            &path,
+            THREE_LEVEL_DCF,
+            &[("huge", "01010010011 1", 1.0, false, &huge)],
+        )
+        .await;
+        let file = CsdbFile::open(&path, 1 << 20).await.unwrap();
+        let mut reader = CsdbReader::new(file, &dictionary, ReadOptions::default());
+        assert!(matches!(
+            reader.next_chunk(10).await,
+            Err(CsdbError::Data(DataError::CaseTooLarge { .. }))
+        ));
+    }
+
+    #[tokio::test]
     async fn not_a_csdb() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.csdb");
         assert!(matches!(
-            CsdbFile::open(&missing).await,
+            CsdbFile::open(&missing, 1 << 20).await,
             Err(CsdbError::Open { .. })
         ));
         let empty = dir.path().join("empty.csdb");
@@ -916,7 +997,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            CsdbFile::open(&empty).await,
+            CsdbFile::open(&empty, 1 << 20).await,
             Err(CsdbError::NotCspro(_))
         ));
     }

@@ -2,11 +2,15 @@
 //! fills.
 //!
 //! A breakout must turn tens of thousands of cases into rows within seconds, and must not
-//! let one bad line cost the rest of a file. So the reader walks the text once, slices
-//! fields out of each line without copying, turns numbers into exact scaled integers, and
-//! records whatever it cannot read as an [`Issue`] on the case it belongs to (with its line
-//! number) while keeping everything else on that line. [`ReadOptions::strict`] turns the
-//! first issue into an error instead, for callers who would rather stop.
+//! let one bad line cost the rest of a file. So the reader walks the data once, a line at a
+//! time from any [`BufRead`] (a file of any size costs the memory of one case, not of the
+//! file), slices fields out of each line without copying, turns numbers into exact scaled
+//! integers, and records whatever it cannot read as an [`Issue`] on the case it belongs to
+//! (with its line number) while keeping everything else on that line.
+//! [`ReadOptions::strict`] turns the first issue into an error instead, for callers who
+//! would rather stop. What no CSPro file holds is an error whatever the options: a line
+//! over [`MAX_LINE_BYTES`], or a case (with the bad lines attached to it) over
+//! [`MAX_CASE_BYTES`], so a file that is not CSPro data cannot fill memory.
 //!
 //! How the text is read, following CSPro:
 //! - a case is a run of consecutive lines with the same first-level id values; its key is
@@ -17,7 +21,8 @@
 //!   record does: the missing fields are blank. A line is *short* only when it ends inside
 //!   its record type or id items, where nothing can be guessed;
 //! - positions count characters, not bytes (CSPro 7 data are UTF-8), with a fast path for
-//!   the usual all-ASCII line;
+//!   the usual all-ASCII line; a line that is not UTF-8 is Windows-1252 (CSPro before
+//!   version 7), and so is every line after it;
 //! - a blank field is "not applicable" and becomes [`Value::Null`]; an alpha value loses
 //!   its trailing blanks (padding, not data); a numeric field of asterisks is CSPro's
 //!   DEFAULT (a value that did not fit) and becomes [`Special::Default`];
@@ -30,6 +35,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::{BufRead, Read};
 
 use super::dictionary::{Dictionary, Item, ItemKind};
 
@@ -205,6 +211,40 @@ impl Case {
     pub fn rows_of(&self, record: usize) -> impl Iterator<Item = &RecordRow> {
         self.records.iter().filter(move |r| r.record == record)
     }
+
+    /// About the memory the case holds, so that a reader can bound how much it keeps.
+    pub fn weight(&self) -> usize {
+        use std::mem::size_of;
+        let value = |v: &Value| {
+            size_of::<Value>()
+                + match v {
+                    Value::Text(t) => t.len(),
+                    _ => 0,
+                }
+        };
+        let records: usize = self
+            .records
+            .iter()
+            .map(|r| {
+                size_of::<RecordRow>()
+                    + r.values
+                        .iter()
+                        .chain(&r.level_ids)
+                        .map(value)
+                        .sum::<usize>()
+            })
+            .sum();
+        let issues: usize = self
+            .issues
+            .iter()
+            .map(|i| size_of::<Issue>() + i.detail.len())
+            .sum();
+        size_of::<Case>()
+            + self.key.len()
+            + self.ids.iter().map(value).sum::<usize>()
+            + records
+            + issues
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +269,14 @@ pub struct ReadOptions {
     pub strict: bool,
 }
 
+/// Longest line a text data file may have. CSPro records are at most a few thousand
+/// characters; a longer line means the file is not CSPro text data.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Most text a case may span, its bad lines included. A case with hundreds of persons is
+/// a few hundred kilobytes.
+pub const MAX_CASE_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
     #[error("case {case_key:?}: {issue}")]
@@ -236,6 +284,14 @@ pub enum DataError {
     /// Bad lines in a file where no line could be read at all.
     #[error("no case could be read: {issue}")]
     NoCase { issue: Issue },
+    #[error("line {line} is longer than {limit} bytes: this is not CSPro text data")]
+    LineTooLong { line: usize, limit: usize },
+    #[error(
+        "case {case_key:?} spans more than {limit} bytes of lines: this is not CSPro data, or not data of this dictionary"
+    )]
+    CaseTooLarge { case_key: String, limit: usize },
+    #[error("the data could not be read: {0}")]
+    Read(String),
 }
 
 /// The text of a data file: without its UTF-8 BOM, and decoded as Windows-1252 when it is
@@ -266,46 +322,106 @@ fn windows_1252(byte: u8) -> char {
     }
 }
 
-/// Reads cases one at a time from the text of a `.dat` file.
-pub struct DatReader<'a> {
-    parser: LineParser<'a>,
-    rest: &'a str,
-    line_no: usize,
+/// The lines of a text data file, decoded one at a time into `text`: without the BOM of
+/// the first line and the line end, as UTF-8 until a line is not, then as Windows-1252
+/// (one byte is one character either way, so positions are unchanged).
+struct Lines<R> {
+    reader: R,
+    raw: Vec<u8>,
+    text: String,
+    /// 1-based number of the line last read.
+    number: usize,
+    ansi: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader,
+            raw: Vec::new(),
+            text: String::new(),
+            number: 0,
+            ansi: false,
+        }
+    }
+
+    /// The next line with its number and its length in the file, or `None` at the end.
+    fn next(&mut self) -> Result<Option<(&str, usize, usize)>, DataError> {
+        self.raw.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let read = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.raw)
+            .map_err(|e| DataError::Read(e.to_string()))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        if self.raw.last() == Some(&b'\n') {
+            self.raw.pop();
+        } else if read as u64 == limit {
+            return Err(DataError::LineTooLong {
+                line: self.number,
+                limit: MAX_LINE_BYTES,
+            });
+        }
+        if self.raw.last() == Some(&b'\r') {
+            self.raw.pop();
+        }
+        let bytes = match self.number {
+            1 => self.raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.raw),
+            _ => &self.raw,
+        };
+        if self.ansi || std::str::from_utf8(bytes).is_err() {
+            self.ansi = true;
+            self.text.clear();
+            self.text.extend(bytes.iter().map(|&b| windows_1252(b)));
+            return Ok(Some((&self.text, self.number, read)));
+        }
+        Ok(Some((
+            std::str::from_utf8(bytes).unwrap_or_default(),
+            self.number,
+            read,
+        )))
+    }
+}
+
+/// Reads cases one at a time from a `.dat` file.
+pub struct DatReader<'d, R> {
+    parser: LineParser<'d>,
+    lines: Lines<R>,
     options: ReadOptions,
     next_number: u64,
-    current: Option<CaseBuilder<'a>>,
+    current: Option<CaseBuilder<'d>>,
     /// Bad lines seen before the first case.
     pending: Vec<Issue>,
+    /// Bytes of the lines of the case being read (or of the pending bad lines).
+    case_bytes: usize,
     key: String,
     finished: bool,
 }
 
-impl<'a> DatReader<'a> {
-    pub fn new(dictionary: &'a Dictionary, text: &'a str, options: ReadOptions) -> Self {
+impl<'d, 't> DatReader<'d, &'t [u8]> {
+    /// Reads text already in memory.
+    pub fn new(dictionary: &'d Dictionary, text: &'t str, options: ReadOptions) -> Self {
+        Self::from_reader(dictionary, text.as_bytes(), options)
+    }
+}
+
+impl<'d, R: BufRead> DatReader<'d, R> {
+    /// Reads the bytes of a file as they come.
+    pub fn from_reader(dictionary: &'d Dictionary, reader: R, options: ReadOptions) -> Self {
         DatReader {
             parser: LineParser::new(dictionary),
-            rest: text.strip_prefix('\u{feff}').unwrap_or(text),
-            line_no: 0,
+            lines: Lines::new(reader),
             options,
             next_number: 1,
             current: None,
             pending: Vec::new(),
+            case_bytes: 0,
             key: String::new(),
             finished: false,
         }
-    }
-
-    fn next_line(&mut self) -> Option<&'a str> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let (line, rest) = match self.rest.find('\n') {
-            Some(end) => (&self.rest[..end], &self.rest[end + 1..]),
-            None => (self.rest, ""),
-        };
-        self.rest = rest;
-        self.line_no += 1;
-        Some(line.strip_suffix('\r').unwrap_or(line))
     }
 
     fn deliver(&mut self, case: Case) -> Result<Case, DataError> {
@@ -320,9 +436,14 @@ impl<'a> DatReader<'a> {
         }
         Ok(case)
     }
+
+    fn fail(&mut self, error: DataError) -> Option<Result<Case, DataError>> {
+        self.finished = true;
+        Some(Err(error))
+    }
 }
 
-impl Iterator for DatReader<'_> {
+impl<R: BufRead> Iterator for DatReader<'_, R> {
     type Item = Result<Case, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -330,21 +451,25 @@ impl Iterator for DatReader<'_> {
             return None;
         }
         loop {
-            let Some(line) = self.next_line() else {
-                self.finished = true;
-                return match self.current.take() {
-                    Some(builder) => Some(self.deliver(builder.finish())),
-                    None => self
-                        .pending
-                        .drain(..)
-                        .next()
-                        .map(|issue| Err(DataError::NoCase { issue })),
-                };
+            let (line, number, length) = match self.lines.next() {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    self.finished = true;
+                    return match self.current.take() {
+                        Some(builder) => Some(self.deliver(builder.finish())),
+                        None => self
+                            .pending
+                            .drain(..)
+                            .next()
+                            .map(|issue| Err(DataError::NoCase { issue })),
+                    };
+                }
+                Err(e) => return self.fail(e),
             };
             if is_blank(line) {
                 continue;
             }
-            let line_no = Some(self.line_no);
+            let line_no = Some(number);
             self.parser.prepare(line);
             let view = self.parser.view(line);
             let record = match self.parser.classify(&view) {
@@ -355,15 +480,37 @@ impl Iterator for DatReader<'_> {
                         kind,
                         detail,
                     };
-                    match &mut self.current {
-                        Some(builder) => builder.case.issues.push(issue),
-                        None => self.pending.push(issue),
+                    self.case_bytes += length;
+                    let case_key = match &mut self.current {
+                        Some(builder) => {
+                            builder.case.issues.push(issue);
+                            &builder.case.key
+                        }
+                        None => {
+                            self.pending.push(issue);
+                            ""
+                        }
+                    };
+                    if self.case_bytes > MAX_CASE_BYTES {
+                        let case_key = case_key.to_owned();
+                        return self.fail(DataError::CaseTooLarge {
+                            case_key,
+                            limit: MAX_CASE_BYTES,
+                        });
                     }
                     continue;
                 }
             };
             self.parser.case_key(&view, &mut self.key);
             if let Some(builder) = self.current.as_mut().filter(|b| b.case.key == self.key) {
+                self.case_bytes += length;
+                if self.case_bytes > MAX_CASE_BYTES {
+                    let case_key = builder.case.key.clone();
+                    return self.fail(DataError::CaseTooLarge {
+                        case_key,
+                        limit: MAX_CASE_BYTES,
+                    });
+                }
                 builder.push(&view, record, line_no);
                 continue;
             }
@@ -375,6 +522,12 @@ impl Iterator for DatReader<'_> {
             );
             self.next_number += 1;
             builder.case.issues.append(&mut self.pending);
+            // Bad lines before the first case count towards it, as they are attached to it.
+            self.case_bytes = if self.current.is_some() {
+                0
+            } else {
+                self.case_bytes
+            } + length;
             builder.push(&view, record, line_no);
             if let Some(done) = self.current.replace(builder) {
                 return Some(self.deliver(done.finish()));
@@ -1074,6 +1227,84 @@ pub(crate) mod tests {
         // A file read as bytes: BOM stripped, UTF-8 kept.
         let bytes = format!("\u{feff}{crlf}").into_bytes();
         assert_eq!(read_all(&dict, &decode_text(&bytes)), lf);
+    }
+
+    #[test]
+    fn a_file_is_read_as_it_comes_with_each_line_decoded() {
+        let dict = popstan();
+        // Through a small buffer, as a file is read: the same cases as from memory.
+        let bytes = format!("\u{feff}{}", POPSTAN_FIRST5.replace('\n', "\r\n")).into_bytes();
+        let streamed: Vec<Case> = DatReader::from_reader(
+            &dict,
+            std::io::BufReader::with_capacity(7, &bytes[..]),
+            ReadOptions::default(),
+        )
+        .collect::<Result<_, _>>()
+        .unwrap();
+        assert_eq!(streamed, read_all(&dict, POPSTAN_FIRST5));
+
+        // A UTF-8 line, then an ANSI one: each is read as what it is, and from the first
+        // line that is not UTF-8 on, the file is taken for Windows-1252.
+        let mut bytes = "301010030011021001120001220Hélène              1\n"
+            .as_bytes()
+            .to_vec();
+        bytes.extend_from_slice(b"301010030011021001220001220C\x9cur \xc3\xa9             1\n");
+        let cases: Vec<Case> = DatReader::from_reader(&dict, &bytes[..], ReadOptions::default())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let names: Vec<&Value> = cases
+            .iter()
+            .map(|c| value(&dict, &c.records[0], "ENUMERATOR", None))
+            .collect();
+        assert_eq!(names, [&Value::text("Hélène"), &Value::text("Cœur Ã©")]);
+    }
+
+    #[test]
+    fn what_no_cspro_file_holds_stops_the_reading() {
+        let dict = popstan();
+        // One endless line (a device copied into a file, say): refused once over the limit.
+        let endless = std::io::repeat(b'0').take(2 * MAX_LINE_BYTES as u64);
+        let mut reader = DatReader::from_reader(
+            &dict,
+            std::io::BufReader::new(endless),
+            ReadOptions::default(),
+        );
+        assert_eq!(
+            reader.next(),
+            Some(Err(DataError::LineTooLong {
+                line: 1,
+                limit: MAX_LINE_BYTES
+            }))
+        );
+        assert_eq!(reader.next(), None);
+
+        // Lines that never make a case: refused once they would make one too large.
+        let mut noise = Vec::new();
+        while noise.len() <= MAX_CASE_BYTES {
+            noise.extend_from_slice(b"hello world\n");
+        }
+        let mut reader = DatReader::from_reader(&dict, &noise[..], ReadOptions::default());
+        assert!(matches!(
+            reader.next(),
+            Some(Err(DataError::CaseTooLarge { .. }))
+        ));
+
+        // One case whose lines never end: the same.
+        let line = POPSTAN_FIRST5.lines().next().unwrap();
+        let mut one_case = String::new();
+        while one_case.len() <= MAX_CASE_BYTES {
+            one_case.push_str(line);
+            one_case.push('\n');
+        }
+        let mut reader = DatReader::new(&dict, &one_case, ReadOptions::default());
+        match reader.next() {
+            Some(Err(DataError::CaseTooLarge { case_key, .. })) => {
+                assert_eq!(case_key, "010100300110210011")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A file of ordinary cases is not affected.
+        assert_eq!(read_all(&dict, POPSTAN_DAT).len(), 294);
     }
 
     #[test]

@@ -674,7 +674,7 @@ mod tests {
         let layout = Layout::new(&dictionary).unwrap();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/cspro/cspro_ThreeLevelTest.csdb");
-        let file = CsdbFile::open(&path).await.unwrap();
+        let file = CsdbFile::open(&path, 1 << 20).await.unwrap();
         let mut reader = CsdbReader::new(file, &dictionary, ReadOptions::default());
         let cases = reader.next_chunk(100).await.unwrap();
         let case = &cases[0];

@@ -134,6 +134,12 @@ uuid_id!(
     "token id",
     "tok-"
 );
+uuid_id!(
+    /// A data file uploaded for a CSPro breakout, kept in the database in chunks.
+    UploadId,
+    "upload id",
+    "upl-"
+);
 
 /// Event ids follow the Standard Webhooks habit of a type prefix and an opaque suffix;
 /// they double as the `webhook-id` of every delivery of that event.

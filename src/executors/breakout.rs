@@ -16,6 +16,10 @@
 //! data no longer has are deleted at the end. `overwrite` drops the tables first. Bad lines never abort the run (unless `strict`):
 //! they are counted, and the first ones are listed with their case and line in the
 //! results.
+//!
+//! Memory stays bounded whatever the data: files are read as they come (see [`input`]
+//! for which files are read at all), and a chunk closes early once its cases weigh
+//! [`MAX_CHUNK_WEIGHT`], so a job holds at most `3 × threads + 1` chunks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,14 +34,20 @@ use tokio::task::JoinSet;
 
 use super::{ExecutionError, Executor, Reporter, Run, Task};
 use crate::cspro::csdb::{CsdbFile, CsdbReader};
-use crate::cspro::data::{decode_text, Case, DatReader, IssueKind, ReadOptions};
+use crate::cspro::data::{Case, DatReader, IssueKind, ReadOptions};
 use crate::cspro::dictionary::Dictionary;
 use crate::cspro::layout::Layout;
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{OperationResult, ProgressReport};
 use crate::domain::FieldError;
-use crate::store::breakout::{BreakoutDictionary, BreakoutSink, ChunkKey, DataKind};
+use crate::store::breakout::{
+    BreakoutData, BreakoutDictionary, BreakoutSink, ChunkKey, DataKind, UploadError,
+};
 use crate::store::StoreError;
+
+pub mod input;
+
+use input::RegularFile;
 
 pub const OPERATION_TYPE: &str = "CsproBreakout";
 pub const MAX_THREADS: u32 = 10;
@@ -46,6 +56,10 @@ const MAX_CHUNK_SIZE: usize = 100_000;
 /// Issues listed by name in the results (all are counted).
 pub const ISSUES_LISTED: usize = 50;
 const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// A chunk closes before `chunk_size` cases once its cases weigh this much.
+pub const MAX_CHUNK_WEIGHT: usize = 16 * 1024 * 1024;
+/// Bytes read from a text data file at a time.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Chunk transactions in flight at once in this process, over all jobs: each holds a
 /// database connection for its duration, and the API and the engine need some too (the
@@ -226,16 +240,62 @@ fn fingerprint(cases: &[Case]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// What a source read: its cases, in how many chunks.
+#[derive(Debug, Clone, Copy, Default)]
+struct Read {
+    cases: u64,
+    chunks: i64,
+}
+
 type Source =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ExecutionError>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Read, ExecutionError>> + Send>>;
+
+/// The data file of a run, opened; an uploaded one is a copy, removed after the run.
+struct Input {
+    file: RegularFile,
+    _copy: Option<tempfile::TempPath>,
+}
 
 impl Job {
-    async fn uploaded(&self, registered: &BreakoutDictionary) -> Result<Vec<u8>, ExecutionError> {
-        self.sink
-            .uploaded_data(&registered.name)
+    /// Opens the registered data: a server file only if it is still the regular file it
+    /// was at registration, an upload by copying it out of the database.
+    async fn open_input(&self, registered: &BreakoutDictionary) -> Result<Input, ExecutionError> {
+        let upload = match &registered.data {
+            BreakoutData::ServerFile(path) => {
+                let file = input::reopen_registered(path)
+                    .await
+                    .map_err(|e| unreadable(path, e))?;
+                return Ok(Input { file, _copy: None });
+            }
+            BreakoutData::Upload(upload) => *upload,
+        };
+        let copy_failed = |e: std::io::Error| {
+            ExecutionError::new(
+                "DATA_NOT_READABLE",
+                format!("cannot copy the uploaded data into a temporary file: {e}"),
+                true,
+            )
+        };
+        let (mut out, copy) = input::temporary_file().map_err(copy_failed)?;
+        match self.sink.copy_upload(upload, &mut out).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(unreadable(
+                    "(uploaded)",
+                    "the uploaded data is gone: the dictionary was registered again or deleted",
+                ))
+            }
+            Err(UploadError::Store(e)) => return Err(db_error(e)),
+            Err(UploadError::File(e)) => return Err(copy_failed(e)),
+        }
+        drop(out);
+        let file = input::open_regular(copy.to_path_buf())
             .await
-            .map_err(db_error)?
-            .ok_or_else(|| unreadable("(uploaded)", "the uploaded data is gone"))
+            .map_err(|e| unreadable("(uploaded)", e))?;
+        Ok(Input {
+            file,
+            _copy: Some(copy),
+        })
     }
 
     async fn run(
@@ -270,6 +330,8 @@ impl Job {
             error.error.details = Some(json!({"existing_tables": foreign}));
             return Err(error);
         }
+        // Before any table is created: data that cannot be read leaves nothing behind.
+        let input = self.open_input(registered).await?;
         self.sink
             .create_tables(
                 &registered.name,
@@ -293,72 +355,51 @@ impl Job {
             processed: processed.clone(),
             unchanged: unchanged.clone(),
         };
-        let mut _copy: Option<TempFile> = None;
+        let shown = match &registered.data {
+            BreakoutData::ServerFile(path) => path.as_str(),
+            BreakoutData::Upload(_) => "(uploaded)",
+        };
+        let chunker = Chunker::new(self.chunk_size, skip);
         let (total, source) = match registered.data_kind {
             DataKind::Dat => {
-                let bytes = if registered.uploaded {
-                    self.uploaded(registered).await?
-                } else {
-                    tokio::fs::read(&registered.data_path)
-                        .await
-                        .map_err(|e| unreadable(&registered.data_path, e))?
-                };
-                let text = Arc::new(decode_text(&bytes).into_owned());
-                let counted = {
-                    let (dictionary, text) = (dictionary.clone(), text.clone());
+                // Counted in a first pass for the progress reports, then read again.
+                let (counted, file) = {
+                    let (dictionary, file) = (dictionary.clone(), input.file.file);
                     tokio::task::spawn_blocking(move || {
-                        DatReader::new(&dictionary, &text, ReadOptions::default())
-                            .filter(Result::is_ok)
-                            .count() as u64
+                        let reader = std::io::BufReader::with_capacity(READ_BUFFER, &file);
+                        let counted =
+                            DatReader::from_reader(&dictionary, reader, ReadOptions::default())
+                                .take_while(Result::is_ok)
+                                .count() as u64;
+                        std::io::Seek::rewind(&mut &file).map(|_| (counted, file))
                     })
                     .await
                     .map_err(|_| internal())?
+                    .map_err(|e| unreadable(shown, e))?
                 };
-                let source = dat_source(
-                    dictionary.clone(),
-                    text,
-                    options,
-                    self.chunk_size,
-                    skip,
-                    sender,
-                );
+                let source = dat_source(dictionary.clone(), file, options, chunker, sender);
                 (counted, source)
             }
             DataKind::Csdb => {
-                // SQLite reads files: an uploaded one is copied out for the run.
-                let path = if registered.uploaded {
-                    let bytes = self.uploaded(registered).await?;
-                    let copy = TempFile::write(&bytes)
-                        .await
-                        .map_err(|e| unreadable("(uploaded)", e))?;
-                    let path = copy.path.to_string_lossy().into_owned();
-                    _copy = Some(copy);
-                    path
-                } else {
-                    registered.data_path.clone()
-                };
-                let mut file = CsdbFile::open(&path)
+                let mut file = CsdbFile::open_for_cases(&input.file.path)
                     .await
-                    .map_err(|e| unreadable(&path, e))?;
-                let counted = file
-                    .count_cases()
+                    .map_err(|e| unreadable(shown, e))?;
+                // SQLite opened the path itself: it must still be the file checked.
+                input
+                    .file
+                    .still_in_place()
                     .await
-                    .map_err(|e| unreadable(&registered.data_path, e))?;
-                let source = csdb_source(
-                    dictionary.clone(),
-                    file,
-                    options,
-                    self.chunk_size,
-                    skip,
-                    sender,
-                );
+                    .map_err(|e| unreadable(shown, e))?;
+                let counted = file.count_cases().await.map_err(|e| unreadable(shown, e))?;
+                let source = csdb_source(dictionary.clone(), file, options, chunker, sender);
                 (counted, source)
             }
         };
 
         let receiver = Arc::new(Mutex::new(receiver));
+        let mut source = tokio::spawn(source);
+        let mut read = None;
         let mut tasks = JoinSet::new();
-        tasks.spawn(source);
         for _ in 0..self.threads {
             let (sink, layout, receiver, processed, written) = (
                 self.sink.clone(),
@@ -413,35 +454,54 @@ impl Job {
             ..Default::default()
         };
         let mut tick = tokio::time::interval(REPORT_EVERY);
+        let stop = |tasks: &mut JoinSet<_>, source: &tokio::task::JoinHandle<_>| {
+            tasks.abort_all();
+            source.abort();
+        };
         loop {
             tokio::select! {
+                done = &mut source, if read.is_none() => match done {
+                    Ok(Ok(done)) => read = Some(done),
+                    Ok(Err(e)) => {
+                        stop(&mut tasks, &source);
+                        return Err(e);
+                    }
+                    Err(_) => {
+                        stop(&mut tasks, &source);
+                        return Err(internal());
+                    }
+                },
                 joined = tasks.join_next() => match joined {
                     None => break,
                     Some(Ok(Ok(()))) => {}
                     Some(Ok(Err(e))) => {
-                        tasks.abort_all();
+                        stop(&mut tasks, &source);
                         return Err(e);
                     }
                     Some(Err(_)) => {
-                        tasks.abort_all();
+                        stop(&mut tasks, &source);
                         return Err(internal());
                     }
                 },
                 _ = tick.tick() => {
                     if self.reporter.report(report(processed.load(Ordering::Relaxed))).await.is_err() {
-                        tasks.abort_all();
+                        stop(&mut tasks, &source);
                         return Err(ExecutionError::stopped());
                     }
                 }
                 _ = self.reporter.stopped() => {
-                    tasks.abort_all();
+                    stop(&mut tasks, &source);
                     return Err(ExecutionError::stopped());
                 }
             }
         }
-        let chunks = total.div_ceil(self.chunk_size as u64) as i64;
+        // Every writer is done, so the source has finished too.
+        let read = match read {
+            Some(read) => read,
+            None => source.await.map_err(|_| internal())??,
+        };
         self.sink
-            .finish(&layout, &registered.name, total, chunks)
+            .finish(&layout, &registered.name, read.cases, read.chunks)
             .await
             .map_err(db_error)?;
         self.reporter
@@ -450,29 +510,10 @@ impl Job {
             .map_err(|_| ExecutionError::stopped())?;
         Ok(Outcome {
             tables: layout.table_names().map(str::to_owned).collect(),
-            cases: total,
+            cases: read.cases,
             written: written.load(Ordering::Relaxed),
             unchanged: unchanged.load(Ordering::Relaxed),
         })
-    }
-}
-
-/// A file in the temporary directory, removed when dropped.
-pub struct TempFile {
-    pub path: std::path::PathBuf,
-}
-
-impl TempFile {
-    pub async fn write(bytes: &[u8]) -> std::io::Result<TempFile> {
-        let path = std::env::temp_dir().join(format!("relais-{}.csdb", uuid::Uuid::new_v4()));
-        tokio::fs::write(&path, bytes).await?;
-        Ok(TempFile { path })
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -501,40 +542,76 @@ impl Skip {
     }
 }
 
-/// Reads a `.dat` text on a blocking thread and sends the chunks to write.
+/// Cases gathered into numbered chunks: `chunk_size` cases, or fewer once they weigh
+/// [`MAX_CHUNK_WEIGHT`]. The cut depends on the data alone, so a run over the same data
+/// makes the same chunks, and their fingerprints match.
+struct Chunker {
+    size: usize,
+    skip: Skip,
+    cases: Vec<Case>,
+    weight: usize,
+    read: Read,
+}
+
+impl Chunker {
+    fn new(size: usize, skip: Skip) -> Self {
+        Chunker {
+            size,
+            skip,
+            cases: Vec::new(),
+            weight: 0,
+            read: Read::default(),
+        }
+    }
+
+    /// Adds a case; gives the chunk it closed, if it needs writing.
+    fn push(&mut self, case: Case) -> Option<Chunk> {
+        self.weight += case.weight();
+        self.cases.push(case);
+        if self.cases.len() < self.size && self.weight < MAX_CHUNK_WEIGHT {
+            return None;
+        }
+        self.close()
+    }
+
+    fn close(&mut self) -> Option<Chunk> {
+        if self.cases.is_empty() {
+            return None;
+        }
+        let cases = std::mem::take(&mut self.cases);
+        self.weight = 0;
+        let index = self.read.chunks;
+        self.read.chunks += 1;
+        self.read.cases += cases.len() as u64;
+        self.skip.check(index, cases)
+    }
+}
+
+fn invalid_data(e: impl std::fmt::Display) -> ExecutionError {
+    ExecutionError::new("INVALID_DATA", e.to_string(), false)
+}
+
+/// Reads a `.dat` file on a blocking thread, as it comes, and sends the chunks to write.
 fn dat_source(
     dictionary: Arc<Dictionary>,
-    text: Arc<String>,
+    file: std::fs::File,
     options: ReadOptions,
-    chunk_size: usize,
-    skip: Skip,
+    mut chunker: Chunker,
     sender: mpsc::Sender<Chunk>,
 ) -> Source {
     let reading = tokio::task::spawn_blocking(move || {
-        let mut index = 0i64;
-        let mut cases = Vec::with_capacity(chunk_size);
-        let send = |index: i64, cases: Vec<Case>| match skip.check(index, cases) {
-            None => true,
-            Some(chunk) => sender.blocking_send(chunk).is_ok(),
-        };
-        for case in DatReader::new(&dictionary, &text, options) {
-            let case =
-                case.map_err(|e| ExecutionError::new("INVALID_DATA", e.to_string(), false))?;
-            cases.push(case);
-            if cases.len() == chunk_size {
-                if !send(
-                    index,
-                    std::mem::replace(&mut cases, Vec::with_capacity(chunk_size)),
-                ) {
-                    return Ok(());
+        let reader = std::io::BufReader::with_capacity(READ_BUFFER, file);
+        for case in DatReader::from_reader(&dictionary, reader, options) {
+            if let Some(chunk) = chunker.push(case.map_err(invalid_data)?) {
+                if sender.blocking_send(chunk).is_err() {
+                    return Ok(chunker.read);
                 }
-                index += 1;
             }
         }
-        if !cases.is_empty() {
-            send(index, cases);
+        if let Some(chunk) = chunker.close() {
+            let _ = sender.blocking_send(chunk);
         }
-        Ok(())
+        Ok(chunker.read)
     });
     Box::pin(async move { reading.await.map_err(|_| internal())? })
 }
@@ -544,30 +621,30 @@ fn csdb_source(
     dictionary: Arc<Dictionary>,
     file: CsdbFile,
     options: ReadOptions,
-    chunk_size: usize,
-    skip: Skip,
+    mut chunker: Chunker,
     sender: mpsc::Sender<Chunk>,
 ) -> Source {
     Box::pin(async move {
         let mut reader = CsdbReader::new(file, &dictionary, options);
-        let mut index = 0i64;
-        loop {
-            let cases = reader
-                .next_chunk(chunk_size)
-                .await
-                .map_err(|e| ExecutionError::new("INVALID_DATA", e.to_string(), false))?;
+        let size = chunker.size;
+        'reading: loop {
+            let cases = reader.next_chunk(size).await.map_err(invalid_data)?;
             if cases.is_empty() {
                 break;
             }
-            if let Some(chunk) = skip.check(index, cases) {
-                if sender.send(chunk).await.is_err() {
-                    break;
+            for case in cases {
+                if let Some(chunk) = chunker.push(case) {
+                    if sender.send(chunk).await.is_err() {
+                        break 'reading;
+                    }
                 }
             }
-            index += 1;
+        }
+        if let Some(chunk) = chunker.close() {
+            let _ = sender.send(chunk).await;
         }
         let _ = reader.into_file().close().await;
-        Ok(())
+        Ok(chunker.read)
     })
 }
 

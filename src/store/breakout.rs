@@ -15,7 +15,11 @@ use sqlx::Row;
 use super::{from_ms, sized_chunks, to_ms, Backend, Result, Store, StoreError};
 use crate::cspro::data::Case;
 use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
-use crate::domain::ids::{OperationId, ProjectId, TenantId};
+use crate::domain::ids::{OperationId, ProjectId, TenantId, UploadId};
+
+mod uploads;
+
+pub use uploads::{UploadError, UPLOAD_CHUNK_BYTES};
 
 /// Bound parameters per statement, under SQLite's and PostgreSQL's limits.
 const MAX_PARAMS: usize = 30_000;
@@ -46,6 +50,16 @@ impl DataKind {
     }
 }
 
+/// Where a registered dictionary's data is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BreakoutData {
+    /// A file on the server, by the path it resolved to at registration.
+    ServerFile(String),
+    /// A file uploaded with the dictionary, kept in the database (so that every replica
+    /// can run the job).
+    Upload(UploadId),
+}
+
 /// A dictionary registered by a project, with where its data is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakoutDictionary {
@@ -55,10 +69,7 @@ pub struct BreakoutDictionary {
     pub label: String,
     pub dictionary: String,
     pub data_kind: DataKind,
-    /// A file on the server; empty when the data was uploaded (it is then in the
-    /// database, so that every replica can run the job).
-    pub data_path: String,
-    pub uploaded: bool,
+    pub data: BreakoutData,
     pub created_at: DateTime<Utc>,
 }
 
@@ -97,15 +108,20 @@ pub struct TableStats {
 }
 
 const DICTIONARY_COLUMNS: &str =
-    "tenant_id, project_id, name, label, dictionary, data_kind, data_path, created_at";
-const SELECT_DICTIONARY: &str =
-    "tenant_id, project_id, name, label, dictionary, data_kind, data_path, created_at,
-     CAST(CASE WHEN data IS NULL THEN 0 ELSE 1 END AS BIGINT) AS uploaded";
+    "tenant_id, project_id, name, label, dictionary, data_kind, data_path, upload_id, created_at";
 
 fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
     let tenant: String = row.try_get("tenant_id")?;
     let project: String = row.try_get("project_id")?;
     let kind: String = row.try_get("data_kind")?;
+    let data = match row.try_get::<Option<String>, _>("upload_id")? {
+        Some(upload) => BreakoutData::Upload(
+            upload
+                .parse()
+                .map_err(|_| StoreError::corrupt(format!("upload id {upload}")))?,
+        ),
+        None => BreakoutData::ServerFile(row.try_get("data_path")?),
+    };
     Ok(BreakoutDictionary {
         tenant: tenant
             .parse()
@@ -118,8 +134,7 @@ fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
         dictionary: row.try_get("dictionary")?,
         data_kind: DataKind::parse(&kind)
             .ok_or_else(|| StoreError::corrupt(format!("data kind {kind}")))?,
-        data_path: row.try_get("data_path")?,
-        uploaded: row.try_get::<i64, _>("uploaded")? != 0,
+        data,
         created_at: from_ms(row.try_get("created_at")?)?,
     })
 }
@@ -268,18 +283,28 @@ fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> Any
 }
 
 impl Store {
-    /// Registers a dictionary, replacing one of the same name in the project. `data` is
-    /// the uploaded data file, if it was not given by path.
-    pub async fn put_breakout_dictionary(
-        &self,
-        d: &BreakoutDictionary,
-        data: Option<&[u8]>,
-    ) -> Result<()> {
+    /// Registers a dictionary, replacing one of the same name in the project (and the
+    /// upload that one's data was, unless it is this one's too).
+    pub async fn put_breakout_dictionary(&self, d: &BreakoutDictionary) -> Result<()> {
+        let (path, upload) = match &d.data {
+            BreakoutData::ServerFile(path) => (path.as_str(), None),
+            BreakoutData::Upload(upload) => ("", Some(upload.db())),
+        };
+        let mut tx = self.pool.begin().await?;
+        let replaced: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT upload_id FROM breakout_dictionaries WHERE project_id = $1 AND name = $2{}",
+            self.backend.for_update()
+        ))
+        .bind(d.project.db())
+        .bind(&d.name)
+        .fetch_optional(&mut *tx)
+        .await?;
         sqlx::query(&format!(
-            "INSERT INTO breakout_dictionaries ({DICTIONARY_COLUMNS}, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO breakout_dictionaries ({DICTIONARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (project_id, name) DO UPDATE SET label = excluded.label,
                dictionary = excluded.dictionary, data_kind = excluded.data_kind,
-               data_path = excluded.data_path, created_at = excluded.created_at, data = excluded.data"
+               data_path = excluded.data_path, upload_id = excluded.upload_id,
+               created_at = excluded.created_at"
         ))
         .bind(d.tenant.db())
         .bind(d.project.db())
@@ -287,11 +312,18 @@ impl Store {
         .bind(&d.label)
         .bind(&d.dictionary)
         .bind(d.data_kind.as_str())
-        .bind(&d.data_path)
+        .bind(path)
+        .bind(&upload)
         .bind(to_ms(d.created_at))
-        .bind(data.map(<[u8]>::to_vec))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(old) = replaced
+            .flatten()
+            .filter(|old| Some(old) != upload.as_ref())
+        {
+            uploads::delete(&mut tx, &old).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -300,7 +332,7 @@ impl Store {
         project: ProjectId,
     ) -> Result<Vec<BreakoutDictionary>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SELECT_DICTIONARY} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
+            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
         ))
         .bind(project.db())
         .fetch_all(&self.pool)
@@ -314,7 +346,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<BreakoutDictionary>> {
         let row = sqlx::query(&format!(
-            "SELECT {SELECT_DICTIONARY} FROM breakout_dictionaries WHERE project_id = $1 AND name = $2"
+            "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 AND name = $2"
         ))
         .bind(project.db())
         .bind(name)
@@ -323,14 +355,22 @@ impl Store {
         row.as_ref().map(decode_dictionary).transpose()
     }
 
+    /// Forgets a dictionary, and its uploaded data if it had some.
     pub async fn delete_breakout_dictionary(&self, project: ProjectId, name: &str) -> Result<bool> {
-        let done =
-            sqlx::query("DELETE FROM breakout_dictionaries WHERE project_id = $1 AND name = $2")
-                .bind(project.db())
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = self.pool.begin().await?;
+        let deleted: Option<Option<String>> = sqlx::query_scalar(
+            "DELETE FROM breakout_dictionaries WHERE project_id = $1 AND name = $2
+             RETURNING upload_id",
+        )
+        .bind(project.db())
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(upload) = deleted.clone().flatten() {
+            uploads::delete(&mut tx, &upload).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted.is_some())
     }
 
     /// The breakout executor's handle on the project's dictionaries and tables.
@@ -549,21 +589,6 @@ impl BreakoutSink {
         self.store
             .foreign_breakout_tables(self.project, dictionary, layout)
             .await
-    }
-
-    /// The uploaded data file of a dictionary.
-    pub async fn uploaded_data(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query(
-            "SELECT data FROM breakout_dictionaries WHERE project_id = $1 AND name = $2",
-        )
-        .bind(self.project.db())
-        .bind(name)
-        .fetch_optional(&self.store.pool)
-        .await?;
-        Ok(match row {
-            Some(row) => row.try_get::<Option<Vec<u8>>, _>("data")?,
-            None => None,
-        })
     }
 
     /// The chunks written into the dictionary's tables, in chunk order.

@@ -227,6 +227,7 @@ impl Store {
                 "DELETE FROM delivery_attempts WHERE project_id = $1",
                 "DELETE FROM idempotency_keys WHERE project_id = $1",
                 "DELETE FROM breakout_dictionaries WHERE project_id = $1",
+                "DELETE FROM breakout_uploads WHERE project_id = $1",
             ] {
                 count(sql).execute(&mut *tx).await?;
             }

@@ -30,14 +30,14 @@ both_backends!(
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     format!("{}/fixtures/cspro/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-const POPSTAN_DCF: &str = "jhandley_PopstanCensus_CEN2000.dcf";
-const POPSTAN_DAT: &str = "jhandley_PopstanCensus.dat";
+pub(crate) const POPSTAN_DCF: &str = "jhandley_PopstanCensus_CEN2000.dcf";
+pub(crate) const POPSTAN_DAT: &str = "jhandley_PopstanCensus.dat";
 
-async fn register(app: &TestApp, dictionary: Option<&str>, data: &str) -> Response {
+pub(crate) async fn register(app: &TestApp, dictionary: Option<&str>, data: &str) -> Response {
     let admin = app.token_with("admin").await;
     let mut body = json!({"dataPath": data});
     if let Some(d) = dictionary {
@@ -61,13 +61,13 @@ async fn start(app: &TestApp, body: &Value) -> Response {
     app.post("/api/breakout/start", body).await
 }
 
-async fn start_ok(app: &TestApp, body: &Value) -> String {
+pub(crate) async fn start_ok(app: &TestApp, body: &Value) -> String {
     let r = start(app, body).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     r.body["job_id"].as_str().unwrap().to_owned()
 }
 
-async fn finished(app: &TestApp, job: &str) -> Value {
+pub(crate) async fn finished(app: &TestApp, job: &str) -> Value {
     eventually(60 * SEC, || async {
         let s = app.get(&format!("/api/breakout/status/{job}")).await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.text);
@@ -98,7 +98,7 @@ async fn query_at(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {
+pub(crate) async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {
     let mut out = Vec::new();
     for t in tables {
         let rows = query(app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {t}")).await;
@@ -107,7 +107,7 @@ async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {
     out
 }
 
-const POPSTAN_TABLES: [&str; 4] = [
+pub(crate) const POPSTAN_TABLES: [&str; 4] = [
     "cen2000_cases",
     "cen2000_person",
     "cen2000_housing",
@@ -115,7 +115,7 @@ const POPSTAN_TABLES: [&str; 4] = [
 ];
 
 /// The rows one Popstan file gives each of `POPSTAN_TABLES`.
-const POPSTAN_ROWS: [i64; 4] = [294, 1262, 240, 294];
+pub(crate) const POPSTAN_ROWS: [i64; 4] = [294, 1262, 240, 294];
 
 /// Copies of Popstan in the file that interruption tests break off after its first 300
 /// cases: enough that the job is still far from done when the test cuts in.
@@ -753,7 +753,7 @@ async fn breakout_incremental_runs_write_only_the_chunks_that_changed(backend: B
 }
 
 /// A `multipart/form-data` body of file parts: its content type and bytes.
-fn multipart(parts: &[(&str, &str, Vec<u8>)]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(parts: &[(&str, &str, Vec<u8>)]) -> (String, Vec<u8>) {
     let boundary = "relais-test-7d1f0c";
     let mut body = Vec::new();
     for (name, filename, bytes) in parts {
@@ -770,7 +770,7 @@ fn multipart(parts: &[(&str, &str, Vec<u8>)]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(app: &TestApp, parts: &[(&str, &str, Vec<u8>)]) -> Response {
+pub(crate) async fn upload(app: &TestApp, parts: &[(&str, &str, Vec<u8>)]) -> Response {
     let (content_type, body) = multipart(parts);
     let r = app
         .client

@@ -376,25 +376,40 @@ impl ServeProcess {
     /// Starts `relais serve` on `database_url` with these extra `RELAIS_*` variables and
     /// waits until it is ready.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        use std::io::BufRead;
+        // Port 0, and the address it printed: a port picked here could be taken by
+        // another test's server before this one binds it.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("RELAIS_DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("relais serve starts");
+        let stdout = child.stdout.take().expect("piped");
         // Owned by the guard at once, so a panic below still kills and reaps it.
-        let process = ServeProcess {
+        let mut process = ServeProcess {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
         };
+        let first = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next();
+            // Keep reading, so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            first
+        })
+        .await
+        .unwrap();
+        let Some(Ok(line)) = first else {
+            panic!("relais serve exited before listening");
+        };
+        process.base = line
+            .strip_prefix("relais listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client.get(format!("{}/readyz", process.base)).send().await {

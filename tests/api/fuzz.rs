@@ -1,7 +1,8 @@
 //! Hostile bodies for every route that takes one: each field of a valid body replaced in
 //! turn by a wrong type, a huge or negative number, a NUL, a long string, deep nesting or
-//! a private address; unknown fields; and bodies that are not JSON objects at all. Every
-//! answer must be a 4xx or a success, never a 5xx, and the server must still answer.
+//! a private address or a device path; unknown fields; and bodies that are not JSON
+//! objects at all. Every answer must come promptly and be a 4xx or a success, never a
+//! 5xx, and the server must still answer.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -143,10 +144,16 @@ fn pointer_mut<'a>(value: &'a mut Value, path: &[Step]) -> &'a mut Value {
     })
 }
 
-async fn send(app: &TestApp, method: &Method, path: &str, body: Vec<u8>) -> StatusCode {
+async fn send(
+    app: &TestApp,
+    token: &str,
+    method: &Method,
+    path: &str,
+    body: Vec<u8>,
+) -> StatusCode {
     app.client
         .request(method.clone(), format!("{}{path}", app.base))
-        .bearer_auth(&app.token)
+        .bearer_auth(token)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -265,13 +272,52 @@ async fn no_body_makes_the_server_fail(backend: Backend) {
             json!({"leaseToken": token, "summary": {"s": 1}, "phaseResults": [{"p": 1}], "artifacts": [{"a": 1}]}),
         ),
     ];
+    let mut routes: Vec<(Method, String, Value, String)> = routes
+        .into_iter()
+        .map(|(method, path, body)| (method, path, body, app.token.clone()))
+        .collect();
+    // The breakout facade: server paths (admin scope, as they are read with the server's
+    // rights) and a job over a registered dictionary.
+    let fixture = |name: &str| format!("{}/fixtures/cspro/{name}", env!("CARGO_MANIFEST_DIR"));
+    let admin = app.token_with("admin").await;
+    let register = json!({
+        "dictionaryPath": fixture("jhandley_PopstanCensus_CEN2000.dcf"),
+        "dataPath": fixture("jhandley_PopstanCensus.dat"),
+    });
+    let status = send(
+        &app,
+        &admin,
+        &Method::POST,
+        "/api/breakout/dictionaries",
+        register.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    routes.push((
+        Method::POST,
+        "/api/breakout/dictionaries".into(),
+        register,
+        admin,
+    ));
+    routes.push((
+        Method::POST,
+        "/api/breakout/start".into(),
+        json!({"dictionaries": ["CEN2000"], "threads": 2, "overwrite": true, "strict": false,
+               "incremental": false, "chunk_size": 100}),
+        app.token.clone(),
+    ));
     let mut sent = 0;
-    for (method, path, body) in &routes {
+    for (method, path, body, token) in &routes {
         let mut bodies: Vec<Vec<u8>> = garbage();
         bodies.extend(mutations(body).iter().map(|b| b.to_string().into_bytes()));
         for bytes in bodies {
             let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-            let status = send(&app, method, path, bytes).await;
+            let status = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                send(&app, token, method, path, bytes),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within 30 s to {shown}"));
             assert!(
                 !status.is_server_error(),
                 "{method} {path} answered {status} to {shown}"

@@ -6,6 +6,7 @@ mod receiver;
 
 mod batches;
 mod breakout;
+mod breakout_limits;
 mod cli;
 mod crash;
 mod engine;

@@ -542,8 +542,11 @@ async fn subscriptions_filters_and_progress_increments_select_events(backend: Ba
         "only the High Report completion passes both filters"
     );
     assert_eq!(completions.received()[0].json()["subject"], high_report);
-    let percentages: Vec<f64> = progress
-        .received()
+    // Deliveries to one endpoint are sent side by side, so they may arrive in any order;
+    // receivers order them by `sequence`, as this does.
+    let mut sent = progress.received();
+    sent.sort_by_key(|r| r.json()["sequence"].as_i64().unwrap());
+    let percentages: Vec<f64> = sent
         .iter()
         .map(|r| r.json()["data"]["progress"]["percentage"].as_f64().unwrap())
         .collect();
