@@ -13,7 +13,7 @@ use crate::delivery::dispatcher::DispatcherSettings;
 use crate::engine::Engine;
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::Store;
+use crate::store::{Signals, Store};
 
 pub struct Relais {
     addr: SocketAddr,
@@ -44,7 +44,9 @@ impl Relais {
         };
         let registry = Registry::builtin();
         let leases = Leases::new(
-            store.clone(),
+            store.operations().clone(),
+            store.push_workers().clone(),
+            store.signals().clone(),
             registry.types(),
             config.heartbeat_timeout,
             config.delivery.retry_time_scale,
@@ -57,7 +59,10 @@ impl Relais {
             caches: Default::default(),
         });
         let body_limit = config.body_limit;
-        let forget = tokio::spawn(forget_removed_principals(store.clone(), state.clone()));
+        let forget = tokio::spawn(forget_removed_principals(
+            store.signals().clone(),
+            state.clone(),
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -81,7 +86,7 @@ impl Relais {
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
         let engine = Engine::start(
-            store.clone(),
+            &store,
             &config,
             registry,
             leases,
@@ -121,8 +126,8 @@ impl Relais {
 
 /// Deleted tenants, projects and tokens stop working at once: every cached answer is
 /// dropped when a deletion is announced (by this process or another).
-async fn forget_removed_principals(store: Store, state: web::Data<AppState>) {
-    let announced = store.auth_changed().clone();
+async fn forget_removed_principals(signals: Signals, state: web::Data<AppState>) {
+    let announced = signals.auth_changed();
     let mut next = Box::pin(announced.notified());
     next.as_mut().enable();
     loop {

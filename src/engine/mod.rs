@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::{Backend, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
+use crate::store::{
+    Backend, Batches, Operations, Signals, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL,
+};
 
 pub mod push;
 pub mod runner;
@@ -26,25 +28,31 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(
-        store: Store,
+        store: &Store,
         config: &Config,
         registry: Registry,
         leases: Leases,
         delivery: DispatcherSettings,
     ) -> Self {
-        store.work().serve_builtin_types(&registry.types());
+        let signals = store.signals();
+        signals.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
-                store.clone(),
+                store.operations().clone(),
                 config.heartbeat_timeout,
                 config.delivery.retry_time_scale,
                 config.max_lost_leases,
             )),
-            tokio::spawn(enforce_timeouts(store.clone())),
-            tokio::spawn(age_queue(store.clone(), config.priority_aging)),
-            tokio::spawn(schedule_batches(store.clone())),
+            tokio::spawn(enforce_timeouts(store.operations().clone())),
+            tokio::spawn(age_queue(store.operations().clone(), config.priority_aging)),
+            tokio::spawn(schedule_batches(store.batches().clone(), signals.clone())),
         ];
-        tasks.extend(dispatcher::spawn(store.clone(), delivery));
+        tasks.extend(dispatcher::spawn(
+            store.deliveries().clone(),
+            store.webhooks().clone(),
+            signals.clone(),
+            delivery,
+        ));
         let settings = push::PushSettings {
             lease_ttl: config.heartbeat_timeout,
             public_url: config
@@ -54,24 +62,30 @@ impl Engine {
             allow_private_targets: config.delivery.allow_private_targets,
         };
         tasks.push(tokio::spawn(push::run(
-            store.clone(),
+            store.push_workers().clone(),
+            signals.clone(),
             leases.clone(),
             registry.types(),
             settings,
         )));
         tasks.push(tokio::spawn(runner::run(
-            store.clone(),
+            store.operations().clone(),
+            store.breakout().clone(),
+            signals.clone(),
             leases,
             registry,
             config.executor_concurrency,
         )));
         match store.backend() {
             Backend::Postgres => {
-                let relay = store.clone();
+                let relay = signals.clone();
                 tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
-                tasks.push(tokio::spawn(relay_notifications(store)));
+                tasks.push(tokio::spawn(relay_notifications(
+                    signals.clone(),
+                    store.url().to_owned(),
+                )));
             }
-            Backend::Sqlite => tasks.push(tokio::spawn(watch_foreign_commits(store))),
+            Backend::Sqlite => tasks.push(tokio::spawn(watch_foreign_commits(signals.clone()))),
         }
         Engine { tasks }
     }
@@ -90,7 +104,7 @@ impl Drop for Engine {
 }
 
 async fn reap_expired_leases(
-    store: Store,
+    operations: Operations,
     heartbeat_timeout: Duration,
     retry_time_scale: f64,
     max_lost_leases: u32,
@@ -101,7 +115,7 @@ async fn reap_expired_leases(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match store
+        match operations
             .expire_leases(
                 clock::now(),
                 EXPIRY_BATCH,
@@ -119,13 +133,12 @@ async fn reap_expired_leases(
 
 /// Moves batches on as their members finish: woken by each commit that finishes a member
 /// here, and every second for what another replica finished (or a crash left behind).
-async fn schedule_batches(store: Store) {
-    let news = store.batches_to_schedule().clone();
+async fn schedule_batches(batches: Batches, signals: Signals) {
     loop {
-        let woken = news.notified();
+        let woken = signals.batches_to_schedule().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match store.schedule_batches(clock::now()).await {
+        match batches.schedule(clock::now()).await {
             Ok(0) => {
                 tokio::select! {
                     _ = &mut woken => {
@@ -146,12 +159,12 @@ async fn schedule_batches(store: Store) {
 
 /// Aging: every operation that waited another `interval` ranks one priority higher, so
 /// Low work still runs under a steady stream of High work.
-async fn age_queue(store: Store, interval: Duration) {
+async fn age_queue(operations: Operations, interval: Duration) {
     let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(50)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = store.age_queue(clock::now(), interval).await {
+        if let Err(e) = operations.age_queue(clock::now(), interval).await {
             tracing::warn!(error = %e, "aging pass failed; will retry");
         }
     }
@@ -159,12 +172,12 @@ async fn age_queue(store: Store, interval: Duration) {
 
 /// Ends runs that outlived their `timeout`; checked every second, so an operation ends
 /// within about a second of its `timeoutAt`.
-async fn enforce_timeouts(store: Store) {
+async fn enforce_timeouts(operations: Operations) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match store.time_out_operations(clock::now(), EXPIRY_BATCH).await {
+        match operations.time_out(clock::now(), EXPIRY_BATCH).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "operations timed out"),
             Err(e) => tracing::warn!(error = %e, "timeout pass failed; will retry"),
@@ -173,23 +186,23 @@ async fn enforce_timeouts(store: Store) {
 }
 
 /// Wakes this process's waiters when another replica commits work or deliveries.
-async fn relay_notifications(store: Store) {
+async fn relay_notifications(signals: Signals, url: String) {
     loop {
         let result: Result<(), sqlx::Error> = async {
-            let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
             listener
                 .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL])
                 .await?;
             loop {
                 let notification = listener.recv().await?;
-                if notification.payload() == store.replica_id() {
+                if notification.payload() == signals.replica_id() {
                     // Our own news, already announced here when it was committed.
                     continue;
                 }
                 match notification.channel() {
-                    WORK_CHANNEL => store.work().wake_all(),
-                    AUTH_CHANNEL => store.auth_changed().notify_waiters(),
-                    _ => store.deliveries_available().notify_waiters(),
+                    WORK_CHANNEL => signals.work().wake_all(),
+                    AUTH_CHANNEL => signals.auth_changed().notify_waiters(),
+                    _ => signals.deliveries_available().notify_waiters(),
                 }
             }
         }
@@ -199,25 +212,25 @@ async fn relay_notifications(store: Store) {
         }
         // Whatever was announced while disconnected is found by the waiters' re-checks;
         // a deletion announced then is assumed.
-        store.work().wake_all();
-        store.deliveries_available().notify_waiters();
-        store.auth_changed().notify_waiters();
+        signals.work().wake_all();
+        signals.deliveries_available().notify_waiters();
+        signals.auth_changed().notify_waiters();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 /// With SQLite, other processes (the command line deleting a tenant, say) share the
 /// database file but cannot notify: a change in the count of their commits is the news.
-async fn watch_foreign_commits(store: Store) {
+async fn watch_foreign_commits(signals: Signals) {
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = None;
     loop {
         ticker.tick().await;
-        match store.foreign_commits().await {
+        match signals.foreign_commits().await {
             Ok(count) => {
                 if seen.is_some_and(|seen| seen != count) {
-                    store.auth_changed().notify_waiters();
+                    signals.auth_changed().notify_waiters();
                 }
                 seen = Some(count);
             }

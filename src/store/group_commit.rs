@@ -13,8 +13,9 @@ use sqlx::{Any, Transaction};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::idempotency::{take_idempotency_key, OwnedIdempotencyRecord};
-use super::operations::{decode_operation, insert_operations, stage, Announce, StagedEvent};
-use super::{Backend, CreateOutcome, Result, Store, StoreError};
+use super::operations::{decode_operation, insert_operations, stage, StagedEvent};
+use super::signals::Announce;
+use super::{Backend, CreateOutcome, Operations, Result, StoreError};
 use crate::domain::event::EventDraft;
 use crate::domain::ids::{OperationId, ProjectId, TenantId};
 use crate::domain::operation::Operation;
@@ -25,7 +26,7 @@ const MAX_BATCH: usize = 256;
 
 /// A transition to apply to one operation under its row lock. It may be applied more
 /// than once: when a grouped write fails, its requests are written again in smaller
-/// groups (see [`Store::write_batch`]), each time to the row as it is then.
+/// groups (see [`Operations::write_batch`]), each time to the row as it is then.
 pub(super) trait Transition: Send {
     /// Applies the change to `op`; the events it causes, or `None` when it is refused
     /// (the refusal is kept for [`Transition::answer`]).
@@ -94,10 +95,10 @@ impl GroupCommit {
     }
 }
 
-impl Store {
+impl Operations {
     /// Queues a write and makes sure some task will write it.
     pub(super) fn submit(&self, job: Job) {
-        self.group_commit
+        self.writer
             .queue
             .lock()
             .expect("group-commit queue")
@@ -106,9 +107,9 @@ impl Store {
     }
 
     fn start_writer(&self) {
-        if let Ok(permit) = self.group_commit.writers.clone().try_acquire_owned() {
-            let store = self.clone();
-            tokio::spawn(async move { store.drain(permit).await });
+        if let Ok(permit) = self.writer.writers.clone().try_acquire_owned() {
+            let operations = self.clone();
+            tokio::spawn(async move { operations.drain(permit).await });
         }
     }
 
@@ -117,13 +118,13 @@ impl Store {
     /// submitter found every permit taken, is never left behind.
     async fn drain(self, mut permit: OwnedSemaphorePermit) {
         loop {
-            let batch = self.group_commit.take_batch();
+            let batch = self.writer.take_batch();
             if batch.is_empty() {
                 drop(permit);
-                if self.group_commit.is_idle() {
+                if self.writer.is_idle() {
                     return;
                 }
-                match self.group_commit.writers.clone().try_acquire_owned() {
+                match self.writer.writers.clone().try_acquire_owned() {
                     Ok(again) => permit = again,
                     // Another writer holds a permit and will see the queue.
                     Err(_) => return,
@@ -145,7 +146,7 @@ impl Store {
         while let Some(mut group) = pending.pop() {
             match self.try_write(&mut group).await {
                 Ok(written) => {
-                    self.after_commit(written.announce);
+                    self.signals.after_commit(written.announce);
                     written.answer(group);
                 }
                 Err(e) if group.len() > 1 && !e.is_unavailable() => {
@@ -205,7 +206,8 @@ impl Store {
             if outcome == CreateOutcome::Created {
                 let now = staged.created_at;
                 events.extend(stage(&mut staged, drafts, now));
-                self.note_claimable(&mut announce, &staged);
+                self.signals
+                    .note_claimable(&mut announce, &staged.operation_type);
                 created.push(staged.clone());
             }
             outcomes.push((outcome, staged));

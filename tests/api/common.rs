@@ -151,6 +151,7 @@ impl TestApp {
             .expect("relais starts");
         let (tenant, project) = relais
             .store()
+            .tenants()
             .create_tenant("test", chrono::Utc::now())
             .await
             .unwrap();
@@ -191,6 +192,7 @@ impl TestApp {
     pub async fn other_tenant(&self) -> (TenantId, ProjectId, String) {
         let (tenant, project) = self
             .store()
+            .tenants()
             .create_tenant("other", chrono::Utc::now())
             .await
             .unwrap();
@@ -341,6 +343,7 @@ pub async fn mint_token(
     let scopes = Scope::parse_list(scopes).unwrap();
     let token = NewToken::from_random(rand::random());
     store
+        .tenants()
         .insert_token(tenant, project, &scopes, &token.hash, chrono::Utc::now())
         .await
         .unwrap();
