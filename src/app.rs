@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::dispatcher::DispatcherSettings;
-use crate::engine::Engine;
+use crate::engine::{push::PushSettings, Engine, EngineSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
 use crate::store::{Signals, Store};
@@ -85,13 +85,7 @@ impl Relais {
         config
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
-        let engine = Engine::start(
-            &store,
-            &config,
-            registry,
-            leases,
-            dispatcher_settings(&config),
-        );
+        let engine = Engine::start(&store, engine_settings(&config), registry, leases);
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);
@@ -136,6 +130,25 @@ async fn forget_removed_principals(signals: Signals, state: web::Data<AppState>)
         next = Box::pin(announced.notified());
         next.as_mut().enable();
         state.caches.forget_all();
+    }
+}
+
+fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        heartbeat_timeout: config.heartbeat_timeout,
+        retry_time_scale: config.delivery.retry_time_scale,
+        max_lost_leases: config.max_lost_leases,
+        priority_aging: config.priority_aging,
+        executor_concurrency: config.executor_concurrency,
+        push: PushSettings {
+            lease_ttl: config.heartbeat_timeout,
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.bind)),
+            allow_private_targets: config.delivery.allow_private_targets,
+        },
+        delivery: dispatcher_settings(config),
     }
 }
 

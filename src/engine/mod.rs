@@ -1,7 +1,7 @@
-//! Background work: taking back expired leases, moving batches on, the delivery
-//! dispatcher, and waking
-//! waiters when work or deliveries appear (in this process directly, across PostgreSQL
-//! replicas by LISTEN/NOTIFY).
+//! Background work: taking back expired leases, ending overdue runs, aging the queue,
+//! moving batches on, the delivery dispatcher, running built-in executors, pushing tasks
+//! to push workers, and the signals' relay that carries news between replicas. The loops
+//! read no configuration: `app` hands them plain settings.
 //! All state is in the database, so a restarted process simply carries on.
 
 use std::time::Duration;
@@ -9,18 +9,32 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::clock;
-use crate::config::Config;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::{
-    Backend, Batches, Operations, Signals, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL,
-};
+use crate::store::{Batches, Operations, Signals, Store};
 
 pub mod push;
 pub mod runner;
 
 const EXPIRY_BATCH: u32 = 500;
+
+/// What the loops are told, as plain values.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// A lease not renewed for this long is taken back.
+    pub heartbeat_timeout: Duration,
+    /// Multiplies operations' retry delays; below 1 in tests so retries take milliseconds.
+    pub retry_time_scale: f64,
+    /// Attempts in a row that lose their lease before the operation fails as `POISONED`.
+    pub max_lost_leases: u32,
+    /// Waiting this long raises an operation one priority.
+    pub priority_aging: Duration,
+    /// Built-in operations this process runs at once.
+    pub executor_concurrency: usize,
+    pub push: push::PushSettings,
+    pub delivery: DispatcherSettings,
+}
 
 pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
@@ -29,44 +43,38 @@ pub struct Engine {
 impl Engine {
     pub fn start(
         store: &Store,
-        config: &Config,
+        settings: EngineSettings,
         registry: Registry,
         leases: Leases,
-        delivery: DispatcherSettings,
     ) -> Self {
         let signals = store.signals();
         signals.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
                 store.operations().clone(),
-                config.heartbeat_timeout,
-                config.delivery.retry_time_scale,
-                config.max_lost_leases,
+                settings.heartbeat_timeout,
+                settings.retry_time_scale,
+                settings.max_lost_leases,
             )),
             tokio::spawn(enforce_timeouts(store.operations().clone())),
-            tokio::spawn(age_queue(store.operations().clone(), config.priority_aging)),
+            tokio::spawn(age_queue(
+                store.operations().clone(),
+                settings.priority_aging,
+            )),
             tokio::spawn(schedule_batches(store.batches().clone(), signals.clone())),
         ];
         tasks.extend(dispatcher::spawn(
             store.deliveries().clone(),
             store.webhooks().clone(),
             signals.clone(),
-            delivery,
+            settings.delivery,
         ));
-        let settings = push::PushSettings {
-            lease_ttl: config.heartbeat_timeout,
-            public_url: config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.bind)),
-            allow_private_targets: config.delivery.allow_private_targets,
-        };
         tasks.push(tokio::spawn(push::run(
             store.push_workers().clone(),
             signals.clone(),
             leases.clone(),
             registry.types(),
-            settings,
+            settings.push,
         )));
         tasks.push(tokio::spawn(runner::run(
             store.operations().clone(),
@@ -74,19 +82,10 @@ impl Engine {
             signals.clone(),
             leases,
             registry,
-            config.executor_concurrency,
+            settings.executor_concurrency,
         )));
-        match store.backend() {
-            Backend::Postgres => {
-                let relay = signals.clone();
-                tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
-                tasks.push(tokio::spawn(relay_notifications(
-                    signals.clone(),
-                    store.url().to_owned(),
-                )));
-            }
-            Backend::Sqlite => tasks.push(tokio::spawn(watch_foreign_commits(signals.clone()))),
-        }
+        let relay = signals.clone();
+        tasks.push(tokio::spawn(async move { relay.relay().await }));
         Engine { tasks }
     }
 
@@ -181,60 +180,6 @@ async fn enforce_timeouts(operations: Operations) {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "operations timed out"),
             Err(e) => tracing::warn!(error = %e, "timeout pass failed; will retry"),
-        }
-    }
-}
-
-/// Wakes this process's waiters when another replica commits work or deliveries.
-async fn relay_notifications(signals: Signals, url: String) {
-    loop {
-        let result: Result<(), sqlx::Error> = async {
-            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener
-                .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL])
-                .await?;
-            loop {
-                let notification = listener.recv().await?;
-                if notification.payload() == signals.replica_id() {
-                    // Our own news, already announced here when it was committed.
-                    continue;
-                }
-                match notification.channel() {
-                    WORK_CHANNEL => signals.work().wake_all(),
-                    AUTH_CHANNEL => signals.auth_changed().notify_waiters(),
-                    _ => signals.deliveries_available().notify_waiters(),
-                }
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "notification listener lost; reconnecting");
-        }
-        // Whatever was announced while disconnected is found by the waiters' re-checks;
-        // a deletion announced then is assumed.
-        signals.work().wake_all();
-        signals.deliveries_available().notify_waiters();
-        signals.auth_changed().notify_waiters();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// With SQLite, other processes (the command line deleting a tenant, say) share the
-/// database file but cannot notify: a change in the count of their commits is the news.
-async fn watch_foreign_commits(signals: Signals) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = None;
-    loop {
-        ticker.tick().await;
-        match signals.foreign_commits().await {
-            Ok(count) => {
-                if seen.is_some_and(|seen| seen != count) {
-                    signals.auth_changed().notify_waiters();
-                }
-                seen = Some(count);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read SQLite's commit count"),
         }
     }
 }

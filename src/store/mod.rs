@@ -36,7 +36,7 @@ pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, La
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
 pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
-pub use signals::{GateKey, Signals, WorkSignal, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
+pub use signals::{GateKey, Signals, WorkSignal};
 pub use tenants::{Removed, Tenants};
 pub use webhooks::{DeliveryStats, Webhooks};
 pub use workers::{PushTask, PushWorkers};
@@ -230,7 +230,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let (pool, backend, url) = open_pool(url).await?;
         let url: Arc<str> = url.into();
-        let signals = Signals::new(pool.clone(), backend);
+        let signals = Signals::new(pool.clone(), backend, url.clone());
         let operations = Operations::new(pool.clone(), backend, signals.clone());
         let breakout = Breakout::new(
             pool.clone(),

@@ -4,26 +4,26 @@
 //! same database are told through PostgreSQL's NOTIFY (or, on SQLite, notice the commits
 //! themselves).
 
+mod relay;
 mod work;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::Notify;
 
-use super::{Backend, Result};
+use super::Backend;
 
 pub use work::{GateKey, WorkSignal};
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.
-pub const WORK_CHANNEL: &str = "relais_work";
+const WORK_CHANNEL: &str = "relais_work";
 /// Channel on which replicas announce newly queued deliveries.
-pub const DELIVERY_CHANNEL: &str = "relais_deliveries";
+const DELIVERY_CHANNEL: &str = "relais_deliveries";
 /// Channel on which a deletion of tenants, projects or tokens is announced, so that no
 /// replica keeps accepting them from its caches.
-pub const AUTH_CHANNEL: &str = "relais_auth";
+const AUTH_CHANNEL: &str = "relais_auth";
 
 /// The wake-ups of one process. Cheap to clone: clones share them.
 #[derive(Clone)]
@@ -40,6 +40,8 @@ struct Inner {
     /// Where notifications are sent (PostgreSQL) or foreign commits counted (SQLite).
     pool: AnyPool,
     backend: Backend,
+    /// Where the PostgreSQL listener connects, on a connection of its own.
+    url: Arc<str>,
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -73,7 +75,7 @@ impl Announce {
 }
 
 impl Signals {
-    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub(super) fn new(pool: AnyPool, backend: Backend, url: Arc<str>) -> Self {
         Signals(Arc::new(Inner {
             work: WorkSignal::default(),
             batches_to_schedule: Notify::new(),
@@ -83,12 +85,8 @@ impl Signals {
             replica_id: uuid::Uuid::new_v4().simple().to_string(),
             pool,
             backend,
+            url,
         }))
-    }
-
-    /// What this process writes as the payload of its notifications to other replicas.
-    pub fn replica_id(&self) -> &str {
-        &self.0.replica_id
     }
 
     /// Wakes claimers whenever operations may have become claimable: this process after
@@ -122,7 +120,7 @@ impl Signals {
     }
 
     /// Wakes this process's waiters once a transaction is committed, and flags the news
-    /// for other replicas (see [`Signals::relay_to_replicas`]).
+    /// for other replicas (see [`Signals::relay`]).
     pub(super) fn after_commit(&self, announce: Announce) {
         let inner = &self.0;
         if announce.batches {
@@ -146,36 +144,6 @@ impl Signals {
         }
     }
 
-    /// Tells other replicas, through `pg_notify`, what commits made available: at most one
-    /// notification per channel every few milliseconds, sent after the commits. A NOTIFY
-    /// inside the writing transaction would serialize every such commit on PostgreSQL's
-    /// notification queue lock.
-    pub async fn relay_to_replicas(&self) {
-        let inner = &self.0;
-        if inner.backend != Backend::Postgres {
-            return;
-        }
-        loop {
-            inner.remote.pending.notified().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            for (flag, channel) in [
-                (&inner.remote.work, WORK_CHANNEL),
-                (&inner.remote.deliveries, DELIVERY_CHANNEL),
-            ] {
-                if flag.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(channel)
-                        .bind(inner.replica_id.clone())
-                        .execute(&inner.pool)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not notify other replicas; they will find the work on their next check");
-                    }
-                }
-            }
-        }
-    }
-
     /// Tells every replica, this one included, that tokens or projects were removed, so
     /// that none keeps accepting them from its caches.
     pub(super) async fn announce_auth_change(&self) {
@@ -191,14 +159,5 @@ impl Signals {
                 tracing::warn!(error = %e, "could not tell other replicas that tokens were removed; their caches expire within seconds");
             }
         }
-    }
-
-    /// SQLite's count of commits made by other connections (another process, such as
-    /// the command line) to the database file, as this connection last saw it.
-    pub async fn foreign_commits(&self) -> Result<i64> {
-        Ok(sqlx::query("PRAGMA data_version")
-            .fetch_one(&self.0.pool)
-            .await?
-            .try_get(0)?)
     }
 }
