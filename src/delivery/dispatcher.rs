@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::clock;
 use crate::domain::delivery::{
@@ -186,13 +187,43 @@ async fn send(
     delivery: ClaimedDelivery,
     mut permits: Vec<OwnedSemaphorePermit>,
 ) {
-    if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
-        // The recorder outlives every sender; a closed channel means shutdown, and the
-        // lease then hands the delivery to the next process.
-        let _ = ctx.outcomes.send(Settled {
-            outcome,
-            _permits: permits,
-        });
+    // Every line about this delivery names it, its event and the request that caused the
+    // event, so that a search for the request id finds its deliveries too.
+    let span = tracing::info_span!(
+        "delivery",
+        request_id = delivery.request_id.as_deref(),
+        tenant_id = %delivery.tenant_id,
+        project_id = %delivery.project_id,
+        event_id = %delivery.event_id,
+        delivery_id = %delivery.id,
+    );
+    async move {
+        if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
+            log_outcome(&delivery, &outcome);
+            // The recorder outlives every sender; a closed channel means shutdown, and the
+            // lease then hands the delivery to the next process.
+            let _ = ctx.outcomes.send(Settled {
+                outcome,
+                _permits: permits,
+            });
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_outcome(delivery: &ClaimedDelivery, outcome: &DeliveryOutcome) {
+    match &outcome.attempt {
+        Some(sent) => tracing::info!(
+            channel = delivery.channel.as_str(),
+            attempt = delivery.attempts + 1,
+            status_code = sent.status_code,
+            latency_ms = sent.latency_ms,
+            error = sent.error.as_deref(),
+            settlement = ?outcome.settlement,
+            "delivery sent"
+        ),
+        None => tracing::debug!(settlement = ?outcome.settlement, "delivery not sent"),
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::operations::StagedEvent;
+use super::events::{current_request, insert_events, StagedEvent};
 use super::signals::{Announce, Signals};
 use super::webhooks::decode_webhook;
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
@@ -20,7 +20,7 @@ use crate::domain::delivery::{
     Routed, Watermarks,
 };
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
+use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, TenantId, WebhookId};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
@@ -41,10 +41,13 @@ pub struct ClaimedDelivery {
     pub channel: Channel,
     pub url: String,
     pub webhook_id: Option<WebhookId>,
+    pub tenant_id: TenantId,
     pub project_id: ProjectId,
     /// Attempts made before this one.
     pub attempts: u32,
     pub event_id: String,
+    /// The API request that caused the event, if one did.
+    pub request_id: Option<String>,
     pub payload: String,
     pub headers: BTreeMap<String, String>,
     /// `None` for a callback of a project whose callback secret was never created.
@@ -97,22 +100,23 @@ pub(super) async fn fan_out(
     }
     let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
     let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
-    for (event, _, push_worker) in events {
-        if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
-            slot.insert(active_webhooks(tx, event.project_id).await?);
+    for staged in events {
+        let project = staged.event.project_id;
+        if let Entry::Vacant(slot) = webhooks.entry(project) {
+            slot.insert(active_webhooks(tx, project).await?);
         }
-        push_urls.push(match push_worker {
-            Some(worker) => push_worker_url(tx, *worker).await?,
+        push_urls.push(match staged.stop_notice {
+            Some(worker) => push_worker_url(tx, worker).await?,
             None => None,
         });
     }
     let routed: Vec<Routed<'_>> = events
         .iter()
         .zip(&push_urls)
-        .map(|((event, callback, worker), url)| Routed {
-            event,
-            callback: callback.as_deref(),
-            push_worker: worker.zip(url.as_deref()),
+        .map(|(staged, url)| Routed {
+            event: &staged.event,
+            callback: staged.callback.as_deref(),
+            push_worker: staged.stop_notice.zip(url.as_deref()),
         })
         .collect();
     let known = load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks)).await?;
@@ -285,7 +289,7 @@ impl Deliveries {
         // The status is written into the text, not bound: the partial indexes of the
         // two lanes only serve a query that names it.
         let sql = format!(
-            "SELECT d.id, d.channel, d.url, d.webhook_id, d.project_id, d.attempts, d.event_id, e.payload,
+            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.event_id, e.payload, e.request_id,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
                     pw.secret AS push_secret
              FROM deliveries d
@@ -455,7 +459,16 @@ impl Deliveries {
             now,
             std::iter::repeat_with(crate::domain::ids::EventId::new),
         );
-        super::events::insert_events(&mut tx, self.backend, &events).await?;
+        let events: Vec<StagedEvent> = events
+            .into_iter()
+            .map(|event| StagedEvent {
+                event,
+                callback: None,
+                stop_notice: None,
+                request_id: current_request(),
+            })
+            .collect();
+        insert_events(&mut tx, self.backend, &events).await?;
         let delivery = DeliveryId::new();
         sqlx::query(&format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
@@ -466,7 +479,7 @@ impl Deliveries {
         .bind(delivery.db())
         .bind(webhook.tenant_id.db())
         .bind(webhook.project_id.db())
-        .bind(events[0].id.to_string())
+        .bind(events[0].event.id.to_string())
         .bind(EventType::WebhookTest.as_str())
         .bind(webhook.id.db())
         .bind(webhook.url.clone())
@@ -478,7 +491,7 @@ impl Deliveries {
             deliveries: true,
             ..Default::default()
         });
-        Ok((events[0].id.to_string(), delivery))
+        Ok((events[0].event.id.to_string(), delivery))
     }
 
     /// Queues again every failed delivery of the webhook created since `since`.
@@ -773,12 +786,17 @@ fn decode_claim(
                 .transpose()?,
             Channel::Callback | Channel::Push => None,
         },
+        tenant_id: row
+            .try_get::<String, _>("tenant_id")?
+            .parse()
+            .map_err(StoreError::corrupt)?,
         project_id: row
             .try_get::<String, _>("project_id")?
             .parse()
             .map_err(StoreError::corrupt)?,
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
         event_id: row.try_get("event_id")?,
+        request_id: row.try_get("request_id")?,
         payload: row.try_get("payload")?,
         headers,
         secrets,

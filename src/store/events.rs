@@ -7,12 +7,14 @@
 //! still running: nothing can ever appear behind a cursor already handed out. SQLite has a
 //! single writer, so there commit order is position order.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::{from_json, to_ms, values_placeholders, Backend, Result};
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FeedCursor {
@@ -42,12 +44,32 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
 }
 
+/// An event on its way to the log, with what decides its deliveries besides the
+/// project's webhooks, and the request that caused it.
+pub(super) struct StagedEvent {
+    pub(super) event: Event,
+    /// The callback URL the operation (or batch) asked for.
+    pub(super) callback: Option<String>,
+    /// The push worker to tell when the operation is cancelled or times out.
+    pub(super) stop_notice: Option<PushWorkerId>,
+    /// `None` for the changes of background loops (timeouts, lease expiry, the batch
+    /// scheduler).
+    pub(super) request_id: Option<Arc<str>>,
+}
+
+/// The request this task serves, if any: what writes done in the caller's own task
+/// stamp on their events. The group commit writes from another task, so it takes each
+/// request's id when the request is queued.
+pub(super) fn current_request() -> Option<Arc<str>> {
+    crate::trace::request_id().map(Arc::from)
+}
+
 /// Writes events in the transaction of the change that caused them; each takes the
 /// writing transaction's id as its `commit_order`.
 pub(super) async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    events: &[Event],
+    events: &[StagedEvent],
 ) -> Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -57,14 +79,15 @@ pub(super) async fn insert_events(
         Backend::Sqlite => "0",
     };
     for chunk in super::sized_chunks(events, 512) {
-        let rows = values_placeholders(chunk.len(), 8, 1)
+        let rows = values_placeholders(chunk.len(), 9, 1)
             .replace("), (", &format!(", {commit_order}), ("));
         let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
         let sql = format!(
-                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, commit_order) VALUES {rows}"
+                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, commit_order) VALUES {rows}"
             );
         let mut query = sqlx::query(&sql);
-        for event in chunk {
+        for staged in chunk {
+            let event = &staged.event;
             query = query
                 .bind(event.id.to_string())
                 .bind(event.tenant_id.db())
@@ -73,7 +96,8 @@ pub(super) async fn insert_events(
                 .bind(event.subject.clone())
                 .bind(event.sequence)
                 .bind(event.envelope().to_string())
-                .bind(to_ms(event.timestamp));
+                .bind(to_ms(event.timestamp))
+                .bind(staged.request_id.as_deref());
         }
         query.execute(&mut **tx).await?;
     }

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::events::StagedEvent;
 use super::idempotency::{take_idempotency_key, OwnedIdempotencyRecord};
-use super::operations::{decode_operation, insert_operations, stage, StagedEvent};
+use super::operations::{decode_operation, insert_operations, stage};
 use super::signals::Announce;
 use super::{Backend, CreateOutcome, Operations, Result, StoreError};
 use crate::domain::event::EventDraft;
@@ -43,6 +44,8 @@ pub(super) enum Job {
         op: Box<Operation>,
         drafts: Vec<EventDraft>,
         idempotency: Option<OwnedIdempotencyRecord>,
+        /// The request's, taken when it was queued: the writer runs in another task.
+        request_id: Option<Arc<str>>,
         reply: oneshot::Sender<Result<(CreateOutcome, Box<Operation>)>>,
     },
     Mutate {
@@ -50,6 +53,7 @@ pub(super) enum Job {
         project: ProjectId,
         id: OperationId,
         now: DateTime<Utc>,
+        request_id: Option<Arc<str>>,
         transition: Box<dyn Transition>,
     },
 }
@@ -150,14 +154,14 @@ impl Operations {
                     written.answer(group);
                 }
                 Err(e) if group.len() > 1 && !e.is_unavailable() => {
-                    tracing::warn!(error = %e, requests = group.len(), "a grouped write failed; writing its requests in smaller groups");
+                    tracing::warn!(error = %e, requests = group.len(), request_ids = ?request_ids(&group), "a grouped write failed; writing its requests in smaller groups");
                     let second = group.split_off(group.len() / 2);
                     // Popped in queue order: the first half is written first.
                     pending.push(second);
                     pending.push(group);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, requests = group.len(), "a write failed; its requests get the error");
+                    tracing::warn!(error = %e, requests = group.len(), request_ids = ?request_ids(&group), "a write failed; its requests get the error");
                     for job in group {
                         job.fail(&e);
                     }
@@ -171,15 +175,27 @@ impl Operations {
     async fn try_write(&self, group: &mut [Job]) -> Result<Written> {
         // Taken out first: the jobs themselves (which hold callers' closures) are not
         // kept across the awaits below.
-        let creates: Vec<(Operation, Vec<EventDraft>, Option<OwnedIdempotencyRecord>)> = group
+        type Create = (
+            Operation,
+            Vec<EventDraft>,
+            Option<OwnedIdempotencyRecord>,
+            Option<Arc<str>>,
+        );
+        let creates: Vec<Create> = group
             .iter()
             .filter_map(|job| match job {
                 Job::Create {
                     op,
                     drafts,
                     idempotency,
+                    request_id,
                     ..
-                } => Some((op.as_ref().clone(), drafts.clone(), idempotency.clone())),
+                } => Some((
+                    op.as_ref().clone(),
+                    drafts.clone(),
+                    idempotency.clone(),
+                    request_id.clone(),
+                )),
                 Job::Mutate { .. } => None,
             })
             .collect();
@@ -190,7 +206,7 @@ impl Operations {
         // Creates first, so that a transition queued right behind its creation finds it.
         let mut created = Vec::new();
         let mut outcomes = Vec::new();
-        for (mut staged, drafts, idempotency) in creates {
+        for (mut staged, drafts, idempotency, request_id) in creates {
             let outcome = match idempotency {
                 Some(record) => {
                     let key = &record.borrow();
@@ -205,7 +221,7 @@ impl Operations {
             };
             if outcome == CreateOutcome::Created {
                 let now = staged.created_at;
-                events.extend(stage(&mut staged, drafts, now));
+                events.extend(stage(&mut staged, drafts, now, request_id.as_ref()));
                 self.signals
                     .note_claimable(&mut announce, &staged.operation_type);
                 created.push(staged.clone());
@@ -238,6 +254,7 @@ impl Operations {
                 project,
                 id,
                 now,
+                request_id,
                 transition,
             } = job
             else {
@@ -254,7 +271,7 @@ impl Operations {
             // request on the same operation in this group.
             let mut candidate = op.clone();
             if let Some(drafts) = transition.apply(&mut candidate) {
-                events.extend(stage(&mut candidate, drafts, *now));
+                events.extend(stage(&mut candidate, drafts, *now, request_id.as_ref()));
                 *op = candidate;
                 changed.insert(*id);
             }
@@ -303,6 +320,19 @@ impl Operations {
         }
         Ok(ops)
     }
+}
+
+/// The ids of the requests in a group, for the lines logged about it: the writer runs
+/// in its own task, outside the requests' spans.
+fn request_ids(group: &[Job]) -> Vec<&str> {
+    group
+        .iter()
+        .filter_map(|job| match job {
+            Job::Create { request_id, .. } | Job::Mutate { request_id, .. } => {
+                request_id.as_deref()
+            }
+        })
+        .collect()
 }
 
 /// What a committed group answers: each create's outcome and row, and each

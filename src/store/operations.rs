@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::events::{current_request, StagedEvent};
 use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
 use super::signals::{Announce, Signals};
@@ -15,7 +16,6 @@ use super::{
 };
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
-use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::ListRequest;
 use crate::domain::operation::{
@@ -157,6 +157,7 @@ impl Operations {
             op: Box::new(op.clone()),
             drafts,
             idempotency: idempotency.map(|r| r.to_owned()),
+            request_id: current_request(),
             reply,
         });
         let (outcome, written) = answer.await.map_err(|_| StoreError::WriterGone)??;
@@ -206,6 +207,7 @@ impl Operations {
             project,
             id,
             now,
+            request_id: current_request(),
             transition: Box::new(Mutation {
                 change,
                 outcome: None,
@@ -283,6 +285,7 @@ impl Operations {
         let mut ops = Vec::with_capacity(rows.len());
         let mut tokens = Vec::with_capacity(rows.len());
         let mut events = Vec::new();
+        let request_id = current_request();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let Ok((token, drafts)) = op.start_attempt(
@@ -296,7 +299,7 @@ impl Operations {
             ) else {
                 continue;
             };
-            events.extend(stage(&mut op, drafts, now));
+            events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
             ops.push(op);
             tokens.push(token);
         }
@@ -392,7 +395,8 @@ impl Operations {
         for row in &rows {
             let mut op = decode_operation(row)?;
             let drafts = change(&mut op);
-            events.extend(stage(&mut op, drafts, now));
+            // The loops' own changes: no request caused them.
+            events.extend(stage(&mut op, drafts, now, None));
             ops.push(op);
         }
         let announce = self.write_changes(&mut tx, &ops, events, now).await?;
@@ -436,8 +440,7 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let sealed: Vec<Event> = events.iter().map(|(e, _, _)| e.clone()).collect();
-        super::events::insert_events(tx, self.backend, &sealed).await?;
+        super::events::insert_events(tx, self.backend, &events).await?;
         let deliveries = super::deliveries::fan_out(tx, &events, now).await?;
         Ok(Announce {
             deliveries: deliveries > 0,
@@ -701,15 +704,13 @@ fn callback_url(op: &Operation, event: &Event) -> Option<String> {
     op.callbacks.url_for(event.event_type).map(str::to_owned)
 }
 
-/// An event with its per-operation destinations: the callback URL the operation asked
-/// for, and the push worker to tell when the operation is cancelled or times out.
-pub(super) type StagedEvent = (Event, Option<String>, Option<PushWorkerId>);
-
-/// Numbers the drafts in the operation's sequence and pairs each with its callback.
+/// Numbers the drafts in the operation's sequence and pairs each with its callback, its
+/// stop notice and the request that caused it.
 pub(super) fn stage(
     op: &mut Operation,
     drafts: Vec<EventDraft>,
     now: DateTime<Utc>,
+    request_id: Option<&Arc<str>>,
 ) -> Vec<StagedEvent> {
     let subject = op.id.to_string();
     let events = Event::seal(
@@ -736,7 +737,12 @@ pub(super) fn stage(
                     .and_then(PushWorker::holder_of)
             })
             .flatten();
-            (e, callback, stop_notice)
+            StagedEvent {
+                event: e,
+                callback,
+                stop_notice,
+                request_id: request_id.cloned(),
+            }
         })
         .collect()
 }

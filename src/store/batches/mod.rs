@@ -13,10 +13,9 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::events::{current_request, StagedEvent};
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
-use super::operations::{
-    bind_params, decode_operation, insert_operations, stage, Param, StagedEvent, COLUMNS,
-};
+use super::operations::{bind_params, decode_operation, insert_operations, stage, Param, COLUMNS};
 use super::signals::{Announce, Signals};
 use super::{
     from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
@@ -599,11 +598,12 @@ fn stage_changes(
     now: DateTime<Utc>,
 ) -> (Vec<Operation>, Vec<StagedEvent>) {
     let mut events = Vec::new();
+    let request_id = current_request();
     let ops = changes
         .into_iter()
         .map(|(mut op, drafts)| {
             if !drafts.is_empty() {
-                events.extend(stage(&mut op, drafts, now));
+                events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
             }
             op
         })
@@ -634,6 +634,7 @@ fn decode_edge(row: &AnyRow) -> Result<Edge> {
 /// Seals batch events (subject: the batch) and routes each to its batch callback.
 fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
     let subject = batch.id.to_string();
+    let request_id = current_request();
     Event::seal(
         drafts,
         batch.tenant_id,
@@ -646,7 +647,12 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
     .into_iter()
     .map(|e| {
         let callback = batch.callback_for(e.event_type).cloned();
-        (e, callback, None)
+        StagedEvent {
+            event: e,
+            callback,
+            stop_notice: None,
+            request_id: request_id.clone(),
+        }
     })
     .collect()
 }
