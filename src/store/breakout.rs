@@ -2,7 +2,8 @@
 //! writes (planned by [`crate::cspro::layout`]), the chunks a job committed (its cursor),
 //! and what the tables weigh.
 //!
-//! The tables live in the main database. Identifiers are always quoted. Numeric items are
+//! The tables live in the analytics database (the main one unless configured apart).
+//! Identifiers are always quoted. Numeric items are
 //! `NUMERIC(p,s)`: whole ones are bound as integers, the others as their exact decimal
 //! text (`CAST($n AS NUMERIC(p,s))` on PostgreSQL; SQLite's NUMERIC affinity converts the
 //! text itself), never as a float.
