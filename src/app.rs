@@ -10,10 +10,10 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::delivery::dispatcher::DispatcherSettings;
-use crate::engine::Engine;
+use crate::engine::{push::PushSettings, Engine, EngineSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::Store;
+use crate::store::{Signals, Store};
 
 pub struct Relais {
     addr: SocketAddr,
@@ -44,7 +44,9 @@ impl Relais {
         };
         let registry = Registry::builtin();
         let leases = Leases::new(
-            store.clone(),
+            store.operations().clone(),
+            store.push_workers().clone(),
+            store.signals().clone(),
             registry.types(),
             config.heartbeat_timeout,
             config.delivery.retry_time_scale,
@@ -57,7 +59,10 @@ impl Relais {
             caches: Default::default(),
         });
         let body_limit = config.body_limit;
-        let forget = tokio::spawn(forget_removed_principals(store.clone(), state.clone()));
+        let forget = tokio::spawn(forget_removed_principals(
+            store.signals().clone(),
+            state.clone(),
+        ));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -80,13 +85,7 @@ impl Relais {
         config
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
-        let engine = Engine::start(
-            store.clone(),
-            &config,
-            registry,
-            leases,
-            dispatcher_settings(&config),
-        );
+        let engine = Engine::start(&store, engine_settings(&config), registry, leases);
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);
@@ -121,8 +120,8 @@ impl Relais {
 
 /// Deleted tenants, projects and tokens stop working at once: every cached answer is
 /// dropped when a deletion is announced (by this process or another).
-async fn forget_removed_principals(store: Store, state: web::Data<AppState>) {
-    let announced = store.auth_changed().clone();
+async fn forget_removed_principals(signals: Signals, state: web::Data<AppState>) {
+    let announced = signals.auth_changed();
     let mut next = Box::pin(announced.notified());
     next.as_mut().enable();
     loop {
@@ -131,6 +130,25 @@ async fn forget_removed_principals(store: Store, state: web::Data<AppState>) {
         next = Box::pin(announced.notified());
         next.as_mut().enable();
         state.caches.forget_all();
+    }
+}
+
+fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        heartbeat_timeout: config.heartbeat_timeout,
+        retry_time_scale: config.delivery.retry_time_scale,
+        max_lost_leases: config.max_lost_leases,
+        priority_aging: config.priority_aging,
+        executor_concurrency: config.executor_concurrency,
+        push: PushSettings {
+            lease_ttl: config.heartbeat_timeout,
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.bind)),
+            allow_private_targets: config.delivery.allow_private_targets,
+        },
+        delivery: dispatcher_settings(config),
     }
 }
 

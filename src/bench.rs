@@ -154,7 +154,7 @@ async fn produce(
     let creating = Instant::now();
     for _ in 0..count {
         let mut op = Operation::new(OperationId::new(), tenant, project, spec(), clock::now());
-        store.create_operation(&mut op, Vec::new(), None).await?;
+        store.operations().create(&mut op, Vec::new(), None).await?;
     }
     let created_in = creating.elapsed();
     let request = BenchClaim { max: 100 };
@@ -162,7 +162,8 @@ async fn produce(
     let claiming = Instant::now();
     while leased < count {
         let got = store
-            .claim_operations(
+            .operations()
+            .claim(
                 &request.claim(tenant, project),
                 clock::now(),
                 Duration::from_secs(3600),
@@ -186,7 +187,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
 
     let store = Store::connect(&database_url).await.context("connecting")?;
     store.migrate().await?;
-    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
     let now = clock::now();
     let webhook = Webhook {
         id: WebhookId::new(),
@@ -208,7 +209,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
         created_at: now,
         updated_at: now,
     };
-    store.insert_webhook(&webhook, None).await?;
+    store.webhooks().insert(&webhook, None).await?;
 
     println!(
         "backend: {:?}; cores: {}",
@@ -249,7 +250,8 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
         let mut op = Operation::new(OperationId::new(), tenant, project, spec(), clock::now());
         relais
             .store()
-            .create_operation(&mut op, Vec::new(), None)
+            .operations()
+            .create(&mut op, Vec::new(), None)
             .await?;
     }
     let tick = Duration::from_millis(10);
@@ -266,7 +268,8 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
         let started = Instant::now();
         produced += relais
             .store()
-            .claim_operations(
+            .operations()
+            .claim(
                 &request.claim(tenant, project),
                 clock::now(),
                 Duration::from_secs(3600),
@@ -316,13 +319,14 @@ pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyho
     config.http_workers = None;
     let relais = Relais::start(config).await?;
     let store = relais.store();
-    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
     let token = crate::domain::auth::NewToken::from_random(rand::random());
     let scopes = [
         crate::domain::auth::Scope::OperationsWrite,
         crate::domain::auth::Scope::Workers,
     ];
     store
+        .tenants()
         .insert_token(tenant, Some(project), &scopes, &token.hash, clock::now())
         .await?;
     let base = format!("http://{}/api/{tenant}/{project}/async", relais.addr());
@@ -472,9 +476,10 @@ pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result
     config.executor_concurrency = args.executors;
     let relais = Relais::start(config).await?;
     let store = relais.store();
-    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
     let token = crate::domain::auth::NewToken::from_random(rand::random());
     store
+        .tenants()
         .insert_token(
             tenant,
             Some(project),
@@ -624,9 +629,10 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
     let config = Config::for_database(database_url);
     let relais = Relais::start(config).await?;
     let store = relais.store().clone();
-    let (tenant, project) = store.create_tenant("bench", clock::now()).await?;
+    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
     store
-        .put_breakout_dictionary(&BreakoutDictionary {
+        .breakout()
+        .put_dictionary(&BreakoutDictionary {
             tenant,
             project,
             name: "CEN2000".into(),
@@ -658,11 +664,12 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
             .try_into()?;
             let mut op = Operation::new(OperationId::new(), tenant, project, spec, clock::now());
             let started = Instant::now();
-            store.create_operation(&mut op, Vec::new(), None).await?;
+            store.operations().create(&mut op, Vec::new(), None).await?;
             let done = loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let current = store
-                    .get_operation(tenant, project, op.id)
+                    .operations()
+                    .get(tenant, project, op.id)
                     .await?
                     .context("the operation vanished")?;
                 if current.status.is_terminal() {
@@ -680,7 +687,8 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
                 _ => wall,
             };
             let stats = store
-                .breakout_table_stats(
+                .breakout()
+                .table_stats(
                     &result.summary["tables_created"]
                         .as_array()
                         .into_iter()

@@ -225,7 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--name must not be empty");
             }
             let store = open_store(&cli.database_url).await?;
-            let (tenant, project) = store.create_tenant(name, clock::now()).await?;
+            let (tenant, project) = store.tenants().create_tenant(name, clock::now()).await?;
             if json {
                 println!(
                     "{}",
@@ -242,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: TenantCommand::Delete { tenant, json },
         } => {
             let store = open_store(&cli.database_url).await?;
-            let Some(removed) = store.delete_tenant(tenant).await? else {
+            let Some(removed) = store.tenants().delete_tenant(tenant).await? else {
                 bail!("no tenant {tenant}");
             };
             print_removed(json!({"tenantId": tenant}), &removed, json);
@@ -256,7 +256,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--name must not be empty");
             }
             let store = open_store(&cli.database_url).await?;
-            let Some(project) = store.create_project(tenant, name, clock::now()).await? else {
+            let Some(project) = store
+                .tenants()
+                .create_project(tenant, name, clock::now())
+                .await?
+            else {
                 bail!("no tenant {tenant}");
             };
             if json {
@@ -278,7 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let store = open_store(&cli.database_url).await?;
-            let Some(removed) = store.delete_project(tenant, project).await? else {
+            let Some(removed) = store.tenants().delete_project(tenant, project).await? else {
                 bail!("tenant {tenant} has no project {project}");
             };
             print_removed(
@@ -300,16 +304,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
             let store = open_store(&cli.database_url).await?;
-            if !store.tenant_exists(tenant).await? {
+            if !store.tenants().tenant_exists(tenant).await? {
                 bail!("no tenant {tenant}");
             }
             if let Some(project) = project {
-                if !store.project_exists(tenant, project).await? {
+                if !store.tenants().project_exists(tenant, project).await? {
                     bail!("tenant {tenant} has no project {project}");
                 }
             }
             let token = NewToken::from_random(rand::random());
             store
+                .tenants()
                 .insert_token(tenant, project, &scopes, &token.hash, clock::now())
                 .await?;
             let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();

@@ -34,7 +34,8 @@ impl FromRequest for Principal {
             if token.starts_with("rlscb_") {
                 let (tenant, project, operation) = state
                     .store
-                    .find_callback_operation(&hash)
+                    .push_workers()
+                    .callback_operation(&hash)
                     .await?
                     .ok_or(ApiError::Unauthorized)?;
                 return Ok(Principal::for_callback(tenant, project, operation));
@@ -44,6 +45,7 @@ impl FromRequest for Principal {
             }
             let principal = state
                 .store
+                .tenants()
                 .find_principal(&hash)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
@@ -101,6 +103,7 @@ impl AppState {
         if !self.caches.projects.contains_key(&key) {
             if !self
                 .store
+                .tenants()
                 .project_exists(target.tenant, target.project)
                 .await?
             {

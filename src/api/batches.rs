@@ -195,7 +195,8 @@ pub async fn submit(
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
     if state
         .store
-        .create_batch(&mut batch, members, record)
+        .batches()
+        .create(&mut batch, members, record)
         .await?
         == CreateOutcome::IdempotencyKeyTaken
     {
@@ -218,7 +219,8 @@ pub async fn status(
         .await?;
     let (batch, members) = state
         .store
-        .get_batch(target.tenant, target.project, path.batch_id()?)
+        .batches()
+        .get(target.tenant, target.project, path.batch_id()?)
         .await?
         .ok_or(ApiError::NotFound("batch"))?;
     Ok(HttpResponse::Ok().json(batch_view(target, &batch, &members)))
@@ -295,7 +297,8 @@ pub async fn list(
     let page_size = parse_uint(q.page_size.as_deref(), "pageSize", 20, 1, 100)?;
     let found = state
         .store
-        .list_batches(target.tenant, target.project, status, page, page_size)
+        .batches()
+        .list(target.tenant, target.project, status, page, page_size)
         .await?;
     let batches: Vec<Value> = found
         .batches
@@ -341,7 +344,8 @@ pub async fn cancel(
     let id = path.batch_id()?;
     let batch = state
         .store
-        .cancel_batch(
+        .batches()
+        .cancel(
             target.tenant,
             target.project,
             id,
@@ -358,7 +362,8 @@ pub async fn cancel(
         .ok_or(ApiError::NotFound("batch"))?;
     let (_, members) = state
         .store
-        .get_batch(target.tenant, target.project, id)
+        .batches()
+        .get(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("batch"))?;
     Ok(HttpResponse::Ok().json(batch_view(target, &batch, &members)))
@@ -375,7 +380,8 @@ pub async fn retry(
     let id = path.batch_id()?;
     let (batch, replaced) = state
         .store
-        .retry_batch(target.tenant, target.project, id, clock::now())
+        .batches()
+        .retry(target.tenant, target.project, id, clock::now())
         .await
         .map_err(|e| match e {
             BatchRetryError::NotFinished(_) => {

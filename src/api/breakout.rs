@@ -142,7 +142,8 @@ pub async fn list_dictionaries(
     let target = target(&state, &principal, Scope::OperationsRead).await?;
     let all = state
         .store
-        .breakout_dictionaries(target.project)
+        .breakout()
+        .dictionaries(target.project)
         .await
         .map_err(store_error)?;
     let data: Vec<Value> = all.iter().map(dictionary_view).collect();
@@ -157,7 +158,8 @@ pub async fn get_dictionary(
     let target = target(&state, &principal, Scope::OperationsRead).await?;
     let found = state
         .store
-        .breakout_dictionary(target.project, &name)
+        .breakout()
+        .dictionary(target.project, &name)
         .await
         .map_err(store_error)?
         .ok_or_else(|| dictionary_not_found(&name))?;
@@ -172,7 +174,8 @@ pub async fn delete_dictionary(
     let target = target(&state, &principal, Scope::OperationsWrite).await?;
     if !state
         .store
-        .delete_breakout_dictionary(target.project, &name)
+        .breakout()
+        .delete_dictionary(target.project, &name)
         .await
         .map_err(store_error)?
     {
@@ -223,19 +226,22 @@ async fn output_tables(
     };
     let registered = state
         .store
-        .breakout_dictionary(target.project, dictionary)
+        .breakout()
+        .dictionary(target.project, dictionary)
         .await
         .map_err(store_error)?
         .ok_or_else(|| dictionary_not_found(dictionary))?;
     let (_, layout) = parse_dictionary(&registered.dictionary, "dictionary")?;
     let output = state
         .store
-        .breakout_output(target.project, dictionary)
+        .breakout()
+        .output(target.project, dictionary)
         .await
         .map_err(store_error)?
         .ok_or_else(no_tables)?;
     let existing = state
         .store
+        .breakout()
         .existing_tables(&output.tables)
         .await
         .map_err(store_error)?;
@@ -254,7 +260,8 @@ pub async fn tables(
     let (layout, names, created_at) = output_tables(&state, target, &dictionary).await?;
     let stats = state
         .store
-        .breakout_table_stats(&names)
+        .breakout()
+        .table_stats(&names)
         .await
         .map_err(store_error)?;
     let total: i64 = stats.iter().map(|s| s.size_bytes).sum();
@@ -281,7 +288,8 @@ pub async fn tables(
         .collect();
     let database = state
         .store
-        .analytics_database_name()
+        .breakout()
+        .database_name()
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Ok().json(json!({
@@ -304,13 +312,15 @@ pub async fn delete_tables(
     let (_, names, _) = output_tables(&state, target, &dictionary).await?;
     let stats = state
         .store
-        .breakout_table_stats(&names)
+        .breakout()
+        .table_stats(&names)
         .await
         .map_err(store_error)?;
     let freed: i64 = stats.iter().map(|s| s.size_bytes).sum();
     state
         .store
-        .drop_breakout_tables(target.project, &dictionary, &names)
+        .breakout()
+        .drop_tables(target.project, &dictionary, &names)
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Ok().json(json!({

@@ -95,7 +95,8 @@ pub async fn feed(
     };
     let page = state
         .store
-        .events_feed(target.tenant, target.project, after, since, &types, first)
+        .events()
+        .feed(target.tenant, target.project, after, since, &types, first)
         .await?;
     let end_cursor = page
         .events

@@ -60,7 +60,8 @@ impl Idempotency {
         if let Some(key) = &this.key {
             if let Some(stored) = state
                 .store
-                .find_idempotent_response(target.project, scope, key)
+                .idempotency()
+                .find_response(target.project, scope, key)
                 .await?
             {
                 return Ok(Err(this.replay(stored)?));
@@ -93,7 +94,8 @@ impl Idempotency {
         let key = self.key.as_deref().ok_or(ApiError::Internal)?;
         let stored = state
             .store
-            .find_idempotent_response(target.project, self.scope, key)
+            .idempotency()
+            .find_response(target.project, self.scope, key)
             .await?
             .ok_or(ApiError::Internal)?;
         self.replay(stored)

@@ -58,7 +58,8 @@ async fn load(
         .await?;
     let op = state
         .store
-        .get_operation(target.tenant, target.project, path.operation_id()?)
+        .operations()
+        .get(target.tenant, target.project, path.operation_id()?)
         .await?
         .ok_or(ApiError::NotFound("operation"))?;
     Ok((target, op))
@@ -123,7 +124,11 @@ async fn accept(
     idempotency: &Idempotency,
 ) -> Result<HttpResponse, ApiError> {
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
-    if state.store.create_operation(op, Vec::new(), record).await?
+    if state
+        .store
+        .operations()
+        .create(op, Vec::new(), record)
+        .await?
         == CreateOutcome::IdempotencyKeyTaken
     {
         return idempotency.replay_winner(state, target).await;
@@ -147,6 +152,7 @@ pub(super) async fn typical_duration(
     }
     let estimate = state
         .store
+        .operations()
         .typical_duration(target.project, operation_type)
         .await?;
     // "No history yet" is not remembered: the first completed run gives an estimate at once.
@@ -379,7 +385,8 @@ pub async fn list(
     let request: ListRequest = parse_query::<ListQuery>(&query)?.try_into()?;
     let page = state
         .store
-        .list_operations(target.tenant, target.project, &request)
+        .operations()
+        .list(target.tenant, target.project, &request)
         .await?;
     let now = clock::now();
     let count = |s| page.counts.get(s);
@@ -431,7 +438,8 @@ pub async fn cancel(
     let now = clock::now();
     let (_, op) = state
         .store
-        .mutate_operation(target.tenant, target.project, id, now, move |op| {
+        .operations()
+        .mutate(target.tenant, target.project, id, now, move |op| {
             op.cancel(now, request.clone(), cancelled_by.clone())
                 .map(|events| ((), events))
                 .map_err(ApiError::from)

@@ -45,7 +45,7 @@ async fn view(state: &AppState, worker: &PushWorker) -> Result<Value, ApiError> 
         "url": worker.url,
         "operationTypes": worker.operation_types,
         "maxConcurrency": worker.max_concurrency,
-        "inFlight": state.store.push_worker_in_flight(worker.id).await?,
+        "inFlight": state.store.push_workers().in_flight(worker.id).await?,
         "createdAt": time(worker.created_at),
     }))
 }
@@ -81,9 +81,9 @@ pub async fn create(
         secret: spec.secret.unwrap_or_else(generate_secret),
         created_at: clock::now(),
     };
-    state.store.insert_push_worker(&worker).await?;
+    state.store.push_workers().insert(&worker).await?;
     // New routes for queued operations: let the push loop look now.
-    state.store.work().wake_workers();
+    state.store.signals().work().wake_workers();
     let mut answer = view(&state, &worker).await?;
     answer["secret"] = json!(worker.secret);
     Ok(HttpResponse::Created().json(answer))
@@ -98,7 +98,8 @@ pub async fn list(
     let mut views = Vec::new();
     for worker in state
         .store
-        .list_push_workers(Some((target.tenant, target.project)))
+        .push_workers()
+        .list(Some((target.tenant, target.project)))
         .await?
     {
         views.push(view(&state, &worker).await?);
@@ -118,7 +119,8 @@ async fn load(
         .map_err(|e| FieldError::new("workerId", format!("{e}")))?;
     let worker = state
         .store
-        .get_push_worker(target.tenant, target.project, id)
+        .push_workers()
+        .get(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("worker"))?;
     Ok((target, worker))
@@ -141,7 +143,8 @@ pub async fn delete(
     let (target, worker) = load(&state, &principal, &path).await?;
     state
         .store
-        .delete_push_worker(target.tenant, target.project, worker.id)
+        .push_workers()
+        .delete(target.tenant, target.project, worker.id)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -70,7 +70,8 @@ async fn load(
     let id: WebhookId = parse_id(&path.webhook_id, "webhookId")?;
     let webhook = state
         .store
-        .get_webhook(target.tenant, target.project, id)
+        .webhooks()
+        .get(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
     Ok((target, webhook))
@@ -113,7 +114,8 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
 async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, ApiError> {
     let all = state
         .store
-        .webhook_stats(webhook.project_id, Some(webhook.id))
+        .webhooks()
+        .stats(webhook.project_id, Some(webhook.id))
         .await?;
     let id = webhook.id.db();
     Ok(all
@@ -173,7 +175,8 @@ pub async fn create(
     answer["secret"] = json!(secret);
     let response = answer.to_string();
     let record = idempotency.record(StatusCode::CREATED, &response);
-    if state.store.insert_webhook(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken {
+    if state.store.webhooks().insert(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken
+    {
         return idempotency.replay_winner(&state, target).await;
     }
     Ok(HttpResponse::Created()
@@ -191,9 +194,10 @@ pub async fn list(
         .await?;
     let webhooks = state
         .store
-        .list_webhooks(target.tenant, target.project)
+        .webhooks()
+        .list(target.tenant, target.project)
         .await?;
-    let stats = state.store.webhook_stats(target.project, None).await?;
+    let stats = state.store.webhooks().stats(target.project, None).await?;
     let views: Vec<Value> = webhooks
         .iter()
         .map(|w| {
@@ -242,7 +246,7 @@ pub async fn update(
         }
     }
     webhook.updated_at = now;
-    if !state.store.update_webhook(&webhook).await? {
+    if !state.store.webhooks().update(&webhook).await? {
         return Err(ApiError::NotFound("webhook"));
     }
     let stats = stats_of(&state, &webhook).await?;
@@ -257,7 +261,8 @@ pub async fn delete(
     let (target, webhook) = load(&state, &principal, &path).await?;
     if !state
         .store
-        .delete_webhook(target.tenant, target.project, webhook.id)
+        .webhooks()
+        .delete(target.tenant, target.project, webhook.id)
         .await?
     {
         return Err(ApiError::NotFound("webhook"));
@@ -277,7 +282,7 @@ async fn set_status(
         (status == WebhookStatus::Disabled).then(|| "disabled through the API".to_owned());
     webhook.failing_since = None;
     webhook.updated_at = clock::now();
-    state.store.update_webhook(&webhook).await?;
+    state.store.webhooks().update(&webhook).await?;
     let stats = stats_of(state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
@@ -350,7 +355,7 @@ pub async fn rotate_secret(
     let now = clock::now();
     webhook.secrets = rotate(&webhook.secrets, secret, now, overlap);
     webhook.updated_at = now;
-    state.store.update_webhook(&webhook).await?;
+    state.store.webhooks().update(&webhook).await?;
     let mut answer = secrets_view(&webhook.secrets, now);
     answer["webhookId"] = json!(webhook.id);
     Ok(HttpResponse::Ok().json(answer))
@@ -379,7 +384,11 @@ pub async fn test(
             "enable the webhook before testing it",
         ));
     }
-    let (event_id, delivery_id) = state.store.queue_test_event(&webhook, clock::now()).await?;
+    let (event_id, delivery_id) = state
+        .store
+        .deliveries()
+        .queue_test_event(&webhook, clock::now())
+        .await?;
     Ok(HttpResponse::Accepted()
         .json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": DeliveryStatus::Pending.as_str()})))
 }
@@ -418,7 +427,8 @@ pub async fn deliveries(
     let offset = (page as u64 - 1) * size as u64;
     let mut entries = state
         .store
-        .webhook_attempts(webhook.id, size + 1, offset)
+        .deliveries()
+        .attempts_of_webhook(webhook.id, size + 1, offset)
         .await?;
     let has_next_page = entries.len() > size as usize;
     entries.truncate(size as usize);
@@ -460,7 +470,8 @@ pub async fn messages(
     let offset = (page as u64 - 1) * size as u64;
     let mut rows = state
         .store
-        .webhook_deliveries(webhook.id, status, size + 1, offset)
+        .deliveries()
+        .of_webhook(webhook.id, status, size + 1, offset)
         .await?;
     let has_next_page = rows.len() > size as usize;
     rows.truncate(size as usize);
@@ -509,7 +520,8 @@ pub async fn recover(
     let since = parse_time(&since, "since")?;
     let recovered = state
         .store
-        .recover_deliveries(webhook.id, since, clock::now())
+        .deliveries()
+        .recover(webhook.id, since, clock::now())
         .await?;
     Ok(HttpResponse::Accepted()
         .json(json!({"webhookId": webhook.id, "recovered": recovered, "since": time(since)})))
@@ -524,7 +536,8 @@ pub async fn retry_delivery(
     let delivery: DeliveryId = parse_id(&path.delivery_id, "deliveryId")?;
     match state
         .store
-        .retry_delivery(webhook.id, delivery, clock::now())
+        .deliveries()
+        .retry(webhook.id, delivery, clock::now())
         .await?
     {
         None => Err(ApiError::NotFound("delivery")),
@@ -547,6 +560,7 @@ pub async fn callback_secret(
         .await?;
     let secrets = state
         .store
+        .webhooks()
         .callback_secrets(target.project, generate_secret)
         .await?;
     Ok(HttpResponse::Ok().json(secrets_view(&secrets, clock::now())))
@@ -565,11 +579,13 @@ pub async fn rotate_callback_secret(
     let now = clock::now();
     let current = state
         .store
+        .webhooks()
         .callback_secrets(target.project, generate_secret)
         .await?;
     let rotated = rotate(&current, secret, now, overlap);
     state
         .store
+        .webhooks()
         .set_callback_secrets(target.project, &rotated)
         .await?;
     Ok(HttpResponse::Ok().json(secrets_view(&rotated, now)))

@@ -147,7 +147,10 @@ pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Resu
 
     // 2. Draining a backlog of deliveries.
     let (arrivals, receiver_url, receiver) = start_receiver("hook")?;
-    let (tenant, project) = store.create_tenant("bench-memory", clock::now()).await?;
+    let (tenant, project) = store
+        .tenants()
+        .create_tenant("bench-memory", clock::now())
+        .await?;
     let now = clock::now();
     let webhook = Webhook {
         id: WebhookId::new(),
@@ -169,9 +172,10 @@ pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Resu
         created_at: now,
         updated_at: now,
     };
-    store.insert_webhook(&webhook, None).await?;
+    store.webhooks().insert(&webhook, None).await?;
     let token = NewToken::from_random(rand::random());
     store
+        .tenants()
         .insert_token(
             tenant,
             Some(project),

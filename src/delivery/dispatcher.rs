@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::clock;
 use crate::domain::delivery::{
@@ -22,7 +23,7 @@ use crate::domain::webhook::live_secrets;
 use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
-use crate::store::{ClaimedDelivery, Lane, Store};
+use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, Webhooks};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -52,7 +53,10 @@ impl DispatcherSettings {
 }
 
 struct Context {
-    store: Store,
+    deliveries: Deliveries,
+    /// Callback secrets, for a project whose first callback is being sent.
+    webhooks: Webhooks,
+    signals: Signals,
     settings: DispatcherSettings,
     client: OutboundClient,
     /// Deliveries in flight to each endpoint (a webhook, or a callback URL), at most
@@ -61,20 +65,33 @@ struct Context {
     outcomes: mpsc::UnboundedSender<Settled>,
 }
 
-pub fn spawn(store: Store, settings: DispatcherSettings) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    deliveries: Deliveries,
+    webhooks: Webhooks,
+    signals: Signals,
+    settings: DispatcherSettings,
+) -> Vec<JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
     let context = Arc::new(Context {
         client: OutboundClient::new(settings.request_timeout, settings.allow_private_targets),
-        store: store.clone(),
+        deliveries: deliveries.clone(),
+        webhooks,
+        signals: signals.clone(),
         settings: settings.clone(),
         endpoints: SharedByKey::default(),
         outcomes: tx,
     });
     vec![
         tokio::spawn(dispatch(context, next_due.clone())),
-        tokio::spawn(record(store.clone(), rx, settings.disable_after, next_due)),
-        tokio::spawn(prune(store, settings.retention)),
+        tokio::spawn(record(
+            deliveries.clone(),
+            signals,
+            rx,
+            settings.disable_after,
+            next_due,
+        )),
+        tokio::spawn(prune(deliveries, settings.retention)),
     ]
 }
 
@@ -83,9 +100,8 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
     let in_flight = Arc::new(Semaphore::new(max));
     // Retries may use at most half of the capacity: fresh events always find room.
     let retry_share = Arc::new(Semaphore::new((max / 2).max(1)));
-    let signal = ctx.store.deliveries_available().clone();
     loop {
-        let woken = signal.notified();
+        let woken = ctx.signals.deliveries_available().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if in_flight.available_permits() == 0 {
@@ -98,16 +114,16 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
         let fresh_budget = in_flight.available_permits().min(CLAIM_BATCH);
         let claimed = async {
             let fresh = ctx
-                .store
-                .claim_deliveries(Lane::Fresh, fresh_budget, now, lease_until)
+                .deliveries
+                .claim(Lane::Fresh, fresh_budget, now, lease_until)
                 .await?;
             let retry_budget = retry_share
                 .available_permits()
                 .min(in_flight.available_permits() - fresh.len())
                 .min(CLAIM_BATCH);
             let retries = ctx
-                .store
-                .claim_deliveries(Lane::Retry, retry_budget, now, lease_until)
+                .deliveries
+                .claim(Lane::Retry, retry_budget, now, lease_until)
                 .await?;
             Ok::<_, crate::store::StoreError>((fresh, retries))
         }
@@ -171,13 +187,43 @@ async fn send(
     delivery: ClaimedDelivery,
     mut permits: Vec<OwnedSemaphorePermit>,
 ) {
-    if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
-        // The recorder outlives every sender; a closed channel means shutdown, and the
-        // lease then hands the delivery to the next process.
-        let _ = ctx.outcomes.send(Settled {
-            outcome,
-            _permits: permits,
-        });
+    // Every line about this delivery names it, its event and the request that caused the
+    // event, so that a search for the request id finds its deliveries too.
+    let span = tracing::info_span!(
+        "delivery",
+        request_id = delivery.request_id.as_deref(),
+        tenant_id = %delivery.tenant_id,
+        project_id = %delivery.project_id,
+        event_id = %delivery.event_id,
+        delivery_id = %delivery.id,
+    );
+    async move {
+        if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
+            log_outcome(&delivery, &outcome);
+            // The recorder outlives every sender; a closed channel means shutdown, and the
+            // lease then hands the delivery to the next process.
+            let _ = ctx.outcomes.send(Settled {
+                outcome,
+                _permits: permits,
+            });
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_outcome(delivery: &ClaimedDelivery, outcome: &DeliveryOutcome) {
+    match &outcome.attempt {
+        Some(sent) => tracing::info!(
+            channel = delivery.channel.as_str(),
+            attempt = delivery.attempts + 1,
+            status_code = sent.status_code,
+            latency_ms = sent.latency_ms,
+            error = sent.error.as_deref(),
+            settlement = ?outcome.settlement,
+            "delivery sent"
+        ),
+        None => tracing::debug!(settlement = ?outcome.settlement, "delivery not sent"),
     }
 }
 
@@ -228,8 +274,8 @@ async fn attempt(
     if delivery.lease_expires_at - now < margin {
         let until = now + chrono::Duration::from_std(ctx.settings.lease()).expect("fits");
         match ctx
-            .store
-            .extend_delivery_lease(delivery.id, &delivery.lease_token, until)
+            .deliveries
+            .extend_lease(delivery.id, &delivery.lease_token, until)
             .await
         {
             Ok(true) => {}
@@ -243,7 +289,7 @@ async fn attempt(
     let secrets = match &delivery.secrets {
         Some(s) => s.clone(),
         None => match ctx
-            .store
+            .webhooks
             .callback_secrets(delivery.project_id, generate_secret)
             .await
         {
@@ -352,7 +398,8 @@ async fn read_truncated(mut response: reqwest::Response) -> String {
 }
 
 async fn record(
-    store: Store,
+    deliveries: Deliveries,
+    signals: Signals,
     mut outcomes: mpsc::UnboundedReceiver<Settled>,
     disable_after: Duration,
     next_due: Arc<AtomicI64>,
@@ -375,7 +422,7 @@ async fn record(
         }
         let mut tries = 0;
         loop {
-            match store
+            match deliveries
                 .record_outcomes(&batch, clock::now(), disable_after)
                 .await
             {
@@ -395,18 +442,18 @@ async fn record(
         // Committed (or given up on): the attempts' concurrency slots are free again.
         drop(settled);
         if wake {
-            store.deliveries_available().notify_waiters();
+            signals.deliveries_available().notify_waiters();
         }
     }
 }
 
-async fn prune(store: Store, retention: Duration) {
+async fn prune(deliveries: Deliveries, retention: Duration) {
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
     loop {
         ticker.tick().await;
         let before: DateTime<Utc> = clock::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
-        match store.prune(before).await {
+        match deliveries.prune(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned settled deliveries and old events"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),

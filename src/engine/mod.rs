@@ -1,7 +1,7 @@
-//! Background work: taking back expired leases, moving batches on, the delivery
-//! dispatcher, and waking
-//! waiters when work or deliveries appear (in this process directly, across PostgreSQL
-//! replicas by LISTEN/NOTIFY).
+//! Background work: taking back expired leases, ending overdue runs, aging the queue,
+//! moving batches on, the delivery dispatcher, running built-in executors, pushing tasks
+//! to push workers, and the signals' relay that carries news between replicas. The loops
+//! read no configuration: `app` hands them plain settings.
 //! All state is in the database, so a restarted process simply carries on.
 
 use std::time::Duration;
@@ -9,16 +9,32 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::clock;
-use crate::config::Config;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::{Backend, Store, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
+use crate::store::{Batches, Operations, Signals, Store};
 
 pub mod push;
 pub mod runner;
 
 const EXPIRY_BATCH: u32 = 500;
+
+/// What the loops are told, as plain values.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// A lease not renewed for this long is taken back.
+    pub heartbeat_timeout: Duration,
+    /// Multiplies operations' retry delays; below 1 in tests so retries take milliseconds.
+    pub retry_time_scale: f64,
+    /// Attempts in a row that lose their lease before the operation fails as `POISONED`.
+    pub max_lost_leases: u32,
+    /// Waiting this long raises an operation one priority.
+    pub priority_aging: Duration,
+    /// Built-in operations this process runs at once.
+    pub executor_concurrency: usize,
+    pub push: push::PushSettings,
+    pub delivery: DispatcherSettings,
+}
 
 pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
@@ -26,53 +42,50 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(
-        store: Store,
-        config: &Config,
+        store: &Store,
+        settings: EngineSettings,
         registry: Registry,
         leases: Leases,
-        delivery: DispatcherSettings,
     ) -> Self {
-        store.work().serve_builtin_types(&registry.types());
+        let signals = store.signals();
+        signals.work().serve_builtin_types(&registry.types());
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
-                store.clone(),
-                config.heartbeat_timeout,
-                config.delivery.retry_time_scale,
-                config.max_lost_leases,
+                store.operations().clone(),
+                settings.heartbeat_timeout,
+                settings.retry_time_scale,
+                settings.max_lost_leases,
             )),
-            tokio::spawn(enforce_timeouts(store.clone())),
-            tokio::spawn(age_queue(store.clone(), config.priority_aging)),
-            tokio::spawn(schedule_batches(store.clone())),
+            tokio::spawn(enforce_timeouts(store.operations().clone())),
+            tokio::spawn(age_queue(
+                store.operations().clone(),
+                settings.priority_aging,
+            )),
+            tokio::spawn(schedule_batches(store.batches().clone(), signals.clone())),
         ];
-        tasks.extend(dispatcher::spawn(store.clone(), delivery));
-        let settings = push::PushSettings {
-            lease_ttl: config.heartbeat_timeout,
-            public_url: config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.bind)),
-            allow_private_targets: config.delivery.allow_private_targets,
-        };
+        tasks.extend(dispatcher::spawn(
+            store.deliveries().clone(),
+            store.webhooks().clone(),
+            signals.clone(),
+            settings.delivery,
+        ));
         tasks.push(tokio::spawn(push::run(
-            store.clone(),
+            store.push_workers().clone(),
+            signals.clone(),
             leases.clone(),
             registry.types(),
-            settings,
+            settings.push,
         )));
         tasks.push(tokio::spawn(runner::run(
-            store.clone(),
+            store.operations().clone(),
+            store.breakout().clone(),
+            signals.clone(),
             leases,
             registry,
-            config.executor_concurrency,
+            settings.executor_concurrency,
         )));
-        match store.backend() {
-            Backend::Postgres => {
-                let relay = store.clone();
-                tasks.push(tokio::spawn(async move { relay.relay_to_replicas().await }));
-                tasks.push(tokio::spawn(relay_notifications(store)));
-            }
-            Backend::Sqlite => tasks.push(tokio::spawn(watch_foreign_commits(store))),
-        }
+        let relay = signals.clone();
+        tasks.push(tokio::spawn(async move { relay.relay().await }));
         Engine { tasks }
     }
 
@@ -90,7 +103,7 @@ impl Drop for Engine {
 }
 
 async fn reap_expired_leases(
-    store: Store,
+    operations: Operations,
     heartbeat_timeout: Duration,
     retry_time_scale: f64,
     max_lost_leases: u32,
@@ -101,7 +114,7 @@ async fn reap_expired_leases(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match store
+        match operations
             .expire_leases(
                 clock::now(),
                 EXPIRY_BATCH,
@@ -119,13 +132,12 @@ async fn reap_expired_leases(
 
 /// Moves batches on as their members finish: woken by each commit that finishes a member
 /// here, and every second for what another replica finished (or a crash left behind).
-async fn schedule_batches(store: Store) {
-    let news = store.batches_to_schedule().clone();
+async fn schedule_batches(batches: Batches, signals: Signals) {
     loop {
-        let woken = news.notified();
+        let woken = signals.batches_to_schedule().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match store.schedule_batches(clock::now()).await {
+        match batches.schedule(clock::now()).await {
             Ok(0) => {
                 tokio::select! {
                     _ = &mut woken => {
@@ -146,12 +158,12 @@ async fn schedule_batches(store: Store) {
 
 /// Aging: every operation that waited another `interval` ranks one priority higher, so
 /// Low work still runs under a steady stream of High work.
-async fn age_queue(store: Store, interval: Duration) {
+async fn age_queue(operations: Operations, interval: Duration) {
     let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(50)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = store.age_queue(clock::now(), interval).await {
+        if let Err(e) = operations.age_queue(clock::now(), interval).await {
             tracing::warn!(error = %e, "aging pass failed; will retry");
         }
     }
@@ -159,69 +171,15 @@ async fn age_queue(store: Store, interval: Duration) {
 
 /// Ends runs that outlived their `timeout`; checked every second, so an operation ends
 /// within about a second of its `timeoutAt`.
-async fn enforce_timeouts(store: Store) {
+async fn enforce_timeouts(operations: Operations) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match store.time_out_operations(clock::now(), EXPIRY_BATCH).await {
+        match operations.time_out(clock::now(), EXPIRY_BATCH).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "operations timed out"),
             Err(e) => tracing::warn!(error = %e, "timeout pass failed; will retry"),
-        }
-    }
-}
-
-/// Wakes this process's waiters when another replica commits work or deliveries.
-async fn relay_notifications(store: Store) {
-    loop {
-        let result: Result<(), sqlx::Error> = async {
-            let mut listener = sqlx::postgres::PgListener::connect(store.url()).await?;
-            listener
-                .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL])
-                .await?;
-            loop {
-                let notification = listener.recv().await?;
-                if notification.payload() == store.replica_id() {
-                    // Our own news, already announced here when it was committed.
-                    continue;
-                }
-                match notification.channel() {
-                    WORK_CHANNEL => store.work().wake_all(),
-                    AUTH_CHANNEL => store.auth_changed().notify_waiters(),
-                    _ => store.deliveries_available().notify_waiters(),
-                }
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "notification listener lost; reconnecting");
-        }
-        // Whatever was announced while disconnected is found by the waiters' re-checks;
-        // a deletion announced then is assumed.
-        store.work().wake_all();
-        store.deliveries_available().notify_waiters();
-        store.auth_changed().notify_waiters();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// With SQLite, other processes (the command line deleting a tenant, say) share the
-/// database file but cannot notify: a change in the count of their commits is the news.
-async fn watch_foreign_commits(store: Store) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = None;
-    loop {
-        ticker.tick().await;
-        match store.foreign_commits().await {
-            Ok(count) => {
-                if seen.is_some_and(|seen| seen != count) {
-                    store.auth_changed().notify_waiters();
-                }
-                seen = Some(count);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read SQLite's commit count"),
         }
     }
 }

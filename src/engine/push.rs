@@ -18,7 +18,7 @@ use crate::executors::ExecutionError;
 use crate::lease::{Leases, WorkOrder};
 use crate::outbound::signing::SigningKey;
 use crate::outbound::{OutboundClient, SignedMessage};
-use crate::store::{PushTask, Store};
+use crate::store::{PushTask, PushWorkers, Signals};
 
 #[derive(Debug, Clone)]
 pub struct PushSettings {
@@ -31,16 +31,22 @@ pub struct PushSettings {
 /// A push request never waits longer than this, whatever the operation's timeout.
 const MAX_REQUEST: Duration = Duration::from_secs(3600);
 
-pub async fn run(store: Store, leases: Leases, builtin_types: Vec<String>, settings: PushSettings) {
+pub async fn run(
+    push_workers: PushWorkers,
+    signals: Signals,
+    leases: Leases,
+    builtin_types: Vec<String>,
+    settings: PushSettings,
+) {
     let client = OutboundClient::new(MAX_REQUEST, settings.allow_private_targets);
     let freed = Arc::new(Notify::new());
     loop {
-        let woken = store.work().worker_work().notified();
+        let woken = signals.work().worker_work().notified();
         let slot_freed = freed.notified();
         tokio::pin!(woken, slot_freed);
         woken.as_mut().enable();
         slot_freed.as_mut().enable();
-        let workers = match store.known_push_workers().await {
+        let workers = match push_workers.known().await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "listing push workers failed; retrying");
@@ -50,8 +56,8 @@ pub async fn run(store: Store, leases: Leases, builtin_types: Vec<String>, setti
         };
         let mut pushed = false;
         for worker in workers.iter() {
-            match store
-                .claim_for_push_worker(worker, &builtin_types, clock::now(), settings.lease_ttl)
+            match push_workers
+                .claim(worker, &builtin_types, clock::now(), settings.lease_ttl)
                 .await
             {
                 Ok(tasks) => {

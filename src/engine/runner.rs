@@ -13,12 +13,19 @@ use crate::domain::ids::LeaseToken;
 use crate::domain::operation::{Operation, PhaseStatus};
 use crate::executors::{Registry, Reporter, Task};
 use crate::lease::Leases;
-use crate::store::{Claim, Store};
+use crate::store::{Breakout, Claim, Operations, Signals};
 
 const CLAIM_BATCH: u32 = 50;
 const SLOT_GATHERING: Duration = Duration::from_millis(2);
 
-pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: usize) {
+pub async fn run(
+    operations: Operations,
+    breakout: Breakout,
+    signals: Signals,
+    leases: Leases,
+    registry: Registry,
+    concurrency: usize,
+) {
     let types = registry.types();
     if types.is_empty() {
         return;
@@ -26,7 +33,7 @@ pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: 
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let worker_id = format!("relais-builtin-{}", std::process::id());
     loop {
-        let woken = store.work().builtin_work().notified();
+        let woken = signals.work().builtin_work().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if slots.available_permits() == 0 {
@@ -43,8 +50,8 @@ pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: 
             max: (slots.available_permits() as u32).min(CLAIM_BATCH),
             worker_id: Some(worker_id.clone()),
         };
-        let claimed = match store
-            .claim_operations(&claim, clock::now(), leases.lease_ttl())
+        let claimed = match operations
+            .claim(&claim, clock::now(), leases.lease_ttl())
             .await
         {
             Ok(c) => c,
@@ -61,7 +68,7 @@ pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: 
                 .try_acquire_owned()
                 .expect("claimed within capacity");
             tokio::spawn(execute(
-                store.clone(),
+                breakout.clone(),
                 leases.clone(),
                 registry.clone(),
                 op,
@@ -80,7 +87,7 @@ pub async fn run(store: Store, leases: Leases, registry: Registry, concurrency: 
 }
 
 async fn execute(
-    store: Store,
+    breakout: Breakout,
     leases: Leases,
     registry: Registry,
     op: Operation,
@@ -114,7 +121,7 @@ async fn execute(
             .and_then(|b| b.inputs.clone())
             .unwrap_or_default(),
         reporter: Reporter::new(lease.clone()),
-        breakout: store.breakout_sink(op.project_id),
+        breakout: breakout.sink(op.project_id),
     };
     let outcome = tokio::select! {
         result = executor.run(task) => Some(result),

@@ -23,7 +23,7 @@ use crate::domain::operation::{
     Backoff, Operation, OperationError, OperationResult, OperationStatus, ProgressReport,
     TransitionError,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Operations, PushWorkers, Signals, StoreError};
 
 pub use held::{HeldLease, KeepAlive, Stopped};
 pub use work_order::WorkOrder;
@@ -97,7 +97,11 @@ pub struct Failed {
 /// The leased transitions, with the settings every worker's lease shares.
 #[derive(Clone)]
 pub struct Leases {
-    store: Store,
+    operations: Operations,
+    /// Their types are never handed to pull workers.
+    push_workers: PushWorkers,
+    /// Pull workers wait for work on it.
+    signals: Signals,
     /// Types that built-in executors run: never handed to pull workers.
     builtin_types: Arc<[String]>,
     lease_ttl: Duration,
@@ -106,13 +110,17 @@ pub struct Leases {
 
 impl Leases {
     pub fn new(
-        store: Store,
+        operations: Operations,
+        push_workers: PushWorkers,
+        signals: Signals,
         builtin_types: Vec<String>,
         lease_ttl: Duration,
         retry_time_scale: f64,
     ) -> Self {
         Leases {
-            store,
+            operations,
+            push_workers,
+            signals,
             builtin_types: builtin_types.into(),
             lease_ttl,
             retry_time_scale,
@@ -207,7 +215,7 @@ impl Leases {
         })
     }
 
-    /// `change` may be applied more than once (see [`Store::mutate_operation`]).
+    /// `change` may be applied more than once (see [`Operations::mutate`]).
     async fn mutate<F>(
         &self,
         operation: OperationRef,
@@ -218,8 +226,8 @@ impl Leases {
         F: FnMut(&mut Operation) -> Result<Vec<EventDraft>, TransitionError> + Send + 'static,
     {
         let ((), op) = self
-            .store
-            .mutate_operation(
+            .operations
+            .mutate(
                 operation.tenant,
                 operation.project,
                 operation.id,

@@ -25,11 +25,10 @@ impl Leases {
         project: ProjectId,
         request: &LeaseRequest,
     ) -> Result<Vec<(Operation, LeaseToken)>, LeaseError> {
-        let store = &self.store;
         let mut excluded = self.builtin_types.to_vec();
-        excluded.extend(store.push_worker_types(project).await?);
+        excluded.extend(self.push_workers.served_types(project).await?);
         let deadline = Instant::now() + request.wait;
-        let signal = store.work();
+        let signal = self.signals.work();
         let claim = Claim {
             scope: Some((tenant, project)),
             types: &request.operation_types,
@@ -63,7 +62,7 @@ impl Leases {
                 } else {
                     // One reading for the claim and the look ahead, so nothing falls between.
                     let at = clock::now();
-                    let claiming = store.claim_operations(&claim, at, self.lease_ttl);
+                    let claiming = self.operations.claim(&claim, at, self.lease_ttl);
                     Some((turn.claim(request.max, claiming).await?, at))
                 }
             };
@@ -71,7 +70,10 @@ impl Leases {
             match looked {
                 Some((claimed, _)) if !claimed.is_empty() || now >= deadline => return Ok(claimed),
                 Some((_, looked_at)) => {
-                    let next = store.next_available_at(tenant, project, looked_at).await?;
+                    let next = self
+                        .operations
+                        .next_available_at(tenant, project, looked_at)
+                        .await?;
                     // Already due (it became claimable just after the claim looked): now.
                     let (wall, mono) = (clock::now(), Instant::now());
                     due = next.map(|t| mono + (t - wall).to_std().unwrap_or_default());

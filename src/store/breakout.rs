@@ -2,17 +2,21 @@
 //! writes (planned by [`crate::cspro::layout`]), the chunks a job committed (its cursor),
 //! and what the tables weigh.
 //!
-//! The tables live in the main database. Identifiers are always quoted. Numeric items are
+//! The tables live in the analytics database (the main one unless configured apart).
+//! Identifiers are always quoted. Numeric items are
 //! `NUMERIC(p,s)`: whole ones are bound as integers, the others as their exact decimal
 //! text (`CAST($n AS NUMERIC(p,s))` on PostgreSQL; SQLite's NUMERIC affinity converts the
 //! text itself), never as a float.
 //! Rows go in multi-row `INSERT`s whose row counts are powers of two, so each connection
 //! prepares a handful of statements and reuses them.
 
-use chrono::{DateTime, Utc};
-use sqlx::Row;
+use std::str::FromStr;
+use std::sync::Arc;
 
-use super::{from_ms, sized_chunks, to_ms, Backend, Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::{AnyPool, Row};
+
+use super::{from_ms, sized_chunks, to_ms, Backend, Result, StoreError};
 use crate::cspro::data::Case;
 use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
 use crate::domain::ids::{OperationId, ProjectId, TenantId, UploadId};
@@ -282,10 +286,69 @@ fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> Any
     }
 }
 
-impl Store {
+/// Where breakout tables are written: the main database unless configured apart.
+pub(super) struct Analytics {
+    pool: AnyPool,
+    backend: Backend,
+    /// Where it is, for error reports: host and port, or file (never the credentials).
+    location: String,
+}
+
+impl Analytics {
+    pub(super) fn new(pool: AnyPool, backend: Backend, url: &str) -> Arc<Self> {
+        let location = match backend {
+            Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map_or_else(
+                |_| "PostgreSQL".to_owned(),
+                |o| format!("Host: {}, Port: {}", o.get_host(), o.get_port()),
+            ),
+            Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).map_or_else(
+                |_| "SQLite".to_owned(),
+                |o| format!("File: {}", o.get_filename().display()),
+            ),
+        };
+        Arc::new(Analytics {
+            pool,
+            backend,
+            location,
+        })
+    }
+}
+
+/// CSPro breakout: the registered dictionaries and their uploaded data (in the main
+/// database), and the tables breakouts write with the record of their chunks (in the
+/// analytics database).
+#[derive(Clone)]
+pub struct Breakout {
+    pool: AnyPool,
+    backend: Backend,
+    /// The main database's URL: SQLite's file name names the tables' database.
+    url: Arc<str>,
+    analytics: Arc<Analytics>,
+}
+
+impl Breakout {
+    pub(super) fn new(
+        pool: AnyPool,
+        backend: Backend,
+        url: Arc<str>,
+        analytics: Arc<Analytics>,
+    ) -> Self {
+        Breakout {
+            pool,
+            backend,
+            url,
+            analytics,
+        }
+    }
+
+    /// Where breakout tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
+    pub fn location(&self) -> &str {
+        &self.analytics.location
+    }
+
     /// Registers a dictionary, replacing one of the same name in the project (and the
     /// upload that one's data was, unless it is this one's too).
-    pub async fn put_breakout_dictionary(&self, d: &BreakoutDictionary) -> Result<()> {
+    pub async fn put_dictionary(&self, d: &BreakoutDictionary) -> Result<()> {
         let (path, upload) = match &d.data {
             BreakoutData::ServerFile(path) => (path.as_str(), None),
             BreakoutData::Upload(upload) => ("", Some(upload.db())),
@@ -327,10 +390,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn breakout_dictionaries(
-        &self,
-        project: ProjectId,
-    ) -> Result<Vec<BreakoutDictionary>> {
+    pub async fn dictionaries(&self, project: ProjectId) -> Result<Vec<BreakoutDictionary>> {
         let rows = sqlx::query(&format!(
             "SELECT {DICTIONARY_COLUMNS} FROM breakout_dictionaries WHERE project_id = $1 ORDER BY name"
         ))
@@ -340,7 +400,7 @@ impl Store {
         rows.iter().map(decode_dictionary).collect()
     }
 
-    pub async fn breakout_dictionary(
+    pub async fn dictionary(
         &self,
         project: ProjectId,
         name: &str,
@@ -356,7 +416,7 @@ impl Store {
     }
 
     /// Forgets a dictionary, and its uploaded data if it had some.
-    pub async fn delete_breakout_dictionary(&self, project: ProjectId, name: &str) -> Result<bool> {
+    pub async fn delete_dictionary(&self, project: ProjectId, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let deleted: Option<Option<String>> = sqlx::query_scalar(
             "DELETE FROM breakout_dictionaries WHERE project_id = $1 AND name = $2
@@ -374,9 +434,9 @@ impl Store {
     }
 
     /// The breakout executor's handle on the project's dictionaries and tables.
-    pub fn breakout_sink(&self, project: ProjectId) -> BreakoutSink {
+    pub fn sink(&self, project: ProjectId) -> BreakoutSink {
         BreakoutSink {
-            store: self.clone(),
+            breakout: self.clone(),
             project,
         }
     }
@@ -384,7 +444,7 @@ impl Store {
     /// Tables of the layout that exist but were not created by a breakout of this
     /// dictionary in this project (another project's, or not breakout tables at all):
     /// never dropped nor written into.
-    pub async fn foreign_breakout_tables(
+    pub async fn foreign_tables(
         &self,
         project: ProjectId,
         dictionary: &str,
@@ -396,7 +456,7 @@ impl Store {
             return Ok(existing);
         }
         let owned = self
-            .breakout_output(project, dictionary)
+            .output(project, dictionary)
             .await?
             .map(|o| o.tables)
             .unwrap_or_default();
@@ -429,7 +489,7 @@ impl Store {
         Ok(found)
     }
 
-    pub async fn breakout_output(
+    pub async fn output(
         &self,
         project: ProjectId,
         dictionary: &str,
@@ -457,7 +517,7 @@ impl Store {
     /// indexes and TOAST) on PostgreSQL; on SQLite the pages of the table and its indexes
     /// from `dbstat` when the library has it, else the summed length of the stored values
     /// (an estimate that leaves out page overhead and indexes).
-    pub async fn breakout_table_stats(&self, tables: &[String]) -> Result<Vec<TableStats>> {
+    pub async fn table_stats(&self, tables: &[String]) -> Result<Vec<TableStats>> {
         let mut stats = Vec::new();
         for name in tables {
             let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", quote(name)))
@@ -520,7 +580,7 @@ impl Store {
 
     /// The name of the database the tables are in: PostgreSQL's `current_database()`,
     /// SQLite's file name.
-    pub async fn analytics_database_name(&self) -> Result<String> {
+    pub async fn database_name(&self) -> Result<String> {
         match self.analytics.backend {
             Backend::Postgres => Ok(sqlx::query("SELECT CAST(current_database() AS TEXT) AS n")
                 .fetch_one(&self.analytics.pool)
@@ -541,7 +601,7 @@ impl Store {
     }
 
     /// Drops the tables and forgets the dictionary's breakout output.
-    pub async fn drop_breakout_tables(
+    pub async fn drop_tables(
         &self,
         project: ProjectId,
         dictionary: &str,
@@ -562,6 +622,24 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Drops every breakout table of the project (when it is deleted); gives their names.
+    pub(super) async fn drop_tables_of_project(&self, project: ProjectId) -> Result<Vec<String>> {
+        let outputs =
+            sqlx::query("SELECT dictionary, tables FROM breakout_outputs WHERE project_id = $1")
+                .bind(project.db())
+                .fetch_all(&self.analytics.pool)
+                .await?;
+        let mut dropped = Vec::new();
+        for row in outputs {
+            let dictionary: String = row.try_get("dictionary")?;
+            let tables: Vec<String> =
+                super::from_json(&row.try_get::<String, _>("tables")?, "tables")?;
+            self.drop_tables(project, &dictionary, &tables).await?;
+            dropped.extend(tables);
+        }
+        Ok(dropped)
+    }
 }
 
 /// What a breakout job reads and writes, for one project: its registered dictionaries and
@@ -569,25 +647,25 @@ impl Store {
 /// chunks written into them. The breakout executor gets this, not the whole store.
 #[derive(Clone)]
 pub struct BreakoutSink {
-    store: Store,
+    breakout: Breakout,
     project: ProjectId,
 }
 
 impl BreakoutSink {
     /// Where the tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
     pub fn location(&self) -> &str {
-        self.store.analytics_location()
+        self.breakout.location()
     }
 
     pub async fn dictionary(&self, name: &str) -> Result<Option<BreakoutDictionary>> {
-        self.store.breakout_dictionary(self.project, name).await
+        self.breakout.dictionary(self.project, name).await
     }
 
     /// Tables of the layout that exist but were not created by a breakout of this
     /// dictionary in this project.
     pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<Vec<String>> {
-        self.store
-            .foreign_breakout_tables(self.project, dictionary, layout)
+        self.breakout
+            .foreign_tables(self.project, dictionary, layout)
             .await
     }
 
@@ -599,7 +677,7 @@ impl BreakoutSink {
         )
         .bind(self.project.db())
         .bind(dictionary)
-        .fetch_all(&self.store.analytics.pool)
+        .fetch_all(&self.breakout.analytics.pool)
         .await?;
         rows.iter()
             .map(|row| {
@@ -624,7 +702,7 @@ impl BreakoutSink {
         operation: OperationId,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.store.analytics.pool.begin().await?;
+        let mut tx = self.breakout.analytics.pool.begin().await?;
         if replace {
             for table in layout.tables.iter().rev() {
                 sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
@@ -669,7 +747,7 @@ impl BreakoutSink {
         cases: &[Case],
         issues: &str,
     ) -> Result<()> {
-        let mut tx = self.store.analytics.pool.begin().await?;
+        let mut tx = self.breakout.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
@@ -687,7 +765,7 @@ impl BreakoutSink {
                 .collect();
             let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
             for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(table, self.store.analytics.backend, batch.len());
+                let sql = insert_sql(table, self.breakout.analytics.backend, batch.len());
                 let mut query = sqlx::query(&sql);
                 for row in batch {
                     for (cell, column) in row.cells().zip(&table.columns) {
@@ -728,7 +806,7 @@ impl BreakoutSink {
         cases: u64,
         chunks: i64,
     ) -> Result<()> {
-        let mut tx = self.store.analytics.pool.begin().await?;
+        let mut tx = self.breakout.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id > $1",

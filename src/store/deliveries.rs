@@ -9,17 +9,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::operations::StagedEvent;
+use super::events::{current_request, insert_events, StagedEvent};
+use super::signals::{Announce, Signals};
 use super::webhooks::decode_webhook;
-use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError};
+use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
 use crate::domain::delivery::{
     self, Channel, DeliveryOutcome, DeliveryStatus, Destination, DisableReason, EndpointHealth,
     Routed, Watermarks,
 };
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
+use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, TenantId, WebhookId};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
@@ -40,10 +41,13 @@ pub struct ClaimedDelivery {
     pub channel: Channel,
     pub url: String,
     pub webhook_id: Option<WebhookId>,
+    pub tenant_id: TenantId,
     pub project_id: ProjectId,
     /// Attempts made before this one.
     pub attempts: u32,
     pub event_id: String,
+    /// The API request that caused the event, if one did.
+    pub request_id: Option<String>,
     pub payload: String,
     pub headers: BTreeMap<String, String>,
     /// `None` for a callback of a project whose callback secret was never created.
@@ -82,179 +86,189 @@ pub struct DeliveryView {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-impl Store {
-    /// Queues one delivery per destination of each event, inside the transaction that
-    /// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
-    /// project, one watermark read and one write for throttled progress, one insert per
-    /// 500 rows.
-    pub(super) async fn fan_out(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        events: &[StagedEvent],
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
-        let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
-        for (event, _, push_worker) in events {
-            if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
-                slot.insert(self.active_webhooks(tx, event.project_id).await?);
-            }
-            push_urls.push(match push_worker {
-                Some(worker) => self.push_worker_url(tx, *worker).await?,
-                None => None,
-            });
-        }
-        let routed: Vec<Routed<'_>> = events
-            .iter()
-            .zip(&push_urls)
-            .map(|((event, callback, worker), url)| Routed {
-                event,
-                callback: callback.as_deref(),
-                push_worker: worker.zip(url.as_deref()),
-            })
-            .collect();
-        let known = self
-            .load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks))
-            .await?;
-        let planned = delivery::fan_out(&routed, &webhooks, known);
-        self.insert_deliveries(tx, &planned.deliveries, now).await?;
-        self.save_watermarks(tx, &planned.watermarks).await?;
-        Ok(planned.deliveries.len())
+/// Queues one delivery per destination of each event, inside the transaction that
+/// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
+/// project, one watermark read and one write for throttled progress, one insert per
+/// 500 rows.
+pub(super) async fn fan_out(
+    tx: &mut Transaction<'static, Any>,
+    events: &[StagedEvent],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    if events.is_empty() {
+        return Ok(0);
     }
+    let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
+    let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
+    for staged in events {
+        let project = staged.event.project_id;
+        if let Entry::Vacant(slot) = webhooks.entry(project) {
+            slot.insert(active_webhooks(tx, project).await?);
+        }
+        push_urls.push(match staged.stop_notice {
+            Some(worker) => push_worker_url(tx, worker).await?,
+            None => None,
+        });
+    }
+    let routed: Vec<Routed<'_>> = events
+        .iter()
+        .zip(&push_urls)
+        .map(|(staged, url)| Routed {
+            event: &staged.event,
+            callback: staged.callback.as_deref(),
+            push_worker: staged.stop_notice.zip(url.as_deref()),
+        })
+        .collect();
+    let known = load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks)).await?;
+    let planned = delivery::fan_out(&routed, &webhooks, known);
+    insert_deliveries(tx, &planned.deliveries, now).await?;
+    save_watermarks(tx, &planned.watermarks).await?;
+    Ok(planned.deliveries.len())
+}
 
-    async fn active_webhooks(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        project: ProjectId,
-    ) -> Result<Vec<Webhook>> {
+async fn active_webhooks(
+    tx: &mut Transaction<'static, Any>,
+    project: ProjectId,
+) -> Result<Vec<Webhook>> {
+    let sql = format!(
+        "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
+               secrets, status, disabled_reason, failing_since, created_at, updated_at \
+               FROM webhooks WHERE project_id = $1 AND status = '{active}'",
+        active = WebhookStatus::Active.as_str()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(project.db())
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(decode_webhook).collect()
+}
+
+/// `None` once the worker is deleted: nobody is left to tell.
+async fn push_worker_url(
+    tx: &mut Transaction<'static, Any>,
+    worker: PushWorkerId,
+) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT url FROM push_workers WHERE id = $1")
+        .bind(worker.db())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|row| row.try_get("url")).transpose()?)
+}
+
+/// The stored `minProgressIncrement` watermarks of these webhooks and subjects.
+async fn load_watermarks(
+    tx: &mut Transaction<'static, Any>,
+    needed: &BTreeSet<(WebhookId, String)>,
+) -> Result<Watermarks> {
+    let mut known = Watermarks::new();
+    let needed: Vec<&(WebhookId, String)> = needed.iter().collect();
+    for chunk in super::sized_chunks(&needed, 256) {
         let sql = format!(
-            "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-                   secrets, status, disabled_reason, failing_since, created_at, updated_at \
-                   FROM webhooks WHERE project_id = $1 AND status = '{active}'",
-            active = WebhookStatus::Active.as_str()
+            "SELECT webhook_id, subject, last_percentage FROM webhook_progress \
+             WHERE (webhook_id, subject) IN (VALUES {})",
+            values_placeholders(chunk.len(), 2, 1)
         );
-        let rows = sqlx::query(&sql)
-            .bind(project.db())
-            .fetch_all(&mut **tx)
-            .await?;
-        rows.iter().map(decode_webhook).collect()
-    }
-
-    /// `None` once the worker is deleted: nobody is left to tell.
-    async fn push_worker_url(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        worker: PushWorkerId,
-    ) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT url FROM push_workers WHERE id = $1")
-            .bind(worker.db())
-            .fetch_optional(&mut **tx)
-            .await?;
-        Ok(row.map(|row| row.try_get("url")).transpose()?)
-    }
-
-    /// The stored `minProgressIncrement` watermarks of these webhooks and subjects.
-    async fn load_watermarks(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        needed: &BTreeSet<(WebhookId, String)>,
-    ) -> Result<Watermarks> {
-        let mut known = Watermarks::new();
-        let needed: Vec<&(WebhookId, String)> = needed.iter().collect();
-        for chunk in super::sized_chunks(&needed, 256) {
-            let sql = format!(
-                "SELECT webhook_id, subject, last_percentage FROM webhook_progress \
-                 WHERE (webhook_id, subject) IN (VALUES {})",
-                values_placeholders(chunk.len(), 2, 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for (webhook, subject) in chunk {
-                query = query.bind(webhook.db()).bind(subject.clone());
-            }
-            for row in query.fetch_all(&mut **tx).await? {
-                let webhook: String = row.try_get("webhook_id")?;
-                known.insert(
-                    (
-                        webhook.parse().map_err(StoreError::corrupt)?,
-                        row.try_get("subject")?,
-                    ),
-                    row.try_get("last_percentage")?,
-                );
-            }
+        let mut query = sqlx::query(&sql);
+        for (webhook, subject) in chunk {
+            query = query.bind(webhook.db()).bind(subject.clone());
         }
-        Ok(known)
-    }
-
-    async fn save_watermarks(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        watermarks: &Watermarks,
-    ) -> Result<()> {
-        let rows: Vec<(&(WebhookId, String), &f64)> = watermarks.iter().collect();
-        for chunk in super::sized_chunks(&rows, 256) {
-            let sql = format!(
-                "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
-                 ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
-                values_placeholders(chunk.len(), 3, 1)
+        for row in query.fetch_all(&mut **tx).await? {
+            let webhook: String = row.try_get("webhook_id")?;
+            known.insert(
+                (
+                    webhook.parse().map_err(StoreError::corrupt)?,
+                    row.try_get("subject")?,
+                ),
+                row.try_get("last_percentage")?,
             );
-            let mut query = sqlx::query(&sql);
-            for ((webhook, subject), percentage) in chunk {
-                query = query
-                    .bind(webhook.db())
-                    .bind(subject.clone())
-                    .bind(**percentage);
-            }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
+    Ok(known)
+}
 
-    async fn insert_deliveries(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        queued: &[(&Event, Destination)],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        const COLUMNS: usize = 13;
-        for chunk in super::sized_chunks(queued, 500) {
-            let sql = format!(
-                "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-                 status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
-                values_placeholders(chunk.len(), COLUMNS, 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for (event, destination) in chunk {
-                let endpoint_id = match destination {
-                    Destination::Webhook { id, .. } => Some(id.db()),
-                    Destination::Push { worker, .. } => Some(worker.db()),
-                    Destination::Callback { .. } => None,
-                };
-                query = query
-                    .bind(DeliveryId::new().db())
-                    .bind(event.tenant_id.db())
-                    .bind(event.project_id.db())
-                    .bind(event.id.to_string())
-                    .bind(event.event_type.as_str())
-                    .bind(destination.channel().as_str())
-                    .bind(endpoint_id)
-                    .bind(destination.url().to_owned())
-                    .bind(DeliveryStatus::Pending.as_str())
-                    .bind(0_i64)
-                    .bind(to_ms(now))
-                    .bind(to_ms(now))
-                    .bind(to_ms(now));
-            }
-            query.execute(&mut **tx).await?;
+async fn save_watermarks(
+    tx: &mut Transaction<'static, Any>,
+    watermarks: &Watermarks,
+) -> Result<()> {
+    let rows: Vec<(&(WebhookId, String), &f64)> = watermarks.iter().collect();
+    for chunk in super::sized_chunks(&rows, 256) {
+        let sql = format!(
+            "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
+             ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
+            values_placeholders(chunk.len(), 3, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((webhook, subject), percentage) in chunk {
+            query = query
+                .bind(webhook.db())
+                .bind(subject.clone())
+                .bind(**percentage);
         }
-        Ok(())
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    queued: &[(&Event, Destination)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const COLUMNS: usize = 13;
+    for chunk in super::sized_chunks(queued, 500) {
+        let sql = format!(
+            "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
+             status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+            values_placeholders(chunk.len(), COLUMNS, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for (event, destination) in chunk {
+            let endpoint_id = match destination {
+                Destination::Webhook { id, .. } => Some(id.db()),
+                Destination::Push { worker, .. } => Some(worker.db()),
+                Destination::Callback { .. } => None,
+            };
+            query = query
+                .bind(DeliveryId::new().db())
+                .bind(event.tenant_id.db())
+                .bind(event.project_id.db())
+                .bind(event.id.to_string())
+                .bind(event.event_type.as_str())
+                .bind(destination.channel().as_str())
+                .bind(endpoint_id)
+                .bind(destination.url().to_owned())
+                .bind(DeliveryStatus::Pending.as_str())
+                .bind(0_i64)
+                .bind(to_ms(now))
+                .bind(to_ms(now))
+                .bind(to_ms(now));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The outbox: what the dispatcher claims, sends and settles, and what the API shows
+/// of it and queues again.
+#[derive(Clone)]
+pub struct Deliveries {
+    pool: AnyPool,
+    backend: Backend,
+    signals: Signals,
+}
+
+impl Deliveries {
+    pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals) -> Self {
+        Deliveries {
+            pool,
+            backend,
+            signals,
+        }
     }
 
     /// Claims up to `limit` due deliveries of one lane under a lease that expires at
     /// `lease_until`; an expired lease (a dead dispatcher) makes a row claimable again.
-    pub async fn claim_deliveries(
+    pub async fn claim(
         &self,
         lane: Lane,
         limit: usize,
@@ -275,7 +289,7 @@ impl Store {
         // The status is written into the text, not bound: the partial indexes of the
         // two lanes only serve a query that names it.
         let sql = format!(
-            "SELECT d.id, d.channel, d.url, d.webhook_id, d.project_id, d.attempts, d.event_id, e.payload,
+            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.event_id, e.payload, e.request_id,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
                     pw.secret AS push_secret
              FROM deliveries d
@@ -322,7 +336,7 @@ impl Store {
     }
 
     /// Pushes a lease further out before a send that waited; false if it was lost.
-    pub async fn extend_delivery_lease(
+    pub async fn extend_lease(
         &self,
         id: DeliveryId,
         lease_token: &str,
@@ -414,60 +428,8 @@ impl Store {
         }
 
         let health = delivery::endpoint_health(outcomes, now, disable_after);
-        self.record_endpoint_health(&mut tx, &health, now).await?;
+        record_endpoint_health(&mut tx, &health, now).await?;
         tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_endpoint_health(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        health: &EndpointHealth,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        for w in &health.recovered {
-            sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                .bind(w.db())
-                .execute(&mut **tx)
-                .await?;
-        }
-        let (active, disabled) = (
-            WebhookStatus::Active.as_str(),
-            WebhookStatus::Disabled.as_str(),
-        );
-        for w in &health.failing {
-            sqlx::query(
-                "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
-            )
-            .bind(to_ms(now))
-            .bind(w.db())
-            .execute(&mut **tx)
-            .await?;
-            let done = sqlx::query(&format!(
-                "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2
-                 WHERE id = $3 AND status = '{active}' AND failing_since <= $4"
-            ))
-            .bind(health.failing_reason.to_string())
-            .bind(to_ms(now))
-            .bind(w.db())
-            .bind(to_ms(health.disable_failing_since))
-            .execute(&mut **tx)
-            .await?;
-            if done.rows_affected() > 0 {
-                tracing::warn!(webhook_id = %w, "webhook disabled after failing continuously");
-            }
-        }
-        for w in &health.gone {
-            sqlx::query(&format!(
-                "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = '{active}'"
-            ))
-            .bind(DisableReason::Gone.to_string())
-            .bind(to_ms(now))
-            .bind(w.db())
-            .execute(&mut **tx)
-            .await?;
-            tracing::warn!(webhook_id = %w, "webhook disabled: receiver answered 410 Gone");
-        }
         Ok(())
     }
 
@@ -497,7 +459,16 @@ impl Store {
             now,
             std::iter::repeat_with(crate::domain::ids::EventId::new),
         );
-        self.insert_events(&mut tx, &events).await?;
+        let events: Vec<StagedEvent> = events
+            .into_iter()
+            .map(|event| StagedEvent {
+                event,
+                callback: None,
+                stop_notice: None,
+                request_id: current_request(),
+            })
+            .collect();
+        insert_events(&mut tx, self.backend, &events).await?;
         let delivery = DeliveryId::new();
         sqlx::query(&format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
@@ -508,7 +479,7 @@ impl Store {
         .bind(delivery.db())
         .bind(webhook.tenant_id.db())
         .bind(webhook.project_id.db())
-        .bind(events[0].id.to_string())
+        .bind(events[0].event.id.to_string())
         .bind(EventType::WebhookTest.as_str())
         .bind(webhook.id.db())
         .bind(webhook.url.clone())
@@ -516,15 +487,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.after_commit(super::operations::Announce {
+        self.signals.after_commit(Announce {
             deliveries: true,
             ..Default::default()
         });
-        Ok((events[0].id.to_string(), delivery))
+        Ok((events[0].event.id.to_string(), delivery))
     }
 
     /// Queues again every failed delivery of the webhook created since `since`.
-    pub async fn recover_deliveries(
+    pub async fn recover(
         &self,
         webhook: WebhookId,
         since: DateTime<Utc>,
@@ -543,14 +514,14 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() > 0 {
-            self.deliveries_available.notify_waiters();
+            self.signals.deliveries_available().notify_waiters();
         }
         Ok(done.rows_affected())
     }
 
     /// Queues one finished delivery again, with a fresh retry budget. `Ok(None)`: no such
     /// delivery for this webhook; `Ok(Some(false))`: it is still pending.
-    pub async fn retry_delivery(
+    pub async fn retry(
         &self,
         webhook: WebhookId,
         id: DeliveryId,
@@ -574,12 +545,12 @@ impl Store {
         .bind(id.db())
         .execute(&self.pool)
         .await?;
-        self.deliveries_available.notify_waiters();
+        self.signals.deliveries_available().notify_waiters();
         Ok(Some(true))
     }
 
     /// A webhook's attempt log, newest first.
-    pub async fn webhook_attempts(
+    pub async fn attempts_of_webhook(
         &self,
         webhook: WebhookId,
         limit: u32,
@@ -615,7 +586,7 @@ impl Store {
     }
 
     /// A webhook's deliveries (one per event), newest first.
-    pub async fn webhook_deliveries(
+    pub async fn of_webhook(
         &self,
         webhook: WebhookId,
         status: Option<DeliveryStatus>,
@@ -663,7 +634,7 @@ impl Store {
     }
 
     /// Earliest time a pending delivery becomes due, if any.
-    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let row = sqlx::query(&format!(
             "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = '{pending}'",
             pending = DeliveryStatus::Pending.as_str(),
@@ -697,6 +668,59 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+async fn record_endpoint_health(
+    tx: &mut Transaction<'static, Any>,
+    health: &EndpointHealth,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for w in &health.recovered {
+        sqlx::query(
+            "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+        )
+        .bind(w.db())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let (active, disabled) = (
+        WebhookStatus::Active.as_str(),
+        WebhookStatus::Disabled.as_str(),
+    );
+    for w in &health.failing {
+        sqlx::query(
+            "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
+        )
+        .bind(to_ms(now))
+        .bind(w.db())
+        .execute(&mut **tx)
+        .await?;
+        let done = sqlx::query(&format!(
+            "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2
+             WHERE id = $3 AND status = '{active}' AND failing_since <= $4"
+        ))
+        .bind(health.failing_reason.to_string())
+        .bind(to_ms(now))
+        .bind(w.db())
+        .bind(to_ms(health.disable_failing_since))
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            tracing::warn!(webhook_id = %w, "webhook disabled after failing continuously");
+        }
+    }
+    for w in &health.gone {
+        sqlx::query(&format!(
+            "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = '{active}'"
+        ))
+        .bind(DisableReason::Gone.to_string())
+        .bind(to_ms(now))
+        .bind(w.db())
+        .execute(&mut **tx)
+        .await?;
+        tracing::warn!(webhook_id = %w, "webhook disabled: receiver answered 410 Gone");
+    }
+    Ok(())
 }
 
 pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
@@ -762,12 +786,17 @@ fn decode_claim(
                 .transpose()?,
             Channel::Callback | Channel::Push => None,
         },
+        tenant_id: row
+            .try_get::<String, _>("tenant_id")?
+            .parse()
+            .map_err(StoreError::corrupt)?,
         project_id: row
             .try_get::<String, _>("project_id")?
             .parse()
             .map_err(StoreError::corrupt)?,
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
         event_id: row.try_get("event_id")?,
+        request_id: row.try_get("request_id")?,
         payload: row.try_get("payload")?,
         headers,
         secrets,

@@ -7,12 +7,14 @@
 //! still running: nothing can ever appear behind a cursor already handed out. SQLite has a
 //! single writer, so there commit order is position order.
 
-use chrono::{DateTime, Utc};
-use sqlx::{Any, Row, Transaction};
+use std::sync::Arc;
 
-use super::{from_json, to_ms, values_placeholders, Backend, Result, Store};
+use chrono::{DateTime, Utc};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::{from_json, to_ms, values_placeholders, Backend, Result};
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FeedCursor {
@@ -32,44 +34,89 @@ pub struct FeedPage {
     pub has_next_page: bool,
 }
 
-impl Store {
-    pub(super) async fn insert_events(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        events: &[Event],
-    ) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let commit_order = match self.backend {
-            Backend::Postgres => "pg_current_xact_id()::text::bigint",
-            Backend::Sqlite => "0",
-        };
-        for chunk in super::sized_chunks(events, 512) {
-            let rows = values_placeholders(chunk.len(), 8, 1)
-                .replace("), (", &format!(", {commit_order}), ("));
-            let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
-            let sql = format!(
-                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, commit_order) VALUES {rows}"
+/// An event as stored, for readers of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_type: String,
+    pub subject: String,
+    pub sequence: i64,
+    pub payload: serde_json::Value,
+}
+
+/// An event on its way to the log, with what decides its deliveries besides the
+/// project's webhooks, and the request that caused it.
+pub(super) struct StagedEvent {
+    pub(super) event: Event,
+    /// The callback URL the operation (or batch) asked for.
+    pub(super) callback: Option<String>,
+    /// The push worker to tell when the operation is cancelled or times out.
+    pub(super) stop_notice: Option<PushWorkerId>,
+    /// `None` for the changes of background loops (timeouts, lease expiry, the batch
+    /// scheduler).
+    pub(super) request_id: Option<Arc<str>>,
+}
+
+/// The request this task serves, if any: what writes done in the caller's own task
+/// stamp on their events. The group commit writes from another task, so it takes each
+/// request's id when the request is queued.
+pub(super) fn current_request() -> Option<Arc<str>> {
+    crate::trace::request_id().map(Arc::from)
+}
+
+/// Writes events in the transaction of the change that caused them; each takes the
+/// writing transaction's id as its `commit_order`.
+pub(super) async fn insert_events(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    events: &[StagedEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let commit_order = match backend {
+        Backend::Postgres => "pg_current_xact_id()::text::bigint",
+        Backend::Sqlite => "0",
+    };
+    for chunk in super::sized_chunks(events, 512) {
+        let rows = values_placeholders(chunk.len(), 9, 1)
+            .replace("), (", &format!(", {commit_order}), ("));
+        let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
+        let sql = format!(
+                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, commit_order) VALUES {rows}"
             );
-            let mut query = sqlx::query(&sql);
-            for event in chunk {
-                query = query
-                    .bind(event.id.to_string())
-                    .bind(event.tenant_id.db())
-                    .bind(event.project_id.db())
-                    .bind(event.event_type.as_str())
-                    .bind(event.subject.clone())
-                    .bind(event.sequence)
-                    .bind(event.envelope().to_string())
-                    .bind(to_ms(event.timestamp));
-            }
-            query.execute(&mut **tx).await?;
+        let mut query = sqlx::query(&sql);
+        for staged in chunk {
+            let event = &staged.event;
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.tenant_id.db())
+                .bind(event.project_id.db())
+                .bind(event.event_type.as_str())
+                .bind(event.subject.clone())
+                .bind(event.sequence)
+                .bind(event.envelope().to_string())
+                .bind(to_ms(event.timestamp))
+                .bind(staged.request_id.as_deref());
         }
-        Ok(())
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The event log: the feed that consumers page through, and each subject's history.
+#[derive(Clone)]
+pub struct Events {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Events {
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
+        Events { pool, backend }
     }
 
-    pub async fn events_feed(
+    pub async fn feed(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -132,5 +179,26 @@ impl Store {
             events,
             has_next_page,
         })
+    }
+
+    /// The event log of one subject, in sequence order.
+    pub async fn of_subject(&self, subject: &str) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT position, event_type, subject, sequence, payload FROM events WHERE subject = $1 ORDER BY sequence",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    position: row.try_get("position")?,
+                    event_type: row.try_get("event_type")?,
+                    subject: row.try_get("subject")?,
+                    sequence: row.try_get("sequence")?,
+                    payload: from_json(&row.try_get::<String, _>("payload")?, "payload")?,
+                })
+            })
+            .collect()
     }
 }

@@ -12,9 +12,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::events::StagedEvent;
 use super::idempotency::{take_idempotency_key, OwnedIdempotencyRecord};
-use super::operations::{decode_operation, insert_operations, stage, Announce, StagedEvent};
-use super::{Backend, CreateOutcome, Result, Store, StoreError};
+use super::operations::{decode_operation, insert_operations, stage};
+use super::signals::Announce;
+use super::{Backend, CreateOutcome, Operations, Result, StoreError};
 use crate::domain::event::EventDraft;
 use crate::domain::ids::{OperationId, ProjectId, TenantId};
 use crate::domain::operation::Operation;
@@ -25,7 +27,7 @@ const MAX_BATCH: usize = 256;
 
 /// A transition to apply to one operation under its row lock. It may be applied more
 /// than once: when a grouped write fails, its requests are written again in smaller
-/// groups (see [`Store::write_batch`]), each time to the row as it is then.
+/// groups (see [`Operations::write_batch`]), each time to the row as it is then.
 pub(super) trait Transition: Send {
     /// Applies the change to `op`; the events it causes, or `None` when it is refused
     /// (the refusal is kept for [`Transition::answer`]).
@@ -42,6 +44,8 @@ pub(super) enum Job {
         op: Box<Operation>,
         drafts: Vec<EventDraft>,
         idempotency: Option<OwnedIdempotencyRecord>,
+        /// The request's, taken when it was queued: the writer runs in another task.
+        request_id: Option<Arc<str>>,
         reply: oneshot::Sender<Result<(CreateOutcome, Box<Operation>)>>,
     },
     Mutate {
@@ -49,6 +53,7 @@ pub(super) enum Job {
         project: ProjectId,
         id: OperationId,
         now: DateTime<Utc>,
+        request_id: Option<Arc<str>>,
         transition: Box<dyn Transition>,
     },
 }
@@ -94,10 +99,10 @@ impl GroupCommit {
     }
 }
 
-impl Store {
+impl Operations {
     /// Queues a write and makes sure some task will write it.
     pub(super) fn submit(&self, job: Job) {
-        self.group_commit
+        self.writer
             .queue
             .lock()
             .expect("group-commit queue")
@@ -106,9 +111,9 @@ impl Store {
     }
 
     fn start_writer(&self) {
-        if let Ok(permit) = self.group_commit.writers.clone().try_acquire_owned() {
-            let store = self.clone();
-            tokio::spawn(async move { store.drain(permit).await });
+        if let Ok(permit) = self.writer.writers.clone().try_acquire_owned() {
+            let operations = self.clone();
+            tokio::spawn(async move { operations.drain(permit).await });
         }
     }
 
@@ -117,13 +122,13 @@ impl Store {
     /// submitter found every permit taken, is never left behind.
     async fn drain(self, mut permit: OwnedSemaphorePermit) {
         loop {
-            let batch = self.group_commit.take_batch();
+            let batch = self.writer.take_batch();
             if batch.is_empty() {
                 drop(permit);
-                if self.group_commit.is_idle() {
+                if self.writer.is_idle() {
                     return;
                 }
-                match self.group_commit.writers.clone().try_acquire_owned() {
+                match self.writer.writers.clone().try_acquire_owned() {
                     Ok(again) => permit = again,
                     // Another writer holds a permit and will see the queue.
                     Err(_) => return,
@@ -145,18 +150,18 @@ impl Store {
         while let Some(mut group) = pending.pop() {
             match self.try_write(&mut group).await {
                 Ok(written) => {
-                    self.after_commit(written.announce);
+                    self.signals.after_commit(written.announce);
                     written.answer(group);
                 }
                 Err(e) if group.len() > 1 && !e.is_unavailable() => {
-                    tracing::warn!(error = %e, requests = group.len(), "a grouped write failed; writing its requests in smaller groups");
+                    tracing::warn!(error = %e, requests = group.len(), request_ids = ?request_ids(&group), "a grouped write failed; writing its requests in smaller groups");
                     let second = group.split_off(group.len() / 2);
                     // Popped in queue order: the first half is written first.
                     pending.push(second);
                     pending.push(group);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, requests = group.len(), "a write failed; its requests get the error");
+                    tracing::warn!(error = %e, requests = group.len(), request_ids = ?request_ids(&group), "a write failed; its requests get the error");
                     for job in group {
                         job.fail(&e);
                     }
@@ -170,15 +175,27 @@ impl Store {
     async fn try_write(&self, group: &mut [Job]) -> Result<Written> {
         // Taken out first: the jobs themselves (which hold callers' closures) are not
         // kept across the awaits below.
-        let creates: Vec<(Operation, Vec<EventDraft>, Option<OwnedIdempotencyRecord>)> = group
+        type Create = (
+            Operation,
+            Vec<EventDraft>,
+            Option<OwnedIdempotencyRecord>,
+            Option<Arc<str>>,
+        );
+        let creates: Vec<Create> = group
             .iter()
             .filter_map(|job| match job {
                 Job::Create {
                     op,
                     drafts,
                     idempotency,
+                    request_id,
                     ..
-                } => Some((op.as_ref().clone(), drafts.clone(), idempotency.clone())),
+                } => Some((
+                    op.as_ref().clone(),
+                    drafts.clone(),
+                    idempotency.clone(),
+                    request_id.clone(),
+                )),
                 Job::Mutate { .. } => None,
             })
             .collect();
@@ -189,7 +206,7 @@ impl Store {
         // Creates first, so that a transition queued right behind its creation finds it.
         let mut created = Vec::new();
         let mut outcomes = Vec::new();
-        for (mut staged, drafts, idempotency) in creates {
+        for (mut staged, drafts, idempotency, request_id) in creates {
             let outcome = match idempotency {
                 Some(record) => {
                     let key = &record.borrow();
@@ -204,8 +221,9 @@ impl Store {
             };
             if outcome == CreateOutcome::Created {
                 let now = staged.created_at;
-                events.extend(stage(&mut staged, drafts, now));
-                self.note_claimable(&mut announce, &staged);
+                events.extend(stage(&mut staged, drafts, now, request_id.as_ref()));
+                self.signals
+                    .note_claimable(&mut announce, &staged.operation_type);
                 created.push(staged.clone());
             }
             outcomes.push((outcome, staged));
@@ -236,6 +254,7 @@ impl Store {
                 project,
                 id,
                 now,
+                request_id,
                 transition,
             } = job
             else {
@@ -252,7 +271,7 @@ impl Store {
             // request on the same operation in this group.
             let mut candidate = op.clone();
             if let Some(drafts) = transition.apply(&mut candidate) {
-                events.extend(stage(&mut candidate, drafts, *now));
+                events.extend(stage(&mut candidate, drafts, *now, request_id.as_ref()));
                 *op = candidate;
                 changed.insert(*id);
             }
@@ -301,6 +320,19 @@ impl Store {
         }
         Ok(ops)
     }
+}
+
+/// The ids of the requests in a group, for the lines logged about it: the writer runs
+/// in its own task, outside the requests' spans.
+fn request_ids(group: &[Job]) -> Vec<&str> {
+    group
+        .iter()
+        .filter_map(|job| match job {
+            Job::Create { request_id, .. } | Job::Mutate { request_id, .. } => {
+                request_id.as_deref()
+            }
+        })
+        .collect()
 }
 
 /// What a committed group answers: each create's outcome and row, and each

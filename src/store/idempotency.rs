@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::{to_ms, Result, Store};
+use super::{to_ms, Result};
 use crate::domain::ids::ProjectId;
 
 /// A key that makes a create request safe to repeat, with the answer to repeat.
@@ -81,8 +81,18 @@ pub struct StoredResponse {
     pub body: String,
 }
 
-impl Store {
-    pub async fn find_idempotent_response(
+/// The answers kept for requests that carried an `Idempotency-Key`.
+#[derive(Clone)]
+pub struct Idempotency {
+    pool: AnyPool,
+}
+
+impl Idempotency {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Idempotency { pool }
+    }
+
+    pub async fn find_response(
         &self,
         project: ProjectId,
         scope: &str,

@@ -1,8 +1,14 @@
-//! All SQL lives here. One `Store` serves PostgreSQL and SQLite through sqlx's `Any`
+//! All SQL lives here. One database serves PostgreSQL and SQLite through sqlx's `Any`
 //! driver: the schema keeps to types both share (TEXT, BIGINT, JSON as text, times as
 //! epoch milliseconds), so every query is written once and the two backends cannot drift.
 //! The few real differences (row locking, the feed horizon, cross-replica wake-ups) follow
 //! [`Backend`].
+//!
+//! [`Store`] connects and hands out one part per concern: [`Operations`] (with the group
+//! commit that writes them), [`Batches`], [`Events`], [`Deliveries`] (the outbox),
+//! [`Webhooks`], [`PushWorkers`], [`Tenants`], [`Idempotency`], [`Breakout`] (on the
+//! analytics database), and [`Signals`], the wake-ups that follow commits. Each part is
+//! cheap to clone, so a loop or a handle takes only the parts it uses.
 
 mod batches;
 pub mod breakout;
@@ -11,7 +17,7 @@ mod events;
 mod group_commit;
 mod idempotency;
 mod operations;
-mod signal;
+mod signals;
 mod tenants;
 mod webhooks;
 mod workers;
@@ -23,25 +29,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
-use tokio::sync::Notify;
 
-pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError};
-pub use deliveries::{AttemptEntry, ClaimedDelivery, DeliveryView, Lane};
-pub use events::{FeedCursor, FeedEvent, FeedPage};
-pub use idempotency::{IdempotencyRecord, StoredResponse};
-pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
-pub use signal::{GateKey, WorkSignal};
-pub use tenants::Removed;
-pub use webhooks::DeliveryStats;
-pub use workers::PushTask;
-
-/// Channel on which PostgreSQL replicas tell each other that work became available.
-pub const WORK_CHANNEL: &str = "relais_work";
-/// Channel on which replicas announce newly queued deliveries.
-pub const DELIVERY_CHANNEL: &str = "relais_deliveries";
-/// Channel on which a deletion of tenants, projects or tokens is announced, so that no
-/// replica keeps accepting them from its caches.
-pub const AUTH_CHANNEL: &str = "relais_auth";
+pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Batches};
+pub use breakout::Breakout;
+pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
+pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
+pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
+pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
+pub use signals::{GateKey, Signals, WorkSignal};
+pub use tenants::{Removed, Tenants};
+pub use webhooks::{DeliveryStats, Webhooks};
+pub use workers::{PushTask, PushWorkers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -209,73 +207,56 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
     Ok((pool, backend, url))
 }
 
+/// The database, connected and migrated, and its parts. Cheap to clone: clones share
+/// the pools, the group commit and the signals.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    url: String,
-    work: Arc<WorkSignal>,
-    batches_to_schedule: Arc<Notify>,
-    deliveries_available: Arc<Notify>,
-    auth_changed: Arc<Notify>,
-    remote: Arc<RemoteNews>,
-    /// Names this process in its notifications, so that it can ignore its own echoes.
-    replica_id: Arc<str>,
-    push_workers: Arc<workers::PushWorkerCache>,
-    group_commit: Arc<group_commit::GroupCommit>,
-    /// Where breakout tables are written: the main database unless configured apart.
-    analytics: Arc<Analytics>,
-}
-
-struct Analytics {
-    pool: AnyPool,
-    backend: Backend,
-    /// Where it is, for error reports: host and port, or file (never the credentials).
-    location: String,
-}
-
-fn location(url: &str, backend: Backend) -> String {
-    match backend {
-        Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map_or_else(
-            |_| "PostgreSQL".to_owned(),
-            |o| format!("Host: {}, Port: {}", o.get_host(), o.get_port()),
-        ),
-        Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).map_or_else(
-            |_| "SQLite".to_owned(),
-            |o| format!("File: {}", o.get_filename().display()),
-        ),
-    }
-}
-
-/// What this process committed that other replicas have not been told yet.
-#[derive(Default)]
-struct RemoteNews {
-    work: std::sync::atomic::AtomicBool,
-    deliveries: std::sync::atomic::AtomicBool,
-    pending: Notify,
+    url: Arc<str>,
+    signals: Signals,
+    operations: Operations,
+    batches: Batches,
+    events: Events,
+    deliveries: Deliveries,
+    webhooks: Webhooks,
+    push_workers: PushWorkers,
+    tenants: Tenants,
+    idempotency: Idempotency,
+    breakout: Breakout,
 }
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let (pool, backend, url) = open_pool(url).await?;
-        let analytics_location = location(&url, backend);
+        let url: Arc<str> = url.into();
+        let signals = Signals::new(pool.clone(), backend, url.clone());
+        let operations = Operations::new(pool.clone(), backend, signals.clone());
+        let breakout = Breakout::new(
+            pool.clone(),
+            backend,
+            url.clone(),
+            breakout::Analytics::new(pool.clone(), backend, &url),
+        );
         Ok(Store {
+            batches: Batches::new(pool.clone(), backend, operations.clone(), signals.clone()),
+            events: Events::new(pool.clone(), backend),
+            deliveries: Deliveries::new(pool.clone(), backend, signals.clone()),
+            webhooks: Webhooks::new(pool.clone()),
+            push_workers: PushWorkers::new(
+                pool.clone(),
+                backend,
+                operations.clone(),
+                signals.clone(),
+            ),
+            tenants: Tenants::new(pool.clone(), signals.clone(), breakout.clone()),
+            idempotency: Idempotency::new(pool.clone()),
+            breakout,
+            operations,
+            signals,
+            pool,
             backend,
             url,
-            work: Arc::default(),
-            batches_to_schedule: Arc::new(Notify::new()),
-            deliveries_available: Arc::new(Notify::new()),
-            auth_changed: Arc::new(Notify::new()),
-            remote: Arc::default(),
-            replica_id: uuid::Uuid::new_v4().simple().to_string().into(),
-            push_workers: Arc::default(),
-            group_commit: Arc::new(group_commit::GroupCommit::new(backend)),
-            analytics: Arc::new(Analytics {
-                pool: pool.clone(),
-                backend,
-                location: analytics_location,
-            }),
-            pool,
         })
     }
 
@@ -286,11 +267,13 @@ impl Store {
         for statement in breakout::ANALYTICS_BOOKKEEPING {
             sqlx::query(statement).execute(&pool).await?;
         }
-        self.analytics = Arc::new(Analytics {
-            pool,
-            backend,
-            location: location(&url, backend),
-        });
+        let analytics = breakout::Analytics::new(pool, backend, &url);
+        self.breakout = Breakout::new(self.pool.clone(), self.backend, self.url.clone(), analytics);
+        self.tenants = Tenants::new(
+            self.pool.clone(),
+            self.signals.clone(),
+            self.breakout.clone(),
+        );
         Ok(self)
     }
 
@@ -304,11 +287,6 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
         }
         Ok(())
-    }
-
-    /// Where breakout tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
-    pub fn analytics_location(&self) -> &str {
-        &self.analytics.location
     }
 
     pub fn backend(&self) -> Backend {
@@ -328,30 +306,45 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// What this process writes as the payload of its notifications to other replicas.
-    pub fn replica_id(&self) -> &str {
-        &self.replica_id
+    /// This process's wake-ups, and the news it exchanges with other replicas.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
-    /// Wakes claimers whenever operations may have become claimable: this process after
-    /// its commits, and the PostgreSQL listener for commits of other replicas.
-    pub fn work(&self) -> &WorkSignal {
-        &self.work
+    pub fn operations(&self) -> &Operations {
+        &self.operations
     }
 
-    /// Signalled when a batch member reaches a final state.
-    pub fn batches_to_schedule(&self) -> &Arc<Notify> {
-        &self.batches_to_schedule
+    pub fn batches(&self) -> &Batches {
+        &self.batches
     }
 
-    /// Woken when tenants, projects or tokens were deleted, here or by another process.
-    pub fn auth_changed(&self) -> &Arc<Notify> {
-        &self.auth_changed
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
-    /// Woken when deliveries were queued, here or (through PostgreSQL) by another replica.
-    pub fn deliveries_available(&self) -> &Arc<Notify> {
-        &self.deliveries_available
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
+
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
+    pub fn push_workers(&self) -> &PushWorkers {
+        &self.push_workers
+    }
+
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
+    }
+
+    pub fn breakout(&self) -> &Breakout {
+        &self.breakout
     }
 }
 

@@ -1,18 +1,21 @@
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::group_commit::{Job, Transition};
+use super::events::{current_request, StagedEvent};
+use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
+use super::signals::{Announce, Signals};
 use super::{
     from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
-    Result, Store, StoreError, WORK_CHANNEL,
+    Result, StoreError,
 };
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
-use crate::domain::ids::PushWorkerId;
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
 use crate::domain::operation::ListRequest;
 use crate::domain::operation::{
@@ -58,16 +61,6 @@ pub struct OperationPage {
     pub has_next_page: bool,
 }
 
-/// An event as stored, for readers of the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub position: i64,
-    pub event_type: String,
-    pub subject: String,
-    pub sequence: i64,
-    pub payload: serde_json::Value,
-}
-
 /// Which operations a worker may be handed.
 #[derive(Debug, Clone, Default)]
 pub struct Claim<'a> {
@@ -81,35 +74,25 @@ pub struct Claim<'a> {
     pub worker_id: Option<String>,
 }
 
-/// What a committed change made available, to wake the right waiters.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Announce {
-    /// Operations became claimable by built-in executors.
-    pub(super) builtin_work: bool,
-    /// Operations became claimable by pull or push workers.
-    pub(super) worker_work: bool,
-    pub(super) deliveries: bool,
-    /// A batch member reached a final state: the batch scheduler has something to do.
-    pub(super) batches: bool,
+/// Operations: their rows, the claims that lease them, the sweeps of the loops, and the
+/// one path every change takes to the database (the operation, its events and the
+/// deliveries they cause, in one transaction), with the group commit that shares
+/// transactions between concurrent requests.
+#[derive(Clone)]
+pub struct Operations {
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
+    pub(super) signals: Signals,
+    pub(super) writer: Arc<GroupCommit>,
 }
 
-impl Announce {
-    /// What either of two writes in one transaction made available.
-    pub(super) fn absorb(&mut self, other: Announce) {
-        self.builtin_work |= other.builtin_work;
-        self.worker_work |= other.worker_work;
-        self.deliveries |= other.deliveries;
-        self.batches |= other.batches;
-    }
-}
-
-impl Store {
-    /// Records that `op` is claimable, for whoever runs its type.
-    pub(super) fn note_claimable(&self, announce: &mut Announce, op: &Operation) {
-        if self.work.is_builtin(&op.operation_type) {
-            announce.builtin_work = true;
-        } else {
-            announce.worker_work = true;
+impl Operations {
+    pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals) -> Self {
+        Operations {
+            writer: Arc::new(GroupCommit::new(backend)),
+            pool,
+            backend,
+            signals,
         }
     }
 }
@@ -160,10 +143,10 @@ pub(super) enum Param {
     Int(i64),
 }
 
-impl Store {
+impl Operations {
     /// Stores a new operation with its events (and its idempotency key, if any), written
     /// in a transaction shared with concurrent writes.
-    pub async fn create_operation(
+    pub async fn create(
         &self,
         op: &mut Operation,
         drafts: Vec<EventDraft>,
@@ -174,6 +157,7 @@ impl Store {
             op: Box::new(op.clone()),
             drafts,
             idempotency: idempotency.map(|r| r.to_owned()),
+            request_id: current_request(),
             reply,
         });
         let (outcome, written) = answer.await.map_err(|_| StoreError::WriterGone)??;
@@ -181,7 +165,7 @@ impl Store {
         Ok(outcome)
     }
 
-    pub async fn get_operation(
+    pub async fn get(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -204,7 +188,7 @@ impl Store {
     /// `Ok(None)`: no such operation in this project. An error from `change` writes nothing.
     /// `change` may run more than once (a shared write that failed is written again in
     /// smaller groups), each time on the operation as it then is; only the last counts.
-    pub async fn mutate_operation<T, E, F>(
+    pub async fn mutate<T, E, F>(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -223,6 +207,7 @@ impl Store {
             project,
             id,
             now,
+            request_id: current_request(),
             transition: Box::new(Mutation {
                 change,
                 outcome: None,
@@ -234,7 +219,7 @@ impl Store {
 
     /// Hands up to `claim.max` claimable operations to one worker, most urgent first,
     /// each under a fresh lease. Concurrent claimers never get the same row.
-    pub async fn claim_operations(
+    pub async fn claim(
         &self,
         claim: &Claim<'_>,
         now: DateTime<Utc>,
@@ -243,7 +228,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (claimed, announce) = self.claim_in(&mut tx, claim, now, lease_ttl).await?;
         tx.commit().await?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(claimed)
     }
 
@@ -300,6 +285,7 @@ impl Store {
         let mut ops = Vec::with_capacity(rows.len());
         let mut tokens = Vec::with_capacity(rows.len());
         let mut events = Vec::new();
+        let request_id = current_request();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let Ok((token, drafts)) = op.start_attempt(
@@ -313,12 +299,12 @@ impl Store {
             ) else {
                 continue;
             };
-            events.extend(stage(&mut op, drafts, now));
+            events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
             ops.push(op);
             tokens.push(token);
         }
         let announce = self.write_changes(tx, &ops, events, now).await?;
-        self.hand_batch_inputs(tx, &mut ops).await?;
+        super::batches::hand_batch_inputs(tx, &mut ops).await?;
         Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
 
@@ -361,7 +347,7 @@ impl Store {
     }
 
     /// Ends running operations whose timeout passed. Returns how many.
-    pub async fn time_out_operations(&self, now: DateTime<Utc>, limit: u32) -> Result<usize> {
+    pub async fn time_out(&self, now: DateTime<Utc>, limit: u32) -> Result<usize> {
         self.sweep("timeout_at", "", now, limit, |op| op.time_out(now))
             .await
     }
@@ -409,12 +395,13 @@ impl Store {
         for row in &rows {
             let mut op = decode_operation(row)?;
             let drafts = change(&mut op);
-            events.extend(stage(&mut op, drafts, now));
+            // The loops' own changes: no request caused them.
+            events.extend(stage(&mut op, drafts, now, None));
             ops.push(op);
         }
         let announce = self.write_changes(&mut tx, &ops, events, now).await?;
         tx.commit().await?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(ops.len())
     }
 
@@ -440,7 +427,8 @@ impl Store {
                     OperationStatus::Initiated | OperationStatus::Running
                 )
             {
-                self.note_claimable(&mut announce, op);
+                self.signals
+                    .note_claimable(&mut announce, &op.operation_type);
             }
         }
         Ok(announce)
@@ -452,74 +440,15 @@ impl Store {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let sealed: Vec<Event> = events.iter().map(|(e, _, _)| e.clone()).collect();
-        self.insert_events(tx, &sealed).await?;
-        let deliveries = self.fan_out(tx, &events, now).await?;
+        super::events::insert_events(tx, self.backend, &events).await?;
+        let deliveries = super::deliveries::fan_out(tx, &events, now).await?;
         Ok(Announce {
             deliveries: deliveries > 0,
             ..Announce::default()
         })
     }
 
-    /// Wakes this process's waiters once a transaction is committed, and flags the news
-    /// for other replicas (see [`Store::relay_to_replicas`]).
-    pub(super) fn after_commit(&self, announce: Announce) {
-        if announce.batches {
-            self.batches_to_schedule.notify_one();
-        }
-        if announce.builtin_work {
-            self.work.wake_builtin();
-        }
-        if announce.worker_work {
-            self.work.wake_workers();
-        }
-        if announce.builtin_work || announce.worker_work {
-            self.remote
-                .work
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        if announce.deliveries {
-            self.deliveries_available.notify_waiters();
-            self.remote
-                .deliveries
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        if announce.builtin_work || announce.worker_work || announce.deliveries {
-            self.remote.pending.notify_one();
-        }
-    }
-
-    /// Tells other replicas, through `pg_notify`, what commits made available: at most one
-    /// notification per channel every few milliseconds, sent after the commits. A NOTIFY
-    /// inside the writing transaction would serialize every such commit on PostgreSQL's
-    /// notification queue lock.
-    pub async fn relay_to_replicas(&self) {
-        use std::sync::atomic::Ordering;
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        loop {
-            self.remote.pending.notified().await;
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            for (flag, channel) in [
-                (&self.remote.work, WORK_CHANNEL),
-                (&self.remote.deliveries, super::DELIVERY_CHANNEL),
-            ] {
-                if flag.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(channel)
-                        .bind(self.replica_id.to_string())
-                        .execute(&self.pool)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not notify other replicas; they will find the work on their next check");
-                    }
-                }
-            }
-        }
-    }
-
-    pub async fn list_operations(
+    pub async fn list(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -609,27 +538,6 @@ impl Store {
         Ok(mean
             .filter(|ms| ms.is_finite() && *ms >= 0.0)
             .map(|ms| Duration::from_millis(ms as u64)))
-    }
-
-    /// The event log of one subject, in sequence order.
-    pub async fn events_of_subject(&self, subject: &str) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(
-            "SELECT position, event_type, subject, sequence, payload FROM events WHERE subject = $1 ORDER BY sequence",
-        )
-        .bind(subject)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredEvent {
-                    position: row.try_get("position")?,
-                    event_type: row.try_get("event_type")?,
-                    subject: row.try_get("subject")?,
-                    sequence: row.try_get("sequence")?,
-                    payload: from_json(&row.try_get::<String, _>("payload")?, "payload")?,
-                })
-            })
-            .collect()
     }
 }
 
@@ -796,15 +704,13 @@ fn callback_url(op: &Operation, event: &Event) -> Option<String> {
     op.callbacks.url_for(event.event_type).map(str::to_owned)
 }
 
-/// An event with its per-operation destinations: the callback URL the operation asked
-/// for, and the push worker to tell when the operation is cancelled or times out.
-pub(super) type StagedEvent = (Event, Option<String>, Option<PushWorkerId>);
-
-/// Numbers the drafts in the operation's sequence and pairs each with its callback.
+/// Numbers the drafts in the operation's sequence and pairs each with its callback, its
+/// stop notice and the request that caused it.
 pub(super) fn stage(
     op: &mut Operation,
     drafts: Vec<EventDraft>,
     now: DateTime<Utc>,
+    request_id: Option<&Arc<str>>,
 ) -> Vec<StagedEvent> {
     let subject = op.id.to_string();
     let events = Event::seal(
@@ -831,7 +737,12 @@ pub(super) fn stage(
                     .and_then(PushWorker::holder_of)
             })
             .flatten();
-            (e, callback, stop_notice)
+            StagedEvent {
+                event: e,
+                callback,
+                stop_notice,
+                request_id: request_id.cloned(),
+            }
         })
         .collect()
 }

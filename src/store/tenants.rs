@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
-use super::{to_ms, Result, Store, StoreError};
+use super::{to_ms, Breakout, Result, Signals, StoreError};
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::{InvalidId, ProjectId, TenantId, TokenId};
 
@@ -9,7 +9,26 @@ fn parse_id<T: std::str::FromStr<Err = InvalidId>>(s: String) -> Result<T> {
     s.parse().map_err(StoreError::corrupt)
 }
 
-impl Store {
+/// Tenants, their projects and API tokens, and their deletion with everything Relais
+/// keeps for them.
+#[derive(Clone)]
+pub struct Tenants {
+    pool: AnyPool,
+    /// Told when tokens or projects go, so that no cache keeps accepting them.
+    signals: Signals,
+    /// Where the deleted projects' breakout tables are dropped.
+    breakout: Breakout,
+}
+
+impl Tenants {
+    pub(super) fn new(pool: AnyPool, signals: Signals, breakout: Breakout) -> Self {
+        Tenants {
+            pool,
+            signals,
+            breakout,
+        }
+    }
+
     /// Creates a tenant with its first project, named `default`.
     pub async fn create_tenant(
         &self,
@@ -138,8 +157,8 @@ pub struct Removed {
     pub breakout_tables: Vec<String>,
 }
 
-impl Store {
-    /// Deletes a tenant and everything Relais keeps for it (see [`Store::delete_projects`]).
+impl Tenants {
+    /// Deletes a tenant and everything Relais keeps for it (see [`Tenants::delete_projects`]).
     /// `Ok(None)`: no such tenant.
     pub async fn delete_tenant(&self, tenant: TenantId) -> Result<Option<Removed>> {
         if !self.tenant_exists(tenant).await? {
@@ -164,7 +183,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.announce_auth_change().await;
+        self.signals.announce_auth_change().await;
         Ok(Some(removed))
     }
 
@@ -178,7 +197,7 @@ impl Store {
             return Ok(None);
         }
         let removed = self.delete_projects(&[project]).await?;
-        self.announce_auth_change().await;
+        self.signals.announce_auth_change().await;
         Ok(Some(removed))
     }
 
@@ -189,20 +208,8 @@ impl Store {
     async fn delete_projects(&self, projects: &[ProjectId]) -> Result<Removed> {
         let mut removed = Removed::default();
         for project in projects {
-            let outputs = sqlx::query(
-                "SELECT dictionary, tables FROM breakout_outputs WHERE project_id = $1",
-            )
-            .bind(project.db())
-            .fetch_all(&self.analytics.pool)
-            .await?;
-            for row in outputs {
-                let dictionary: String = row.try_get("dictionary")?;
-                let tables: Vec<String> =
-                    super::from_json(&row.try_get::<String, _>("tables")?, "tables")?;
-                self.drop_breakout_tables(*project, &dictionary, &tables)
-                    .await?;
-                removed.breakout_tables.extend(tables);
-            }
+            let dropped = self.breakout.drop_tables_of_project(*project).await?;
+            removed.breakout_tables.extend(dropped);
         }
         let mut tx = self.pool.begin().await?;
         for project in projects {
@@ -250,30 +257,5 @@ impl Store {
         }
         tx.commit().await?;
         Ok(removed)
-    }
-
-    /// Tells every replica, this one included, that tokens or projects were removed, so
-    /// that none keeps accepting them from its caches.
-    async fn announce_auth_change(&self) {
-        self.auth_changed.notify_waiters();
-        if self.backend == super::Backend::Postgres {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::AUTH_CHANNEL)
-                .bind(self.replica_id.to_string())
-                .execute(&self.pool)
-                .await
-            {
-                tracing::warn!(error = %e, "could not tell other replicas that tokens were removed; their caches expire within seconds");
-            }
-        }
-    }
-
-    /// SQLite's count of commits made by other connections (another process, such as
-    /// the command line) to the database file, as this connection last saw it.
-    pub async fn foreign_commits(&self) -> Result<i64> {
-        Ok(sqlx::query("PRAGMA data_version")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
     }
 }

@@ -1,9 +1,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
-use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, Store, StoreError};
+use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, StoreError};
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{ProjectId, TenantId, WebhookId};
@@ -24,8 +24,18 @@ pub struct DeliveryStats {
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-impl Store {
-    pub async fn insert_webhook(
+/// Webhook subscriptions, their delivery figures, and the projects' callback secrets.
+#[derive(Clone)]
+pub struct Webhooks {
+    pool: AnyPool,
+}
+
+impl Webhooks {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Webhooks { pool }
+    }
+
+    pub async fn insert(
         &self,
         webhook: &Webhook,
         idempotency: Option<IdempotencyRecord<'_>>,
@@ -50,7 +60,7 @@ impl Store {
     }
 
     /// Writes every field of `webhook`. Returns false if it no longer exists.
-    pub async fn update_webhook(&self, webhook: &Webhook) -> Result<bool> {
+    pub async fn update(&self, webhook: &Webhook) -> Result<bool> {
         let assignments: Vec<String> = COLUMNS
             .split(", ")
             .enumerate()
@@ -67,7 +77,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn get_webhook(
+    pub async fn get(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -85,11 +95,7 @@ impl Store {
         row.as_ref().map(decode_webhook).transpose()
     }
 
-    pub async fn list_webhooks(
-        &self,
-        tenant: TenantId,
-        project: ProjectId,
-    ) -> Result<Vec<Webhook>> {
+    pub async fn list(&self, tenant: TenantId, project: ProjectId) -> Result<Vec<Webhook>> {
         let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND project_id = $2 ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
             .bind(tenant.db())
@@ -100,7 +106,7 @@ impl Store {
     }
 
     /// Deletes the webhook and whatever it still had to deliver.
-    pub async fn delete_webhook(
+    pub async fn delete(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -134,7 +140,7 @@ impl Store {
     }
 
     /// Delivery figures per webhook of the project, or of `only` that webhook.
-    pub async fn webhook_stats(
+    pub async fn stats(
         &self,
         project: ProjectId,
         only: Option<WebhookId>,

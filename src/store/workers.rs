@@ -3,10 +3,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 use super::operations::Claim;
-use super::{from_json, from_ms, to_json, to_ms, Backend, Result, Store, StoreError};
+use super::{from_json, from_ms, to_json, to_ms, Backend, Operations, Result, Signals, StoreError};
 use crate::domain::auth::hash_token;
 use crate::domain::ids::{LeaseToken, OperationId, ProjectId, PushWorkerId, TenantId};
 use crate::domain::operation::Operation;
@@ -26,7 +26,7 @@ const PUSH_WORKERS_REFRESH: Duration = Duration::from_secs(1);
 
 /// The last listing of every project's push workers, and when it was read.
 #[derive(Default)]
-pub(super) struct PushWorkerCache(Mutex<Option<(Instant, Arc<Vec<PushWorker>>)>>);
+struct PushWorkerCache(Mutex<Option<(Instant, Arc<Vec<PushWorker>>)>>);
 
 impl PushWorkerCache {
     fn fresh(&self) -> Option<Arc<Vec<PushWorker>>> {
@@ -50,8 +50,35 @@ pub struct PushTask {
     pub callback_token: String,
 }
 
-impl Store {
-    pub async fn insert_push_worker(&self, worker: &PushWorker) -> Result<()> {
+/// Push workers: their registrations, and the claims that hand them work within their
+/// `maxConcurrency`.
+#[derive(Clone)]
+pub struct PushWorkers {
+    pool: AnyPool,
+    backend: Backend,
+    /// A push worker's claim is an operation claim, under a lock on the worker's row.
+    operations: Operations,
+    signals: Signals,
+    cache: Arc<PushWorkerCache>,
+}
+
+impl PushWorkers {
+    pub(super) fn new(
+        pool: AnyPool,
+        backend: Backend,
+        operations: Operations,
+        signals: Signals,
+    ) -> Self {
+        PushWorkers {
+            pool,
+            backend,
+            operations,
+            signals,
+            cache: Arc::default(),
+        }
+    }
+
+    pub async fn insert(&self, worker: &PushWorker) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO push_workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -66,14 +93,11 @@ impl Store {
         .bind(to_ms(worker.created_at))
         .execute(&self.pool)
         .await?;
-        self.push_workers.forget();
+        self.cache.forget();
         Ok(())
     }
 
-    pub async fn list_push_workers(
-        &self,
-        project: Option<(TenantId, ProjectId)>,
-    ) -> Result<Vec<PushWorker>> {
+    pub async fn list(&self, project: Option<(TenantId, ProjectId)>) -> Result<Vec<PushWorker>> {
         let rows = match project {
             Some((tenant, project)) => {
                 sqlx::query(&format!(
@@ -91,7 +115,7 @@ impl Store {
         rows.iter().map(decode_worker).collect()
     }
 
-    pub async fn get_push_worker(
+    pub async fn get(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -108,7 +132,7 @@ impl Store {
         row.as_ref().map(decode_worker).transpose()
     }
 
-    pub async fn delete_push_worker(
+    pub async fn delete(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -122,25 +146,25 @@ impl Store {
         .bind(project.db())
         .execute(&self.pool)
         .await?;
-        self.push_workers.forget();
+        self.cache.forget();
         Ok(done.rows_affected() == 1)
     }
 
     /// Every project's push workers, as listed at most [`PUSH_WORKERS_REFRESH`] ago.
-    pub async fn known_push_workers(&self) -> Result<Arc<Vec<PushWorker>>> {
-        if let Some(workers) = self.push_workers.fresh() {
+    pub async fn known(&self) -> Result<Arc<Vec<PushWorker>>> {
+        if let Some(workers) = self.cache.fresh() {
             return Ok(workers);
         }
         let read_at = Instant::now();
-        let workers = Arc::new(self.list_push_workers(None).await?);
-        *self.push_workers.0.lock().expect("push worker cache") = Some((read_at, workers.clone()));
+        let workers = Arc::new(self.list(None).await?);
+        *self.cache.0.lock().expect("push worker cache") = Some((read_at, workers.clone()));
         Ok(workers)
     }
 
     /// The operation types push workers of the project serve (so pull workers skip them).
-    pub async fn push_worker_types(&self, project: ProjectId) -> Result<Vec<String>> {
+    pub async fn served_types(&self, project: ProjectId) -> Result<Vec<String>> {
         let mut types: Vec<String> = self
-            .known_push_workers()
+            .known()
             .await?
             .iter()
             .filter(|worker| worker.project_id == project)
@@ -152,7 +176,7 @@ impl Store {
     }
 
     /// Operations the worker holds now.
-    pub async fn push_worker_in_flight(&self, id: PushWorkerId) -> Result<i64> {
+    pub async fn in_flight(&self, id: PushWorkerId) -> Result<i64> {
         let row = sqlx::query(HELD_BY)
             .bind(PushWorker::lease_name(id))
             .fetch_one(&self.pool)
@@ -163,7 +187,7 @@ impl Store {
     /// Claims as many of the worker's operations as its `maxConcurrency` leaves room for.
     /// The worker's row is locked for the count and the claim, so replicas together never
     /// exceed the limit.
-    pub async fn claim_for_push_worker(
+    pub async fn claim(
         &self,
         worker: &PushWorker,
         excluded_types: &[String],
@@ -196,7 +220,10 @@ impl Store {
             max: free,
             worker_id: Some(lease_name),
         };
-        let (claimed, announce) = self.claim_in(&mut tx, &claim, now, lease_ttl).await?;
+        let (claimed, announce) = self
+            .operations
+            .claim_in(&mut tx, &claim, now, lease_ttl)
+            .await?;
         let mut tasks = Vec::with_capacity(claimed.len());
         for (operation, lease) in claimed {
             let callback_token = format!("rlscb_{}", uuid::Uuid::new_v4().simple());
@@ -212,12 +239,12 @@ impl Store {
             });
         }
         tx.commit().await?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(tasks)
     }
 
     /// The operation a push worker's callback token was issued for.
-    pub async fn find_callback_operation(
+    pub async fn callback_operation(
         &self,
         token_hash: &str,
     ) -> Result<Option<(TenantId, ProjectId, OperationId)>> {

@@ -61,7 +61,7 @@ async fn the_cli_creates_tenants_and_tokens_that_the_server_accepts(backend: Bac
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let hash_only = app.store().find_principal(&secret).await.unwrap();
+    let hash_only = app.store().tenants().find_principal(&secret).await.unwrap();
     assert!(
         hash_only.is_none(),
         "the secret itself is not what is stored"

@@ -151,6 +151,7 @@ impl TestApp {
             .expect("relais starts");
         let (tenant, project) = relais
             .store()
+            .tenants()
             .create_tenant("test", chrono::Utc::now())
             .await
             .unwrap();
@@ -191,6 +192,7 @@ impl TestApp {
     pub async fn other_tenant(&self) -> (TenantId, ProjectId, String) {
         let (tenant, project) = self
             .store()
+            .tenants()
             .create_tenant("other", chrono::Utc::now())
             .await
             .unwrap();
@@ -341,6 +343,7 @@ pub async fn mint_token(
     let scopes = Scope::parse_list(scopes).unwrap();
     let token = NewToken::from_random(rand::random());
     store
+        .tenants()
         .insert_token(tenant, project, &scopes, &token.hash, chrono::Utc::now())
         .await
         .unwrap();
@@ -370,13 +373,33 @@ where
 pub struct ServeProcess {
     child: std::process::Child,
     pub base: String,
+    /// What it logged (on stderr), line by line, when started with [`ServeProcess::logged`].
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServeProcess {
     /// Starts `relais serve` on `database_url` with these extra `RELAIS_*` variables and
     /// waits until it is ready.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(database_url, env, false).await
+    }
+
+    /// [`ServeProcess::start`], keeping what the server logs (see [`ServeProcess::logs`]).
+    pub async fn logged(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(database_url, env, true).await
+    }
+
+    /// The lines logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    async fn spawn(database_url: &str, env: &[(&str, &str)], keep_logs: bool) -> Self {
         use std::io::BufRead;
+        let stderr = match keep_logs {
+            true => std::process::Stdio::piped(),
+            false => std::process::Stdio::null(),
+        };
         // Port 0, and the address it printed: a port picked here could be taken by
         // another test's server before this one binds it.
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
@@ -385,14 +408,27 @@ impl ServeProcess {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("relais serve starts");
         let stdout = child.stdout.take().expect("piped");
+        let logs: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
         // Owned by the guard at once, so a panic below still kills and reaps it.
         let mut process = ServeProcess {
             child,
             base: String::new(),
+            logs,
         };
         let first = tokio::task::spawn_blocking(move || {
             let mut lines = std::io::BufReader::new(stdout).lines();

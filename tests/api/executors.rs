@@ -58,7 +58,7 @@ async fn a_sleep_operation_runs_in_process_and_reports_real_progress(backend: Ba
         results.body["summary"],
         json!({"phases": 3, "phasesRun": 3, "phasesSkipped": 0})
     );
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types.first(), Some(&"operation.started"));
     assert_eq!(types.last(), Some(&"operation.completed"));

@@ -125,7 +125,10 @@ async fn a_failing_write_in_a_shared_transaction_fails_only_its_own_request(back
                 spec(name),
                 chrono::Utc::now(),
             );
-            (bad, store.create_operation(&mut op, Vec::new(), None).await)
+            (
+                bad,
+                store.operations().create(&mut op, Vec::new(), None).await,
+            )
         }));
     }
     let (mut good, mut refused) = (0, 0);
@@ -218,7 +221,13 @@ async fn a_deleted_tenant_gets_404_or_401_never_a_500(backend: Backend) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let removed = app.store().delete_tenant(tenant).await.unwrap().unwrap();
+    let removed = app
+        .store()
+        .tenants()
+        .delete_tenant(tenant)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(removed.projects, 1);
     assert!(removed.operations >= 1);
     let after = app

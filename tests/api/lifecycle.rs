@@ -144,7 +144,7 @@ async fn an_operation_runs_from_start_to_results_with_its_events_in_order(backen
     assert_eq!(late.status, StatusCode::CONFLICT);
     assert_eq!(late.body["code"], "LEASE_LOST");
 
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -220,7 +220,7 @@ async fn a_pending_operation_is_cancelled_at_once(backend: Backend) {
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.body["code"], "INVALID_STATE_TRANSITION");
 
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "operation.cancelled");
     assert_eq!(

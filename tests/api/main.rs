@@ -17,6 +17,7 @@ mod isolation;
 mod lifecycle;
 mod listen;
 mod listing;
+mod logs;
 mod push_workers;
 mod quickstart;
 mod security;

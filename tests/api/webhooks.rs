@@ -859,6 +859,7 @@ async fn pruning_removes_settled_history_but_keeps_what_is_still_owed(backend: B
 
     let removed = app
         .store()
+        .deliveries()
         .prune(chrono::Utc::now() + chrono::Duration::days(1))
         .await
         .unwrap();

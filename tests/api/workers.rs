@@ -69,7 +69,7 @@ async fn a_job_whose_attempts_keep_losing_their_lease_fails_as_poisoned(backend:
     let attempts = status.body["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["error"]["code"], "LEASE_EXPIRED");
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -132,7 +132,7 @@ async fn a_completion_repeated_with_its_lease_gets_the_first_answer_again(backen
         json!({"n": 1}),
         "the first result stays"
     );
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["operation.started", "operation.completed"]);
 }
@@ -387,7 +387,7 @@ async fn a_worker_that_never_heartbeats_exhausts_its_attempts_and_fails(backend:
     })
     .await;
     assert_eq!(status.body["error"]["code"], "LEASE_EXPIRED");
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["operation.started", "operation.failed"]);
     assert!(app.lease(&json!({})).await.is_empty());
@@ -578,7 +578,7 @@ async fn retryable_failures_are_offered_again_and_final_ones_fail(backend: Backe
     assert_eq!(r.body["status"], "Failed");
     let status = app.get(&app.api(&format!("/operation/{id}"))).await;
     assert_eq!(status.body["error"]["code"], "BAD_INPUT");
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     let last = events.last().unwrap();
     assert_eq!(last.event_type, "operation.failed");
     assert_eq!(last.payload["data"]["error"]["message"], "dataset missing");
@@ -645,7 +645,7 @@ async fn a_restarted_server_carries_on_with_leased_and_queued_work(backend: Back
     let next = app.lease(&json!({})).await;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0]["operationId"], queued);
-    let events = app.store().events_of_subject(&leased).await.unwrap();
+    let events = app.store().events().of_subject(&leased).await.unwrap();
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -691,6 +691,6 @@ async fn a_run_past_its_timeout_ends_and_its_worker_is_told_to_stop(backend: Bac
     let status = app.get(&app.api(&format!("/operation/{id}"))).await;
     assert_eq!(status.body["status"], "Timeout");
     assert_eq!(status.body["error"]["code"], "TIMEOUT");
-    let events = app.store().events_of_subject(&id).await.unwrap();
+    let events = app.store().events().of_subject(&id).await.unwrap();
     assert_eq!(events.last().unwrap().event_type, "operation.timeout");
 }

@@ -77,14 +77,16 @@ pub async fn start(
     for name in &request.dictionaries {
         let registered = state
             .store
-            .breakout_dictionary(target.project, name)
+            .breakout()
+            .dictionary(target.project, name)
             .await
             .map_err(store_error)?
             .ok_or_else(|| dictionary_not_found(name))?;
         let (_, layout) = parse_dictionary(&registered.dictionary, "dictionaries")?;
         let foreign = state
             .store
-            .foreign_breakout_tables(target.project, name, &layout)
+            .breakout()
+            .foreign_tables(target.project, name, &layout)
             .await
             .map_err(store_error)?;
         if !foreign.is_empty() {
@@ -101,6 +103,7 @@ pub async fn start(
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
         let existing = state
             .store
+            .breakout()
             .existing_tables(&names)
             .await
             .map_err(store_error)?;
@@ -120,7 +123,8 @@ pub async fn start(
     for status in [OperationStatus::Initiated, OperationStatus::Running] {
         let active = state
             .store
-            .list_operations(
+            .operations()
+            .list(
                 target.tenant,
                 target.project,
                 &ListRequest {
@@ -180,6 +184,7 @@ pub async fn start(
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
     let estimate = state
         .store
+        .operations()
         .typical_duration(target.project, OPERATION_TYPE)
         .await
         .map_err(store_error)?;
@@ -195,7 +200,8 @@ pub async fn start(
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
     if state
         .store
-        .create_operation(&mut op, Vec::new(), record)
+        .operations()
+        .create(&mut op, Vec::new(), record)
         .await
         .map_err(store_error)?
         == CreateOutcome::IdempotencyKeyTaken
@@ -244,7 +250,8 @@ async fn load_job(
     let id: OperationId = job_id.parse().map_err(|_| not_found())?;
     state
         .store
-        .get_operation(target.tenant, target.project, id)
+        .operations()
+        .get(target.tenant, target.project, id)
         .await
         .map_err(store_error)?
         .filter(|op| op.operation_type == OPERATION_TYPE)
@@ -376,7 +383,8 @@ pub async fn jobs(
     };
     let page = state
         .store
-        .list_operations(target.tenant, target.project, &request)
+        .operations()
+        .list(target.tenant, target.project, &request)
         .await
         .map_err(store_error)?;
     let data: Vec<Value> = page

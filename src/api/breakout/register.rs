@@ -119,7 +119,8 @@ async fn by_path(
     );
     state
         .store
-        .put_breakout_dictionary(&record)
+        .breakout()
+        .put_dictionary(&record)
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Created().json(dictionary_view(&record)))
@@ -265,7 +266,8 @@ async fn upload(
     let mut reader = tokio::fs::File::from_std(data.file.file);
     let (upload, _) = state
         .store
-        .write_breakout_upload(target.project, &mut reader)
+        .breakout()
+        .write_upload(target.project, &mut reader)
         .await
         .map_err(|e| match e {
             UploadError::Store(e) => store_error(e),
@@ -281,8 +283,8 @@ async fn upload(
         data_kind,
         BreakoutData::Upload(upload),
     );
-    if let Err(e) = state.store.put_breakout_dictionary(&record).await {
-        let _ = state.store.discard_breakout_upload(upload).await;
+    if let Err(e) = state.store.breakout().put_dictionary(&record).await {
+        let _ = state.store.breakout().discard_upload(upload).await;
         return Err(store_error(e));
     }
     Ok(HttpResponse::Created().json(dictionary_view(&record)))

@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::events::{current_request, StagedEvent};
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
-use super::operations::{
-    bind_params, decode_operation, insert_operations, stage, Announce, Param, StagedEvent, COLUMNS,
-};
+use super::operations::{bind_params, decode_operation, insert_operations, stage, Param, COLUMNS};
+use super::signals::{Announce, Signals};
 use super::{
-    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders,
-    CreateOutcome, Result, Store, StoreError,
+    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
+    CreateOutcome, Operations, Result, StoreError,
 };
 use crate::domain::batch::rerun;
 use crate::domain::batch::{
@@ -75,10 +75,34 @@ fn member_columns() -> String {
         .join(", ")
 }
 
-impl Store {
+/// Batches: their rows, members and edges, the scheduler's passes, cancel and retry.
+/// Member operations are written through the operations' write path.
+#[derive(Clone)]
+pub struct Batches {
+    pool: AnyPool,
+    backend: Backend,
+    operations: Operations,
+    signals: Signals,
+}
+
+impl Batches {
+    pub(super) fn new(
+        pool: AnyPool,
+        backend: Backend,
+        operations: Operations,
+        signals: Signals,
+    ) -> Self {
+        Batches {
+            pool,
+            backend,
+            operations,
+            signals,
+        }
+    }
+
     /// Stores the batch, its members and their dependencies in one transaction, and
     /// emits `batch.started`; members without dependencies are claimable on commit.
-    pub async fn create_batch(
+    pub async fn create(
         &self,
         batch: &mut Batch,
         members: Vec<(Operation, Vec<String>)>,
@@ -139,11 +163,14 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        let mut announce = self.write_changes(&mut tx, &[], events, now).await?;
+        let mut announce = self
+            .operations
+            .write_changes(&mut tx, &[], events, now)
+            .await?;
         announce.builtin_work = true;
         announce.worker_work = true;
         tx.commit().await?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(CreateOutcome::Created)
     }
 
@@ -192,7 +219,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_batch(
+    pub async fn get(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -237,7 +264,7 @@ impl Store {
     }
 
     /// A page of the project's batches, newest first, each with its members' counts.
-    pub async fn list_batches(
+    pub async fn list(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -433,7 +460,7 @@ impl Store {
 
     /// Cancels every member still live; the scheduler then ends the batch `Cancelled`.
     /// Completed members keep their results.
-    pub async fn cancel_batch(
+    pub async fn cancel(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -449,16 +476,19 @@ impl Store {
         let live = self.members_in(&mut tx, id, &batch::LIVE, None).await?;
         let (ops, events) = stage_changes(batch::stop_members(live, &cancelled_by, now), now);
         self.write_batch_row(&mut tx, &batch, false).await?;
-        let announce = self.write_changes(&mut tx, &ops, events, now).await?;
+        let announce = self
+            .operations
+            .write_changes(&mut tx, &ops, events, now)
+            .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(Some(batch))
     }
 
     /// Runs again every member that ended without completing, as new operations that
     /// take their keys (see [`rerun`]). Returns the batch and the (key, old id, new id)
     /// of each member run again.
-    pub async fn retry_batch(
+    pub async fn retry(
         &self,
         tenant: TenantId,
         project: ProjectId,
@@ -493,7 +523,7 @@ impl Store {
         }
         self.write_batch_row(&mut tx, &batch, false).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        self.after_commit(Announce {
+        self.signals.after_commit(Announce {
             builtin_work: true,
             worker_work: true,
             ..Announce::default()
@@ -504,63 +534,62 @@ impl Store {
             .collect();
         Ok(Some((batch, replaced)))
     }
+}
 
-    pub(super) async fn hand_batch_inputs(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        ops: &mut [Operation],
-    ) -> Result<()> {
-        let mut by_batch: HashMap<BatchId, Vec<String>> = HashMap::new();
-        for op in ops.iter() {
-            if let Some(b) = &op.batch {
-                by_batch.entry(b.batch_id).or_default().push(b.key.clone());
-            }
+/// Hands each claimed member the results of its dependencies.
+pub(super) async fn hand_batch_inputs(
+    tx: &mut Transaction<'static, Any>,
+    ops: &mut [Operation],
+) -> Result<()> {
+    let mut by_batch: HashMap<BatchId, Vec<String>> = HashMap::new();
+    for op in ops.iter() {
+        if let Some(b) = &op.batch {
+            by_batch.entry(b.batch_id).or_default().push(b.key.clone());
         }
-        for (batch, keys) in by_batch {
-            let mut inputs = self.inputs_of(tx, batch, &keys).await?;
-            for op in ops.iter_mut() {
-                if let Some(b) = op.batch.as_mut().filter(|b| b.batch_id == batch) {
-                    b.inputs = Some(Value::Object(inputs.remove(&b.key).unwrap_or_default()));
-                }
-            }
-        }
-        Ok(())
     }
+    for (batch, keys) in by_batch {
+        let mut inputs = inputs_of(tx, batch, &keys).await?;
+        for op in ops.iter_mut() {
+            if let Some(b) = op.batch.as_mut().filter(|b| b.batch_id == batch) {
+                b.inputs = Some(Value::Object(inputs.remove(&b.key).unwrap_or_default()));
+            }
+        }
+    }
+    Ok(())
+}
 
-    /// The results of the dependencies of each given member, by dependency key.
-    async fn inputs_of(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        batch: BatchId,
-        keys: &[String],
-    ) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
-        let mut inputs: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
-        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
-            let sql = format!(
-                "SELECT e.downstream_key, e.upstream_key, u.result FROM batch_edges e
-                 JOIN batch_members um ON um.batch_id = e.batch_id AND um.member_key = e.upstream_key
-                 JOIN operations u ON u.id = um.operation_id
-                 WHERE e.batch_id = $1 AND e.downstream_key IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(batch.db());
-            for key in chunk {
-                query = query.bind(key.clone());
-            }
-            for row in query.fetch_all(&mut **tx).await? {
-                let result: Option<String> = row.try_get("result")?;
-                let result = match result {
-                    Some(text) => from_json::<Value>(&text, "result")?,
-                    None => Value::Null,
-                };
-                inputs
-                    .entry(row.try_get("downstream_key")?)
-                    .or_default()
-                    .insert(row.try_get("upstream_key")?, result);
-            }
+/// The results of the dependencies of each given member, by dependency key.
+async fn inputs_of(
+    tx: &mut Transaction<'static, Any>,
+    batch: BatchId,
+    keys: &[String],
+) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
+    let mut inputs: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+        let sql = format!(
+            "SELECT e.downstream_key, e.upstream_key, u.result FROM batch_edges e
+             JOIN batch_members um ON um.batch_id = e.batch_id AND um.member_key = e.upstream_key
+             JOIN operations u ON u.id = um.operation_id
+             WHERE e.batch_id = $1 AND e.downstream_key IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(batch.db());
+        for key in chunk {
+            query = query.bind(key.clone());
         }
-        Ok(inputs)
+        for row in query.fetch_all(&mut **tx).await? {
+            let result: Option<String> = row.try_get("result")?;
+            let result = match result {
+                Some(text) => from_json::<Value>(&text, "result")?,
+                None => Value::Null,
+            };
+            inputs
+                .entry(row.try_get("downstream_key")?)
+                .or_default()
+                .insert(row.try_get("upstream_key")?, result);
+        }
     }
+    Ok(inputs)
 }
 
 /// Each member's operation with the events its change caused, sealed in its sequence.
@@ -569,11 +598,12 @@ fn stage_changes(
     now: DateTime<Utc>,
 ) -> (Vec<Operation>, Vec<StagedEvent>) {
     let mut events = Vec::new();
+    let request_id = current_request();
     let ops = changes
         .into_iter()
         .map(|(mut op, drafts)| {
             if !drafts.is_empty() {
-                events.extend(stage(&mut op, drafts, now));
+                events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
             }
             op
         })
@@ -604,6 +634,7 @@ fn decode_edge(row: &AnyRow) -> Result<Edge> {
 /// Seals batch events (subject: the batch) and routes each to its batch callback.
 fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
     let subject = batch.id.to_string();
+    let request_id = current_request();
     Event::seal(
         drafts,
         batch.tenant_id,
@@ -616,7 +647,12 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
     .into_iter()
     .map(|e| {
         let callback = batch.callback_for(e.event_type).cloned();
-        (e, callback, None)
+        StagedEvent {
+            event: e,
+            callback,
+            stop_notice: None,
+            request_id: request_id.clone(),
+        }
     })
     .collect()
 }

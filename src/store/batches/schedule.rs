@@ -16,16 +16,17 @@ use crate::domain::batch::settle::{self, Graph, Snapshot, OUTCOMES_PER_PASS};
 use crate::domain::batch::{Batch, Edge, LIVE};
 use crate::domain::ids::BatchId;
 use crate::domain::operation::{Operation, OperationStatus};
-use crate::store::operations::{decode_operation, Announce, COLUMNS};
-use crate::store::{placeholders, sized_chunks, Result, Store};
+use crate::store::operations::{decode_operation, COLUMNS};
+use crate::store::signals::Announce;
+use crate::store::{placeholders, sized_chunks, Batches, Result};
 
 /// Batches one pass looks at.
 const BATCHES_PER_PASS: usize = 64;
 
-impl Store {
+impl Batches {
     /// One pass of the batch scheduler over the batches whose members reached a final
     /// state. Returns how many member outcomes it acted on (0: nothing to do).
-    pub async fn schedule_batches(&self, now: DateTime<Utc>) -> Result<usize> {
+    pub async fn schedule(&self, now: DateTime<Utc>) -> Result<usize> {
         let rows = sqlx::query(&format!(
             "SELECT DISTINCT batch_id FROM operations
              WHERE batch_id IS NOT NULL AND batch_settled = 0 AND status IN ({}) LIMIT {BATCHES_PER_PASS}",
@@ -65,7 +66,7 @@ impl Store {
             announce.absorb(news);
         }
         tx.commit().await?;
-        self.after_commit(announce);
+        self.signals.after_commit(announce);
         Ok(acted)
     }
 
@@ -92,10 +93,10 @@ impl Store {
             query.execute(&mut **tx).await?;
         }
         let (ops, events) = stage_changes(plan.changes, now);
-        let mut announce = self.write_changes(tx, &ops, events, now).await?;
+        let mut announce = self.operations.write_changes(tx, &ops, events, now).await?;
         if !plan.batch_events.is_empty() {
             let events = stage_batch(&mut plan.batch, plan.batch_events, now);
-            announce.absorb(self.write_events(tx, events, now).await?);
+            announce.absorb(self.operations.write_events(tx, events, now).await?);
             self.write_batch_row(tx, &plan.batch, false).await?;
         }
         Ok((acted, announce))

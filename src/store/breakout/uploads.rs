@@ -15,7 +15,7 @@ use std::time::Duration;
 use sqlx::Row;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{BreakoutSink, Result, Store, StoreError};
+use super::{Breakout, BreakoutSink, Result, StoreError};
 use crate::domain::ids::{ProjectId, UploadId};
 use crate::store::to_ms;
 
@@ -41,10 +41,10 @@ impl From<sqlx::Error> for UploadError {
     }
 }
 
-impl Store {
+impl Breakout {
     /// Stores the whole of `data` as a new upload of the project, and gives its id and
     /// size. Nothing refers to it until a dictionary is registered with it.
-    pub async fn write_breakout_upload(
+    pub async fn write_upload(
         &self,
         project: ProjectId,
         data: &mut (dyn AsyncRead + Unpin + Send),
@@ -57,7 +57,7 @@ impl Store {
         let upload = UploadId::new();
         let written = self.write_chunks(project, upload, data).await;
         if written.is_err() {
-            if let Err(e) = self.discard_breakout_upload(upload).await {
+            if let Err(e) = self.discard_upload(upload).await {
                 tracing::warn!(error = %e, %upload, "breakout: a failed upload was left behind");
             }
         }
@@ -94,7 +94,7 @@ impl Store {
     }
 
     /// Deletes an upload that will not be registered.
-    pub async fn discard_breakout_upload(&self, upload: UploadId) -> Result<()> {
+    pub async fn discard_upload(&self, upload: UploadId) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         delete(&mut conn, &upload.db()).await
     }
@@ -155,7 +155,7 @@ impl BreakoutSink {
             .bind(upload.db())
             .bind(seq)
             .bind(self.project.db())
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.breakout.pool)
             .await?;
             let Some(row) = row else {
                 return Ok(None);

@@ -1,0 +1,163 @@
+//! Who is woken when something becomes available, apart from what is stored: this
+//! process's waiters (claimers, the batch scheduler, the dispatcher, the caches of
+//! principals) are woken after the commits that concern them, and other processes on the
+//! same database are told through PostgreSQL's NOTIFY (or, on SQLite, notice the commits
+//! themselves).
+
+mod relay;
+mod work;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::Notify;
+
+use super::Backend;
+
+pub use work::{GateKey, WorkSignal};
+
+/// Channel on which PostgreSQL replicas tell each other that work became available.
+const WORK_CHANNEL: &str = "relais_work";
+/// Channel on which replicas announce newly queued deliveries.
+const DELIVERY_CHANNEL: &str = "relais_deliveries";
+/// Channel on which a deletion of tenants, projects or tokens is announced, so that no
+/// replica keeps accepting them from its caches.
+const AUTH_CHANNEL: &str = "relais_auth";
+
+/// The wake-ups of one process. Cheap to clone: clones share them.
+#[derive(Clone)]
+pub struct Signals(Arc<Inner>);
+
+struct Inner {
+    work: WorkSignal,
+    batches_to_schedule: Notify,
+    deliveries_available: Notify,
+    auth_changed: Notify,
+    remote: RemoteNews,
+    /// Names this process in its notifications, so that it can ignore its own echoes.
+    replica_id: String,
+    /// Where notifications are sent (PostgreSQL) or foreign commits counted (SQLite).
+    pool: AnyPool,
+    backend: Backend,
+    /// Where the PostgreSQL listener connects, on a connection of its own.
+    url: Arc<str>,
+}
+
+/// What this process committed that other replicas have not been told yet.
+#[derive(Default)]
+struct RemoteNews {
+    work: AtomicBool,
+    deliveries: AtomicBool,
+    pending: Notify,
+}
+
+/// What a committed change made available, to wake the right waiters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Announce {
+    /// Operations became claimable by built-in executors.
+    pub(super) builtin_work: bool,
+    /// Operations became claimable by pull or push workers.
+    pub(super) worker_work: bool,
+    pub(super) deliveries: bool,
+    /// A batch member reached a final state: the batch scheduler has something to do.
+    pub(super) batches: bool,
+}
+
+impl Announce {
+    /// What either of two writes in one transaction made available.
+    pub(super) fn absorb(&mut self, other: Announce) {
+        self.builtin_work |= other.builtin_work;
+        self.worker_work |= other.worker_work;
+        self.deliveries |= other.deliveries;
+        self.batches |= other.batches;
+    }
+}
+
+impl Signals {
+    pub(super) fn new(pool: AnyPool, backend: Backend, url: Arc<str>) -> Self {
+        Signals(Arc::new(Inner {
+            work: WorkSignal::default(),
+            batches_to_schedule: Notify::new(),
+            deliveries_available: Notify::new(),
+            auth_changed: Notify::new(),
+            remote: RemoteNews::default(),
+            replica_id: uuid::Uuid::new_v4().simple().to_string(),
+            pool,
+            backend,
+            url,
+        }))
+    }
+
+    /// Wakes claimers whenever operations may have become claimable: this process after
+    /// its commits, and the PostgreSQL listener for commits of other replicas.
+    pub fn work(&self) -> &WorkSignal {
+        &self.0.work
+    }
+
+    /// Signalled when a batch member reaches a final state.
+    pub fn batches_to_schedule(&self) -> &Notify {
+        &self.0.batches_to_schedule
+    }
+
+    /// Woken when tenants, projects or tokens were deleted, here or by another process.
+    pub fn auth_changed(&self) -> &Notify {
+        &self.0.auth_changed
+    }
+
+    /// Woken when deliveries were queued, here or (through PostgreSQL) by another replica.
+    pub fn deliveries_available(&self) -> &Notify {
+        &self.0.deliveries_available
+    }
+
+    /// Records that an operation of this type is claimable, for whoever runs its type.
+    pub(super) fn note_claimable(&self, announce: &mut Announce, operation_type: &str) {
+        if self.0.work.is_builtin(operation_type) {
+            announce.builtin_work = true;
+        } else {
+            announce.worker_work = true;
+        }
+    }
+
+    /// Wakes this process's waiters once a transaction is committed, and flags the news
+    /// for other replicas (see [`Signals::relay`]).
+    pub(super) fn after_commit(&self, announce: Announce) {
+        let inner = &self.0;
+        if announce.batches {
+            inner.batches_to_schedule.notify_one();
+        }
+        if announce.builtin_work {
+            inner.work.wake_builtin();
+        }
+        if announce.worker_work {
+            inner.work.wake_workers();
+        }
+        if announce.builtin_work || announce.worker_work {
+            inner.remote.work.store(true, Ordering::Release);
+        }
+        if announce.deliveries {
+            inner.deliveries_available.notify_waiters();
+            inner.remote.deliveries.store(true, Ordering::Release);
+        }
+        if announce.builtin_work || announce.worker_work || announce.deliveries {
+            inner.remote.pending.notify_one();
+        }
+    }
+
+    /// Tells every replica, this one included, that tokens or projects were removed, so
+    /// that none keeps accepting them from its caches.
+    pub(super) async fn announce_auth_change(&self) {
+        let inner = &self.0;
+        inner.auth_changed.notify_waiters();
+        if inner.backend == Backend::Postgres {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(AUTH_CHANNEL)
+                .bind(inner.replica_id.clone())
+                .execute(&inner.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "could not tell other replicas that tokens were removed; their caches expire within seconds");
+            }
+        }
+    }
+}
