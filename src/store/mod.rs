@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::Notify;
 
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError};
@@ -174,6 +174,10 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
         _ => url.to_owned(),
     };
     let options = AnyConnectOptions::from_str(&url)?;
+    // The pool retries a failed connect until its acquire timeout runs out, then reports
+    // only that it timed out: one direct connection first fails at once with the cause
+    // (connection refused, authentication failed, no such database).
+    AnyConnection::connect_with(&options).await?.close().await?;
     let pool = match backend {
         Backend::Postgres => AnyPoolOptions::new()
             .max_connections(16)
