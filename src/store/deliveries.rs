@@ -56,7 +56,7 @@ pub struct ClaimedDelivery {
 /// One line of a webhook's attempt log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptEntry {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
     pub delivery_status: DeliveryStatus,
@@ -70,7 +70,7 @@ pub struct AttemptEntry {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryView {
-    pub id: String,
+    pub id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
     pub status: DeliveryStatus,
@@ -599,7 +599,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(AttemptEntry {
-                    delivery_id: r.try_get("delivery_id")?,
+                    delivery_id: r
+                        .try_get::<String, _>("delivery_id")?
+                        .parse()
+                        .map_err(StoreError::corrupt)?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
                     delivery_status: decode_status(&r.try_get::<String, _>("delivery_status")?)?,
@@ -642,7 +645,10 @@ impl Store {
                 let status = decode_status(&r.try_get::<String, _>("status")?)?;
                 let next: i64 = r.try_get("next_attempt_at")?;
                 Ok(DeliveryView {
-                    id: r.try_get("id")?,
+                    id: r
+                        .try_get::<String, _>("id")?
+                        .parse()
+                        .map_err(StoreError::corrupt)?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
                     next_attempt_at: (status == DeliveryStatus::Pending)

@@ -25,6 +25,7 @@ both_backends!(
     test_events_recovery_and_single_retries,
     the_events_feed_pages_through_everything_while_events_arrive,
     pruning_removes_settled_history_but_keeps_what_is_still_owed,
+    a_delivery_id_reads_the_same_in_every_answer,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -889,4 +890,53 @@ async fn pruning_removes_settled_history_but_keeps_what_is_still_owed(backend: B
         1,
         "the pending delivery survives"
     );
+}
+
+async fn a_delivery_id_reads_the_same_in_every_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .register_webhook(&json!({"webhookUrl": receiver.url}))
+        .await;
+    let wid = webhook["webhookId"].as_str().unwrap();
+    let test = app
+        .post(&app.api(&format!("/webhooks/{wid}/test")), &json!({}))
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.text);
+    let id = test.body["deliveryId"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("dlv-"), "{id}");
+    receiver.wait_for(1, 10 * SEC).await;
+
+    let delivered = eventually(10 * SEC, || async {
+        let r = app
+            .get(&app.api(&format!("/webhooks/{wid}/messages?status=Delivered")))
+            .await;
+        (r.body["messages"].as_array().unwrap().len() == 1).then_some(r.body)
+    })
+    .await;
+    assert_eq!(delivered["messages"][0]["deliveryId"], id.as_str());
+    let log = app
+        .get(&app.api(&format!("/webhooks/{wid}/deliveries")))
+        .await;
+    assert_eq!(
+        log.body["deliveries"][0]["deliveryId"],
+        id.as_str(),
+        "{}",
+        log.text
+    );
+
+    let bare = id.strip_prefix("dlv-").unwrap();
+    let retried = app
+        .post(
+            &app.api(&format!("/webhooks/{wid}/deliveries/{bare}/retry")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.text);
+    assert_eq!(
+        retried.body["deliveryId"],
+        id.as_str(),
+        "the bare form is accepted, the prefixed one answered"
+    );
+    receiver.wait_for(2, 10 * SEC).await;
 }
