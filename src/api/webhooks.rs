@@ -176,6 +176,7 @@ pub async fn create(
     if state.store.insert_webhook(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken {
         return idempotency.replay_winner(&state, target).await;
     }
+    state.caches.webhooks.invalidate(&target.project);
     Ok(HttpResponse::Created()
         .content_type("application/json")
         .body(response))
@@ -245,6 +246,7 @@ pub async fn update(
     if !state.store.update_webhook(&webhook).await? {
         return Err(ApiError::NotFound("webhook"));
     }
+    state.caches.webhooks.invalidate(&webhook.project_id);
     let stats = stats_of(&state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
@@ -262,6 +264,7 @@ pub async fn delete(
     {
         return Err(ApiError::NotFound("webhook"));
     }
+    state.caches.webhooks.invalidate(&target.project);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -278,6 +281,7 @@ async fn set_status(
     webhook.failing_since = None;
     webhook.updated_at = clock::now();
     state.store.update_webhook(&webhook).await?;
+    state.caches.webhooks.invalidate(&webhook.project_id);
     let stats = stats_of(state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }

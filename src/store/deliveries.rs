@@ -100,7 +100,7 @@ impl Store {
         let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
         for (event, _, push_worker) in events {
             if let Entry::Vacant(slot) = webhooks.entry(event.project_id) {
-                slot.insert(self.active_webhooks(tx, event.project_id).await?);
+                slot.insert(self.active_webhooks(&mut **tx, event.project_id).await?);
             }
             push_urls.push(match push_worker {
                 Some(worker) => self.push_worker_url(tx, *worker).await?,
@@ -125,9 +125,9 @@ impl Store {
         Ok(planned.deliveries.len())
     }
 
-    async fn active_webhooks(
+    pub(super) async fn active_webhooks<'e>(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        executor: impl sqlx::Executor<'e, Database = Any>,
         project: ProjectId,
     ) -> Result<Vec<Webhook>> {
         let sql = format!(
@@ -138,7 +138,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(project.db())
-            .fetch_all(&mut **tx)
+            .fetch_all(executor)
             .await?;
         rows.iter().map(decode_webhook).collect()
     }

@@ -99,6 +99,11 @@ impl Store {
         rows.iter().map(decode_webhook).collect()
     }
 
+    /// The project's active webhooks, which events of its operations are routed to.
+    pub async fn routing_webhooks(&self, project: ProjectId) -> Result<Vec<Webhook>> {
+        self.active_webhooks(&self.pool, project).await
+    }
+
     /// Deletes the webhook and whatever it still had to deliver.
     pub async fn delete_webhook(
         &self,

@@ -25,6 +25,7 @@ both_backends!(
     test_events_recovery_and_single_retries,
     the_events_feed_pages_through_everything_while_events_arrive,
     pruning_removes_settled_history_but_keeps_what_is_still_owed,
+    webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation,
     a_delivery_id_reads_the_same_in_every_answer,
 );
 
@@ -890,6 +891,57 @@ async fn pruning_removes_settled_history_but_keeps_what_is_still_owed(backend: B
         1,
         "the pending delivery survives"
     );
+}
+
+async fn webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let url = "https://hooks.example.com/in";
+    let started = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post(&app.api("/operation"), &body).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+            r.body["webhooksRegistered"].clone()
+        }
+    };
+    assert_eq!(started(op("Report")).await, 0, "nobody listens yet");
+
+    app.register_webhook(&json!({"webhookUrl": url})).await;
+    app.register_webhook(&json!({"webhookUrl": url, "events": ["operation.failed"],
+        "filters": {"operationTypes": ["Report"]}}))
+        .await;
+    app.register_webhook(&json!({"webhookUrl": url, "filters": {"operationTypes": ["Other"]}}))
+        .await;
+    app.register_webhook(&json!({"webhookUrl": url, "events": ["batch.completed"]}))
+        .await;
+    let disabled = app.register_webhook(&json!({"webhookUrl": url})).await;
+    let r = app
+        .post(
+            &app.api(&format!(
+                "/webhooks/{}/disable",
+                disabled["webhookId"].as_str().unwrap()
+            )),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    assert_eq!(
+        started(op("Report")).await,
+        2,
+        "the unfiltered webhook and the one for Report failures; not the one for Other, \
+         the one for batches only, nor the disabled one"
+    );
+    assert_eq!(
+        started(json!({"operationType": "Report", "operationName": "n",
+            "callbacks": {"onCompletion": format!("{url}/done"), "onError": format!("{url}/error")}}))
+        .await,
+        4,
+        "and its two callbacks"
+    );
+    assert_eq!(started(op("Other")).await, 2);
 }
 
 async fn a_delivery_id_reads_the_same_in_every_answer(backend: Backend) {
