@@ -22,7 +22,7 @@ use crate::domain::webhook::live_secrets;
 use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
-use crate::store::{ClaimedDelivery, Lane, Store};
+use crate::store::{ClaimedDelivery, Lane, Store, StoreError};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -241,18 +241,22 @@ async fn attempt(
         }
     }
     let secrets = match &delivery.secrets {
-        Some(s) => s.clone(),
-        None => match ctx
+        Ok(Some(s)) => s.clone(),
+        Ok(None) => match ctx
             .store
             .callback_secrets(delivery.project_id, generate_secret)
             .await
         {
             Ok(s) => s,
+            Err(e @ StoreError::Secret { .. }) => {
+                return Some(unsigned(ctx, delivery, e.to_string(), now));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not load callback secrets");
                 return None;
             }
         },
+        Err(why) => return Some(unsigned(ctx, delivery, why.clone(), now)),
     };
     let keys: Vec<SigningKey> = live_secrets(&secrets, now)
         .into_iter()
@@ -319,6 +323,37 @@ async fn attempt(
         error,
     };
     Some(outcome(delivery, settlement, Some(log)))
+}
+
+/// A delivery whose secrets cannot be opened is not sent unsigned: the attempt fails with
+/// the reason, and is retried by the endpoint's policy (a restart with the missing key in
+/// `RELAIS_PREVIOUS_SECRET_KEYS` lets the next attempt through).
+fn unsigned(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    why: String,
+    now: DateTime<Utc>,
+) -> DeliveryOutcome {
+    tracing::warn!(delivery_id = %delivery.id, reason = %why, "cannot sign a delivery");
+    let error = format!("not sent: {why}");
+    let decision = decide(
+        &AttemptResult::NoResponse {
+            error: error.clone(),
+        },
+        delivery.attempts + 1,
+        &delivery.retry_policy,
+        now,
+        rand::random::<f64>(),
+        ctx.settings.retry_time_scale,
+    );
+    let log = AttemptLog {
+        attempted_at: now,
+        status_code: None,
+        latency_ms: 0,
+        response_body: None,
+        error: Some(error),
+    };
+    outcome(delivery, Settlement::from(decision), Some(log))
 }
 
 fn describe_error(e: reqwest::Error) -> String {

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::operations::StagedEvent;
+use super::sealed::{callback_place, push_worker_place, webhook_place};
 use super::webhooks::decode_webhook;
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, Store, StoreError};
 use crate::domain::delivery::{
@@ -46,8 +47,10 @@ pub struct ClaimedDelivery {
     pub event_id: String,
     pub payload: String,
     pub headers: BTreeMap<String, String>,
-    /// `None` for a callback of a project whose callback secret was never created.
-    pub secrets: Option<Vec<SecretVersion>>,
+    /// `Ok(None)` for a callback of a project whose callback secret was never created;
+    /// `Err` says why the stored secrets cannot be opened (sealed under a key this process
+    /// was not given, or damaged), and the delivery fails with that reason.
+    pub secrets: std::result::Result<Option<Vec<SecretVersion>>, String>,
     pub retry_policy: RetryPolicy,
     /// False when the webhook was disabled or deleted after the delivery was queued.
     pub endpoint_active: bool,
@@ -132,7 +135,7 @@ impl Store {
     ) -> Result<Vec<Webhook>> {
         let sql = format!(
             "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-                   secrets, status, disabled_reason, failing_since, created_at, updated_at \
+                   status, disabled_reason, failing_since, created_at, updated_at \
                    FROM webhooks WHERE project_id = $1 AND status = '{active}'",
             active = WebhookStatus::Active.as_str()
         );
@@ -140,7 +143,10 @@ impl Store {
             .bind(project.db())
             .fetch_all(executor)
             .await?;
-        rows.iter().map(decode_webhook).collect()
+        // Routing never signs: the secrets are neither read nor opened.
+        rows.iter()
+            .map(|row| decode_webhook(row, Vec::new()))
+            .collect()
     }
 
     /// `None` once the worker is deleted: nobody is left to tell.
@@ -302,7 +308,7 @@ impl Store {
         let lease_token = format!("dl_{}", uuid::Uuid::new_v4().simple());
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            claimed.push(decode_claim(row, &lease_token, lease_until)?);
+            claimed.push(decode_claim(self, row, &lease_token, lease_until)?);
         }
         let ids: Vec<String> = claimed.iter().map(|c| c.id.db()).collect();
         let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
@@ -710,7 +716,10 @@ pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
         .ok_or_else(|| StoreError::corrupt(format!("delivery status {column}")))
 }
 
+/// `store` opens the endpoint's secrets; one that cannot be opened fails only its own
+/// delivery (see [`ClaimedDelivery::secrets`]), never the claim.
 fn decode_claim(
+    store: &Store,
     row: &AnyRow,
     lease_token: &str,
     lease_until: DateTime<Utc>,
@@ -719,38 +728,43 @@ fn decode_claim(
     let channel = Channel::parse(&channel)
         .ok_or_else(|| StoreError::corrupt(format!("channel {channel}")))?;
     let webhook_status: Option<String> = row.try_get("webhook_status")?;
-    let (headers, secrets, retry_policy) = match channel {
+    let endpoint_id = row.try_get::<Option<String>, _>("webhook_id")?;
+    let project_id: String = row.try_get("project_id")?;
+    let (column, place) = match channel {
+        Channel::Webhook => (
+            "secrets",
+            webhook_place(endpoint_id.as_deref().unwrap_or_default()),
+        ),
+        Channel::Callback => ("callback_secrets", callback_place(&project_id)),
+        Channel::Push => (
+            "push_secret",
+            push_worker_place(endpoint_id.as_deref().unwrap_or_default()),
+        ),
+    };
+    let secrets = match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(None),
+        Some(stored) => match store.open(&stored, &place) {
+            Ok(text) if channel == Channel::Push => Ok(Some(vec![SecretVersion {
+                secret: text,
+                expires_at: None,
+            }])),
+            Ok(text) => Ok(Some(from_json(&text, column)?)),
+            Err(e @ StoreError::Secret { .. }) => Err(e.to_string()),
+            Err(e) => return Err(e),
+        },
+    };
+    let (headers, retry_policy) = match channel {
         Channel::Webhook => (
             row.try_get::<Option<String>, _>("headers")?
                 .map(|h| from_json(&h, "headers"))
                 .transpose()?
                 .unwrap_or_default(),
-            row.try_get::<Option<String>, _>("secrets")?
-                .map(|s| from_json(&s, "secrets"))
-                .transpose()?,
             row.try_get::<Option<String>, _>("retry_policy")?
                 .map(|p| from_json(&p, "retry_policy"))
                 .transpose()?
                 .unwrap_or(RetryPolicy::WEBHOOK_DEFAULT),
         ),
-        Channel::Callback => (
-            BTreeMap::new(),
-            row.try_get::<Option<String>, _>("callback_secrets")?
-                .map(|s| from_json(&s, "callback_secrets"))
-                .transpose()?,
-            RetryPolicy::WEBHOOK_DEFAULT,
-        ),
-        Channel::Push => (
-            BTreeMap::new(),
-            row.try_get::<Option<String>, _>("push_secret")?
-                .map(|secret| {
-                    vec![SecretVersion {
-                        secret,
-                        expires_at: None,
-                    }]
-                }),
-            RetryPolicy::WEBHOOK_DEFAULT,
-        ),
+        Channel::Callback | Channel::Push => (BTreeMap::new(), RetryPolicy::WEBHOOK_DEFAULT),
     };
     Ok(ClaimedDelivery {
         id: row
@@ -762,16 +776,12 @@ fn decode_claim(
         channel,
         url: row.try_get("url")?,
         webhook_id: match channel {
-            Channel::Webhook => row
-                .try_get::<Option<String>, _>("webhook_id")?
+            Channel::Webhook => endpoint_id
                 .map(|w| w.parse().map_err(StoreError::corrupt))
                 .transpose()?,
             Channel::Callback | Channel::Push => None,
         },
-        project_id: row
-            .try_get::<String, _>("project_id")?
-            .parse()
-            .map_err(StoreError::corrupt)?,
+        project_id: project_id.parse().map_err(StoreError::corrupt)?,
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
         event_id: row.try_get("event_id")?,
         payload: row.try_get("payload")?,

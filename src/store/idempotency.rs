@@ -97,11 +97,13 @@ impl Store {
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
+        // Some answers show a secret and are stored sealed; the others read as they are.
+        let place = super::sealed::idempotency_place(&project.db(), scope, key);
         row.map(|row| {
             Ok(StoredResponse {
                 request_hash: row.try_get("request_hash")?,
                 status_code: row.try_get::<i64, _>("status_code")? as u16,
-                body: row.try_get("response")?,
+                body: self.open(&row.try_get::<String, _>("response")?, &place)?,
             })
         })
         .transpose()

@@ -11,6 +11,7 @@ mod events;
 mod group_commit;
 mod idempotency;
 mod operations;
+mod sealed;
 mod signal;
 mod tenants;
 mod webhooks;
@@ -30,9 +31,10 @@ pub use deliveries::{AttemptEntry, ClaimedDelivery, DeliveryView, Lane};
 pub use events::{FeedCursor, FeedEvent, FeedPage};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
+pub use sealed::Resealed;
 pub use signal::{GateKey, WorkSignal};
 pub use tenants::Removed;
-pub use webhooks::DeliveryStats;
+pub use webhooks::{DeliveryStats, WEBHOOK_REGISTRATION_SCOPE};
 pub use workers::PushTask;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.
@@ -96,6 +98,14 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the database writer stopped before answering")]
     WriterGone,
+    /// A stored secret sealed under a key this process was not given, or damaged.
+    #[error("the secret stored in {place} cannot be opened: {error}")]
+    Secret {
+        place: String,
+        error: crate::secrets::OpenError,
+    },
+    #[error("this store was opened without the secret key, so it cannot read or write secrets")]
+    NoSecretKey,
     /// The failure of a write shared by several requests, as each of them sees it.
     #[error("{message}")]
     Shared {
@@ -229,6 +239,9 @@ pub struct Store {
     group_commit: Arc<group_commit::GroupCommit>,
     /// Where breakout tables are written: the main database unless configured apart.
     analytics: Arc<Analytics>,
+    /// Seal the secrets written and open those read; `None` for a store opened only to
+    /// manage tenants and tokens.
+    secret_keys: Option<Arc<crate::secrets::SecretKeys>>,
 }
 
 struct Analytics {
@@ -280,7 +293,14 @@ impl Store {
                 location: analytics_location,
             }),
             pool,
+            secret_keys: None,
         })
+    }
+
+    /// From now on, secrets are sealed with these keys when written and opened when read.
+    pub fn with_secret_keys(mut self, keys: Arc<crate::secrets::SecretKeys>) -> Self {
+        self.secret_keys = Some(keys);
+        self
     }
 
     /// From now on, breakout tables (and the record of what was written into them) go

@@ -3,11 +3,16 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
+use super::sealed::{callback_place, idempotency_place, webhook_place};
 use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, Store, StoreError};
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{ProjectId, TenantId, WebhookId};
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
+
+/// The idempotency scope of webhook registrations: their stored answers show the new
+/// webhook's secret, so they are sealed like it.
+pub const WEBHOOK_REGISTRATION_SCOPE: &str = "webhook.create";
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
@@ -30,8 +35,15 @@ impl Store {
         webhook: &Webhook,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<CreateOutcome> {
+        let secrets = self.seal_webhook_secrets(webhook)?;
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
+            let place = idempotency_place(&webhook.project_id.db(), record.scope, record.key);
+            let response = self.seal(record.response, &place)?;
+            let record = IdempotencyRecord {
+                response: &response,
+                ..record
+            };
             if !take_idempotency_key(&mut tx, webhook.project_id, &record, webhook.created_at)
                 .await?
             {
@@ -42,7 +54,7 @@ impl Store {
             "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
             super::values_placeholders(1, 15, 1)
         );
-        bind_webhook(sqlx::query(&sql), webhook)
+        bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -61,7 +73,8 @@ impl Store {
             "UPDATE webhooks SET {} WHERE id = $1",
             assignments.join(", ")
         );
-        let done = bind_webhook(sqlx::query(&sql), webhook)
+        let secrets = self.seal_webhook_secrets(webhook)?;
+        let done = bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -73,18 +86,40 @@ impl Store {
         project: ProjectId,
         id: WebhookId,
     ) -> Result<Option<Webhook>> {
+        let row = self.webhook_row(tenant, project, id).await?;
+        row.map(|row| decode_webhook(&row, self.open_webhook_secrets(&row)?))
+            .transpose()
+    }
+
+    /// The webhook without its secrets (left empty, not opened): it cannot be written back.
+    pub async fn get_webhook_settings(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>> {
+        let row = self.webhook_row(tenant, project, id).await?;
+        row.map(|row| decode_webhook(&row, Vec::new())).transpose()
+    }
+
+    async fn webhook_row(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<Option<AnyRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
         );
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query(&sql)
             .bind(id.db())
             .bind(tenant.db())
             .bind(project.db())
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_webhook).transpose()
+            .await?)
     }
 
+    /// The project's webhooks without their secrets (left empty, not opened), for listing.
     pub async fn list_webhooks(
         &self,
         tenant: TenantId,
@@ -96,7 +131,9 @@ impl Store {
             .bind(project.db())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(decode_webhook).collect()
+        rows.iter()
+            .map(|row| decode_webhook(row, Vec::new()))
+            .collect()
     }
 
     /// The project's active webhooks, which events of its operations are routed to.
@@ -200,6 +237,25 @@ impl Store {
         Ok(stats)
     }
 
+    fn seal_webhook_secrets(&self, webhook: &Webhook) -> Result<String> {
+        // Read without its secrets, a webhook written back would lose them.
+        if webhook.secrets.is_empty() {
+            return Err(StoreError::corrupt(format!(
+                "webhook {} has no secret to write",
+                webhook.id
+            )));
+        }
+        self.seal(&to_json(&webhook.secrets), &webhook_place(&webhook.id.db()))
+    }
+
+    fn open_webhook_secrets(&self, row: &AnyRow) -> Result<Vec<SecretVersion>> {
+        let place = webhook_place(&row.try_get::<String, _>("id")?);
+        from_json(
+            &self.open(&row.try_get::<String, _>("secrets")?, &place)?,
+            "secrets",
+        )
+    }
+
     /// The project's callback signing secrets, creating the first one on demand.
     pub async fn callback_secrets(
         &self,
@@ -210,8 +266,9 @@ impl Store {
             .bind(project.db())
             .fetch_one(&self.pool)
             .await?;
+        let place = callback_place(&project.db());
         if let Some(text) = row.try_get::<Option<String>, _>("callback_secrets")? {
-            return from_json(&text, "callback_secrets");
+            return from_json(&self.open(&text, &place)?, "callback_secrets");
         }
         let first = vec![SecretVersion {
             secret: generate(),
@@ -221,7 +278,7 @@ impl Store {
         sqlx::query(
             "UPDATE projects SET callback_secrets = $1 WHERE id = $2 AND callback_secrets IS NULL",
         )
-        .bind(to_json(&first))
+        .bind(self.seal(&to_json(&first), &place)?)
         .bind(project.db())
         .execute(&self.pool)
         .await?;
@@ -230,7 +287,7 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         let text: String = row.try_get("callback_secrets")?;
-        from_json(&text, "callback_secrets")
+        from_json(&self.open(&text, &place)?, "callback_secrets")
     }
 
     pub async fn set_callback_secrets(
@@ -238,8 +295,9 @@ impl Store {
         project: ProjectId,
         secrets: &[SecretVersion],
     ) -> Result<()> {
+        let sealed = self.seal(&to_json(&secrets), &callback_place(&project.db()))?;
         sqlx::query("UPDATE projects SET callback_secrets = $1 WHERE id = $2")
-            .bind(to_json(&secrets))
+            .bind(sealed)
             .bind(project.db())
             .execute(&self.pool)
             .await?;
@@ -249,7 +307,8 @@ impl Store {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
+/// `secrets`: the webhook's secrets as sealed for its row.
+fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook, secrets: String) -> AnyQuery<'q> {
     let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
     query
         .bind(w.id.db())
@@ -261,7 +320,7 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
         .bind(to_json(&w.filters))
         .bind(to_json(&w.retry_policy))
         .bind(to_json(&w.headers))
-        .bind(to_json(&w.secrets))
+        .bind(secrets)
         .bind(w.status.as_str())
         .bind(w.disabled_reason.clone())
         .bind(w.failing_since.map(to_ms))
@@ -269,7 +328,8 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
         .bind(to_ms(w.updated_at))
 }
 
-pub(super) fn decode_webhook(row: &AnyRow) -> Result<Webhook> {
+/// A webhook row, with its secrets as opened (or none, where only routing needs it).
+pub(super) fn decode_webhook(row: &AnyRow, secrets: Vec<SecretVersion>) -> Result<Webhook> {
     let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
     let events: Vec<String> = from_json(&text("events")?, "events")?;
     let status = text("status")?;
@@ -288,7 +348,7 @@ pub(super) fn decode_webhook(row: &AnyRow) -> Result<Webhook> {
         filters: from_json(&text("filters")?, "filters")?,
         retry_policy: from_json(&text("retry_policy")?, "retry_policy")?,
         headers: from_json(&text("headers")?, "headers")?,
-        secrets: from_json(&text("secrets")?, "secrets")?,
+        secrets,
         status: WebhookStatus::parse(&status)
             .ok_or_else(|| StoreError::corrupt(format!("webhook status {status}")))?,
         disabled_reason: row.try_get("disabled_reason")?,

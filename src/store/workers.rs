@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::operations::Claim;
+use super::sealed::push_worker_place;
 use super::{from_json, from_ms, to_json, to_ms, Backend, Result, Store, StoreError};
 use crate::domain::auth::hash_token;
 use crate::domain::ids::{LeaseToken, OperationId, ProjectId, PushWorkerId, TenantId};
@@ -52,6 +53,11 @@ pub struct PushTask {
 
 impl Store {
     pub async fn insert_push_worker(&self, worker: &PushWorker) -> Result<()> {
+        let secret = worker
+            .secret
+            .as_deref()
+            .map_err(|why| StoreError::corrupt(format!("a new push worker's secret: {why}")))?;
+        let secret = self.seal(secret, &push_worker_place(&worker.id.db()))?;
         sqlx::query(&format!(
             "INSERT INTO push_workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -62,7 +68,7 @@ impl Store {
         .bind(worker.url.clone())
         .bind(to_json(&worker.operation_types))
         .bind(worker.max_concurrency as i64)
-        .bind(worker.secret.clone())
+        .bind(secret)
         .bind(to_ms(worker.created_at))
         .execute(&self.pool)
         .await?;
@@ -88,7 +94,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         };
-        rows.iter().map(decode_worker).collect()
+        rows.iter().map(|row| self.decode_worker(row)).collect()
     }
 
     pub async fn get_push_worker(
@@ -105,7 +111,7 @@ impl Store {
         .bind(project.db())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode_worker).transpose()
+        row.as_ref().map(|row| self.decode_worker(row)).transpose()
     }
 
     pub async fn delete_push_worker(
@@ -237,7 +243,21 @@ impl Store {
     }
 }
 
-fn decode_worker(row: &AnyRow) -> Result<PushWorker> {
+impl Store {
+    /// A secret that cannot be opened is kept as the reason: only this worker's tasks
+    /// fail, while listing workers (which every lease does) goes on.
+    fn decode_worker(&self, row: &AnyRow) -> Result<PushWorker> {
+        let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+        let secret = match self.open(&text("secret")?, &push_worker_place(&text("id")?)) {
+            Ok(secret) => Ok(secret),
+            Err(e @ StoreError::Secret { .. }) => Err(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        decode_worker(row, secret)
+    }
+}
+
+fn decode_worker(row: &AnyRow, secret: std::result::Result<String, String>) -> Result<PushWorker> {
     let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
     Ok(PushWorker {
         id: text("id")?.parse().map_err(StoreError::corrupt)?,
@@ -247,7 +267,7 @@ fn decode_worker(row: &AnyRow) -> Result<PushWorker> {
         url: text("url")?,
         operation_types: from_json(&text("operation_types")?, "operation_types")?,
         max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
-        secret: text("secret")?,
+        secret,
         created_at: from_ms(row.try_get("created_at")?)?,
     })
 }

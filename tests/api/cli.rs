@@ -134,5 +134,9 @@ async fn an_unreachable_database_is_reported_at_once_with_its_cause(backend: Bac
             elapsed < Duration::from_secs(5),
             "relais {args:?} took {elapsed:?} to say: {stderr}"
         );
+        assert!(
+            !dir.path().join("relais.key").exists(),
+            "no key file is left behind by a start that failed"
+        );
     }
 }

@@ -19,6 +19,7 @@ mod listen;
 mod listing;
 mod push_workers;
 mod quickstart;
+mod secrets;
 mod security;
 mod webhooks;
 mod workers;
