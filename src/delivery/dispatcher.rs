@@ -295,34 +295,51 @@ async fn attempt(
         Err(error) => (AttemptResult::NoResponse { error }, None),
     };
     let latency_ms = started.elapsed().as_millis() as i64;
-    let finished = clock::now();
+    Some(settle(
+        ctx,
+        delivery,
+        attempt_result,
+        response_body,
+        now,
+        latency_ms,
+    ))
+}
+
+/// What an attempt made at `attempted_at` settles the delivery as, with its log line.
+fn settle(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    attempt_result: AttemptResult,
+    response_body: Option<String>,
+    attempted_at: DateTime<Utc>,
+    latency_ms: i64,
+) -> DeliveryOutcome {
     let decision = decide(
         &attempt_result,
         delivery.attempts + 1,
         &delivery.retry_policy,
-        finished,
+        clock::now(),
         rand::random::<f64>(),
         ctx.settings.retry_time_scale,
     );
-    let (status_code, error) = match &attempt_result {
+    let (status_code, error) = match attempt_result {
         AttemptResult::Status {
             code: c @ 200..=299,
             ..
-        } => (Some(*c), None),
+        } => (Some(c), None),
         AttemptResult::Status { code, .. } => {
-            (Some(*code), Some(format!("the receiver answered {code}")))
+            (Some(code), Some(format!("the receiver answered {code}")))
         }
-        AttemptResult::NoResponse { error } => (None, Some(error.clone())),
+        AttemptResult::NoResponse { error } => (None, Some(error)),
     };
-    let settlement = Settlement::from(decision);
     let log = AttemptLog {
-        attempted_at: now,
+        attempted_at,
         status_code,
         latency_ms,
         response_body,
         error,
     };
-    Some(outcome(delivery, settlement, Some(log)))
+    outcome(delivery, Settlement::from(decision), Some(log))
 }
 
 /// A delivery whose secrets cannot be opened is not sent unsigned: the attempt fails with
@@ -336,24 +353,14 @@ fn unsigned(
 ) -> DeliveryOutcome {
     tracing::warn!(delivery_id = %delivery.id, reason = %why, "cannot sign a delivery");
     let error = format!("not sent: {why}");
-    let decision = decide(
-        &AttemptResult::NoResponse {
-            error: error.clone(),
-        },
-        delivery.attempts + 1,
-        &delivery.retry_policy,
+    settle(
+        ctx,
+        delivery,
+        AttemptResult::NoResponse { error },
+        None,
         now,
-        rand::random::<f64>(),
-        ctx.settings.retry_time_scale,
-    );
-    let log = AttemptLog {
-        attempted_at: now,
-        status_code: None,
-        latency_ms: 0,
-        response_body: None,
-        error: Some(error),
-    };
-    outcome(delivery, Settlement::from(decision), Some(log))
+        0,
+    )
 }
 
 fn describe_error(e: reqwest::Error) -> String {

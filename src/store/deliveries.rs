@@ -743,14 +743,13 @@ fn decode_claim(
     };
     let secrets = match row.try_get::<Option<String>, _>(column)? {
         None => Ok(None),
-        Some(stored) => match store.open(&stored, &place) {
+        Some(stored) => match store.open_or_reason(&stored, &place)? {
             Ok(text) if channel == Channel::Push => Ok(Some(vec![SecretVersion {
                 secret: text,
                 expires_at: None,
             }])),
             Ok(text) => Ok(Some(from_json(&text, column)?)),
-            Err(e @ StoreError::Secret { .. }) => Err(e.to_string()),
-            Err(e) => return Err(e),
+            Err(why) => Err(why),
         },
     };
     let (headers, retry_policy) = match channel {

@@ -100,6 +100,20 @@ impl Store {
             })
     }
 
+    /// The secret stored at `place`, or why no key given opens it: what it signs then
+    /// fails with that reason, while the read around it goes on.
+    pub(super) fn open_or_reason(
+        &self,
+        stored: &str,
+        place: &str,
+    ) -> Result<std::result::Result<String, String>> {
+        match self.open(stored, place) {
+            Ok(secret) => Ok(Ok(secret)),
+            Err(e @ StoreError::Secret { .. }) => Ok(Err(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Seals again, under the current key, every stored secret that is not sealed under
     /// it, a batch of rows per transaction. Each row is written only if it still holds what
     /// was read, so a replica writing or resealing at the same time loses nothing, and a

@@ -248,26 +248,16 @@ impl Store {
     /// fail, while listing workers (which every lease does) goes on.
     fn decode_worker(&self, row: &AnyRow) -> Result<PushWorker> {
         let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
-        let secret = match self.open(&text("secret")?, &push_worker_place(&text("id")?)) {
-            Ok(secret) => Ok(secret),
-            Err(e @ StoreError::Secret { .. }) => Err(e.to_string()),
-            Err(e) => return Err(e),
-        };
-        decode_worker(row, secret)
+        Ok(PushWorker {
+            secret: self.open_or_reason(&text("secret")?, &push_worker_place(&text("id")?))?,
+            id: text("id")?.parse().map_err(StoreError::corrupt)?,
+            tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+            project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
+            name: text("name")?,
+            url: text("url")?,
+            operation_types: from_json(&text("operation_types")?, "operation_types")?,
+            max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
+            created_at: from_ms(row.try_get("created_at")?)?,
+        })
     }
-}
-
-fn decode_worker(row: &AnyRow, secret: std::result::Result<String, String>) -> Result<PushWorker> {
-    let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
-    Ok(PushWorker {
-        id: text("id")?.parse().map_err(StoreError::corrupt)?,
-        tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
-        project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
-        name: text("name")?,
-        url: text("url")?,
-        operation_types: from_json(&text("operation_types")?, "operation_types")?,
-        max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
-        secret,
-        created_at: from_ms(row.try_get("created_at")?)?,
-    })
 }

@@ -5,7 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use relais::outbound::signing::{verify, SigningKey};
 use relais::secrets::SecretKeys;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,7 +12,8 @@ use sqlx::{AnyPool, Row};
 
 use crate::both_backends;
 use crate::common::{eventually, Backend, TestApp, TestDb};
-use crate::receiver::{Received, Receiver, Reply};
+use crate::push_workers::signed_by;
+use crate::receiver::{Receiver, Reply};
 
 both_backends!(
     the_database_holds_no_secret_in_the_clear_and_receivers_still_verify,
@@ -53,17 +53,16 @@ async fn stored_secrets(db: &AnyPool) -> Vec<(String, String)> {
     stored
 }
 
-fn signed_by(secret: &str, r: &Received) -> bool {
-    verify(
-        &SigningKey::from_secret(secret),
-        r.header("webhook-id"),
-        r.header("webhook-timestamp").parse().unwrap(),
-        r.body.as_bytes(),
-        r.header("webhook-signature"),
-        chrono::Utc::now().timestamp(),
-        300,
-    )
-    .is_ok()
+/// A push worker for `Pushed` operations at `receiver`'s `/worker` path.
+async fn register_worker(app: &TestApp, receiver: &Receiver) -> Value {
+    let worker = app
+        .post(
+            &app.api("/workers"),
+            &json!({"url": format!("{}/worker", receiver.url), "operationTypes": ["Pushed"]}),
+        )
+        .await;
+    assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.text);
+    worker.body
 }
 
 /// Registers a webhook (with an `Idempotency-Key`), a push worker and the callback
@@ -77,19 +76,13 @@ async fn register_everything(app: &TestApp, receiver: &Receiver) -> (String, Str
         )
         .await;
     assert_eq!(webhook.status, StatusCode::CREATED, "{}", webhook.text);
-    let worker = app
-        .post(
-            &app.api("/workers"),
-            &json!({"url": format!("{}/worker", receiver.url), "operationTypes": ["Pushed"]}),
-        )
-        .await;
-    assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.text);
+    let worker = register_worker(app, receiver).await;
     let callback = app.get(&app.api("/callbacks/secret")).await;
     assert_eq!(callback.status, StatusCode::OK, "{}", callback.text);
     let secret = |v: &Value| v["secret"].as_str().unwrap().to_owned();
     (
         secret(&webhook.body),
-        secret(&worker.body),
+        secret(&worker),
         secret(&callback.body),
     )
 }
@@ -265,13 +258,7 @@ async fn a_secret_no_key_opens_fails_what_it_signs_and_nothing_else(backend: Bac
             "retryPolicy": {"maxRetries": 0}}),
         )
         .await;
-    let worker = app
-        .post(
-            &app.api("/workers"),
-            &json!({"url": format!("{}/worker", receiver.url), "operationTypes": ["Pushed"]}),
-        )
-        .await;
-    assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.text);
+    register_worker(&app, &receiver).await;
     let callback = app.get(&app.api("/callbacks/secret")).await;
     assert_eq!(callback.status, StatusCode::OK, "{}", callback.text);
 
