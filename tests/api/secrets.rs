@@ -14,6 +14,7 @@ use crate::both_backends;
 use crate::common::{eventually, Backend, TestApp, TestDb};
 use crate::push_workers::signed_by;
 use crate::receiver::{Receiver, Reply};
+use crate::webhooks::run_operation;
 
 both_backends!(
     the_database_holds_no_secret_in_the_clear_and_receivers_still_verify,
@@ -95,18 +96,13 @@ async fn everything_verifies(
     (webhook, worker, callback): &(String, String, String),
 ) {
     let before = receiver.received().len();
-    let id = app
-        .start_operation(&json!({"operationType": "Pulled", "operationName": "n",
-            "callbacks": {"onCompletion": format!("{}/callback", receiver.url)}}))
-        .await;
-    let lease = &app.lease(&json!({"operationTypes": ["Pulled"]})).await[0];
-    let done = app
-        .post(
-            &app.api(&format!("/operation/{id}/complete")),
-            &json!({"leaseToken": lease["leaseToken"]}),
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    run_operation(
+        app,
+        json!({"operationType": "Pulled", "operationName": "n",
+            "callbacks": {"onCompletion": format!("{}/callback", receiver.url)}}),
+        &[],
+    )
+    .await;
     app.start_operation(&json!({"operationType": "Pushed", "operationName": "n"}))
         .await;
     let got = receiver
@@ -301,17 +297,12 @@ async fn a_secret_no_key_opens_fails_what_it_signs_and_nothing_else(backend: Bac
         .register_webhook(&json!({"webhookUrl": format!("{}/new", receiver.url),
             "events": ["operation.completed"]}))
         .await;
-    let id = app
-        .start_operation(&json!({"operationType": "Pulled", "operationName": "n"}))
-        .await;
-    let lease = &app.lease(&json!({"operationTypes": ["Pulled"]})).await[0];
-    let done = app
-        .post(
-            &app.api(&format!("/operation/{id}/complete")),
-            &json!({"leaseToken": lease["leaseToken"]}),
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    run_operation(
+        &app,
+        json!({"operationType": "Pulled", "operationName": "n"}),
+        &[],
+    )
+    .await;
     let got = receiver
         .wait_until(10 * SEC, |r| r.iter().any(|x| x.path == "/hook/new"))
         .await;

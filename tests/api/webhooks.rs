@@ -32,7 +32,7 @@ both_backends!(
 const SEC: Duration = Duration::from_secs(1);
 
 /// Runs one operation through a pull worker: start, the given progress reports, complete.
-async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> String {
+pub async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> String {
     let id = app.start_operation(&body).await;
     let lease = app
         .lease(&json!({"operationTypes": [body["operationType"]], "max": 1}))
