@@ -1,6 +1,7 @@
 //! Assembles the service: database, background engine, HTTP server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
@@ -8,11 +9,12 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, SecretKeyArgs};
 use crate::delivery::dispatcher::DispatcherSettings;
 use crate::engine::{push::PushSettings, Engine, EngineSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
+use crate::secrets::{SecretKeyError, SecretKeys};
 use crate::store::{Signals, Store};
 
 pub struct Relais {
@@ -35,7 +37,7 @@ impl Relais {
                     redact(&config.database_url)
                 )
             })?;
-        store.migrate().await.context("migrating the database")?;
+        let store = migrate_and_reseal(store, &config.secret_keys).await?;
         let store = match &config.analytics_database_url {
             None => store,
             Some(url) => store.with_analytics_database(url).await.with_context(|| {
@@ -150,6 +152,53 @@ fn engine_settings(config: &Config) -> EngineSettings {
         },
         delivery: dispatcher_settings(config),
     }
+}
+
+/// Migrates the database, gives the store the keys of secrets at rest, and seals again
+/// every stored secret not sealed under the current key. The keys are read (or the key
+/// file created) only once the database is known to be reachable and migrated, so a
+/// command that cannot reach it leaves no key file behind.
+pub async fn migrate_and_reseal(store: Store, settings: &SecretKeyArgs) -> anyhow::Result<Store> {
+    store.migrate().await.context("migrating the database")?;
+    let store = store.with_secret_keys(secret_keys(settings)?);
+    let done = store
+        .reseal_secrets()
+        .await
+        .context("sealing stored secrets under the current secret key")?;
+    if done.resealed > 0 {
+        tracing::info!(
+            resealed = done.resealed,
+            "sealed stored secrets under the current secret key"
+        );
+    }
+    if done.unreadable > 0 {
+        tracing::warn!(
+            unreadable = done.unreadable,
+            "stored secrets that none of the secret keys given opens (named above): what they sign fails until the key that sealed them is given in RELAIS_PREVIOUS_SECRET_KEYS"
+        );
+    }
+    Ok(store)
+}
+
+/// The keys of secrets at rest, from the settings: RELAIS_SECRET_KEY, else the key file
+/// (created with a new key if it does not exist), with the previous keys.
+pub fn secret_keys(settings: &SecretKeyArgs) -> anyhow::Result<Arc<SecretKeys>> {
+    let previous = &settings.previous_secret_keys;
+    let keys = match &settings.secret_key {
+        Some(key) => SecretKeys::from_base64(key, previous),
+        None => SecretKeys::from_file(&settings.secret_key_file, previous),
+    };
+    keys.map(Arc::new).map_err(|e| {
+        let source = match (&e, &settings.secret_key) {
+            (SecretKeyError::Previous { .. }, _) => "RELAIS_PREVIOUS_SECRET_KEYS".to_owned(),
+            (_, Some(_)) => "RELAIS_SECRET_KEY".to_owned(),
+            (_, None) => format!(
+                "RELAIS_SECRET_KEY_FILE ({})",
+                settings.secret_key_file.display()
+            ),
+        };
+        anyhow::Error::new(e).context(format!("reading the secret key from {source}"))
+    })
 }
 
 fn dispatcher_settings(config: &Config) -> DispatcherSettings {

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use crate::api::wire::operations::StartOperationBody;
 use crate::app::Relais;
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, SecretKeyArgs};
 use crate::domain::event::EventType;
 use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
 use crate::domain::operation::{Callbacks, Notifications, Operation, OperationSpec, Priority};
@@ -182,11 +182,15 @@ async fn produce(
     Ok(())
 }
 
-pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow::Result<()> {
+pub async fn deliveries(
+    database_url: String,
+    secret_keys: SecretKeyArgs,
+    args: DeliveryBenchArgs,
+) -> anyhow::Result<()> {
     let (arrivals, receiver_url, receiver_handle) = start_receiver("hook")?;
 
     let store = Store::connect(&database_url).await.context("connecting")?;
-    store.migrate().await?;
+    let store = crate::app::migrate_and_reseal(store, &secret_keys).await?;
     let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
     let now = clock::now();
     let webhook = Webhook {
@@ -225,6 +229,7 @@ pub async fn deliveries(database_url: String, args: DeliveryBenchArgs) -> anyhow
     println!("  queued in {:.1} s", started.elapsed().as_secs_f64());
 
     let mut config = Config::for_database(database_url.clone());
+    config.secret_keys = secret_keys;
     config.http_workers = Some(1);
     config.delivery.allow_private_targets = true;
     config.delivery.max_in_flight = args.concurrency;
@@ -314,8 +319,13 @@ pub struct OperationBenchArgs {
 }
 
 /// Operations created → leased → completed per second, all over the HTTP API.
-pub async fn operations(database_url: String, args: OperationBenchArgs) -> anyhow::Result<()> {
+pub async fn operations(
+    database_url: String,
+    secret_keys: SecretKeyArgs,
+    args: OperationBenchArgs,
+) -> anyhow::Result<()> {
     let mut config = Config::for_database(database_url);
+    config.secret_keys = secret_keys;
     config.http_workers = None;
     let relais = Relais::start(config).await?;
     let store = relais.store();
@@ -468,10 +478,15 @@ pub struct BatchBenchArgs {
 
 /// A DAG of fan-out layers, each followed by a join, run by the instant `Echo` executor:
 /// the time from submission to the batch's end, per member, is the engine's overhead.
-pub async fn batch(database_url: String, args: BatchBenchArgs) -> anyhow::Result<()> {
+pub async fn batch(
+    database_url: String,
+    secret_keys: SecretKeyArgs,
+    args: BatchBenchArgs,
+) -> anyhow::Result<()> {
     let (arrivals, receiver_url, receiver_handle) = start_receiver("batch-complete")?;
 
     let mut config = Config::for_database(database_url);
+    config.secret_keys = secret_keys;
     config.delivery.allow_private_targets = true;
     config.executor_concurrency = args.executors;
     let relais = Relais::start(config).await?;
@@ -620,13 +635,18 @@ pub fn popstan_like(cases: usize, seed: u64) -> String {
 
 /// Times `CsproBreakout` on a generated data set, once per thread count, through the
 /// real runner (the operation is created in the store, as the API would).
-pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::Result<()> {
+pub async fn breakout(
+    database_url: String,
+    secret_keys: SecretKeyArgs,
+    args: BreakoutBenchArgs,
+) -> anyhow::Result<()> {
     use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind};
     let data = std::env::temp_dir().join(format!("relais-bench-{}.dat", uuid::Uuid::new_v4()));
     let generating = Instant::now();
     std::fs::write(&data, popstan_like(args.cases, 7))?;
     let generated = generating.elapsed().as_secs_f64();
-    let config = Config::for_database(database_url);
+    let mut config = Config::for_database(database_url);
+    config.secret_keys = secret_keys;
     let relais = Relais::start(config).await?;
     let store = relais.store().clone();
     let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;

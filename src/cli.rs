@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::app::Relais;
 use crate::clock;
-use crate::config::{Config, ServeArgs, DEFAULT_DATABASE_URL};
+use crate::config::{Config, SecretKeyArgs, ServeArgs, DEFAULT_DATABASE_URL};
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
 use crate::outbound::signing::{self, SigningKey};
@@ -30,6 +30,8 @@ pub struct Cli {
         default_value = "pretty"
     )]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub secret_keys: SecretKeyArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,7 +46,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the service.
     Serve(ServeArgs),
-    /// Apply database migrations and exit.
+    /// Apply database migrations, seal stored secrets under the current secret key, and exit.
     Migrate,
     /// Manage tenants.
     Tenant {
@@ -185,7 +187,7 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let config = Config::new(cli.database_url, args)?;
+            let config = Config::new(cli.database_url, cli.secret_keys, args)?;
             let relais = Relais::start(config).await?;
             // On standard output, apart from the logs: where it listens (port 0 picks one),
             // for people and for scripts that start it.
@@ -199,22 +201,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => crate::listen::run(args).await,
         Command::Bench {
             command: BenchCommand::Deliveries(args),
-        } => crate::bench::deliveries(cli.database_url, args).await,
+        } => crate::bench::deliveries(cli.database_url, cli.secret_keys, args).await,
         Command::Bench {
             command: BenchCommand::Operations(args),
-        } => crate::bench::operations(cli.database_url, args).await,
+        } => crate::bench::operations(cli.database_url, cli.secret_keys, args).await,
         Command::Bench {
             command: BenchCommand::Batch(args),
-        } => crate::bench::batch(cli.database_url, args).await,
+        } => crate::bench::batch(cli.database_url, cli.secret_keys, args).await,
         Command::Bench {
             command: BenchCommand::Breakout(args),
-        } => crate::bench::breakout(cli.database_url, args).await,
+        } => crate::bench::breakout(cli.database_url, cli.secret_keys, args).await,
         Command::Bench {
             command: BenchCommand::Memory(args),
-        } => crate::bench::memory(cli.database_url, args).await,
+        } => crate::bench::memory(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
-            open_store(&cli.database_url).await?;
-            eprintln!("migrations applied");
+            crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
+                .await?;
+            eprintln!("migrations applied; stored secrets sealed under the current secret key");
             Ok(())
         }
         Command::Tenant {
@@ -393,10 +396,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(url: &str) -> anyhow::Result<Store> {
-    let store = Store::connect(url)
+async fn connect(url: &str) -> anyhow::Result<Store> {
+    Store::connect(url)
         .await
-        .with_context(|| format!("connecting to {}", crate::app::redact(url)))?;
+        .with_context(|| format!("connecting to {}", crate::app::redact(url)))
+}
+
+/// The store for managing tenants, projects and tokens, which never touches secrets: it
+/// needs no secret key, and creates no key file.
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    let store = connect(url).await?;
     store.migrate().await.context("migrating the database")?;
     Ok(store)
 }

@@ -4,6 +4,53 @@ use std::time::Duration;
 
 /// Default database: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://relais.db";
+/// Default key file for secrets at rest, beside the default database.
+pub const DEFAULT_SECRET_KEY_FILE: &str = "relais.key";
+
+/// Where the key that seals secrets at rest (signing secrets of webhooks, push workers and
+/// callbacks) comes from. Every command that opens the database for the service takes it.
+#[derive(Clone, clap::Args)]
+pub struct SecretKeyArgs {
+    /// The key that seals stored secrets: 32 bytes in base64 (`openssl rand -base64 32`).
+    /// Without it, the key file is used.
+    #[arg(long, global = true, env = "RELAIS_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// The file holding the key when RELAIS_SECRET_KEY is not set; created (readable by its
+    /// owner only) with a new key when it does not exist. Losing it loses the secrets.
+    #[arg(long, global = true, env = "RELAIS_SECRET_KEY_FILE", default_value = DEFAULT_SECRET_KEY_FILE)]
+    pub secret_key_file: std::path::PathBuf,
+    /// Comma-separated keys used before the current one: they still open what they sealed
+    /// while the service seals it again under the current key (see README, key rotation).
+    #[arg(
+        long,
+        global = true,
+        env = "RELAIS_PREVIOUS_SECRET_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_secret_keys: Vec<String>,
+}
+
+impl Default for SecretKeyArgs {
+    fn default() -> Self {
+        SecretKeyArgs {
+            secret_key: None,
+            secret_key_file: DEFAULT_SECRET_KEY_FILE.into(),
+            previous_secret_keys: Vec::new(),
+        }
+    }
+}
+
+/// Keys stay out of logs and panic messages: only whether they are set, and the file.
+impl std::fmt::Debug for SecretKeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKeyArgs")
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "…"))
+            .field("secret_key_file", &self.secret_key_file)
+            .field("previous_secret_keys", &self.previous_secret_keys.len())
+            .finish()
+    }
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -119,10 +166,15 @@ pub struct Config {
     pub breakout_data_dir: Option<std::path::PathBuf>,
     pub breakout_dictionary_limit: u64,
     pub breakout_upload_limit: u64,
+    pub secret_keys: SecretKeyArgs,
 }
 
 impl Config {
-    pub fn new(database_url: String, args: ServeArgs) -> anyhow::Result<Self> {
+    pub fn new(
+        database_url: String,
+        secret_keys: SecretKeyArgs,
+        args: ServeArgs,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             args.heartbeat_timeout.is_finite() && (0.1..=3600.0).contains(&args.heartbeat_timeout),
             "--heartbeat-timeout must be between 0.1 and 3600 seconds"
@@ -189,6 +241,7 @@ impl Config {
             breakout_data_dir,
             breakout_dictionary_limit: args.breakout_dictionary_limit,
             breakout_upload_limit: args.breakout_upload_limit,
+            secret_keys,
         })
     }
 
@@ -218,6 +271,7 @@ impl Config {
             breakout_data_dir: None,
             breakout_dictionary_limit: 4 * 1024 * 1024,
             breakout_upload_limit: 512 * 1024 * 1024,
+            secret_keys: SecretKeyArgs::default(),
         }
     }
 }

@@ -27,6 +27,11 @@ pub enum SecretKeyError {
         "a secret key is {KEY_BYTES} bytes, written in base64 (`openssl rand -base64 32`): {0}"
     )]
     Malformed(String),
+    #[error("previous secret key {position} (counting from 1): {error}")]
+    Previous {
+        position: usize,
+        error: Box<SecretKeyError>,
+    },
     #[error("the secret key file {path}: {error}")]
     File { path: String, error: std::io::Error },
 }
@@ -93,7 +98,13 @@ impl SecretKeys {
             previous: previous
                 .iter()
                 .filter(|k| !k.trim().is_empty())
-                .map(|k| Key::parse(k))
+                .enumerate()
+                .map(|(i, k)| {
+                    Key::parse(k).map_err(|error| SecretKeyError::Previous {
+                        position: i + 1,
+                        error: Box::new(error),
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -109,9 +120,18 @@ impl SecretKeys {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let text = Self::generate();
-                write_private(path, &text).map_err(file_error)?;
-                tracing::info!(path = %path.display(), "generated a secret key for secrets at rest; keep this file with the database's backups, apart from them");
-                text
+                match create_private(path, &text) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "generated a secret key for secrets at rest; keep this file safe, and apart from the database's backups");
+                        text
+                    }
+                    // Another process starting at the same time (a `relais serve` and a
+                    // command beside it) created it first: theirs is the key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::read_to_string(path).map_err(file_error)?
+                    }
+                    Err(e) => return Err(file_error(e)),
+                }
             }
             Err(e) => return Err(file_error(e)),
         };
@@ -126,6 +146,11 @@ impl SecretKeys {
     /// The id of the key that seals: what `rlsenc:v1:<id>:` values name.
     pub fn current_id(&self) -> &str {
         &self.current.id
+    }
+
+    /// How every value sealed under the current key begins: what needs no resealing.
+    pub fn current_prefix(&self) -> String {
+        format!("{PREFIX}{}:", self.current.id)
     }
 
     /// Seals `plain`, bound to `place` (the table and row it is stored in).
@@ -186,19 +211,22 @@ impl SecretKeys {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Creates `path` holding `text`, readable by its owner only, unless it exists already
+/// (`AlreadyExists`). Written apart and linked into place, so that nobody ever reads the
+/// file half written.
+fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Created readable by its owner only (0600 on Unix).
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
-    file.sync_all()
+    file.as_file().sync_all()?;
+    file.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,6 +254,7 @@ mod tests {
         assert_eq!(keys.open("whsec_plain", "x").unwrap(), "whsec_plain");
         assert!(keys.needs_resealing("whsec_plain"));
         assert!(!keys.needs_resealing(&keys.seal("s", "x")));
+        assert!(keys.seal("s", "x").starts_with(&keys.current_prefix()));
     }
 
     #[test]
@@ -255,6 +284,14 @@ mod tests {
         assert!(keys.open("rlsenc:v1:nokey", "x").is_err());
         assert!(SecretKeys::from_base64("c2hvcnQ=", &[]).is_err());
         assert!(SecretKeys::from_base64("not base64!", &[]).is_err());
+        let previous = SecretKeys::from_base64(
+            &SecretKeys::generate(),
+            &[SecretKeys::generate(), "c2hvcnQ=".into()],
+        );
+        assert!(matches!(
+            previous,
+            Err(SecretKeyError::Previous { position: 2, .. })
+        ));
     }
 
     #[test]
@@ -264,11 +301,36 @@ mod tests {
         let first = SecretKeys::from_file(&path, &[]).unwrap();
         let second = SecretKeys::from_file(&path, &[]).unwrap();
         assert_eq!(first.current_id(), second.current_id());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file is left beside it"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn processes_starting_together_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relais.key");
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        SecretKeys::from_file(&path, &[])
+                            .unwrap()
+                            .current_id()
+                            .to_owned()
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     }
 }

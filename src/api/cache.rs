@@ -6,20 +6,28 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use std::sync::Arc;
+
 use crate::domain::auth::Principal;
 use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::webhook::Webhook;
 
 /// A token created with the CLI is usable at once; one removed from the database stops
 /// working within this long.
 pub const PRINCIPAL_TTL: Duration = Duration::from_secs(5);
 const PROJECT_TTL: Duration = Duration::from_secs(60);
 const ESTIMATE_TTL: Duration = Duration::from_secs(10);
+/// A webhook changed through this process is forgotten at once; one changed through
+/// another replica (or disabled by the dispatcher) is seen within this long.
+const WEBHOOKS_TTL: Duration = Duration::from_secs(5);
 
 pub struct Caches {
     pub principals: Cache<String, Principal>,
     /// Only projects known to exist are remembered; an unknown one is asked again.
     pub projects: Cache<(TenantId, ProjectId), ()>,
     pub estimates: Cache<(ProjectId, String), Duration>,
+    /// A project's active webhooks, for counting who hears of a new operation.
+    pub webhooks: Cache<ProjectId, Arc<Vec<Webhook>>>,
 }
 
 impl Default for Caches {
@@ -37,6 +45,10 @@ impl Default for Caches {
                 .max_capacity(10_000)
                 .time_to_live(ESTIMATE_TTL)
                 .build(),
+            webhooks: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(WEBHOOKS_TTL)
+                .build(),
         }
     }
 }
@@ -47,5 +59,6 @@ impl Caches {
         self.principals.invalidate_all();
         self.projects.invalidate_all();
         self.estimates.invalidate_all();
+        self.webhooks.invalidate_all();
     }
 }

@@ -34,6 +34,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal,
+    /// A stored secret this process cannot open: the operator must give it the key that
+    /// sealed it.
+    #[error("{0}; the service needs the key that sealed it (see RELAIS_PREVIOUS_SECRET_KEYS)")]
+    SecretUnreadable(String),
     /// An error in a seed facade's own shape: its status, title and code, plus fields.
     #[error("{message}")]
     Facade {
@@ -65,6 +69,7 @@ impl ApiError {
             Self::Conflict { code, .. } => ("Conflict", code),
             Self::Unavailable(_) => ("Service unavailable", "SERVICE_UNAVAILABLE"),
             Self::Internal => ("Internal error", "INTERNAL_ERROR"),
+            Self::SecretUnreadable(_) => ("Internal error", "SECRET_UNREADABLE"),
             Self::Facade { title, code, .. } => (title, code),
         }
     }
@@ -80,7 +85,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal | Self::SecretUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Facade { status, .. } => *status,
         }
     }
@@ -119,6 +124,10 @@ impl From<StoreError> for ApiError {
         if e.is_owner_gone() {
             // The tenant or project was deleted while the request was under way.
             return Self::NotFound("project");
+        }
+        if let StoreError::Secret { .. } = e {
+            tracing::error!(error = %e, "a stored secret cannot be opened");
+            return Self::SecretUnreadable(e.to_string());
         }
         tracing::error!(error = %e, "store error");
         Self::Internal

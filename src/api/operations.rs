@@ -96,6 +96,7 @@ pub async fn start(
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
     super::request_id::record("operation_id", op.id);
     let estimate = typical_duration(&state, target, &op.operation_type).await?;
+    let listening = listening_webhooks(&state, target, &op).await?;
     let response = json!({
         "operationId": op.id,
         "operationType": op.operation_type,
@@ -105,7 +106,7 @@ pub async fn start(
         "estimatedDurationSeconds": estimate.map(|d| d.as_secs_f64()),
         "estimatedCompletion": estimate.map(|d| time(now + d)),
         "trackingUrl": tracking_url(target, op.id),
-        "webhooksRegistered": op.callbacks.count(),
+        "webhooksRegistered": listening + op.callbacks.count(),
         "priority": op.priority,
         "dateCreated": time(op.created_at),
         "timeoutAt": time(op.timeout_at),
@@ -160,6 +161,27 @@ pub(super) async fn typical_duration(
         state.caches.estimates.insert(key, known);
     }
     Ok(estimate)
+}
+
+/// How many of the project's webhooks will be sent this operation's events (its
+/// callbacks aside). The webhooks are remembered for a few seconds, as the principal is.
+async fn listening_webhooks(
+    state: &AppState,
+    target: ProjectRef,
+    op: &Operation,
+) -> Result<usize, ApiError> {
+    let webhooks = match state.caches.webhooks.get(&target.project) {
+        Some(known) => known,
+        None => {
+            let loaded = std::sync::Arc::new(state.store.webhooks().routing(target.project).await?);
+            state.caches.webhooks.insert(target.project, loaded.clone());
+            loaded
+        }
+    };
+    Ok(webhooks
+        .iter()
+        .filter(|w| w.hears_operation(&op.operation_type, op.priority))
+        .count())
 }
 
 async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), ApiError> {

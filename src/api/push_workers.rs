@@ -70,6 +70,7 @@ pub async fn create(
             .into());
         }
     }
+    let secret = spec.secret.unwrap_or_else(generate_secret);
     let worker = PushWorker {
         id: PushWorkerId::new(),
         tenant_id: target.tenant,
@@ -78,14 +79,14 @@ pub async fn create(
         url: spec.url.to_string(),
         operation_types: spec.operation_types,
         max_concurrency: spec.max_concurrency,
-        secret: spec.secret.unwrap_or_else(generate_secret),
+        secret: Ok(secret.clone()),
         created_at: clock::now(),
     };
     state.store.push_workers().insert(&worker).await?;
     // New routes for queued operations: let the push loop look now.
     state.store.signals().work().wake_workers();
     let mut answer = view(&state, &worker).await?;
-    answer["secret"] = json!(worker.secret);
+    answer["secret"] = json!(secret);
     Ok(HttpResponse::Created().json(answer))
 }
 

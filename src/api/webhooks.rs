@@ -28,9 +28,9 @@ use crate::domain::webhook::{
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;
 use crate::outbound::signing::generate_secret;
-use crate::store::{CreateOutcome, DeliveryStats};
+use crate::store::{CreateOutcome, DeliveryStats, StoreError, WEBHOOK_REGISTRATION_SCOPE};
 
-const CREATE_SCOPE: &str = "webhook.create";
+const CREATE_SCOPE: &str = WEBHOOK_REGISTRATION_SCOPE;
 /// A rotation may keep the old secret signing for at most a week.
 const MAX_OVERLAP_SECONDS: u64 = 7 * 86_400;
 
@@ -59,19 +59,46 @@ fn parse_id<T: std::str::FromStr<Err = crate::domain::ids::InvalidId>>(
         .map_err(|e| FieldError::new(field, format!("{e}")).into())
 }
 
+/// The project and the webhook the path names, once the caller is authorized.
+async fn locate(
+    state: &AppState,
+    principal: &Principal,
+    path: &WebhookPath,
+) -> Result<(ProjectRef, WebhookId), ApiError> {
+    let target = state
+        .authorize(principal, &path.project, Some(Scope::WebhooksManage))
+        .await?;
+    Ok((target, parse_id(&path.webhook_id, "webhookId")?))
+}
+
+/// The webhook with its secrets, for what shows them or writes the webhook back.
 async fn load(
     state: &AppState,
     principal: &Principal,
     path: &WebhookPath,
 ) -> Result<(ProjectRef, Webhook), ApiError> {
-    let target = state
-        .authorize(principal, &path.project, Some(Scope::WebhooksManage))
-        .await?;
-    let id: WebhookId = parse_id(&path.webhook_id, "webhookId")?;
+    let (target, id) = locate(state, principal, path).await?;
     let webhook = state
         .store
         .webhooks()
         .get(target.tenant, target.project, id)
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok((target, webhook))
+}
+
+/// The webhook without its secrets, which are not opened: reading it, its deliveries and
+/// its attempts works even when no key given opens them.
+async fn load_settings(
+    state: &AppState,
+    principal: &Principal,
+    path: &WebhookPath,
+) -> Result<(ProjectRef, Webhook), ApiError> {
+    let (target, id) = locate(state, principal, path).await?;
+    let webhook = state
+        .store
+        .webhooks()
+        .get_settings(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
     Ok((target, webhook))
@@ -179,6 +206,7 @@ pub async fn create(
     {
         return idempotency.replay_winner(&state, target).await;
     }
+    state.caches.webhooks.invalidate(&target.project);
     Ok(HttpResponse::Created()
         .content_type("application/json")
         .body(response))
@@ -218,7 +246,7 @@ pub async fn get(
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path).await?;
     let stats = stats_of(&state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
@@ -249,6 +277,7 @@ pub async fn update(
     if !state.store.webhooks().update(&webhook).await? {
         return Err(ApiError::NotFound("webhook"));
     }
+    state.caches.webhooks.invalidate(&webhook.project_id);
     let stats = stats_of(&state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
@@ -258,15 +287,17 @@ pub async fn delete(
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (target, webhook) = load(&state, &principal, &path).await?;
+    // Not loaded first: a webhook whose secret no key opens can still be deleted.
+    let (target, id) = locate(&state, &principal, &path).await?;
     if !state
         .store
         .webhooks()
-        .delete(target.tenant, target.project, webhook.id)
+        .delete(target.tenant, target.project, id)
         .await?
     {
         return Err(ApiError::NotFound("webhook"));
     }
+    state.caches.webhooks.invalidate(&target.project);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -283,6 +314,7 @@ async fn set_status(
     webhook.failing_since = None;
     webhook.updated_at = clock::now();
     state.store.webhooks().update(&webhook).await?;
+    state.caches.webhooks.invalidate(&webhook.project_id);
     let stats = stats_of(state, &webhook).await?;
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
@@ -377,7 +409,7 @@ pub async fn test(
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path).await?;
     if webhook.status != WebhookStatus::Active {
         return Err(ApiError::conflict(
             "WEBHOOK_DISABLED",
@@ -421,7 +453,7 @@ pub async fn deliveries(
     path: web::Path<WebhookPath>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path).await?;
     let q: PageQuery = parse_query(&query)?;
     let (page, size) = page(&q)?;
     let offset = (page as u64 - 1) * size as u64;
@@ -459,7 +491,7 @@ pub async fn messages(
     path: web::Path<WebhookPath>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path).await?;
     let q: PageQuery = parse_query(&query)?;
     let status = q
         .status
@@ -515,7 +547,7 @@ pub async fn recover(
     path: web::Path<WebhookPath>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path).await?;
     let RecoverBody { since } = body.json()?;
     let since = parse_time(&since, "since")?;
     let recovered = state
@@ -532,7 +564,7 @@ pub async fn retry_delivery(
     principal: Principal,
     path: web::Path<DeliveryPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, webhook) = load(&state, &principal, &path.webhook).await?;
+    let (_, webhook) = load_settings(&state, &principal, &path.webhook).await?;
     let delivery: DeliveryId = parse_id(&path.delivery_id, "deliveryId")?;
     match state
         .store
@@ -577,11 +609,17 @@ pub async fn rotate_callback_secret(
         .await?;
     let (secret, overlap) = rotation(body.json_or_default()?, state.config.secret_overlap)?;
     let now = clock::now();
-    let current = state
+    let current = match state
         .store
         .webhooks()
         .callback_secrets(target.project, generate_secret)
-        .await?;
+        .await
+    {
+        Ok(current) => current,
+        // Secrets no key opens sign nothing any more: the new one replaces them.
+        Err(StoreError::Secret { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     let rotated = rotate(&current, secret, now, overlap);
     state
         .store

@@ -16,6 +16,7 @@ use anyhow::{bail, ensure, Context};
 
 use super::{produce, start_receiver, wait_for, POPSTAN_DAT, POPSTAN_DCF};
 use crate::clock;
+use crate::config::SecretKeyArgs;
 use crate::domain::auth::{NewToken, Scope};
 use crate::domain::event::EventType;
 use crate::domain::ids::WebhookId;
@@ -45,13 +46,27 @@ struct Served {
 }
 
 impl Served {
-    async fn start(database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Served> {
+    /// `secret_keys`: this process's own settings, so the child opens what it sealed.
+    async fn start(
+        database_url: &str,
+        secret_keys: &SecretKeyArgs,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Served> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = std::process::Command::new(std::env::current_exe()?)
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        if let Some(key) = &secret_keys.secret_key {
+            command.env("RELAIS_SECRET_KEY", key);
+        }
+        let child = command
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("RELAIS_DATABASE_URL", database_url)
+            .env("RELAIS_SECRET_KEY_FILE", &secret_keys.secret_key_file)
+            .env(
+                "RELAIS_PREVIOUS_SECRET_KEYS",
+                secret_keys.previous_secret_keys.join(","),
+            )
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
@@ -129,10 +144,14 @@ async fn settle(served: &Served, seconds: u64) -> anyhow::Result<u64> {
     served.rss()
 }
 
-pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Result<()> {
+pub async fn memory(
+    database_url: String,
+    secret_keys: SecretKeyArgs,
+    args: MemoryBenchArgs,
+) -> anyhow::Result<()> {
     ensure!(args.upload_mib >= 1, "--upload-mib must be at least 1");
     let store = Store::connect(&database_url).await.context("connecting")?;
-    store.migrate().await?;
+    let store = crate::app::migrate_and_reseal(store, &secret_keys).await?;
     println!(
         "backend: {:?}; cores: {}; RSS of a `relais serve` child process",
         store.backend(),
@@ -140,7 +159,7 @@ pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Resu
     );
 
     // 1. Idle.
-    let served = Served::start(&database_url, &[]).await?;
+    let served = Served::start(&database_url, &secret_keys, &[]).await?;
     let idle = settle(&served, args.settle).await?;
     println!("idle: {:.1} MiB", mib(idle));
     drop(served);
@@ -187,7 +206,12 @@ pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Resu
     println!("queueing {} deliveries…", args.events);
     produce(&store, tenant, project, args.events).await?;
     store.close().await;
-    let served = Served::start(&database_url, &[("RELAIS_ALLOW_PRIVATE_TARGETS", "true")]).await?;
+    let served = Served::start(
+        &database_url,
+        &secret_keys,
+        &[("RELAIS_ALLOW_PRIVATE_TARGETS", "true")],
+    )
+    .await?;
     let (done, sampler) = served.sample();
     let started = Instant::now();
     let drained = wait_for(&arrivals, args.events, Duration::from_secs(600)).await;
@@ -228,7 +252,7 @@ pub async fn memory(database_url: String, args: MemoryBenchArgs) -> anyhow::Resu
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     drop(data);
 
-    let served = Served::start(&database_url, &[]).await?;
+    let served = Served::start(&database_url, &secret_keys, &[]).await?;
     let before = settle(&served, args.settle).await?;
     let (done, sampler) = served.sample();
     let client = reqwest::Client::builder()

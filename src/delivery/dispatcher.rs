@@ -23,7 +23,7 @@ use crate::domain::webhook::live_secrets;
 use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
-use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, Webhooks};
+use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, StoreError, Webhooks};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -287,18 +287,22 @@ async fn attempt(
         }
     }
     let secrets = match &delivery.secrets {
-        Some(s) => s.clone(),
-        None => match ctx
+        Ok(Some(s)) => s.clone(),
+        Ok(None) => match ctx
             .webhooks
             .callback_secrets(delivery.project_id, generate_secret)
             .await
         {
             Ok(s) => s,
+            Err(e @ StoreError::Secret { .. }) => {
+                return Some(unsigned(ctx, delivery, e.to_string(), now));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not load callback secrets");
                 return None;
             }
         },
+        Err(why) => return Some(unsigned(ctx, delivery, why.clone(), now)),
     };
     let keys: Vec<SigningKey> = live_secrets(&secrets, now)
         .into_iter()
@@ -337,34 +341,72 @@ async fn attempt(
         Err(error) => (AttemptResult::NoResponse { error }, None),
     };
     let latency_ms = started.elapsed().as_millis() as i64;
-    let finished = clock::now();
+    Some(settle(
+        ctx,
+        delivery,
+        attempt_result,
+        response_body,
+        now,
+        latency_ms,
+    ))
+}
+
+/// What an attempt made at `attempted_at` settles the delivery as, with its log line.
+fn settle(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    attempt_result: AttemptResult,
+    response_body: Option<String>,
+    attempted_at: DateTime<Utc>,
+    latency_ms: i64,
+) -> DeliveryOutcome {
     let decision = decide(
         &attempt_result,
         delivery.attempts + 1,
         &delivery.retry_policy,
-        finished,
+        clock::now(),
         rand::random::<f64>(),
         ctx.settings.retry_time_scale,
     );
-    let (status_code, error) = match &attempt_result {
+    let (status_code, error) = match attempt_result {
         AttemptResult::Status {
             code: c @ 200..=299,
             ..
-        } => (Some(*c), None),
+        } => (Some(c), None),
         AttemptResult::Status { code, .. } => {
-            (Some(*code), Some(format!("the receiver answered {code}")))
+            (Some(code), Some(format!("the receiver answered {code}")))
         }
-        AttemptResult::NoResponse { error } => (None, Some(error.clone())),
+        AttemptResult::NoResponse { error } => (None, Some(error)),
     };
-    let settlement = Settlement::from(decision);
     let log = AttemptLog {
-        attempted_at: now,
+        attempted_at,
         status_code,
         latency_ms,
         response_body,
         error,
     };
-    Some(outcome(delivery, settlement, Some(log)))
+    outcome(delivery, Settlement::from(decision), Some(log))
+}
+
+/// A delivery whose secrets cannot be opened is not sent unsigned: the attempt fails with
+/// the reason, and is retried by the endpoint's policy (a restart with the missing key in
+/// `RELAIS_PREVIOUS_SECRET_KEYS` lets the next attempt through).
+fn unsigned(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    why: String,
+    now: DateTime<Utc>,
+) -> DeliveryOutcome {
+    tracing::warn!(delivery_id = %delivery.id, reason = %why, "cannot sign a delivery");
+    let error = format!("not sent: {why}");
+    settle(
+        ctx,
+        delivery,
+        AttemptResult::NoResponse { error },
+        None,
+        now,
+        0,
+    )
 }
 
 fn describe_error(e: reqwest::Error) -> String {

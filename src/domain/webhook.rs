@@ -111,6 +111,17 @@ pub fn rotate(
     rotated
 }
 
+/// The events an operation started on its own can cause.
+const OPERATION_EVENTS: [EventType; 7] = [
+    EventType::OperationStarted,
+    EventType::OperationProgress,
+    EventType::OperationPhaseCompleted,
+    EventType::OperationCompleted,
+    EventType::OperationFailed,
+    EventType::OperationCancelled,
+    EventType::OperationTimeout,
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     pub id: WebhookId,
@@ -158,6 +169,14 @@ impl Webhook {
             }
         }
         true
+    }
+
+    /// Whether this endpoint is sent any event of an operation (one started on its own,
+    /// not a batch member) of this type and priority.
+    pub fn hears_operation(&self, operation_type: &str, priority: Priority) -> bool {
+        let data =
+            serde_json::json!({"operationType": operation_type, "priority": priority.as_str()});
+        OPERATION_EVENTS.iter().any(|&t| self.accepts(t, &data))
     }
 
     /// Whether `minProgressIncrement` holds progress events back.
@@ -306,6 +325,31 @@ mod tests {
         let mut disabled = all.clone();
         disabled.status = WebhookStatus::Disabled;
         assert!(!disabled.accepts(EventType::OperationCompleted, &data("Any", "Low")));
+    }
+
+    #[test]
+    fn an_operation_is_heard_by_endpoints_that_take_any_of_its_events() {
+        let filtered = |types: Vec<&str>| WebhookFilters {
+            operation_types: types.into_iter().map(String::from).collect(),
+            ..Default::default()
+        };
+        let failures = webhook(vec![EventType::OperationFailed], filtered(vec!["Report"]));
+        assert!(failures.hears_operation("Report", Priority::Low));
+        assert!(!failures.hears_operation("Other", Priority::Low));
+        let batches_only = webhook(vec![EventType::BatchCompleted], WebhookFilters::default());
+        assert!(!batches_only.hears_operation("Report", Priority::Low));
+        let urgent = webhook(
+            vec![],
+            WebhookFilters {
+                priorities: vec![Priority::Critical],
+                ..Default::default()
+            },
+        );
+        assert!(urgent.hears_operation("Report", Priority::Critical));
+        assert!(!urgent.hears_operation("Report", Priority::High));
+        let mut disabled = webhook(vec![], WebhookFilters::default());
+        disabled.status = WebhookStatus::Disabled;
+        assert!(!disabled.hears_operation("Report", Priority::Low));
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub struct PushWorker {
     pub url: String,
     pub operation_types: Vec<String>,
     pub max_concurrency: u32,
-    pub secret: String,
+    /// What signs its tasks; `Err` says why the stored secret cannot be opened (it was
+    /// sealed under a key this process was not given, or is damaged).
+    pub secret: Result<String, String>,
     pub created_at: DateTime<Utc>,
 }
 

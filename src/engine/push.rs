@@ -134,7 +134,16 @@ async fn push(
         .expect("a task is strings, numbers and JSON values, which always serialize");
     let now = clock::now();
     let msg_id = format!("task_{}_{}", op.id.uuid().simple(), op.attempt);
-    let keys = [SigningKey::from_secret(&worker.secret)];
+    let secret = match &worker.secret {
+        Ok(secret) => secret,
+        Err(why) => {
+            tracing::warn!(worker_id = %worker.id, operation_id = %op.id, reason = %why, "cannot sign a push worker's task");
+            let unsigned = ExecutionError::new("PUSH_WORKER_SECRET_UNREADABLE", why.clone(), true);
+            lease.finish(Err(unsigned)).await;
+            return;
+        }
+    };
+    let keys = [SigningKey::from_secret(secret)];
     let signed = client.signed_post(
         &worker.url,
         SignedMessage {

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::events::{current_request, insert_events, StagedEvent};
+use super::sealed::{callback_place, push_worker_place, webhook_place, Sealer};
 use super::signals::{Announce, Signals};
 use super::webhooks::decode_webhook;
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
@@ -50,8 +51,10 @@ pub struct ClaimedDelivery {
     pub request_id: Option<String>,
     pub payload: String,
     pub headers: BTreeMap<String, String>,
-    /// `None` for a callback of a project whose callback secret was never created.
-    pub secrets: Option<Vec<SecretVersion>>,
+    /// `Ok(None)` for a callback of a project whose callback secret was never created;
+    /// `Err` says why the stored secrets cannot be opened (sealed under a key this process
+    /// was not given, or damaged), and the delivery fails with that reason.
+    pub secrets: std::result::Result<Option<Vec<SecretVersion>>, String>,
     pub retry_policy: RetryPolicy,
     /// False when the webhook was disabled or deleted after the delivery was queued.
     pub endpoint_active: bool,
@@ -60,7 +63,7 @@ pub struct ClaimedDelivery {
 /// One line of a webhook's attempt log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptEntry {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
     pub delivery_status: DeliveryStatus,
@@ -74,7 +77,7 @@ pub struct AttemptEntry {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryView {
-    pub id: String,
+    pub id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
     pub status: DeliveryStatus,
@@ -103,7 +106,7 @@ pub(super) async fn fan_out(
     for staged in events {
         let project = staged.event.project_id;
         if let Entry::Vacant(slot) = webhooks.entry(project) {
-            slot.insert(active_webhooks(tx, project).await?);
+            slot.insert(active_webhooks(&mut **tx, project).await?);
         }
         push_urls.push(match staged.stop_notice {
             Some(worker) => push_worker_url(tx, worker).await?,
@@ -126,21 +129,24 @@ pub(super) async fn fan_out(
     Ok(planned.deliveries.len())
 }
 
-async fn active_webhooks(
-    tx: &mut Transaction<'static, Any>,
+pub(super) async fn active_webhooks<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
     project: ProjectId,
 ) -> Result<Vec<Webhook>> {
     let sql = format!(
         "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-               secrets, status, disabled_reason, failing_since, created_at, updated_at \
+               status, disabled_reason, failing_since, created_at, updated_at \
                FROM webhooks WHERE project_id = $1 AND status = '{active}'",
         active = WebhookStatus::Active.as_str()
     );
     let rows = sqlx::query(&sql)
         .bind(project.db())
-        .fetch_all(&mut **tx)
+        .fetch_all(executor)
         .await?;
-    rows.iter().map(decode_webhook).collect()
+    // Routing never signs: the secrets are neither read nor opened.
+    rows.iter()
+        .map(|row| decode_webhook(row, Vec::new()))
+        .collect()
 }
 
 /// `None` once the worker is deleted: nobody is left to tell.
@@ -255,14 +261,17 @@ pub struct Deliveries {
     pool: AnyPool,
     backend: Backend,
     signals: Signals,
+    /// Opens the endpoints' secrets for the deliveries it claims.
+    sealer: Sealer,
 }
 
 impl Deliveries {
-    pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals) -> Self {
+    pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals, sealer: Sealer) -> Self {
         Deliveries {
             pool,
             backend,
             signals,
+            sealer,
         }
     }
 
@@ -316,7 +325,7 @@ impl Deliveries {
         let lease_token = format!("dl_{}", uuid::Uuid::new_v4().simple());
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            claimed.push(decode_claim(row, &lease_token, lease_until)?);
+            claimed.push(decode_claim(&self.sealer, row, &lease_token, lease_until)?);
         }
         let ids: Vec<String> = claimed.iter().map(|c| c.id.db()).collect();
         let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
@@ -570,7 +579,10 @@ impl Deliveries {
         rows.iter()
             .map(|r| {
                 Ok(AttemptEntry {
-                    delivery_id: r.try_get("delivery_id")?,
+                    delivery_id: r
+                        .try_get::<String, _>("delivery_id")?
+                        .parse()
+                        .map_err(StoreError::corrupt)?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
                     delivery_status: decode_status(&r.try_get::<String, _>("delivery_status")?)?,
@@ -613,7 +625,10 @@ impl Deliveries {
                 let status = decode_status(&r.try_get::<String, _>("status")?)?;
                 let next: i64 = r.try_get("next_attempt_at")?;
                 Ok(DeliveryView {
-                    id: r.try_get("id")?,
+                    id: r
+                        .try_get::<String, _>("id")?
+                        .parse()
+                        .map_err(StoreError::corrupt)?,
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
                     next_attempt_at: (status == DeliveryStatus::Pending)
@@ -728,7 +743,10 @@ pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
         .ok_or_else(|| StoreError::corrupt(format!("delivery status {column}")))
 }
 
+/// `sealer` opens the endpoint's secrets; one that cannot be opened fails only its own
+/// delivery (see [`ClaimedDelivery::secrets`]), never the claim.
 fn decode_claim(
+    sealer: &Sealer,
     row: &AnyRow,
     lease_token: &str,
     lease_until: DateTime<Utc>,
@@ -737,38 +755,42 @@ fn decode_claim(
     let channel = Channel::parse(&channel)
         .ok_or_else(|| StoreError::corrupt(format!("channel {channel}")))?;
     let webhook_status: Option<String> = row.try_get("webhook_status")?;
-    let (headers, secrets, retry_policy) = match channel {
+    let endpoint_id = row.try_get::<Option<String>, _>("webhook_id")?;
+    let project_id: String = row.try_get("project_id")?;
+    let (column, place) = match channel {
+        Channel::Webhook => (
+            "secrets",
+            webhook_place(endpoint_id.as_deref().unwrap_or_default()),
+        ),
+        Channel::Callback => ("callback_secrets", callback_place(&project_id)),
+        Channel::Push => (
+            "push_secret",
+            push_worker_place(endpoint_id.as_deref().unwrap_or_default()),
+        ),
+    };
+    let secrets = match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(None),
+        Some(stored) => match sealer.open_or_reason(&stored, &place)? {
+            Ok(text) if channel == Channel::Push => Ok(Some(vec![SecretVersion {
+                secret: text,
+                expires_at: None,
+            }])),
+            Ok(text) => Ok(Some(from_json(&text, column)?)),
+            Err(why) => Err(why),
+        },
+    };
+    let (headers, retry_policy) = match channel {
         Channel::Webhook => (
             row.try_get::<Option<String>, _>("headers")?
                 .map(|h| from_json(&h, "headers"))
                 .transpose()?
                 .unwrap_or_default(),
-            row.try_get::<Option<String>, _>("secrets")?
-                .map(|s| from_json(&s, "secrets"))
-                .transpose()?,
             row.try_get::<Option<String>, _>("retry_policy")?
                 .map(|p| from_json(&p, "retry_policy"))
                 .transpose()?
                 .unwrap_or(RetryPolicy::WEBHOOK_DEFAULT),
         ),
-        Channel::Callback => (
-            BTreeMap::new(),
-            row.try_get::<Option<String>, _>("callback_secrets")?
-                .map(|s| from_json(&s, "callback_secrets"))
-                .transpose()?,
-            RetryPolicy::WEBHOOK_DEFAULT,
-        ),
-        Channel::Push => (
-            BTreeMap::new(),
-            row.try_get::<Option<String>, _>("push_secret")?
-                .map(|secret| {
-                    vec![SecretVersion {
-                        secret,
-                        expires_at: None,
-                    }]
-                }),
-            RetryPolicy::WEBHOOK_DEFAULT,
-        ),
+        Channel::Callback | Channel::Push => (BTreeMap::new(), RetryPolicy::WEBHOOK_DEFAULT),
     };
     Ok(ClaimedDelivery {
         id: row
@@ -780,8 +802,7 @@ fn decode_claim(
         channel,
         url: row.try_get("url")?,
         webhook_id: match channel {
-            Channel::Webhook => row
-                .try_get::<Option<String>, _>("webhook_id")?
+            Channel::Webhook => endpoint_id
                 .map(|w| w.parse().map_err(StoreError::corrupt))
                 .transpose()?,
             Channel::Callback | Channel::Push => None,
@@ -790,10 +811,7 @@ fn decode_claim(
             .try_get::<String, _>("tenant_id")?
             .parse()
             .map_err(StoreError::corrupt)?,
-        project_id: row
-            .try_get::<String, _>("project_id")?
-            .parse()
-            .map_err(StoreError::corrupt)?,
+        project_id: project_id.parse().map_err(StoreError::corrupt)?,
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
         event_id: row.try_get("event_id")?,
         request_id: row.try_get("request_id")?,

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::sealed::Sealer;
 use super::{to_ms, Result};
 use crate::domain::ids::ProjectId;
 
@@ -85,11 +86,12 @@ pub struct StoredResponse {
 #[derive(Clone)]
 pub struct Idempotency {
     pool: AnyPool,
+    sealer: Sealer,
 }
 
 impl Idempotency {
-    pub(super) fn new(pool: AnyPool) -> Self {
-        Idempotency { pool }
+    pub(super) fn new(pool: AnyPool, sealer: Sealer) -> Self {
+        Idempotency { pool, sealer }
     }
 
     pub async fn find_response(
@@ -107,11 +109,15 @@ impl Idempotency {
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
+        // Some answers show a secret and are stored sealed; the others read as they are.
+        let place = super::sealed::idempotency_place(&project.db(), scope, key);
         row.map(|row| {
             Ok(StoredResponse {
                 request_hash: row.try_get("request_hash")?,
                 status_code: row.try_get::<i64, _>("status_code")? as u16,
-                body: row.try_get("response")?,
+                body: self
+                    .sealer
+                    .open(&row.try_get::<String, _>("response")?, &place)?,
             })
         })
         .transpose()

@@ -17,6 +17,7 @@ mod events;
 mod group_commit;
 mod idempotency;
 mod operations;
+mod sealed;
 mod signals;
 mod tenants;
 mod webhooks;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Batches};
 pub use breakout::Breakout;
@@ -36,9 +37,10 @@ pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, La
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
 pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
+pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
 pub use tenants::{Removed, Tenants};
-pub use webhooks::{DeliveryStats, Webhooks};
+pub use webhooks::{DeliveryStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE};
 pub use workers::{PushTask, PushWorkers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,14 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the database writer stopped before answering")]
     WriterGone,
+    /// A stored secret sealed under a key this process was not given, or damaged.
+    #[error("the secret stored in {place} cannot be opened: {error}")]
+    Secret {
+        place: String,
+        error: crate::secrets::OpenError,
+    },
+    #[error("this store was opened without the secret key, so it cannot read or write secrets")]
+    NoSecretKey,
     /// The failure of a write shared by several requests, as each of them sees it.
     #[error("{message}")]
     Shared {
@@ -172,6 +182,10 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
         _ => url.to_owned(),
     };
     let options = AnyConnectOptions::from_str(&url)?;
+    // The pool retries a failed connect until its acquire timeout runs out, then reports
+    // only that it timed out: one direct connection first fails at once with the cause
+    // (connection refused, authentication failed, no such database).
+    AnyConnection::connect_with(&options).await?.close().await?;
     let pool = match backend {
         Backend::Postgres => AnyPoolOptions::new()
             .max_connections(16)
@@ -224,12 +238,15 @@ pub struct Store {
     tenants: Tenants,
     idempotency: Idempotency,
     breakout: Breakout,
+    /// Seals the secrets written and opens those read, once given the keys.
+    sealer: sealed::Sealer,
 }
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let (pool, backend, url) = open_pool(url).await?;
         let url: Arc<str> = url.into();
+        let sealer = sealed::Sealer::default();
         let signals = Signals::new(pool.clone(), backend, url.clone());
         let operations = Operations::new(pool.clone(), backend, signals.clone());
         let breakout = Breakout::new(
@@ -241,23 +258,31 @@ impl Store {
         Ok(Store {
             batches: Batches::new(pool.clone(), backend, operations.clone(), signals.clone()),
             events: Events::new(pool.clone(), backend),
-            deliveries: Deliveries::new(pool.clone(), backend, signals.clone()),
-            webhooks: Webhooks::new(pool.clone()),
+            deliveries: Deliveries::new(pool.clone(), backend, signals.clone(), sealer.clone()),
+            webhooks: Webhooks::new(pool.clone(), sealer.clone()),
             push_workers: PushWorkers::new(
                 pool.clone(),
                 backend,
                 operations.clone(),
                 signals.clone(),
+                sealer.clone(),
             ),
             tenants: Tenants::new(pool.clone(), signals.clone(), breakout.clone()),
-            idempotency: Idempotency::new(pool.clone()),
+            idempotency: Idempotency::new(pool.clone(), sealer.clone()),
             breakout,
             operations,
             signals,
             pool,
             backend,
             url,
+            sealer,
         })
+    }
+
+    /// From now on, secrets are sealed with these keys when written and opened when read.
+    pub fn with_secret_keys(self, keys: Arc<crate::secrets::SecretKeys>) -> Self {
+        self.sealer.give(keys);
+        self
     }
 
     /// From now on, breakout tables (and the record of what was written into them) go

@@ -3,11 +3,16 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::idempotency::{take_idempotency_key, IdempotencyRecord};
+use super::sealed::{callback_place, idempotency_place, webhook_place, Sealer};
 use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, StoreError};
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{ProjectId, TenantId, WebhookId};
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
+
+/// The idempotency scope of webhook registrations: their stored answers show the new
+/// webhook's secret, so they are sealed like it.
+pub const WEBHOOK_REGISTRATION_SCOPE: &str = "webhook.create";
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
@@ -28,11 +33,12 @@ pub struct DeliveryStats {
 #[derive(Clone)]
 pub struct Webhooks {
     pool: AnyPool,
+    sealer: Sealer,
 }
 
 impl Webhooks {
-    pub(super) fn new(pool: AnyPool) -> Self {
-        Webhooks { pool }
+    pub(super) fn new(pool: AnyPool, sealer: Sealer) -> Self {
+        Webhooks { pool, sealer }
     }
 
     pub async fn insert(
@@ -40,8 +46,15 @@ impl Webhooks {
         webhook: &Webhook,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<CreateOutcome> {
+        let secrets = self.seal_webhook_secrets(webhook)?;
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
+            let place = idempotency_place(&webhook.project_id.db(), record.scope, record.key);
+            let response = self.sealer.seal(record.response, &place)?;
+            let record = IdempotencyRecord {
+                response: &response,
+                ..record
+            };
             if !take_idempotency_key(&mut tx, webhook.project_id, &record, webhook.created_at)
                 .await?
             {
@@ -52,7 +65,7 @@ impl Webhooks {
             "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
             super::values_placeholders(1, 15, 1)
         );
-        bind_webhook(sqlx::query(&sql), webhook)
+        bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -71,7 +84,8 @@ impl Webhooks {
             "UPDATE webhooks SET {} WHERE id = $1",
             assignments.join(", ")
         );
-        let done = bind_webhook(sqlx::query(&sql), webhook)
+        let secrets = self.seal_webhook_secrets(webhook)?;
+        let done = bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -83,18 +97,40 @@ impl Webhooks {
         project: ProjectId,
         id: WebhookId,
     ) -> Result<Option<Webhook>> {
+        let row = self.webhook_row(tenant, project, id).await?;
+        row.map(|row| decode_webhook(&row, self.open_webhook_secrets(&row)?))
+            .transpose()
+    }
+
+    /// The webhook without its secrets (left empty, not opened): it cannot be written back.
+    pub async fn get_settings(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<Option<Webhook>> {
+        let row = self.webhook_row(tenant, project, id).await?;
+        row.map(|row| decode_webhook(&row, Vec::new())).transpose()
+    }
+
+    async fn webhook_row(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: WebhookId,
+    ) -> Result<Option<AnyRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND tenant_id = $2 AND project_id = $3"
         );
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query(&sql)
             .bind(id.db())
             .bind(tenant.db())
             .bind(project.db())
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_webhook).transpose()
+            .await?)
     }
 
+    /// The project's webhooks without their secrets (left empty, not opened), for listing.
     pub async fn list(&self, tenant: TenantId, project: ProjectId) -> Result<Vec<Webhook>> {
         let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND project_id = $2 ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
@@ -102,7 +138,14 @@ impl Webhooks {
             .bind(project.db())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(decode_webhook).collect()
+        rows.iter()
+            .map(|row| decode_webhook(row, Vec::new()))
+            .collect()
+    }
+
+    /// The project's active webhooks, which events of its operations are routed to.
+    pub async fn routing(&self, project: ProjectId) -> Result<Vec<Webhook>> {
+        super::deliveries::active_webhooks(&self.pool, project).await
     }
 
     /// Deletes the webhook and whatever it still had to deliver.
@@ -201,6 +244,28 @@ impl Webhooks {
         Ok(stats)
     }
 
+    fn seal_webhook_secrets(&self, webhook: &Webhook) -> Result<String> {
+        // Read without its secrets, a webhook written back would lose them.
+        if webhook.secrets.is_empty() {
+            return Err(StoreError::corrupt(format!(
+                "webhook {} has no secret to write",
+                webhook.id
+            )));
+        }
+        self.sealer
+            .seal(&to_json(&webhook.secrets), &webhook_place(&webhook.id.db()))
+    }
+
+    fn open_webhook_secrets(&self, row: &AnyRow) -> Result<Vec<SecretVersion>> {
+        let place = webhook_place(&row.try_get::<String, _>("id")?);
+        from_json(
+            &self
+                .sealer
+                .open(&row.try_get::<String, _>("secrets")?, &place)?,
+            "secrets",
+        )
+    }
+
     /// The project's callback signing secrets, creating the first one on demand.
     pub async fn callback_secrets(
         &self,
@@ -211,8 +276,9 @@ impl Webhooks {
             .bind(project.db())
             .fetch_one(&self.pool)
             .await?;
+        let place = callback_place(&project.db());
         if let Some(text) = row.try_get::<Option<String>, _>("callback_secrets")? {
-            return from_json(&text, "callback_secrets");
+            return from_json(&self.sealer.open(&text, &place)?, "callback_secrets");
         }
         let first = vec![SecretVersion {
             secret: generate(),
@@ -222,7 +288,7 @@ impl Webhooks {
         sqlx::query(
             "UPDATE projects SET callback_secrets = $1 WHERE id = $2 AND callback_secrets IS NULL",
         )
-        .bind(to_json(&first))
+        .bind(self.sealer.seal(&to_json(&first), &place)?)
         .bind(project.db())
         .execute(&self.pool)
         .await?;
@@ -231,7 +297,7 @@ impl Webhooks {
             .fetch_one(&self.pool)
             .await?;
         let text: String = row.try_get("callback_secrets")?;
-        from_json(&text, "callback_secrets")
+        from_json(&self.sealer.open(&text, &place)?, "callback_secrets")
     }
 
     pub async fn set_callback_secrets(
@@ -239,8 +305,11 @@ impl Webhooks {
         project: ProjectId,
         secrets: &[SecretVersion],
     ) -> Result<()> {
+        let sealed = self
+            .sealer
+            .seal(&to_json(&secrets), &callback_place(&project.db()))?;
         sqlx::query("UPDATE projects SET callback_secrets = $1 WHERE id = $2")
-            .bind(to_json(&secrets))
+            .bind(sealed)
             .bind(project.db())
             .execute(&self.pool)
             .await?;
@@ -250,7 +319,8 @@ impl Webhooks {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
+/// `secrets`: the webhook's secrets as sealed for its row.
+fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook, secrets: String) -> AnyQuery<'q> {
     let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
     query
         .bind(w.id.db())
@@ -262,7 +332,7 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
         .bind(to_json(&w.filters))
         .bind(to_json(&w.retry_policy))
         .bind(to_json(&w.headers))
-        .bind(to_json(&w.secrets))
+        .bind(secrets)
         .bind(w.status.as_str())
         .bind(w.disabled_reason.clone())
         .bind(w.failing_since.map(to_ms))
@@ -270,7 +340,8 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook) -> AnyQuery<'q> {
         .bind(to_ms(w.updated_at))
 }
 
-pub(super) fn decode_webhook(row: &AnyRow) -> Result<Webhook> {
+/// A webhook row, with its secrets as opened (or none, where only routing needs it).
+pub(super) fn decode_webhook(row: &AnyRow, secrets: Vec<SecretVersion>) -> Result<Webhook> {
     let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
     let events: Vec<String> = from_json(&text("events")?, "events")?;
     let status = text("status")?;
@@ -289,7 +360,7 @@ pub(super) fn decode_webhook(row: &AnyRow) -> Result<Webhook> {
         filters: from_json(&text("filters")?, "filters")?,
         retry_policy: from_json(&text("retry_policy")?, "retry_policy")?,
         headers: from_json(&text("headers")?, "headers")?,
-        secrets: from_json(&text("secrets")?, "secrets")?,
+        secrets,
         status: WebhookStatus::parse(&status)
             .ok_or_else(|| StoreError::corrupt(format!("webhook status {status}")))?,
         disabled_reason: row.try_get("disabled_reason")?,

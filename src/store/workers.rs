@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::operations::Claim;
+use super::sealed::{push_worker_place, Sealer};
 use super::{from_json, from_ms, to_json, to_ms, Backend, Operations, Result, Signals, StoreError};
 use crate::domain::auth::hash_token;
 use crate::domain::ids::{LeaseToken, OperationId, ProjectId, PushWorkerId, TenantId};
@@ -60,6 +61,7 @@ pub struct PushWorkers {
     operations: Operations,
     signals: Signals,
     cache: Arc<PushWorkerCache>,
+    sealer: Sealer,
 }
 
 impl PushWorkers {
@@ -68,6 +70,7 @@ impl PushWorkers {
         backend: Backend,
         operations: Operations,
         signals: Signals,
+        sealer: Sealer,
     ) -> Self {
         PushWorkers {
             pool,
@@ -75,10 +78,18 @@ impl PushWorkers {
             operations,
             signals,
             cache: Arc::default(),
+            sealer,
         }
     }
 
     pub async fn insert(&self, worker: &PushWorker) -> Result<()> {
+        let secret = worker
+            .secret
+            .as_deref()
+            .map_err(|why| StoreError::corrupt(format!("a new push worker's secret: {why}")))?;
+        let secret = self
+            .sealer
+            .seal(secret, &push_worker_place(&worker.id.db()))?;
         sqlx::query(&format!(
             "INSERT INTO push_workers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
@@ -89,7 +100,7 @@ impl PushWorkers {
         .bind(worker.url.clone())
         .bind(to_json(&worker.operation_types))
         .bind(worker.max_concurrency as i64)
-        .bind(worker.secret.clone())
+        .bind(secret)
         .bind(to_ms(worker.created_at))
         .execute(&self.pool)
         .await?;
@@ -112,7 +123,7 @@ impl PushWorkers {
                 .fetch_all(&self.pool)
                 .await?,
         };
-        rows.iter().map(decode_worker).collect()
+        rows.iter().map(|row| self.decode_worker(row)).collect()
     }
 
     pub async fn get(
@@ -129,7 +140,7 @@ impl PushWorkers {
         .bind(project.db())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(decode_worker).transpose()
+        row.as_ref().map(|row| self.decode_worker(row)).transpose()
     }
 
     pub async fn delete(
@@ -264,17 +275,23 @@ impl PushWorkers {
     }
 }
 
-fn decode_worker(row: &AnyRow) -> Result<PushWorker> {
-    let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
-    Ok(PushWorker {
-        id: text("id")?.parse().map_err(StoreError::corrupt)?,
-        tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
-        project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
-        name: text("name")?,
-        url: text("url")?,
-        operation_types: from_json(&text("operation_types")?, "operation_types")?,
-        max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
-        secret: text("secret")?,
-        created_at: from_ms(row.try_get("created_at")?)?,
-    })
+impl PushWorkers {
+    /// A secret that cannot be opened is kept as the reason: only this worker's tasks
+    /// fail, while listing workers (which every lease does) goes on.
+    fn decode_worker(&self, row: &AnyRow) -> Result<PushWorker> {
+        let text = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+        Ok(PushWorker {
+            secret: self
+                .sealer
+                .open_or_reason(&text("secret")?, &push_worker_place(&text("id")?))?,
+            id: text("id")?.parse().map_err(StoreError::corrupt)?,
+            tenant_id: text("tenant_id")?.parse().map_err(StoreError::corrupt)?,
+            project_id: text("project_id")?.parse().map_err(StoreError::corrupt)?,
+            name: text("name")?,
+            url: text("url")?,
+            operation_types: from_json(&text("operation_types")?, "operation_types")?,
+            max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
+            created_at: from_ms(row.try_get("created_at")?)?,
+        })
+    }
 }

@@ -899,7 +899,7 @@ async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = popstan_copies(&dir);
 
-    let mut first = ServeProcess::start(&db.url, &env).await;
+    let mut first = ServeProcess::start(&db, &env).await;
     let body = json!({"dictionaryPath": fixture(POPSTAN_DCF), "dataPath": data.to_str().unwrap()});
     let r = call(
         &first.base,
@@ -923,7 +923,7 @@ async fn breakout_a_killed_process_resumes_its_job(backend: Backend) {
     assert_eq!(at_kill["status"], "running", "{at_kill}");
     first.kill();
 
-    let second = ServeProcess::start(&db.url, &env).await;
+    let second = ServeProcess::start(&db, &env).await;
     let done = eventually(90 * SEC, || async {
         let s = call(&second.base, Method::GET, &status_path, None).await;
         matches!(s.body["status"].as_str(), Some("completed" | "failed")).then_some(s.body)

@@ -8,6 +8,7 @@ use relais::app::Relais;
 use relais::config::Config;
 use relais::domain::auth::{NewToken, Scope};
 use relais::domain::ids::{ProjectId, TenantId};
+use relais::secrets::SecretKeys;
 use relais::store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -54,9 +55,11 @@ pub fn postgres_addr() -> std::net::SocketAddr {
         .expect("an address")
 }
 
-/// A database that exists for one test and is removed after it.
+/// A database that exists for one test and is removed after it, with the key its
+/// secrets are sealed under (so no test writes a key file into the checkout).
 pub struct TestDb {
     pub url: String,
+    pub secret_key: String,
     postgres_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -69,6 +72,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("relais.db").display());
                 TestDb {
                     url,
+                    secret_key: SecretKeys::generate(),
                     postgres_name: None,
                     _dir: Some(dir),
                 }
@@ -85,6 +89,7 @@ impl TestDb {
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
                 TestDb {
                     url: format!("{base}/{name}"),
+                    secret_key: SecretKeys::generate(),
                     postgres_name: Some(name),
                     _dir: None,
                 }
@@ -173,6 +178,11 @@ impl TestApp {
     /// The database this app runs on, for the command line.
     pub fn database_url(&self) -> &str {
         &self.db.url
+    }
+
+    /// The key its secrets are sealed under unless a restart is given another.
+    pub fn secret_key(&self) -> &str {
+        &self.db.secret_key
     }
 
     pub fn store(&self) -> &Store {
@@ -306,6 +316,7 @@ impl Response {
 /// policy of "60 s, doubling" plays out in 0.6 s, 1.2 s, …
 fn test_config(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::for_database(db.url.clone());
+    config.secret_keys.secret_key = Some(db.secret_key.clone());
     config.delivery.allow_private_targets = true;
     config.delivery.retry_time_scale = 0.01;
     tweak(&mut config);
@@ -378,15 +389,15 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `relais serve` on `database_url` with these extra `RELAIS_*` variables and
+    /// Starts `relais serve` on `db` (with its secret key) with these extra `RELAIS_*` variables and
     /// waits until it is ready.
-    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn(database_url, env, false).await
+    pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        Self::spawn(db, env, false).await
     }
 
     /// [`ServeProcess::start`], keeping what the server logs (see [`ServeProcess::logs`]).
-    pub async fn logged(database_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::spawn(database_url, env, true).await
+    pub async fn logged(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        Self::spawn(db, env, true).await
     }
 
     /// The lines logged so far.
@@ -394,7 +405,7 @@ impl ServeProcess {
         self.logs.lock().unwrap().clone()
     }
 
-    async fn spawn(database_url: &str, env: &[(&str, &str)], keep_logs: bool) -> Self {
+    async fn spawn(db: &TestDb, env: &[(&str, &str)], keep_logs: bool) -> Self {
         use std::io::BufRead;
         let stderr = match keep_logs {
             true => std::process::Stdio::piped(),
@@ -404,7 +415,8 @@ impl ServeProcess {
         // another test's server before this one binds it.
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("RELAIS_DATABASE_URL", database_url)
+            .env("RELAIS_DATABASE_URL", &db.url)
+            .env("RELAIS_SECRET_KEY", &db.secret_key)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())

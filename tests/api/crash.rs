@@ -31,7 +31,7 @@ async fn a_killed_process_loses_no_delivery(backend: Backend) {
         ("RELAIS_DELIVERY_TIMEOUT", "2"),
         ("RELAIS_ENDPOINT_CONCURRENCY", concurrency.as_str()),
     ];
-    let mut server = ServeProcess::start(&db.url, &env).await;
+    let mut server = ServeProcess::start(&db, &env).await;
     let client = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
     let post = |url: String, body: Value| {
@@ -87,7 +87,7 @@ async fn a_killed_process_loses_no_delivery(backend: Backend) {
         "the kill must happen mid-delivery (got {at_kill} already)"
     );
 
-    let _restarted = ServeProcess::start(&db.url, &env).await;
+    let _restarted = ServeProcess::start(&db, &env).await;
     let received = receiver
         .wait_until(Duration::from_secs(120), |r| {
             let mut ids: Vec<&str> = r.iter().map(|x| x.header("webhook-id")).collect();
@@ -128,7 +128,7 @@ async fn a_batch_survives_a_killed_process_and_runs_each_member_to_completion_on
     let (t, p, token) = cli_tenant(&db.url, "crash");
     // Leases of the killed process expire after a second, so the restart takes them back.
     let env = [("RELAIS_HEARTBEAT_TIMEOUT", "1")];
-    let mut server = ServeProcess::start(&db.url, &env).await;
+    let mut server = ServeProcess::start(&db, &env).await;
     let client = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}/api/{t}/{p}/async{path}");
 
@@ -182,7 +182,7 @@ async fn a_batch_survives_a_killed_process_and_runs_each_member_to_completion_on
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill();
-    let server = ServeProcess::start(&db.url, &env).await;
+    let server = ServeProcess::start(&db, &env).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let b = loop {
         let b = get(server.base.clone()).await;

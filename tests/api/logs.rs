@@ -29,7 +29,7 @@ async fn one_request_id_finds_the_request_and_the_delivery_it_caused(backend: Ba
     let (tenant, project, token) = cli_tenant(&db.url, "logs");
     let receiver = Receiver::start().await;
     let server = ServeProcess::logged(
-        &db.url,
+        &db,
         &[
             ("RELAIS_ALLOW_PRIVATE_TARGETS", "true"),
             ("RELAIS_LOG_FORMAT", "json"),

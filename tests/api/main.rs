@@ -20,6 +20,7 @@ mod listing;
 mod logs;
 mod push_workers;
 mod quickstart;
+mod secrets;
 mod security;
 mod webhooks;
 mod workers;

@@ -26,7 +26,8 @@ async fn register(app: &TestApp, receiver: &Receiver, types: &[&str], max: u32) 
     r.body
 }
 
-fn signed_by(secret: &str, r: &Received) -> bool {
+/// Whether `r` carries a valid signature made with `secret`.
+pub fn signed_by(secret: &str, r: &Received) -> bool {
     verify(
         &SigningKey::from_secret(secret),
         r.header("webhook-id"),

@@ -25,12 +25,14 @@ both_backends!(
     test_events_recovery_and_single_retries,
     the_events_feed_pages_through_everything_while_events_arrive,
     pruning_removes_settled_history_but_keeps_what_is_still_owed,
+    webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation,
+    a_delivery_id_reads_the_same_in_every_answer,
 );
 
 const SEC: Duration = Duration::from_secs(1);
 
 /// Runs one operation through a pull worker: start, the given progress reports, complete.
-async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> String {
+pub async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> String {
     let id = app.start_operation(&body).await;
     let lease = app
         .lease(&json!({"operationTypes": [body["operationType"]], "max": 1}))
@@ -890,4 +892,104 @@ async fn pruning_removes_settled_history_but_keeps_what_is_still_owed(backend: B
         1,
         "the pending delivery survives"
     );
+}
+
+async fn webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let url = "https://hooks.example.com/in";
+    let started = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.post(&app.api("/operation"), &body).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+            r.body["webhooksRegistered"].clone()
+        }
+    };
+    assert_eq!(started(op("Report")).await, 0, "nobody listens yet");
+
+    app.register_webhook(&json!({"webhookUrl": url})).await;
+    app.register_webhook(&json!({"webhookUrl": url, "events": ["operation.failed"],
+        "filters": {"operationTypes": ["Report"]}}))
+        .await;
+    app.register_webhook(&json!({"webhookUrl": url, "filters": {"operationTypes": ["Other"]}}))
+        .await;
+    app.register_webhook(&json!({"webhookUrl": url, "events": ["batch.completed"]}))
+        .await;
+    let disabled = app.register_webhook(&json!({"webhookUrl": url})).await;
+    let r = app
+        .post(
+            &app.api(&format!(
+                "/webhooks/{}/disable",
+                disabled["webhookId"].as_str().unwrap()
+            )),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    assert_eq!(
+        started(op("Report")).await,
+        2,
+        "the unfiltered webhook and the one for Report failures; not the one for Other, \
+         the one for batches only, nor the disabled one"
+    );
+    assert_eq!(
+        started(json!({"operationType": "Report", "operationName": "n",
+            "callbacks": {"onCompletion": format!("{url}/done"), "onError": format!("{url}/error")}}))
+        .await,
+        4,
+        "and its two callbacks"
+    );
+    assert_eq!(started(op("Other")).await, 2);
+}
+
+async fn a_delivery_id_reads_the_same_in_every_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    let webhook = app
+        .register_webhook(&json!({"webhookUrl": receiver.url}))
+        .await;
+    let wid = webhook["webhookId"].as_str().unwrap();
+    let test = app
+        .post(&app.api(&format!("/webhooks/{wid}/test")), &json!({}))
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.text);
+    let id = test.body["deliveryId"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("dlv-"), "{id}");
+    receiver.wait_for(1, 10 * SEC).await;
+
+    let delivered = eventually(10 * SEC, || async {
+        let r = app
+            .get(&app.api(&format!("/webhooks/{wid}/messages?status=Delivered")))
+            .await;
+        (r.body["messages"].as_array().unwrap().len() == 1).then_some(r.body)
+    })
+    .await;
+    assert_eq!(delivered["messages"][0]["deliveryId"], id.as_str());
+    let log = app
+        .get(&app.api(&format!("/webhooks/{wid}/deliveries")))
+        .await;
+    assert_eq!(
+        log.body["deliveries"][0]["deliveryId"],
+        id.as_str(),
+        "{}",
+        log.text
+    );
+
+    let bare = id.strip_prefix("dlv-").unwrap();
+    let retried = app
+        .post(
+            &app.api(&format!("/webhooks/{wid}/deliveries/{bare}/retry")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.text);
+    assert_eq!(
+        retried.body["deliveryId"],
+        id.as_str(),
+        "the bare form is accepted, the prefixed one answered"
+    );
+    receiver.wait_for(2, 10 * SEC).await;
 }
