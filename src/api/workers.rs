@@ -119,7 +119,10 @@ pub async fn fail(
         .fail(
             operation,
             LeaseToken::from_string(lease_token),
-            Failure { error, retryable },
+            Failure {
+                error: error.into(),
+                retryable,
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -8,6 +8,7 @@ mod batches;
 mod breakout;
 mod breakout_limits;
 mod cli;
+mod contract;
 mod crash;
 mod engine;
 mod executors;

@@ -14,6 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::format::{between, human_duration, time};
 use crate::api::idempotency::Idempotency;
 use crate::api::wire::operations::StartOperationBody;
+use crate::api::wire::present;
 use crate::api::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -33,7 +34,9 @@ const MAX_JOBS_LIMIT: u32 = 100;
 #[serde(deny_unknown_fields)]
 struct StartBody {
     dictionaries: Vec<String>,
-    /// Kept loose so that any value out of 1–10 is `INVALID_THREADS`, as the seed says.
+    /// Kept loose so that any value out of 1–10 (`null` too) is `INVALID_THREADS`, as the
+    /// seed says.
+    #[serde(default, deserialize_with = "present")]
     threads: Option<Value>,
     #[serde(default)]
     overwrite: bool,
@@ -43,6 +46,7 @@ struct StartBody {
     /// run (without it, existing tables are a 409 unless `overwrite`).
     #[serde(default)]
     incremental: bool,
+    #[serde(default, deserialize_with = "present")]
     chunk_size: Option<usize>,
 }
 
@@ -65,7 +69,7 @@ pub async fn start(
     let target = target(&state, &principal, Scope::OperationsWrite).await?;
     let request: StartBody = body.json()?;
     let threads = match &request.threads {
-        None | Some(Value::Null) => 1,
+        None => 1,
         Some(v) => match v.as_u64() {
             Some(n @ 1..=10) => n as u32,
             _ => return Err(invalid_threads()),

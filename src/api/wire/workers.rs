@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
     checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
@@ -15,12 +16,15 @@ use crate::domain::FieldError;
 
 /// `POST …/async/workers/lease`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LeaseBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     pub max: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub wait_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub worker_id: Option<String>,
 }
 
@@ -55,23 +59,31 @@ impl TryFrom<LeaseBody> for LeaseRequest {
 
 /// `POST …/operation/{id}/progress`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProgressBody {
     pub lease_token: String,
+    #[serde(default, deserialize_with = "present")]
     pub percentage: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub current_phase: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub total_phases: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub processed_records: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub total_records: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub phase: Option<PhaseBody>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseBody {
     pub phase_name: String,
     pub status: PhaseStatus,
+    #[serde(default, deserialize_with = "present_json")]
     pub results: Option<Value>,
+    #[serde(default, deserialize_with = "present_json")]
     pub checkpoint: Option<Value>,
 }
 
@@ -123,11 +135,11 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
 
 /// `POST …/operation/{id}/complete`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompleteBody {
     pub lease_token: String,
-    #[serde(default)]
-    pub summary: Value,
+    #[serde(default, deserialize_with = "present_json")]
+    pub summary: Option<Value>,
     #[serde(default)]
     pub phase_results: Vec<Value>,
     #[serde(default)]
@@ -140,7 +152,7 @@ impl CompleteBody {
         (
             self.lease_token,
             OperationResult {
-                summary: self.summary,
+                summary: self.summary.unwrap_or_default(),
                 phase_results: self.phase_results,
                 artifacts: self.artifacts,
             },
@@ -150,12 +162,32 @@ impl CompleteBody {
 
 /// `POST …/operation/{id}/fail`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailBody {
     pub lease_token: String,
-    pub error: OperationError,
+    pub error: ErrorBody,
     #[serde(default)]
     pub retryable: bool,
+}
+
+/// `error` of a failure report: `details` is free-form.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, deserialize_with = "present_json")]
+    pub details: Option<Value>,
+}
+
+impl From<ErrorBody> for OperationError {
+    fn from(body: ErrorBody) -> Self {
+        OperationError {
+            code: body.code,
+            message: body.message,
+            details: body.details,
+        }
+    }
 }
 
 #[cfg(test)]
