@@ -23,7 +23,7 @@ use crate::domain::operation::{
 };
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;
-use crate::store::CreateOutcome;
+use crate::store::{CallbackStats, CreateOutcome};
 
 const START_SCOPE: &str = "operation.start";
 
@@ -238,7 +238,19 @@ pub async fn status(
     path: web::Path<OperationPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (target, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
-    Ok(HttpResponse::Ok().json(status_view(&op, target, clock::now())))
+    let callbacks = state.store.callback_stats(target.project, op.id).await?;
+    Ok(HttpResponse::Ok().json(status_view(&op, &callbacks, target, clock::now())))
+}
+
+/// The seed's `callbacks` of a status: what happened to the operation's callbacks.
+fn callbacks_view(stats: &CallbackStats) -> Value {
+    json!({
+        "progressCallbacksSent": stats.progress_sent,
+        "lastProgressCallback": opt_time(stats.last_progress_at),
+        "callbacksSuccessful": stats.successful,
+        "callbacksFailed": stats.failed,
+        "callbacksPending": stats.pending,
+    })
 }
 
 /// Remaining time extrapolated from the measured rate so far; `None` until measurable.
@@ -289,7 +301,12 @@ fn phases_view(op: &Operation) -> Value {
         .collect()
 }
 
-pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Value {
+pub fn status_view(
+    op: &Operation,
+    callbacks: &CallbackStats,
+    target: ProjectRef,
+    now: DateTime<Utc>,
+) -> Value {
     let elapsed = op
         .started_at
         .map(|s| between(s, op.finished_at.unwrap_or(now)));
@@ -319,7 +336,8 @@ pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Va
         "attempts": op.attempts,
         "error": op.error,
         "cancellation": op.cancellation.as_ref().map(cancellation_view),
-        "callbacks": op.callbacks,
+        "callbacks": callbacks_view(callbacks),
+        "callbackUrls": op.callbacks,
         "retryOf": op.retry_of,
         "retryNumber": op.retry_number,
         "resumeFromPhase": op.resume_from_phase,

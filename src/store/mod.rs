@@ -32,7 +32,7 @@ pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use operations::{Claim, CreateOutcome, OperationPage, StatusCounts, StoredEvent};
 pub use signal::{GateKey, WorkSignal};
 pub use tenants::Removed;
-pub use webhooks::DeliveryStats;
+pub use webhooks::{CallbackStats, DeliveryStats};
 pub use workers::PushTask;
 
 /// Channel on which PostgreSQL replicas tell each other that work became available.

@@ -21,5 +21,6 @@ mod listing;
 mod push_workers;
 mod quickstart;
 mod security;
+mod seed001;
 mod webhooks;
 mod workers;
