@@ -357,9 +357,17 @@ mod tests {
             json!({"leaseToken": "l", "error": {"code": "c", "message": "m", "details": {"d": null}}, "retryable": true}),
             &["error.details"],
         );
-        strict::<CompleteBody>(
-            json!({"leaseToken": "l", "summary": {"s": null}, "phaseResults": [{"p": 1}], "artifacts": [{"a": 1}]}),
-            &["summary", "phaseResults", "artifacts"],
-        );
+        // `complete` keeps the top-level fields it does not know (the worker's own
+        // results), and refuses nulls as every body does.
+        let complete = json!({"leaseToken": "l", "summary": {"s": null}, "phaseResults": [{"p": 1}], "artifacts": [{"a": 1}]});
+        for key in ["leaseToken", "summary", "phaseResults", "artifacts"] {
+            let mut nulled = complete.clone();
+            nulled[key] = Value::Null;
+            assert_eq!(field_of::<CompleteBody>(&nulled.to_string()), key);
+        }
+        let mut extended = complete;
+        extended["performance"] = json!({"efficiency": 87.2});
+        let kept = parse::<CompleteBody>(extended.to_string().as_bytes()).unwrap();
+        assert_eq!(kept.extra["performance"], json!({"efficiency": 87.2}));
     }
 }

@@ -288,11 +288,18 @@ fn execution_view(op: &Operation, now: DateTime<Utc>) -> Value {
     })
 }
 
+/// Each phase as the seed shows one: its own counters beside its fields
+/// (`"modelsTraining": 3`), and how long it took once it ended.
 fn phases_view(op: &Operation) -> Value {
     op.phases
         .iter()
         .map(|phase| {
             let mut v = serde_json::to_value(phase).unwrap_or(Value::Null);
+            if let Some(fields) = v.as_object_mut() {
+                if let Some(Value::Object(counters)) = fields.remove("counters") {
+                    fields.extend(counters);
+                }
+            }
             if let (Some(start), Some(end)) = (phase.start_time, phase.end_time) {
                 v["duration"] = json!(human_duration(between(start, end)));
             }
@@ -473,7 +480,11 @@ pub async fn cancel(
         "partialResults": {
             "available": c.preserve_partial_results && completed_phases > 0,
             "completedPhases": completed_phases,
-            "resultsUrl": c.preserve_partial_results.then(|| format!("{}/results", tracking_url(target, op.id))),
+            "downloadUrls": if c.preserve_partial_results {
+                vec![format!("{}/results?format=download", tracking_url(target, op.id))]
+            } else {
+                Vec::new()
+            },
         },
         "cancelledBy": c.cancelled_by,
     })))
@@ -487,6 +498,30 @@ struct ResultsQuery {
     phase: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultsFormat {
+    /// `summary`, the worker's own values and the artifacts.
+    Summary,
+    /// And every phase's results.
+    Detailed,
+    /// What `detailed` holds, as a JSON file to save.
+    Download,
+}
+
+impl ResultsFormat {
+    fn parse(value: Option<&str>) -> Result<Self, FieldError> {
+        match value {
+            None | Some("summary") => Ok(Self::Summary),
+            Some("detailed") => Ok(Self::Detailed),
+            Some("download") => Ok(Self::Download),
+            Some(_) => Err(FieldError::new(
+                "format",
+                "must be summary, detailed or download",
+            )),
+        }
+    }
+}
+
 pub async fn results(
     state: web::Data<AppState>,
     principal: Principal,
@@ -495,10 +530,7 @@ pub async fn results(
 ) -> Result<HttpResponse, ApiError> {
     let (_, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
     let q: ResultsQuery = parse_query(&query)?;
-    let format = q.format.as_deref().unwrap_or("summary");
-    if !matches!(format, "summary" | "detailed" | "download") {
-        return Err(FieldError::new("format", "must be summary, detailed or download").into());
-    }
+    let format = ResultsFormat::parse(q.format.as_deref())?;
     let include_artifacts = match q.include_artifacts.as_deref() {
         None | Some("true") => true,
         Some("false") => false,
@@ -531,18 +563,27 @@ pub async fn results(
         "totalDuration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
         "summary": result.summary,
     });
-    if format != "summary" || q.phase.is_some() {
+    if format != ResultsFormat::Summary || q.phase.is_some() {
         body["phaseResults"] = json!(phase_results);
     }
     if include_artifacts {
         body["artifacts"] = json!(result.artifacts);
     }
-    let mut response = HttpResponse::Ok();
-    if format == "download" {
-        response.insert_header((
-            "Content-Disposition",
-            format!("attachment; filename=\"{}-results.json\"", op.id),
-        ));
+    // The worker's own values (`performance`, `recommendations`, …), whose names never
+    // take one of the document's (`OperationResult::check_extra`).
+    if let Some(fields) = body.as_object_mut() {
+        fields.extend(result.extra);
     }
-    Ok(response.json(body))
+    if format == ResultsFormat::Download {
+        let mut file = serde_json::to_string_pretty(&body).map_err(|_| ApiError::Internal)?;
+        file.push('\n');
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{}-results.json\"", op.id),
+            ))
+            .body(file));
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

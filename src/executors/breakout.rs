@@ -203,6 +203,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
         }),
         phase_results: Vec::new(),
         artifacts: Vec::new(),
+        extra: Default::default(),
     })
 }
 

@@ -1,16 +1,17 @@
 //! The worker protocol's bodies: lease, progress (the heartbeat), complete, fail.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 
 use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
     checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
-    LeaseRequest, OperationError, OperationResult, PhaseReport, PhaseStatus, ProgressReport,
-    MAX_TYPE_LEN,
+    checked_phase_counters, LeaseRequest, OperationError, OperationResult, PhaseReport,
+    PhaseStatus, ProgressReport, MAX_TYPE_LEN,
 };
 use crate::domain::FieldError;
 
@@ -85,6 +86,14 @@ pub struct PhaseBody {
     pub results: Option<Value>,
     #[serde(default, deserialize_with = "present_json")]
     pub checkpoint: Option<Value>,
+    /// The phase's own percentage, 0 to 100.
+    #[serde(default, deserialize_with = "present")]
+    pub progress: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
+    pub current_activity: Option<String>,
+    /// The phase's own counts by name (`{"modelsTraining": 3}`), shown flat in `phases[]`.
+    #[serde(default, deserialize_with = "present")]
+    pub counters: Option<BTreeMap<String, Number>>,
 }
 
 impl ProgressBody {
@@ -108,6 +117,15 @@ impl ProgressBody {
                 status: p.status,
                 results: p.results,
                 checkpoint: p.checkpoint,
+                progress: p
+                    .progress
+                    .map(|v| checked_percentage(v, "phase.progress"))
+                    .transpose()?,
+                current_activity: p
+                    .current_activity
+                    .map(|a| checked_name(&a, "phase.currentActivity", MAX_NAME_LEN))
+                    .transpose()?,
+                counters: checked_phase_counters(p.counters.unwrap_or_default(), "phase.counters")?,
             }),
             None => None,
         };
@@ -133,9 +151,10 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
     }
 }
 
-/// `POST …/operation/{id}/complete`.
+/// `POST …/operation/{id}/complete`: the one body that takes fields of the worker's own
+/// choosing (`performance`, `recommendations`, …), kept and returned with the results.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CompleteBody {
     pub lease_token: String,
     #[serde(default, deserialize_with = "present_json")]
@@ -144,19 +163,21 @@ pub struct CompleteBody {
     pub phase_results: Vec<Value>,
     #[serde(default)]
     pub artifacts: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl CompleteBody {
     /// The lease token the result is reported under, and the result.
-    pub fn into_result(self) -> (String, OperationResult) {
-        (
-            self.lease_token,
-            OperationResult {
-                summary: self.summary.unwrap_or_default(),
-                phase_results: self.phase_results,
-                artifacts: self.artifacts,
-            },
-        )
+    pub fn into_result(self) -> Result<(String, OperationResult), FieldError> {
+        let result = OperationResult {
+            summary: self.summary.unwrap_or_default(),
+            phase_results: self.phase_results,
+            artifacts: self.artifacts,
+            extra: self.extra,
+        };
+        result.check_extra()?;
+        Ok((self.lease_token, result))
     }
 }
 
