@@ -452,7 +452,7 @@ pub async fn cancel(
         .await?;
     let id = path.operation_id()?;
     let request: CancelRequest = body.json_or_default::<CancelBody>()?.into();
-    let cancelled_by = principal.token_id.to_string();
+    let cancelled_by = principal.acting_as();
     let now = clock::now();
     let (_, op) = state
         .store

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{eventually, Backend, TestApp};
+use crate::common::{eventually, relais_json, Backend, TestApp};
 use crate::receiver::{Receiver, Reply};
 
 both_backends!(
@@ -16,6 +16,7 @@ both_backends!(
     results_return_every_value_the_worker_reported_and_download_is_a_file,
     worker_reports_that_would_lose_or_hide_a_value_are_refused,
     a_cancel_that_keeps_partial_results_points_at_their_download,
+    cancelled_by_names_the_token_that_cancelled,
 );
 
 /// Leases the only operation of `operation_type` and returns its id and lease token.
@@ -380,4 +381,66 @@ async fn a_cancel_that_keeps_partial_results_points_at_their_download(backend: B
         .delete(&app.api(&format!("/operation/{other}")), None)
         .await;
     assert_eq!(r.body["partialResults"]["downloadUrls"], json!([]));
+}
+
+async fn cancelled_by_names_the_token_that_cancelled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tenant, project) = (app.tenant.to_string(), app.project.to_string());
+    let created = relais_json(
+        app.database_url(),
+        &[
+            "token",
+            "create",
+            "--tenant",
+            &tenant,
+            "--project",
+            &project,
+            "--scopes",
+            "operations:read,operations:write",
+            "--name",
+            " nightly cleanup ",
+            "--json",
+        ],
+    );
+    assert_eq!(created["name"], "nightly cleanup");
+    let named = created["token"].as_str().unwrap();
+    let id = app
+        .start_operation(&json!({"operationType": "T", "operationName": "n"}))
+        .await;
+    let r = app
+        .call(
+            reqwest::Method::DELETE,
+            &app.api(&format!("/operation/{id}")),
+            Some(named),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["cancelledBy"], "nightly cleanup");
+    let status = app.get(&app.api(&format!("/operation/{id}"))).await;
+    assert_eq!(
+        status.body["cancellation"]["cancelledBy"],
+        "nightly cleanup"
+    );
+
+    // A token created without a name is shown by its id.
+    let other = app
+        .start_operation(&json!({"operationType": "T", "operationName": "n"}))
+        .await;
+    let r = app
+        .delete(&app.api(&format!("/operation/{other}")), None)
+        .await;
+    assert!(
+        r.body["cancelledBy"].as_str().unwrap().starts_with("tok-"),
+        "{}",
+        r.text
+    );
+
+    let blank = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["token", "create", "--tenant", &tenant, "--name", "  "])
+        .env("RELAIS_DATABASE_URL", app.database_url())
+        .output()
+        .unwrap();
+    assert!(!blank.status.success());
+    assert!(String::from_utf8_lossy(&blank.stderr).contains("--name"));
 }
