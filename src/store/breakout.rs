@@ -15,6 +15,7 @@ use sqlx::Row;
 use super::{from_ms, sized_chunks, to_ms, Backend, Result, Store, StoreError};
 use crate::cspro::data::Case;
 use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
+use crate::domain::breakout::{in_the_way, own_tables, InTheWay, OtherClaim};
 use crate::domain::ids::{OperationId, ProjectId, TenantId, UploadId};
 
 mod uploads;
@@ -381,29 +382,75 @@ impl Store {
         }
     }
 
-    /// Tables of the layout that exist but were not created by a breakout of this
-    /// dictionary in this project (another project's, or not breakout tables at all):
-    /// never dropped nor written into.
+    /// Tables of the layout that exist but are not the project's own breakout of this
+    /// dictionary (another project's, or not breakout tables at all): never dropped nor
+    /// written into, and named only when no project's breakout recorded them.
     pub async fn foreign_breakout_tables(
         &self,
         project: ProjectId,
         dictionary: &str,
         layout: &Layout,
-    ) -> Result<Vec<String>> {
+    ) -> Result<InTheWay> {
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
         let existing = self.existing_tables(&names).await?;
         if existing.is_empty() {
-            return Ok(existing);
+            return Ok(InTheWay::default());
         }
-        let owned = self
-            .breakout_output(project, dictionary)
+        let own = self
+            .own_breakout_tables(project, dictionary)
             .await?
             .map(|o| o.tables)
             .unwrap_or_default();
-        Ok(existing
-            .into_iter()
-            .filter(|t| !owned.contains(t))
-            .collect())
+        let foreign: Vec<String> = existing.into_iter().filter(|t| !own.contains(t)).collect();
+        let others = self.other_breakout_claims(project, &foreign).await?;
+        Ok(in_the_way(foreign, &others))
+    }
+
+    /// The project's breakout output of the dictionary, with only the tables that are
+    /// still its own (`domain::breakout::own_tables`); `None` when it recorded none.
+    pub async fn own_breakout_tables(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+    ) -> Result<Option<BreakoutOutput>> {
+        let Some(mut output) = self.breakout_output(project, dictionary).await? else {
+            return Ok(None);
+        };
+        let existing = self.existing_tables(&output.tables).await?;
+        let others = self.other_breakout_claims(project, &existing).await?;
+        output.tables = own_tables(&output.tables, output.created_at, &existing, &others);
+        Ok(Some(output))
+    }
+
+    /// Which of these tables other projects' breakouts recorded, and when.
+    async fn other_breakout_claims(
+        &self,
+        project: ProjectId,
+        tables: &[String],
+    ) -> Result<Vec<OtherClaim>> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT tables, created_at FROM breakout_outputs WHERE project_id <> $1")
+                .bind(project.db())
+                .fetch_all(&self.analytics.pool)
+                .await?;
+        let mut claims = Vec::new();
+        for row in rows {
+            let recorded: Vec<String> = super::from_json(
+                &row.try_get::<String, _>("tables")?,
+                "breakout_outputs.tables",
+            )?;
+            let at = from_ms(row.try_get("created_at")?)?;
+            claims.extend(
+                recorded
+                    .into_iter()
+                    .filter(|t| tables.contains(t))
+                    .map(|table| OtherClaim { table, at }),
+            );
+        }
+        Ok(claims)
     }
 
     /// Which of these tables exist in the database.
@@ -583,9 +630,9 @@ impl BreakoutSink {
         self.store.breakout_dictionary(self.project, name).await
     }
 
-    /// Tables of the layout that exist but were not created by a breakout of this
-    /// dictionary in this project.
-    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<Vec<String>> {
+    /// Tables of the layout that exist but are not this project's breakout of this
+    /// dictionary.
+    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<InTheWay> {
         self.store
             .foreign_breakout_tables(self.project, dictionary, layout)
             .await

@@ -204,16 +204,18 @@ impl Store {
     async fn delete_projects(&self, projects: &[ProjectId]) -> Result<Removed> {
         let mut removed = Removed::default();
         for project in projects {
-            let outputs = sqlx::query(
-                "SELECT dictionary, tables FROM breakout_outputs WHERE project_id = $1",
-            )
-            .bind(project.db())
-            .fetch_all(&self.analytics.pool)
-            .await?;
-            for row in outputs {
-                let dictionary: String = row.try_get("dictionary")?;
-                let tables: Vec<String> =
-                    super::from_json(&row.try_get::<String, _>("tables")?, "tables")?;
+            let dictionaries: Vec<String> =
+                sqlx::query_scalar("SELECT dictionary FROM breakout_outputs WHERE project_id = $1")
+                    .bind(project.db())
+                    .fetch_all(&self.analytics.pool)
+                    .await?;
+            for dictionary in dictionaries {
+                // Only its own: a table another project recorded since is that one's.
+                let tables = self
+                    .own_breakout_tables(*project, &dictionary)
+                    .await?
+                    .map(|o| o.tables)
+                    .unwrap_or_default();
                 self.drop_breakout_tables(*project, &dictionary, &tables)
                     .await?;
                 removed.breakout_tables.extend(tables);

@@ -21,6 +21,7 @@ mod listing;
 mod push_workers;
 mod quickstart;
 mod security;
+mod seed000;
 mod seed001;
 mod webhooks;
 mod workers;

@@ -97,9 +97,10 @@ pub async fn start(
                 "Tables already exist",
                 "TABLES_ALREADY_EXIST",
                 format!(
-                    "Tables for dictionary '{name}' already exist and were not created by its breakout in this project; they cannot be replaced."
+                    "Tables for dictionary '{name}' already exist: {}.",
+                    foreign.describe(name)
                 ),
-                json!({"existing_tables": foreign}),
+                json!({"existing_tables": foreign.named}),
             ));
         }
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
@@ -282,7 +283,24 @@ pub async fn status(
                 "completed_at": op.finished_at.map(time),
             })
         }
-        OperationStatus::Failed | OperationStatus::Timeout | OperationStatus::Cancelled => {
+        // Cancelled is no failure: the seed lists it as its own status.
+        OperationStatus::Cancelled => {
+            let cancellation = op.cancellation.as_ref();
+            json!({
+                "job_id": op.id,
+                "status": "cancelled",
+                "reason": cancellation.and_then(|c| c.reason.clone()),
+                "cancelled_by": cancellation.map(|c| c.cancelled_by.clone()),
+                "progress": {
+                    "processed": op.progress.processed_records.unwrap_or(0),
+                    "total": op.progress.total_records,
+                    "percentage": op.progress.percentage.unwrap_or(0.0).floor() as u64,
+                },
+                "started_at": op.started_at.map(time),
+                "cancelled_at": op.finished_at.map(time),
+            })
+        }
+        OperationStatus::Failed | OperationStatus::Timeout => {
             let error = op.error.clone();
             json!({
                 "job_id": op.id,
@@ -387,15 +405,26 @@ pub async fn jobs(
         .operations
         .iter()
         .map(|op| {
-            json!({
+            let mut job = json!({
                 "job_id": op.id,
                 "status": job_status(op.status),
                 "dictionaries": op.parameters["dictionaries"],
                 "cases_processed": op.progress.processed_records.unwrap_or(0),
                 "execution_time": execution_time(op),
                 "started_at": op.started_at.map(time),
-                "completed_at": op.finished_at.map(time),
-            })
+                "completed_at": null,
+            });
+            // When it ended, under the name its status gives that moment.
+            let ended = match job_status(op.status) {
+                "completed" => Some("completed_at"),
+                "failed" => Some("failed_at"),
+                "cancelled" => Some("cancelled_at"),
+                _ => None,
+            };
+            if let Some(key) = ended {
+                job[key] = json!(op.finished_at.map(time));
+            }
+            job
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({
