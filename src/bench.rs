@@ -681,6 +681,7 @@ pub async fn breakout(database_url: String, args: BreakoutBenchArgs) -> anyhow::
             };
             let stats = store
                 .breakout_table_stats(
+                    project,
                     &result.summary["tables_created"]
                         .as_array()
                         .into_iter()

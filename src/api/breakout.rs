@@ -268,7 +268,7 @@ pub async fn tables(
     };
     let stats = state
         .store
-        .breakout_table_stats(&names)
+        .breakout_table_stats(target.project, &names)
         .await
         .map_err(store_error)?;
     let total: i64 = stats.iter().map(|s| s.size_bytes).sum();
@@ -298,6 +298,7 @@ pub async fn tables(
         "dictionary": dictionary.as_str(),
         "label": layout.as_ref().map(|l| l.prefix.clone()),
         "database": database,
+        "schema": state.store.breakout_schema(target.project),
         "tables": tables,
         "total_size": human_size(total),
         "total_size_bytes": total,
@@ -314,7 +315,7 @@ pub async fn delete_tables(
     let (_, names, _) = output_tables(&state, target, &dictionary).await?;
     let stats = state
         .store
-        .breakout_table_stats(&names)
+        .breakout_table_stats(target.project, &names)
         .await
         .map_err(store_error)?;
     let freed: i64 = stats.iter().map(|s| s.size_bytes).sum();

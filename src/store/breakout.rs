@@ -169,6 +169,15 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A breakout table as statements name it: `"name"` in the database's current schema,
+/// `"schema"."name"` in a project's own.
+fn qualified(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(name)),
+        None => quote(name),
+    }
+}
+
 fn column_type(t: ColumnType) -> String {
     match t {
         ColumnType::Integer => "BIGINT".into(),
@@ -183,8 +192,8 @@ fn column_type(t: ColumnType) -> String {
     }
 }
 
-/// `CREATE TABLE` and `CREATE INDEX` statements for one table.
-pub fn table_ddl(table: &Table) -> Vec<String> {
+/// `CREATE TABLE` and `CREATE INDEX` statements for one table (in `schema`, if given).
+pub fn table_ddl(table: &Table, schema: Option<&str>) -> Vec<String> {
     let mut columns: Vec<String> = table
         .columns
         .iter()
@@ -201,7 +210,7 @@ pub fn table_ddl(table: &Table) -> Vec<String> {
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
     let mut statements = vec![format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
-        quote(&table.name),
+        qualified(schema, &table.name),
         columns.join(", ")
     )];
     for index in &table.indexes {
@@ -209,7 +218,7 @@ pub fn table_ddl(table: &Table) -> Vec<String> {
         statements.push(format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
             quote(&index.name),
-            quote(&table.name),
+            qualified(schema, &table.name),
             cols.join(", ")
         ));
     }
@@ -236,7 +245,7 @@ fn row_placeholders(table: &Table, backend: Backend, first: usize) -> String {
     format!("({})", cells.join(", "))
 }
 
-fn insert_sql(table: &Table, backend: Backend, rows: usize) -> String {
+fn insert_sql(table: &Table, schema: Option<&str>, backend: Backend, rows: usize) -> String {
     let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
     let n = table.columns.len();
     let values: Vec<String> = (0..rows)
@@ -244,7 +253,7 @@ fn insert_sql(table: &Table, backend: Backend, rows: usize) -> String {
         .collect();
     format!(
         "INSERT INTO {} ({}) VALUES {}",
-        quote(&table.name),
+        qualified(schema, &table.name),
         columns.join(", "),
         values.join(", ")
     )
@@ -392,7 +401,7 @@ impl Store {
         layout: &Layout,
     ) -> Result<InTheWay> {
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
-        let existing = self.existing_tables(&names).await?;
+        let existing = self.existing_tables(project, &names).await?;
         if existing.is_empty() {
             return Ok(InTheWay::default());
         }
@@ -416,19 +425,20 @@ impl Store {
         let Some(mut output) = self.breakout_output(project, dictionary).await? else {
             return Ok(None);
         };
-        let existing = self.existing_tables(&output.tables).await?;
+        let existing = self.existing_tables(project, &output.tables).await?;
         let others = self.other_breakout_claims(project, &existing).await?;
         output.tables = own_tables(&output.tables, output.created_at, &existing, &others);
         Ok(Some(output))
     }
 
-    /// Which of these tables other projects' breakouts recorded, and when.
+    /// Which of these tables other projects' breakouts recorded, and when. In a schema of
+    /// the project's own, none: another project's tables of the same name are elsewhere.
     async fn other_breakout_claims(
         &self,
         project: ProjectId,
         tables: &[String],
     ) -> Result<Vec<OtherClaim>> {
-        if tables.is_empty() {
+        if tables.is_empty() || self.analytics.schema_per_project {
             return Ok(Vec::new());
         }
         let rows =
@@ -453,23 +463,41 @@ impl Store {
         Ok(claims)
     }
 
-    /// Which of these tables exist in the database.
-    pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
-        let sql = match self.analytics.backend {
-            Backend::Postgres => {
+    /// The schema of the project's breakout tables on PostgreSQL when each project has its
+    /// own (`RELAIS_BREAKOUT_SCHEMA_PER_PROJECT`); else they share the current schema.
+    pub fn breakout_schema(&self, project: ProjectId) -> Option<String> {
+        self.analytics
+            .schema_per_project
+            .then(|| format!("breakout_{}", project.uuid().simple()))
+    }
+
+    /// Which of these tables exist where the project's breakout tables go.
+    pub async fn existing_tables(
+        &self,
+        project: ProjectId,
+        names: &[String],
+    ) -> Result<Vec<String>> {
+        let schema = self.breakout_schema(project);
+        let sql = match (self.analytics.backend, &schema) {
+            (Backend::Postgres, None) => {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = $1"
             }
-            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1",
+            (Backend::Postgres, Some(_)) => {
+                "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
+                 WHERE table_schema = $2 AND table_name = $1"
+            }
+            (Backend::Sqlite, _) => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
         };
         let mut found = Vec::new();
         for name in names {
-            if sqlx::query(sql)
-                .bind(name)
-                .fetch_optional(&self.analytics.pool)
-                .await?
-                .is_some()
-            {
+            let mut query = sqlx::query(sql).bind(name);
+            if let Some(schema) = &schema {
+                query = query.bind(schema);
+            }
+            if query.fetch_optional(&self.analytics.pool).await?.is_some() {
                 found.push(name.clone());
             }
         }
@@ -504,18 +532,24 @@ impl Store {
     /// indexes and TOAST) on PostgreSQL; on SQLite the pages of the table and its indexes
     /// from `dbstat` when the library has it, else the summed length of the stored values
     /// (an estimate that leaves out page overhead and indexes).
-    pub async fn breakout_table_stats(&self, tables: &[String]) -> Result<Vec<TableStats>> {
+    pub async fn breakout_table_stats(
+        &self,
+        project: ProjectId,
+        tables: &[String],
+    ) -> Result<Vec<TableStats>> {
+        let schema = self.breakout_schema(project);
         let mut stats = Vec::new();
         for name in tables {
-            let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", quote(name)))
+            let table = qualified(schema.as_deref(), name);
+            let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?;
             let size_bytes = match self.analytics.backend {
                 Backend::Postgres => sqlx::query(
-                    "SELECT CAST(pg_total_relation_size(CAST(quote_ident($1) AS regclass)) AS BIGINT) AS n",
+                    "SELECT CAST(pg_total_relation_size(CAST($1 AS regclass)) AS BIGINT) AS n",
                 )
-                .bind(name)
+                .bind(&table)
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?,
@@ -594,11 +628,15 @@ impl Store {
         dictionary: &str,
         tables: &[String],
     ) -> Result<()> {
+        let schema = self.breakout_schema(project);
         let mut tx = self.analytics.pool.begin().await?;
         for name in tables.iter().rev() {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(name)))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(schema.as_deref(), name)
+            ))
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("DELETE FROM breakout_outputs WHERE project_id = $1 AND dictionary = $2")
             .bind(project.db())
@@ -621,6 +659,10 @@ pub struct BreakoutSink {
 }
 
 impl BreakoutSink {
+    fn schema(&self) -> Option<String> {
+        self.store.breakout_schema(self.project)
+    }
+
     /// Where the tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
     pub fn location(&self) -> &str {
         self.store.analytics_location()
@@ -671,17 +713,26 @@ impl BreakoutSink {
         operation: OperationId,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.store.analytics.pool.begin().await?;
+        if let Some(schema) = &schema {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
+                .execute(&mut *tx)
+                .await?;
+        }
         if replace {
             for table in layout.tables.iter().rev() {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "DROP TABLE IF EXISTS {}",
+                    qualified(schema.as_deref(), &table.name)
+                ))
+                .execute(&mut *tx)
+                .await?;
             }
             forget_chunks(&mut tx, self.project, dictionary).await?;
         }
         for table in &layout.tables {
-            for statement in table_ddl(table) {
+            for statement in table_ddl(table, schema.as_deref()) {
                 sqlx::query(&statement).execute(&mut *tx).await?;
             }
         }
@@ -716,11 +767,12 @@ impl BreakoutSink {
         cases: &[Case],
         issues: &str,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.store.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
-                quote(&table.name)
+                qualified(schema.as_deref(), &table.name)
             ))
             .bind(first as i64)
             .bind(last as i64)
@@ -734,7 +786,12 @@ impl BreakoutSink {
                 .collect();
             let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
             for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(table, self.store.analytics.backend, batch.len());
+                let sql = insert_sql(
+                    table,
+                    schema.as_deref(),
+                    self.store.analytics.backend,
+                    batch.len(),
+                );
                 let mut query = sqlx::query(&sql);
                 for row in batch {
                     for (cell, column) in row.cells().zip(&table.columns) {
@@ -775,11 +832,12 @@ impl BreakoutSink {
         cases: u64,
         chunks: i64,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.store.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id > $1",
-                quote(&table.name)
+                qualified(schema.as_deref(), &table.name)
             ))
             .bind(cases as i64)
             .execute(&mut *tx)
@@ -820,14 +878,14 @@ mod tests {
     fn ddl_quotes_names_and_types_numbers_exactly() {
         let text = include_str!("../../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
         let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
-        let ddl = table_ddl(layout.cases_table());
+        let ddl = table_ddl(layout.cases_table(), None);
         assert!(ddl[0].starts_with(
             "CREATE TABLE IF NOT EXISTS \"cen2000_cases\" (\"case_id\" BIGINT NOT NULL"
         ));
         assert!(ddl[0].ends_with("PRIMARY KEY (\"case_id\"))"), "{}", ddl[0]);
         assert!(ddl.iter().any(|s| s.contains("(\"case_key\")")));
         // Popstan's ids are whole numbers: bound as integers, no cast.
-        let sql = insert_sql(layout.cases_table(), Backend::Postgres, 2);
+        let sql = insert_sql(layout.cases_table(), None, Backend::Postgres, 2);
         assert!(!sql.contains("CAST") && sql.contains("$22"), "{sql}");
         // An item with decimals is cast from its exact text.
         let text = include_str!("../../fixtures/cspro/cspro_ThreeLevelTest_HOUSEHOLD_DICT.dcf");
@@ -841,9 +899,16 @@ mod tests {
                     .any(|c| matches!(c.column_type, ColumnType::Decimal { scale: 1.., .. }))
             })
             .expect("a table with a decimal item");
-        let sql = insert_sql(table, Backend::Postgres, 1);
+        let sql = insert_sql(table, None, Backend::Postgres, 1);
         assert!(sql.contains("AS NUMERIC("), "{sql}");
-        let sql = insert_sql(layout.cases_table(), Backend::Sqlite, 1);
+        let sql = insert_sql(layout.cases_table(), None, Backend::Sqlite, 1);
+        let ddl = table_ddl(layout.cases_table(), Some("breakout_p1"));
+        let in_schema = format!(
+            "CREATE TABLE IF NOT EXISTS \"breakout_p1\".\"{}\"",
+            layout.cases_table().name
+        );
+        assert!(ddl[0].starts_with(&in_schema), "{}", ddl[0]);
+        assert!(ddl[1..].iter().all(|s| s.contains("ON \"breakout_p1\".")));
         assert!(!sql.contains("CAST") && !sql.contains('$'), "{sql}");
     }
 }

@@ -232,6 +232,8 @@ struct Analytics {
     backend: Backend,
     /// Where it is, for error reports: host and port, or file (never the credentials).
     location: String,
+    /// On PostgreSQL, each project's breakout tables in a schema of its own.
+    schema_per_project: bool,
 }
 
 fn location(url: &str, backend: Backend) -> String {
@@ -274,6 +276,7 @@ impl Store {
                 pool: pool.clone(),
                 backend,
                 location: analytics_location,
+                schema_per_project: false,
             }),
             pool,
         })
@@ -290,6 +293,23 @@ impl Store {
             pool,
             backend,
             location: location(&url, backend),
+            schema_per_project: self.analytics.schema_per_project,
+        });
+        Ok(self)
+    }
+
+    /// From now on, each project's breakout tables go into a schema of its own
+    /// (`breakout_<project>`), so that projects never share a table name. PostgreSQL only:
+    /// refused for a SQLite analytics database.
+    pub fn with_breakout_schema_per_project(mut self) -> std::result::Result<Self, String> {
+        if self.analytics.backend != Backend::Postgres {
+            return Err("a schema per project needs a PostgreSQL analytics database".to_owned());
+        }
+        self.analytics = Arc::new(Analytics {
+            pool: self.analytics.pool.clone(),
+            backend: self.analytics.backend,
+            location: self.analytics.location.clone(),
+            schema_per_project: true,
         });
         Ok(self)
     }

@@ -8,12 +8,13 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::breakout::{finished, fixture, start_ok, POPSTAN_DAT, POPSTAN_DCF};
-use crate::common::{eventually, mint_token, Backend, Response, TestApp};
+use crate::common::{eventually, mint_token, Backend, Response, TestApp, TestDb};
 
 both_backends!(
     the_tables_404_is_the_seeds_also_for_a_dictionary_never_registered,
     a_cancelled_job_is_cancelled_with_cancelled_at,
     another_tenants_tables_are_never_named_nor_sized,
+    with_a_schema_per_project_two_tenants_break_out_the_same_dictionary,
 );
 
 async fn as_token(
@@ -201,4 +202,94 @@ async fn another_tenants_tables_are_never_named_nor_sized(backend: Backend) {
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
     assert_eq!(mine.body["tables"][0]["name"], "cen2000_cases");
     assert!(mine.body["tables"][0]["row_count"].as_i64().unwrap() > 0);
+}
+
+async fn with_a_schema_per_project_two_tenants_break_out_the_same_dictionary(backend: Backend) {
+    if backend == Backend::Sqlite {
+        // SQLite has no schemas: the setting is refused at start, not ignored.
+        let db = TestDb::create(backend).await;
+        let mut config = relais::config::Config::for_database(db.url.clone());
+        config.breakout_schema_per_project = true;
+        let refused = relais::app::Relais::start(config)
+            .await
+            .err()
+            .expect("refused");
+        assert!(format!("{refused:#}").contains("PostgreSQL"), "{refused:#}");
+        return;
+    }
+    let app = TestApp::spawn_with(backend, |c| c.breakout_schema_per_project = true).await;
+    let admin = app.token_with("admin").await;
+    register_popstan_as(&app, &admin).await;
+    let (tenant, project, token) = app.other_tenant().await;
+    let other_admin = mint_token(app.store(), tenant, Some(project), "admin").await;
+    register_popstan_as(&app, &other_admin).await;
+
+    let mine = start_ok(&app, &json!({"dictionaries": ["CEN2000"]})).await;
+    let start = json!({"dictionaries": ["CEN2000"]});
+    let r = as_token(
+        &app,
+        &token,
+        Method::POST,
+        "/api/breakout/start",
+        Some(&start),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "its own schema is free: {}",
+        r.text
+    );
+    let theirs = r.body["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(finished(&app, &mine).await["status"], "completed");
+    let done = eventually(Duration::from_secs(60), || async {
+        let s = as_token(
+            &app,
+            &token,
+            Method::GET,
+            &format!("/api/breakout/status/{theirs}"),
+            None,
+        )
+        .await;
+        (s.body["status"] != "running" && s.body["status"] != "pending").then_some(s.body)
+    })
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    let tables = app.get("/api/breakout/tables/CEN2000").await;
+    assert_eq!(tables.status, StatusCode::OK, "{}", tables.text);
+    let schema = format!("breakout_{}", app.project.uuid().simple());
+    assert_eq!(tables.body["schema"], schema.as_str());
+    let rows = tables.body["tables"][0]["row_count"].as_i64().unwrap();
+    assert!(rows > 0);
+    let other_tables = as_token(
+        &app,
+        &token,
+        Method::GET,
+        "/api/breakout/tables/CEN2000",
+        None,
+    )
+    .await;
+    assert_eq!(
+        other_tables.body["schema"],
+        format!("breakout_{}", project.uuid().simple()).as_str()
+    );
+    assert_eq!(
+        other_tables.body["tables"][0]["row_count"], rows,
+        "the same data, written twice"
+    );
+
+    // Dropping one project's tables leaves the other's.
+    let dropped = app.delete("/api/breakout/tables/CEN2000", None).await;
+    assert_eq!(dropped.status, StatusCode::OK, "{}", dropped.text);
+    let kept = as_token(
+        &app,
+        &token,
+        Method::GET,
+        "/api/breakout/tables/CEN2000",
+        None,
+    )
+    .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    assert_eq!(kept.body["tables"][0]["row_count"], rows);
 }

@@ -106,7 +106,7 @@ pub async fn start(
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
         let existing = state
             .store
-            .existing_tables(&names)
+            .existing_tables(target.project, &names)
             .await
             .map_err(store_error)?;
         if !existing.is_empty() && !request.overwrite && !request.incremental {
