@@ -44,6 +44,14 @@ impl Relais {
                 format!("connecting to the analytics database at {}", redact(url))
             })?,
         };
+        let store = if config.breakout_schema_per_project {
+            store
+                .with_breakout_schema_per_project()
+                .map_err(anyhow::Error::msg)
+                .context("RELAIS_BREAKOUT_SCHEMA_PER_PROJECT")?
+        } else {
+            store
+        };
         let registry = Registry::builtin();
         let leases = Leases::new(
             store.operations().clone(),

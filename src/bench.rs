@@ -709,6 +709,7 @@ pub async fn breakout(
             let stats = store
                 .breakout()
                 .table_stats(
+                    project,
                     &result.summary["tables_created"]
                         .as_array()
                         .into_iter()

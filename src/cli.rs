@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::app::Relais;
 use crate::clock;
 use crate::config::{Config, SecretKeyArgs, ServeArgs, DEFAULT_DATABASE_URL};
-use crate::domain::auth::{NewToken, Scope};
+use crate::domain::auth::{checked_token_name, NewToken, Scope};
 use crate::domain::ids::{ProjectId, TenantId};
 use crate::outbound::signing::{self, SigningKey};
 use crate::store::{Removed, Store};
@@ -175,6 +175,10 @@ pub enum TokenCommand {
         /// Comma-separated: operations:read, operations:write, webhooks:manage, workers, admin.
         #[arg(long, default_value = "operations:read,operations:write")]
         scopes: String,
+        /// Who or what uses the token, shown where it acted (a cancellation's
+        /// `cancelledBy`); without one, the token's id is shown.
+        #[arg(long)]
+        name: Option<String>,
         /// Print one JSON object instead of text.
         #[arg(long, conflicts_with = "env")]
         json: bool,
@@ -301,11 +305,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     tenant,
                     project,
                     scopes,
+                    name,
                     json,
                     env,
                 },
         } => {
             let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
+            let name = name
+                .map(|n| checked_token_name(&n, "--name"))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = open_store(&cli.database_url).await?;
             if !store.tenants().tenant_exists(tenant).await? {
                 bail!("no tenant {tenant}");
@@ -318,13 +327,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = NewToken::from_random(rand::random());
             store
                 .tenants()
-                .insert_token(tenant, project, &scopes, &token.hash, clock::now())
+                .insert_named_token(
+                    tenant,
+                    project,
+                    &scopes,
+                    &token.hash,
+                    name.as_deref(),
+                    clock::now(),
+                )
                 .await?;
             let scope_names: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
             if json {
                 println!(
                     "{}",
-                    json!({"token": token.secret, "tenantId": tenant, "projectId": project, "scopes": scope_names})
+                    json!({"token": token.secret, "tenantId": tenant, "projectId": project, "scopes": scope_names, "name": name})
                 );
             } else if env {
                 println!("export RELAIS_TOKEN={}", token.secret);

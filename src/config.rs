@@ -110,6 +110,18 @@ pub struct ServeArgs {
     /// Where CSPro breakouts write their tables (default: the main database).
     #[arg(long, env = "RELAIS_ANALYTICS_DATABASE_URL")]
     pub analytics_database_url: Option<String>,
+    /// On PostgreSQL, give each project's breakout tables a schema of its own
+    /// (`breakout_<project id>`), so that projects never share a table name.
+    #[arg(
+        long,
+        env = "RELAIS_BREAKOUT_SCHEMA_PER_PROJECT",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub breakout_schema_per_project: bool,
     /// Server-side CSPro files registered by path must lie in this directory (default:
     /// any file the server can read, for admin tokens).
     #[arg(long, env = "RELAIS_BREAKOUT_DATA_DIR")]
@@ -162,6 +174,7 @@ pub struct Config {
     pub executor_concurrency: usize,
     pub public_url: Option<String>,
     pub analytics_database_url: Option<String>,
+    pub breakout_schema_per_project: bool,
     /// Canonical: a path is confined by comparing canonical prefixes.
     pub breakout_data_dir: Option<std::path::PathBuf>,
     pub breakout_dictionary_limit: u64,
@@ -238,6 +251,7 @@ impl Config {
             executor_concurrency: args.executor_concurrency,
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
+            breakout_schema_per_project: args.breakout_schema_per_project,
             breakout_data_dir,
             breakout_dictionary_limit: args.breakout_dictionary_limit,
             breakout_upload_limit: args.breakout_upload_limit,
@@ -268,6 +282,7 @@ impl Config {
             executor_concurrency: 16,
             public_url: None,
             analytics_database_url: None,
+            breakout_schema_per_project: false,
             breakout_data_dir: None,
             breakout_dictionary_limit: 4 * 1024 * 1024,
             breakout_upload_limit: 512 * 1024 * 1024,

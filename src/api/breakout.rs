@@ -209,46 +209,49 @@ pub fn human_size(bytes: i64) -> String {
     }
 }
 
-/// The dictionary's breakout tables that exist, with its layout.
+/// The seed's 404 for a dictionary without breakout tables, registered or not (one
+/// never registered needs registering first, which the suggestion adds).
+fn no_tables(dictionary: &str, registered: bool) -> ApiError {
+    let suggestion = if registered {
+        "Run breakout first using POST /api/breakout/start".to_owned()
+    } else {
+        "Run breakout first using POST /api/breakout/start, once the dictionary is registered with POST /api/breakout/dictionaries".to_owned()
+    };
+    facade(
+        StatusCode::NOT_FOUND,
+        "No tables found",
+        "TABLES_NOT_FOUND",
+        format!("No breakout tables found for dictionary '{dictionary}'"),
+        json!({"suggestion": suggestion, "dictionary": dictionary}),
+    )
+}
+
+/// The project's own breakout tables of the dictionary (never a table another project
+/// recorded), with the dictionary's layout while it is registered.
 async fn output_tables(
     state: &AppState,
     target: ProjectRef,
     dictionary: &str,
-) -> Result<(Layout, Vec<String>, chrono::DateTime<chrono::Utc>), ApiError> {
-    let no_tables = || {
-        facade(
-            StatusCode::NOT_FOUND,
-            "No tables found",
-            "TABLES_NOT_FOUND",
-            format!("No breakout tables found for dictionary '{dictionary}'"),
-            json!({"suggestion": "Run breakout first using POST /api/breakout/start"}),
-        )
-    };
+) -> Result<(Option<Layout>, Vec<String>, chrono::DateTime<chrono::Utc>), ApiError> {
     let registered = state
         .store
         .breakout()
         .dictionary(target.project, dictionary)
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| dictionary_not_found(dictionary))?;
-    let (_, layout) = parse_dictionary(&registered.dictionary, "dictionary")?;
+        .map_err(store_error)?;
     let output = state
         .store
         .breakout()
-        .output(target.project, dictionary)
+        .own_output(target.project, dictionary)
         .await
         .map_err(store_error)?
-        .ok_or_else(no_tables)?;
-    let existing = state
-        .store
-        .breakout()
-        .existing_tables(&output.tables)
-        .await
-        .map_err(store_error)?;
-    if existing.is_empty() {
-        return Err(no_tables());
-    }
-    Ok((layout, existing, output.created_at))
+        .filter(|o| !o.tables.is_empty())
+        .ok_or_else(|| no_tables(dictionary, registered.is_some()))?;
+    let layout = match registered {
+        Some(r) => Some(parse_dictionary(&r.dictionary, "dictionary")?.1),
+        None => None,
+    };
+    Ok((layout, output.tables, output.created_at))
 }
 
 pub async fn tables(
@@ -258,24 +261,30 @@ pub async fn tables(
 ) -> Result<HttpResponse, ApiError> {
     let target = target(&state, &principal, Scope::OperationsRead).await?;
     let (layout, names, created_at) = output_tables(&state, target, &dictionary).await?;
+    // The cases table comes first in a breakout's output, also when the dictionary that
+    // says so is no longer registered.
+    let cases_table = match &layout {
+        Some(layout) => layout
+            .tables
+            .iter()
+            .find(|t| t.kind == TableKind::Cases)
+            .map(|t| t.name.clone()),
+        None => names.first().cloned(),
+    };
     let stats = state
         .store
         .breakout()
-        .table_stats(&names)
+        .table_stats(target.project, &names)
         .await
         .map_err(store_error)?;
     let total: i64 = stats.iter().map(|s| s.size_bytes).sum();
     let tables: Vec<Value> = stats
         .iter()
         .map(|s| {
-            let kind = match layout
-                .tables
-                .iter()
-                .find(|t| t.name == s.name)
-                .map(|t| t.kind)
-            {
-                Some(TableKind::Cases) => "main",
-                _ => "record",
+            let kind = if Some(&s.name) == cases_table.as_ref() {
+                "main"
+            } else {
+                "record"
             };
             json!({
                 "name": s.name,
@@ -294,8 +303,9 @@ pub async fn tables(
         .map_err(store_error)?;
     Ok(HttpResponse::Ok().json(json!({
         "dictionary": dictionary.as_str(),
-        "label": layout.prefix,
+        "label": layout.as_ref().map(|l| l.prefix.clone()),
         "database": database,
+        "schema": state.store.breakout().schema(target.project),
         "tables": tables,
         "total_size": human_size(total),
         "total_size_bytes": total,
@@ -313,7 +323,7 @@ pub async fn delete_tables(
     let stats = state
         .store
         .breakout()
-        .table_stats(&names)
+        .table_stats(target.project, &names)
         .await
         .map_err(store_error)?;
     let freed: i64 = stats.iter().map(|s| s.size_bytes).sum();

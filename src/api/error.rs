@@ -18,6 +18,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The methods the path takes, as `Allow` lists them.
+    #[error("this path takes {0}")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     InvalidField(#[from] FieldError),
     #[error("the body is not valid JSON: {0}")]
@@ -63,6 +66,7 @@ impl ApiError {
             Self::Unauthorized => ("Unauthorized", "UNAUTHORIZED"),
             Self::Forbidden(_) => ("Forbidden", "INSUFFICIENT_PERMISSIONS"),
             Self::NotFound(_) => ("Not Found", "NOT_FOUND"),
+            Self::MethodNotAllowed(_) => ("Method not allowed", "METHOD_NOT_ALLOWED"),
             Self::InvalidField(_) => ("Invalid request", "VALIDATION_ERROR"),
             Self::MalformedJson(_) => ("Malformed JSON", "INVALID_JSON"),
             Self::PayloadTooLarge { .. } => ("Payload too large", "PAYLOAD_TOO_LARGE"),
@@ -81,6 +85,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidField(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -108,8 +113,14 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unauthorized) {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            Self::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::MethodNotAllowed(allow) => {
+                response.insert_header(("Allow", allow.as_str()));
+            }
+            _ => {}
         }
         response.json(body)
     }

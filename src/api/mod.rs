@@ -19,8 +19,9 @@ pub mod webhooks;
 pub mod wire;
 pub mod workers;
 
-use actix_web::web::{self, delete, get, post, put};
-use actix_web::HttpResponse;
+use actix_web::dev::{AppService, HttpServiceFactory};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpResponse, Resource, Responder};
 
 use crate::config::Config;
 use crate::executors::Registry;
@@ -35,106 +36,179 @@ pub struct AppState {
     pub caches: cache::Caches,
 }
 
+/// One path with the handler of each of its methods, registered as one resource: a
+/// request with a method the path does not take is answered 405 with `Allow`, never
+/// passed on to be a 404 (or to a later path that happens to match, such as
+/// `/workers/{workerId}` for `GET /workers/lease`).
+struct Endpoint {
+    resource: Resource,
+    allow: Vec<Method>,
+}
+
+fn at(path: &str) -> Endpoint {
+    Endpoint {
+        resource: web::resource(path),
+        allow: Vec::new(),
+    }
+}
+
+impl Endpoint {
+    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
+        self.allow.push(method);
+        self
+    }
+
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::GET, handler)
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::POST, handler)
+    }
+
+    fn put<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::PUT, handler)
+    }
+
+    fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::DELETE, handler)
+    }
+
+    fn app_data<U: 'static>(mut self, data: U) -> Self {
+        self.resource = self.resource.app_data(data);
+        self
+    }
+}
+
+impl HttpServiceFactory for Endpoint {
+    fn register(self, config: &mut AppService) {
+        let allow: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
+        let allow = allow.join(", ");
+        self.resource
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(error::ApiError::MethodNotAllowed(allow)) }
+            }))
+            .register(config)
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", get().to(health::healthz))
-        .route("/readyz", get().to(health::readyz))
+    cfg.service(at("/healthz").get(health::healthz))
+        .service(at("/readyz").get(health::readyz))
         .service(breakout_routes())
         .service(
             web::scope("/api/{tenantId}/{projectId}/async")
-                .route("/unauthorized-ping", get().to(health::unauthorized_ping))
-                .route("/ping", get().to(health::ping))
-                .route("/operation", post().to(operations::start))
+                .service(at("/unauthorized-ping").get(health::unauthorized_ping))
+                .service(at("/ping").get(health::ping))
+                .service(at("/operation").post(operations::start))
                 .service(
-                    web::resource("/batch")
+                    at("/batch")
                         .app_data(web::PayloadConfig::new(batches::BATCH_BODY_LIMIT))
                         .app_data(body::BodyLimit(batches::BATCH_BODY_LIMIT))
-                        .route(post().to(batches::submit)),
+                        .post(batches::submit),
                 )
-                .route("/batches", get().to(batches::list))
-                .route("/batch/{batchId}", get().to(batches::status))
-                .route("/batch/{batchId}", delete().to(batches::cancel))
-                .route("/batch/{batchId}/retry", post().to(batches::retry))
-                .route("/operations", get().to(operations::list))
-                .route("/operation/{operationId}", get().to(operations::status))
-                .route("/operation/{operationId}", delete().to(operations::cancel))
-                .route(
-                    "/operation/{operationId}/results",
-                    get().to(operations::results),
+                .service(at("/batches").get(batches::list))
+                .service(
+                    at("/batch/{batchId}")
+                        .get(batches::status)
+                        .delete(batches::cancel),
                 )
-                .route(
-                    "/operation/{operationId}/retry",
-                    post().to(operations::retry),
+                .service(at("/batch/{batchId}/retry").post(batches::retry))
+                .service(at("/operations").get(operations::list))
+                .service(
+                    at("/operation/{operationId}")
+                        .get(operations::status)
+                        .delete(operations::cancel),
                 )
-                .route(
-                    "/operation/{operationId}/progress",
-                    post().to(workers::progress),
+                .service(at("/operation/{operationId}/results").get(operations::results))
+                .service(at("/operation/{operationId}/retry").post(operations::retry))
+                .service(at("/operation/{operationId}/progress").post(workers::progress))
+                .service(at("/operation/{operationId}/complete").post(workers::complete))
+                .service(at("/operation/{operationId}/fail").post(workers::fail))
+                .service(at("/workers/lease").post(workers::lease))
+                .service(
+                    at("/workers")
+                        .post(push_workers::create)
+                        .get(push_workers::list),
                 )
-                .route(
-                    "/operation/{operationId}/complete",
-                    post().to(workers::complete),
+                .service(
+                    at("/workers/{workerId}")
+                        .get(push_workers::get)
+                        .delete(push_workers::delete),
                 )
-                .route("/operation/{operationId}/fail", post().to(workers::fail))
-                .route("/workers/lease", post().to(workers::lease))
-                .route("/workers", post().to(push_workers::create))
-                .route("/workers", get().to(push_workers::list))
-                .route("/workers/{workerId}", get().to(push_workers::get))
-                .route("/workers/{workerId}", delete().to(push_workers::delete))
-                .route("/events", get().to(events::feed))
-                .route("/webhooks", post().to(webhooks::create))
-                .route("/webhooks", get().to(webhooks::list))
-                .route("/webhooks/{webhookId}", get().to(webhooks::get))
-                .route("/webhooks/{webhookId}", put().to(webhooks::update))
-                .route("/webhooks/{webhookId}", delete().to(webhooks::delete))
-                .route("/webhooks/{webhookId}/enable", post().to(webhooks::enable))
-                .route(
-                    "/webhooks/{webhookId}/disable",
-                    post().to(webhooks::disable),
+                .service(at("/events").get(events::feed))
+                .service(at("/webhooks").post(webhooks::create).get(webhooks::list))
+                .service(
+                    at("/webhooks/{webhookId}")
+                        .get(webhooks::get)
+                        .put(webhooks::update)
+                        .delete(webhooks::delete),
                 )
-                .route(
-                    "/webhooks/{webhookId}/rotate-secret",
-                    post().to(webhooks::rotate_secret),
+                .service(at("/webhooks/{webhookId}/enable").post(webhooks::enable))
+                .service(at("/webhooks/{webhookId}/disable").post(webhooks::disable))
+                .service(at("/webhooks/{webhookId}/rotate-secret").post(webhooks::rotate_secret))
+                .service(at("/webhooks/{webhookId}/secret").get(webhooks::secret))
+                .service(at("/webhooks/{webhookId}/test").post(webhooks::test))
+                .service(at("/webhooks/{webhookId}/deliveries").get(webhooks::deliveries))
+                .service(at("/webhooks/{webhookId}/messages").get(webhooks::messages))
+                .service(at("/webhooks/{webhookId}/recover").post(webhooks::recover))
+                .service(
+                    at("/webhooks/{webhookId}/deliveries/{deliveryId}/retry")
+                        .post(webhooks::retry_delivery),
                 )
-                .route("/webhooks/{webhookId}/secret", get().to(webhooks::secret))
-                .route("/webhooks/{webhookId}/test", post().to(webhooks::test))
-                .route(
-                    "/webhooks/{webhookId}/deliveries",
-                    get().to(webhooks::deliveries),
-                )
-                .route(
-                    "/webhooks/{webhookId}/messages",
-                    get().to(webhooks::messages),
-                )
-                .route(
-                    "/webhooks/{webhookId}/recover",
-                    post().to(webhooks::recover),
-                )
-                .route(
-                    "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
-                    post().to(webhooks::retry_delivery),
-                )
-                .route("/callbacks/secret", get().to(webhooks::callback_secret))
-                .route(
-                    "/callbacks/secret/rotate",
-                    post().to(webhooks::rotate_callback_secret),
-                ),
+                .service(at("/callbacks/secret").get(webhooks::callback_secret))
+                .service(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
         )
         .default_service(web::to(not_found));
 }
 
 fn breakout_routes() -> actix_web::Scope {
     web::scope("/api/breakout")
-        .route("/dictionaries", post().to(breakout::register))
-        .route("/dictionaries", get().to(breakout::list_dictionaries))
-        .route("/dictionaries/{name}", get().to(breakout::get_dictionary))
-        .route(
-            "/dictionaries/{name}",
-            delete().to(breakout::delete_dictionary),
+        .service(
+            at("/dictionaries")
+                .post(breakout::register)
+                .get(breakout::list_dictionaries),
         )
-        .route("/start", post().to(breakout::start))
-        .route("/status/{job_id}", get().to(breakout::status))
-        .route("/tables/{dictionary}", get().to(breakout::tables))
-        .route("/tables/{dictionary}", delete().to(breakout::delete_tables))
-        .route("/jobs", get().to(breakout::jobs))
+        .service(
+            at("/dictionaries/{name}")
+                .get(breakout::get_dictionary)
+                .delete(breakout::delete_dictionary),
+        )
+        .service(at("/start").post(breakout::start))
+        .service(at("/status/{job_id}").get(breakout::status))
+        .service(
+            at("/tables/{dictionary}")
+                .get(breakout::tables)
+                .delete(breakout::delete_tables),
+        )
+        .service(at("/jobs").get(breakout::jobs))
 }
 
 async fn not_found() -> Result<HttpResponse, error::ApiError> {

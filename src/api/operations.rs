@@ -23,7 +23,7 @@ use crate::domain::operation::{
 };
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;
-use crate::store::CreateOutcome;
+use crate::store::{CallbackStats, CreateOutcome};
 
 const START_SCOPE: &str = "operation.start";
 
@@ -266,7 +266,23 @@ pub async fn status(
     path: web::Path<OperationPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (target, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
-    Ok(HttpResponse::Ok().json(status_view(&op, target, clock::now())))
+    let callbacks = state
+        .store
+        .webhooks()
+        .callback_stats(target.project, op.id)
+        .await?;
+    Ok(HttpResponse::Ok().json(status_view(&op, &callbacks, target, clock::now())))
+}
+
+/// The seed's `callbacks` of a status: what happened to the operation's callbacks.
+fn callbacks_view(stats: &CallbackStats) -> Value {
+    json!({
+        "progressCallbacksSent": stats.progress_sent,
+        "lastProgressCallback": opt_time(stats.last_progress_at),
+        "callbacksSuccessful": stats.successful,
+        "callbacksFailed": stats.failed,
+        "callbacksPending": stats.pending,
+    })
 }
 
 /// Remaining time extrapolated from the measured rate so far; `None` until measurable.
@@ -304,11 +320,18 @@ fn execution_view(op: &Operation, now: DateTime<Utc>) -> Value {
     })
 }
 
+/// Each phase as the seed shows one: its own counters beside its fields
+/// (`"modelsTraining": 3`), and how long it took once it ended.
 fn phases_view(op: &Operation) -> Value {
     op.phases
         .iter()
         .map(|phase| {
             let mut v = serde_json::to_value(phase).unwrap_or(Value::Null);
+            if let Some(fields) = v.as_object_mut() {
+                if let Some(Value::Object(counters)) = fields.remove("counters") {
+                    fields.extend(counters);
+                }
+            }
             if let (Some(start), Some(end)) = (phase.start_time, phase.end_time) {
                 v["duration"] = json!(human_duration(between(start, end)));
             }
@@ -317,7 +340,12 @@ fn phases_view(op: &Operation) -> Value {
         .collect()
 }
 
-pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Value {
+pub fn status_view(
+    op: &Operation,
+    callbacks: &CallbackStats,
+    target: ProjectRef,
+    now: DateTime<Utc>,
+) -> Value {
     let elapsed = op
         .started_at
         .map(|s| between(s, op.finished_at.unwrap_or(now)));
@@ -347,7 +375,8 @@ pub fn status_view(op: &Operation, target: ProjectRef, now: DateTime<Utc>) -> Va
         "attempts": op.attempts,
         "error": op.error,
         "cancellation": op.cancellation.as_ref().map(cancellation_view),
-        "callbacks": op.callbacks,
+        "callbacks": callbacks_view(callbacks),
+        "callbackUrls": op.callbacks,
         "retryOf": op.retry_of,
         "retryNumber": op.retry_number,
         "resumeFromPhase": op.resume_from_phase,
@@ -456,7 +485,7 @@ pub async fn cancel(
         .await?;
     let id = path.operation_id()?;
     let request: CancelRequest = body.json_or_default::<CancelBody>()?.into();
-    let cancelled_by = principal.token_id.to_string();
+    let cancelled_by = principal.acting_as();
     let now = clock::now();
     let (_, op) = state
         .store
@@ -485,7 +514,11 @@ pub async fn cancel(
         "partialResults": {
             "available": c.preserve_partial_results && completed_phases > 0,
             "completedPhases": completed_phases,
-            "resultsUrl": c.preserve_partial_results.then(|| format!("{}/results", tracking_url(target, op.id))),
+            "downloadUrls": if c.preserve_partial_results {
+                vec![format!("{}/results?format=download", tracking_url(target, op.id))]
+            } else {
+                Vec::new()
+            },
         },
         "cancelledBy": c.cancelled_by,
     })))
@@ -499,6 +532,30 @@ struct ResultsQuery {
     phase: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultsFormat {
+    /// `summary`, the worker's own values and the artifacts.
+    Summary,
+    /// And every phase's results.
+    Detailed,
+    /// What `detailed` holds, as a JSON file to save.
+    Download,
+}
+
+impl ResultsFormat {
+    fn parse(value: Option<&str>) -> Result<Self, FieldError> {
+        match value {
+            None | Some("summary") => Ok(Self::Summary),
+            Some("detailed") => Ok(Self::Detailed),
+            Some("download") => Ok(Self::Download),
+            Some(_) => Err(FieldError::new(
+                "format",
+                "must be summary, detailed or download",
+            )),
+        }
+    }
+}
+
 pub async fn results(
     state: web::Data<AppState>,
     principal: Principal,
@@ -507,10 +564,7 @@ pub async fn results(
 ) -> Result<HttpResponse, ApiError> {
     let (_, op) = load(&state, &principal, &path, Scope::OperationsRead).await?;
     let q: ResultsQuery = parse_query(&query)?;
-    let format = q.format.as_deref().unwrap_or("summary");
-    if !matches!(format, "summary" | "detailed" | "download") {
-        return Err(FieldError::new("format", "must be summary, detailed or download").into());
-    }
+    let format = ResultsFormat::parse(q.format.as_deref())?;
     let include_artifacts = match q.include_artifacts.as_deref() {
         None | Some("true") => true,
         Some("false") => false,
@@ -543,18 +597,27 @@ pub async fn results(
         "totalDuration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
         "summary": result.summary,
     });
-    if format != "summary" || q.phase.is_some() {
+    if format != ResultsFormat::Summary || q.phase.is_some() {
         body["phaseResults"] = json!(phase_results);
     }
     if include_artifacts {
         body["artifacts"] = json!(result.artifacts);
     }
-    let mut response = HttpResponse::Ok();
-    if format == "download" {
-        response.insert_header((
-            "Content-Disposition",
-            format!("attachment; filename=\"{}-results.json\"", op.id),
-        ));
+    // The worker's own values (`performance`, `recommendations`, …), whose names never
+    // take one of the document's (`OperationResult::check_extra`).
+    if let Some(fields) = body.as_object_mut() {
+        fields.extend(result.extra);
     }
-    Ok(response.json(body))
+    if format == ResultsFormat::Download {
+        let mut file = serde_json::to_string_pretty(&body).map_err(|_| ApiError::Internal)?;
+        file.push('\n');
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{}-results.json\"", op.id),
+            ))
+            .body(file));
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

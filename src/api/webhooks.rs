@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::format::{opt_time, time};
 use super::idempotency::Idempotency;
 use super::operations::parse_query;
+use super::wire::present;
 use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::wire::webhooks::WebhookBody;
 use super::AppState;
@@ -336,9 +337,11 @@ pub async fn disable(
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateBody {
+    #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     overlap_seconds: Option<u64>,
 }
 
@@ -537,6 +540,7 @@ fn unknown_status() -> ApiError {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecoverBody {
     since: String,
 }

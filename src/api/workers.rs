@@ -94,7 +94,7 @@ pub async fn complete(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let operation = reported(&state, &principal, &path).await?;
-    let (token, result) = body.json::<CompleteBody>()?.into_result();
+    let (token, result) = body.json::<CompleteBody>()?.into_result()?;
     let status = state
         .leases
         .complete(operation, LeaseToken::from_string(token), result)
@@ -119,7 +119,10 @@ pub async fn fail(
         .fail(
             operation,
             LeaseToken::from_string(lease_token),
-            Failure { error, retryable },
+            Failure {
+                error: error.into(),
+                retryable,
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({

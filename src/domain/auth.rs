@@ -2,7 +2,9 @@
 
 use sha2::{Digest, Sha256};
 
+use super::fields::checked_name;
 use super::ids::{OperationId, ProjectId, TenantId, TokenId};
+use super::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -73,6 +75,23 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// A push worker's callback token serves one operation only.
     pub operation: Option<OperationId>,
+    /// The name the token was given when it was created, if any.
+    pub token_name: Option<String>,
+}
+
+pub const MAX_TOKEN_NAME_LEN: usize = 100;
+
+/// A token's name, for people reading who did what: printable, at most
+/// [`MAX_TOKEN_NAME_LEN`] characters.
+pub fn checked_token_name(value: &str, field: &str) -> Result<String, FieldError> {
+    let name = checked_name(value, field, MAX_TOKEN_NAME_LEN)?;
+    if name.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(name)
 }
 
 impl Principal {
@@ -88,7 +107,16 @@ impl Principal {
             project_id: Some(project_id),
             scopes: vec![Scope::Workers],
             operation: Some(operation),
+            token_name: None,
         }
+    }
+
+    /// Who did something, as answers say it (`cancelledBy`): the token's name, or its id
+    /// for a token created without one.
+    pub fn acting_as(&self) -> String {
+        self.token_name
+            .clone()
+            .unwrap_or_else(|| self.token_id.to_string())
     }
 
     /// Whether this caller may report on (or read) that operation.
@@ -144,6 +172,7 @@ mod tests {
             project_id: None,
             scopes: vec![Scope::Admin],
             operation: None,
+            token_name: None,
         };
         assert!(Scope::ALL.iter().all(|s| p.has_scope(*s)));
     }
@@ -158,7 +187,9 @@ mod tests {
             project_id: Some(project),
             scopes: vec![Scope::OperationsRead],
             operation: None,
+            token_name: Some("ops".into()),
         };
+        assert_eq!(p.acting_as(), "ops");
         assert!(p.can_see(tenant, project));
         assert!(!p.can_see(tenant, ProjectId::new()));
         assert!(!p.can_see(TenantId::new(), project));
@@ -172,6 +203,19 @@ mod tests {
         assert!(!p.may_act_on(OperationId::new()));
         assert!(p.has_scope(Scope::Workers));
         assert!(!p.has_scope(Scope::OperationsWrite));
+    }
+
+    #[test]
+    fn an_unnamed_token_acts_as_its_id_and_names_are_printable() {
+        let p = Principal::for_callback(TenantId::new(), ProjectId::new(), OperationId::new());
+        assert_eq!(p.acting_as(), p.token_id.to_string());
+        assert_eq!(
+            checked_token_name(" ci deploy ", "name").unwrap(),
+            "ci deploy"
+        );
+        assert!(checked_token_name("  ", "name").is_err());
+        assert!(checked_token_name("a\u{7}b", "name").is_err());
+        assert!(checked_token_name(&"x".repeat(MAX_TOKEN_NAME_LEN + 1), "name").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod breakout;
 pub mod delivery;
 pub mod event;
 pub mod fields;

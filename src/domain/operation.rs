@@ -2,23 +2,25 @@
 //! transition emits. Pure code: callers load an operation, apply one method, and persist
 //! the result and the returned events in one transaction.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Number, Value};
 
 use super::event::{EventDraft, EventType};
 use super::ids::{BatchId, ExecutionId, OperationId, ProjectId, TenantId};
 use super::retry::RetryPolicy;
+use super::FieldError;
 
 mod attempt;
 mod spec;
 
 pub use attempt::{
-    checked_lease_batch, checked_lease_wait, checked_percentage, AttemptStart, Backoff, EndedLease,
-    Lease, LeaseReport, LeaseRequest, PhaseReport, ProgressReport, MAX_LEASE_BATCH,
-    MAX_WAIT_SECONDS,
+    checked_lease_batch, checked_lease_wait, checked_percentage, checked_phase_counters,
+    AttemptStart, Backoff, EndedLease, Lease, LeaseReport, LeaseRequest, PhaseReport,
+    ProgressReport, MAX_LEASE_BATCH, MAX_PHASE_COUNTERS, MAX_WAIT_SECONDS,
 };
 pub use spec::{
     checked_operation_type, checked_timeout, Callbacks, Notifications, SlackNotification,
@@ -143,6 +145,35 @@ pub struct Phase {
     pub results: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Value>,
+    /// The phase's own percentage, as its worker last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    /// What the phase is doing now, in the worker's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_activity: Option<String>,
+    /// The phase's own counts (`modelsTraining`, `recordsProcessed`, …), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, Number>,
+}
+
+impl Phase {
+    /// The names a phase's own fields take, which its counters, shown beside them, may not.
+    pub const FIELDS: [&'static str; 10] = [
+        "phaseName",
+        "status",
+        "startTime",
+        "endTime",
+        "duration",
+        "results",
+        "checkpoint",
+        "progress",
+        "currentActivity",
+        "counters",
+    ];
+
+    fn is_open(&self) -> bool {
+        matches!(self.status, PhaseStatus::Pending | PhaseStatus::Running)
+    }
 }
 
 /// What the executor last reported; nothing here is ever guessed by Relais.
@@ -202,6 +233,48 @@ pub struct OperationResult {
     pub phase_results: Vec<Value>,
     #[serde(default)]
     pub artifacts: Vec<Value>,
+    /// Every other top-level value the worker reported (`performance`, `recommendations`,
+    /// …): kept as given and returned beside the others.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl OperationResult {
+    /// The fields of the results document, which a worker's own values may not take.
+    pub const FIELDS: [&'static str; 12] = [
+        "operationId",
+        "operationType",
+        "operationName",
+        "status",
+        "success",
+        "partial",
+        "completionTime",
+        "totalDuration",
+        "summary",
+        "phaseResults",
+        "artifacts",
+        "leaseToken",
+    ];
+
+    /// A worker's own values are shown beside the document's fields: none may take the
+    /// name of one, or be `null` (which would say nothing).
+    pub fn check_extra(&self) -> Result<(), FieldError> {
+        for (name, value) in &self.extra {
+            if Self::FIELDS.contains(&name.as_str()) {
+                return Err(FieldError::new(
+                    name.clone(),
+                    "is a field of the results document and cannot be reported",
+                ));
+            }
+            if value.is_null() {
+                return Err(FieldError::new(
+                    name.clone(),
+                    "must not be null: leave the field out",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,11 +591,34 @@ impl Operation {
         vec![EventDraft::new(EventType::OperationTimeout, data)]
     }
 
+    /// A completed operation completed every one of its phases, also those its worker
+    /// counted in `totalPhases` but never reported by name.
     pub fn phases_completed(&self) -> usize {
-        self.phases
+        let reported = self
+            .phases
             .iter()
             .filter(|p| p.status == PhaseStatus::Completed)
-            .count()
+            .count();
+        match (self.status, self.progress.total_phases) {
+            (OperationStatus::Completed, Some(total)) => reported.max(total as usize),
+            _ => reported,
+        }
+    }
+
+    /// On completion: every phase still open completed with the operation, and no phase
+    /// is current any more.
+    fn close_phases(&mut self, now: DateTime<Utc>) {
+        for phase in self.phases.iter_mut().filter(|p| p.is_open()) {
+            phase.status = PhaseStatus::Completed;
+            phase.end_time = Some(now);
+            if phase.progress.is_some() {
+                phase.progress = Some(100.0);
+            }
+        }
+        if let Some(total) = self.progress.total_phases {
+            self.progress.total_phases = Some(total.max(self.phases.len() as u32));
+        }
+        self.progress.current_phase = None;
     }
 
     pub fn cancel(
@@ -624,6 +720,7 @@ impl Operation {
                 .map(|p| json!({"phaseName": p.phase_name, "status": p.status, "results": p.results}))
                 .collect(),
             artifacts: Vec::new(),
+            extra: Default::default(),
         })
     }
 
@@ -760,6 +857,9 @@ mod tests {
                 status: PhaseStatus::Completed,
                 results: Some(json!({"rows": 3})),
                 checkpoint: Some(json!({"offset": 3})),
+                progress: None,
+                current_activity: None,
+                counters: Default::default(),
             }),
             ..Default::default()
         };
@@ -1091,6 +1191,9 @@ mod tests {
                     status,
                     results: Some(json!({"phase": name})),
                     checkpoint: Some(json!({"done": name})),
+                    progress: None,
+                    current_activity: None,
+                    counters: Default::default(),
                 }),
                 ..Default::default()
             };
@@ -1166,6 +1269,157 @@ mod tests {
             target,
             json!({"b": {"c": 20, "d": 3}, "e": [2], "f": "new"})
         );
+    }
+
+    fn phase(name: &str, status: PhaseStatus) -> PhaseReport {
+        PhaseReport {
+            phase_name: name.into(),
+            status,
+            results: None,
+            checkpoint: None,
+            progress: None,
+            current_activity: None,
+            counters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn completion_closes_every_open_phase_and_the_counts_agree() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
+        let counted = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Number::from(*v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let running = PhaseReport {
+            progress: Some(72.0),
+            current_activity: Some("training".into()),
+            counters: counted(&[("modelsTraining", 3), ("modelsCompleted", 2)]),
+            ..phase("ml", PhaseStatus::Running)
+        };
+        for report in [
+            ProgressReport {
+                total_phases: Some(4),
+                phase: Some(phase("load", PhaseStatus::Completed)),
+                ..Default::default()
+            },
+            ProgressReport {
+                phase: Some(running),
+                ..Default::default()
+            },
+            ProgressReport {
+                phase: Some(PhaseReport {
+                    counters: counted(&[("modelsCompleted", 3)]),
+                    ..phase("ml", PhaseStatus::Running)
+                }),
+                ..Default::default()
+            },
+            ProgressReport {
+                phase: Some(phase("report", PhaseStatus::Pending)),
+                ..Default::default()
+            },
+        ] {
+            op.report_progress(t(1), lease.as_str(), report, TTL)
+                .unwrap();
+        }
+        let ml = &op.phases[1];
+        assert_eq!(
+            ml.counters,
+            counted(&[("modelsTraining", 3), ("modelsCompleted", 3)])
+        );
+        assert_eq!(ml.current_activity.as_deref(), Some("training"));
+        assert_eq!(op.progress.current_phase.as_deref(), Some("ml"));
+        assert_eq!(op.phases_completed(), 1);
+
+        op.complete(t(2), lease.as_str(), OperationResult::default())
+            .unwrap();
+        assert!(op.phases.iter().all(|p| p.status == PhaseStatus::Completed));
+        assert_eq!(op.phases[0].end_time, Some(t(1)), "ended when it completed");
+        assert_eq!(op.phases[1].end_time, Some(t(2)));
+        assert_eq!(op.phases[2].end_time, Some(t(2)));
+        assert_eq!(op.phases[1].progress, Some(100.0));
+        assert_eq!(op.progress.percentage, Some(100.0));
+        assert_eq!(op.progress.current_phase, None);
+        assert_eq!(
+            (op.phases_completed(), op.progress.total_phases),
+            (4, Some(4)),
+            "a phase counted but never named completed with the operation"
+        );
+    }
+
+    #[test]
+    fn more_phases_than_announced_raise_the_total() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
+        for name in ["a", "b", "c"] {
+            let report = ProgressReport {
+                total_phases: Some(2),
+                phase: Some(phase(name, PhaseStatus::Running)),
+                ..Default::default()
+            };
+            op.report_progress(t(1), lease.as_str(), report, TTL)
+                .unwrap();
+        }
+        op.complete(t(2), lease.as_str(), OperationResult::default())
+            .unwrap();
+        assert_eq!(
+            (op.phases_completed(), op.progress.total_phases),
+            (3, Some(3))
+        );
+    }
+
+    #[test]
+    fn counters_are_named_like_fields_and_not_like_a_phases_own() {
+        let named = |name: &str| {
+            let counters = [(name.to_owned(), Number::from(1))].into_iter().collect();
+            checked_phase_counters(counters, "phase.counters").map_err(|e| e.field)
+        };
+        assert!(named("modelsTraining").is_ok());
+        assert!(named("records_2").is_ok());
+        for bad in ["status", "progress", "counters", "", "2nd", "a b", "ä"] {
+            assert_eq!(named(bad).unwrap_err(), format!("phase.counters.{bad}"));
+        }
+        let many: BTreeMap<String, Number> = (0..=MAX_PHASE_COUNTERS)
+            .map(|i| (format!("c{i}"), Number::from(i)))
+            .collect();
+        assert_eq!(
+            checked_phase_counters(many, "phase.counters")
+                .unwrap_err()
+                .field,
+            "phase.counters"
+        );
+    }
+
+    #[test]
+    fn a_workers_own_results_may_not_take_a_documents_field_or_be_null() {
+        let with = |name: &str, value: Value| OperationResult {
+            extra: [(name.to_owned(), value)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(with("performance", json!({"efficiency": 87.2}))
+            .check_extra()
+            .is_ok());
+        assert!(with("recommendations", json!([])).check_extra().is_ok());
+        assert_eq!(
+            with("status", json!("x")).check_extra().unwrap_err().field,
+            "status"
+        );
+        assert_eq!(
+            with("performance", Value::Null)
+                .check_extra()
+                .unwrap_err()
+                .field,
+            "performance"
+        );
+        let stored = serde_json::to_value(with("performance", json!(1))).unwrap();
+        assert_eq!(
+            stored["performance"], 1,
+            "kept beside the others when stored"
+        );
+        let read: OperationResult = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.extra["performance"], 1);
     }
 
     #[test]

@@ -191,13 +191,16 @@ async fn push(
                     if text.trim().is_empty() {
                         Ok(OperationResult::default())
                     } else {
-                        serde_json::from_str::<OperationResult>(&text).map_err(|e| {
-                            ExecutionError::new(
-                                "PUSH_WORKER_BAD_RESULT",
-                                format!("the worker's result is not a result object: {e}"),
-                                false,
-                            )
-                        })
+                        serde_json::from_str::<OperationResult>(&text)
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.check_extra().map(|()| r).map_err(|e| e.to_string()))
+                            .map_err(|e| {
+                                ExecutionError::new(
+                                    "PUSH_WORKER_BAD_RESULT",
+                                    format!("the worker's result is not a result object: {e}"),
+                                    false,
+                                )
+                            })
                     }
                 }
                 408 | 429 | 500..=599 => Err(ExecutionError::new(

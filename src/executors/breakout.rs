@@ -203,6 +203,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
         }),
         phase_results: Vec::new(),
         artifacts: Vec::new(),
+        extra: Default::default(),
     })
 }
 
@@ -320,14 +321,10 @@ impl Job {
         if !foreign.is_empty() {
             let mut error = ExecutionError::new(
                 "TABLES_ALREADY_EXIST",
-                format!(
-                    "tables {} exist and were not created by a breakout of '{}' in this project; they are left alone",
-                    foreign.join(", "),
-                    registered.name
-                ),
+                foreign.describe(&registered.name),
                 false,
             );
-            error.error.details = Some(json!({"existing_tables": foreign}));
+            error.error.details = Some(json!({"existing_tables": foreign.named}));
             return Err(error);
         }
         // Before any table is created: data that cannot be read leaves nothing behind.

@@ -35,6 +35,7 @@ impl Executor for Echo {
                 }),
                 phase_results: Vec::new(),
                 artifacts: Vec::new(),
+                extra: Default::default(),
             })
         })
     }

@@ -141,6 +141,9 @@ impl Executor for Sleep {
                         status: PhaseStatus::Running,
                         results: None,
                         checkpoint: None,
+                        progress: None,
+                        current_activity: None,
+                        counters: Default::default(),
                     }),
                     ..Default::default()
                 };
@@ -173,6 +176,9 @@ impl Executor for Sleep {
                         status: PhaseStatus::Completed,
                         results: Some(json!({"sleptSeconds": duration.as_secs_f64()})),
                         checkpoint: Some(json!({"completed": name})),
+                        progress: None,
+                        current_activity: None,
+                        counters: Default::default(),
                     }),
                     ..Default::default()
                 };
@@ -186,6 +192,7 @@ impl Executor for Sleep {
                 summary: json!({"phases": total, "phasesRun": ran, "phasesSkipped": skipped}),
                 phase_results: Vec::new(),
                 artifacts: Vec::new(),
+                extra: Default::default(),
             })
         })
     }

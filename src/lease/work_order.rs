@@ -134,6 +134,9 @@ mod tests {
                 end_time: Some(t(2)),
                 results: Some(json!({"rows": 5})),
                 checkpoint: Some(json!({"offset": 5})),
+                progress: None,
+                current_activity: None,
+                counters: Default::default(),
             },
             Phase {
                 phase_name: "load".into(),
@@ -142,6 +145,9 @@ mod tests {
                 end_time: None,
                 results: None,
                 checkpoint: Some(json!({"offset": 2})),
+                progress: None,
+                current_activity: None,
+                counters: Default::default(),
             },
         ];
         (op, token)

@@ -19,6 +19,7 @@ use sqlx::{AnyPool, Row};
 use super::{from_ms, sized_chunks, to_ms, Backend, Result, StoreError};
 use crate::cspro::data::Case;
 use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
+use crate::domain::breakout::{in_the_way, own_tables, InTheWay, OtherClaim};
 use crate::domain::ids::{OperationId, ProjectId, TenantId, UploadId};
 
 mod uploads;
@@ -172,6 +173,15 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A breakout table as statements name it: `"name"` in the database's current schema,
+/// `"schema"."name"` in a project's own.
+fn qualified(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(name)),
+        None => quote(name),
+    }
+}
+
 fn column_type(t: ColumnType) -> String {
     match t {
         ColumnType::Integer => "BIGINT".into(),
@@ -186,8 +196,8 @@ fn column_type(t: ColumnType) -> String {
     }
 }
 
-/// `CREATE TABLE` and `CREATE INDEX` statements for one table.
-pub fn table_ddl(table: &Table) -> Vec<String> {
+/// `CREATE TABLE` and `CREATE INDEX` statements for one table (in `schema`, if given).
+pub fn table_ddl(table: &Table, schema: Option<&str>) -> Vec<String> {
     let mut columns: Vec<String> = table
         .columns
         .iter()
@@ -204,7 +214,7 @@ pub fn table_ddl(table: &Table) -> Vec<String> {
     columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
     let mut statements = vec![format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
-        quote(&table.name),
+        qualified(schema, &table.name),
         columns.join(", ")
     )];
     for index in &table.indexes {
@@ -212,7 +222,7 @@ pub fn table_ddl(table: &Table) -> Vec<String> {
         statements.push(format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
             quote(&index.name),
-            quote(&table.name),
+            qualified(schema, &table.name),
             cols.join(", ")
         ));
     }
@@ -239,7 +249,7 @@ fn row_placeholders(table: &Table, backend: Backend, first: usize) -> String {
     format!("({})", cells.join(", "))
 }
 
-fn insert_sql(table: &Table, backend: Backend, rows: usize) -> String {
+fn insert_sql(table: &Table, schema: Option<&str>, backend: Backend, rows: usize) -> String {
     let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
     let n = table.columns.len();
     let values: Vec<String> = (0..rows)
@@ -247,7 +257,7 @@ fn insert_sql(table: &Table, backend: Backend, rows: usize) -> String {
         .collect();
     format!(
         "INSERT INTO {} ({}) VALUES {}",
-        quote(&table.name),
+        qualified(schema, &table.name),
         columns.join(", "),
         values.join(", ")
     )
@@ -292,6 +302,8 @@ pub(super) struct Analytics {
     backend: Backend,
     /// Where it is, for error reports: host and port, or file (never the credentials).
     location: String,
+    /// On PostgreSQL, each project's breakout tables in a schema of its own.
+    schema_per_project: bool,
 }
 
 impl Analytics {
@@ -310,7 +322,22 @@ impl Analytics {
             pool,
             backend,
             location,
+            schema_per_project: false,
         })
+    }
+
+    /// The same database, each project's breakout tables in a schema of its own
+    /// (`breakout_<project>`), so that projects never share a table name. PostgreSQL only.
+    pub(super) fn with_schema_per_project(&self) -> std::result::Result<Arc<Self>, String> {
+        if self.backend != Backend::Postgres {
+            return Err("a schema per project needs a PostgreSQL analytics database".to_owned());
+        }
+        Ok(Arc::new(Analytics {
+            pool: self.pool.clone(),
+            backend: self.backend,
+            location: self.location.clone(),
+            schema_per_project: true,
+        }))
     }
 }
 
@@ -327,6 +354,10 @@ pub struct Breakout {
 }
 
 impl Breakout {
+    pub(super) fn analytics(&self) -> &Analytics {
+        &self.analytics
+    }
+
     pub(super) fn new(
         pool: AnyPool,
         backend: Backend,
@@ -441,48 +472,113 @@ impl Breakout {
         }
     }
 
-    /// Tables of the layout that exist but were not created by a breakout of this
-    /// dictionary in this project (another project's, or not breakout tables at all):
-    /// never dropped nor written into.
+    /// Tables of the layout that exist but are not the project's own breakout of this
+    /// dictionary (another project's, or not breakout tables at all): never dropped nor
+    /// written into, and named only when no project's breakout recorded them.
     pub async fn foreign_tables(
         &self,
         project: ProjectId,
         dictionary: &str,
         layout: &Layout,
-    ) -> Result<Vec<String>> {
+    ) -> Result<InTheWay> {
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
-        let existing = self.existing_tables(&names).await?;
+        let existing = self.existing_tables(project, &names).await?;
         if existing.is_empty() {
-            return Ok(existing);
+            return Ok(InTheWay::default());
         }
-        let owned = self
-            .output(project, dictionary)
+        let own = self
+            .own_output(project, dictionary)
             .await?
             .map(|o| o.tables)
             .unwrap_or_default();
-        Ok(existing
-            .into_iter()
-            .filter(|t| !owned.contains(t))
-            .collect())
+        let foreign: Vec<String> = existing.into_iter().filter(|t| !own.contains(t)).collect();
+        let others = self.other_breakout_claims(project, &foreign).await?;
+        Ok(in_the_way(foreign, &others))
     }
 
-    /// Which of these tables exist in the database.
-    pub async fn existing_tables(&self, names: &[String]) -> Result<Vec<String>> {
-        let sql = match self.analytics.backend {
-            Backend::Postgres => {
+    /// The project's breakout output of the dictionary, with only the tables that are
+    /// still its own (`domain::breakout::own_tables`); `None` when it recorded none.
+    pub async fn own_output(
+        &self,
+        project: ProjectId,
+        dictionary: &str,
+    ) -> Result<Option<BreakoutOutput>> {
+        let Some(mut output) = self.output(project, dictionary).await? else {
+            return Ok(None);
+        };
+        let existing = self.existing_tables(project, &output.tables).await?;
+        let others = self.other_breakout_claims(project, &existing).await?;
+        output.tables = own_tables(&output.tables, output.created_at, &existing, &others);
+        Ok(Some(output))
+    }
+
+    /// Which of these tables other projects' breakouts recorded, and when. In a schema of
+    /// the project's own, none: another project's tables of the same name are elsewhere.
+    async fn other_breakout_claims(
+        &self,
+        project: ProjectId,
+        tables: &[String],
+    ) -> Result<Vec<OtherClaim>> {
+        if tables.is_empty() || self.analytics.schema_per_project {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT tables, created_at FROM breakout_outputs WHERE project_id <> $1")
+                .bind(project.db())
+                .fetch_all(&self.analytics.pool)
+                .await?;
+        let mut claims = Vec::new();
+        for row in rows {
+            let recorded: Vec<String> = super::from_json(
+                &row.try_get::<String, _>("tables")?,
+                "breakout_outputs.tables",
+            )?;
+            let at = from_ms(row.try_get("created_at")?)?;
+            claims.extend(
+                recorded
+                    .into_iter()
+                    .filter(|t| tables.contains(t))
+                    .map(|table| OtherClaim { table, at }),
+            );
+        }
+        Ok(claims)
+    }
+
+    /// The schema of the project's breakout tables on PostgreSQL when each project has its
+    /// own (`RELAIS_BREAKOUT_SCHEMA_PER_PROJECT`); else they share the current schema.
+    pub fn schema(&self, project: ProjectId) -> Option<String> {
+        self.analytics
+            .schema_per_project
+            .then(|| format!("breakout_{}", project.uuid().simple()))
+    }
+
+    /// Which of these tables exist where the project's breakout tables go.
+    pub async fn existing_tables(
+        &self,
+        project: ProjectId,
+        names: &[String],
+    ) -> Result<Vec<String>> {
+        let schema = self.schema(project);
+        let sql = match (self.analytics.backend, &schema) {
+            (Backend::Postgres, None) => {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = $1"
             }
-            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1",
+            (Backend::Postgres, Some(_)) => {
+                "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
+                 WHERE table_schema = $2 AND table_name = $1"
+            }
+            (Backend::Sqlite, _) => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
         };
         let mut found = Vec::new();
         for name in names {
-            if sqlx::query(sql)
-                .bind(name)
-                .fetch_optional(&self.analytics.pool)
-                .await?
-                .is_some()
-            {
+            let mut query = sqlx::query(sql).bind(name);
+            if let Some(schema) = &schema {
+                query = query.bind(schema);
+            }
+            if query.fetch_optional(&self.analytics.pool).await?.is_some() {
                 found.push(name.clone());
             }
         }
@@ -517,18 +613,24 @@ impl Breakout {
     /// indexes and TOAST) on PostgreSQL; on SQLite the pages of the table and its indexes
     /// from `dbstat` when the library has it, else the summed length of the stored values
     /// (an estimate that leaves out page overhead and indexes).
-    pub async fn table_stats(&self, tables: &[String]) -> Result<Vec<TableStats>> {
+    pub async fn table_stats(
+        &self,
+        project: ProjectId,
+        tables: &[String],
+    ) -> Result<Vec<TableStats>> {
+        let schema = self.schema(project);
         let mut stats = Vec::new();
         for name in tables {
-            let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {}", quote(name)))
+            let table = qualified(schema.as_deref(), name);
+            let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?;
             let size_bytes = match self.analytics.backend {
                 Backend::Postgres => sqlx::query(
-                    "SELECT CAST(pg_total_relation_size(CAST(quote_ident($1) AS regclass)) AS BIGINT) AS n",
+                    "SELECT CAST(pg_total_relation_size(CAST($1 AS regclass)) AS BIGINT) AS n",
                 )
-                .bind(name)
+                .bind(&table)
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?,
@@ -607,11 +709,15 @@ impl Breakout {
         dictionary: &str,
         tables: &[String],
     ) -> Result<()> {
+        let schema = self.schema(project);
         let mut tx = self.analytics.pool.begin().await?;
         for name in tables.iter().rev() {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(name)))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "DROP TABLE IF EXISTS {}",
+                qualified(schema.as_deref(), name)
+            ))
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("DELETE FROM breakout_outputs WHERE project_id = $1 AND dictionary = $2")
             .bind(project.db())
@@ -625,16 +731,19 @@ impl Breakout {
 
     /// Drops every breakout table of the project (when it is deleted); gives their names.
     pub(super) async fn drop_tables_of_project(&self, project: ProjectId) -> Result<Vec<String>> {
-        let outputs =
-            sqlx::query("SELECT dictionary, tables FROM breakout_outputs WHERE project_id = $1")
+        let dictionaries: Vec<String> =
+            sqlx::query_scalar("SELECT dictionary FROM breakout_outputs WHERE project_id = $1")
                 .bind(project.db())
                 .fetch_all(&self.analytics.pool)
                 .await?;
         let mut dropped = Vec::new();
-        for row in outputs {
-            let dictionary: String = row.try_get("dictionary")?;
-            let tables: Vec<String> =
-                super::from_json(&row.try_get::<String, _>("tables")?, "tables")?;
+        for dictionary in dictionaries {
+            // Only its own: a table another project recorded since is that one's.
+            let tables = self
+                .own_output(project, &dictionary)
+                .await?
+                .map(|o| o.tables)
+                .unwrap_or_default();
             self.drop_tables(project, &dictionary, &tables).await?;
             dropped.extend(tables);
         }
@@ -652,6 +761,10 @@ pub struct BreakoutSink {
 }
 
 impl BreakoutSink {
+    fn schema(&self) -> Option<String> {
+        self.breakout.schema(self.project)
+    }
+
     /// Where the tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
     pub fn location(&self) -> &str {
         self.breakout.location()
@@ -661,9 +774,9 @@ impl BreakoutSink {
         self.breakout.dictionary(self.project, name).await
     }
 
-    /// Tables of the layout that exist but were not created by a breakout of this
-    /// dictionary in this project.
-    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<Vec<String>> {
+    /// Tables of the layout that exist but are not this project's breakout of this
+    /// dictionary.
+    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<InTheWay> {
         self.breakout
             .foreign_tables(self.project, dictionary, layout)
             .await
@@ -702,17 +815,26 @@ impl BreakoutSink {
         operation: OperationId,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.breakout.analytics.pool.begin().await?;
+        if let Some(schema) = &schema {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
+                .execute(&mut *tx)
+                .await?;
+        }
         if replace {
             for table in layout.tables.iter().rev() {
-                sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "DROP TABLE IF EXISTS {}",
+                    qualified(schema.as_deref(), &table.name)
+                ))
+                .execute(&mut *tx)
+                .await?;
             }
             forget_chunks(&mut tx, self.project, dictionary).await?;
         }
         for table in &layout.tables {
-            for statement in table_ddl(table) {
+            for statement in table_ddl(table, schema.as_deref()) {
                 sqlx::query(&statement).execute(&mut *tx).await?;
             }
         }
@@ -747,11 +869,12 @@ impl BreakoutSink {
         cases: &[Case],
         issues: &str,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.breakout.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
-                quote(&table.name)
+                qualified(schema.as_deref(), &table.name)
             ))
             .bind(first as i64)
             .bind(last as i64)
@@ -765,7 +888,12 @@ impl BreakoutSink {
                 .collect();
             let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
             for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(table, self.breakout.analytics.backend, batch.len());
+                let sql = insert_sql(
+                    table,
+                    schema.as_deref(),
+                    self.breakout.analytics.backend,
+                    batch.len(),
+                );
                 let mut query = sqlx::query(&sql);
                 for row in batch {
                     for (cell, column) in row.cells().zip(&table.columns) {
@@ -806,11 +934,12 @@ impl BreakoutSink {
         cases: u64,
         chunks: i64,
     ) -> Result<()> {
+        let schema = self.schema();
         let mut tx = self.breakout.analytics.pool.begin().await?;
         for table in layout.tables.iter().rev() {
             sqlx::query(&format!(
                 "DELETE FROM {} WHERE case_id > $1",
-                quote(&table.name)
+                qualified(schema.as_deref(), &table.name)
             ))
             .bind(cases as i64)
             .execute(&mut *tx)
@@ -851,14 +980,14 @@ mod tests {
     fn ddl_quotes_names_and_types_numbers_exactly() {
         let text = include_str!("../../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
         let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
-        let ddl = table_ddl(layout.cases_table());
+        let ddl = table_ddl(layout.cases_table(), None);
         assert!(ddl[0].starts_with(
             "CREATE TABLE IF NOT EXISTS \"cen2000_cases\" (\"case_id\" BIGINT NOT NULL"
         ));
         assert!(ddl[0].ends_with("PRIMARY KEY (\"case_id\"))"), "{}", ddl[0]);
         assert!(ddl.iter().any(|s| s.contains("(\"case_key\")")));
         // Popstan's ids are whole numbers: bound as integers, no cast.
-        let sql = insert_sql(layout.cases_table(), Backend::Postgres, 2);
+        let sql = insert_sql(layout.cases_table(), None, Backend::Postgres, 2);
         assert!(!sql.contains("CAST") && sql.contains("$22"), "{sql}");
         // An item with decimals is cast from its exact text.
         let text = include_str!("../../fixtures/cspro/cspro_ThreeLevelTest_HOUSEHOLD_DICT.dcf");
@@ -872,9 +1001,16 @@ mod tests {
                     .any(|c| matches!(c.column_type, ColumnType::Decimal { scale: 1.., .. }))
             })
             .expect("a table with a decimal item");
-        let sql = insert_sql(table, Backend::Postgres, 1);
+        let sql = insert_sql(table, None, Backend::Postgres, 1);
         assert!(sql.contains("AS NUMERIC("), "{sql}");
-        let sql = insert_sql(layout.cases_table(), Backend::Sqlite, 1);
+        let sql = insert_sql(layout.cases_table(), None, Backend::Sqlite, 1);
+        let ddl = table_ddl(layout.cases_table(), Some("breakout_p1"));
+        let in_schema = format!(
+            "CREATE TABLE IF NOT EXISTS \"breakout_p1\".\"{}\"",
+            layout.cases_table().name
+        );
+        assert!(ddl[0].starts_with(&in_schema), "{}", ddl[0]);
+        assert!(ddl[1..].iter().all(|s| s.contains("ON \"breakout_p1\".")));
         assert!(!sql.contains("CAST") && !sql.contains('$'), "{sql}");
     }
 }

@@ -40,7 +40,7 @@ pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCoun
 pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
 pub use tenants::{Removed, Tenants};
-pub use webhooks::{DeliveryStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE};
+pub use webhooks::{CallbackStats, DeliveryStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE};
 pub use workers::{PushTask, PushWorkers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +293,20 @@ impl Store {
             sqlx::query(statement).execute(&pool).await?;
         }
         let analytics = breakout::Analytics::new(pool, backend, &url);
+        self.breakout = Breakout::new(self.pool.clone(), self.backend, self.url.clone(), analytics);
+        self.tenants = Tenants::new(
+            self.pool.clone(),
+            self.signals.clone(),
+            self.breakout.clone(),
+        );
+        Ok(self)
+    }
+
+    /// From now on, each project's breakout tables go into a schema of its own
+    /// (`breakout_<project>`), so that projects never share a table name. PostgreSQL only:
+    /// refused for a SQLite analytics database. Given after the analytics database.
+    pub fn with_breakout_schema_per_project(mut self) -> std::result::Result<Self, String> {
+        let analytics = self.breakout.analytics().with_schema_per_project()?;
         self.breakout = Breakout::new(self.pool.clone(), self.backend, self.url.clone(), analytics);
         self.tenants = Tenants::new(
             self.pool.clone(),

@@ -105,10 +105,23 @@ impl Tenants {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenId> {
+        self.insert_named_token(tenant, project, scopes, token_hash, None, now)
+            .await
+    }
+
+    pub async fn insert_named_token(
+        &self,
+        tenant: TenantId,
+        project: Option<ProjectId>,
+        scopes: &[Scope],
+        token_hash: &str,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenId> {
         let id = TokenId::new();
         sqlx::query(
-            "INSERT INTO api_tokens (id, tenant_id, project_id, token_hash, scopes, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, tenant_id, project_id, token_hash, scopes, created_at, name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.db())
         .bind(tenant.db())
@@ -116,6 +129,7 @@ impl Tenants {
         .bind(token_hash)
         .bind(Scope::join(scopes))
         .bind(to_ms(now))
+        .bind(name)
         .execute(&self.pool)
         .await?;
         Ok(id)
@@ -123,7 +137,7 @@ impl Tenants {
 
     pub async fn find_principal(&self, token_hash: &str) -> Result<Option<Principal>> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, project_id, scopes FROM api_tokens WHERE token_hash = $1",
+            "SELECT id, tenant_id, project_id, scopes, name FROM api_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -139,6 +153,7 @@ impl Tenants {
                 .transpose()?,
             scopes: Scope::parse_list(&scopes).map_err(StoreError::corrupt)?,
             operation: None,
+            token_name: row.try_get("name")?,
         }))
     }
 }

@@ -7,7 +7,8 @@ use super::sealed::{callback_place, idempotency_place, webhook_place, Sealer};
 use super::{from_json, from_ms, to_json, to_ms, CreateOutcome, Result, StoreError};
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
-use crate::domain::ids::{ProjectId, TenantId, WebhookId};
+use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
+use crate::domain::operation::Callbacks;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
 /// The idempotency scope of webhook registrations: their stored answers show the new
@@ -27,6 +28,19 @@ pub struct DeliveryStats {
     pub pending: i64,
     pub average_response_ms: Option<f64>,
     pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// How one operation's callbacks fared, counted from the outbox: the seed's
+/// `progressCallbacksSent` (progress callbacks sent at least once), `lastProgressCallback`
+/// (the last attempt at one), `callbacksSuccessful` and `callbacksFailed` (delivered, and
+/// given up on, of every kind), and those still on their way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallbackStats {
+    pub progress_sent: i64,
+    pub last_progress_at: Option<DateTime<Utc>>,
+    pub successful: i64,
+    pub failed: i64,
+    pub pending: i64,
 }
 
 /// Webhook subscriptions, their delivery figures, and the projects' callback secrets.
@@ -264,6 +278,51 @@ impl Webhooks {
                 .open(&row.try_get::<String, _>("secrets")?, &place)?,
             "secrets",
         )
+    }
+
+    /// How the callbacks of `operation` fared so far (within the outbox's retention).
+    pub async fn callback_stats(
+        &self,
+        project: ProjectId,
+        operation: OperationId,
+    ) -> Result<CallbackStats> {
+        let progress: Vec<String> = Callbacks::PROGRESS_EVENTS
+            .iter()
+            .map(|e| format!("'{}'", e.as_str()))
+            .collect();
+        let sql = format!(
+            "SELECT COUNT(*) FILTER (WHERE d.event_type IN ({progress}) AND d.attempts > 0) AS progress_sent,
+                    COUNT(*) FILTER (WHERE d.status = '{delivered}') AS ok,
+                    COUNT(*) FILTER (WHERE d.status = '{failed}') AS failed,
+                    COUNT(*) FILTER (WHERE d.status = '{pending}') AS pending,
+                    (SELECT MAX(a.attempted_at) FROM delivery_attempts a
+                     JOIN deliveries p ON p.id = a.delivery_id
+                     JOIN events pe ON pe.id = p.event_id
+                     WHERE pe.subject = $1 AND pe.project_id = $2 AND p.channel = '{callback}'
+                       AND p.event_type IN ({progress})) AS last_progress
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.subject = $1 AND e.project_id = $2 AND d.channel = '{callback}'",
+            progress = progress.join(", "),
+            delivered = DeliveryStatus::Delivered.as_str(),
+            failed = DeliveryStatus::Failed.as_str(),
+            pending = DeliveryStatus::Pending.as_str(),
+            callback = Channel::Callback.as_str(),
+        );
+        let row = sqlx::query(&sql)
+            .bind(operation.to_string())
+            .bind(project.db())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(CallbackStats {
+            progress_sent: row.try_get("progress_sent")?,
+            last_progress_at: row
+                .try_get::<Option<i64>, _>("last_progress")?
+                .map(from_ms)
+                .transpose()?,
+            successful: row.try_get("ok")?,
+            failed: row.try_get("failed")?,
+            pending: row.try_get("pending")?,
+        })
     }
 
     /// The project's callback signing secrets, creating the first one on demand.

@@ -217,7 +217,8 @@ async fn no_body_makes_the_server_fail(backend: Backend) {
             json!({
                 "leaseToken": token, "percentage": 50, "currentPhase": "p", "totalPhases": 2,
                 "processedRecords": 1, "totalRecords": 2,
-                "phase": {"phaseName": "p", "status": "Running", "results": {}, "checkpoint": {"at": 1}}
+                "phase": {"phaseName": "p", "status": "Running", "results": {}, "checkpoint": {"at": 1},
+                          "progress": 40, "currentActivity": "a", "counters": {"done": 1, "left": 2.5}}
             }),
         ),
         (
@@ -259,7 +260,7 @@ async fn no_body_makes_the_server_fail(backend: Backend) {
         (
             Method::POST,
             app.api(&format!("/operation/{op}/retry")),
-            json!({"retryMode": "resume", "retryReason": "r", "modifyParameters": true, "updatedParameters": {"a": 2}, "newTimeout": 30, "retryPolicy": retry_policy}),
+            json!({"retryMode": "resume", "retryReason": "r", "modifyParameters": true, "updatedParameters": {"a": 2}, "newTimeout": 30, "retryPolicy": retry_policy, "preserveOriginalResults": true}),
         ),
         (
             Method::POST,
@@ -269,7 +270,8 @@ async fn no_body_makes_the_server_fail(backend: Backend) {
         (
             Method::POST,
             app.api(&format!("/operation/{op}/complete")),
-            json!({"leaseToken": token, "summary": {"s": 1}, "phaseResults": [{"p": 1}], "artifacts": [{"a": 1}]}),
+            json!({"leaseToken": token, "summary": {"s": 1}, "phaseResults": [{"p": 1}], "artifacts": [{"a": 1}],
+                   "performance": {"efficiency": 87.2}, "recommendations": [{"priority": "High"}]}),
         ),
     ];
     let mut routes: Vec<(Method, String, Value, String)> = routes

@@ -14,6 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::format::{between, human_duration, time};
 use crate::api::idempotency::Idempotency;
 use crate::api::wire::operations::StartOperationBody;
+use crate::api::wire::present;
 use crate::api::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -33,7 +34,9 @@ const MAX_JOBS_LIMIT: u32 = 100;
 #[serde(deny_unknown_fields)]
 struct StartBody {
     dictionaries: Vec<String>,
-    /// Kept loose so that any value out of 1–10 is `INVALID_THREADS`, as the seed says.
+    /// Kept loose so that any value out of 1–10 (`null` too) is `INVALID_THREADS`, as the
+    /// seed says.
+    #[serde(default, deserialize_with = "present")]
     threads: Option<Value>,
     #[serde(default)]
     overwrite: bool,
@@ -43,6 +46,7 @@ struct StartBody {
     /// run (without it, existing tables are a 409 unless `overwrite`).
     #[serde(default)]
     incremental: bool,
+    #[serde(default, deserialize_with = "present")]
     chunk_size: Option<usize>,
 }
 
@@ -65,7 +69,7 @@ pub async fn start(
     let target = target(&state, &principal, Scope::OperationsWrite).await?;
     let request: StartBody = body.json()?;
     let threads = match &request.threads {
-        None | Some(Value::Null) => 1,
+        None => 1,
         Some(v) => match v.as_u64() {
             Some(n @ 1..=10) => n as u32,
             _ => return Err(invalid_threads()),
@@ -95,16 +99,17 @@ pub async fn start(
                 "Tables already exist",
                 "TABLES_ALREADY_EXIST",
                 format!(
-                    "Tables for dictionary '{name}' already exist and were not created by its breakout in this project; they cannot be replaced."
+                    "Tables for dictionary '{name}' already exist: {}.",
+                    foreign.describe(name)
                 ),
-                json!({"existing_tables": foreign}),
+                json!({"existing_tables": foreign.named}),
             ));
         }
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
         let existing = state
             .store
             .breakout()
-            .existing_tables(&names)
+            .existing_tables(target.project, &names)
             .await
             .map_err(store_error)?;
         if !existing.is_empty() && !request.overwrite && !request.incremental {
@@ -285,7 +290,24 @@ pub async fn status(
                 "completed_at": op.finished_at.map(time),
             })
         }
-        OperationStatus::Failed | OperationStatus::Timeout | OperationStatus::Cancelled => {
+        // Cancelled is no failure: the seed lists it as its own status.
+        OperationStatus::Cancelled => {
+            let cancellation = op.cancellation.as_ref();
+            json!({
+                "job_id": op.id,
+                "status": "cancelled",
+                "reason": cancellation.and_then(|c| c.reason.clone()),
+                "cancelled_by": cancellation.map(|c| c.cancelled_by.clone()),
+                "progress": {
+                    "processed": op.progress.processed_records.unwrap_or(0),
+                    "total": op.progress.total_records,
+                    "percentage": op.progress.percentage.unwrap_or(0.0).floor() as u64,
+                },
+                "started_at": op.started_at.map(time),
+                "cancelled_at": op.finished_at.map(time),
+            })
+        }
+        OperationStatus::Failed | OperationStatus::Timeout => {
             let error = op.error.clone();
             json!({
                 "job_id": op.id,
@@ -391,15 +413,26 @@ pub async fn jobs(
         .operations
         .iter()
         .map(|op| {
-            json!({
+            let mut job = json!({
                 "job_id": op.id,
                 "status": job_status(op.status),
                 "dictionaries": op.parameters["dictionaries"],
                 "cases_processed": op.progress.processed_records.unwrap_or(0),
                 "execution_time": execution_time(op),
                 "started_at": op.started_at.map(time),
-                "completed_at": op.finished_at.map(time),
-            })
+                "completed_at": null,
+            });
+            // When it ended, under the name its status gives that moment.
+            let ended = match job_status(op.status) {
+                "completed" => Some("completed_at"),
+                "failed" => Some("failed_at"),
+                "cancelled" => Some("cancelled_at"),
+                _ => None,
+            };
+            if let Some(key) = ended {
+                job[key] = json!(op.finished_at.map(time));
+            }
+            job
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({

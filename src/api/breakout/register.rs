@@ -18,6 +18,7 @@ use super::{dictionary_view, facade, parse_dictionary, store_error, target};
 use crate::api::auth::ProjectRef;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
+use crate::api::wire::present;
 use crate::api::AppState;
 use crate::clock;
 use crate::cspro::csdb::CsdbFile;
@@ -31,6 +32,7 @@ use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind, UploadE
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RegisterBody {
+    #[serde(default, deserialize_with = "present")]
     dictionary_path: Option<String>,
     data_path: String,
 }

@@ -3,43 +3,106 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::operations::StartOperationBody;
+use super::operations::{CallbacksBody, NotificationsBody, StartOperationBody};
 use super::retry::RetryPolicyBody;
+use super::{present, present_json};
 use crate::domain::batch::{
     check_graph, check_member_count, checked_batch_name, BatchCallbacks, BatchSpec, FailurePolicy,
     MemberSpec,
 };
-use crate::domain::operation::{Callbacks, Notifications, OperationSpec, Priority};
+use crate::domain::operation::{OperationSpec, Priority};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubmitBatchBody {
     pub batch_name: String,
+    #[serde(default, deserialize_with = "present")]
     pub batch_description: Option<String>,
     pub operations: Vec<MemberBody>,
-    pub batch_callbacks: Option<BatchCallbacks>,
-    pub failure_policy: Option<FailurePolicy>,
+    #[serde(default, deserialize_with = "present")]
+    pub batch_callbacks: Option<BatchCallbacksBody>,
+    #[serde(default, deserialize_with = "present")]
+    pub failure_policy: Option<FailurePolicyBody>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<RetryPolicyBody>,
+}
+
+/// `batchCallbacks`: the URLs that hear of the batch's start, its members' ends and its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchCallbacksBody {
+    #[serde(default, deserialize_with = "present")]
+    pub on_batch_start: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_operation_complete: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_batch_complete: Option<String>,
+}
+
+impl From<BatchCallbacksBody> for BatchCallbacks {
+    fn from(body: BatchCallbacksBody) -> Self {
+        BatchCallbacks {
+            on_batch_start: body.on_batch_start,
+            on_operation_complete: body.on_operation_complete,
+            on_batch_complete: body.on_batch_complete,
+        }
+    }
+}
+
+/// `failurePolicy`: each switch left out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailurePolicyBody {
+    #[serde(default, deserialize_with = "present")]
+    pub stop_on_first_failure: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub continue_independent_operations: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub retry_failed_operations: Option<bool>,
+}
+
+impl From<FailurePolicyBody> for FailurePolicy {
+    fn from(body: FailurePolicyBody) -> Self {
+        let default = FailurePolicy::default();
+        FailurePolicy {
+            stop_on_first_failure: body
+                .stop_on_first_failure
+                .unwrap_or(default.stop_on_first_failure),
+            continue_independent_operations: body
+                .continue_independent_operations
+                .unwrap_or(default.continue_independent_operations),
+            retry_failed_operations: body
+                .retry_failed_operations
+                .unwrap_or(default.retry_failed_operations),
+        }
+    }
 }
 
 /// A member: `POST …/async/operation`'s body with a key and its dependencies. (Listed
 /// field by field rather than flattened, so that a bad value's error names its path.)
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemberBody {
     pub operation_key: String,
     #[serde(default)]
     pub dependencies: Vec<String>,
     pub operation_type: String,
     pub operation_name: String,
+    #[serde(default, deserialize_with = "present")]
     pub operation_description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub priority: Option<Priority>,
+    #[serde(default, deserialize_with = "present_json")]
     pub parameters: Option<Value>,
-    pub callbacks: Option<Callbacks>,
-    pub notifications: Option<Notifications>,
+    #[serde(default, deserialize_with = "present")]
+    pub callbacks: Option<CallbacksBody>,
+    #[serde(default, deserialize_with = "present")]
+    pub notifications: Option<NotificationsBody>,
+    #[serde(default, deserialize_with = "present")]
     pub timeout: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
@@ -68,9 +131,9 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
     fn try_from(body: SubmitBatchBody) -> Result<Self, FieldError> {
         let name = checked_batch_name(&body.batch_name, "batchName")?;
         check_member_count(body.operations.len(), "operations")?;
-        let callbacks = body.batch_callbacks.unwrap_or_default();
+        let callbacks = BatchCallbacks::from(body.batch_callbacks.unwrap_or_default());
         callbacks.check("batchCallbacks")?;
-        let failure_policy = body.failure_policy.unwrap_or_default();
+        let failure_policy = FailurePolicy::from(body.failure_policy.unwrap_or_default());
         let asked = body.retry_policy;
         let retry_policy = failure_policy.retry_policy(|| {
             asked

@@ -6,28 +6,89 @@ use serde_json::Value;
 
 use super::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::retry::RetryPolicyBody;
+use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
     checked_operation_type, checked_timeout, Callbacks, CancelRequest, ListRequest, Notifications,
     OperationFilter, OperationSpec, OperationStatus, Priority, RetryMode, RetrySpec,
-    DEFAULT_TIMEOUT_SECONDS,
+    SlackNotification, DEFAULT_TIMEOUT_SECONDS,
 };
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
 /// `POST …/async/operation`, as seed 001 shows it.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartOperationBody {
     pub operation_type: String,
     pub operation_name: String,
+    #[serde(default, deserialize_with = "present")]
     pub operation_description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub priority: Option<Priority>,
+    #[serde(default, deserialize_with = "present_json")]
     pub parameters: Option<Value>,
-    pub callbacks: Option<Callbacks>,
-    pub notifications: Option<Notifications>,
+    #[serde(default, deserialize_with = "present")]
+    pub callbacks: Option<CallbacksBody>,
+    #[serde(default, deserialize_with = "present")]
+    pub notifications: Option<NotificationsBody>,
+    #[serde(default, deserialize_with = "present")]
     pub timeout: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<RetryPolicyBody>,
+}
+
+/// `callbacks`: the URLs that hear of this operation's progress, end and failure.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallbacksBody {
+    #[serde(default, deserialize_with = "present")]
+    pub on_progress: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_completion: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub on_error: Option<String>,
+}
+
+impl From<CallbacksBody> for Callbacks {
+    fn from(body: CallbacksBody) -> Self {
+        Callbacks {
+            on_progress: body.on_progress,
+            on_completion: body.on_completion,
+            on_error: body.on_error,
+        }
+    }
+}
+
+/// `notifications`: who hears of the operation's end by mail or Slack.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationsBody {
+    #[serde(default)]
+    pub email: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub slack: Option<SlackBody>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlackBody {
+    #[serde(default, deserialize_with = "present")]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub mention_users: Vec<String>,
+}
+
+impl From<NotificationsBody> for Notifications {
+    fn from(body: NotificationsBody) -> Self {
+        Notifications {
+            email: body.email,
+            slack: body.slack.map(|s| SlackNotification {
+                channel: s.channel,
+                mention_users: s.mention_users,
+            }),
+        }
+    }
 }
 
 impl TryFrom<StartOperationBody> for OperationSpec {
@@ -37,13 +98,13 @@ impl TryFrom<StartOperationBody> for OperationSpec {
         let operation_type = checked_operation_type(&body.operation_type, "operationType")?;
         let operation_name = checked_name(&body.operation_name, "operationName", MAX_NAME_LEN)?;
         let parameters = match body.parameters {
-            None | Some(Value::Null) => Value::Object(Default::default()),
+            None => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => v,
             Some(_) => return Err(FieldError::new("parameters", "must be a JSON object")),
         };
-        let callbacks = body.callbacks.unwrap_or_default();
+        let callbacks = Callbacks::from(body.callbacks.unwrap_or_default());
         callbacks.check("callbacks")?;
-        let notifications = body.notifications.unwrap_or_default();
+        let notifications = Notifications::from(body.notifications.unwrap_or_default());
         notifications.check("notifications")?;
         let timeout = checked_timeout(body.timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS), "timeout")?;
         let retry_policy = body
@@ -66,24 +127,43 @@ impl TryFrom<StartOperationBody> for OperationSpec {
 
 /// `POST …/operation/{id}/retry`, as seed 001 shows it.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBody {
+    #[serde(default, deserialize_with = "present")]
     pub retry_mode: Option<RetryMode>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_reason: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub modify_parameters: Option<bool>,
+    #[serde(default, deserialize_with = "present_json")]
     pub updated_parameters: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<RetryPolicyBody>,
+    #[serde(default, deserialize_with = "present")]
     pub new_timeout: Option<i64>,
-    /// Accepted for compatibility: the original operation and its results are never
-    /// changed by a retry, so they are always preserved.
+    /// The original operation and its results are never changed by a retry, so they are
+    /// always preserved: `false` asks for what Relais does not do, and is refused.
+    #[serde(default, deserialize_with = "present")]
     pub preserve_original_results: Option<bool>,
 }
 
 impl RetryBody {
     /// `base` is the original operation's policy, which the body's fields override.
     pub fn into_spec(self, base: RetryPolicy) -> Result<RetrySpec, FieldError> {
+        if self.preserve_original_results == Some(false) {
+            return Err(FieldError::new(
+                "preserveOriginalResults",
+                "a retry never changes the original operation or its results; leave the field out or set it to true",
+            ));
+        }
         let parameter_patch = match (self.modify_parameters, self.updated_parameters) {
-            (Some(false), _) | (_, None) | (_, Some(Value::Null)) => None,
+            (Some(false), Some(_)) => {
+                return Err(FieldError::new(
+                    "updatedParameters",
+                    "is given with modifyParameters false; drop one of them",
+                ))
+            }
+            (_, None) => None,
             (_, Some(v @ Value::Object(_))) => Some(v),
             (_, Some(_)) => {
                 return Err(FieldError::new(
@@ -112,11 +192,15 @@ impl RetryBody {
 
 /// `DELETE …/operation/{id}`, all optional.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelBody {
+    #[serde(default, deserialize_with = "present")]
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub preserve_partial_results: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub force_termination: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub notify_callbacks: Option<bool>,
 }
 

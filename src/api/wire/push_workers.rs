@@ -2,17 +2,21 @@
 
 use serde::Deserialize;
 
+use super::present;
 use crate::domain::fields::{check_signing_secret, http_url};
 use crate::domain::worker::{checked_max_concurrency, checked_worker_types, PushWorkerSpec};
 use crate::domain::FieldError;
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushWorkerBody {
     pub url: String,
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
     pub operation_types: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     pub max_concurrency: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub secret: Option<String>,
 }
 

@@ -2,16 +2,21 @@
 
 use serde::Deserialize;
 
+use super::present;
 use crate::domain::retry::{RetryOverrides, RetryPolicy};
 use crate::domain::FieldError;
 
 /// `retryPolicy` in operation, batch and webhook bodies; every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicyBody {
+    #[serde(default, deserialize_with = "present")]
     pub max_retries: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_delay: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub backoff_multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub max_delay: Option<f64>,
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::present;
 use super::retry::RetryPolicyBody;
 use crate::domain::fields::{check_signing_secret, checked_name, http_url};
 use crate::domain::operation::Priority;
@@ -16,32 +17,40 @@ use crate::domain::FieldError;
 
 /// As seed 001 shows it.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookBody {
     pub webhook_url: String,
+    #[serde(default, deserialize_with = "present")]
     pub webhook_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub filters: Option<FiltersBody>,
+    #[serde(default, deserialize_with = "present")]
     pub authentication: Option<AuthenticationBody>,
+    #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<RetryPolicyBody>,
+    #[serde(default, deserialize_with = "present")]
     pub headers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FiltersBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
     #[serde(default)]
     pub priorities: Vec<Priority>,
+    #[serde(default, deserialize_with = "present")]
     pub min_progress_increment: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthenticationBody {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default, deserialize_with = "present")]
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub secret: Option<String>,
 }
 

@@ -1,26 +1,31 @@
 //! The worker protocol's bodies: lease, progress (the heartbeat), complete, fail.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 
+use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
     checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
-    LeaseRequest, OperationError, OperationResult, PhaseReport, PhaseStatus, ProgressReport,
-    MAX_TYPE_LEN,
+    checked_phase_counters, LeaseRequest, OperationError, OperationResult, PhaseReport,
+    PhaseStatus, ProgressReport, MAX_TYPE_LEN,
 };
 use crate::domain::FieldError;
 
 /// `POST …/async/workers/lease`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LeaseBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     pub max: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub wait_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub worker_id: Option<String>,
 }
 
@@ -55,24 +60,40 @@ impl TryFrom<LeaseBody> for LeaseRequest {
 
 /// `POST …/operation/{id}/progress`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProgressBody {
     pub lease_token: String,
+    #[serde(default, deserialize_with = "present")]
     pub percentage: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub current_phase: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub total_phases: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub processed_records: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub total_records: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub phase: Option<PhaseBody>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseBody {
     pub phase_name: String,
     pub status: PhaseStatus,
+    #[serde(default, deserialize_with = "present_json")]
     pub results: Option<Value>,
+    #[serde(default, deserialize_with = "present_json")]
     pub checkpoint: Option<Value>,
+    /// The phase's own percentage, 0 to 100.
+    #[serde(default, deserialize_with = "present")]
+    pub progress: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
+    pub current_activity: Option<String>,
+    /// The phase's own counts by name (`{"modelsTraining": 3}`), shown flat in `phases[]`.
+    #[serde(default, deserialize_with = "present")]
+    pub counters: Option<BTreeMap<String, Number>>,
 }
 
 impl ProgressBody {
@@ -96,6 +117,15 @@ impl ProgressBody {
                 status: p.status,
                 results: p.results,
                 checkpoint: p.checkpoint,
+                progress: p
+                    .progress
+                    .map(|v| checked_percentage(v, "phase.progress"))
+                    .transpose()?,
+                current_activity: p
+                    .current_activity
+                    .map(|a| checked_name(&a, "phase.currentActivity", MAX_NAME_LEN))
+                    .transpose()?,
+                counters: checked_phase_counters(p.counters.unwrap_or_default(), "phase.counters")?,
             }),
             None => None,
         };
@@ -121,41 +151,64 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
     }
 }
 
-/// `POST …/operation/{id}/complete`.
+/// `POST …/operation/{id}/complete`: the one body that takes fields of the worker's own
+/// choosing (`performance`, `recommendations`, …), kept and returned with the results.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteBody {
     pub lease_token: String,
-    #[serde(default)]
-    pub summary: Value,
+    #[serde(default, deserialize_with = "present_json")]
+    pub summary: Option<Value>,
     #[serde(default)]
     pub phase_results: Vec<Value>,
     #[serde(default)]
     pub artifacts: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl CompleteBody {
     /// The lease token the result is reported under, and the result.
-    pub fn into_result(self) -> (String, OperationResult) {
-        (
-            self.lease_token,
-            OperationResult {
-                summary: self.summary,
-                phase_results: self.phase_results,
-                artifacts: self.artifacts,
-            },
-        )
+    pub fn into_result(self) -> Result<(String, OperationResult), FieldError> {
+        let result = OperationResult {
+            summary: self.summary.unwrap_or_default(),
+            phase_results: self.phase_results,
+            artifacts: self.artifacts,
+            extra: self.extra,
+        };
+        result.check_extra()?;
+        Ok((self.lease_token, result))
     }
 }
 
 /// `POST …/operation/{id}/fail`.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailBody {
     pub lease_token: String,
-    pub error: OperationError,
+    pub error: ErrorBody,
     #[serde(default)]
     pub retryable: bool,
+}
+
+/// `error` of a failure report: `details` is free-form.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, deserialize_with = "present_json")]
+    pub details: Option<Value>,
+}
+
+impl From<ErrorBody> for OperationError {
+    fn from(body: ErrorBody) -> Self {
+        OperationError {
+            code: body.code,
+            message: body.message,
+            details: body.details,
+        }
+    }
 }
 
 #[cfg(test)]

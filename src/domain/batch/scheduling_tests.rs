@@ -198,8 +198,7 @@ impl Sim {
         let now = self.now();
         let result = OperationResult {
             summary: json!({ "of": key }),
-            phase_results: Vec::new(),
-            artifacts: Vec::new(),
+            ..Default::default()
         };
         self.op_mut(key)
             .complete(now, &token, result)

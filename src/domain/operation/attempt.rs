@@ -2,11 +2,12 @@
 //! which is also the heartbeat; completion; failure, retried with backoff), and taking
 //! the lease back when the worker goes silent.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Number, Value};
 
 use super::{
     AttemptRecord, Operation, OperationError, OperationResult, OperationStatus, Phase, PhaseStatus,
@@ -121,6 +122,49 @@ pub struct PhaseReport {
     pub status: PhaseStatus,
     pub results: Option<Value>,
     pub checkpoint: Option<Value>,
+    /// The phase's own percentage (checked with [`checked_percentage`]).
+    pub progress: Option<f64>,
+    pub current_activity: Option<String>,
+    /// Counts that change the phase's counters of the same names; the others are kept.
+    pub counters: BTreeMap<String, Number>,
+}
+
+/// At most this many counters per phase, so that `phases[]` stays readable.
+pub const MAX_PHASE_COUNTERS: usize = 32;
+const MAX_COUNTER_NAME_LEN: usize = 64;
+
+/// A phase's counters: shown beside the phase's own fields, so named like a JSON field
+/// (letters, digits, `_`) and not like one of them.
+pub fn checked_phase_counters(
+    counters: BTreeMap<String, Number>,
+    field: &str,
+) -> Result<BTreeMap<String, Number>, FieldError> {
+    if counters.len() > MAX_PHASE_COUNTERS {
+        return Err(FieldError::new(
+            field,
+            format!("may hold at most {MAX_PHASE_COUNTERS} counters"),
+        ));
+    }
+    for name in counters.keys() {
+        let at = format!("{field}.{name}");
+        let well_formed = !name.is_empty()
+            && name.len() <= MAX_COUNTER_NAME_LEN
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(FieldError::new(
+                at,
+                format!("a counter's name starts with a letter and has at most {MAX_COUNTER_NAME_LEN} letters, digits or `_`"),
+            ));
+        }
+        if Phase::FIELDS.contains(&name.as_str()) {
+            return Err(FieldError::new(
+                at,
+                "is the name of a phase's own field; call the counter something else",
+            ));
+        }
+    }
+    Ok(counters)
 }
 
 /// A percentage of progress, or a step between two: from 0 to 100.
@@ -274,6 +318,9 @@ impl Operation {
                     end_time: None,
                     results: None,
                     checkpoint: None,
+                    progress: None,
+                    current_activity: None,
+                    counters: BTreeMap::new(),
                 });
                 self.phases.len() - 1
             }
@@ -295,6 +342,18 @@ impl Operation {
         if report.checkpoint.is_some() {
             phase.checkpoint = report.checkpoint;
         }
+        match report.progress {
+            Some(p) => phase.progress = Some(p),
+            // A phase that reported its own progress and then completed is all done.
+            None if report.status == PhaseStatus::Completed && phase.progress.is_some() => {
+                phase.progress = Some(100.0)
+            }
+            None => {}
+        }
+        if report.current_activity.is_some() {
+            phase.current_activity = report.current_activity;
+        }
+        phase.counters.extend(report.counters);
         index
     }
 
@@ -314,6 +373,7 @@ impl Operation {
         self.lease = None;
         self.record_ending(token, LeaseReport::Complete);
         self.progress.percentage = Some(100.0);
+        self.close_phases(now);
         self.result = Some(result);
         let mut data = self.snapshot();
         if let Some(result) = &self.result {

@@ -26,13 +26,18 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
+    /// The events that go to `onProgress`: the progress callbacks status counts.
+    pub const PROGRESS_EVENTS: [EventType; 3] = [
+        EventType::OperationStarted,
+        EventType::OperationProgress,
+        EventType::OperationPhaseCompleted,
+    ];
+
     /// Which callback hears of which event: progress of any kind to `onProgress`, the
     /// end of the run to `onCompletion` (also on cancellation), failures to `onError`.
     pub fn url_for(&self, event: EventType) -> Option<&str> {
         match event {
-            EventType::OperationStarted
-            | EventType::OperationProgress
-            | EventType::OperationPhaseCompleted => self.on_progress.as_deref(),
+            _ if Self::PROGRESS_EVENTS.contains(&event) => self.on_progress.as_deref(),
             EventType::OperationCompleted | EventType::OperationCancelled => {
                 self.on_completion.as_deref()
             }
