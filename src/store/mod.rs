@@ -287,33 +287,32 @@ impl Store {
 
     /// From now on, breakout tables (and the record of what was written into them) go
     /// into this database instead of the main one.
-    pub async fn with_analytics_database(mut self, url: &str) -> Result<Self> {
+    pub async fn with_analytics_database(self, url: &str) -> Result<Self> {
         let (pool, backend, url) = open_pool(url).await?;
         for statement in breakout::ANALYTICS_BOOKKEEPING {
             sqlx::query(statement).execute(&pool).await?;
         }
-        let analytics = breakout::Analytics::new(pool, backend, &url);
-        self.breakout = Breakout::new(self.pool.clone(), self.backend, self.url.clone(), analytics);
-        self.tenants = Tenants::new(
-            self.pool.clone(),
-            self.signals.clone(),
-            self.breakout.clone(),
-        );
-        Ok(self)
+        Ok(self.with_analytics(breakout::Analytics::new(pool, backend, &url)))
     }
 
     /// From now on, each project's breakout tables go into a schema of its own
     /// (`breakout_<project>`), so that projects never share a table name. PostgreSQL only:
     /// refused for a SQLite analytics database. Given after the analytics database.
-    pub fn with_breakout_schema_per_project(mut self) -> std::result::Result<Self, String> {
+    pub fn with_breakout_schema_per_project(self) -> std::result::Result<Self, String> {
         let analytics = self.breakout.analytics().with_schema_per_project()?;
+        Ok(self.with_analytics(analytics))
+    }
+
+    /// Breakout tables go to `analytics`: the breakout part, and the tenants part that
+    /// drops a deleted project's tables, are made anew around it.
+    fn with_analytics(mut self, analytics: Arc<breakout::Analytics>) -> Self {
         self.breakout = Breakout::new(self.pool.clone(), self.backend, self.url.clone(), analytics);
         self.tenants = Tenants::new(
             self.pool.clone(),
             self.signals.clone(),
             self.breakout.clone(),
         );
-        Ok(self)
+        self
     }
 
     pub async fn migrate(&self) -> Result<()> {
