@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::operations::{CallbacksBody, NotificationsBody, StartOperationBody};
 use super::retry::RetryPolicyBody;
@@ -14,8 +15,16 @@ use crate::domain::operation::{OperationSpec, Priority};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "batchName": "Monthly Process Mining Pipeline",
+    "operations": [
+        {"operationKey": "data-prep", "operationType": "DataPreparation", "operationName": "Prepare", "dependencies": []},
+        {"operationKey": "discovery", "operationType": "ProcessMiningAnalysis", "operationName": "Discover", "dependencies": ["data-prep"]}
+    ],
+    "failurePolicy": {"stopOnFirstFailure": false, "continueIndependentOperations": true, "retryFailedOperations": true}
+}))]
 pub struct SubmitBatchBody {
     pub batch_name: String,
     #[serde(default, deserialize_with = "present")]
@@ -30,7 +39,7 @@ pub struct SubmitBatchBody {
 }
 
 /// `batchCallbacks`: the URLs that hear of the batch's start, its members' ends and its own.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchCallbacksBody {
     #[serde(default, deserialize_with = "present")]
@@ -52,7 +61,7 @@ impl From<BatchCallbacksBody> for BatchCallbacks {
 }
 
 /// `failurePolicy`: each switch left out keeps its default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailurePolicyBody {
     #[serde(default, deserialize_with = "present")]
@@ -82,7 +91,7 @@ impl From<FailurePolicyBody> for FailurePolicy {
 
 /// A member: `POST …/async/operation`'s body with a key and its dependencies. (Listed
 /// field by field rather than flattened, so that a bad value's error names its path.)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemberBody {
     pub operation_key: String,
@@ -93,6 +102,7 @@ pub struct MemberBody {
     #[serde(default, deserialize_with = "present")]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
     pub parameters: Option<Value>,
@@ -174,6 +184,16 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
             retry_policy,
         })
     }
+}
+
+/// Query of `GET …/async/batches`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BatchListQuery {
+    pub status: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::retry::RetryPolicyBody;
@@ -17,14 +18,33 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
 /// `POST …/async/operation`, as seed 001 shows it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "operationType": "ProcessMiningAnalysis",
+    "operationName": "Comprehensive Customer Journey Analysis",
+    "operationDescription": "Deep analysis of customer interaction patterns with advanced ML algorithms",
+    "priority": "High",
+    "parameters": {
+        "datasetId": "880e8400-e29b-41d4-a716-446655440000",
+        "analysisType": "comprehensive",
+        "timeWindow": {"startDate": "2024-01-01", "endDate": "2024-01-31"}
+    },
+    "callbacks": {
+        "onProgress": "https://your-app.com/webhooks/progress",
+        "onCompletion": "https://your-app.com/webhooks/completion",
+        "onError": "https://your-app.com/webhooks/error"
+    },
+    "timeout": 7200,
+    "retryPolicy": {"maxRetries": 3, "retryDelay": 300, "backoffMultiplier": 2.0}
+}))]
 pub struct StartOperationBody {
     pub operation_type: String,
     pub operation_name: String,
     #[serde(default, deserialize_with = "present")]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
     pub parameters: Option<Value>,
@@ -39,7 +59,7 @@ pub struct StartOperationBody {
 }
 
 /// `callbacks`: the URLs that hear of this operation's progress, end and failure.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallbacksBody {
     #[serde(default, deserialize_with = "present")]
@@ -61,7 +81,7 @@ impl From<CallbacksBody> for Callbacks {
 }
 
 /// `notifications`: who hears of the operation's end by mail or Slack.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationsBody {
     #[serde(default)]
@@ -70,7 +90,7 @@ pub struct NotificationsBody {
     pub slack: Option<SlackBody>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackBody {
     #[serde(default, deserialize_with = "present")]
@@ -126,10 +146,20 @@ impl TryFrom<StartOperationBody> for OperationSpec {
 }
 
 /// `POST …/operation/{id}/retry`, as seed 001 shows it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "retryMode": "resume",
+    "retryReason": "Infrastructure issue resolved, retrying with increased resources",
+    "modifyParameters": true,
+    "updatedParameters": {"resourceAllocation": {"cpuUnits": 6, "memoryGB": 12}},
+    "retryPolicy": {"maxRetries": 2, "retryDelay": 180, "backoffMultiplier": 1.5},
+    "newTimeout": 10800,
+    "preserveOriginalResults": true
+}))]
 pub struct RetryBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "resume")]
     pub retry_mode: Option<RetryMode>,
     #[serde(default, deserialize_with = "present")]
     pub retry_reason: Option<String>,
@@ -191,7 +221,7 @@ impl RetryBody {
 }
 
 /// `DELETE …/operation/{id}`, all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default, deserialize_with = "present")]
@@ -216,8 +246,9 @@ impl From<CancelBody> for CancelRequest {
 }
 
 /// Query of `GET …/async/operations`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub status: Option<String>,
     pub operation_type: Option<String>,
@@ -288,6 +319,18 @@ impl TryFrom<ListQuery> for ListRequest {
             page_size,
         })
     }
+}
+
+/// Query of `GET …/operation/{operationId}/results`: `format` is `summary` (the
+/// default), `detailed` or `download`; `includeArtifacts` `true` (the default) or `false`;
+/// `phase` keeps one phase's results.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ResultsQuery {
+    pub format: Option<String>,
+    pub include_artifacts: Option<String>,
+    pub phase: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `POST …/async/workers`: registering a push worker.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::present;
 use crate::domain::fields::{check_signing_secret, http_url};
 use crate::domain::worker::{checked_max_concurrency, checked_worker_types, PushWorkerSpec};
 use crate::domain::FieldError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushWorkerBody {
     pub url: String,

@@ -1,13 +1,14 @@
 //! A retry policy as requests give it: any of its numbers, the others taken from a base.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::present;
 use crate::domain::retry::{RetryOverrides, RetryPolicy};
 use crate::domain::FieldError;
 
 /// `retryPolicy` in operation, batch and webhook bodies; every field optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicyBody {
     #[serde(default, deserialize_with = "present")]

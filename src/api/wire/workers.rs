@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
+use utoipa::ToSchema;
 
 use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
@@ -16,7 +17,7 @@ use crate::domain::operation::{
 use crate::domain::FieldError;
 
 /// `POST …/async/workers/lease`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LeaseBody {
     #[serde(default)]
@@ -59,7 +60,7 @@ impl TryFrom<LeaseBody> for LeaseRequest {
 }
 
 /// `POST …/operation/{id}/progress`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProgressBody {
     pub lease_token: String,
@@ -77,10 +78,11 @@ pub struct ProgressBody {
     pub phase: Option<PhaseBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseBody {
     pub phase_name: String,
+    #[schema(value_type = String, example = "Running")]
     pub status: PhaseStatus,
     #[serde(default, deserialize_with = "present_json")]
     pub results: Option<Value>,
@@ -93,6 +95,7 @@ pub struct PhaseBody {
     pub current_activity: Option<String>,
     /// The phase's own counts by name (`{"modelsTraining": 3}`), shown flat in `phases[]`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub counters: Option<BTreeMap<String, Number>>,
 }
 
@@ -153,7 +156,7 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
 
 /// `POST …/operation/{id}/complete`: the one body that takes fields of the worker's own
 /// choosing (`performance`, `recommendations`, …), kept and returned with the results.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteBody {
     pub lease_token: String,
@@ -164,6 +167,7 @@ pub struct CompleteBody {
     #[serde(default)]
     pub artifacts: Vec<Value>,
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub extra: Map<String, Value>,
 }
 
@@ -182,7 +186,7 @@ impl CompleteBody {
 }
 
 /// `POST …/operation/{id}/fail`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailBody {
     pub lease_token: String,
@@ -192,8 +196,9 @@ pub struct FailBody {
 }
 
 /// `error` of a failure report: `details` is free-form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ReportedError)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
