@@ -1,12 +1,18 @@
 //! The API's own description: `GET /openapi.json` (OpenAPI 3.1, generated from the types),
-//! and `GET /docs` (rendered with assets Relais serves itself).
+//! `GET /docs` (rendered with assets Relais serves itself), and the document checked
+//! against the running server by schemathesis.
+
+use std::process::Command;
 
 use reqwest::{Method, StatusCode};
 
 use crate::both_backends;
 use crate::common::{Backend, TestApp};
 
-both_backends!(the_document_and_its_page_are_served_without_a_token);
+both_backends!(
+    the_document_and_its_page_are_served_without_a_token,
+    schemathesis_finds_the_server_true_to_its_document,
+);
 
 async fn the_document_and_its_page_are_served_without_a_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -62,4 +68,82 @@ async fn the_document_and_its_page_are_served_without_a_token(backend: Backend) 
         .unwrap()
         .starts_with("text/javascript"));
     assert!(script.text.len() > 100_000, "the whole renderer is served");
+}
+
+/// schemathesis (tests/requirements.txt) sends every operation of the document generated
+/// requests, valid and invalid, in this app's own project with its token, and checks each
+/// answer against the document: no 5xx, a documented status, content type and schema.
+async fn schemathesis_finds_the_server_true_to_its_document(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\n\"path.tenantId\" = \"{}\"\n\"path.projectId\" = \"{}\"\n",
+            app.tenant, app.project
+        ),
+    )
+    .unwrap();
+    // The document as the server serves it, read from a file: schemathesis leaves out the
+    // operation that serves a document it fetched itself.
+    let document = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(document.status, StatusCode::OK);
+    let schema = dir.path().join("openapi.json");
+    std::fs::write(&schema, &document.text).unwrap();
+    let base = app.base.clone();
+    let python = std::env::var("RELAIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let auth = format!("Authorization: Bearer {}", app.token);
+    let report = dir.path().join("report");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .current_dir(dir.path())
+            .args([
+                "-c",
+                "import sys; from schemathesis.cli import schemathesis; schemathesis(sys.argv[1:], prog_name='st')",
+                "--config-file",
+            ])
+            .arg(&config)
+            .arg("run")
+            .arg(&schema)
+            .args([
+                "--url",
+                &base,
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--header",
+                &auth,
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "10",
+                "--seed",
+                "1",
+                "--workers",
+                "2",
+                "--request-timeout",
+                "60",
+                "--no-shrink",
+                "--suppress-health-check",
+                "all",
+                "--report-dir",
+            ])
+            .arg(&report)
+            .output()
+            .expect("python runs (scripts/test installs schemathesis)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every operation was tried, none skipped for want of a document it could read.
+    let operations = relais::api::route_table().len();
+    assert!(
+        stdout.contains(&format!("Tested: {operations}")),
+        "not every one of the {operations} operations was tested:\n{stdout}"
+    );
 }
