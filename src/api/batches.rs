@@ -59,6 +59,7 @@ const SUBMIT_SCOPE: &str = "batch.submit";
 
 #[utoipa::path(
     post,
+    operation_id = "batches_submit",
     path = "/api/{tenantId}/{projectId}/async/batch",
     tag = "batches",
     summary = "Submit a batch",
@@ -215,6 +216,7 @@ pub async fn submit(
 
 #[utoipa::path(
     get,
+    operation_id = "batches_status",
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
     tag = "batches",
     summary = "A batch's status",
@@ -286,6 +288,7 @@ fn batch_view(target: ProjectRef, batch: &Batch, members: &[BatchMember]) -> Bat
 
 #[utoipa::path(
     get,
+    operation_id = "batches_list",
     path = "/api/{tenantId}/{projectId}/async/batches",
     tag = "batches",
     summary = "List batches",
@@ -355,6 +358,7 @@ pub async fn list(
 
 #[utoipa::path(
     delete,
+    operation_id = "batches_cancel",
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
     tag = "batches",
     summary = "Cancel a batch",
@@ -399,6 +403,7 @@ pub async fn cancel(
 
 #[utoipa::path(
     post,
+    operation_id = "batches_retry",
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}/retry",
     tag = "batches",
     summary = "Retry a finished batch's failures",

@@ -140,6 +140,7 @@ fn dictionary_view(d: &BreakoutDictionary) -> DictionaryView {
 
 #[utoipa::path(
     get,
+    operation_id = "breakout_list_dictionaries",
     path = "/api/breakout/dictionaries",
     tag = "breakout",
     summary = "List dictionaries",
@@ -165,6 +166,7 @@ pub async fn list_dictionaries(
 
 #[utoipa::path(
     get,
+    operation_id = "breakout_get_dictionary",
     path = "/api/breakout/dictionaries/{name}",
     tag = "breakout",
     summary = "A dictionary",
@@ -189,6 +191,7 @@ pub async fn get_dictionary(
 
 #[utoipa::path(
     delete,
+    operation_id = "breakout_delete_dictionary",
     path = "/api/breakout/dictionaries/{name}",
     tag = "breakout",
     summary = "Remove a dictionary",
@@ -288,6 +291,7 @@ async fn output_tables(
 
 #[utoipa::path(
     get,
+    operation_id = "breakout_tables",
     path = "/api/breakout/tables/{dictionary}",
     tag = "breakout",
     summary = "A dictionary's tables",
@@ -355,6 +359,7 @@ pub async fn tables(
 
 #[utoipa::path(
     delete,
+    operation_id = "breakout_delete_tables",
     path = "/api/breakout/tables/{dictionary}",
     tag = "breakout",
     summary = "Drop a dictionary's tables",

@@ -31,6 +31,7 @@ const PAGE: &str = r#"<!DOCTYPE html>
 
 #[utoipa::path(
     get,
+    operation_id = "docs_openapi_json",
     path = "/openapi.json",
     tag = "docs",
     summary = "This document",
@@ -51,6 +52,7 @@ pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
 
 #[utoipa::path(
     get,
+    operation_id = "docs_page",
     path = "/docs",
     tag = "docs",
     summary = "This document, for people",
@@ -65,6 +67,7 @@ pub async fn page() -> HttpResponse {
 
 #[utoipa::path(
     get,
+    operation_id = "docs_renderer",
     path = "/docs/redoc.standalone.js",
     tag = "docs",
     summary = "The renderer of the docs page",

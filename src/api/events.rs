@@ -37,6 +37,7 @@ fn decode_cursor(text: &str) -> Option<FeedCursor> {
 
 #[utoipa::path(
     get,
+    operation_id = "events_feed",
     path = "/api/{tenantId}/{projectId}/async/events",
     tag = "events",
     summary = "Read the event log",

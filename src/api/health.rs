@@ -8,6 +8,7 @@ use crate::domain::auth::Principal;
 
 #[utoipa::path(
     get,
+    operation_id = "health_healthz",
     path = "/healthz",
     tag = "health",
     summary = "Liveness",
@@ -21,6 +22,7 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when the database answers.
 #[utoipa::path(
     get,
+    operation_id = "health_readyz",
     path = "/readyz",
     tag = "health",
     summary = "Readiness",
@@ -39,6 +41,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 #[utoipa::path(
     get,
+    operation_id = "health_unauthorized_ping",
     path = "/api/{tenantId}/{projectId}/async/unauthorized-ping",
     tag = "health",
     summary = "Ping without a token",
@@ -55,6 +58,7 @@ pub async fn unauthorized_ping(path: web::Path<ProjectPath>) -> Result<HttpRespo
 
 #[utoipa::path(
     get,
+    operation_id = "health_ping",
     path = "/api/{tenantId}/{projectId}/async/ping",
     tag = "health",
     summary = "Ping with a token",

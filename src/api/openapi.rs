@@ -239,6 +239,18 @@ mod tests {
     }
 
     #[test]
+    fn operation_ids_are_unique() {
+        let mut doc = document();
+        let mut seen = BTreeSet::new();
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                let id = operation.operation_id.clone().expect("an operationId");
+                assert!(seen.insert(id.clone()), "{id} names two operations");
+            }
+        }
+    }
+
+    #[test]
     fn every_operation_says_how_it_fails_in_the_error_shape() {
         let doc = document();
         assert!(doc

@@ -79,6 +79,7 @@ pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
 
 #[utoipa::path(
     post,
+    operation_id = "operations_start",
     path = "/api/{tenantId}/{projectId}/async/operation",
     tag = "operations",
     summary = "Start an operation",
@@ -237,6 +238,7 @@ const RETRY_SCOPE: &str = "operation.retry";
 
 #[utoipa::path(
     post,
+    operation_id = "operations_retry",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/retry",
     tag = "operations",
     summary = "Retry a finished operation",
@@ -288,6 +290,7 @@ pub async fn retry(
 
 #[utoipa::path(
     get,
+    operation_id = "operations_status",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
     tag = "operations",
     summary = "An operation's status",
@@ -470,6 +473,7 @@ fn list_item(op: &Operation, include_details: bool, now: DateTime<Utc>) -> Opera
 
 #[utoipa::path(
     get,
+    operation_id = "operations_list",
     path = "/api/{tenantId}/{projectId}/async/operations",
     tag = "operations",
     summary = "List operations",
@@ -532,6 +536,7 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(
 
 #[utoipa::path(
     delete,
+    operation_id = "operations_cancel",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
     tag = "operations",
     summary = "Cancel an operation",
@@ -623,6 +628,7 @@ impl ResultsFormat {
 
 #[utoipa::path(
     get,
+    operation_id = "operations_results",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/results",
     tag = "operations",
     summary = "An operation's results",

@@ -53,6 +53,7 @@ async fn view(state: &AppState, worker: &PushWorker) -> Result<PushWorkerView, A
 
 #[utoipa::path(
     post,
+    operation_id = "push_workers_create",
     path = "/api/{tenantId}/{projectId}/async/workers",
     tag = "workers",
     summary = "Register a push worker",
@@ -103,6 +104,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "push_workers_list",
     path = "/api/{tenantId}/{projectId}/async/workers",
     tag = "workers",
     summary = "List push workers",
@@ -148,6 +150,7 @@ async fn load(
 
 #[utoipa::path(
     get,
+    operation_id = "push_workers_get",
     path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
     tag = "workers",
     summary = "A push worker",
@@ -165,6 +168,7 @@ pub async fn get(
 
 #[utoipa::path(
     delete,
+    operation_id = "push_workers_delete",
     path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
     tag = "workers",
     summary = "Remove a push worker",

@@ -168,6 +168,7 @@ async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiE
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_create",
     path = "/api/{tenantId}/{projectId}/async/webhooks",
     tag = "webhooks",
     summary = "Register a webhook",
@@ -230,6 +231,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
+    operation_id = "webhooks_list",
     path = "/api/{tenantId}/{projectId}/async/webhooks",
     tag = "webhooks",
     summary = "List webhooks",
@@ -267,6 +269,7 @@ pub async fn list(
 
 #[utoipa::path(
     get,
+    operation_id = "webhooks_get",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "A webhook",
@@ -287,6 +290,7 @@ pub async fn get(
 /// keeps signing for the configured overlap.
 #[utoipa::path(
     put,
+    operation_id = "webhooks_update",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "Change a webhook",
@@ -325,6 +329,7 @@ pub async fn update(
 
 #[utoipa::path(
     delete,
+    operation_id = "webhooks_delete",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "Remove a webhook",
@@ -370,6 +375,7 @@ async fn set_status(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_enable",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/enable",
     tag = "webhooks",
     summary = "Enable a webhook",
@@ -386,6 +392,7 @@ pub async fn enable(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_disable",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/disable",
     tag = "webhooks",
     summary = "Disable a webhook",
@@ -444,6 +451,7 @@ fn secrets_view(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_rotate_secret",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/rotate-secret",
     tag = "webhooks",
     summary = "Rotate a webhook's signing secret",
@@ -468,6 +476,7 @@ pub async fn rotate_secret(
 
 #[utoipa::path(
     get,
+    operation_id = "webhooks_secret",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/secret",
     tag = "webhooks",
     summary = "A webhook's signing secret",
@@ -489,6 +498,7 @@ pub async fn secret(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_test",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/test",
     tag = "webhooks",
     summary = "Send a test event",
@@ -535,6 +545,7 @@ fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
 /// The attempt log: every try, newest first.
 #[utoipa::path(
     get,
+    operation_id = "webhooks_deliveries",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries",
     tag = "webhooks",
     summary = "A webhook's attempt log",
@@ -584,6 +595,7 @@ pub async fn deliveries(
 /// One row per event sent to the webhook, with where it stands.
 #[utoipa::path(
     get,
+    operation_id = "webhooks_messages",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/messages",
     tag = "webhooks",
     summary = "A webhook's messages",
@@ -644,6 +656,7 @@ fn unknown_status() -> ApiError {
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_recover",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/recover",
     tag = "webhooks",
     summary = "Send failed deliveries again",
@@ -674,6 +687,7 @@ pub async fn recover(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_retry_delivery",
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
     tag = "webhooks",
     summary = "Send one delivery again",
@@ -707,6 +721,7 @@ pub async fn retry_delivery(
 
 #[utoipa::path(
     get,
+    operation_id = "webhooks_callback_secret",
     path = "/api/{tenantId}/{projectId}/async/callbacks/secret",
     tag = "webhooks",
     summary = "The callbacks' signing secret",
@@ -731,6 +746,7 @@ pub async fn callback_secret(
 
 #[utoipa::path(
     post,
+    operation_id = "webhooks_rotate_callback_secret",
     path = "/api/{tenantId}/{projectId}/async/callbacks/secret/rotate",
     tag = "webhooks",
     summary = "Rotate the callbacks' signing secret",

@@ -17,6 +17,7 @@ use crate::lease::{Failure, OperationRef, WorkOrder};
 
 #[utoipa::path(
     post,
+    operation_id = "workers_lease",
     path = "/api/{tenantId}/{projectId}/async/workers/lease",
     tag = "workers",
     summary = "Lease work (long poll)",
@@ -72,6 +73,7 @@ async fn reported(
 
 #[utoipa::path(
     post,
+    operation_id = "workers_progress",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/progress",
     tag = "workers",
     summary = "Report progress (the heartbeat)",
@@ -100,6 +102,7 @@ pub async fn progress(
 
 #[utoipa::path(
     post,
+    operation_id = "workers_complete",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/complete",
     tag = "workers",
     summary = "Complete an attempt",
@@ -124,6 +127,7 @@ pub async fn complete(
 
 #[utoipa::path(
     post,
+    operation_id = "workers_fail",
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/fail",
     tag = "workers",
     summary = "Fail an attempt",

@@ -23,7 +23,6 @@ pub struct WorkOrder<'a> {
     pub operation_id: OperationId,
     pub operation_type: &'a str,
     pub operation_name: &'a str,
-    #[schema(value_type = String)]
     pub priority: Priority,
     #[schema(value_type = Object)]
     pub parameters: &'a Value,

@@ -47,6 +47,7 @@ fn invalid_threads() -> ApiError {
 
 #[utoipa::path(
     post,
+    operation_id = "breakout_jobs_start",
     path = "/api/breakout/start",
     tag = "breakout",
     summary = "Start a breakout",
@@ -268,6 +269,7 @@ async fn load_job(
 
 #[utoipa::path(
     get,
+    operation_id = "breakout_jobs_status",
     path = "/api/breakout/status/{job_id}",
     tag = "breakout",
     summary = "A breakout job",
@@ -375,6 +377,7 @@ pub async fn status(
 
 #[utoipa::path(
     get,
+    operation_id = "breakout_jobs_jobs",
     path = "/api/breakout/jobs",
     tag = "breakout",
     summary = "List breakout jobs",

@@ -33,6 +33,7 @@ use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind, UploadE
 /// left out: the file carries its own.
 #[utoipa::path(
     post,
+    operation_id = "breakout_register_register",
     path = "/api/breakout/dictionaries",
     tag = "breakout",
     summary = "Register a dictionary and its data",

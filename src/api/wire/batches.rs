@@ -28,13 +28,17 @@ use crate::domain::FieldError;
 pub struct SubmitBatchBody {
     pub batch_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub batch_description: Option<String>,
     pub operations: Vec<MemberBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub batch_callbacks: Option<BatchCallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub failure_policy: Option<FailurePolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
@@ -43,10 +47,13 @@ pub struct SubmitBatchBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchCallbacksBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_batch_start: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_operation_complete: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_batch_complete: Option<String>,
 }
 
@@ -65,10 +72,13 @@ impl From<BatchCallbacksBody> for BatchCallbacks {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailurePolicyBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub stop_on_first_failure: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub continue_independent_operations: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_failed_operations: Option<bool>,
 }
 
@@ -100,19 +110,27 @@ pub struct MemberBody {
     pub operation_type: String,
     pub operation_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "High")]
+    #[schema(nullable = false)]
+    #[schema(example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
+    /// Free-form: whatever the operation's worker reads.
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub callbacks: Option<CallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notifications: Option<NotificationsBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub timeout: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 

@@ -13,6 +13,7 @@ use super::present;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub dictionary_path: Option<String>,
     pub data_path: String,
 }
@@ -26,6 +27,7 @@ pub struct StartBody {
     /// Kept loose so that any value out of 1–10 (`null` too) is `INVALID_THREADS`, as the
     /// seed says.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub threads: Option<Value>,
     #[serde(default)]
     pub overwrite: bool,
@@ -36,6 +38,7 @@ pub struct StartBody {
     #[serde(default)]
     pub incremental: bool,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub chunk_size: Option<usize>,
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub mod answers;
 pub mod batches;
 pub mod breakout;
+pub mod enums;
 pub mod events;
 pub mod operations;
 pub mod params;

@@ -42,19 +42,27 @@ pub struct StartOperationBody {
     pub operation_type: String,
     pub operation_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "High")]
+    #[schema(nullable = false)]
+    #[schema(example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
+    /// Free-form: whatever the operation's worker reads.
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub callbacks: Option<CallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notifications: Option<NotificationsBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub timeout: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
@@ -63,10 +71,13 @@ pub struct StartOperationBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallbacksBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_progress: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_completion: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_error: Option<String>,
 }
 
@@ -87,6 +98,7 @@ pub struct NotificationsBody {
     #[serde(default)]
     pub email: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub slack: Option<SlackBody>,
 }
 
@@ -94,6 +106,7 @@ pub struct NotificationsBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub channel: Option<String>,
     #[serde(default)]
     pub mention_users: Vec<String>,
@@ -159,21 +172,28 @@ impl TryFrom<StartOperationBody> for OperationSpec {
 }))]
 pub struct RetryBody {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "resume")]
+    #[schema(nullable = false)]
+    #[schema(example = "resume")]
     pub retry_mode: Option<RetryMode>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_reason: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub modify_parameters: Option<bool>,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub updated_parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub new_timeout: Option<i64>,
     /// The original operation and its results are never changed by a retry, so they are
     /// always preserved: `false` asks for what Relais does not do, and is refused.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub preserve_original_results: Option<bool>,
 }
 
@@ -225,12 +245,16 @@ impl RetryBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub preserve_partial_results: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub force_termination: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notify_callbacks: Option<bool>,
 }
 

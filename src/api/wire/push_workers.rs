@@ -13,11 +13,14 @@ use crate::domain::FieldError;
 pub struct PushWorkerBody {
     pub url: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     pub operation_types: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max_concurrency: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 

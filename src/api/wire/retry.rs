@@ -12,12 +12,16 @@ use crate::domain::FieldError;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicyBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max_retries: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_delay: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub backoff_multiplier: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max_delay: Option<f64>,
 }
 

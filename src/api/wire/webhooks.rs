@@ -30,16 +30,22 @@ use crate::domain::FieldError;
 pub struct WebhookBody {
     pub webhook_url: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub webhook_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub filters: Option<FiltersBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub authentication: Option<AuthenticationBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -49,9 +55,9 @@ pub struct FiltersBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
     pub priorities: Vec<Priority>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub min_progress_increment: Option<f64>,
 }
 
@@ -61,6 +67,7 @@ pub struct AuthenticationBody {
     #[serde(rename = "type", default, deserialize_with = "present")]
     pub kind: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 
@@ -121,8 +128,10 @@ impl TryFrom<WebhookBody> for WebhookSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub overlap_seconds: Option<u64>,
 }
 

@@ -23,10 +23,13 @@ pub struct LeaseBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub wait_seconds: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub worker_id: Option<String>,
 }
 
@@ -65,16 +68,22 @@ impl TryFrom<LeaseBody> for LeaseRequest {
 pub struct ProgressBody {
     pub lease_token: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub percentage: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub current_phase: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub total_phases: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub processed_records: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub total_records: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub phase: Option<PhaseBody>,
 }
 
@@ -82,19 +91,24 @@ pub struct ProgressBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseBody {
     pub phase_name: String,
-    #[schema(value_type = String, example = "Running")]
+    #[schema(example = "Running")]
     pub status: PhaseStatus,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub results: Option<Value>,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub checkpoint: Option<Value>,
     /// The phase's own percentage, 0 to 100.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub progress: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub current_activity: Option<String>,
     /// The phase's own counts by name (`{"modelsTraining": 3}`), shown flat in `phases[]`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     #[schema(value_type = Option<Object>)]
     pub counters: Option<BTreeMap<String, Number>>,
 }
@@ -161,6 +175,7 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
 pub struct CompleteBody {
     pub lease_token: String,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub summary: Option<Value>,
     #[serde(default)]
     pub phase_results: Vec<Value>,
@@ -203,6 +218,7 @@ pub struct ErrorBody {
     pub code: String,
     pub message: String,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub details: Option<Value>,
 }
 

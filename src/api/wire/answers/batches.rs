@@ -14,7 +14,6 @@ pub struct BatchAccepted {
     #[schema(value_type = String)]
     pub batch_id: BatchId,
     pub batch_name: String,
-    #[schema(value_type = String)]
     pub status: BatchStatus,
     pub operations: Vec<AcceptedMember>,
     pub total_operations: usize,
@@ -36,7 +35,6 @@ pub struct AcceptedMember {
     pub operation_key: String,
     #[schema(value_type = String)]
     pub operation_id: OperationId,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub dependencies: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,7 +52,6 @@ pub struct BatchView {
     pub batch_id: BatchId,
     pub batch_name: String,
     pub batch_description: Option<String>,
-    #[schema(value_type = String)]
     pub status: BatchStatus,
     pub total_operations: usize,
     /// Members by status.
@@ -81,7 +78,6 @@ pub struct BatchMemberView {
     pub operation_id: OperationId,
     pub operation_name: String,
     pub operation_type: String,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub dependencies: Vec<String>,
     pub progress: Option<f64>,
@@ -110,7 +106,6 @@ pub struct BatchListItem {
     #[schema(value_type = String)]
     pub batch_id: BatchId,
     pub batch_name: String,
-    #[schema(value_type = String)]
     pub status: BatchStatus,
     pub total_operations: u32,
     #[schema(value_type = Object)]
@@ -127,7 +122,6 @@ pub struct BatchListItem {
 pub struct BatchRetried {
     #[schema(value_type = String)]
     pub batch_id: BatchId,
-    #[schema(value_type = String)]
     pub status: BatchStatus,
     pub retry_number: u32,
     pub retried_operations: Vec<RetriedMember>,

@@ -22,7 +22,6 @@ pub struct OperationAccepted {
     pub operation_id: OperationId,
     pub operation_type: String,
     pub operation_name: String,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     /// "23 minutes 15 seconds", once runs of this type have completed.
     pub estimated_duration: Option<String>,
@@ -31,7 +30,6 @@ pub struct OperationAccepted {
     pub tracking_url: String,
     /// The project's webhooks that will hear of this operation, plus its callbacks.
     pub webhooks_registered: usize,
-    #[schema(value_type = String)]
     pub priority: Priority,
     pub date_created: String,
     pub timeout_at: String,
@@ -45,12 +43,10 @@ pub struct RetryAccepted {
     pub original_operation_id: OperationId,
     #[schema(value_type = String)]
     pub new_operation_id: OperationId,
-    #[schema(value_type = String)]
     pub retry_mode: RetryMode,
     pub retry_number: u32,
     pub retry_reason: Option<String>,
     pub resume_from_phase: Option<String>,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub estimated_duration: Option<String>,
     pub estimated_completion: Option<String>,
@@ -77,9 +73,7 @@ pub struct OperationStatusView {
     pub operation_type: String,
     pub operation_name: String,
     pub operation_description: Option<String>,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
-    #[schema(value_type = String)]
     pub priority: Priority,
     /// Whatever the client gave: free-form.
     pub parameters: Value,
@@ -183,10 +177,8 @@ pub struct OperationListItem {
     pub operation_id: OperationId,
     pub operation_type: String,
     pub operation_name: String,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub progress: Option<f64>,
-    #[schema(value_type = String)]
     pub priority: Priority,
     pub date_created: String,
     pub start_time: Option<String>,
@@ -239,7 +231,6 @@ pub struct OperationCounts {
 pub struct OperationCancelled {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub cancellation_time: String,
     pub reason: Option<String>,
@@ -266,7 +257,6 @@ pub struct OperationResults {
     pub operation_id: OperationId,
     pub operation_type: String,
     pub operation_name: String,
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub success: bool,
     pub partial: bool,

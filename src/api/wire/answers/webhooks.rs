@@ -17,7 +17,6 @@ pub struct WebhookView {
     pub webhook_id: WebhookId,
     pub webhook_url: String,
     pub webhook_name: String,
-    #[schema(value_type = String)]
     pub status: WebhookStatus,
     pub disabled_reason: Option<String>,
     /// Every event type but `webhook.test` when the webhook named none.

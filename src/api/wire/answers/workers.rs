@@ -18,7 +18,6 @@ pub struct Leased<'a> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressAccepted {
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     /// The operation was cancelled or timed out: the worker must stop.
     pub cancel_requested: bool,
@@ -29,7 +28,6 @@ pub struct ProgressAccepted {
 /// `200` to `complete`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Completed {
-    #[schema(value_type = String)]
     pub status: OperationStatus,
 }
 
@@ -37,7 +35,6 @@ pub struct Completed {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureRecorded {
-    #[schema(value_type = String)]
     pub status: OperationStatus,
     pub attempt: u32,
     pub max_attempts: u32,
