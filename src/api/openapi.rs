@@ -19,7 +19,9 @@ use super::{batches, breakout, docs, events, health, operations, push_workers, w
         title = "Relais",
         description = "Long-running operations, their workers, and the signed webhooks that report on them. \
 Every path under `/api/{tenantId}/{projectId}/async` and `/api/breakout` takes `Authorization: Bearer <token>`; \
-every error answers the same JSON shape (`Error`).",
+every error answers the same JSON shape (`ErrorBody`). \
+What Relais sends out is described too: a push worker's task (`PushTask`, signed like a webhook), \
+and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them).",
     ),
     paths(
         health::healthz,
@@ -75,7 +77,7 @@ every error answers the same JSON shape (`Error`).",
         docs::page,
         docs::renderer
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::engine::push::TaskBody)),
     modifiers(&Shared),
     tags(
         (name = "operations", description = "Start, follow, cancel and retry operations"),

@@ -34,6 +34,13 @@ async fn the_document_and_its_page_are_served_without_a_token(backend: Backend) 
         "errors are documented in their one shape"
     );
     assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+    // What Relais sends out, beside what it answers.
+    for sent in ["PushTask", "WorkOrder", "EventEnvelope"] {
+        assert!(
+            doc.body["components"]["schemas"][sent].is_object(),
+            "{sent}"
+        );
+    }
     assert_eq!(
         doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
