@@ -20,6 +20,7 @@ use super::wire::answers::batches::{
 };
 use super::wire::batches::{BatchListQuery, SubmitBatchBody};
 use super::wire::query::parse_uint;
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -63,9 +64,9 @@ const SUBMIT_SCOPE: &str = "batch.submit";
     path = "/api/{tenantId}/{projectId}/async/batch",
     tag = "batches",
     summary = "Submit a batch",
-    params(crate::api::auth::ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
-    request_body = crate::api::wire::batches::SubmitBatchBody,
-    responses((status = 202, description = "Accepted: the batch is queued", body = crate::api::wire::answers::batches::BatchAccepted))
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::batches::SubmitBatchBody,
+    responses((status = 202, description = "Accepted: the batch is queued", body = answers::batches::BatchAccepted))
 )]
 pub async fn submit(
     state: web::Data<AppState>,
@@ -220,8 +221,8 @@ pub async fn submit(
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
     tag = "batches",
     summary = "A batch's status",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::BatchIdParam),
-    responses((status = 200, description = "The batch and its members", body = crate::api::wire::answers::batches::BatchView))
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 200, description = "The batch and its members", body = answers::batches::BatchView))
 )]
 pub async fn status(
     state: web::Data<AppState>,
@@ -292,8 +293,8 @@ fn batch_view(target: ProjectRef, batch: &Batch, members: &[BatchMember]) -> Bat
     path = "/api/{tenantId}/{projectId}/async/batches",
     tag = "batches",
     summary = "List batches",
-    params(crate::api::auth::ProjectPath, crate::api::wire::batches::BatchListQuery),
-    responses((status = 200, description = "A page of batches, newest first", body = crate::api::wire::answers::batches::BatchList))
+    params(ProjectPath, wire::batches::BatchListQuery),
+    responses((status = 200, description = "A page of batches, newest first", body = answers::batches::BatchList))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -362,8 +363,8 @@ pub async fn list(
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
     tag = "batches",
     summary = "Cancel a batch",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::BatchIdParam),
-    responses((status = 200, description = "Cancelling: members not yet finished are stopped", body = crate::api::wire::answers::batches::BatchView))
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 200, description = "Cancelling: members not yet finished are stopped", body = answers::batches::BatchView))
 )]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -407,8 +408,8 @@ pub async fn cancel(
     path = "/api/{tenantId}/{projectId}/async/batch/{batchId}/retry",
     tag = "batches",
     summary = "Retry a finished batch's failures",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::BatchIdParam),
-    responses((status = 202, description = "Accepted: the failed members run again", body = crate::api::wire::answers::batches::BatchRetried))
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 202, description = "Accepted: the failed members run again", body = answers::batches::BatchRetried))
 )]
 pub async fn retry(
     state: web::Data<AppState>,

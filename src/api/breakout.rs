@@ -15,6 +15,7 @@ use super::format::time;
 use super::wire::answers::breakout::{
     DictionaryDeleted, DictionaryList, DictionaryView, TableView, TablesDeleted, TablesView,
 };
+use super::wire::{answers, params};
 use super::AppState;
 use crate::cspro::dictionary::Dictionary;
 use crate::cspro::layout::{Layout, TableKind};
@@ -144,7 +145,7 @@ fn dictionary_view(d: &BreakoutDictionary) -> DictionaryView {
     path = "/api/breakout/dictionaries",
     tag = "breakout",
     summary = "List dictionaries",
-    responses((status = 200, description = "The project's dictionaries", body = crate::api::wire::answers::breakout::DictionaryList))
+    responses((status = 200, description = "The project's dictionaries", body = answers::breakout::DictionaryList))
 )]
 pub async fn list_dictionaries(
     state: web::Data<AppState>,
@@ -170,8 +171,8 @@ pub async fn list_dictionaries(
     path = "/api/breakout/dictionaries/{name}",
     tag = "breakout",
     summary = "A dictionary",
-    params(crate::api::wire::params::DictionaryNameParam),
-    responses((status = 200, description = "The dictionary", body = crate::api::wire::answers::breakout::DictionaryView))
+    params(params::DictionaryNameParam),
+    responses((status = 200, description = "The dictionary", body = answers::breakout::DictionaryView))
 )]
 pub async fn get_dictionary(
     state: web::Data<AppState>,
@@ -195,8 +196,8 @@ pub async fn get_dictionary(
     path = "/api/breakout/dictionaries/{name}",
     tag = "breakout",
     summary = "Remove a dictionary",
-    params(crate::api::wire::params::DictionaryNameParam),
-    responses((status = 200, description = "Removed", body = crate::api::wire::answers::breakout::DictionaryDeleted))
+    params(params::DictionaryNameParam),
+    responses((status = 200, description = "Removed", body = answers::breakout::DictionaryDeleted))
 )]
 pub async fn delete_dictionary(
     state: web::Data<AppState>,
@@ -295,8 +296,8 @@ async fn output_tables(
     path = "/api/breakout/tables/{dictionary}",
     tag = "breakout",
     summary = "A dictionary's tables",
-    params(crate::api::wire::params::TablesDictionaryParam),
-    responses((status = 200, description = "The tables a breakout of the dictionary created", body = crate::api::wire::answers::breakout::TablesView))
+    params(params::TablesDictionaryParam),
+    responses((status = 200, description = "The tables a breakout of the dictionary created", body = answers::breakout::TablesView))
 )]
 pub async fn tables(
     state: web::Data<AppState>,
@@ -363,8 +364,8 @@ pub async fn tables(
     path = "/api/breakout/tables/{dictionary}",
     tag = "breakout",
     summary = "Drop a dictionary's tables",
-    params(crate::api::wire::params::TablesDictionaryParam),
-    responses((status = 200, description = "Dropped", body = crate::api::wire::answers::breakout::TablesDeleted))
+    params(params::TablesDictionaryParam),
+    responses((status = 200, description = "Dropped", body = answers::breakout::TablesDeleted))
 )]
 pub async fn delete_tables(
     state: web::Data<AppState>,

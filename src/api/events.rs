@@ -11,6 +11,7 @@ use super::operations::parse_query;
 use super::wire::answers::events::{EventEnvelope, EventPage, PageInfo};
 use super::wire::events::FeedQuery;
 use super::wire::query::parse_time;
+use super::wire::{self, answers};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::event::EventType;
@@ -41,8 +42,8 @@ fn decode_cursor(text: &str) -> Option<FeedCursor> {
     path = "/api/{tenantId}/{projectId}/async/events",
     tag = "events",
     summary = "Read the event log",
-    params(crate::api::auth::ProjectPath, crate::api::wire::events::FeedQuery),
-    responses((status = 200, description = "A page of events, oldest first", body = crate::api::wire::answers::events::EventPage))
+    params(ProjectPath, wire::events::FeedQuery),
+    responses((status = 200, description = "A page of events, oldest first", body = answers::events::EventPage))
 )]
 pub async fn feed(
     state: web::Data<AppState>,

@@ -2,6 +2,7 @@ use actix_web::{web, HttpResponse};
 
 use super::auth::ProjectPath;
 use super::error::ApiError;
+use super::wire::answers;
 use super::wire::answers::health::{Alive, Ready};
 use super::AppState;
 use crate::domain::auth::Principal;
@@ -12,7 +13,7 @@ use crate::domain::auth::Principal;
     path = "/healthz",
     tag = "health",
     summary = "Liveness",
-    responses((status = 200, description = "The process answers", body = crate::api::wire::answers::health::Alive)),
+    responses((status = 200, description = "The process answers", body = answers::health::Alive)),
     security(())
 )]
 pub async fn healthz() -> HttpResponse {
@@ -26,7 +27,7 @@ pub async fn healthz() -> HttpResponse {
     path = "/readyz",
     tag = "health",
     summary = "Readiness",
-    responses((status = 200, description = "The database answers too", body = crate::api::wire::answers::health::Ready)),
+    responses((status = 200, description = "The database answers too", body = answers::health::Ready)),
     security(())
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -45,7 +46,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     path = "/api/{tenantId}/{projectId}/async/unauthorized-ping",
     tag = "health",
     summary = "Ping without a token",
-    params(crate::api::auth::ProjectPath),
+    params(ProjectPath),
     responses((status = 200, description = "`Ping Successful`", body = String, content_type = "text/plain")),
     security(())
 )]
@@ -62,7 +63,7 @@ pub async fn unauthorized_ping(path: web::Path<ProjectPath>) -> Result<HttpRespo
     path = "/api/{tenantId}/{projectId}/async/ping",
     tag = "health",
     summary = "Ping with a token",
-    params(crate::api::auth::ProjectPath),
+    params(ProjectPath),
     responses((status = 200, description = "`Ping Successful (tenant id: …)`", body = String, content_type = "text/plain"))
 )]
 pub async fn ping(

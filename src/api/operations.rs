@@ -19,6 +19,7 @@ use super::wire::answers::operations::{
     PartialResults, PhaseView, PreservedResults, ProgressView, RetryAccepted,
 };
 use super::wire::operations::{CancelBody, ListQuery, ResultsQuery, RetryBody, StartOperationBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -83,9 +84,9 @@ pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
     path = "/api/{tenantId}/{projectId}/async/operation",
     tag = "operations",
     summary = "Start an operation",
-    params(crate::api::auth::ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
-    request_body = crate::api::wire::operations::StartOperationBody,
-    responses((status = 202, description = "Accepted: the operation is queued", body = crate::api::wire::answers::operations::OperationAccepted))
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::operations::StartOperationBody,
+    responses((status = 202, description = "Accepted: the operation is queued", body = answers::operations::OperationAccepted))
 )]
 pub async fn start(
     state: web::Data<AppState>,
@@ -242,9 +243,9 @@ const RETRY_SCOPE: &str = "operation.retry";
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/retry",
     tag = "operations",
     summary = "Retry a finished operation",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
-    request_body(content = Option<crate::api::wire::operations::RetryBody>, description = "Optional: an empty body resumes under the original's policy"),
-    responses((status = 202, description = "Accepted: a new operation runs it again", body = crate::api::wire::answers::operations::RetryAccepted))
+    params(ProjectPath, params::OperationIdParam, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body(content = Option<wire::operations::RetryBody>, description = "Optional: an empty body resumes under the original's policy"),
+    responses((status = 202, description = "Accepted: a new operation runs it again", body = answers::operations::RetryAccepted))
 )]
 pub async fn retry(
     state: web::Data<AppState>,
@@ -294,8 +295,8 @@ pub async fn retry(
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
     tag = "operations",
     summary = "An operation's status",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam),
-    responses((status = 200, description = "The operation", body = crate::api::wire::answers::operations::OperationStatusView))
+    params(ProjectPath, params::OperationIdParam),
+    responses((status = 200, description = "The operation", body = answers::operations::OperationStatusView))
 )]
 pub async fn status(
     state: web::Data<AppState>,
@@ -477,8 +478,8 @@ fn list_item(op: &Operation, include_details: bool, now: DateTime<Utc>) -> Opera
     path = "/api/{tenantId}/{projectId}/async/operations",
     tag = "operations",
     summary = "List operations",
-    params(crate::api::auth::ProjectPath, crate::api::wire::operations::ListQuery),
-    responses((status = 200, description = "A page of operations, newest first", body = crate::api::wire::answers::operations::OperationList))
+    params(ProjectPath, wire::operations::ListQuery),
+    responses((status = 200, description = "A page of operations, newest first", body = answers::operations::OperationList))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -540,9 +541,9 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
     tag = "operations",
     summary = "Cancel an operation",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam),
-    request_body(content = Option<crate::api::wire::operations::CancelBody>, description = "Optional: an empty body takes every default"),
-    responses((status = 200, description = "Cancelled", body = crate::api::wire::answers::operations::OperationCancelled))
+    params(ProjectPath, params::OperationIdParam),
+    request_body(content = Option<wire::operations::CancelBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Cancelled", body = answers::operations::OperationCancelled))
 )]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -632,8 +633,8 @@ impl ResultsFormat {
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/results",
     tag = "operations",
     summary = "An operation's results",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam, crate::api::wire::operations::ResultsQuery),
-    responses((status = 200, description = "The results (with `format=download`, as a file to save)", body = crate::api::wire::answers::operations::OperationResults))
+    params(ProjectPath, params::OperationIdParam, wire::operations::ResultsQuery),
+    responses((status = 200, description = "The results (with `format=download`, as a file to save)", body = answers::operations::OperationResults))
 )]
 pub async fn results(
     state: web::Data<AppState>,

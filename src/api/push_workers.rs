@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::format::time;
 use super::wire::answers::workers::{PushWorkerList, PushWorkerView};
 use super::wire::push_workers::PushWorkerBody;
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -57,9 +58,9 @@ async fn view(state: &AppState, worker: &PushWorker) -> Result<PushWorkerView, A
     path = "/api/{tenantId}/{projectId}/async/workers",
     tag = "workers",
     summary = "Register a push worker",
-    params(crate::api::auth::ProjectPath),
-    request_body = crate::api::wire::push_workers::PushWorkerBody,
-    responses((status = 201, description = "Registered; the answer shows its secret once", body = crate::api::wire::answers::workers::PushWorkerView))
+    params(ProjectPath),
+    request_body = wire::push_workers::PushWorkerBody,
+    responses((status = 201, description = "Registered; the answer shows its secret once", body = answers::workers::PushWorkerView))
 )]
 pub async fn create(
     state: web::Data<AppState>,
@@ -108,8 +109,8 @@ pub async fn create(
     path = "/api/{tenantId}/{projectId}/async/workers",
     tag = "workers",
     summary = "List push workers",
-    params(crate::api::auth::ProjectPath),
-    responses((status = 200, description = "The project's push workers", body = crate::api::wire::answers::workers::PushWorkerList))
+    params(ProjectPath),
+    responses((status = 200, description = "The project's push workers", body = answers::workers::PushWorkerList))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -154,8 +155,8 @@ async fn load(
     path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
     tag = "workers",
     summary = "A push worker",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WorkerIdParam),
-    responses((status = 200, description = "The push worker", body = crate::api::wire::answers::workers::PushWorkerView))
+    params(ProjectPath, params::WorkerIdParam),
+    responses((status = 200, description = "The push worker", body = answers::workers::PushWorkerView))
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -172,7 +173,7 @@ pub async fn get(
     path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
     tag = "workers",
     summary = "Remove a push worker",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WorkerIdParam),
+    params(ProjectPath, params::WorkerIdParam),
     responses((status = 204, description = "Removed"))
 )]
 pub async fn delete(

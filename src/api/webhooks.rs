@@ -19,6 +19,7 @@ use super::wire::answers::webhooks::{
 };
 use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::wire::webhooks::{PageQuery, RecoverBody, RotateBody, WebhookBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -172,9 +173,9 @@ async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiE
     path = "/api/{tenantId}/{projectId}/async/webhooks",
     tag = "webhooks",
     summary = "Register a webhook",
-    params(crate::api::auth::ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
-    request_body = crate::api::wire::webhooks::WebhookBody,
-    responses((status = 201, description = "Registered; the answer shows its secret once", body = crate::api::wire::answers::webhooks::WebhookView))
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::webhooks::WebhookBody,
+    responses((status = 201, description = "Registered; the answer shows its secret once", body = answers::webhooks::WebhookView))
 )]
 pub async fn create(
     state: web::Data<AppState>,
@@ -235,8 +236,8 @@ pub async fn create(
     path = "/api/{tenantId}/{projectId}/async/webhooks",
     tag = "webhooks",
     summary = "List webhooks",
-    params(crate::api::auth::ProjectPath),
-    responses((status = 200, description = "The project's webhooks", body = crate::api::wire::answers::webhooks::WebhookList))
+    params(ProjectPath),
+    responses((status = 200, description = "The project's webhooks", body = answers::webhooks::WebhookList))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -273,8 +274,8 @@ pub async fn list(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "A webhook",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    responses((status = 200, description = "The webhook", body = crate::api::wire::answers::webhooks::WebhookView))
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "The webhook", body = answers::webhooks::WebhookView))
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -294,9 +295,9 @@ pub async fn get(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "Change a webhook",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    request_body = crate::api::wire::webhooks::WebhookBody,
-    responses((status = 200, description = "Changed", body = crate::api::wire::answers::webhooks::WebhookView))
+    params(ProjectPath, params::WebhookIdParam),
+    request_body = wire::webhooks::WebhookBody,
+    responses((status = 200, description = "Changed", body = answers::webhooks::WebhookView))
 )]
 pub async fn update(
     state: web::Data<AppState>,
@@ -333,7 +334,7 @@ pub async fn update(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
     tag = "webhooks",
     summary = "Remove a webhook",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
+    params(ProjectPath, params::WebhookIdParam),
     responses((status = 204, description = "Removed"))
 )]
 pub async fn delete(
@@ -379,8 +380,8 @@ async fn set_status(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/enable",
     tag = "webhooks",
     summary = "Enable a webhook",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    responses((status = 200, description = "Enabled", body = crate::api::wire::answers::webhooks::WebhookView))
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "Enabled", body = answers::webhooks::WebhookView))
 )]
 pub async fn enable(
     state: web::Data<AppState>,
@@ -396,8 +397,8 @@ pub async fn enable(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/disable",
     tag = "webhooks",
     summary = "Disable a webhook",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    responses((status = 200, description = "Disabled", body = crate::api::wire::answers::webhooks::WebhookView))
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "Disabled", body = answers::webhooks::WebhookView))
 )]
 pub async fn disable(
     state: web::Data<AppState>,
@@ -455,9 +456,9 @@ fn secrets_view(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/rotate-secret",
     tag = "webhooks",
     summary = "Rotate a webhook's signing secret",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    request_body(content = Option<crate::api::wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
-    responses((status = 200, description = "Rotated; previous secrets keep signing for the overlap", body = crate::api::wire::answers::webhooks::SecretsView))
+    params(ProjectPath, params::WebhookIdParam),
+    request_body(content = Option<wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Rotated; previous secrets keep signing for the overlap", body = answers::webhooks::SecretsView))
 )]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
@@ -480,8 +481,8 @@ pub async fn rotate_secret(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/secret",
     tag = "webhooks",
     summary = "A webhook's signing secret",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    responses((status = 200, description = "The signing secret", body = crate::api::wire::answers::webhooks::SecretsView))
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "The signing secret", body = answers::webhooks::SecretsView))
 )]
 pub async fn secret(
     state: web::Data<AppState>,
@@ -502,8 +503,8 @@ pub async fn secret(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/test",
     tag = "webhooks",
     summary = "Send a test event",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    responses((status = 202, description = "A test event is queued for the webhook", body = crate::api::wire::answers::webhooks::TestQueued))
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 202, description = "A test event is queued for the webhook", body = answers::webhooks::TestQueued))
 )]
 pub async fn test(
     state: web::Data<AppState>,
@@ -549,8 +550,8 @@ fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries",
     tag = "webhooks",
     summary = "A webhook's attempt log",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam, crate::api::wire::webhooks::PageQuery),
-    responses((status = 200, description = "Every attempt, newest first", body = crate::api::wire::answers::webhooks::AttemptLog))
+    params(ProjectPath, params::WebhookIdParam, wire::webhooks::PageQuery),
+    responses((status = 200, description = "Every attempt, newest first", body = answers::webhooks::AttemptLog))
 )]
 pub async fn deliveries(
     state: web::Data<AppState>,
@@ -599,8 +600,8 @@ pub async fn deliveries(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/messages",
     tag = "webhooks",
     summary = "A webhook's messages",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam, crate::api::wire::webhooks::PageQuery),
-    responses((status = 200, description = "One row per event sent to the webhook", body = crate::api::wire::answers::webhooks::MessageList))
+    params(ProjectPath, params::WebhookIdParam, wire::webhooks::PageQuery),
+    responses((status = 200, description = "One row per event sent to the webhook", body = answers::webhooks::MessageList))
 )]
 pub async fn messages(
     state: web::Data<AppState>,
@@ -660,9 +661,9 @@ fn unknown_status() -> ApiError {
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/recover",
     tag = "webhooks",
     summary = "Send failed deliveries again",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam),
-    request_body = crate::api::wire::webhooks::RecoverBody,
-    responses((status = 202, description = "What failed since then is queued again", body = crate::api::wire::answers::webhooks::Recovered))
+    params(ProjectPath, params::WebhookIdParam),
+    request_body = wire::webhooks::RecoverBody,
+    responses((status = 202, description = "What failed since then is queued again", body = answers::webhooks::Recovered))
 )]
 pub async fn recover(
     state: web::Data<AppState>,
@@ -691,8 +692,8 @@ pub async fn recover(
     path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
     tag = "webhooks",
     summary = "Send one delivery again",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::WebhookIdParam, crate::api::wire::params::DeliveryIdParam),
-    responses((status = 202, description = "Queued again", body = crate::api::wire::answers::webhooks::DeliveryRequeued))
+    params(ProjectPath, params::WebhookIdParam, params::DeliveryIdParam),
+    responses((status = 202, description = "Queued again", body = answers::webhooks::DeliveryRequeued))
 )]
 pub async fn retry_delivery(
     state: web::Data<AppState>,
@@ -725,8 +726,8 @@ pub async fn retry_delivery(
     path = "/api/{tenantId}/{projectId}/async/callbacks/secret",
     tag = "webhooks",
     summary = "The callbacks' signing secret",
-    params(crate::api::auth::ProjectPath),
-    responses((status = 200, description = "The secret signing the project's callbacks", body = crate::api::wire::answers::webhooks::SecretsView))
+    params(ProjectPath),
+    responses((status = 200, description = "The secret signing the project's callbacks", body = answers::webhooks::SecretsView))
 )]
 pub async fn callback_secret(
     state: web::Data<AppState>,
@@ -750,9 +751,9 @@ pub async fn callback_secret(
     path = "/api/{tenantId}/{projectId}/async/callbacks/secret/rotate",
     tag = "webhooks",
     summary = "Rotate the callbacks' signing secret",
-    params(crate::api::auth::ProjectPath),
-    request_body(content = Option<crate::api::wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
-    responses((status = 200, description = "Rotated", body = crate::api::wire::answers::webhooks::SecretsView))
+    params(ProjectPath),
+    request_body(content = Option<wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Rotated", body = answers::webhooks::SecretsView))
 )]
 pub async fn rotate_callback_secret(
     state: web::Data<AppState>,

@@ -9,6 +9,7 @@ use super::format::opt_time;
 use super::operations::OperationPath;
 use super::wire::answers::workers::{Completed, FailureRecorded, Leased, ProgressAccepted};
 use super::wire::workers::{CompleteBody, FailBody, LeaseBody, ProgressBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
@@ -21,9 +22,9 @@ use crate::lease::{Failure, OperationRef, WorkOrder};
     path = "/api/{tenantId}/{projectId}/async/workers/lease",
     tag = "workers",
     summary = "Lease work (long poll)",
-    params(crate::api::auth::ProjectPath),
-    request_body(content = Option<crate::api::wire::workers::LeaseBody>, description = "Optional: an empty body takes every default"),
-    responses((status = 200, description = "Work leased (an empty list when the wait passed with none)", body = crate::api::wire::answers::workers::Leased))
+    params(ProjectPath),
+    request_body(content = Option<wire::workers::LeaseBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Work leased (an empty list when the wait passed with none)", body = answers::workers::Leased))
 )]
 pub async fn lease(
     state: web::Data<AppState>,
@@ -77,9 +78,9 @@ async fn reported(
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/progress",
     tag = "workers",
     summary = "Report progress (the heartbeat)",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam),
-    request_body = crate::api::wire::workers::ProgressBody,
-    responses((status = 200, description = "Recorded; the lease is renewed", body = crate::api::wire::answers::workers::ProgressAccepted))
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::ProgressBody,
+    responses((status = 200, description = "Recorded; the lease is renewed", body = answers::workers::ProgressAccepted))
 )]
 pub async fn progress(
     state: web::Data<AppState>,
@@ -106,9 +107,9 @@ pub async fn progress(
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/complete",
     tag = "workers",
     summary = "Complete an attempt",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam),
-    request_body = crate::api::wire::workers::CompleteBody,
-    responses((status = 200, description = "Completed", body = crate::api::wire::answers::workers::Completed))
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::CompleteBody,
+    responses((status = 200, description = "Completed", body = answers::workers::Completed))
 )]
 pub async fn complete(
     state: web::Data<AppState>,
@@ -131,9 +132,9 @@ pub async fn complete(
     path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/fail",
     tag = "workers",
     summary = "Fail an attempt",
-    params(crate::api::auth::ProjectPath, crate::api::wire::params::OperationIdParam),
-    request_body = crate::api::wire::workers::FailBody,
-    responses((status = 200, description = "Recorded: retried later or failed for good", body = crate::api::wire::answers::workers::FailureRecorded))
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::FailBody,
+    responses((status = 200, description = "Recorded: retried later or failed for good", body = answers::workers::FailureRecorded))
 )]
 pub async fn fail(
     state: web::Data<AppState>,

@@ -20,6 +20,7 @@ use crate::api::wire::answers::breakout::{
 };
 use crate::api::wire::breakout::{BreakoutParameters, JobsQuery, StartBody};
 use crate::api::wire::operations::StartOperationBody;
+use crate::api::wire::{self, answers, params};
 use crate::api::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -52,8 +53,8 @@ fn invalid_threads() -> ApiError {
     tag = "breakout",
     summary = "Start a breakout",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
-    request_body = crate::api::wire::breakout::StartBody,
-    responses((status = 202, description = "Started in the background", body = crate::api::wire::answers::breakout::BreakoutStarted))
+    request_body = wire::breakout::StartBody,
+    responses((status = 202, description = "Started in the background", body = answers::breakout::BreakoutStarted))
 )]
 pub async fn start(
     state: web::Data<AppState>,
@@ -273,8 +274,8 @@ async fn load_job(
     path = "/api/breakout/status/{job_id}",
     tag = "breakout",
     summary = "A breakout job",
-    params(crate::api::wire::params::JobIdParam),
-    responses((status = 200, description = "The job, in the shape of its state", body = crate::api::wire::answers::breakout::JobView))
+    params(params::JobIdParam),
+    responses((status = 200, description = "The job, in the shape of its state", body = answers::breakout::JobView))
 )]
 pub async fn status(
     state: web::Data<AppState>,
@@ -381,8 +382,8 @@ pub async fn status(
     path = "/api/breakout/jobs",
     tag = "breakout",
     summary = "List breakout jobs",
-    params(crate::api::wire::breakout::JobsQuery),
-    responses((status = 200, description = "The project's breakout jobs, newest first", body = crate::api::wire::answers::breakout::JobList))
+    params(wire::breakout::JobsQuery),
+    responses((status = 200, description = "The project's breakout jobs, newest first", body = answers::breakout::JobList))
 )]
 pub async fn jobs(
     state: web::Data<AppState>,

@@ -17,6 +17,7 @@ use crate::api::auth::ProjectRef;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::wire::breakout::RegisterBody;
+use crate::api::wire::{self, answers};
 use crate::api::AppState;
 use crate::clock;
 use crate::cspro::csdb::CsdbFile;
@@ -37,8 +38,8 @@ use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind, UploadE
     path = "/api/breakout/dictionaries",
     tag = "breakout",
     summary = "Register a dictionary and its data",
-    request_body(content((crate::api::wire::breakout::RegisterBody = "application/json"), ("multipart/form-data")), description = "Files on the server as JSON, or the `dictionary` and `data` parts uploaded"),
-    responses((status = 201, description = "Registered", body = crate::api::wire::answers::breakout::DictionaryView))
+    request_body(content((wire::breakout::RegisterBody = "application/json"), ("multipart/form-data")), description = "Files on the server as JSON, or the `dictionary` and `data` parts uploaded"),
+    responses((status = 201, description = "Registered", body = answers::breakout::DictionaryView))
 )]
 pub async fn register(
     state: web::Data<AppState>,
