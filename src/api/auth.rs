@@ -62,10 +62,13 @@ pub struct ProjectRef {
     pub project: ProjectId,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct ProjectPath {
+    /// The tenant's id (a GUID).
     #[serde(rename = "tenantId")]
     pub tenant_id: String,
+    /// The project's id (a GUID).
     #[serde(rename = "projectId")]
     pub project_id: String,
 }

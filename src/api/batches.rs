@@ -7,16 +7,20 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
 use super::idempotency::Idempotency;
-use super::operations::{check_targets, parse_query, typical_duration};
-use super::wire::batches::SubmitBatchBody;
+use super::operations::{check_targets, parse_query, to_json, typical_duration};
+use super::wire::answers::batches::{
+    AcceptedMember, BatchAccepted, BatchList, BatchListItem, BatchMemberView, BatchRetried,
+    BatchView, RetriedMember,
+};
+use super::wire::batches::{BatchListQuery, SubmitBatchBody};
 use super::wire::query::parse_uint;
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -54,6 +58,16 @@ fn tracking_url(target: ProjectRef, id: BatchId) -> String {
 
 const SUBMIT_SCOPE: &str = "batch.submit";
 
+#[utoipa::path(
+    post,
+    operation_id = "batches_submit",
+    path = "/api/{tenantId}/{projectId}/async/batch",
+    tag = "batches",
+    summary = "Submit a batch",
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::batches::SubmitBatchBody,
+    responses((status = 202, description = "Accepted: the batch is queued", body = answers::batches::BatchAccepted))
+)]
 pub async fn submit(
     state: web::Data<AppState>,
     principal: Principal,
@@ -157,40 +171,32 @@ pub async fn submit(
         .values()
         .try_fold(Duration::ZERO, |longest, f| f.map(|f| longest.max(f)));
 
-    let operations: Vec<Value> = members
+    let operations: Vec<AcceptedMember> = members
         .iter()
         .zip(&spec.members)
-        .map(|((op, deps), m)| {
-            let mut item = json!({
-                "operationKey": m.key,
-                "operationId": op.id,
-                "status": op.status,
-                "dependencies": deps,
-            });
-            if let Some(estimate) = estimates[&m.spec.operation_type] {
-                item["estimatedDuration"] = json!(human_duration(estimate));
-            }
-            if let (false, Some(begins)) = (deps.is_empty(), start[m.key.as_str()]) {
-                item["estimatedStartTime"] = json!(time(now + begins));
-            }
-            item
+        .map(|((op, deps), m)| AcceptedMember {
+            operation_key: m.key.clone(),
+            operation_id: op.id,
+            status: op.status,
+            dependencies: deps.clone(),
+            estimated_duration: estimates[&m.spec.operation_type].map(human_duration),
+            estimated_start_time: start[m.key.as_str()]
+                .filter(|_| !deps.is_empty())
+                .map(|begins| time(now + begins)),
         })
         .collect();
-    let mut response = json!({
-        "batchId": id,
-        "batchName": batch.name,
-        "status": BatchStatus::Initiated,
-        "operations": operations,
-        "totalOperations": members.len(),
-        "failurePolicy": batch.failure_policy,
-        "batchStartTime": time(now),
-        "trackingUrl": tracking_url(target, id),
-    });
-    if let Some(whole) = whole {
-        response["estimatedBatchDuration"] = json!(human_duration(whole));
-        response["estimatedBatchCompletion"] = json!(time(now + whole));
-    }
-    let response = response.to_string();
+    let response = to_json(&BatchAccepted {
+        batch_id: id,
+        batch_name: batch.name.clone(),
+        status: BatchStatus::Initiated,
+        operations,
+        total_operations: members.len(),
+        failure_policy: batch.failure_policy,
+        batch_start_time: time(now),
+        tracking_url: tracking_url(target, id),
+        estimated_batch_duration: whole.map(human_duration),
+        estimated_batch_completion: whole.map(|whole| time(now + whole)),
+    })?;
     let total = members.len();
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
     if state
@@ -209,6 +215,15 @@ pub async fn submit(
         .body(response))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "batches_status",
+    path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
+    tag = "batches",
+    summary = "A batch's status",
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 200, description = "The batch and its members", body = answers::batches::BatchView))
+)]
 pub async fn status(
     state: web::Data<AppState>,
     principal: Principal,
@@ -226,56 +241,61 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(batch_view(target, &batch, &members)))
 }
 
-fn batch_view(target: ProjectRef, batch: &Batch, members: &[BatchMember]) -> Value {
+fn batch_view(target: ProjectRef, batch: &Batch, members: &[BatchMember]) -> BatchView {
     let statuses: Vec<OperationStatus> = members.iter().map(|m| m.operation.status).collect();
     let done = statuses.iter().filter(|s| s.is_terminal()).count();
-    let operations: Vec<Value> = members
+    let operations = members
         .iter()
         .map(|m| {
             let op = &m.operation;
-            json!({
-                "operationKey": m.key,
-                "operationId": op.id,
-                "operationName": op.operation_name,
-                "operationType": op.operation_type,
-                "status": op.status,
-                "dependencies": m.dependencies,
-                "progress": op.progress.percentage,
-                "attempt": op.attempt,
-                "startTime": opt_time(op.started_at),
-                "endTime": opt_time(op.finished_at),
-                "error": op.error,
-                "retryOf": op.retry_of,
-            })
+            BatchMemberView {
+                operation_key: m.key.clone(),
+                operation_id: op.id,
+                operation_name: op.operation_name.clone(),
+                operation_type: op.operation_type.clone(),
+                status: op.status,
+                dependencies: m.dependencies.clone(),
+                progress: op.progress.percentage,
+                attempt: op.attempt,
+                start_time: opt_time(op.started_at),
+                end_time: opt_time(op.finished_at),
+                error: op.error.clone(),
+                retry_of: op.retry_of,
+            }
         })
         .collect();
-    json!({
-        "batchId": batch.id,
-        "batchName": batch.name,
-        "batchDescription": batch.description,
-        "status": batch.status_given(statuses.iter().copied()),
-        "totalOperations": members.len(),
-        "counts": batch::counts(statuses.iter().copied()),
-        "progress": if members.is_empty() { 0.0 } else { 100.0 * done as f64 / members.len() as f64 },
-        "operations": operations,
-        "failurePolicy": batch.failure_policy,
-        "batchCallbacks": batch.callbacks,
-        "retryNumber": batch.retry_number,
-        "cancelRequested": batch.cancel_requested,
-        "batchStartTime": time(batch.created_at),
-        "endTime": opt_time(batch.finished_at),
-        "trackingUrl": tracking_url(target, batch.id),
-    })
+    BatchView {
+        batch_id: batch.id,
+        batch_name: batch.name.clone(),
+        batch_description: batch.description.clone(),
+        status: batch.status_given(statuses.iter().copied()),
+        total_operations: members.len(),
+        counts: batch::counts(statuses.iter().copied()),
+        progress: if members.is_empty() {
+            0.0
+        } else {
+            100.0 * done as f64 / members.len() as f64
+        },
+        operations,
+        failure_policy: batch.failure_policy,
+        batch_callbacks: batch.callbacks.clone(),
+        retry_number: batch.retry_number,
+        cancel_requested: batch.cancel_requested,
+        batch_start_time: time(batch.created_at),
+        end_time: opt_time(batch.finished_at),
+        tracking_url: tracking_url(target, batch.id),
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BatchListQuery {
-    status: Option<String>,
-    page: Option<String>,
-    page_size: Option<String>,
-}
-
+#[utoipa::path(
+    get,
+    operation_id = "batches_list",
+    path = "/api/{tenantId}/{projectId}/async/batches",
+    tag = "batches",
+    summary = "List batches",
+    params(ProjectPath, wire::batches::BatchListQuery),
+    responses((status = 200, description = "A page of batches, newest first", body = answers::batches::BatchList))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -300,7 +320,7 @@ pub async fn list(
         .batches()
         .list(target.tenant, target.project, status, page, page_size)
         .await?;
-    let batches: Vec<Value> = found
+    let batches: Vec<BatchListItem> = found
         .batches
         .iter()
         .map(|(b, counts)| {
@@ -312,27 +332,40 @@ pub async fn list(
                 .filter(|(s, _)| s.is_terminal())
                 .map(|(_, n)| n)
                 .sum();
-            json!({
-                "batchId": b.id,
-                "batchName": b.name,
-                "status": b.status_given(statuses.clone()),
-                "totalOperations": b.total,
-                "counts": batch::counts(statuses),
-                "progress": if b.total == 0 { 0.0 } else { 100.0 * done as f64 / b.total as f64 },
-                "batchStartTime": time(b.created_at),
-                "endTime": opt_time(b.finished_at),
-                "trackingUrl": tracking_url(target, b.id),
-            })
+            BatchListItem {
+                batch_id: b.id,
+                batch_name: b.name.clone(),
+                status: b.status_given(statuses.clone()),
+                total_operations: b.total,
+                counts: batch::counts(statuses),
+                progress: if b.total == 0 {
+                    0.0
+                } else {
+                    100.0 * done as f64 / b.total as f64
+                },
+                batch_start_time: time(b.created_at),
+                end_time: opt_time(b.finished_at),
+                tracking_url: tracking_url(target, b.id),
+            }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "batches": batches,
-        "page": page,
-        "pageSize": page_size,
-        "hasNextPage": found.has_next_page,
-    })))
+    Ok(HttpResponse::Ok().json(BatchList {
+        batches,
+        page,
+        page_size,
+        has_next_page: found.has_next_page,
+    }))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "batches_cancel",
+    path = "/api/{tenantId}/{projectId}/async/batch/{batchId}",
+    tag = "batches",
+    summary = "Cancel a batch",
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 200, description = "Cancelling: members not yet finished are stopped", body = answers::batches::BatchView))
+)]
 pub async fn cancel(
     state: web::Data<AppState>,
     principal: Principal,
@@ -369,6 +402,15 @@ pub async fn cancel(
     Ok(HttpResponse::Ok().json(batch_view(target, &batch, &members)))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "batches_retry",
+    path = "/api/{tenantId}/{projectId}/async/batch/{batchId}/retry",
+    tag = "batches",
+    summary = "Retry a finished batch's failures",
+    params(ProjectPath, params::BatchIdParam),
+    responses((status = 202, description = "Accepted: the failed members run again", body = answers::batches::BatchRetried))
+)]
 pub async fn retry(
     state: web::Data<AppState>,
     principal: Principal,
@@ -390,15 +432,18 @@ pub async fn retry(
             BatchRetryError::Store(e) => e.into(),
         })?
         .ok_or(ApiError::NotFound("batch"))?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "batchId": batch.id,
-        "status": BatchStatus::Running,
-        "retryNumber": batch.retry_number,
-        "retriedOperations": replaced.iter().map(|(key, old, new)| json!({
-            "operationKey": key,
-            "originalOperationId": old,
-            "newOperationId": new,
-        })).collect::<Vec<_>>(),
-        "trackingUrl": tracking_url(target, batch.id),
-    })))
+    Ok(HttpResponse::Accepted().json(BatchRetried {
+        batch_id: batch.id,
+        status: BatchStatus::Running,
+        retry_number: batch.retry_number,
+        retried_operations: replaced
+            .iter()
+            .map(|(key, old, new)| RetriedMember {
+                operation_key: key.clone(),
+                original_operation_id: *old,
+                new_operation_id: *new,
+            })
+            .collect(),
+        tracking_url: tracking_url(target, batch.id),
+    }))
 }

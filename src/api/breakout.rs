@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::error::ApiError;
 use super::format::time;
+use super::wire::answers::breakout::{
+    DictionaryDeleted, DictionaryList, DictionaryView, TableView, TablesDeleted, TablesView,
+};
+use super::wire::{answers, params};
 use super::AppState;
 use crate::cspro::dictionary::Dictionary;
 use crate::cspro::layout::{Layout, TableKind};
@@ -19,8 +23,8 @@ use crate::domain::auth::{Principal, Scope};
 use crate::store::breakout::{BreakoutData, BreakoutDictionary};
 use crate::store::StoreError;
 
-mod jobs;
-mod register;
+pub mod jobs;
+pub mod register;
 
 pub use jobs::{jobs, start, status};
 pub use register::register;
@@ -30,17 +34,17 @@ fn facade(
     title: &'static str,
     code: &'static str,
     message: impl Into<String>,
-    extra: Value,
+    extra: impl IntoIterator<Item = (&'static str, Value)>,
 ) -> ApiError {
     ApiError::Facade {
         status,
         title,
         code,
         message: message.into(),
-        extra: match extra {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        },
+        extra: extra
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<Map<_, _>>(),
     }
 }
 
@@ -54,7 +58,7 @@ fn store_error(e: StoreError) -> ApiError {
             "Database connection failed",
             "DB_CONNECTION_ERROR",
             "Cannot connect to the analytics database; retry shortly",
-            Value::Null,
+            [],
         );
     }
     e.into()
@@ -66,7 +70,7 @@ fn dictionary_not_found(name: &str) -> ApiError {
         "Dictionary not found",
         "DICTIONARY_NOT_FOUND",
         format!("No dictionary named '{name}' is registered; check the dictionary name"),
-        json!({"dictionary": name}),
+        [("dictionary", name.into())],
     )
 }
 
@@ -82,7 +86,7 @@ async fn target(
             "Forbidden",
             "INSUFFICIENT_PERMISSIONS",
             "the breakout API needs a token bound to one project",
-            Value::Null,
+            [],
         ));
     };
     let path = ProjectPath {
@@ -99,7 +103,7 @@ fn parse_dictionary(text: &str, field: &str) -> Result<(Dictionary, Layout), Api
             "Invalid dictionary",
             "INVALID_DICTIONARY",
             format!("the dictionary cannot be read: {e}"),
-            json!({"field": field}),
+            [("field", field.into())],
         )
     })?;
     let layout = Layout::new(&dictionary).map_err(|e| {
@@ -108,13 +112,13 @@ fn parse_dictionary(text: &str, field: &str) -> Result<(Dictionary, Layout), Api
             "Invalid dictionary",
             "INVALID_DICTIONARY",
             format!("the dictionary cannot be broken out: {e}"),
-            json!({"field": field}),
+            [("field", field.into())],
         )
     })?;
     Ok((dictionary, layout))
 }
 
-fn dictionary_view(d: &BreakoutDictionary) -> Value {
+fn dictionary_view(d: &BreakoutDictionary) -> DictionaryView {
     let tables: Vec<String> = Dictionary::parse(&d.dictionary)
         .ok()
         .and_then(|dict| Layout::new(&dict).ok())
@@ -124,17 +128,25 @@ fn dictionary_view(d: &BreakoutDictionary) -> Value {
         BreakoutData::ServerFile(path) => Some(path),
         BreakoutData::Upload(_) => None,
     };
-    json!({
-        "name": d.name,
-        "label": d.label,
-        "data_kind": d.data_kind.as_str(),
-        "data_path": data_path,
-        "uploaded": data_path.is_none(),
-        "tables": tables,
-        "created_at": time(d.created_at),
-    })
+    DictionaryView {
+        name: d.name.clone(),
+        label: d.label.clone(),
+        data_kind: d.data_kind.as_str(),
+        uploaded: data_path.is_none(),
+        data_path: data_path.cloned(),
+        tables,
+        created_at: time(d.created_at),
+    }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "breakout_list_dictionaries",
+    path = "/api/breakout/dictionaries",
+    tag = "breakout",
+    summary = "List dictionaries",
+    responses((status = 200, description = "The project's dictionaries", body = answers::breakout::DictionaryList))
+)]
 pub async fn list_dictionaries(
     state: web::Data<AppState>,
     principal: Principal,
@@ -146,10 +158,22 @@ pub async fn list_dictionaries(
         .dictionaries(target.project)
         .await
         .map_err(store_error)?;
-    let data: Vec<Value> = all.iter().map(dictionary_view).collect();
-    Ok(HttpResponse::Ok().json(json!({"total": data.len(), "data": data})))
+    let data: Vec<DictionaryView> = all.iter().map(dictionary_view).collect();
+    Ok(HttpResponse::Ok().json(DictionaryList {
+        total: data.len(),
+        data,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "breakout_get_dictionary",
+    path = "/api/breakout/dictionaries/{name}",
+    tag = "breakout",
+    summary = "A dictionary",
+    params(params::DictionaryNameParam),
+    responses((status = 200, description = "The dictionary", body = answers::breakout::DictionaryView))
+)]
 pub async fn get_dictionary(
     state: web::Data<AppState>,
     principal: Principal,
@@ -166,6 +190,15 @@ pub async fn get_dictionary(
     Ok(HttpResponse::Ok().json(dictionary_view(&found)))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "breakout_delete_dictionary",
+    path = "/api/breakout/dictionaries/{name}",
+    tag = "breakout",
+    summary = "Remove a dictionary",
+    params(params::DictionaryNameParam),
+    responses((status = 200, description = "Removed", body = answers::breakout::DictionaryDeleted))
+)]
 pub async fn delete_dictionary(
     state: web::Data<AppState>,
     principal: Principal,
@@ -181,10 +214,10 @@ pub async fn delete_dictionary(
     {
         return Err(dictionary_not_found(&name));
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "message": "Dictionary deleted successfully",
-        "dictionary": name.as_str(),
-    })))
+    Ok(HttpResponse::Ok().json(DictionaryDeleted {
+        message: "Dictionary deleted successfully",
+        dictionary: name.into_inner(),
+    }))
 }
 
 /// `HH:MM:SS`, as the seed shows durations.
@@ -222,7 +255,10 @@ fn no_tables(dictionary: &str, registered: bool) -> ApiError {
         "No tables found",
         "TABLES_NOT_FOUND",
         format!("No breakout tables found for dictionary '{dictionary}'"),
-        json!({"suggestion": suggestion, "dictionary": dictionary}),
+        [
+            ("suggestion", suggestion.into()),
+            ("dictionary", dictionary.into()),
+        ],
     )
 }
 
@@ -254,6 +290,15 @@ async fn output_tables(
     Ok((layout, output.tables, output.created_at))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "breakout_tables",
+    path = "/api/breakout/tables/{dictionary}",
+    tag = "breakout",
+    summary = "A dictionary's tables",
+    params(params::TablesDictionaryParam),
+    responses((status = 200, description = "The tables a breakout of the dictionary created", body = answers::breakout::TablesView))
+)]
 pub async fn tables(
     state: web::Data<AppState>,
     principal: Principal,
@@ -278,7 +323,7 @@ pub async fn tables(
         .await
         .map_err(store_error)?;
     let total: i64 = stats.iter().map(|s| s.size_bytes).sum();
-    let tables: Vec<Value> = stats
+    let tables: Vec<TableView> = stats
         .iter()
         .map(|s| {
             let kind = if Some(&s.name) == cases_table.as_ref() {
@@ -286,13 +331,13 @@ pub async fn tables(
             } else {
                 "record"
             };
-            json!({
-                "name": s.name,
-                "type": kind,
-                "row_count": s.row_count,
-                "size": human_size(s.size_bytes),
-                "size_bytes": s.size_bytes,
-            })
+            TableView {
+                name: s.name.clone(),
+                kind,
+                row_count: s.row_count,
+                size: human_size(s.size_bytes),
+                size_bytes: s.size_bytes,
+            }
         })
         .collect();
     let database = state
@@ -301,18 +346,27 @@ pub async fn tables(
         .database_name()
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "dictionary": dictionary.as_str(),
-        "label": layout.as_ref().map(|l| l.prefix.clone()),
-        "database": database,
-        "schema": state.store.breakout().schema(target.project),
-        "tables": tables,
-        "total_size": human_size(total),
-        "total_size_bytes": total,
-        "created_at": time(created_at),
-    })))
+    Ok(HttpResponse::Ok().json(TablesView {
+        dictionary: dictionary.into_inner(),
+        label: layout.as_ref().map(|l| l.prefix.clone()),
+        database,
+        schema: state.store.breakout().schema(target.project),
+        tables,
+        total_size: human_size(total),
+        total_size_bytes: total,
+        created_at: time(created_at),
+    }))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "breakout_delete_tables",
+    path = "/api/breakout/tables/{dictionary}",
+    tag = "breakout",
+    summary = "Drop a dictionary's tables",
+    params(params::TablesDictionaryParam),
+    responses((status = 200, description = "Dropped", body = answers::breakout::TablesDeleted))
+)]
 pub async fn delete_tables(
     state: web::Data<AppState>,
     principal: Principal,
@@ -333,13 +387,13 @@ pub async fn delete_tables(
         .drop_tables(target.project, &dictionary, &names)
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "message": "Tables deleted successfully",
-        "dictionary": dictionary.as_str(),
-        "deleted_tables": names,
-        "freed_space": human_size(freed),
-        "freed_bytes": freed,
-    })))
+    Ok(HttpResponse::Ok().json(TablesDeleted {
+        message: "Tables deleted successfully",
+        dictionary: dictionary.into_inner(),
+        deleted_tables: names,
+        freed_space: human_size(freed),
+        freed_bytes: freed,
+    }))
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::request_id;
+use super::wire::answers::errors::ErrorBody;
 use crate::domain::operation::TransitionError;
 use crate::domain::FieldError;
 use crate::lease::LeaseError;
@@ -97,21 +98,20 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (title, code) = self.title_and_code();
-        let mut body = json!({
-            "error": title,
-            "code": code,
-            "message": self.to_string(),
-            "requestId": request_id::current(),
-        });
-        match self {
-            Self::InvalidField(e) => body["field"] = json!(e.field),
-            Self::Conflict { extra, .. } | Self::Facade { extra, .. } => {
-                for (k, v) in extra {
-                    body[k] = v.clone();
-                }
-            }
-            _ => {}
-        }
+        let body = ErrorBody {
+            error: title,
+            code,
+            message: self.to_string(),
+            request_id: request_id::current(),
+            field: match self {
+                Self::InvalidField(e) => Some(e.field.clone()),
+                _ => None,
+            },
+            extra: match self {
+                Self::Conflict { extra, .. } | Self::Facade { extra, .. } => extra.clone(),
+                _ => Map::new(),
+            },
+        };
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::Unauthorized => {

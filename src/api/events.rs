@@ -4,13 +4,14 @@
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::ProjectPath;
 use super::error::ApiError;
 use super::operations::parse_query;
+use super::wire::answers::events::{EventEnvelope, EventPage, PageInfo};
+use super::wire::events::FeedQuery;
 use super::wire::query::parse_time;
+use super::wire::{self, answers};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::event::EventType;
@@ -19,15 +20,6 @@ use crate::store::FeedCursor;
 
 pub const DEFAULT_FIRST: u32 = 100;
 pub const MAX_FIRST: u32 = 1000;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FeedQuery {
-    after: Option<String>,
-    updated_since: Option<String>,
-    types: Option<String>,
-    first: Option<String>,
-}
 
 pub fn encode_cursor(c: FeedCursor) -> String {
     B64.encode(format!("v1:{}:{}", c.commit_order, c.position))
@@ -44,6 +36,15 @@ fn decode_cursor(text: &str) -> Option<FeedCursor> {
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "events_feed",
+    path = "/api/{tenantId}/{projectId}/async/events",
+    tag = "events",
+    summary = "Read the event log",
+    params(ProjectPath, wire::events::FeedQuery),
+    responses((status = 200, description = "A page of events, oldest first", body = answers::events::EventPage))
+)]
 pub async fn feed(
     state: web::Data<AppState>,
     principal: Principal,
@@ -104,11 +105,22 @@ pub async fn feed(
         .map(|e| e.cursor)
         .or(after)
         .map(encode_cursor);
-    let events: Vec<_> = page.events.into_iter().map(|e| e.envelope).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "events": events,
-        "pageInfo": {"endCursor": end_cursor, "hasNextPage": page.has_next_page},
-    })))
+    let events = page
+        .events
+        .into_iter()
+        .map(|e| serde_json::from_value::<EventEnvelope>(e.envelope))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            tracing::error!(error = %e, "a stored event is not an envelope");
+            ApiError::Internal
+        })?;
+    Ok(HttpResponse::Ok().json(EventPage {
+        events,
+        page_info: PageInfo {
+            end_cursor,
+            has_next_page: page.has_next_page,
+        },
+    }))
 }
 
 #[cfg(test)]

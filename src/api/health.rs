@@ -1,23 +1,55 @@
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use super::auth::ProjectPath;
 use super::error::ApiError;
+use super::wire::answers;
+use super::wire::answers::health::{Alive, Ready};
 use super::AppState;
 use crate::domain::auth::Principal;
 
+#[utoipa::path(
+    get,
+    operation_id = "health_healthz",
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness",
+    responses((status = 200, description = "The process answers", body = answers::health::Alive)),
+    security(())
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Alive { status: "ok" })
 }
 
 /// Ready when the database answers.
+#[utoipa::path(
+    get,
+    operation_id = "health_readyz",
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness",
+    responses((status = 200, description = "The database answers too", body = answers::health::Ready)),
+    security(())
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": "ok"}))),
+        Ok(()) => Ok(HttpResponse::Ok().json(Ready {
+            status: "ready",
+            database: "ok",
+        })),
         Err(e) => Err(ApiError::Unavailable(format!("database: {e}"))),
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "health_unauthorized_ping",
+    path = "/api/{tenantId}/{projectId}/async/unauthorized-ping",
+    tag = "health",
+    summary = "Ping without a token",
+    params(ProjectPath),
+    responses((status = 200, description = "`Ping Successful`", body = String, content_type = "text/plain")),
+    security(())
+)]
 pub async fn unauthorized_ping(path: web::Path<ProjectPath>) -> Result<HttpResponse, ApiError> {
     path.parse()?;
     Ok(HttpResponse::Ok()
@@ -25,6 +57,15 @@ pub async fn unauthorized_ping(path: web::Path<ProjectPath>) -> Result<HttpRespo
         .body("Ping Successful"))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "health_ping",
+    path = "/api/{tenantId}/{projectId}/async/ping",
+    tag = "health",
+    summary = "Ping with a token",
+    params(ProjectPath),
+    responses((status = 200, description = "`Ping Successful (tenant id: …)`", body = String, content_type = "text/plain"))
+)]
 pub async fn ping(
     state: web::Data<AppState>,
     principal: Principal,

@@ -6,11 +6,13 @@ pub mod batches;
 pub mod body;
 pub mod breakout;
 pub mod cache;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod format;
 pub mod health;
 pub mod idempotency;
+pub mod openapi;
 pub mod operations;
 pub mod push_workers;
 pub mod request_id;
@@ -24,6 +26,7 @@ use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, HttpResponse, Resource, Responder};
 
 use crate::config::Config;
+use crate::domain::FieldError;
 use crate::executors::Registry;
 use crate::lease::Leases;
 use crate::store::Store;
@@ -41,12 +44,14 @@ pub struct AppState {
 /// passed on to be a 404 (or to a later path that happens to match, such as
 /// `/workers/{workerId}` for `GET /workers/lease`).
 struct Endpoint {
+    path: &'static str,
     resource: Resource,
     allow: Vec<Method>,
 }
 
-fn at(path: &str) -> Endpoint {
+fn at(path: &'static str) -> Endpoint {
     Endpoint {
+        path,
         resource: web::resource(path),
         allow: Vec::new(),
     }
@@ -119,96 +124,138 @@ impl HttpServiceFactory for Endpoint {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(at("/healthz").get(health::healthz))
-        .service(at("/readyz").get(health::readyz))
-        .service(breakout_routes())
-        .service(
-            web::scope("/api/{tenantId}/{projectId}/async")
-                .service(at("/unauthorized-ping").get(health::unauthorized_ping))
-                .service(at("/ping").get(health::ping))
-                .service(at("/operation").post(operations::start))
-                .service(
-                    at("/batch")
-                        .app_data(web::PayloadConfig::new(batches::BATCH_BODY_LIMIT))
-                        .app_data(body::BodyLimit(batches::BATCH_BODY_LIMIT))
-                        .post(batches::submit),
-                )
-                .service(at("/batches").get(batches::list))
-                .service(
-                    at("/batch/{batchId}")
-                        .get(batches::status)
-                        .delete(batches::cancel),
-                )
-                .service(at("/batch/{batchId}/retry").post(batches::retry))
-                .service(at("/operations").get(operations::list))
-                .service(
-                    at("/operation/{operationId}")
-                        .get(operations::status)
-                        .delete(operations::cancel),
-                )
-                .service(at("/operation/{operationId}/results").get(operations::results))
-                .service(at("/operation/{operationId}/retry").post(operations::retry))
-                .service(at("/operation/{operationId}/progress").post(workers::progress))
-                .service(at("/operation/{operationId}/complete").post(workers::complete))
-                .service(at("/operation/{operationId}/fail").post(workers::fail))
-                .service(at("/workers/lease").post(workers::lease))
-                .service(
-                    at("/workers")
-                        .post(push_workers::create)
-                        .get(push_workers::list),
-                )
-                .service(
-                    at("/workers/{workerId}")
-                        .get(push_workers::get)
-                        .delete(push_workers::delete),
-                )
-                .service(at("/events").get(events::feed))
-                .service(at("/webhooks").post(webhooks::create).get(webhooks::list))
-                .service(
-                    at("/webhooks/{webhookId}")
-                        .get(webhooks::get)
-                        .put(webhooks::update)
-                        .delete(webhooks::delete),
-                )
-                .service(at("/webhooks/{webhookId}/enable").post(webhooks::enable))
-                .service(at("/webhooks/{webhookId}/disable").post(webhooks::disable))
-                .service(at("/webhooks/{webhookId}/rotate-secret").post(webhooks::rotate_secret))
-                .service(at("/webhooks/{webhookId}/secret").get(webhooks::secret))
-                .service(at("/webhooks/{webhookId}/test").post(webhooks::test))
-                .service(at("/webhooks/{webhookId}/deliveries").get(webhooks::deliveries))
-                .service(at("/webhooks/{webhookId}/messages").get(webhooks::messages))
-                .service(at("/webhooks/{webhookId}/recover").post(webhooks::recover))
-                .service(
-                    at("/webhooks/{webhookId}/deliveries/{deliveryId}/retry")
-                        .post(webhooks::retry_delivery),
-                )
-                .service(at("/callbacks/secret").get(webhooks::callback_secret))
-                .service(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
-        )
-        .default_service(web::to(not_found));
-}
+/// Where the paths of a project's API and of the breakout facade hang.
+const PROJECT_SCOPE: &str = "/api/{tenantId}/{projectId}/async";
+const BREAKOUT_SCOPE: &str = "/api/breakout";
 
-fn breakout_routes() -> actix_web::Scope {
-    web::scope("/api/breakout")
-        .service(
+/// The route table, each path under its scope: what `routes` serves and what the
+/// OpenAPI document must describe.
+fn endpoints() -> Vec<(&'static str, Endpoint)> {
+    let root = |e: Endpoint| ("", e);
+    let project = |e: Endpoint| (PROJECT_SCOPE, e);
+    let breakout = |e: Endpoint| (BREAKOUT_SCOPE, e);
+    vec![
+        root(at("/healthz").get(health::healthz)),
+        root(at("/readyz").get(health::readyz)),
+        root(at("/openapi.json").get(docs::openapi_json)),
+        root(at("/docs").get(docs::page)),
+        root(at("/docs/redoc.standalone.js").get(docs::renderer)),
+        breakout(
             at("/dictionaries")
                 .post(breakout::register)
                 .get(breakout::list_dictionaries),
-        )
-        .service(
+        ),
+        breakout(
             at("/dictionaries/{name}")
                 .get(breakout::get_dictionary)
                 .delete(breakout::delete_dictionary),
-        )
-        .service(at("/start").post(breakout::start))
-        .service(at("/status/{job_id}").get(breakout::status))
-        .service(
+        ),
+        breakout(at("/start").post(breakout::start)),
+        breakout(at("/status/{job_id}").get(breakout::status)),
+        breakout(
             at("/tables/{dictionary}")
                 .get(breakout::tables)
                 .delete(breakout::delete_tables),
-        )
-        .service(at("/jobs").get(breakout::jobs))
+        ),
+        breakout(at("/jobs").get(breakout::jobs)),
+        project(at("/unauthorized-ping").get(health::unauthorized_ping)),
+        project(at("/ping").get(health::ping)),
+        project(at("/operation").post(operations::start)),
+        project(
+            at("/batch")
+                .app_data(web::PayloadConfig::new(batches::BATCH_BODY_LIMIT))
+                .app_data(body::BodyLimit(batches::BATCH_BODY_LIMIT))
+                .post(batches::submit),
+        ),
+        project(at("/batches").get(batches::list)),
+        project(
+            at("/batch/{batchId}")
+                .get(batches::status)
+                .delete(batches::cancel),
+        ),
+        project(at("/batch/{batchId}/retry").post(batches::retry)),
+        project(at("/operations").get(operations::list)),
+        project(
+            at("/operation/{operationId}")
+                .get(operations::status)
+                .delete(operations::cancel),
+        ),
+        project(at("/operation/{operationId}/results").get(operations::results)),
+        project(at("/operation/{operationId}/retry").post(operations::retry)),
+        project(at("/operation/{operationId}/progress").post(workers::progress)),
+        project(at("/operation/{operationId}/complete").post(workers::complete)),
+        project(at("/operation/{operationId}/fail").post(workers::fail)),
+        project(at("/workers/lease").post(workers::lease)),
+        project(
+            at("/workers")
+                .post(push_workers::create)
+                .get(push_workers::list),
+        ),
+        project(
+            at("/workers/{workerId}")
+                .get(push_workers::get)
+                .delete(push_workers::delete),
+        ),
+        project(at("/events").get(events::feed)),
+        project(at("/webhooks").post(webhooks::create).get(webhooks::list)),
+        project(
+            at("/webhooks/{webhookId}")
+                .get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        ),
+        project(at("/webhooks/{webhookId}/enable").post(webhooks::enable)),
+        project(at("/webhooks/{webhookId}/disable").post(webhooks::disable)),
+        project(at("/webhooks/{webhookId}/rotate-secret").post(webhooks::rotate_secret)),
+        project(at("/webhooks/{webhookId}/secret").get(webhooks::secret)),
+        project(at("/webhooks/{webhookId}/test").post(webhooks::test)),
+        project(at("/webhooks/{webhookId}/deliveries").get(webhooks::deliveries)),
+        project(at("/webhooks/{webhookId}/messages").get(webhooks::messages)),
+        project(at("/webhooks/{webhookId}/recover").post(webhooks::recover)),
+        project(
+            at("/webhooks/{webhookId}/deliveries/{deliveryId}/retry")
+                .post(webhooks::retry_delivery),
+        ),
+        project(at("/callbacks/secret").get(webhooks::callback_secret)),
+        project(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
+    ]
+}
+
+/// Every (path, method) the server answers, paths as the OpenAPI document writes them.
+pub fn route_table() -> Vec<(String, Method)> {
+    endpoints()
+        .into_iter()
+        .flat_map(|(scope, e)| {
+            let path = format!("{scope}{}", e.path);
+            e.allow.into_iter().map(move |m| (path.clone(), m))
+        })
+        .collect()
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A query string or path actix cannot read is refused in the one error shape too.
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        error::ApiError::from(FieldError::new("query", e.to_string())).into()
+    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| {
+            error::ApiError::from(FieldError::new("path", e.to_string())).into()
+        }),
+    );
+    let mut project = web::scope(PROJECT_SCOPE);
+    let mut breakout = web::scope(BREAKOUT_SCOPE);
+    for (scope, endpoint) in endpoints() {
+        match scope {
+            PROJECT_SCOPE => project = project.service(endpoint),
+            BREAKOUT_SCOPE => breakout = breakout.service(endpoint),
+            _ => {
+                cfg.service(endpoint);
+            }
+        }
+    }
+    cfg.service(breakout)
+        .service(project)
+        .default_service(web::to(not_found));
 }
 
 async fn not_found() -> Result<HttpResponse, error::ApiError> {

@@ -6,14 +6,20 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{between, human_duration, opt_time, time};
 use super::idempotency::Idempotency;
-use super::wire::operations::{CancelBody, ListQuery, RetryBody, StartOperationBody};
+use super::wire::answers::operations::{
+    CallbacksView, CancellationView, ExecutionView, OperationAccepted, OperationCancelled,
+    OperationCounts, OperationList, OperationListItem, OperationResults, OperationStatusView,
+    PartialResults, PhaseView, PreservedResults, ProgressView, RetryAccepted,
+};
+use super::wire::operations::{CancelBody, ListQuery, ResultsQuery, RetryBody, StartOperationBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -72,6 +78,16 @@ pub fn tracking_url(target: ProjectRef, id: OperationId) -> String {
     )
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "operations_start",
+    path = "/api/{tenantId}/{projectId}/async/operation",
+    tag = "operations",
+    summary = "Start an operation",
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::operations::StartOperationBody,
+    responses((status = 202, description = "Accepted: the operation is queued", body = answers::operations::OperationAccepted))
+)]
 pub async fn start(
     state: web::Data<AppState>,
     principal: Principal,
@@ -97,22 +113,26 @@ pub async fn start(
     super::request_id::record("operation_id", op.id);
     let estimate = typical_duration(&state, target, &op.operation_type).await?;
     let listening = listening_webhooks(&state, target, &op).await?;
-    let response = json!({
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "status": op.status,
-        "estimatedDuration": estimate.map(human_duration),
-        "estimatedDurationSeconds": estimate.map(|d| d.as_secs_f64()),
-        "estimatedCompletion": estimate.map(|d| time(now + d)),
-        "trackingUrl": tracking_url(target, op.id),
-        "webhooksRegistered": listening + op.callbacks.count(),
-        "priority": op.priority,
-        "dateCreated": time(op.created_at),
-        "timeoutAt": time(op.timeout_at),
-    })
-    .to_string();
+    let response = to_json(&OperationAccepted {
+        operation_id: op.id,
+        operation_type: op.operation_type.clone(),
+        operation_name: op.operation_name.clone(),
+        status: op.status,
+        estimated_duration: estimate.map(human_duration),
+        estimated_duration_seconds: estimate.map(|d| d.as_secs_f64()),
+        estimated_completion: estimate.map(|d| time(now + d)),
+        tracking_url: tracking_url(target, op.id),
+        webhooks_registered: listening + op.callbacks.count(),
+        priority: op.priority,
+        date_created: time(op.created_at),
+        timeout_at: time(op.timeout_at),
+    })?;
     accept(&state, target, &mut op, response, &idempotency).await
+}
+
+/// The stored form of an answer that an idempotent replay gives again, byte for byte.
+pub(super) fn to_json<T: serde::Serialize>(answer: &T) -> Result<String, ApiError> {
+    serde_json::to_string(answer).map_err(|_| ApiError::Internal)
 }
 
 /// Stores a new operation with its idempotency record and answers 202 with `response`;
@@ -217,6 +237,16 @@ pub(super) async fn check_targets<const N: usize>(
 
 const RETRY_SCOPE: &str = "operation.retry";
 
+#[utoipa::path(
+    post,
+    operation_id = "operations_retry",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/retry",
+    tag = "operations",
+    summary = "Retry a finished operation",
+    params(ProjectPath, params::OperationIdParam, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body(content = Option<wire::operations::RetryBody>, description = "Optional: an empty body resumes under the original's policy"),
+    responses((status = 202, description = "Accepted: a new operation runs it again", body = answers::operations::RetryAccepted))
+)]
 pub async fn retry(
     state: web::Data<AppState>,
     principal: Principal,
@@ -237,29 +267,37 @@ pub async fn retry(
     let reason = spec.reason.clone();
     let (mut op, kept) = original.retry(OperationId::new(), spec, now)?;
     let estimate = typical_duration(&state, target, &op.operation_type).await?;
-    let response = json!({
-        "originalOperationId": original.id,
-        "newOperationId": op.id,
-        "retryMode": mode,
-        "retryNumber": op.retry_number,
-        "retryReason": reason,
-        "resumeFromPhase": op.resume_from_phase,
-        "status": op.status,
-        "estimatedDuration": estimate.map(human_duration),
-        "estimatedCompletion": estimate.map(|d| time(now + d)),
-        "preservedResults": {
-            "phasesPreserved": kept.phases_preserved,
-            "recordsProcessed": kept.records_processed,
-            "progressSaved": kept.progress_saved,
+    let response = to_json(&RetryAccepted {
+        original_operation_id: original.id,
+        new_operation_id: op.id,
+        retry_mode: mode,
+        retry_number: op.retry_number,
+        retry_reason: reason,
+        resume_from_phase: op.resume_from_phase.clone(),
+        status: op.status,
+        estimated_duration: estimate.map(human_duration),
+        estimated_completion: estimate.map(|d| time(now + d)),
+        preserved_results: PreservedResults {
+            phases_preserved: kept.phases_preserved,
+            records_processed: kept.records_processed,
+            progress_saved: kept.progress_saved,
         },
-        "retryAttemptDate": time(now),
-        "timeoutAt": time(op.timeout_at),
-        "trackingUrl": tracking_url(target, op.id),
-    })
-    .to_string();
+        retry_attempt_date: time(now),
+        timeout_at: time(op.timeout_at),
+        tracking_url: tracking_url(target, op.id),
+    })?;
     accept(&state, target, &mut op, response, &idempotency).await
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "operations_status",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
+    tag = "operations",
+    summary = "An operation's status",
+    params(ProjectPath, params::OperationIdParam),
+    responses((status = 200, description = "The operation", body = answers::operations::OperationStatusView))
+)]
 pub async fn status(
     state: web::Data<AppState>,
     principal: Principal,
@@ -275,14 +313,14 @@ pub async fn status(
 }
 
 /// The seed's `callbacks` of a status: what happened to the operation's callbacks.
-fn callbacks_view(stats: &CallbackStats) -> Value {
-    json!({
-        "progressCallbacksSent": stats.progress_sent,
-        "lastProgressCallback": opt_time(stats.last_progress_at),
-        "callbacksSuccessful": stats.successful,
-        "callbacksFailed": stats.failed,
-        "callbacksPending": stats.pending,
-    })
+fn callbacks_view(stats: &CallbackStats) -> CallbacksView {
+    CallbacksView {
+        progress_callbacks_sent: stats.progress_sent,
+        last_progress_callback: opt_time(stats.last_progress_at),
+        callbacks_successful: stats.successful,
+        callbacks_failed: stats.failed,
+        callbacks_pending: stats.pending,
+    }
 }
 
 /// Remaining time extrapolated from the measured rate so far; `None` until measurable.
@@ -305,37 +343,47 @@ fn processing_rate(op: &Operation, now: DateTime<Utc>) -> Option<String> {
     (minutes > 0.0).then(|| format!("{:.0} records/minute", processed as f64 / minutes))
 }
 
-fn execution_view(op: &Operation, now: DateTime<Utc>) -> Value {
-    json!({
-        "executionId": op.execution_id,
-        "workerNode": op.lease.as_ref().and_then(|l| l.worker_id.clone()),
-        "attempt": op.attempt,
-        "maxAttempts": op.max_attempts(),
-        "nextAttemptAt": opt_time(op.next_attempt_at()),
-        "retrying": op.next_attempt_at().is_some(),
-        "leaseExpiresAt": opt_time(op.lease.as_ref().filter(|_| op.status == OperationStatus::Running).map(|l| l.expires_at)),
-        "processedRecords": op.progress.processed_records,
-        "totalRecords": op.progress.total_records,
-        "processingRate": processing_rate(op, now),
-    })
+fn execution_view(op: &Operation, now: DateTime<Utc>) -> ExecutionView {
+    ExecutionView {
+        execution_id: op.execution_id,
+        worker_node: op.lease.as_ref().and_then(|l| l.worker_id.clone()),
+        attempt: op.attempt,
+        max_attempts: op.max_attempts(),
+        next_attempt_at: opt_time(op.next_attempt_at()),
+        retrying: op.next_attempt_at().is_some(),
+        lease_expires_at: opt_time(
+            op.lease
+                .as_ref()
+                .filter(|_| op.status == OperationStatus::Running)
+                .map(|l| l.expires_at),
+        ),
+        processed_records: op.progress.processed_records,
+        total_records: op.progress.total_records,
+        processing_rate: processing_rate(op, now),
+    }
 }
 
 /// Each phase as the seed shows one: its own counters beside its fields
 /// (`"modelsTraining": 3`), and how long it took once it ended.
-fn phases_view(op: &Operation) -> Value {
+fn phases_view(op: &Operation) -> Vec<PhaseView> {
     op.phases
         .iter()
         .map(|phase| {
-            let mut v = serde_json::to_value(phase).unwrap_or(Value::Null);
-            if let Some(fields) = v.as_object_mut() {
-                if let Some(Value::Object(counters)) = fields.remove("counters") {
-                    fields.extend(counters);
-                }
+            // The phase is stored as the worker reported it; only its counters move up.
+            let mut fields = match serde_json::to_value(phase) {
+                Ok(Value::Object(fields)) => fields,
+                _ => Default::default(),
+            };
+            if let Some(Value::Object(counters)) = fields.remove("counters") {
+                fields.extend(counters);
             }
-            if let (Some(start), Some(end)) = (phase.start_time, phase.end_time) {
-                v["duration"] = json!(human_duration(between(start, end)));
+            PhaseView {
+                fields,
+                duration: phase
+                    .start_time
+                    .zip(phase.end_time)
+                    .map(|(start, end)| human_duration(between(start, end))),
             }
-            v
         })
         .collect()
 }
@@ -345,85 +393,94 @@ pub fn status_view(
     callbacks: &CallbackStats,
     target: ProjectRef,
     now: DateTime<Utc>,
-) -> Value {
+) -> OperationStatusView {
     let elapsed = op
         .started_at
         .map(|s| between(s, op.finished_at.unwrap_or(now)));
     let remaining = estimated_remaining(op, now);
-    json!({
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "operationDescription": op.description,
-        "status": op.status,
-        "priority": op.priority,
-        "parameters": op.parameters,
-        "progress": {
-            "percentage": op.progress.percentage,
-            "currentPhase": op.progress.current_phase,
-            "phasesCompleted": op.phases_completed(),
-            "totalPhases": op.progress.total_phases,
-            "startTime": opt_time(op.started_at),
-            "elapsedTime": elapsed.map(human_duration),
-            "elapsedSeconds": elapsed.map(|d| d.as_secs_f64()),
-            "estimatedRemaining": remaining.map(human_duration),
-            "estimatedRemainingSeconds": remaining.map(|d| d.as_secs_f64()),
-            "estimatedCompletion": remaining.map(|d| time(now + d)),
+    OperationStatusView {
+        operation_id: op.id,
+        operation_type: op.operation_type.clone(),
+        operation_name: op.operation_name.clone(),
+        operation_description: op.description.clone(),
+        status: op.status,
+        priority: op.priority,
+        parameters: op.parameters.clone(),
+        progress: ProgressView {
+            percentage: op.progress.percentage,
+            current_phase: op.progress.current_phase.clone(),
+            phases_completed: op.phases_completed(),
+            total_phases: op.progress.total_phases,
+            start_time: opt_time(op.started_at),
+            elapsed_time: elapsed.map(human_duration),
+            elapsed_seconds: elapsed.map(|d| d.as_secs_f64()),
+            estimated_remaining: remaining.map(human_duration),
+            estimated_remaining_seconds: remaining.map(|d| d.as_secs_f64()),
+            estimated_completion: remaining.map(|d| time(now + d)),
         },
-        "execution": execution_view(op, now),
-        "phases": phases_view(op),
-        "attempts": op.attempts,
-        "error": op.error,
-        "cancellation": op.cancellation.as_ref().map(cancellation_view),
-        "callbacks": callbacks_view(callbacks),
-        "callbackUrls": op.callbacks,
-        "retryOf": op.retry_of,
-        "retryNumber": op.retry_number,
-        "resumeFromPhase": op.resume_from_phase,
-        "dateCreated": time(op.created_at),
-        "dateUpdated": time(op.updated_at),
-        "endTime": opt_time(op.finished_at),
-        "timeoutAt": time(op.timeout_at),
-        "trackingUrl": tracking_url(target, op.id),
-    })
-}
-
-fn cancellation_view(c: &crate::domain::operation::Cancellation) -> Value {
-    json!({
-        "cancellationTime": time(c.cancelled_at),
-        "reason": c.reason,
-        "cancelledBy": c.cancelled_by,
-        "progressAtCancellation": c.progress_at_cancellation,
-        "phaseAtCancellation": c.phase_at_cancellation,
-        "preservePartialResults": c.preserve_partial_results,
-    })
-}
-
-fn list_item(op: &Operation, include_details: bool, now: DateTime<Utc>) -> Value {
-    let mut item = json!({
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "status": op.status,
-        "progress": op.progress.percentage,
-        "priority": op.priority,
-        "dateCreated": time(op.created_at),
-        "startTime": opt_time(op.started_at),
-        "endTime": opt_time(op.finished_at),
-        "duration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
-        "currentPhase": op.progress.current_phase,
-        "estimatedCompletion": estimated_remaining(op, now).map(|d| time(now + d)),
-        "recordsProcessed": op.progress.processed_records,
-    });
-    if include_details {
-        item["parameters"] = op.parameters.clone();
-        item["execution"] = execution_view(op, now);
-        item["phases"] = phases_view(op);
-        item["error"] = json!(op.error);
+        execution: execution_view(op, now),
+        phases: phases_view(op),
+        attempts: op.attempts.clone(),
+        error: op.error.clone(),
+        cancellation: op.cancellation.as_ref().map(cancellation_view),
+        callbacks: callbacks_view(callbacks),
+        callback_urls: op.callbacks.clone(),
+        retry_of: op.retry_of,
+        retry_number: op.retry_number,
+        resume_from_phase: op.resume_from_phase.clone(),
+        date_created: time(op.created_at),
+        date_updated: time(op.updated_at),
+        end_time: opt_time(op.finished_at),
+        timeout_at: time(op.timeout_at),
+        tracking_url: tracking_url(target, op.id),
     }
-    item
 }
 
+fn cancellation_view(c: &crate::domain::operation::Cancellation) -> CancellationView {
+    CancellationView {
+        cancellation_time: time(c.cancelled_at),
+        reason: c.reason.clone(),
+        cancelled_by: c.cancelled_by.clone(),
+        progress_at_cancellation: c.progress_at_cancellation,
+        phase_at_cancellation: c.phase_at_cancellation.clone(),
+        preserve_partial_results: c.preserve_partial_results,
+    }
+}
+
+fn list_item(op: &Operation, include_details: bool, now: DateTime<Utc>) -> OperationListItem {
+    OperationListItem {
+        operation_id: op.id,
+        operation_type: op.operation_type.clone(),
+        operation_name: op.operation_name.clone(),
+        status: op.status,
+        progress: op.progress.percentage,
+        priority: op.priority,
+        date_created: time(op.created_at),
+        start_time: opt_time(op.started_at),
+        end_time: opt_time(op.finished_at),
+        duration: op
+            .started_at
+            .zip(op.finished_at)
+            .map(|(s, e)| human_duration(between(s, e))),
+        current_phase: op.progress.current_phase.clone(),
+        estimated_completion: estimated_remaining(op, now).map(|d| time(now + d)),
+        records_processed: op.progress.processed_records,
+        parameters: include_details.then(|| op.parameters.clone()),
+        execution: include_details.then(|| execution_view(op, now)),
+        phases: include_details.then(|| phases_view(op)),
+        error: include_details.then(|| op.error.clone()),
+    }
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "operations_list",
+    path = "/api/{tenantId}/{projectId}/async/operations",
+    tag = "operations",
+    summary = "List operations",
+    params(ProjectPath, wire::operations::ListQuery),
+    responses((status = 200, description = "A page of operations, newest first", body = answers::operations::OperationList))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -441,23 +498,27 @@ pub async fn list(
         .await?;
     let now = clock::now();
     let count = |s| page.counts.get(s);
-    Ok(HttpResponse::Ok().json(json!({
-        "operations": page.operations.iter().map(|op| list_item(op, request.include_details, now)).collect::<Vec<_>>(),
-        "summary": {
-            "totalOperations": page.counts.total(),
-            "pending": count(OperationStatus::Pending),
-            "initiated": count(OperationStatus::Initiated),
-            "running": count(OperationStatus::Running),
-            "completed": count(OperationStatus::Completed),
-            "failed": count(OperationStatus::Failed),
-            "cancelled": count(OperationStatus::Cancelled),
-            "timeout": count(OperationStatus::Timeout),
-            "skipped": count(OperationStatus::Skipped),
+    Ok(HttpResponse::Ok().json(OperationList {
+        operations: page
+            .operations
+            .iter()
+            .map(|op| list_item(op, request.include_details, now))
+            .collect(),
+        summary: OperationCounts {
+            total_operations: page.counts.total(),
+            pending: count(OperationStatus::Pending),
+            initiated: count(OperationStatus::Initiated),
+            running: count(OperationStatus::Running),
+            completed: count(OperationStatus::Completed),
+            failed: count(OperationStatus::Failed),
+            cancelled: count(OperationStatus::Cancelled),
+            timeout: count(OperationStatus::Timeout),
+            skipped: count(OperationStatus::Skipped),
         },
-        "page": request.page,
-        "pageSize": request.page_size,
-        "hasNextPage": page.has_next_page,
-    })))
+        page: request.page,
+        page_size: request.page_size,
+        has_next_page: page.has_next_page,
+    }))
 }
 
 /// Query strings are parsed from pairs so that a repeated or unknown parameter is an
@@ -474,6 +535,16 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(
     super::body::parse(Value::Object(map).to_string().as_bytes())
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "operations_cancel",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}",
+    tag = "operations",
+    summary = "Cancel an operation",
+    params(ProjectPath, params::OperationIdParam),
+    request_body(content = Option<wire::operations::CancelBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Cancelled", body = answers::operations::OperationCancelled))
+)]
 pub async fn cancel(
     state: web::Data<AppState>,
     principal: Principal,
@@ -503,33 +574,33 @@ pub async fn cancel(
         .iter()
         .filter(|p| p.status == PhaseStatus::Completed)
         .count();
-    Ok(HttpResponse::Ok().json(json!({
-        "operationId": op.id,
-        "status": op.status,
-        "cancellationTime": time(c.cancelled_at),
-        "reason": c.reason,
-        "progressAtCancellation": c.progress_at_cancellation,
-        "phaseAtCancellation": c.phase_at_cancellation,
-        "workerNotified": if c.was_running { "on its next heartbeat" } else { "no worker held the operation" },
-        "partialResults": {
-            "available": c.preserve_partial_results && completed_phases > 0,
-            "completedPhases": completed_phases,
-            "downloadUrls": if c.preserve_partial_results {
-                vec![format!("{}/results?format=download", tracking_url(target, op.id))]
+    Ok(HttpResponse::Ok().json(OperationCancelled {
+        operation_id: op.id,
+        status: op.status,
+        cancellation_time: time(c.cancelled_at),
+        reason: c.reason.clone(),
+        progress_at_cancellation: c.progress_at_cancellation,
+        phase_at_cancellation: c.phase_at_cancellation.clone(),
+        worker_notified: if c.was_running {
+            "on its next heartbeat"
+        } else {
+            "no worker held the operation"
+        }
+        .to_owned(),
+        partial_results: PartialResults {
+            available: c.preserve_partial_results && completed_phases > 0,
+            completed_phases,
+            download_urls: if c.preserve_partial_results {
+                vec![format!(
+                    "{}/results?format=download",
+                    tracking_url(target, op.id)
+                )]
             } else {
                 Vec::new()
             },
         },
-        "cancelledBy": c.cancelled_by,
-    })))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ResultsQuery {
-    format: Option<String>,
-    include_artifacts: Option<String>,
-    phase: Option<String>,
+        cancelled_by: c.cancelled_by.clone(),
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -556,6 +627,15 @@ impl ResultsFormat {
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "operations_results",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/results",
+    tag = "operations",
+    summary = "An operation's results",
+    params(ProjectPath, params::OperationIdParam, wire::operations::ResultsQuery),
+    responses((status = 200, description = "The results (with `format=download`, as a file to save)", body = answers::operations::OperationResults))
+)]
 pub async fn results(
     state: web::Data<AppState>,
     principal: Principal,
@@ -586,28 +666,24 @@ pub async fn results(
             return Err(ApiError::NotFound("phase"));
         }
     }
-    let mut body = json!({
-        "operationId": op.id,
-        "operationType": op.operation_type,
-        "operationName": op.operation_name,
-        "status": op.status,
-        "success": op.status == OperationStatus::Completed,
-        "partial": op.status != OperationStatus::Completed,
-        "completionTime": opt_time(op.finished_at),
-        "totalDuration": op.started_at.zip(op.finished_at).map(|(s, e)| human_duration(between(s, e))),
-        "summary": result.summary,
-    });
-    if format != ResultsFormat::Summary || q.phase.is_some() {
-        body["phaseResults"] = json!(phase_results);
-    }
-    if include_artifacts {
-        body["artifacts"] = json!(result.artifacts);
-    }
-    // The worker's own values (`performance`, `recommendations`, …), whose names never
-    // take one of the document's (`OperationResult::check_extra`).
-    if let Some(fields) = body.as_object_mut() {
-        fields.extend(result.extra);
-    }
+    let body = OperationResults {
+        operation_id: op.id,
+        operation_type: op.operation_type.clone(),
+        operation_name: op.operation_name.clone(),
+        status: op.status,
+        success: op.status == OperationStatus::Completed,
+        partial: op.status != OperationStatus::Completed,
+        completion_time: opt_time(op.finished_at),
+        total_duration: op
+            .started_at
+            .zip(op.finished_at)
+            .map(|(s, e)| human_duration(between(s, e))),
+        summary: result.summary,
+        phase_results: (format != ResultsFormat::Summary || q.phase.is_some())
+            .then_some(phase_results),
+        artifacts: include_artifacts.then_some(result.artifacts),
+        extra: result.extra,
+    };
     if format == ResultsFormat::Download {
         let mut file = serde_json::to_string_pretty(&body).map_err(|_| ApiError::Internal)?;
         file.push('\n');

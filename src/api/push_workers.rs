@@ -2,13 +2,14 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
 use super::format::time;
+use super::wire::answers::workers::{PushWorkerList, PushWorkerView};
 use super::wire::push_workers::PushWorkerBody;
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -38,18 +39,29 @@ async fn authorize(
     state.authorize(principal, path, Some(Scope::Workers)).await
 }
 
-async fn view(state: &AppState, worker: &PushWorker) -> Result<Value, ApiError> {
-    Ok(json!({
-        "workerId": worker.id,
-        "name": worker.name,
-        "url": worker.url,
-        "operationTypes": worker.operation_types,
-        "maxConcurrency": worker.max_concurrency,
-        "inFlight": state.store.push_workers().in_flight(worker.id).await?,
-        "createdAt": time(worker.created_at),
-    }))
+async fn view(state: &AppState, worker: &PushWorker) -> Result<PushWorkerView, ApiError> {
+    Ok(PushWorkerView {
+        worker_id: worker.id,
+        name: worker.name.clone(),
+        url: worker.url.clone(),
+        operation_types: worker.operation_types.clone(),
+        max_concurrency: worker.max_concurrency,
+        in_flight: state.store.push_workers().in_flight(worker.id).await?,
+        created_at: time(worker.created_at),
+        secret: None,
+    })
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "push_workers_create",
+    path = "/api/{tenantId}/{projectId}/async/workers",
+    tag = "workers",
+    summary = "Register a push worker",
+    params(ProjectPath),
+    request_body = wire::push_workers::PushWorkerBody,
+    responses((status = 201, description = "Registered; the answer shows its secret once", body = answers::workers::PushWorkerView))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -85,11 +97,21 @@ pub async fn create(
     state.store.push_workers().insert(&worker).await?;
     // New routes for queued operations: let the push loop look now.
     state.store.signals().work().wake_workers();
-    let mut answer = view(&state, &worker).await?;
-    answer["secret"] = json!(secret);
-    Ok(HttpResponse::Created().json(answer))
+    Ok(HttpResponse::Created().json(PushWorkerView {
+        secret: Some(secret),
+        ..view(&state, &worker).await?
+    }))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "push_workers_list",
+    path = "/api/{tenantId}/{projectId}/async/workers",
+    tag = "workers",
+    summary = "List push workers",
+    params(ProjectPath),
+    responses((status = 200, description = "The project's push workers", body = answers::workers::PushWorkerList))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -105,7 +127,7 @@ pub async fn list(
     {
         views.push(view(&state, &worker).await?);
     }
-    Ok(HttpResponse::Ok().json(json!({"workers": views})))
+    Ok(HttpResponse::Ok().json(PushWorkerList { workers: views }))
 }
 
 async fn load(
@@ -127,6 +149,15 @@ async fn load(
     Ok((target, worker))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "push_workers_get",
+    path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
+    tag = "workers",
+    summary = "A push worker",
+    params(ProjectPath, params::WorkerIdParam),
+    responses((status = 200, description = "The push worker", body = answers::workers::PushWorkerView))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -136,6 +167,15 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state, &worker).await?))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "push_workers_delete",
+    path = "/api/{tenantId}/{projectId}/async/workers/{workerId}",
+    tag = "workers",
+    summary = "Remove a push worker",
+    params(ProjectPath, params::WorkerIdParam),
+    responses((status = 204, description = "Removed"))
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,

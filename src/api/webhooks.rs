@@ -6,17 +6,20 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{ProjectPath, ProjectRef};
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{opt_time, time};
 use super::idempotency::Idempotency;
-use super::operations::parse_query;
-use super::wire::present;
+use super::operations::{parse_query, to_json};
+use super::wire::answers::webhooks::{
+    AttemptLog, AttemptView, DeliveryRequeued, DeliveryStatsView, MessageList, MessageView,
+    PreviousSecret, Recovered, SecretsView, TestQueued, WebhookList, WebhookView,
+};
 use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use super::wire::webhooks::WebhookBody;
+use super::wire::webhooks::{PageQuery, RecoverBody, RotateBody, WebhookBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -105,7 +108,7 @@ async fn load_settings(
     Ok((target, webhook))
 }
 
-fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
+fn view(webhook: &Webhook, stats: &DeliveryStats) -> WebhookView {
     let subscribed: Vec<&str> = if webhook.events.is_empty() {
         EventType::ALL
             .iter()
@@ -115,28 +118,31 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> Value {
     } else {
         webhook.events.iter().map(|t| t.as_str()).collect()
     };
-    json!({
-        "webhookId": webhook.id,
-        "webhookUrl": webhook.url,
-        "webhookName": webhook.name,
-        "status": webhook.status,
-        "disabledReason": webhook.disabled_reason,
-        "eventsSubscribed": subscribed,
-        "filters": webhook.filters,
-        "retryPolicy": webhook.retry_policy,
-        "headers": webhook.headers,
-        "createdAt": time(webhook.created_at),
-        "updatedAt": time(webhook.updated_at),
-        "failingSince": opt_time(webhook.failing_since),
-        "lastDelivery": opt_time(stats.last_attempt_at),
-        "deliveryStats": {
-            "totalDeliveries": stats.total,
-            "successfulDeliveries": stats.successful,
-            "failedDeliveries": stats.failed,
-            "pendingDeliveries": stats.pending,
-            "averageResponseTime": stats.average_response_ms.map(|ms| (ms * 10.0).round() / 10.0),
+    WebhookView {
+        webhook_id: webhook.id,
+        webhook_url: webhook.url.clone(),
+        webhook_name: webhook.name.clone(),
+        status: webhook.status,
+        disabled_reason: webhook.disabled_reason.clone(),
+        events_subscribed: subscribed,
+        filters: webhook.filters.clone(),
+        retry_policy: webhook.retry_policy,
+        headers: webhook.headers.clone(),
+        created_at: time(webhook.created_at),
+        updated_at: time(webhook.updated_at),
+        failing_since: opt_time(webhook.failing_since),
+        last_delivery: opt_time(stats.last_attempt_at),
+        delivery_stats: DeliveryStatsView {
+            total_deliveries: stats.total,
+            successful_deliveries: stats.successful,
+            failed_deliveries: stats.failed,
+            pending_deliveries: stats.pending,
+            average_response_time: stats
+                .average_response_ms
+                .map(|ms| (ms * 10.0).round() / 10.0),
         },
-    })
+        secret: None,
+    }
 }
 
 async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, ApiError> {
@@ -161,6 +167,16 @@ async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiE
     Ok(spec)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_create",
+    path = "/api/{tenantId}/{projectId}/async/webhooks",
+    tag = "webhooks",
+    summary = "Register a webhook",
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::webhooks::WebhookBody,
+    responses((status = 201, description = "Registered; the answer shows its secret once", body = answers::webhooks::WebhookView))
+)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -198,10 +214,11 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let mut answer = view(&webhook, &DeliveryStats::default());
-    // Shown once here, and again only through `…/secret`.
-    answer["secret"] = json!(secret);
-    let response = answer.to_string();
+    let response = to_json(&WebhookView {
+        // Shown once here, and again only through `…/secret`.
+        secret: Some(secret),
+        ..view(&webhook, &DeliveryStats::default())
+    })?;
     let record = idempotency.record(StatusCode::CREATED, &response);
     if state.store.webhooks().insert(&webhook, record).await? == CreateOutcome::IdempotencyKeyTaken
     {
@@ -213,6 +230,15 @@ pub async fn create(
         .body(response))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_list",
+    path = "/api/{tenantId}/{projectId}/async/webhooks",
+    tag = "webhooks",
+    summary = "List webhooks",
+    params(ProjectPath),
+    responses((status = 200, description = "The project's webhooks", body = answers::webhooks::WebhookList))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -227,7 +253,7 @@ pub async fn list(
         .list(target.tenant, target.project)
         .await?;
     let stats = state.store.webhooks().stats(target.project, None).await?;
-    let views: Vec<Value> = webhooks
+    let views: Vec<WebhookView> = webhooks
         .iter()
         .map(|w| {
             let id = w.id.db();
@@ -239,9 +265,18 @@ pub async fn list(
             view(w, &s)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"webhooks": views})))
+    Ok(HttpResponse::Ok().json(WebhookList { webhooks: views }))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_get",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
+    tag = "webhooks",
+    summary = "A webhook",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "The webhook", body = answers::webhooks::WebhookView))
+)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -254,6 +289,16 @@ pub async fn get(
 
 /// Replaces the configuration. A new `authentication.secret` is a rotation: the old secret
 /// keeps signing for the configured overlap.
+#[utoipa::path(
+    put,
+    operation_id = "webhooks_update",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
+    tag = "webhooks",
+    summary = "Change a webhook",
+    params(ProjectPath, params::WebhookIdParam),
+    request_body = wire::webhooks::WebhookBody,
+    responses((status = 200, description = "Changed", body = answers::webhooks::WebhookView))
+)]
 pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
@@ -283,6 +328,15 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "webhooks_delete",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}",
+    tag = "webhooks",
+    summary = "Remove a webhook",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 204, description = "Removed"))
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,
@@ -320,6 +374,15 @@ async fn set_status(
     Ok(HttpResponse::Ok().json(view(&webhook, &stats)))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_enable",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/enable",
+    tag = "webhooks",
+    summary = "Enable a webhook",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "Enabled", body = answers::webhooks::WebhookView))
+)]
 pub async fn enable(
     state: web::Data<AppState>,
     principal: Principal,
@@ -328,21 +391,21 @@ pub async fn enable(
     set_status(&state, &principal, &path, WebhookStatus::Active).await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_disable",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/disable",
+    tag = "webhooks",
+    summary = "Disable a webhook",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "Disabled", body = answers::webhooks::WebhookView))
+)]
 pub async fn disable(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
     set_status(&state, &principal, &path, WebhookStatus::Disabled).await
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RotateBody {
-    #[serde(default, deserialize_with = "present")]
-    secret: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    overlap_seconds: Option<u64>,
 }
 
 /// The new secret and how long the previous ones keep signing.
@@ -368,17 +431,35 @@ fn rotation(body: RotateBody, default_overlap: Duration) -> Result<(String, Dura
     Ok((secret, overlap))
 }
 
-fn secrets_view(secrets: &[SecretVersion], now: chrono::DateTime<chrono::Utc>) -> Value {
-    let current = secrets.first().map(|s| s.secret.clone());
-    let previous: Vec<Value> = secrets
-        .iter()
-        .skip(1)
-        .filter(|s| s.expires_at.is_none_or(|t| t > now))
-        .map(|s| json!({"expiresAt": opt_time(s.expires_at)}))
-        .collect();
-    json!({"secret": current, "previousSecrets": previous})
+fn secrets_view(
+    secrets: &[SecretVersion],
+    now: chrono::DateTime<chrono::Utc>,
+    webhook_id: Option<WebhookId>,
+) -> SecretsView {
+    SecretsView {
+        webhook_id,
+        secret: secrets.first().map(|s| s.secret.clone()),
+        previous_secrets: secrets
+            .iter()
+            .skip(1)
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| PreviousSecret {
+                expires_at: opt_time(s.expires_at),
+            })
+            .collect(),
+    }
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_rotate_secret",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/rotate-secret",
+    tag = "webhooks",
+    summary = "Rotate a webhook's signing secret",
+    params(ProjectPath, params::WebhookIdParam),
+    request_body(content = Option<wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Rotated; previous secrets keep signing for the overlap", body = answers::webhooks::SecretsView))
+)]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
     principal: Principal,
@@ -391,22 +472,40 @@ pub async fn rotate_secret(
     webhook.secrets = rotate(&webhook.secrets, secret, now, overlap);
     webhook.updated_at = now;
     state.store.webhooks().update(&webhook).await?;
-    let mut answer = secrets_view(&webhook.secrets, now);
-    answer["webhookId"] = json!(webhook.id);
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(secrets_view(&webhook.secrets, now, Some(webhook.id))))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_secret",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/secret",
+    tag = "webhooks",
+    summary = "A webhook's signing secret",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 200, description = "The signing secret", body = answers::webhooks::SecretsView))
+)]
 pub async fn secret(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, webhook) = load(&state, &principal, &path).await?;
-    let mut answer = secrets_view(&webhook.secrets, clock::now());
-    answer["webhookId"] = json!(webhook.id);
-    Ok(HttpResponse::Ok().json(answer))
+    Ok(HttpResponse::Ok().json(secrets_view(
+        &webhook.secrets,
+        clock::now(),
+        Some(webhook.id),
+    )))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_test",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/test",
+    tag = "webhooks",
+    summary = "Send a test event",
+    params(ProjectPath, params::WebhookIdParam),
+    responses((status = 202, description = "A test event is queued for the webhook", body = answers::webhooks::TestQueued))
+)]
 pub async fn test(
     state: web::Data<AppState>,
     principal: Principal,
@@ -424,16 +523,11 @@ pub async fn test(
         .deliveries()
         .queue_test_event(&webhook, clock::now())
         .await?;
-    Ok(HttpResponse::Accepted()
-        .json(json!({"eventId": event_id, "deliveryId": delivery_id, "status": DeliveryStatus::Pending.as_str()})))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageQuery {
-    page: Option<String>,
-    page_size: Option<String>,
-    status: Option<String>,
+    Ok(HttpResponse::Accepted().json(TestQueued {
+        event_id,
+        delivery_id,
+        status: DeliveryStatus::Pending.as_str(),
+    }))
 }
 
 fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
@@ -450,6 +544,15 @@ fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
 }
 
 /// The attempt log: every try, newest first.
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_deliveries",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries",
+    tag = "webhooks",
+    summary = "A webhook's attempt log",
+    params(ProjectPath, params::WebhookIdParam, wire::webhooks::PageQuery),
+    responses((status = 200, description = "Every attempt, newest first", body = answers::webhooks::AttemptLog))
+)]
 pub async fn deliveries(
     state: web::Data<AppState>,
     principal: Principal,
@@ -467,27 +570,39 @@ pub async fn deliveries(
         .await?;
     let has_next_page = entries.len() > size as usize;
     entries.truncate(size as usize);
-    let attempts: Vec<Value> = entries
-        .iter()
-        .map(|a| {
-            json!({
-                "deliveryId": a.delivery_id,
-                "eventId": a.event_id,
-                "eventType": a.event_type,
-                "deliveryStatus": a.delivery_status.as_str(),
-                "attemptedAt": time(a.attempted_at),
-                "statusCode": a.status_code,
-                "latencyMs": a.latency_ms,
-                "responseBody": a.response_body,
-                "error": a.error,
-                "success": a.success,
-            })
+    let deliveries = entries
+        .into_iter()
+        .map(|a| AttemptView {
+            delivery_id: a.delivery_id,
+            event_id: a.event_id,
+            event_type: a.event_type,
+            delivery_status: a.delivery_status.as_str(),
+            attempted_at: time(a.attempted_at),
+            status_code: a.status_code,
+            latency_ms: a.latency_ms,
+            response_body: a.response_body,
+            error: a.error,
+            success: a.success,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"deliveries": attempts, "page": page, "pageSize": size, "hasNextPage": has_next_page})))
+    Ok(HttpResponse::Ok().json(AttemptLog {
+        deliveries,
+        page,
+        page_size: size,
+        has_next_page,
+    }))
 }
 
 /// One row per event sent to the webhook, with where it stands.
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_messages",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/messages",
+    tag = "webhooks",
+    summary = "A webhook's messages",
+    params(ProjectPath, params::WebhookIdParam, wire::webhooks::PageQuery),
+    responses((status = 200, description = "One row per event sent to the webhook", body = answers::webhooks::MessageList))
+)]
 pub async fn messages(
     state: web::Data<AppState>,
     principal: Principal,
@@ -510,26 +625,27 @@ pub async fn messages(
         .await?;
     let has_next_page = rows.len() > size as usize;
     rows.truncate(size as usize);
-    let messages: Vec<Value> = rows
-        .iter()
-        .map(|d| {
-            json!({
-                "deliveryId": d.id,
-                "eventId": d.event_id,
-                "eventType": d.event_type,
-                "status": d.status.as_str(),
-                "attempts": d.attempts,
-                "nextAttemptAt": opt_time(d.next_attempt_at),
-                "lastStatusCode": d.last_status_code,
-                "lastError": d.last_error,
-                "createdAt": time(d.created_at),
-                "deliveredAt": opt_time(d.delivered_at),
-            })
+    let messages = rows
+        .into_iter()
+        .map(|d| MessageView {
+            delivery_id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: opt_time(d.next_attempt_at),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            created_at: time(d.created_at),
+            delivered_at: opt_time(d.delivered_at),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(
-        json!({"messages": messages, "page": page, "pageSize": size, "hasNextPage": has_next_page}),
-    ))
+    Ok(HttpResponse::Ok().json(MessageList {
+        messages,
+        page,
+        page_size: size,
+        has_next_page,
+    }))
 }
 
 /// "must be Pending, Delivered or Failed"
@@ -539,12 +655,16 @@ fn unknown_status() -> ApiError {
     FieldError::new("status", format!("must be {} or {last}", rest.join(", "))).into()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecoverBody {
-    since: String,
-}
-
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_recover",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/recover",
+    tag = "webhooks",
+    summary = "Send failed deliveries again",
+    params(ProjectPath, params::WebhookIdParam),
+    request_body = wire::webhooks::RecoverBody,
+    responses((status = 202, description = "What failed since then is queued again", body = answers::webhooks::Recovered))
+)]
 pub async fn recover(
     state: web::Data<AppState>,
     principal: Principal,
@@ -559,10 +679,22 @@ pub async fn recover(
         .deliveries()
         .recover(webhook.id, since, clock::now())
         .await?;
-    Ok(HttpResponse::Accepted()
-        .json(json!({"webhookId": webhook.id, "recovered": recovered, "since": time(since)})))
+    Ok(HttpResponse::Accepted().json(Recovered {
+        webhook_id: webhook.id,
+        recovered,
+        since: time(since),
+    }))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_retry_delivery",
+    path = "/api/{tenantId}/{projectId}/async/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
+    tag = "webhooks",
+    summary = "Send one delivery again",
+    params(ProjectPath, params::WebhookIdParam, params::DeliveryIdParam),
+    responses((status = 202, description = "Queued again", body = answers::webhooks::DeliveryRequeued))
+)]
 pub async fn retry_delivery(
     state: web::Data<AppState>,
     principal: Principal,
@@ -581,11 +713,22 @@ pub async fn retry_delivery(
             "DELIVERY_PENDING",
             "the delivery is still queued; it will be attempted",
         )),
-        Some(true) => Ok(HttpResponse::Accepted()
-            .json(json!({"deliveryId": delivery, "status": DeliveryStatus::Pending.as_str()}))),
+        Some(true) => Ok(HttpResponse::Accepted().json(DeliveryRequeued {
+            delivery_id: delivery,
+            status: DeliveryStatus::Pending.as_str(),
+        })),
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_callback_secret",
+    path = "/api/{tenantId}/{projectId}/async/callbacks/secret",
+    tag = "webhooks",
+    summary = "The callbacks' signing secret",
+    params(ProjectPath),
+    responses((status = 200, description = "The secret signing the project's callbacks", body = answers::webhooks::SecretsView))
+)]
 pub async fn callback_secret(
     state: web::Data<AppState>,
     principal: Principal,
@@ -599,9 +742,19 @@ pub async fn callback_secret(
         .webhooks()
         .callback_secrets(target.project, generate_secret)
         .await?;
-    Ok(HttpResponse::Ok().json(secrets_view(&secrets, clock::now())))
+    Ok(HttpResponse::Ok().json(secrets_view(&secrets, clock::now(), None)))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_rotate_callback_secret",
+    path = "/api/{tenantId}/{projectId}/async/callbacks/secret/rotate",
+    tag = "webhooks",
+    summary = "Rotate the callbacks' signing secret",
+    params(ProjectPath),
+    request_body(content = Option<wire::webhooks::RotateBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Rotated", body = answers::webhooks::SecretsView))
+)]
 pub async fn rotate_callback_secret(
     state: web::Data<AppState>,
     principal: Principal,
@@ -630,5 +783,5 @@ pub async fn rotate_callback_secret(
         .webhooks()
         .set_callback_secrets(target.project, &rotated)
         .await?;
-    Ok(HttpResponse::Ok().json(secrets_view(&rotated, now)))
+    Ok(HttpResponse::Ok().json(secrets_view(&rotated, now, None)))
 }

@@ -1,27 +1,31 @@
 //! The worker protocol: lease, progress (the heartbeat), complete, fail.
 
 use actix_web::{web, HttpResponse};
-use serde::Serialize;
-use serde_json::json;
 
 use super::auth::ProjectPath;
 use super::body::Body;
 use super::error::ApiError;
 use super::format::opt_time;
 use super::operations::OperationPath;
+use super::wire::answers::workers::{Completed, FailureRecorded, Leased, ProgressAccepted};
 use super::wire::workers::{CompleteBody, FailBody, LeaseBody, ProgressBody};
+use super::wire::{self, answers, params};
 use super::AppState;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::LeaseToken;
 use crate::domain::operation::LeaseRequest;
 use crate::lease::{Failure, OperationRef, WorkOrder};
 
-/// The answer to a lease request: an empty list when the wait passed with no work.
-#[derive(Debug, Serialize)]
-struct Leased<'a> {
-    leases: Vec<WorkOrder<'a>>,
-}
-
+#[utoipa::path(
+    post,
+    operation_id = "workers_lease",
+    path = "/api/{tenantId}/{projectId}/async/workers/lease",
+    tag = "workers",
+    summary = "Lease work (long poll)",
+    params(ProjectPath),
+    request_body(content = Option<wire::workers::LeaseBody>, description = "Optional: an empty body takes every default"),
+    responses((status = 200, description = "Work leased (an empty list when the wait passed with none)", body = answers::workers::Leased))
+)]
 pub async fn lease(
     state: web::Data<AppState>,
     principal: Principal,
@@ -68,6 +72,16 @@ async fn reported(
     })
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "workers_progress",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/progress",
+    tag = "workers",
+    summary = "Report progress (the heartbeat)",
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::ProgressBody,
+    responses((status = 200, description = "Recorded; the lease is renewed", body = answers::workers::ProgressAccepted))
+)]
 pub async fn progress(
     state: web::Data<AppState>,
     principal: Principal,
@@ -80,13 +94,23 @@ pub async fn progress(
         .leases
         .progress(operation, LeaseToken::from_string(token), report)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": heartbeat.status,
-        "cancelRequested": heartbeat.stop_requested,
-        "leaseExpiresAt": opt_time(heartbeat.lease_expires_at),
-    })))
+    Ok(HttpResponse::Ok().json(ProgressAccepted {
+        status: heartbeat.status,
+        cancel_requested: heartbeat.stop_requested,
+        lease_expires_at: opt_time(heartbeat.lease_expires_at),
+    }))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "workers_complete",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/complete",
+    tag = "workers",
+    summary = "Complete an attempt",
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::CompleteBody,
+    responses((status = 200, description = "Completed", body = answers::workers::Completed))
+)]
 pub async fn complete(
     state: web::Data<AppState>,
     principal: Principal,
@@ -99,9 +123,19 @@ pub async fn complete(
         .leases
         .complete(operation, LeaseToken::from_string(token), result)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": status })))
+    Ok(HttpResponse::Ok().json(Completed { status }))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "workers_fail",
+    path = "/api/{tenantId}/{projectId}/async/operation/{operationId}/fail",
+    tag = "workers",
+    summary = "Fail an attempt",
+    params(ProjectPath, params::OperationIdParam),
+    request_body = wire::workers::FailBody,
+    responses((status = 200, description = "Recorded: retried later or failed for good", body = answers::workers::FailureRecorded))
+)]
 pub async fn fail(
     state: web::Data<AppState>,
     principal: Principal,
@@ -125,10 +159,10 @@ pub async fn fail(
             },
         )
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": failed.status,
-        "attempt": failed.attempt,
-        "maxAttempts": failed.max_attempts,
-        "nextAttemptAt": opt_time(failed.next_attempt_at),
-    })))
+    Ok(HttpResponse::Ok().json(FailureRecorded {
+        status: failed.status,
+        attempt: failed.attempt,
+        max_attempts: failed.max_attempts,
+        next_attempt_at: opt_time(failed.next_attempt_at),
+    }))
 }

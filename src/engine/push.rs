@@ -94,14 +94,19 @@ pub async fn run(
 
 /// What a push worker is sent: the work order, and how to report on it later (after a
 /// 202) as a pull worker would, with the callback token in place of a worker's token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TaskBody<'a> {
+#[schema(as = PushTask)]
+pub struct TaskBody<'a> {
+    /// `operation.task`.
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(flatten)]
     work_order: WorkOrder<'a>,
+    /// Where to report progress, completion or failure (`…/progress`, `…/complete`,
+    /// `…/fail`), after answering 202.
     callback_base_url: String,
+    /// The bearer token for those reports, good for this task only.
     callback_token: &'a str,
 }
 

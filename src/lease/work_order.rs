@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::domain::ids::{LeaseToken, OperationId};
 use crate::domain::operation::{Operation, Phase, PhaseStatus, Priority};
@@ -15,27 +16,36 @@ use crate::domain::operation::{Operation, Phase, PhaseStatus, Priority};
 /// The operation, its lease, and what earlier runs left: checkpoints by phase, the
 /// completed phases and where to resume. Borrows the operation, which it is written from
 /// at once.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkOrder<'a> {
+    #[schema(value_type = String)]
     pub operation_id: OperationId,
     pub operation_type: &'a str,
     pub operation_name: &'a str,
     pub priority: Priority,
+    #[schema(value_type = Object)]
     pub parameters: &'a Value,
     pub attempt: u32,
     pub max_attempts: u32,
+    #[schema(value_type = String)]
     pub lease_token: &'a LeaseToken,
     #[serde(serialize_with = "opt_millis")]
+    #[schema(value_type = Option<String>)]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Seconds within which the worker must report (progress is the heartbeat).
     pub heartbeat_timeout: f64,
     #[serde(serialize_with = "millis")]
+    #[schema(value_type = String)]
     pub timeout_at: DateTime<Utc>,
+    /// Each phase's last checkpoint, by phase name.
+    #[schema(value_type = Object)]
     pub checkpoints: BTreeMap<&'a str, &'a Value>,
+    #[schema(value_type = Vec<Object>)]
     pub completed_phases: Vec<&'a Phase>,
     pub resume_from_phase: Option<&'a str>,
     /// The results of the batch members this one depends on, by their keys.
+    #[schema(value_type = Object)]
     pub dependency_results: Cow<'a, Value>,
 }
 

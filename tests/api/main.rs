@@ -19,6 +19,7 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod logs;
+mod openapi;
 mod push_workers;
 mod quickstart;
 mod secrets;

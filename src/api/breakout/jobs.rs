@@ -5,16 +5,22 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{clock_duration, dictionary_not_found, facade, parse_dictionary, store_error, target};
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::api::format::{between, human_duration, time};
 use crate::api::idempotency::Idempotency;
+use crate::api::operations::to_json;
+use crate::api::wire::answers::breakout::{
+    ActiveJob, ActiveProgress, ActiveStatus, BreakoutStarted, CancelledJob, CancelledProgress,
+    CancelledStatus, CompletedJob, CompletedStatus, FailedJob, FailedStatus, JobError, JobList,
+    JobListItem, JobResult, JobView,
+};
+use crate::api::wire::breakout::{BreakoutParameters, JobsQuery, StartBody};
 use crate::api::wire::operations::StartOperationBody;
-use crate::api::wire::present;
+use crate::api::wire::{self, answers, params};
 use crate::api::AppState;
 use crate::clock;
 use crate::domain::auth::{Principal, Scope};
@@ -30,36 +36,26 @@ const START_SCOPE: &str = "breakout.start";
 const DEFAULT_JOBS_LIMIT: u32 = 50;
 const MAX_JOBS_LIMIT: u32 = 100;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    dictionaries: Vec<String>,
-    /// Kept loose so that any value out of 1–10 (`null` too) is `INVALID_THREADS`, as the
-    /// seed says.
-    #[serde(default, deserialize_with = "present")]
-    threads: Option<Value>,
-    #[serde(default)]
-    overwrite: bool,
-    #[serde(default)]
-    strict: bool,
-    /// Write into existing tables, only the chunks of cases that changed since the last
-    /// run (without it, existing tables are a 409 unless `overwrite`).
-    #[serde(default)]
-    incremental: bool,
-    #[serde(default, deserialize_with = "present")]
-    chunk_size: Option<usize>,
-}
-
 fn invalid_threads() -> ApiError {
     facade(
         StatusCode::BAD_REQUEST,
         "Invalid threads",
         "INVALID_THREADS",
         format!("threads must be an integer between 1 and {MAX_THREADS}"),
-        json!({"field": "threads"}),
+        [("field", "threads".into())],
     )
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "breakout_jobs_start",
+    path = "/api/breakout/start",
+    tag = "breakout",
+    summary = "Start a breakout",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
+    request_body = wire::breakout::StartBody,
+    responses((status = 202, description = "Started in the background", body = answers::breakout::BreakoutStarted))
+)]
 pub async fn start(
     state: web::Data<AppState>,
     principal: Principal,
@@ -102,7 +98,7 @@ pub async fn start(
                     "Tables for dictionary '{name}' already exist: {}.",
                     foreign.describe(name)
                 ),
-                json!({"existing_tables": foreign.named}),
+                [("existing_tables", foreign.named.into())],
             ));
         }
         let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
@@ -120,7 +116,7 @@ pub async fn start(
                 format!(
                     "Tables for dictionary '{name}' already exist. Use overwrite=true to replace."
                 ),
-                json!({"existing_tables": existing}),
+                [("existing_tables", existing.into())],
             ));
         }
     }
@@ -161,29 +157,35 @@ pub async fn start(
                     "Breakout already running",
                     "JOB_ALREADY_RUNNING",
                     format!("Job '{}' is already breaking out dictionary '{dictionary}'; wait for it or cancel it", op.id),
-                    json!({"job_id": op.id}),
+                    [("job_id", op.id.to_string().into())],
                 ));
             }
         }
     }
-    let parameters = json!({
-        "dictionaries": request.dictionaries,
-        "threads": threads,
-        "overwrite": request.overwrite,
-        "strict": request.strict,
-        "chunk_size": request.chunk_size,
-    });
+    let parameters = serde_json::to_value(BreakoutParameters {
+        dictionaries: &request.dictionaries,
+        threads,
+        overwrite: request.overwrite,
+        strict: request.strict,
+        chunk_size: request.chunk_size,
+    })
+    .map_err(|_| ApiError::Internal)?;
     executor::params(&parameters)?;
     let idempotency = match Idempotency::check(&state, target, START_SCOPE, &req, &body).await? {
         Ok(fresh) => fresh,
         Err(replay) => return Ok(replay),
     };
-    let spec: OperationSpec = serde_json::from_value::<StartOperationBody>(json!({
-        "operationType": OPERATION_TYPE,
-        "operationName": format!("breakout {}", request.dictionaries.join(", ")),
-        "parameters": parameters,
-    }))
-    .map_err(|_| ApiError::Internal)?
+    let spec: OperationSpec = StartOperationBody {
+        operation_type: OPERATION_TYPE.to_owned(),
+        operation_name: format!("breakout {}", request.dictionaries.join(", ")),
+        operation_description: None,
+        priority: None,
+        parameters: Some(parameters),
+        callbacks: None,
+        notifications: None,
+        timeout: None,
+        retry_policy: None,
+    }
     .try_into()?;
     let now = clock::now();
     let mut op = Operation::new(OperationId::new(), target.tenant, target.project, spec, now);
@@ -193,15 +195,14 @@ pub async fn start(
         .typical_duration(target.project, OPERATION_TYPE)
         .await
         .map_err(store_error)?;
-    let response = json!({
-        "status": "started",
-        "job_id": op.id,
-        "dictionaries": request.dictionaries,
-        "threads": threads,
-        "estimated_time": estimate.map(human_duration),
-        "message": "Breakout started in background",
-    })
-    .to_string();
+    let response = to_json(&BreakoutStarted {
+        status: "started",
+        job_id: op.id,
+        dictionaries: request.dictionaries,
+        threads,
+        estimated_time: estimate.map(human_duration),
+        message: "Breakout started in background",
+    })?;
     let record = idempotency.record(StatusCode::ACCEPTED, &response);
     if state
         .store
@@ -229,8 +230,12 @@ fn job_status(status: OperationStatus) -> &'static str {
     }
 }
 
-fn threads_of(op: &Operation) -> Value {
-    op.parameters.get("threads").cloned().unwrap_or(json!(1))
+/// Checked to be 1–10 when the job started.
+fn threads_of(op: &Operation) -> u64 {
+    op.parameters
+        .get("threads")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
 }
 
 fn execution_time(op: &Operation) -> Option<String> {
@@ -249,7 +254,7 @@ async fn load_job(
             "Job not found",
             "JOB_NOT_FOUND",
             format!("No breakout job '{job_id}'"),
-            Value::Null,
+            [],
         )
     };
     let id: OperationId = job_id.parse().map_err(|_| not_found())?;
@@ -263,6 +268,15 @@ async fn load_job(
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "breakout_jobs_status",
+    path = "/api/breakout/status/{job_id}",
+    tag = "breakout",
+    summary = "A breakout job",
+    params(params::JobIdParam),
+    responses((status = 200, description = "The job, in the shape of its state", body = answers::breakout::JobView))
+)]
 pub async fn status(
     state: web::Data<AppState>,
     principal: Principal,
@@ -277,47 +291,50 @@ pub async fn status(
                 .as_ref()
                 .map(|r| r.summary.clone())
                 .unwrap_or_default();
-            json!({
-                "job_id": op.id,
-                "status": "completed",
-                "result": {
-                    "dictionaries_processed": summary["dictionaries_processed"],
-                    "total_cases": summary["total_cases"],
-                    "tables_created": summary["tables_created"],
-                    "execution_time": execution_time(&op),
-                    "issues": summary["issues"],
+            JobView::Completed(CompletedJob {
+                job_id: op.id,
+                status: CompletedStatus::Completed,
+                result: JobResult {
+                    dictionaries_processed: summary["dictionaries_processed"].clone(),
+                    total_cases: summary["total_cases"].clone(),
+                    tables_created: summary["tables_created"].clone(),
+                    execution_time: execution_time(&op),
+                    issues: summary["issues"].clone(),
                 },
-                "completed_at": op.finished_at.map(time),
+                completed_at: op.finished_at.map(time),
             })
         }
         // Cancelled is no failure: the seed lists it as its own status.
         OperationStatus::Cancelled => {
             let cancellation = op.cancellation.as_ref();
-            json!({
-                "job_id": op.id,
-                "status": "cancelled",
-                "reason": cancellation.and_then(|c| c.reason.clone()),
-                "cancelled_by": cancellation.map(|c| c.cancelled_by.clone()),
-                "progress": {
-                    "processed": op.progress.processed_records.unwrap_or(0),
-                    "total": op.progress.total_records,
-                    "percentage": op.progress.percentage.unwrap_or(0.0).floor() as u64,
+            JobView::Cancelled(CancelledJob {
+                job_id: op.id,
+                status: CancelledStatus::Cancelled,
+                reason: cancellation.and_then(|c| c.reason.clone()),
+                cancelled_by: cancellation.map(|c| c.cancelled_by.clone()),
+                progress: CancelledProgress {
+                    processed: op.progress.processed_records.unwrap_or(0),
+                    total: op.progress.total_records,
+                    percentage: op.progress.percentage.unwrap_or(0.0).floor() as u64,
                 },
-                "started_at": op.started_at.map(time),
-                "cancelled_at": op.finished_at.map(time),
+                started_at: op.started_at.map(time),
+                cancelled_at: op.finished_at.map(time),
             })
         }
         OperationStatus::Failed | OperationStatus::Timeout => {
             let error = op.error.clone();
-            json!({
-                "job_id": op.id,
-                "status": job_status(op.status),
-                "error": {
-                    "code": error.as_ref().map(|e| e.code.clone()).unwrap_or_else(|| op.status.as_str().to_uppercase()),
-                    "message": error.as_ref().map(|e| e.message.clone()),
-                    "details": error.and_then(|e| e.details),
+            JobView::Failed(FailedJob {
+                job_id: op.id,
+                status: FailedStatus::Failed,
+                error: JobError {
+                    code: error
+                        .as_ref()
+                        .map(|e| e.code.clone())
+                        .unwrap_or_else(|| op.status.as_str().to_uppercase()),
+                    message: error.as_ref().map(|e| e.message.clone()),
+                    details: error.and_then(|e| e.details),
                 },
-                "failed_at": op.finished_at.map(time),
+                failed_at: op.finished_at.map(time),
             })
         }
         _ => {
@@ -331,35 +348,43 @@ pub async fn status(
                 }
                 _ => None,
             };
-            json!({
-                "job_id": op.id,
-                "status": job_status(op.status),
-                "progress": {
-                    "dictionary": op.progress.current_phase.clone().or_else(|| {
-                        op.parameters["dictionaries"].get(0).and_then(Value::as_str).map(str::to_owned)
-                    }),
-                    "processed": processed.unwrap_or(0),
-                    "total": total,
-                    // A whole number, as the seed shows it (`"percentage": 25`).
-                    "percentage": op.progress.percentage.unwrap_or(0.0).floor() as u64,
-                    "elapsed_time": elapsed.map(clock_duration),
-                    "estimated_remaining": remaining.map(clock_duration),
+            JobView::Active(ActiveJob {
+                job_id: op.id,
+                status: if op.status == OperationStatus::Running {
+                    ActiveStatus::Running
+                } else {
+                    ActiveStatus::Pending
                 },
-                "threads": threads_of(&op),
-                "started_at": op.started_at.map(time),
+                progress: ActiveProgress {
+                    dictionary: op.progress.current_phase.clone().or_else(|| {
+                        op.parameters["dictionaries"]
+                            .get(0)
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    }),
+                    processed: processed.unwrap_or(0),
+                    total,
+                    percentage: op.progress.percentage.unwrap_or(0.0).floor() as u64,
+                    elapsed_time: elapsed.map(clock_duration),
+                    estimated_remaining: remaining.map(clock_duration),
+                },
+                threads: threads_of(&op),
+                started_at: op.started_at.map(time),
             })
         }
     };
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobsQuery {
-    status: Option<String>,
-    limit: Option<String>,
-}
-
+#[utoipa::path(
+    get,
+    operation_id = "breakout_jobs_jobs",
+    path = "/api/breakout/jobs",
+    tag = "breakout",
+    summary = "List breakout jobs",
+    params(wire::breakout::JobsQuery),
+    responses((status = 200, description = "The project's breakout jobs, newest first", body = answers::breakout::JobList))
+)]
 pub async fn jobs(
     state: web::Data<AppState>,
     principal: Principal,
@@ -409,35 +434,29 @@ pub async fn jobs(
         .list(target.tenant, target.project, &request)
         .await
         .map_err(store_error)?;
-    let data: Vec<Value> = page
+    let data = page
         .operations
         .iter()
         .map(|op| {
-            let mut job = json!({
-                "job_id": op.id,
-                "status": job_status(op.status),
-                "dictionaries": op.parameters["dictionaries"],
-                "cases_processed": op.progress.processed_records.unwrap_or(0),
-                "execution_time": execution_time(op),
-                "started_at": op.started_at.map(time),
-                "completed_at": null,
-            });
+            let status = job_status(op.status);
             // When it ended, under the name its status gives that moment.
-            let ended = match job_status(op.status) {
-                "completed" => Some("completed_at"),
-                "failed" => Some("failed_at"),
-                "cancelled" => Some("cancelled_at"),
-                _ => None,
-            };
-            if let Some(key) = ended {
-                job[key] = json!(op.finished_at.map(time));
+            let ended = |name: &str| (status == name).then(|| op.finished_at.map(time));
+            JobListItem {
+                job_id: op.id,
+                status,
+                dictionaries: op.parameters["dictionaries"].clone(),
+                cases_processed: op.progress.processed_records.unwrap_or(0),
+                execution_time: execution_time(op),
+                started_at: op.started_at.map(time),
+                completed_at: ended("completed").flatten(),
+                failed_at: ended("failed"),
+                cancelled_at: ended("cancelled"),
             }
-            job
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "total": page.counts.total(),
-        "limit": limit,
-        "data": data,
-    })))
+    Ok(HttpResponse::Ok().json(JobList {
+        total: page.counts.total(),
+        limit,
+        data,
+    }))
 }

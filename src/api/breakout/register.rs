@@ -10,15 +10,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::{dictionary_view, facade, parse_dictionary, store_error, target};
 use crate::api::auth::ProjectRef;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
-use crate::api::wire::present;
+use crate::api::wire::breakout::RegisterBody;
+use crate::api::wire::{self, answers};
 use crate::api::AppState;
 use crate::clock;
 use crate::cspro::csdb::CsdbFile;
@@ -29,18 +28,19 @@ use crate::domain::FieldError;
 use crate::executors::breakout::input::{self, FileError, RegularFile};
 use crate::store::breakout::{BreakoutData, BreakoutDictionary, DataKind, UploadError};
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterBody {
-    #[serde(default, deserialize_with = "present")]
-    dictionary_path: Option<String>,
-    data_path: String,
-}
-
 /// `multipart/form-data` with the parts `dictionary` (the `.dcf`) and `data` (`.dat` or
 /// `.csdb`), or JSON `{"dictionaryPath", "dataPath"}` naming files on the server (admin
 /// scope: they are read with the server's rights). For a `.csdb` the dictionary may be
 /// left out: the file carries its own.
+#[utoipa::path(
+    post,
+    operation_id = "breakout_register_register",
+    path = "/api/breakout/dictionaries",
+    tag = "breakout",
+    summary = "Register a dictionary and its data",
+    request_body(content((wire::breakout::RegisterBody = "application/json"), ("multipart/form-data")), description = "Files on the server as JSON, or the `dictionary` and `data` parts uploaded"),
+    responses((status = 201, description = "Registered", body = answers::breakout::DictionaryView))
+)]
 pub async fn register(
     state: web::Data<AppState>,
     principal: Principal,
@@ -318,7 +318,7 @@ async fn receive(
                 "Payload too large",
                 "PAYLOAD_TOO_LARGE",
                 format!("the `{name}` part is larger than the limit of {limit} bytes ({setting})"),
-                json!({"field": name, "limit": limit}),
+                [("field", name.into()), ("limit", limit.into())],
             ));
         }
         out.write_all(&chunk).await.map_err(temporary)?;

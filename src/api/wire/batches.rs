@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::operations::{CallbacksBody, NotificationsBody, StartOperationBody};
 use super::retry::RetryPolicyBody;
@@ -14,30 +15,45 @@ use crate::domain::operation::{OperationSpec, Priority};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "batchName": "Monthly Process Mining Pipeline",
+    "operations": [
+        {"operationKey": "data-prep", "operationType": "DataPreparation", "operationName": "Prepare", "dependencies": []},
+        {"operationKey": "discovery", "operationType": "ProcessMiningAnalysis", "operationName": "Discover", "dependencies": ["data-prep"]}
+    ],
+    "failurePolicy": {"stopOnFirstFailure": false, "continueIndependentOperations": true, "retryFailedOperations": true}
+}))]
 pub struct SubmitBatchBody {
     pub batch_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub batch_description: Option<String>,
     pub operations: Vec<MemberBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub batch_callbacks: Option<BatchCallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub failure_policy: Option<FailurePolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
 /// `batchCallbacks`: the URLs that hear of the batch's start, its members' ends and its own.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchCallbacksBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_batch_start: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_operation_complete: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_batch_complete: Option<String>,
 }
 
@@ -52,14 +68,17 @@ impl From<BatchCallbacksBody> for BatchCallbacks {
 }
 
 /// `failurePolicy`: each switch left out keeps its default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailurePolicyBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub stop_on_first_failure: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub continue_independent_operations: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_failed_operations: Option<bool>,
 }
 
@@ -82,7 +101,7 @@ impl From<FailurePolicyBody> for FailurePolicy {
 
 /// A member: `POST …/async/operation`'s body with a key and its dependencies. (Listed
 /// field by field rather than flattened, so that a bad value's error names its path.)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemberBody {
     pub operation_key: String,
@@ -91,18 +110,27 @@ pub struct MemberBody {
     pub operation_type: String,
     pub operation_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    #[schema(example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
+    /// Free-form: whatever the operation's worker reads.
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub callbacks: Option<CallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notifications: Option<NotificationsBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub timeout: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
@@ -174,6 +202,16 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
             retry_policy,
         })
     }
+}
+
+/// Query of `GET …/async/batches`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BatchListQuery {
+    pub status: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
 }
 
 #[cfg(test)]

@@ -10,8 +10,13 @@
 use serde::de::{Deserialize, Deserializer, Error, Unexpected};
 use serde_json::Value;
 
+pub mod answers;
 pub mod batches;
+pub mod breakout;
+pub mod enums;
+pub mod events;
 pub mod operations;
+pub mod params;
 pub mod push_workers;
 pub mod query;
 pub mod retry;

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::retry::RetryPolicyBody;
@@ -17,36 +18,66 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
 /// `POST …/async/operation`, as seed 001 shows it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "operationType": "ProcessMiningAnalysis",
+    "operationName": "Comprehensive Customer Journey Analysis",
+    "operationDescription": "Deep analysis of customer interaction patterns with advanced ML algorithms",
+    "priority": "High",
+    "parameters": {
+        "datasetId": "880e8400-e29b-41d4-a716-446655440000",
+        "analysisType": "comprehensive",
+        "timeWindow": {"startDate": "2024-01-01", "endDate": "2024-01-31"}
+    },
+    "callbacks": {
+        "onProgress": "https://your-app.com/webhooks/progress",
+        "onCompletion": "https://your-app.com/webhooks/completion",
+        "onError": "https://your-app.com/webhooks/error"
+    },
+    "timeout": 7200,
+    "retryPolicy": {"maxRetries": 3, "retryDelay": 300, "backoffMultiplier": 2.0}
+}))]
 pub struct StartOperationBody {
     pub operation_type: String,
     pub operation_name: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub operation_description: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    #[schema(example = "High")]
     pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "present_json")]
+    /// Free-form: whatever the operation's worker reads.
+    #[schema(nullable = false, value_type = Option<Object>)]
     pub parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub callbacks: Option<CallbacksBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notifications: Option<NotificationsBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub timeout: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
 }
 
 /// `callbacks`: the URLs that hear of this operation's progress, end and failure.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallbacksBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_progress: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_completion: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub on_error: Option<String>,
 }
 
@@ -61,19 +92,21 @@ impl From<CallbacksBody> for Callbacks {
 }
 
 /// `notifications`: who hears of the operation's end by mail or Slack.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationsBody {
     #[serde(default)]
     pub email: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub slack: Option<SlackBody>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub channel: Option<String>,
     #[serde(default)]
     pub mention_users: Vec<String>,
@@ -126,24 +159,41 @@ impl TryFrom<StartOperationBody> for OperationSpec {
 }
 
 /// `POST …/operation/{id}/retry`, as seed 001 shows it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "retryMode": "resume",
+    "retryReason": "Infrastructure issue resolved, retrying with increased resources",
+    "modifyParameters": true,
+    "updatedParameters": {"resourceAllocation": {"cpuUnits": 6, "memoryGB": 12}},
+    "retryPolicy": {"maxRetries": 2, "retryDelay": 180, "backoffMultiplier": 1.5},
+    "newTimeout": 10800,
+    "preserveOriginalResults": true
+}))]
 pub struct RetryBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    #[schema(example = "resume")]
     pub retry_mode: Option<RetryMode>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_reason: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub modify_parameters: Option<bool>,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub updated_parameters: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub new_timeout: Option<i64>,
     /// The original operation and its results are never changed by a retry, so they are
     /// always preserved: `false` asks for what Relais does not do, and is refused.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub preserve_original_results: Option<bool>,
 }
 
@@ -191,16 +241,20 @@ impl RetryBody {
 }
 
 /// `DELETE …/operation/{id}`, all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelBody {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub preserve_partial_results: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub force_termination: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub notify_callbacks: Option<bool>,
 }
 
@@ -216,8 +270,9 @@ impl From<CancelBody> for CancelRequest {
 }
 
 /// Query of `GET …/async/operations`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub status: Option<String>,
     pub operation_type: Option<String>,
@@ -288,6 +343,18 @@ impl TryFrom<ListQuery> for ListRequest {
             page_size,
         })
     }
+}
+
+/// Query of `GET …/operation/{operationId}/results`: `format` is `summary` (the
+/// default), `detailed` or `download`; `includeArtifacts` `true` (the default) or `false`;
+/// `phase` keeps one phase's results.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ResultsQuery {
+    pub format: Option<String>,
+    pub include_artifacts: Option<String>,
+    pub phase: Option<String>,
 }
 
 #[cfg(test)]

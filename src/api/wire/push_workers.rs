@@ -1,22 +1,26 @@
 //! `POST …/async/workers`: registering a push worker.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::present;
 use crate::domain::fields::{check_signing_secret, http_url};
 use crate::domain::worker::{checked_max_concurrency, checked_worker_types, PushWorkerSpec};
 use crate::domain::FieldError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushWorkerBody {
     pub url: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     pub operation_types: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max_concurrency: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::present;
 use super::retry::RetryPolicyBody;
@@ -16,25 +17,39 @@ use crate::domain::webhook::{
 use crate::domain::FieldError;
 
 /// As seed 001 shows it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "webhookUrl": "https://your-app.com/webhooks/async-operations",
+    "webhookName": "Main Operations Webhook",
+    "events": ["operation.started", "operation.progress", "operation.completed", "operation.failed"],
+    "filters": {"operationTypes": ["ProcessMiningAnalysis"], "priorities": ["High", "Critical"], "minProgressIncrement": 10},
+    "authentication": {"type": "hmac-sha256", "secret": "your-webhook-secret-key"},
+    "retryPolicy": {"maxRetries": 5, "retryDelay": 60, "backoffMultiplier": 2.0, "maxDelay": 3600}
+}))]
 pub struct WebhookBody {
     pub webhook_url: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub webhook_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub filters: Option<FiltersBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub authentication: Option<AuthenticationBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub headers: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FiltersBody {
     #[serde(default)]
@@ -42,15 +57,17 @@ pub struct FiltersBody {
     #[serde(default)]
     pub priorities: Vec<Priority>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub min_progress_increment: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthenticationBody {
     #[serde(rename = "type", default, deserialize_with = "present")]
     pub kind: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 
@@ -103,6 +120,36 @@ impl TryFrom<WebhookBody> for WebhookSpec {
             secret,
         })
     }
+}
+
+/// `POST …/webhooks/{webhookId}/rotate-secret` and `…/callbacks/secret/rotate`: the new
+/// secret (else one is made) and how long the previous ones keep signing.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub secret: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub overlap_seconds: Option<u64>,
+}
+
+/// `POST …/webhooks/{webhookId}/recover`: send again what failed since then.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    pub since: String,
+}
+
+/// Query of `…/deliveries` and `…/messages` (`status` filters the messages).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+    pub status: Option<String>,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
+use utoipa::ToSchema;
 
 use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
@@ -16,16 +17,19 @@ use crate::domain::operation::{
 use crate::domain::FieldError;
 
 /// `POST …/async/workers/lease`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LeaseBody {
     #[serde(default)]
     pub operation_types: Vec<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub max: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub wait_seconds: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub worker_id: Option<String>,
 }
 
@@ -59,40 +63,53 @@ impl TryFrom<LeaseBody> for LeaseRequest {
 }
 
 /// `POST …/operation/{id}/progress`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProgressBody {
     pub lease_token: String,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub percentage: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub current_phase: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub total_phases: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub processed_records: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub total_records: Option<i64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub phase: Option<PhaseBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseBody {
     pub phase_name: String,
+    #[schema(example = "Running")]
     pub status: PhaseStatus,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub results: Option<Value>,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub checkpoint: Option<Value>,
     /// The phase's own percentage, 0 to 100.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub progress: Option<f64>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub current_activity: Option<String>,
     /// The phase's own counts by name (`{"modelsTraining": 3}`), shown flat in `phases[]`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    #[schema(value_type = Option<Object>)]
     pub counters: Option<BTreeMap<String, Number>>,
 }
 
@@ -153,17 +170,19 @@ fn count(value: Option<i64>, field: &str) -> Result<Option<u64>, FieldError> {
 
 /// `POST …/operation/{id}/complete`: the one body that takes fields of the worker's own
 /// choosing (`performance`, `recommendations`, …), kept and returned with the results.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteBody {
     pub lease_token: String,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub summary: Option<Value>,
     #[serde(default)]
     pub phase_results: Vec<Value>,
     #[serde(default)]
     pub artifacts: Vec<Value>,
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub extra: Map<String, Value>,
 }
 
@@ -182,7 +201,7 @@ impl CompleteBody {
 }
 
 /// `POST …/operation/{id}/fail`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailBody {
     pub lease_token: String,
@@ -192,12 +211,14 @@ pub struct FailBody {
 }
 
 /// `error` of a failure report: `details` is free-form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ReportedError)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
     #[serde(default, deserialize_with = "present_json")]
+    #[schema(nullable = false)]
     pub details: Option<Value>,
 }
 

@@ -1,0 +1,275 @@
+//! The OpenAPI 3.1 document of the API, generated: the paths from the handlers'
+//! `#[utoipa::path]`s, the bodies from the types of `api::wire` (requests) and
+//! `api::wire::answers` (answers). Only what every operation shares is added here: the
+//! bearer security and the error answers, all in the one shape `api::error` gives them.
+
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use super::wire::answers::errors::ErrorBody;
+#[allow(unused_imports)]
+use super::{batches, breakout, docs, events, health, operations, push_workers, webhooks, workers};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Relais",
+        description = "Long-running operations, their workers, and the signed webhooks that report on them. \
+Every path under `/api/{tenantId}/{projectId}/async` and `/api/breakout` takes `Authorization: Bearer <token>`; \
+every error answers the same JSON shape (`ErrorBody`). \
+What Relais sends out is described too: a push worker's task (`PushTask`, signed like a webhook), \
+and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them).",
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        health::unauthorized_ping,
+        health::ping,
+        operations::start,
+        operations::retry,
+        operations::status,
+        operations::list,
+        operations::cancel,
+        operations::results,
+        batches::submit,
+        batches::status,
+        batches::list,
+        batches::cancel,
+        batches::retry,
+        workers::lease,
+        workers::progress,
+        workers::complete,
+        workers::fail,
+        push_workers::create,
+        push_workers::list,
+        push_workers::get,
+        push_workers::delete,
+        events::feed,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::enable,
+        webhooks::disable,
+        webhooks::rotate_secret,
+        webhooks::secret,
+        webhooks::test,
+        webhooks::deliveries,
+        webhooks::messages,
+        webhooks::recover,
+        webhooks::retry_delivery,
+        webhooks::callback_secret,
+        webhooks::rotate_callback_secret,
+        breakout::register::register,
+        breakout::list_dictionaries,
+        breakout::get_dictionary,
+        breakout::delete_dictionary,
+        breakout::tables,
+        breakout::delete_tables,
+        breakout::jobs::start,
+        breakout::jobs::status,
+        breakout::jobs::jobs,
+        docs::openapi_json,
+        docs::page,
+        docs::renderer
+    ),
+    components(schemas(ErrorBody, crate::engine::push::TaskBody)),
+    modifiers(&Shared),
+    tags(
+        (name = "operations", description = "Start, follow, cancel and retry operations"),
+        (name = "batches", description = "DAGs of operations"),
+        (name = "workers", description = "The worker protocol (pull workers lease; push workers are sent tasks)"),
+        (name = "events", description = "The event log"),
+        (name = "webhooks", description = "Signed webhooks and callbacks"),
+        (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
+        (name = "health", description = "Liveness, readiness, ping"),
+        (name = "docs", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+/// What each error status means, for every operation that can answer it.
+const ERRORS: &[(&str, &str)] = &[
+    ("400", "The request is refused: `field` names what is wrong"),
+    ("401", "No valid bearer token"),
+    ("403", "The token lacks the scope this needs"),
+    ("404", "Not found, or not this token's tenant or project"),
+    (
+        "405",
+        "The path does not take this method: `Allow` lists those it takes",
+    ),
+    ("409", "The resource is not in a state that allows this"),
+    ("413", "The body is larger than the limit"),
+    ("500", "Relais failed; the `requestId` finds it in the logs"),
+    ("503", "The database is unreachable; retry shortly"),
+];
+
+struct Shared;
+
+impl Modify for Shared {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (`relais token create`)"))
+                    .build(),
+            ),
+        );
+        for (status, description) in ERRORS {
+            components.responses.insert(
+                error_response_name(status),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(*description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build(),
+                ),
+            );
+        }
+        doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for status in errors_of(operation) {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            RefOr::Ref(Ref::new(format!(
+                                "#/components/responses/{}",
+                                error_response_name(status)
+                            )))
+                        });
+                }
+            }
+        }
+    }
+}
+
+fn error_response_name(status: &str) -> String {
+    format!("Error{status}")
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The errors an operation can answer: every one may fail (500), and every one behind a
+/// token may be refused, not found, or lack its database. Requests with a body or a
+/// query may be refused; changes may conflict; bodies may be too large.
+fn errors_of(operation: &Operation) -> Vec<&'static str> {
+    let open = operation
+        .security
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
+    if open {
+        return vec!["400", "404", "500", "503"];
+    }
+    vec!["400", "401", "403", "404", "409", "413", "500", "503"]
+}
+
+/// The document, as `GET /openapi.json` serves it.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// A route the document does not describe is an undocumented part of the API: every
+    /// (path, method) of the route table must be in the document, and nothing else.
+    #[test]
+    fn the_document_describes_every_route_and_only_those() {
+        let doc = document();
+        let mut described = BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+                ("HEAD", &item.head),
+                ("OPTIONS", &item.options),
+                ("TRACE", &item.trace),
+            ] {
+                if operation.is_some() {
+                    described.insert((path.clone(), method.to_owned()));
+                }
+            }
+        }
+        let served: BTreeSet<(String, String)> = crate::api::route_table()
+            .into_iter()
+            .map(|(path, method)| (path, method.as_str().to_owned()))
+            .collect();
+        let undocumented: Vec<_> = served.difference(&described).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes the document lacks: {undocumented:?}"
+        );
+        let unserved: Vec<_> = described.difference(&served).collect();
+        assert!(
+            unserved.is_empty(),
+            "documented routes nobody serves: {unserved:?}"
+        );
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut doc = document();
+        let mut seen = BTreeSet::new();
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                let id = operation.operation_id.clone().expect("an operationId");
+                assert!(seen.insert(id.clone()), "{id} names two operations");
+            }
+        }
+    }
+
+    #[test]
+    fn every_operation_says_how_it_fails_in_the_error_shape() {
+        let doc = document();
+        assert!(doc
+            .components
+            .as_ref()
+            .unwrap()
+            .schemas
+            .contains_key("ErrorBody"));
+        for (path, item) in doc.paths.paths.clone().iter_mut() {
+            for operation in operations(item) {
+                for status in ["400", "404", "500"] {
+                    assert!(
+                        operation.responses.responses.contains_key(status),
+                        "{path} lacks {status}"
+                    );
+                }
+            }
+        }
+    }
+}

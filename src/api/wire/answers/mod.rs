@@ -1,0 +1,13 @@
+//! What Relais answers, one file per resource, as typed structs: the OpenAPI document is
+//! generated from them (`ToSchema`), so the document and the answers cannot drift apart.
+//! Domain values keep their own serialization; `#[schema(value_type = …)]` says how they
+//! look on the wire.
+
+pub mod batches;
+pub mod breakout;
+pub mod errors;
+pub mod events;
+pub mod health;
+pub mod operations;
+pub mod webhooks;
+pub mod workers;

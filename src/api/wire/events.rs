@@ -1,0 +1,16 @@
+//! `GET …/async/events`: its query.
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// `after`: the `endCursor` of the last page read; `updatedSince`: an RFC 3339 time;
+/// `types`: event types, comma-separated; `first`: how many, 1 to 1000 (100).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    pub after: Option<String>,
+    pub updated_since: Option<String>,
+    pub types: Option<String>,
+    pub first: Option<String>,
+}
