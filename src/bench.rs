@@ -89,6 +89,38 @@ fn start_receiver(
     Ok((arrivals, url, handle))
 }
 
+/// A webhook of the bench's project for `operation.started`, to the local receiver.
+async fn register_webhook(
+    store: &Store,
+    tenant: TenantId,
+    project: ProjectId,
+    url: String,
+) -> anyhow::Result<()> {
+    let now = clock::now();
+    let webhook = Webhook {
+        id: WebhookId::new(),
+        tenant_id: tenant,
+        project_id: project,
+        url,
+        name: "bench".into(),
+        events: vec![EventType::OperationStarted],
+        filters: WebhookFilters::default(),
+        retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
+        headers: Default::default(),
+        secrets: vec![SecretVersion {
+            secret: crate::outbound::signing::generate_secret(),
+            expires_at: None,
+        }],
+        status: WebhookStatus::Active,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.webhooks().insert(&webhook, None).await?;
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -192,28 +224,7 @@ pub async fn deliveries(
     let store = Store::connect(&database_url).await.context("connecting")?;
     let store = crate::app::migrate_and_reseal(store, &secret_keys).await?;
     let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
-    let now = clock::now();
-    let webhook = Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant,
-        project_id: project,
-        url: receiver_url,
-        name: "bench".into(),
-        events: vec![EventType::OperationStarted],
-        filters: WebhookFilters::default(),
-        retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
-        headers: Default::default(),
-        secrets: vec![SecretVersion {
-            secret: crate::outbound::signing::generate_secret(),
-            expires_at: None,
-        }],
-        status: WebhookStatus::Active,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    };
-    store.webhooks().insert(&webhook, None).await?;
+    register_webhook(&store, tenant, project, receiver_url).await?;
 
     println!(
         "backend: {:?}; cores: {}",

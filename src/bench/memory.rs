@@ -14,14 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 
-use super::{produce, start_receiver, wait_for, POPSTAN_DAT, POPSTAN_DCF};
+use super::{produce, register_webhook, start_receiver, wait_for, POPSTAN_DAT, POPSTAN_DCF};
 use crate::clock;
 use crate::config::SecretKeyArgs;
 use crate::domain::auth::{NewToken, Scope};
-use crate::domain::event::EventType;
-use crate::domain::ids::WebhookId;
-use crate::domain::retry::RetryPolicy;
-use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::Store;
 
 const MIB: u64 = 1024 * 1024;
@@ -170,28 +166,7 @@ pub async fn memory(
         .tenants()
         .create_tenant("bench-memory", clock::now())
         .await?;
-    let now = clock::now();
-    let webhook = Webhook {
-        id: WebhookId::new(),
-        tenant_id: tenant,
-        project_id: project,
-        url: receiver_url,
-        name: "bench".into(),
-        events: vec![EventType::OperationStarted],
-        filters: WebhookFilters::default(),
-        retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
-        headers: Default::default(),
-        secrets: vec![SecretVersion {
-            secret: crate::outbound::signing::generate_secret(),
-            expires_at: None,
-        }],
-        status: WebhookStatus::Active,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    };
-    store.webhooks().insert(&webhook, None).await?;
+    register_webhook(&store, tenant, project, receiver_url).await?;
     let token = NewToken::from_random(rand::random());
     store
         .tenants()
