@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::config::{Config, SecretKeyArgs};
 use crate::delivery::dispatcher::DispatcherSettings;
+use crate::delivery::notify::Mailer;
 use crate::engine::{push::PushSettings, Engine, EngineSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
@@ -95,7 +96,7 @@ impl Relais {
         config
             .public_url
             .get_or_insert_with(|| format!("http://{addr}"));
-        let engine = Engine::start(&store, engine_settings(&config), registry, leases);
+        let engine = Engine::start(&store, engine_settings(&config)?, registry, leases);
         let server = server.run();
         let handle = server.handle();
         let server = tokio::spawn(server);
@@ -143,8 +144,8 @@ async fn forget_removed_principals(signals: Signals, state: web::Data<AppState>)
     }
 }
 
-fn engine_settings(config: &Config) -> EngineSettings {
-    EngineSettings {
+fn engine_settings(config: &Config) -> anyhow::Result<EngineSettings> {
+    Ok(EngineSettings {
         heartbeat_timeout: config.heartbeat_timeout,
         retry_time_scale: config.delivery.retry_time_scale,
         max_lost_leases: config.max_lost_leases,
@@ -158,8 +159,8 @@ fn engine_settings(config: &Config) -> EngineSettings {
                 .unwrap_or_else(|| format!("http://{}", config.bind)),
             allow_private_targets: config.delivery.allow_private_targets,
         },
-        delivery: dispatcher_settings(config),
-    }
+        delivery: dispatcher_settings(config)?,
+    })
 }
 
 /// Migrates the database, gives the store the keys of secrets at rest, and seals again
@@ -209,9 +210,14 @@ pub fn secret_keys(settings: &SecretKeyArgs) -> anyhow::Result<Arc<SecretKeys>> 
     })
 }
 
-fn dispatcher_settings(config: &Config) -> DispatcherSettings {
+fn dispatcher_settings(config: &Config) -> anyhow::Result<DispatcherSettings> {
     let delivery = &config.delivery;
-    DispatcherSettings {
+    let mailer = config
+        .smtp
+        .as_ref()
+        .map(|smtp| Mailer::new(&smtp.url, &smtp.from, delivery.request_timeout))
+        .transpose()?;
+    Ok(DispatcherSettings {
         request_timeout: delivery.request_timeout,
         retry_time_scale: delivery.retry_time_scale,
         allow_private_targets: delivery.allow_private_targets,
@@ -219,7 +225,12 @@ fn dispatcher_settings(config: &Config) -> DispatcherSettings {
         max_in_flight: delivery.max_in_flight,
         per_endpoint: delivery.per_endpoint,
         retention: delivery.retention,
-    }
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.bind)),
+        mailer,
+    })
 }
 
 /// A database URL fit for logs: no password.

@@ -139,6 +139,34 @@ pub struct ServeArgs {
     /// Deliveries in flight at once to one endpoint.
     #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 32)]
     pub endpoint_concurrency: usize,
+    /// The SMTP server notification mails go through: `smtp://host:port`,
+    /// `smtp://host:port?tls=required` (STARTTLS), `smtps://host:port` (TLS), with
+    /// `user:password@` if it asks for them. Without it, mail notifications are refused.
+    #[arg(long, env = "RELAIS_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of notification mails: `Relais <relais@example.com>` or an address.
+    #[arg(long, env = "RELAIS_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+}
+
+/// Where notification mails go out.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+/// The URL may hold a password: only its host shows.
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        f.debug_struct("SmtpConfig")
+            .field("host", &host)
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// How events are delivered and where Relais may send requests.
@@ -180,6 +208,8 @@ pub struct Config {
     pub breakout_dictionary_limit: u64,
     pub breakout_upload_limit: u64,
     pub secret_keys: SecretKeyArgs,
+    /// `None`: mail notifications are refused.
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl Config {
@@ -230,6 +260,16 @@ impl Config {
             args.breakout_dictionary_limit >= 1024 && args.breakout_upload_limit >= 1024,
             "the breakout limits must be at least 1024 bytes"
         );
+        let smtp = match (args.smtp_url, args.smtp_from) {
+            (None, None) => None,
+            (Some(url), Some(from)) => Some(SmtpConfig { url, from }),
+            (Some(_), None) => anyhow::bail!(
+                "RELAIS_SMTP_URL needs RELAIS_SMTP_FROM, the sender of notification mails"
+            ),
+            (None, Some(_)) => {
+                anyhow::bail!("RELAIS_SMTP_FROM is set but RELAIS_SMTP_URL, the server, is not")
+            }
+        };
         Ok(Config {
             database_url,
             bind: args.bind,
@@ -256,6 +296,7 @@ impl Config {
             breakout_dictionary_limit: args.breakout_dictionary_limit,
             breakout_upload_limit: args.breakout_upload_limit,
             secret_keys,
+            smtp,
         })
     }
 
@@ -287,6 +328,7 @@ impl Config {
             breakout_dictionary_limit: 4 * 1024 * 1024,
             breakout_upload_limit: 512 * 1024 * 1024,
             secret_keys: SecretKeyArgs::default(),
+            smtp: None,
         }
     }
 }

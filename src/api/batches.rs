@@ -13,6 +13,7 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
 use super::idempotency::Idempotency;
+use super::integrations::check_notifications_sendable;
 use super::operations::{check_targets, parse_query, to_json, typical_duration};
 use super::wire::answers::batches::{
     AcceptedMember, BatchAccepted, BatchList, BatchListItem, BatchMemberView, BatchRetried,
@@ -108,6 +109,32 @@ pub async fn submit(
                 check_targets(&state, &format!("operations[{i}].callbacks"), [(name, url)]).await?;
             }
         }
+    }
+
+    let wanted = &spec.notifications;
+    check_notifications_sendable(
+        &state,
+        target,
+        !wanted.email.is_empty(),
+        wanted.slack.is_some(),
+        "notifications",
+    )
+    .await?;
+    // Members' own notifications: the first that asks for what cannot be sent is named.
+    let members = &spec.members;
+    if let Some(i) = members
+        .iter()
+        .position(|m| !m.spec.notifications.email.is_empty())
+    {
+        let field = format!("operations[{i}].notifications");
+        check_notifications_sendable(&state, target, true, false, &field).await?;
+    }
+    if let Some(i) = members
+        .iter()
+        .position(|m| m.spec.notifications.slack.is_some())
+    {
+        let field = format!("operations[{i}].notifications");
+        check_notifications_sendable(&state, target, false, true, &field).await?;
     }
 
     let idempotency = match Idempotency::check(&state, target, SUBMIT_SCOPE, &req, &body).await? {

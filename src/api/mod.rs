@@ -12,6 +12,7 @@ pub mod events;
 pub mod format;
 pub mod health;
 pub mod idempotency;
+pub mod integrations;
 pub mod openapi;
 pub mod operations;
 pub mod push_workers;
@@ -217,6 +218,18 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .post(webhooks::retry_delivery),
         ),
         project(at("/callbacks/secret").get(webhooks::callback_secret)),
+        project(
+            at("/integrations/slack")
+                .put(integrations::put_slack)
+                .get(integrations::get_slack)
+                .delete(integrations::delete_slack),
+        ),
+        project(
+            at("/integrations/alerts")
+                .put(integrations::put_alerts)
+                .get(integrations::get_alerts)
+                .delete(integrations::delete_alerts),
+        ),
         project(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
     ]
 }

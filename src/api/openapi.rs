@@ -11,7 +11,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::wire::answers::errors::ErrorBody;
 #[allow(unused_imports)]
-use super::{batches, breakout, docs, events, health, operations, push_workers, webhooks, workers};
+use super::{
+    batches, breakout, docs, events, health, integrations, operations, push_workers, webhooks,
+    workers,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -64,6 +67,12 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         webhooks::retry_delivery,
         webhooks::callback_secret,
         webhooks::rotate_callback_secret,
+        integrations::put_slack,
+        integrations::get_slack,
+        integrations::delete_slack,
+        integrations::put_alerts,
+        integrations::get_alerts,
+        integrations::delete_alerts,
         breakout::register::register,
         breakout::list_dictionaries,
         breakout::get_dictionary,
@@ -85,6 +94,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "workers", description = "The worker protocol (pull workers lease; push workers are sent tasks)"),
         (name = "events", description = "The event log"),
         (name = "webhooks", description = "Signed webhooks and callbacks"),
+        (name = "notifications", description = "Slack and email: the project's Slack integration and who is alerted when an endpoint is disabled"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
         (name = "health", description = "Liveness, readiness, ping"),
         (name = "docs", description = "This document"),

@@ -13,10 +13,11 @@ use super::body::Body;
 use super::error::ApiError;
 use super::format::{between, human_duration, opt_time, time};
 use super::idempotency::Idempotency;
+use super::integrations::check_notifications_sendable;
 use super::wire::answers::operations::{
-    CallbacksView, CancellationView, ExecutionView, OperationAccepted, OperationCancelled,
-    OperationCounts, OperationList, OperationListItem, OperationResults, OperationStatusView,
-    PartialResults, PhaseView, PreservedResults, ProgressView, RetryAccepted,
+    CallbacksView, CancellationView, ExecutionView, NotificationsView, OperationAccepted,
+    OperationCancelled, OperationCounts, OperationList, OperationListItem, OperationResults,
+    OperationStatusView, PartialResults, PhaseView, PreservedResults, ProgressView, RetryAccepted,
 };
 use super::wire::operations::{CancelBody, ListQuery, ResultsQuery, RetryBody, StartOperationBody};
 use super::wire::{self, answers, params};
@@ -29,7 +30,7 @@ use crate::domain::operation::{
 };
 use crate::domain::FieldError;
 use crate::outbound::guard::check_url;
-use crate::store::{CallbackStats, CreateOutcome};
+use crate::store::{CallbackStats, CreateOutcome, NotificationStats};
 
 const START_SCOPE: &str = "operation.start";
 
@@ -100,6 +101,14 @@ pub async fn start(
         .await?;
     let spec: OperationSpec = body.json::<StartOperationBody>()?.try_into()?;
     check_callbacks(&state, &spec).await?;
+    check_notifications_sendable(
+        &state,
+        target,
+        !spec.notifications.email.is_empty(),
+        spec.notifications.slack.is_some(),
+        "notifications",
+    )
+    .await?;
     if let Some(executor) = state.executors.get(&spec.operation_type) {
         executor.validate(&spec.parameters)?;
     }
@@ -309,7 +318,18 @@ pub async fn status(
         .webhooks()
         .callback_stats(target.project, op.id)
         .await?;
-    Ok(HttpResponse::Ok().json(status_view(&op, &callbacks, target, clock::now())))
+    let notifications = state
+        .store
+        .webhooks()
+        .notification_stats(target.project, &op.id.to_string())
+        .await?;
+    Ok(HttpResponse::Ok().json(status_view(
+        &op,
+        &callbacks,
+        &notifications,
+        target,
+        clock::now(),
+    )))
 }
 
 /// The seed's `callbacks` of a status: what happened to the operation's callbacks.
@@ -391,6 +411,7 @@ fn phases_view(op: &Operation) -> Vec<PhaseView> {
 pub fn status_view(
     op: &Operation,
     callbacks: &CallbackStats,
+    notifications: &NotificationStats,
     target: ProjectRef,
     now: DateTime<Utc>,
 ) -> OperationStatusView {
@@ -424,6 +445,11 @@ pub fn status_view(
         error: op.error.clone(),
         cancellation: op.cancellation.as_ref().map(cancellation_view),
         callbacks: callbacks_view(callbacks),
+        notifications: NotificationsView {
+            sent: notifications.sent,
+            failed: notifications.failed,
+            pending: notifications.pending,
+        },
         callback_urls: op.callbacks.clone(),
         retry_of: op.retry_of,
         retry_number: op.retry_number,

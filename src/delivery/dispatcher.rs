@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::notify::{send_mail, slack_request, Mailer};
 use crate::clock;
 use crate::domain::delivery::{
-    decide, parse_retry_after, AttemptLog, AttemptResult, DeliveryOutcome, Settlement,
+    decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, AttemptLog,
+    AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
 use crate::domain::webhook::live_secrets;
 use crate::outbound::signing::{generate_secret, SigningKey};
@@ -44,6 +46,10 @@ pub struct DispatcherSettings {
     pub max_in_flight: usize,
     pub per_endpoint: usize,
     pub retention: Duration,
+    /// Where notifications' links point: this service's public URL.
+    pub public_url: String,
+    /// The SMTP server mails go through, if one is configured.
+    pub mailer: Option<Mailer>,
 }
 
 impl DispatcherSettings {
@@ -235,6 +241,7 @@ fn outcome(
     DeliveryOutcome {
         id: delivery.id,
         lease_token: delivery.lease_token.clone(),
+        channel: delivery.channel,
         webhook_id: delivery.webhook_id,
         project_id: delivery.project_id,
         settlement,
@@ -249,15 +256,21 @@ async fn attempt(
     permits: &mut Vec<OwnedSemaphorePermit>,
 ) -> Option<DeliveryOutcome> {
     if !delivery.endpoint_active {
-        return Some(outcome(
-            delivery,
-            Settlement::Skipped("the webhook is disabled".into()),
-            None,
-        ));
+        let why = match delivery.channel {
+            Channel::Slack => "the project's Slack integration is disabled or removed",
+            Channel::Push => "the push worker is deleted",
+            _ => "the webhook is disabled",
+        };
+        return Some(outcome(delivery, Settlement::Skipped(why.into()), None));
     }
-    let key = delivery
-        .webhook_id
-        .map_or_else(|| delivery.url.clone(), |w| w.to_string());
+    // Mails share the SMTP server's limit; Slack messages their project's integration's.
+    let key = match delivery.channel {
+        Channel::Email => "smtp".to_owned(),
+        Channel::Slack => format!("slack:{}", delivery.project_id),
+        _ => delivery
+            .webhook_id
+            .map_or_else(|| delivery.url.clone(), |w| w.to_string()),
+    };
     let endpoint = ctx
         .endpoints
         .get(key.as_str(), || Semaphore::new(ctx.settings.per_endpoint));
@@ -285,6 +298,9 @@ async fn attempt(
                 return None;
             }
         }
+    }
+    if delivery.channel.is_notification() {
+        return Some(send_notification(ctx, delivery, now).await);
     }
     let secrets = match &delivery.secrets {
         Ok(Some(s)) => s.clone(),
@@ -351,6 +367,64 @@ async fn attempt(
     ))
 }
 
+/// A Slack message or a mail: sent as its channel sends, judged as its channel's
+/// answers say.
+async fn send_notification(
+    ctx: &Context,
+    delivery: &ClaimedDelivery,
+    now: DateTime<Utc>,
+) -> DeliveryOutcome {
+    let Some(outgoing) = &delivery.outgoing else {
+        return outcome(
+            delivery,
+            Settlement::Skipped("the notification has no message".into()),
+            None,
+        );
+    };
+    let base_url = &ctx.settings.public_url;
+    let started = Instant::now();
+    let (result, response_body) = match delivery.channel {
+        Channel::Email => match &ctx.settings.mailer {
+            Some(mailer) => send_mail(mailer, outgoing, &delivery.event_id, base_url).await,
+            // Retried: a restart with RELAIS_SMTP_URL set lets a later attempt through.
+            None => (
+                AttemptResult::NoResponse {
+                    error: "email is not configured on this server (RELAIS_SMTP_URL)".into(),
+                },
+                None,
+            ),
+        },
+        _ => {
+            if let Err(why) = &delivery.secrets {
+                return unsigned(ctx, delivery, why.clone(), now);
+            }
+            match slack_request(&ctx.client, &delivery.url, outgoing, base_url) {
+                None => (
+                    AttemptResult::NoResponse {
+                        error: "the Slack URL's address is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it".into(),
+                    },
+                    None,
+                ),
+                Some(request) => match request.send().await.map_err(describe_error) {
+                    Ok(response) => {
+                        let code = response.status().as_u16();
+                        let retry_after = response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| parse_retry_after(v, now));
+                        let body = read_truncated(response).await;
+                        (AttemptResult::Status { code, retry_after }, Some(body))
+                    }
+                    Err(error) => (AttemptResult::NoResponse { error }, None),
+                },
+            }
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    settle(ctx, delivery, result, response_body, now, latency_ms)
+}
+
 /// What an attempt made at `attempted_at` settles the delivery as, with its log line.
 fn settle(
     ctx: &Context,
@@ -360,7 +434,13 @@ fn settle(
     attempted_at: DateTime<Utc>,
     latency_ms: i64,
 ) -> DeliveryOutcome {
-    let decision = decide(
+    let verdict = match delivery.channel {
+        Channel::Slack => slack_verdict(&attempt_result),
+        Channel::Email => smtp_verdict(&attempt_result),
+        Channel::Webhook | Channel::Callback | Channel::Push => http_verdict(&attempt_result),
+    };
+    let decision = decide_after(
+        verdict,
         &attempt_result,
         delivery.attempts + 1,
         &delivery.retry_policy,
@@ -368,15 +448,31 @@ fn settle(
         rand::random::<f64>(),
         ctx.settings.retry_time_scale,
     );
-    let (status_code, error) = match attempt_result {
-        AttemptResult::Status {
-            code: c @ 200..=299,
-            ..
-        } => (Some(c), None),
-        AttemptResult::Status { code, .. } => {
+    let said = || {
+        response_body
+            .as_deref()
+            .map(|b| format!(": {}", b.chars().take(200).collect::<String>()))
+            .unwrap_or_default()
+    };
+    let (status_code, error) = match (attempt_result, delivery.channel) {
+        (
+            AttemptResult::Status {
+                code: c @ 200..=299,
+                ..
+            },
+            _,
+        ) => (Some(c), None),
+        (AttemptResult::Status { code, .. }, Channel::Slack) => {
+            (Some(code), Some(format!("Slack answered {code}{}", said())))
+        }
+        (AttemptResult::Status { code, .. }, Channel::Email) => (
+            Some(code),
+            Some(format!("the SMTP server answered {code}{}", said())),
+        ),
+        (AttemptResult::Status { code, .. }, _) => {
             (Some(code), Some(format!("the receiver answered {code}")))
         }
-        AttemptResult::NoResponse { error } => (None, Some(error)),
+        (AttemptResult::NoResponse { error }, _) => (None, Some(error)),
     };
     let log = AttemptLog {
         attempted_at,

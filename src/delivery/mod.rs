@@ -1,3 +1,4 @@
-//! Getting events out: the outbox dispatcher.
+//! Getting events out: the outbox dispatcher, and how it sends Slack messages and mails.
 
 pub mod dispatcher;
+pub mod notify;

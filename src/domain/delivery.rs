@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::event::{Event, EventType};
 use super::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
+use super::notify::{Notify, Outgoing, Recipient};
 use super::retry::RetryPolicy;
 use super::webhook::Webhook;
 
@@ -44,17 +45,34 @@ pub enum Channel {
     Callback,
     /// A cancel or timeout notice to the push worker running the operation.
     Push,
+    /// A message to the project's Slack integration.
+    Slack,
+    /// A mail to one recipient.
+    Email,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Self::Webhook, Self::Callback, Self::Push];
+    pub const ALL: [Channel; 5] = [
+        Self::Webhook,
+        Self::Callback,
+        Self::Push,
+        Self::Slack,
+        Self::Email,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
             Self::Callback => "callback",
             Self::Push => "push",
+            Self::Slack => "slack",
+            Self::Email => "email",
         }
+    }
+
+    /// Slack messages and mails, as opposed to signed requests to an endpoint.
+    pub fn is_notification(self) -> bool {
+        matches!(self, Self::Slack | Self::Email)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -72,13 +90,25 @@ pub struct Routed<'a> {
     pub callback: Option<&'a str>,
     /// The push worker to tell (of a cancel or a timeout), with its URL, if it still exists.
     pub push_worker: Option<(PushWorkerId, &'a str)>,
+    /// The people who asked to hear of this event, by mail or Slack.
+    pub notify: Option<&'a Notify>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Destination {
-    Webhook { id: WebhookId, url: String },
-    Callback { url: String },
-    Push { worker: PushWorkerId, url: String },
+    Webhook {
+        id: WebhookId,
+        url: String,
+    },
+    Callback {
+        url: String,
+    },
+    Push {
+        worker: PushWorkerId,
+        url: String,
+    },
+    /// A Slack message or a mail: what it says and to whom.
+    Notification(Outgoing),
 }
 
 impl Destination {
@@ -87,12 +117,26 @@ impl Destination {
             Self::Webhook { .. } => Channel::Webhook,
             Self::Callback { .. } => Channel::Callback,
             Self::Push { .. } => Channel::Push,
+            Self::Notification(out) => match out.recipient {
+                Recipient::Slack { .. } => Channel::Slack,
+                Recipient::Email { .. } => Channel::Email,
+            },
         }
     }
 
-    pub fn url(&self) -> &str {
+    /// Where it goes, as the deliveries list shows it: the URL, `mailto:` the address, or
+    /// `slack:` the channel (the integration's URL is a secret, read when sending).
+    pub fn url(&self) -> String {
         match self {
-            Self::Webhook { url, .. } | Self::Callback { url } | Self::Push { url, .. } => url,
+            Self::Webhook { url, .. } | Self::Callback { url } | Self::Push { url, .. } => {
+                url.clone()
+            }
+            Self::Notification(out) => match &out.recipient {
+                Recipient::Email { address } => format!("mailto:{address}"),
+                Recipient::Slack { channel, .. } => {
+                    format!("slack:{}", channel.as_deref().unwrap_or_default())
+                }
+            },
         }
     }
 }
@@ -180,6 +224,17 @@ pub fn fan_out<'a>(
                 },
             ));
         }
+        if let Some(notify) = routed.notify {
+            for recipient in notify.recipients() {
+                deliveries.push((
+                    event,
+                    Destination::Notification(Outgoing {
+                        notice: notify.notice.clone(),
+                        recipient,
+                    }),
+                ));
+            }
+        }
     }
     FanOut {
         deliveries,
@@ -212,6 +267,66 @@ pub enum AttemptResult {
     NoResponse { error: String },
 }
 
+/// What an answer means, whatever the channel: each channel reads its own answers
+/// ([`http_verdict`], [`slack_verdict`], [`smtp_verdict`]), and [`decide_after`] applies the
+/// retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// A failure worth trying again.
+    Retry,
+    /// A failure that trying again cannot fix.
+    GiveUp,
+    /// The receiver asks never to be called again.
+    Disable,
+}
+
+/// A webhook's, callback's or push worker's answer: 2xx delivered, 410 disables, anything
+/// else (or nothing) is retried.
+pub fn http_verdict(result: &AttemptResult) -> Verdict {
+    match result {
+        AttemptResult::Status {
+            code: 200..=299, ..
+        } => Verdict::Delivered,
+        AttemptResult::Status { code: 410, .. } => Verdict::Disable,
+        _ => Verdict::Retry,
+    }
+}
+
+/// Slack's answers to an incoming webhook, as Slack documents them: 200 `ok`; a payload
+/// it refuses (400 `invalid_payload`, `no_text`…) or a post it forbids (403
+/// `action_prohibited`) fails for good; a channel gone (404 `channel_not_found`, 410
+/// `channel_is_archived`) disables the integration; 429 and server errors are retried.
+pub fn slack_verdict(result: &AttemptResult) -> Verdict {
+    match result {
+        AttemptResult::Status {
+            code: 200..=299, ..
+        } => Verdict::Delivered,
+        AttemptResult::Status {
+            code: 404 | 410, ..
+        } => Verdict::Disable,
+        AttemptResult::Status { code: 429, .. } => Verdict::Retry,
+        AttemptResult::Status {
+            code: 400..=499, ..
+        } => Verdict::GiveUp,
+        _ => Verdict::Retry,
+    }
+}
+
+/// An SMTP server's last reply: 2xx accepted, 4xx (and no answer) retried, 5xx refused
+/// for good for that recipient.
+pub fn smtp_verdict(result: &AttemptResult) -> Verdict {
+    match result {
+        AttemptResult::Status {
+            code: 200..=399, ..
+        } => Verdict::Delivered,
+        AttemptResult::Status {
+            code: 500..=599, ..
+        } => Verdict::GiveUp,
+        _ => Verdict::Retry,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Delivered,
@@ -234,14 +349,33 @@ pub fn decide(
     jitter: f64,
     time_scale: f64,
 ) -> Decision {
-    let code = match result {
-        AttemptResult::Status { code, .. } => Some(*code),
-        AttemptResult::NoResponse { .. } => None,
-    };
-    match code {
-        Some(200..=299) => return Decision::Delivered,
-        Some(410) => return Decision::GiveUpAndDisable,
-        _ => {}
+    decide_after(
+        http_verdict(result),
+        result,
+        attempts,
+        policy,
+        now,
+        jitter,
+        time_scale,
+    )
+}
+
+/// What to do after an attempt its channel judged `verdict`: retries follow the policy,
+/// or the receiver's `Retry-After` on a 429 or 503.
+pub fn decide_after(
+    verdict: Verdict,
+    result: &AttemptResult,
+    attempts: u32,
+    policy: &RetryPolicy,
+    now: DateTime<Utc>,
+    jitter: f64,
+    time_scale: f64,
+) -> Decision {
+    match verdict {
+        Verdict::Delivered => return Decision::Delivered,
+        Verdict::Disable => return Decision::GiveUpAndDisable,
+        Verdict::GiveUp => return Decision::GiveUp,
+        Verdict::Retry => {}
     }
     if attempts > policy.max_retries {
         return Decision::GiveUp;
@@ -312,6 +446,7 @@ pub struct AttemptLog {
 pub struct DeliveryOutcome {
     pub id: DeliveryId,
     pub lease_token: String,
+    pub channel: Channel,
     pub webhook_id: Option<WebhookId>,
     pub project_id: ProjectId,
     pub settlement: Settlement,
@@ -391,6 +526,8 @@ pub struct EndpointHealth {
     pub failing_reason: DisableReason,
     /// Disabled at once ([`DisableReason::Gone`]).
     pub gone: Vec<WebhookId>,
+    /// Projects whose Slack integration Slack said is gone, with Slack's words.
+    pub slack_gone: Vec<(ProjectId, String)>,
 }
 
 /// An endpoint that succeeds is healthy again; one that has failed every attempt for
@@ -403,7 +540,16 @@ pub fn endpoint_health(
     let mut recovered = BTreeSet::new();
     let mut failing = BTreeSet::new();
     let mut gone = BTreeSet::new();
+    let mut slack_gone = BTreeMap::new();
     for o in outcomes {
+        if o.channel == Channel::Slack && o.settlement == Settlement::FailedAndDisable {
+            let why = o
+                .attempt
+                .as_ref()
+                .and_then(|a| a.error.clone())
+                .unwrap_or_else(|| "Slack refused the channel".to_owned());
+            slack_gone.insert(o.project_id, why);
+        }
         let Some(w) = o.webhook_id else { continue };
         match o.settlement {
             Settlement::Delivered => recovered.insert(w),
@@ -419,6 +565,7 @@ pub fn endpoint_health(
             - chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::days(5)),
         failing_reason: DisableReason::FailingFor(disable_after),
         gone: gone.into_iter().collect(),
+        slack_gone: slack_gone.into_iter().collect(),
     }
 }
 
@@ -483,6 +630,7 @@ mod tests {
             event,
             callback: None,
             push_worker: None,
+            notify: None,
         }
     }
 
@@ -538,11 +686,13 @@ mod tests {
                 event: &started,
                 callback: Some("https://cb.example/a"),
                 push_worker: None,
+                notify: None,
             },
             Routed {
                 event: &cancelled,
                 callback: None,
                 push_worker: Some((worker, "https://worker.example/run")),
+                notify: None,
             },
             routed(&foreign),
         ];
@@ -739,6 +889,7 @@ mod tests {
         DeliveryOutcome {
             id: DeliveryId::new(),
             lease_token: "dl_x".into(),
+            channel: Channel::Webhook,
             webhook_id,
             project_id: ProjectId::new(),
             settlement,
@@ -834,6 +985,7 @@ mod tests {
                 disable_failing_since: t(400),
                 failing_reason: DisableReason::FailingFor(Duration::from_secs(600)),
                 gone: vec![gone],
+                slack_gone: vec![],
             }
         );
         assert_eq!(
@@ -844,5 +996,113 @@ mod tests {
             DisableReason::Gone.to_string(),
             "the receiver answered 410 Gone"
         );
+    }
+
+    #[test]
+    fn each_channel_reads_its_own_answers() {
+        let status = |code| AttemptResult::Status {
+            code,
+            retry_after: None,
+        };
+        let none = AttemptResult::NoResponse {
+            error: "refused".into(),
+        };
+        assert_eq!(slack_verdict(&status(200)), Verdict::Delivered);
+        assert_eq!(slack_verdict(&status(400)), Verdict::GiveUp);
+        assert_eq!(slack_verdict(&status(403)), Verdict::GiveUp);
+        assert_eq!(slack_verdict(&status(404)), Verdict::Disable);
+        assert_eq!(slack_verdict(&status(410)), Verdict::Disable);
+        assert_eq!(slack_verdict(&status(429)), Verdict::Retry);
+        assert_eq!(slack_verdict(&status(500)), Verdict::Retry);
+        assert_eq!(slack_verdict(&none), Verdict::Retry);
+        assert_eq!(smtp_verdict(&status(250)), Verdict::Delivered);
+        assert_eq!(smtp_verdict(&status(451)), Verdict::Retry);
+        assert_eq!(smtp_verdict(&status(550)), Verdict::GiveUp);
+        assert_eq!(smtp_verdict(&none), Verdict::Retry);
+        assert_eq!(http_verdict(&status(404)), Verdict::Retry);
+        assert_eq!(http_verdict(&status(410)), Verdict::Disable);
+        let policy = RetryPolicy::WEBHOOK_DEFAULT;
+        assert_eq!(
+            decide_after(Verdict::GiveUp, &status(400), 1, &policy, t(0), 0.5, 1.0),
+            Decision::GiveUp
+        );
+        let later = AttemptResult::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            decide_after(slack_verdict(&later), &later, 1, &policy, t(0), 0.5, 1.0),
+            Decision::RetryAt(t(7))
+        );
+    }
+
+    #[test]
+    fn an_ending_goes_to_each_mail_recipient_and_to_slack() {
+        use crate::domain::notify::{Ending, Notice, SubjectKind};
+        let project = ProjectId::new();
+        let ended = event(
+            project,
+            "op-a",
+            EventType::OperationFailed,
+            json!({"operationType": "Report", "priority": "Normal"}),
+        );
+        let notify = Notify {
+            notice: Notice::Ended(Ending {
+                kind: SubjectKind::Operation,
+                id: "op-a".into(),
+                name: "n".into(),
+                operation_type: Some("Report".into()),
+                status: "Failed".into(),
+                duration_seconds: None,
+                error_code: None,
+                error_message: None,
+                tracking_path: "/x".into(),
+                members: None,
+                ended_at: t(0),
+            }),
+            email: vec!["a@b.io".into(), "c@d.io".into()],
+            slack: Some((Some("#pm".into()), vec!["@x".into()])),
+        };
+        let routed = Routed {
+            event: &ended,
+            callback: None,
+            push_worker: None,
+            notify: Some(&notify),
+        };
+        let planned = fan_out(&[routed], &HashMap::new(), Watermarks::new());
+        let sent: Vec<(Channel, String)> = planned
+            .deliveries
+            .iter()
+            .map(|(_, d)| (d.channel(), d.url()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (Channel::Email, "mailto:a@b.io".to_owned()),
+                (Channel::Email, "mailto:c@d.io".to_owned()),
+                (Channel::Slack, "slack:#pm".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slack_channel_gone_disables_that_projects_integration_only() {
+        let mut gone = outcome(
+            None,
+            Settlement::FailedAndDisable,
+            Some("Slack answered 404 channel_not_found"),
+        );
+        gone.channel = Channel::Slack;
+        let mut refused = outcome(None, Settlement::Failed, Some("invalid_payload"));
+        refused.channel = Channel::Slack;
+        let health = endpoint_health(&[gone.clone(), refused], t(0), Duration::from_secs(60));
+        assert_eq!(
+            health.slack_gone,
+            [(
+                gone.project_id,
+                "Slack answered 404 channel_not_found".to_owned()
+            )]
+        );
+        assert!(health.gone.is_empty() && health.failing.is_empty());
     }
 }

@@ -21,10 +21,13 @@ pub enum EventType {
     BatchCancelled,
     WebhookTest,
     SyncRecordChanged,
+    /// Relais stopped calling one of the project's endpoints (a webhook, the Slack
+    /// integration): its alert contacts hear of it.
+    EndpointDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         Self::OperationStarted,
         Self::OperationProgress,
         Self::OperationPhaseCompleted,
@@ -39,6 +42,7 @@ impl EventType {
         Self::BatchCancelled,
         Self::WebhookTest,
         Self::SyncRecordChanged,
+        Self::EndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl EventType {
             Self::BatchCancelled => "batch.cancelled",
             Self::WebhookTest => "webhook.test",
             Self::SyncRecordChanged => "sync.record.changed",
+            Self::EndpointDisabled => "endpoint.disabled",
         }
     }
 

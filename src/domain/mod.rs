@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod event;
 pub mod fields;
 pub mod ids;
+pub mod notify;
 pub mod operation;
 pub mod retry;
 pub mod webhook;

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Number, Value};
 
 use super::event::{EventDraft, EventType};
 use super::ids::{BatchId, ExecutionId, OperationId, ProjectId, TenantId};
+use super::notify::{self, Ending, Notice, Notify, SubjectKind};
 use super::retry::RetryPolicy;
 use super::FieldError;
 
@@ -725,6 +726,33 @@ impl Operation {
     }
 
     /// The `data` of every operation event: enough for a receiver to act without a lookup.
+    /// The notice of this operation's end for whoever its start asked to notify; `None`
+    /// for any other event, or when nobody asked.
+    pub fn notify_of(&self, event_type: EventType, now: DateTime<Utc>) -> Option<Notify> {
+        if !notify::is_ending(event_type) || self.notifications.is_empty() {
+            return None;
+        }
+        let ended_at = self.finished_at.unwrap_or(now);
+        self.notifications.notify(Notice::Ended(Ending {
+            kind: SubjectKind::Operation,
+            id: self.id.to_string(),
+            name: self.operation_name.clone(),
+            operation_type: Some(self.operation_type.clone()),
+            status: self.status.as_str().to_owned(),
+            duration_seconds: self
+                .started_at
+                .map(|s| (ended_at - s).num_milliseconds() as f64 / 1000.0),
+            error_code: self.error.as_ref().map(|e| e.code.clone()),
+            error_message: self.error.as_ref().map(|e| e.message.clone()),
+            tracking_path: format!(
+                "/api/{}/{}/async/operation/{}",
+                self.tenant_id, self.project_id, self.id
+            ),
+            members: None,
+            ended_at,
+        }))
+    }
+
     pub fn snapshot(&self) -> Value {
         let mut snapshot = json!({
             "operationId": self.id,

@@ -55,6 +55,23 @@ impl OutboundClient {
 
     /// The signed POST of `message` to `url`, ready to send; refused when `url` names a
     /// private address literally (a name is checked as it resolves).
+    /// An unsigned JSON POST (a Slack message: Slack's incoming webhooks take no
+    /// signature), under the same address guard.
+    pub fn json_post(
+        &self,
+        url: &str,
+        body: String,
+    ) -> Result<reqwest::RequestBuilder, TargetError> {
+        if !self.allow_private && literal_is_private(url) {
+            return Err(TargetError::Private(url.to_owned()));
+        }
+        Ok(self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body))
+    }
+
     pub fn signed_post(
         &self,
         url: &str,

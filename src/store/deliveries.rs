@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::events::{current_request, insert_events, StagedEvent};
-use super::sealed::{callback_place, push_worker_place, webhook_place, Sealer};
+use super::integrations::{decode_contacts, IntegrationStatus};
+use super::sealed::{callback_place, push_worker_place, slack_place, webhook_place, Sealer};
 use super::signals::{Announce, Signals};
 use super::webhooks::decode_webhook;
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
@@ -22,6 +23,7 @@ use crate::domain::delivery::{
 };
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, TenantId, WebhookId};
+use crate::domain::notify::{DisabledEndpoint, EndpointKind, Outgoing};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
@@ -56,8 +58,11 @@ pub struct ClaimedDelivery {
     /// was not given, or damaged), and the delivery fails with that reason.
     pub secrets: std::result::Result<Option<Vec<SecretVersion>>, String>,
     pub retry_policy: RetryPolicy,
-    /// False when the webhook was disabled or deleted after the delivery was queued.
+    /// False when the webhook (or the Slack integration) was disabled or deleted after
+    /// the delivery was queued.
     pub endpoint_active: bool,
+    /// A Slack message's or a mail's notice and recipient.
+    pub outgoing: Option<Outgoing>,
 }
 
 /// One line of a webhook's attempt log.
@@ -120,6 +125,7 @@ pub(super) async fn fan_out(
             event: &staged.event,
             callback: staged.callback.as_deref(),
             push_worker: staged.stop_notice.zip(url.as_deref()),
+            notify: staged.notify.as_ref(),
         })
         .collect();
     let known = load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks)).await?;
@@ -220,11 +226,11 @@ async fn insert_deliveries(
     queued: &[(&Event, Destination)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    const COLUMNS: usize = 13;
+    const COLUMNS: usize = 14;
     for chunk in super::sized_chunks(queued, 500) {
         let sql = format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-             status, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+             status, attempts, next_attempt_at, created_at, updated_at, message) VALUES {}",
             values_placeholders(chunk.len(), COLUMNS, 1)
         );
         let mut query = sqlx::query(&sql);
@@ -232,7 +238,11 @@ async fn insert_deliveries(
             let endpoint_id = match destination {
                 Destination::Webhook { id, .. } => Some(id.db()),
                 Destination::Push { worker, .. } => Some(worker.db()),
-                Destination::Callback { .. } => None,
+                Destination::Callback { .. } | Destination::Notification(_) => None,
+            };
+            let message = match destination {
+                Destination::Notification(outgoing) => Some(super::to_json(outgoing)),
+                _ => None,
             };
             query = query
                 .bind(DeliveryId::new().db())
@@ -242,12 +252,13 @@ async fn insert_deliveries(
                 .bind(event.event_type.as_str())
                 .bind(destination.channel().as_str())
                 .bind(endpoint_id)
-                .bind(destination.url().to_owned())
+                .bind(destination.url())
                 .bind(DeliveryStatus::Pending.as_str())
                 .bind(0_i64)
                 .bind(to_ms(now))
                 .bind(to_ms(now))
-                .bind(to_ms(now));
+                .bind(to_ms(now))
+                .bind(message);
         }
         query.execute(&mut **tx).await?;
     }
@@ -300,17 +311,19 @@ impl Deliveries {
         let sql = format!(
             "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.event_id, e.payload, e.request_id,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
-                    pw.secret AS push_secret
+                    pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN projects p ON p.id = d.project_id
              LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = '{webhook}'
              LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = '{push}'
+             LEFT JOIN slack_integrations si ON si.project_id = d.project_id AND d.channel = '{slack}'
              WHERE d.status = '{pending}' AND {lane_condition} AND d.next_attempt_at <= $1
                AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
              ORDER BY d.next_attempt_at LIMIT $2{lock}",
             webhook = Channel::Webhook.as_str(),
             push = Channel::Push.as_str(),
+            slack = Channel::Slack.as_str(),
             pending = DeliveryStatus::Pending.as_str(),
         );
         let mut tx = self.pool.begin().await?;
@@ -437,8 +450,15 @@ impl Deliveries {
         }
 
         let health = delivery::endpoint_health(outcomes, now, disable_after);
-        record_endpoint_health(&mut tx, &health, now).await?;
+        let disabled = record_endpoint_health(&mut tx, &self.sealer, &health, now).await?;
+        let alerts = announce_disabled(&mut tx, self.backend, disabled, now).await?;
         tx.commit().await?;
+        if alerts > 0 {
+            self.signals.after_commit(Announce {
+                deliveries: true,
+                ..Default::default()
+            });
+        }
         Ok(())
     }
 
@@ -474,6 +494,7 @@ impl Deliveries {
                 event,
                 callback: None,
                 stop_notice: None,
+                notify: None,
                 request_id: current_request(),
             })
             .collect();
@@ -685,11 +706,22 @@ impl Deliveries {
     }
 }
 
+/// An endpoint that the transaction recording outcomes disabled.
+struct Disabled {
+    tenant: TenantId,
+    project: ProjectId,
+    endpoint: DisabledEndpoint,
+}
+
+/// Marks endpoints failing, recovered or disabled as `health` says; the ones it disabled
+/// (only those this transaction turned from active, so each is alerted once).
 async fn record_endpoint_health(
     tx: &mut Transaction<'static, Any>,
+    sealer: &Sealer,
     health: &EndpointHealth,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<Disabled>> {
+    let mut disabled = Vec::new();
     for w in &health.recovered {
         sqlx::query(
             "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
@@ -698,7 +730,7 @@ async fn record_endpoint_health(
         .execute(&mut **tx)
         .await?;
     }
-    let (active, disabled) = (
+    let (active, inactive) = (
         WebhookStatus::Active.as_str(),
         WebhookStatus::Disabled.as_str(),
     );
@@ -710,11 +742,12 @@ async fn record_endpoint_health(
         .bind(w.db())
         .execute(&mut **tx)
         .await?;
+        let reason = health.failing_reason.to_string();
         let done = sqlx::query(&format!(
-            "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2
+            "UPDATE webhooks SET status = '{inactive}', disabled_reason = $1, updated_at = $2
              WHERE id = $3 AND status = '{active}' AND failing_since <= $4"
         ))
-        .bind(health.failing_reason.to_string())
+        .bind(reason.clone())
         .bind(to_ms(now))
         .bind(w.db())
         .bind(to_ms(health.disable_failing_since))
@@ -722,20 +755,179 @@ async fn record_endpoint_health(
         .await?;
         if done.rows_affected() > 0 {
             tracing::warn!(webhook_id = %w, "webhook disabled after failing continuously");
+            disabled.push(disabled_webhook(tx, *w, reason, now).await?);
         }
     }
     for w in &health.gone {
-        sqlx::query(&format!(
-            "UPDATE webhooks SET status = '{disabled}', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = '{active}'"
+        let reason = DisableReason::Gone.to_string();
+        let done = sqlx::query(&format!(
+            "UPDATE webhooks SET status = '{inactive}', disabled_reason = $1, updated_at = $2 WHERE id = $3 AND status = '{active}'"
         ))
-        .bind(DisableReason::Gone.to_string())
+        .bind(reason.clone())
         .bind(to_ms(now))
         .bind(w.db())
         .execute(&mut **tx)
         .await?;
-        tracing::warn!(webhook_id = %w, "webhook disabled: receiver answered 410 Gone");
+        if done.rows_affected() > 0 {
+            tracing::warn!(webhook_id = %w, "webhook disabled: receiver answered 410 Gone");
+            disabled.push(disabled_webhook(tx, *w, reason, now).await?);
+        }
     }
-    Ok(())
+    for (project, why) in &health.slack_gone {
+        let done = sqlx::query(
+            "UPDATE slack_integrations SET status = $1, disabled_reason = $2, disabled_at = $3, updated_at = $3
+             WHERE project_id = $4 AND status = $5",
+        )
+        .bind(IntegrationStatus::Disabled.as_str())
+        .bind(why.clone())
+        .bind(to_ms(now))
+        .bind(project.db())
+        .bind(IntegrationStatus::Active.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            continue;
+        }
+        tracing::warn!(project_id = %project, reason = %why, "Slack integration disabled");
+        let row = sqlx::query(
+            "SELECT tenant_id, webhook_url FROM slack_integrations WHERE project_id = $1",
+        )
+        .bind(project.db())
+        .fetch_one(&mut **tx)
+        .await?;
+        let tenant: TenantId = row
+            .try_get::<String, _>("tenant_id")?
+            .parse()
+            .map_err(StoreError::corrupt)?;
+        let url = match sealer.open_or_reason(
+            &row.try_get::<String, _>("webhook_url")?,
+            &slack_place(&project.db()),
+        )? {
+            Ok(url) => crate::domain::notify::masked_url(&url),
+            Err(_) => "the project's Slack incoming webhook".to_owned(),
+        };
+        disabled.push(Disabled {
+            tenant,
+            project: *project,
+            endpoint: DisabledEndpoint {
+                kind: EndpointKind::Slack,
+                id: "slack".to_owned(),
+                name: None,
+                url,
+                reason: why.clone(),
+                failing_since: None,
+                disabled_at: now,
+                reenable: format!(
+                    "PUT /api/{tenant}/{project}/async/integrations/slack with its webhookUrl"
+                ),
+            },
+        });
+    }
+    Ok(disabled)
+}
+
+async fn disabled_webhook(
+    tx: &mut Transaction<'static, Any>,
+    webhook: WebhookId,
+    reason: String,
+    now: DateTime<Utc>,
+) -> Result<Disabled> {
+    let row = sqlx::query(
+        "SELECT tenant_id, project_id, url, name, failing_since FROM webhooks WHERE id = $1",
+    )
+    .bind(webhook.db())
+    .fetch_one(&mut **tx)
+    .await?;
+    let tenant: TenantId = row
+        .try_get::<String, _>("tenant_id")?
+        .parse()
+        .map_err(StoreError::corrupt)?;
+    let project: ProjectId = row
+        .try_get::<String, _>("project_id")?
+        .parse()
+        .map_err(StoreError::corrupt)?;
+    Ok(Disabled {
+        tenant,
+        project,
+        endpoint: DisabledEndpoint {
+            kind: EndpointKind::Webhook,
+            id: webhook.to_string(),
+            name: Some(row.try_get("name")?),
+            url: row.try_get("url")?,
+            reason,
+            failing_since: row
+                .try_get::<Option<i64>, _>("failing_since")?
+                .map(from_ms)
+                .transpose()?,
+            disabled_at: now,
+            reenable: format!("POST /api/{tenant}/{project}/async/webhooks/{webhook}/enable"),
+        },
+    })
+}
+
+/// An `endpoint.disabled` event for each endpoint disabled, in the same transaction: to
+/// the events feed, the project's webhooks that take it, and its alert contacts.
+async fn announce_disabled(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    disabled: Vec<Disabled>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut queued = 0;
+    for d in disabled {
+        let contacts = sqlx::query("SELECT email, slack FROM alert_contacts WHERE project_id = $1")
+            .bind(d.project.db())
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| decode_contacts(&row))
+            .transpose()?;
+        let slack_active =
+            sqlx::query("SELECT status FROM slack_integrations WHERE project_id = $1")
+                .bind(d.project.db())
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|row| row.try_get::<String, _>("status"))
+                .transpose()?
+                .as_deref()
+                == Some(IntegrationStatus::Active.as_str());
+        let notify = contacts.and_then(|c| c.alert(d.endpoint.clone(), slack_active));
+        let subject = match d.endpoint.kind {
+            EndpointKind::Webhook => d.endpoint.id.clone(),
+            EndpointKind::Slack => format!("slack:{}", d.project),
+        };
+        let last: Option<i64> =
+            sqlx::query("SELECT MAX(sequence) AS last FROM events WHERE subject = $1")
+                .bind(subject.clone())
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("last")?;
+        let mut sequence = last.unwrap_or(0);
+        let data = serde_json::to_value(&d.endpoint).map_err(StoreError::corrupt)?;
+        let events: Vec<StagedEvent> = Event::seal(
+            vec![crate::domain::event::EventDraft::new(
+                EventType::EndpointDisabled,
+                data,
+            )],
+            d.tenant,
+            d.project,
+            &subject,
+            &mut sequence,
+            now,
+            std::iter::repeat_with(crate::domain::ids::EventId::new),
+        )
+        .into_iter()
+        .map(|event| StagedEvent {
+            event,
+            callback: None,
+            stop_notice: None,
+            notify: notify.clone(),
+            request_id: None,
+        })
+        .collect();
+        insert_events(tx, backend, &events).await?;
+        queued += fan_out(tx, &events, now).await?;
+    }
+    Ok(queued)
 }
 
 pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
@@ -757,6 +949,7 @@ fn decode_claim(
     let webhook_status: Option<String> = row.try_get("webhook_status")?;
     let endpoint_id = row.try_get::<Option<String>, _>("webhook_id")?;
     let project_id: String = row.try_get("project_id")?;
+    let mut url: String = row.try_get("url")?;
     let (column, place) = match channel {
         Channel::Webhook => (
             "secrets",
@@ -767,10 +960,21 @@ fn decode_claim(
             "push_secret",
             push_worker_place(endpoint_id.as_deref().unwrap_or_default()),
         ),
+        // Not a signing secret: the URL to post to, which only the sender sees.
+        Channel::Slack => ("slack_url", slack_place(&project_id)),
+        Channel::Email => ("", String::new()),
     };
-    let secrets = match row.try_get::<Option<String>, _>(column)? {
+    let stored = match channel {
+        Channel::Email => None,
+        _ => row.try_get::<Option<String>, _>(column)?,
+    };
+    let secrets = match stored {
         None => Ok(None),
         Some(stored) => match sealer.open_or_reason(&stored, &place)? {
+            Ok(text) if channel == Channel::Slack => {
+                url = text;
+                Ok(None)
+            }
             Ok(text) if channel == Channel::Push => Ok(Some(vec![SecretVersion {
                 secret: text,
                 expires_at: None,
@@ -790,7 +994,9 @@ fn decode_claim(
                 .transpose()?
                 .unwrap_or(RetryPolicy::WEBHOOK_DEFAULT),
         ),
-        Channel::Callback | Channel::Push => (BTreeMap::new(), RetryPolicy::WEBHOOK_DEFAULT),
+        Channel::Callback | Channel::Push | Channel::Slack | Channel::Email => {
+            (BTreeMap::new(), RetryPolicy::WEBHOOK_DEFAULT)
+        }
     };
     Ok(ClaimedDelivery {
         id: row
@@ -800,12 +1006,12 @@ fn decode_claim(
         lease_token: lease_token.to_owned(),
         lease_expires_at: lease_until,
         channel,
-        url: row.try_get("url")?,
+        url,
         webhook_id: match channel {
             Channel::Webhook => endpoint_id
                 .map(|w| w.parse().map_err(StoreError::corrupt))
                 .transpose()?,
-            Channel::Callback | Channel::Push => None,
+            _ => None,
         },
         tenant_id: row
             .try_get::<String, _>("tenant_id")?
@@ -827,6 +1033,15 @@ fn decode_claim(
             Channel::Callback => true,
             // A deleted worker has nobody left to tell.
             Channel::Push => row.try_get::<Option<String>, _>("push_secret")?.is_some(),
+            Channel::Slack => {
+                row.try_get::<Option<String>, _>("slack_status")?.as_deref()
+                    == Some(IntegrationStatus::Active.as_str())
+            }
+            Channel::Email => true,
         },
+        outgoing: row
+            .try_get::<Option<String>, _>("message")?
+            .map(|m| from_json(&m, "message"))
+            .transpose()?,
     })
 }

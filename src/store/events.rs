@@ -15,6 +15,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use super::{from_json, to_ms, values_placeholders, Backend, Result};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
+use crate::domain::notify::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FeedCursor {
@@ -52,6 +53,8 @@ pub(super) struct StagedEvent {
     pub(super) callback: Option<String>,
     /// The push worker to tell when the operation is cancelled or times out.
     pub(super) stop_notice: Option<PushWorkerId>,
+    /// The people to tell by mail or Slack.
+    pub(super) notify: Option<Notify>,
     /// `None` for the changes of background loops (timeouts, lease expiry, the batch
     /// scheduler).
     pub(super) request_id: Option<Arc<str>>,

@@ -16,6 +16,7 @@ mod deliveries;
 mod events;
 mod group_commit;
 mod idempotency;
+mod integrations;
 mod operations;
 mod sealed;
 mod signals;
@@ -36,11 +37,14 @@ pub use breakout::Breakout;
 pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
 pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
+pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, StoredAlertContacts};
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
 pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
 pub use tenants::{Removed, Tenants};
-pub use webhooks::{CallbackStats, DeliveryStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE};
+pub use webhooks::{
+    CallbackStats, DeliveryStats, NotificationStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE,
+};
 pub use workers::{PushTask, PushWorkers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +238,7 @@ pub struct Store {
     events: Events,
     deliveries: Deliveries,
     webhooks: Webhooks,
+    integrations: Integrations,
     push_workers: PushWorkers,
     tenants: Tenants,
     idempotency: Idempotency,
@@ -260,6 +265,7 @@ impl Store {
             events: Events::new(pool.clone(), backend),
             deliveries: Deliveries::new(pool.clone(), backend, signals.clone(), sealer.clone()),
             webhooks: Webhooks::new(pool.clone(), sealer.clone()),
+            integrations: Integrations::new(pool.clone(), sealer.clone()),
             push_workers: PushWorkers::new(
                 pool.clone(),
                 backend,
@@ -367,6 +373,10 @@ impl Store {
 
     pub fn webhooks(&self) -> &Webhooks {
         &self.webhooks
+    }
+
+    pub fn integrations(&self) -> &Integrations {
+        &self.integrations
     }
 
     pub fn push_workers(&self) -> &PushWorkers {

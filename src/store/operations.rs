@@ -738,6 +738,7 @@ pub(super) fn stage(
             })
             .flatten();
             StagedEvent {
+                notify: op.notify_of(e.event_type, now),
                 event: e,
                 callback,
                 stop_notice,

@@ -25,6 +25,11 @@ pub(super) fn callback_place(project: &str) -> String {
     format!("projects:{project}:callback_secrets")
 }
 
+/// A project's Slack incoming-webhook URL: whoever holds it can post to the channel.
+pub(super) fn slack_place(project: &str) -> String {
+    format!("slack_integrations:{project}")
+}
+
 /// A stored answer to a webhook registration: it shows the new webhook's secret.
 pub(super) fn idempotency_place(project: &str, scope: &str, key: &str) -> String {
     format!("idempotency_keys:{project}:{scope}:{key}")
@@ -41,7 +46,14 @@ struct SealedColumn {
     place: fn(&[String]) -> String,
 }
 
-const SEALED_COLUMNS: [SealedColumn; 4] = [
+const SEALED_COLUMNS: [SealedColumn; 5] = [
+    SealedColumn {
+        table: "slack_integrations",
+        column: "webhook_url",
+        keys: &["project_id"],
+        only: None,
+        place: |k| slack_place(&k[0]),
+    },
     SealedColumn {
         table: "webhooks",
         column: "secrets",

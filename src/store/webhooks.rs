@@ -43,6 +43,14 @@ pub struct CallbackStats {
     pub pending: i64,
 }
 
+/// How the Slack messages and mails about one operation or batch fared.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotificationStats {
+    pub sent: i64,
+    pub failed: i64,
+    pub pending: i64,
+}
+
 /// Webhook subscriptions, their delivery figures, and the projects' callback secrets.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -320,6 +328,36 @@ impl Webhooks {
                 .map(from_ms)
                 .transpose()?,
             successful: row.try_get("ok")?,
+            failed: row.try_get("failed")?,
+            pending: row.try_get("pending")?,
+        })
+    }
+
+    /// How the notifications about `subject` (an operation or a batch id) fared so far.
+    pub async fn notification_stats(
+        &self,
+        project: ProjectId,
+        subject: &str,
+    ) -> Result<NotificationStats> {
+        let sql = format!(
+            "SELECT COUNT(*) FILTER (WHERE d.status = '{delivered}') AS sent,
+                    COUNT(*) FILTER (WHERE d.status = '{failed}') AS failed,
+                    COUNT(*) FILTER (WHERE d.status = '{pending}') AS pending
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.subject = $1 AND e.project_id = $2 AND d.channel IN ('{slack}', '{email}')",
+            delivered = DeliveryStatus::Delivered.as_str(),
+            failed = DeliveryStatus::Failed.as_str(),
+            pending = DeliveryStatus::Pending.as_str(),
+            slack = Channel::Slack.as_str(),
+            email = Channel::Email.as_str(),
+        );
+        let row = sqlx::query(&sql)
+            .bind(subject.to_owned())
+            .bind(project.db())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(NotificationStats {
+            sent: row.try_get("sent")?,
             failed: row.try_get("failed")?,
             pending: row.try_get("pending")?,
         })

@@ -11,7 +11,7 @@ use crate::domain::batch::{
     check_graph, check_member_count, checked_batch_name, BatchCallbacks, BatchSpec, FailurePolicy,
     MemberSpec,
 };
-use crate::domain::operation::{OperationSpec, Priority};
+use crate::domain::operation::{Notifications, OperationSpec, Priority};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
@@ -40,6 +40,10 @@ pub struct SubmitBatchBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub retry_policy: Option<RetryPolicyBody>,
+    /// Who hears of the batch's end (completed, failed, cancelled), with its members' counts.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub notifications: Option<NotificationsBody>,
 }
 
 /// `batchCallbacks`: the URLs that hear of the batch's start, its members' ends and its own.
@@ -162,6 +166,8 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
         let callbacks = BatchCallbacks::from(body.batch_callbacks.unwrap_or_default());
         callbacks.check("batchCallbacks")?;
         let failure_policy = FailurePolicy::from(body.failure_policy.unwrap_or_default());
+        let notifications = Notifications::from(body.notifications.unwrap_or_default());
+        notifications.check("notifications")?;
         let asked = body.retry_policy;
         let retry_policy = failure_policy.retry_policy(|| {
             asked
@@ -200,6 +206,7 @@ impl TryFrom<SubmitBatchBody> for BatchSpec {
             callbacks,
             failure_policy,
             retry_policy,
+            notifications,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod batches;
 pub mod breakout;
 pub mod enums;
 pub mod events;
+pub mod integrations;
 pub mod operations;
 pub mod params;
 pub mod push_workers;

@@ -14,10 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::domain::event::{EventDraft, EventType};
+use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::fields::http_url;
 use crate::domain::ids::{BatchId, ProjectId, TenantId};
-use crate::domain::operation::{CancelRequest, Operation, OperationSpec, OperationStatus};
+use crate::domain::notify::{self, Ending, Notice, Notify, SubjectKind};
+use crate::domain::operation::{
+    CancelRequest, Notifications, Operation, OperationSpec, OperationStatus,
+};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 
@@ -187,6 +190,8 @@ pub struct BatchSpec {
     pub callbacks: BatchCallbacks,
     pub failure_policy: FailurePolicy,
     pub retry_policy: RetryPolicy,
+    /// Who hears of the batch's end by mail or Slack.
+    pub notifications: Notifications,
 }
 
 /// A batch's name: anything but blank.
@@ -284,6 +289,7 @@ pub struct Batch {
     pub failure_policy: FailurePolicy,
     pub callbacks: BatchCallbacks,
     pub retry_policy: RetryPolicy,
+    pub notifications: Notifications,
     pub total: u32,
     pub cancel_requested: bool,
     pub retry_number: u32,
@@ -311,6 +317,7 @@ impl Batch {
             failure_policy: spec.failure_policy,
             callbacks: spec.callbacks.clone(),
             retry_policy: spec.retry_policy,
+            notifications: spec.notifications.clone(),
             total: spec.members.len() as u32,
             cancel_requested: false,
             retry_number: 0,
@@ -394,6 +401,31 @@ impl Batch {
             }
             _ => None,
         }
+    }
+
+    /// The notice of the batch's end, with its members' counts, for whoever its
+    /// submission asked to notify.
+    pub fn notify_of(&self, event: &Event) -> Option<Notify> {
+        if !notify::is_ending(event.event_type) || self.notifications.is_empty() {
+            return None;
+        }
+        let ended_at = self.finished_at.unwrap_or(event.timestamp);
+        self.notifications.notify(Notice::Ended(Ending {
+            kind: SubjectKind::Batch,
+            id: self.id.to_string(),
+            name: self.name.clone(),
+            operation_type: None,
+            status: self.status.as_str().to_owned(),
+            duration_seconds: Some((ended_at - self.created_at).num_milliseconds() as f64 / 1000.0),
+            error_code: None,
+            error_message: None,
+            tracking_path: format!(
+                "/api/{}/{}/async/batch/{}",
+                self.tenant_id, self.project_id, self.id
+            ),
+            members: event.data.get("counts").cloned(),
+            ended_at,
+        }))
     }
 
     fn snapshot(&self) -> Value {

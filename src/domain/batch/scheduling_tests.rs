@@ -84,6 +84,7 @@ impl Sim {
             failure_policy: policy(stop, go_on),
             callbacks: BatchCallbacks::default(),
             retry_policy: RetryPolicy::OPERATION_DEFAULT,
+            notifications: Default::default(),
             total: graph.len() as u32,
             cancel_requested: false,
             retry_number: 0,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::event::EventType;
 use crate::domain::fields::{checked_name, http_url};
-use crate::domain::FieldError;
+use crate::domain::{notify, FieldError};
 
 pub const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
 /// Thirty days: an operation that needs longer should checkpoint and be resumed.
@@ -87,26 +87,33 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    /// Every email address looks like one; `field` is where the notifications are.
+    /// Addresses, channel and mentions as `domain::notify` accepts them; `field` is where
+    /// the notifications are.
     pub fn check(&self, field: &str) -> Result<(), FieldError> {
-        for (i, address) in self.email.iter().enumerate() {
-            if !looks_like_email(address) {
-                return Err(FieldError::new(
-                    format!("{field}.email[{i}]"),
-                    "must be an email address",
-                ));
+        notify::checked_addresses(&self.email, &format!("{field}.email"))?;
+        if let Some(slack) = &self.slack {
+            if let Some(channel) = &slack.channel {
+                notify::checked_channel(channel, &format!("{field}.slack.channel"))?;
             }
+            notify::checked_mentions(&slack.mention_users, &format!("{field}.slack.mentionUsers"))?;
         }
         Ok(())
     }
-}
 
-fn looks_like_email(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace)
-        }
-        None => false,
+    pub fn is_empty(&self) -> bool {
+        self.email.is_empty() && self.slack.is_none()
+    }
+
+    /// Who hears of `notice`, if anyone asked to.
+    pub fn notify(&self, notice: notify::Notice) -> Option<notify::Notify> {
+        (!self.is_empty()).then(|| notify::Notify {
+            notice,
+            email: self.email.clone(),
+            slack: self
+                .slack
+                .as_ref()
+                .map(|s| (s.channel.clone(), s.mention_users.clone())),
+        })
     }
 }
 

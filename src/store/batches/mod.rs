@@ -31,8 +31,8 @@ use crate::domain::operation::{Operation, OperationStatus};
 
 const BATCH_COLUMNS: &str = "id, tenant_id, project_id, name, description, status, \
     failure_policy, callbacks, retry_policy, total, cancel_requested, retry_number, event_seq, \
-    created_at, updated_at, finished_at";
-const BATCH_COLUMN_COUNT: usize = 16;
+    created_at, updated_at, finished_at, notifications";
+const BATCH_COLUMN_COUNT: usize = 17;
 /// Keys per `IN (…)` list.
 const KEYS_PER_QUERY: usize = 512;
 
@@ -214,6 +214,7 @@ impl Batches {
             .bind(to_ms(batch.created_at))
             .bind(to_ms(batch.updated_at))
             .bind(batch.finished_at.map(to_ms))
+            .bind(to_json(&batch.notifications))
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -648,6 +649,7 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
     .map(|e| {
         let callback = batch.callback_for(e.event_type).cloned();
         StagedEvent {
+            notify: batch.notify_of(&e),
             event: e,
             callback,
             stop_notice: None,
@@ -682,5 +684,11 @@ fn decode_batch(row: &AnyRow) -> Result<Batch> {
             .try_get::<Option<i64>, _>("finished_at")?
             .map(from_ms)
             .transpose()?,
+        // Batches stored before notifications existed have none.
+        notifications: row
+            .try_get::<Option<String>, _>("notifications")?
+            .map(|n| from_json(&n, "notifications"))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }

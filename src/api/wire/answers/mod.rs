@@ -8,6 +8,7 @@ pub mod breakout;
 pub mod errors;
 pub mod events;
 pub mod health;
+pub mod integrations;
 pub mod operations;
 pub mod webhooks;
 pub mod workers;

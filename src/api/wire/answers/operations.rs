@@ -87,6 +87,8 @@ pub struct OperationStatusView {
     pub error: Option<OperationError>,
     pub cancellation: Option<CancellationView>,
     pub callbacks: CallbacksView,
+    /// What happened to the Slack messages and mails its `notifications` asked for.
+    pub notifications: NotificationsView,
     /// The callback URLs the operation was started with.
     #[schema(value_type = Object)]
     pub callback_urls: Callbacks,
@@ -167,6 +169,15 @@ pub struct CallbacksView {
     pub callbacks_successful: i64,
     pub callbacks_failed: i64,
     pub callbacks_pending: i64,
+}
+
+/// Slack messages and mails about the operation: sent, given up on, still on their way.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsView {
+    pub sent: i64,
+    pub failed: i64,
+    pub pending: i64,
 }
 
 /// One operation of `GET …/async/operations`.
