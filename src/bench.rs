@@ -25,8 +25,10 @@ use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStat
 use crate::store::{Claim, Store};
 
 mod memory;
+mod notifications;
 
 pub use memory::{memory, MemoryBenchArgs};
+pub use notifications::{notifications, NotificationBenchArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DeliveryBenchArgs {

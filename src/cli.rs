@@ -88,6 +88,9 @@ pub enum BenchCommand {
     /// Resident memory of a `relais serve` process: idle, draining deliveries, receiving
     /// a large upload.
     Memory(crate::bench::MemoryBenchArgs),
+    /// Mails per second to a local SMTP server and Slack messages per second to a local
+    /// stand-in for Slack, draining a backlog.
+    Notifications(crate::bench::NotificationBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,6 +221,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Memory(args),
         } => crate::bench::memory(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::Notifications(args),
+        } => crate::bench::notifications(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
             crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
                 .await?;

@@ -271,9 +271,12 @@ async fn attempt(
             .webhook_id
             .map_or_else(|| delivery.url.clone(), |w| w.to_string()),
     };
-    let endpoint = ctx
-        .endpoints
-        .get(key.as_str(), || Semaphore::new(ctx.settings.per_endpoint));
+    // Slack takes about one message a second per incoming webhook: one at a time.
+    let limit = match delivery.channel {
+        Channel::Slack => 1,
+        _ => ctx.settings.per_endpoint,
+    };
+    let endpoint = ctx.endpoints.get(key.as_str(), || Semaphore::new(limit));
     let Ok(Ok(endpoint_permit)) =
         tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()).await
     else {

@@ -470,7 +470,8 @@ fn emoji(notice: &Notice) -> &'static str {
 }
 
 /// The Slack message: a `text` fallback (notifications and old clients show it) and
-/// Block Kit blocks, never more than Slack accepts.
+/// Block Kit blocks, never more than Slack accepts. An incoming webhook posts to the
+/// channel it was made for, so the channel the request names is shown, not routed to.
 pub fn slack_message(notice: &Notice, recipient: &Recipient, base_url: &str) -> Value {
     let (channel, mentions) = match recipient {
         Recipient::Slack {
@@ -489,7 +490,11 @@ pub fn slack_message(notice: &Notice, recipient: &Recipient, base_url: &str) -> 
         "type": "header",
         "text": {"type": "plain_text", "text": title, "emoji": true}
     })];
-    let fields: Vec<Value> = facts(notice)
+    let mut facts = facts(notice);
+    if let Some(channel) = &channel {
+        facts.push(("Channel", channel.clone()));
+    }
+    let fields: Vec<Value> = facts
         .into_iter()
         .take(10)
         .map(|(label, value)| {
@@ -521,11 +526,7 @@ pub fn slack_message(notice: &Notice, recipient: &Recipient, base_url: &str) -> 
         }));
     }
     blocks.truncate(MAX_SLACK_BLOCKS);
-    let mut message = json!({"text": text, "blocks": blocks, "link_names": true});
-    if let Some(channel) = channel {
-        message["channel"] = json!(channel);
-    }
-    message
+    json!({"text": text, "blocks": blocks, "link_names": true})
 }
 
 /// A mail: its subject (one line), plain text and HTML.
@@ -691,7 +692,11 @@ mod tests {
             &slack("#pm", &["@analyst", "@here", "U012AB3CD"]),
             "https://relais.example.com/",
         );
-        assert_eq!(m["channel"], "#pm");
+        assert!(
+            m.get("channel").is_none(),
+            "the webhook's own channel is where it goes"
+        );
+        assert!(m["blocks"].to_string().contains("#pm"), "{m}");
         let text = m["text"].as_str().unwrap();
         assert!(
             text.contains("failed") && text.contains("&lt;report&gt;"),
