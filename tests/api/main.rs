@@ -3,6 +3,7 @@
 
 mod common;
 mod receiver;
+mod smtp;
 
 mod batches;
 mod breakout;
