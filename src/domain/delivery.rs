@@ -108,7 +108,7 @@ pub enum Destination {
         url: String,
     },
     /// A Slack message or a mail: what it says and to whom.
-    Notification(Outgoing),
+    Notification(Box<Outgoing>),
 }
 
 impl Destination {
@@ -228,10 +228,10 @@ pub fn fan_out<'a>(
             for recipient in notify.recipients() {
                 deliveries.push((
                     event,
-                    Destination::Notification(Outgoing {
+                    Destination::Notification(Box::new(Outgoing {
                         notice: notify.notice.clone(),
                         recipient,
-                    }),
+                    })),
                 ));
             }
         }

@@ -416,7 +416,7 @@ fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
                 let counts: Vec<String> = members
                     .iter()
                     .filter(|(_, n)| n.as_i64().unwrap_or(0) > 0)
-                    .map(|(state, n)| format!("{n} {state}"))
+                    .map(|(state, n)| format!("{n} {}", state.to_lowercase()))
                     .collect();
                 rows.push(("Members", counts.join(", ")));
             }

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use relais::app::Relais;
-use relais::config::Config;
+use relais::config::{Config, SmtpConfig};
 use relais::domain::auth::{NewToken, Scope};
 use relais::domain::ids::{ProjectId, TenantId};
 use relais::secrets::SecretKeys;
@@ -173,6 +173,33 @@ impl TestApp {
             relais: Some(relais),
             db,
         }
+    }
+
+    /// A server that can send what seed 001's `notifications` ask for: mail through a real
+    /// SMTP server, Slack to a local stand-in set as the project's integration.
+    pub async fn spawn_notifying(
+        backend: Backend,
+    ) -> (Self, crate::smtp::SmtpSink, crate::receiver::Receiver) {
+        let sink = crate::smtp::SmtpSink::start().await;
+        let url = sink.url();
+        let app = Self::spawn_with(backend, move |config| {
+            config.smtp = Some(SmtpConfig {
+                url,
+                from: "Relais <relais@example.com>".into(),
+            })
+        })
+        .await;
+        let slack = crate::receiver::Receiver::start().await;
+        let set = app
+            .call(
+                Method::PUT,
+                &app.api("/integrations/slack"),
+                Some(&app.token),
+                Some(&serde_json::json!({"webhookUrl": slack.url})),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+        (app, sink, slack)
     }
 
     /// The database this app runs on, for the command line.

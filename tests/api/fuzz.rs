@@ -163,7 +163,8 @@ async fn send(
 }
 
 async fn no_body_makes_the_server_fail(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Able to send mail and Slack messages, so that bodies asking for them are valid.
+    let (app, _mail, _slack) = TestApp::spawn_notifying(backend).await;
     let op = app
         .start_operation(&json!({"operationType": "Fuzzed", "operationName": "target"}))
         .await;

@@ -32,7 +32,7 @@ fn seed_body() -> Value {
 }
 
 async fn an_operation_runs_from_start_to_results_with_its_events_in_order(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let (app, mail, slack) = TestApp::spawn_notifying(backend).await;
 
     let started = app.post(&app.api("/operation"), &seed_body()).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text);
@@ -176,6 +176,21 @@ async fn an_operation_runs_from_start_to_results_with_its_events_in_order(backen
     assert_eq!(
         events[4].payload["data"]["summary"]["recordsAnalyzed"],
         1000
+    );
+
+    // The seed's notifications: a mail to the analyst, a message for #process-mining.
+    let mails = mail.wait_for(1, std::time::Duration::from_secs(30)).await;
+    assert_eq!(mails[0].rcpt_to, ["analyst@company.com"]);
+    assert!(
+        mails[0].subject().contains("completed"),
+        "{}",
+        mails[0].subject()
+    );
+    let posted = slack.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let message = posted[0].body.clone();
+    assert!(
+        message.contains("#process-mining") && message.contains("@analyst"),
+        "{message}"
     );
 
     // Now that the type has a completed run, new operations of it get an estimate.

@@ -186,7 +186,7 @@ async fn registration_answers_like_the_seed_and_can_be_managed(backend: Backend)
     assert!(generated["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(
         generated["eventsSubscribed"].as_array().unwrap().len(),
-        13,
+        14,
         "no list means every event"
     );
 
