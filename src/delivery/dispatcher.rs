@@ -339,26 +339,7 @@ async fn attempt(
     );
 
     let started = Instant::now();
-    let result = match request {
-        Err(_) => Err(
-            "the target address is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it"
-                .to_owned(),
-        ),
-        Ok(request) => request.send().await.map_err(describe_error),
-    };
-    let (attempt_result, response_body) = match result {
-        Ok(response) => {
-            let code = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, now));
-            let body = read_truncated(response).await;
-            (AttemptResult::Status { code, retry_after }, Some(body))
-        }
-        Err(error) => (AttemptResult::NoResponse { error }, None),
-    };
+    let (attempt_result, response_body) = send_http(request.ok(), "target address", now).await;
     let latency_ms = started.elapsed().as_millis() as i64;
     Some(settle(
         ctx,
@@ -401,31 +382,39 @@ async fn send_notification(
             if let Err(why) = &delivery.secrets {
                 return unsigned(ctx, delivery, why.clone(), now);
             }
-            match slack_request(&ctx.client, &delivery.url, outgoing, base_url) {
-                None => (
-                    AttemptResult::NoResponse {
-                        error: "the Slack URL's address is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it".into(),
-                    },
-                    None,
-                ),
-                Some(request) => match request.send().await.map_err(describe_error) {
-                    Ok(response) => {
-                        let code = response.status().as_u16();
-                        let retry_after = response
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| parse_retry_after(v, now));
-                        let body = read_truncated(response).await;
-                        (AttemptResult::Status { code, retry_after }, Some(body))
-                    }
-                    Err(error) => (AttemptResult::NoResponse { error }, None),
-                },
-            }
+            let request = slack_request(&ctx.client, &delivery.url, outgoing, base_url);
+            send_http(request, "Slack URL's address", now).await
         }
     };
     let latency_ms = started.elapsed().as_millis() as i64;
     settle(ctx, delivery, result, response_body, now, latency_ms)
+}
+
+/// Sends one request and reads what its answer says: status, `Retry-After`, the start of
+/// the body. `None`: the guard refused the `target`'s literal private address.
+async fn send_http(
+    request: Option<reqwest::RequestBuilder>,
+    target: &str,
+    now: DateTime<Utc>,
+) -> (AttemptResult, Option<String>) {
+    let Some(request) = request else {
+        let error =
+            format!("the {target} is private; set RELAIS_ALLOW_PRIVATE_TARGETS to allow it");
+        return (AttemptResult::NoResponse { error }, None);
+    };
+    match request.send().await.map_err(describe_error) {
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, now));
+            let body = read_truncated(response).await;
+            (AttemptResult::Status { code, retry_after }, Some(body))
+        }
+        Err(error) => (AttemptResult::NoResponse { error }, None),
+    }
 }
 
 /// What an attempt made at `attempted_at` settles the delivery as, with its log line.
