@@ -133,13 +133,14 @@ pub struct ExecutionView {
     pub processing_rate: Option<String>,
 }
 
-/// A phase as the seed shows one: its fields, its own counters beside them
-/// (`"modelsTraining": 3`), and how long it took once it ended.
+/// A phase as the seed shows one: its fields, its own counters and details beside them
+/// (`"modelsTraining": 3`, `"validationResults": {…}`), and how long it took once it ended.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseView {
     /// `phaseName`, `status`, `startTime`, `endTime`, `progress`, `currentActivity`,
-    /// `results`, `checkpoint` and the phase's counters, as the worker reported them.
+    /// `results`, `checkpoint` and the phase's counters and details, as the worker
+    /// reported them.
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
