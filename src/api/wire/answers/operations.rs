@@ -17,6 +17,7 @@ use crate::domain::operation::{
 /// `202` to `POST …/async/operation`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_accepted)]
 pub struct OperationAccepted {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -38,6 +39,7 @@ pub struct OperationAccepted {
 /// `202` to `POST …/operation/{operationId}/retry`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::retry_accepted)]
 pub struct RetryAccepted {
     #[schema(value_type = String)]
     pub original_operation_id: OperationId,
@@ -67,6 +69,7 @@ pub struct PreservedResults {
 /// `GET …/operation/{operationId}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_status)]
 pub struct OperationStatusView {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -203,6 +206,7 @@ pub struct OperationListItem {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_list)]
 pub struct OperationList {
     pub operations: Vec<OperationListItem>,
     pub summary: OperationCounts,
@@ -229,6 +233,7 @@ pub struct OperationCounts {
 /// `200` to `DELETE …/operation/{operationId}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_cancelled)]
 pub struct OperationCancelled {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -253,6 +258,7 @@ pub struct PartialResults {
 /// `GET …/operation/{operationId}/results`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_results)]
 pub struct OperationResults {
     #[schema(value_type = String)]
     pub operation_id: OperationId,

@@ -13,6 +13,7 @@ use crate::domain::webhook::{WebhookFilters, WebhookStatus};
 /// A webhook as `GET …/webhooks/{webhookId}` shows it; its creation adds `secret`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::webhook)]
 pub struct WebhookView {
     #[schema(value_type = String)]
     pub webhook_id: WebhookId,
