@@ -250,6 +250,60 @@ mod tests {
         );
     }
 
+    /// The seeds' examples (`answers::examples`) show what Relais answers: each field they
+    /// name is one of the answer's, unless the answer also takes fields of the worker's
+    /// own, and every answer given one shows it.
+    #[test]
+    fn the_seeds_examples_name_only_fields_of_their_answers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut shown = BTreeSet::new();
+        for (name, schema) in schemas {
+            let Some(serde_json::Value::Object(example)) = schema.get("example") else {
+                continue;
+            };
+            let parts: Vec<&serde_json::Value> = match schema.get("allOf") {
+                Some(serde_json::Value::Array(parts)) => parts.iter().collect(),
+                _ => vec![schema],
+            };
+            let open = parts.iter().any(|part| {
+                part.get("additionalProperties").is_some() || part.get("properties").is_none()
+            });
+            if !open {
+                let properties: BTreeSet<&String> = parts
+                    .iter()
+                    .flat_map(|part| part["properties"].as_object().unwrap().keys())
+                    .collect();
+                for key in example.keys() {
+                    assert!(
+                        properties.contains(key),
+                        "{name}'s example shows `{key}`, which it never answers"
+                    );
+                }
+            }
+            shown.insert(name.as_str());
+        }
+        for name in [
+            "OperationAccepted",
+            "OperationStatusView",
+            "OperationList",
+            "OperationCancelled",
+            "OperationResults",
+            "RetryAccepted",
+            "WebhookView",
+            "BatchAccepted",
+            "BreakoutStarted",
+            "ActiveJob",
+            "CompletedJob",
+            "FailedJob",
+            "TablesView",
+            "TablesDeleted",
+            "JobList",
+        ] {
+            assert!(shown.contains(name), "{name} has no example: {shown:?}");
+        }
+    }
+
     #[test]
     fn operation_ids_are_unique() {
         let mut doc = document();

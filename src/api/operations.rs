@@ -383,19 +383,22 @@ fn execution_view(op: &Operation, now: DateTime<Utc>) -> ExecutionView {
     }
 }
 
-/// Each phase as the seed shows one: its own counters beside its fields
-/// (`"modelsTraining": 3`), and how long it took once it ended.
+/// Each phase as the seed shows one: its own counters and details beside its fields
+/// (`"modelsTraining": 3`, `"validationResults": {…}`), and how long it took once it ended.
 fn phases_view(op: &Operation) -> Vec<PhaseView> {
     op.phases
         .iter()
         .map(|phase| {
-            // The phase is stored as the worker reported it; only its counters move up.
+            // The phase is stored as the worker reported it; only its counters and details
+            // move up, whose names are never a field's nor each other's.
             let mut fields = match serde_json::to_value(phase) {
                 Ok(Value::Object(fields)) => fields,
                 _ => Default::default(),
             };
-            if let Some(Value::Object(counters)) = fields.remove("counters") {
-                fields.extend(counters);
+            for nested in ["counters", "details"] {
+                if let Some(Value::Object(values)) = fields.remove(nested) {
+                    fields.extend(values);
+                }
             }
             PhaseView {
                 fields,

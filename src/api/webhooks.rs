@@ -14,8 +14,8 @@ use super::format::{opt_time, time};
 use super::idempotency::Idempotency;
 use super::operations::{parse_query, to_json};
 use super::wire::answers::webhooks::{
-    AttemptLog, AttemptView, DeliveryRequeued, DeliveryStatsView, MessageList, MessageView,
-    PreviousSecret, Recovered, SecretsView, TestQueued, WebhookList, WebhookView,
+    AttemptLog, AttemptView, DeliveryRequeued, DeliveryStatsView, FiltersView, MessageList,
+    MessageView, PreviousSecret, Recovered, SecretsView, TestQueued, WebhookList, WebhookView,
 };
 use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::wire::webhooks::{PageQuery, RecoverBody, RotateBody, WebhookBody};
@@ -125,7 +125,7 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> WebhookView {
         status: webhook.status,
         disabled_reason: webhook.disabled_reason.clone(),
         events_subscribed: subscribed,
-        filters: webhook.filters.clone(),
+        filters: FiltersView::from(&webhook.filters),
         retry_policy: webhook.retry_policy,
         headers: webhook.headers.clone(),
         created_at: time(webhook.created_at),

@@ -20,8 +20,8 @@ mod spec;
 
 pub use attempt::{
     checked_lease_batch, checked_lease_wait, checked_percentage, checked_phase_counters,
-    AttemptStart, Backoff, EndedLease, Lease, LeaseReport, LeaseRequest, PhaseReport,
-    ProgressReport, MAX_LEASE_BATCH, MAX_PHASE_COUNTERS, MAX_WAIT_SECONDS,
+    checked_phase_details, AttemptStart, Backoff, EndedLease, Lease, LeaseReport, LeaseRequest,
+    PhaseReport, ProgressReport, MAX_LEASE_BATCH, MAX_PHASE_COUNTERS, MAX_WAIT_SECONDS,
 };
 pub use spec::{
     checked_operation_type, checked_timeout, Callbacks, Notifications, SlackNotification,
@@ -155,11 +155,15 @@ pub struct Phase {
     /// The phase's own counts (`modelsTraining`, `recordsProcessed`, …), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, Number>,
+    /// The phase's other values of the worker's choosing (`validationResults`,
+    /// `estimatedStartTime`, …), by name; never a counter's name too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Value>,
 }
 
 impl Phase {
-    /// The names a phase's own fields take, which its counters, shown beside them, may not.
-    pub const FIELDS: [&'static str; 10] = [
+    /// The names a phase's own fields take, which its counters and details, shown beside them, may not.
+    pub const FIELDS: [&'static str; 11] = [
         "phaseName",
         "status",
         "startTime",
@@ -170,6 +174,7 @@ impl Phase {
         "progress",
         "currentActivity",
         "counters",
+        "details",
     ];
 
     fn is_open(&self) -> bool {
@@ -888,6 +893,7 @@ mod tests {
                 progress: None,
                 current_activity: None,
                 counters: Default::default(),
+                details: Default::default(),
             }),
             ..Default::default()
         };
@@ -1222,6 +1228,7 @@ mod tests {
                     progress: None,
                     current_activity: None,
                     counters: Default::default(),
+                    details: Default::default(),
                 }),
                 ..Default::default()
             };
@@ -1308,6 +1315,7 @@ mod tests {
             progress: None,
             current_activity: None,
             counters: Default::default(),
+            details: Default::default(),
         }
     }
 
@@ -1417,6 +1425,101 @@ mod tests {
                 .unwrap_err()
                 .field,
             "phase.counters"
+        );
+    }
+
+    #[test]
+    fn details_of_any_type_are_kept_and_a_name_is_a_counter_or_a_detail() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();
+        let detailed = |status, details: Value| PhaseReport {
+            details: serde_json::from_value(details).unwrap(),
+            ..phase("report", status)
+        };
+        for report in [
+            detailed(
+                PhaseStatus::Pending,
+                json!({"estimatedStartTime": "2024-01-20T11:55:00Z", "estimatedDuration": "8-10 minutes"}),
+            ),
+            detailed(
+                PhaseStatus::Running,
+                json!({"validationResults": {"validRecords": 187248, "dataQualityScore": 99.9}, "pages": 1}),
+            ),
+            PhaseReport {
+                counters: [("pages".to_owned(), Number::from(2))]
+                    .into_iter()
+                    .collect(),
+                ..phase("report", PhaseStatus::Running)
+            },
+        ] {
+            let report = ProgressReport {
+                phase: Some(report),
+                ..Default::default()
+            };
+            op.report_progress(t(1), lease.as_str(), report, TTL)
+                .unwrap();
+        }
+        let phase = &op.phases[0];
+        assert_eq!(phase.start_time, Some(t(1)), "it started once it ran");
+        assert_eq!(
+            phase.details["estimatedStartTime"], "2024-01-20T11:55:00Z",
+            "kept when later reports leave it out"
+        );
+        assert_eq!(phase.details["validationResults"]["dataQualityScore"], 99.9);
+        assert_eq!(phase.counters["pages"], Number::from(2));
+        assert!(
+            !phase.details.contains_key("pages"),
+            "the later counter took the detail's place"
+        );
+        let stored: Phase = serde_json::from_value(serde_json::to_value(phase).unwrap()).unwrap();
+        assert_eq!(&stored, phase);
+        let older: Phase =
+            serde_json::from_value(json!({"phaseName": "p", "status": "Running"})).unwrap();
+        assert!(
+            older.details.is_empty(),
+            "phases stored before details read"
+        );
+    }
+
+    #[test]
+    fn details_are_named_like_counters_never_null_and_never_a_counter_too() {
+        let checked = |details: Value, counters: &[&str]| {
+            let counters: BTreeMap<String, Number> = counters
+                .iter()
+                .map(|c| (c.to_string(), Number::from(1)))
+                .collect();
+            checked_phase_details(
+                serde_json::from_value(details).unwrap(),
+                &counters,
+                "phase.details",
+            )
+            .map_err(|e| e.field)
+        };
+        assert!(checked(json!({"validationResults": {"a": [1, null]}}), &[]).is_ok());
+        for (details, counters, field) in [
+            (json!({"status": "Done"}), &[][..], "phase.details.status"),
+            (json!({"details": 1}), &[], "phase.details.details"),
+            (
+                json!({"duration": "1 minute"}),
+                &[],
+                "phase.details.duration",
+            ),
+            (json!({"a b": 1}), &[], "phase.details.a b"),
+            (json!({"note": null}), &[], "phase.details.note"),
+            (json!({"pages": 2}), &["pages"], "phase.details.pages"),
+        ] {
+            assert_eq!(
+                checked(details.clone(), counters).unwrap_err(),
+                field,
+                "{details}"
+            );
+        }
+        let many: serde_json::Map<String, Value> = (0..=MAX_PHASE_COUNTERS)
+            .map(|i| (format!("d{i}"), json!(i)))
+            .collect();
+        assert_eq!(
+            checked(Value::Object(many), &[]).unwrap_err(),
+            "phase.details"
         );
     }
 

@@ -144,6 +144,7 @@ impl Executor for Sleep {
                         progress: None,
                         current_activity: None,
                         counters: Default::default(),
+                        details: Default::default(),
                     }),
                     ..Default::default()
                 };
@@ -179,6 +180,7 @@ impl Executor for Sleep {
                         progress: None,
                         current_activity: None,
                         counters: Default::default(),
+                        details: Default::default(),
                     }),
                     ..Default::default()
                 };

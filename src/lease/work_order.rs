@@ -147,6 +147,7 @@ mod tests {
                 progress: None,
                 current_activity: None,
                 counters: Default::default(),
+                details: Default::default(),
             },
             Phase {
                 phase_name: "load".into(),
@@ -158,6 +159,7 @@ mod tests {
                 progress: None,
                 current_activity: None,
                 counters: Default::default(),
+                details: Default::default(),
             },
         ];
         (op, token)

@@ -28,5 +28,6 @@ mod secrets;
 mod security;
 mod seed000;
 mod seed001;
+mod seed_clients;
 mod webhooks;
 mod workers;

@@ -307,6 +307,20 @@ async fn worker_reports_that_would_lose_or_hide_a_value_are_refused(backend: Bac
             "phase.counters.models",
         ),
         (phase(json!({"counters": [1]})), "phase.counters"),
+        (
+            phase(json!({"details": {"startTime": "2024-01-20T11:18:00Z"}})),
+            "phase.details.startTime",
+        ),
+        (
+            phase(json!({"details": {"validationResults": null}})),
+            "phase.details.validationResults",
+        ),
+        (
+            phase(json!({"counters": {"models": 3}, "details": {"models": "3"}})),
+            "phase.details.models",
+        ),
+        (phase(json!({"details": "estimated"})), "phase.details"),
+        (phase(json!({"details": null})), "phase.details"),
     ] {
         let r = app
             .post(&app.api(&format!("/operation/{id}/progress")), &body)

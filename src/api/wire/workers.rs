@@ -11,8 +11,8 @@ use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
     checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
-    checked_phase_counters, LeaseRequest, OperationError, OperationResult, PhaseReport,
-    PhaseStatus, ProgressReport, MAX_TYPE_LEN,
+    checked_phase_counters, checked_phase_details, LeaseRequest, OperationError, OperationResult,
+    PhaseReport, PhaseStatus, ProgressReport, MAX_TYPE_LEN,
 };
 use crate::domain::FieldError;
 
@@ -111,6 +111,13 @@ pub struct PhaseBody {
     #[schema(nullable = false)]
     #[schema(value_type = Option<Object>)]
     pub counters: Option<BTreeMap<String, Number>>,
+    /// The phase's other values by name, of any JSON type (`{"validationResults": {…}}`,
+    /// `{"estimatedStartTime": "…"}` on a pending phase), shown flat in `phases[]` as the
+    /// counters are.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<BTreeMap<String, Value>>,
 }
 
 impl ProgressBody {
@@ -129,21 +136,30 @@ impl ProgressBody {
             .map(|p| checked_name(&p, "currentPhase", MAX_NAME_LEN))
             .transpose()?;
         let phase = match self.phase {
-            Some(p) => Some(PhaseReport {
-                phase_name: checked_name(&p.phase_name, "phase.phaseName", MAX_NAME_LEN)?,
-                status: p.status,
-                results: p.results,
-                checkpoint: p.checkpoint,
-                progress: p
-                    .progress
-                    .map(|v| checked_percentage(v, "phase.progress"))
-                    .transpose()?,
-                current_activity: p
-                    .current_activity
-                    .map(|a| checked_name(&a, "phase.currentActivity", MAX_NAME_LEN))
-                    .transpose()?,
-                counters: checked_phase_counters(p.counters.unwrap_or_default(), "phase.counters")?,
-            }),
+            Some(p) => {
+                let counters =
+                    checked_phase_counters(p.counters.unwrap_or_default(), "phase.counters")?;
+                Some(PhaseReport {
+                    phase_name: checked_name(&p.phase_name, "phase.phaseName", MAX_NAME_LEN)?,
+                    status: p.status,
+                    results: p.results,
+                    checkpoint: p.checkpoint,
+                    progress: p
+                        .progress
+                        .map(|v| checked_percentage(v, "phase.progress"))
+                        .transpose()?,
+                    current_activity: p
+                        .current_activity
+                        .map(|a| checked_name(&a, "phase.currentActivity", MAX_NAME_LEN))
+                        .transpose()?,
+                    details: checked_phase_details(
+                        p.details.unwrap_or_default(),
+                        &counters,
+                        "phase.details",
+                    )?,
+                    counters,
+                })
+            }
             None => None,
         };
         Ok((
@@ -271,6 +287,24 @@ mod tests {
                 .unwrap_err()
                 .field,
             "processedRecords"
+        );
+        assert_eq!(
+            report(
+                json!({"leaseToken": "l", "phase": {"phaseName": "p", "status": "Running",
+                "counters": {"rows": 1}, "details": {"rows": "one"}}})
+            )
+            .unwrap_err()
+            .field,
+            "phase.details.rows"
+        );
+        let (_, detailed) = report(
+            json!({"leaseToken": "l", "phase": {"phaseName": "p", "status": "Pending",
+            "details": {"estimatedStartTime": "2024-01-20T11:55:00Z"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            detailed.phase.unwrap().details["estimatedStartTime"],
+            "2024-01-20T11:55:00Z"
         );
         let (token, ok) = report(json!({"leaseToken": "l", "percentage": 40, "phase": {"phaseName": "p", "status": "Running"}})).unwrap();
         assert_eq!(token, "l");

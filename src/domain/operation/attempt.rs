@@ -127,9 +127,13 @@ pub struct PhaseReport {
     pub current_activity: Option<String>,
     /// Counts that change the phase's counters of the same names; the others are kept.
     pub counters: BTreeMap<String, Number>,
+    /// Values of any JSON type (`validationResults`, `estimatedStartTime`, …) that change
+    /// the phase's details of the same names; the others are kept.
+    pub details: BTreeMap<String, Value>,
 }
 
-/// At most this many counters per phase, so that `phases[]` stays readable.
+/// At most this many counters per phase, and as many details, so that `phases[]` stays
+/// readable.
 pub const MAX_PHASE_COUNTERS: usize = 32;
 const MAX_COUNTER_NAME_LEN: usize = 64;
 
@@ -139,13 +143,46 @@ pub fn checked_phase_counters(
     counters: BTreeMap<String, Number>,
     field: &str,
 ) -> Result<BTreeMap<String, Number>, FieldError> {
-    if counters.len() > MAX_PHASE_COUNTERS {
+    check_flat_names(counters.keys(), counters.len(), field)?;
+    Ok(counters)
+}
+
+/// A phase's details: shown beside its own fields and its counters, as its counters are,
+/// so named by the same rules, and never the name of a counter of the same report (which
+/// of the two would be shown?). `null` is refused as in the results: leave the key out.
+pub fn checked_phase_details(
+    details: BTreeMap<String, Value>,
+    counters: &BTreeMap<String, Number>,
+    field: &str,
+) -> Result<BTreeMap<String, Value>, FieldError> {
+    check_flat_names(details.keys(), details.len(), field)?;
+    for (name, value) in &details {
+        let at = format!("{field}.{name}");
+        if counters.contains_key(name) {
+            return Err(FieldError::new(
+                at,
+                "is also reported as a counter; report the value once",
+            ));
+        }
+        if value.is_null() {
+            return Err(FieldError::new(at, "must not be null: leave the key out"));
+        }
+    }
+    Ok(details)
+}
+
+fn check_flat_names<'a>(
+    names: impl Iterator<Item = &'a String>,
+    count: usize,
+    field: &str,
+) -> Result<(), FieldError> {
+    if count > MAX_PHASE_COUNTERS {
         return Err(FieldError::new(
             field,
-            format!("may hold at most {MAX_PHASE_COUNTERS} counters"),
+            format!("may hold at most {MAX_PHASE_COUNTERS} values"),
         ));
     }
-    for name in counters.keys() {
+    for name in names {
         let at = format!("{field}.{name}");
         let well_formed = !name.is_empty()
             && name.len() <= MAX_COUNTER_NAME_LEN
@@ -154,17 +191,17 @@ pub fn checked_phase_counters(
         if !well_formed {
             return Err(FieldError::new(
                 at,
-                format!("a counter's name starts with a letter and has at most {MAX_COUNTER_NAME_LEN} letters, digits or `_`"),
+                format!("a name shown beside the phase's fields starts with a letter and has at most {MAX_COUNTER_NAME_LEN} letters, digits or `_`"),
             ));
         }
         if Phase::FIELDS.contains(&name.as_str()) {
             return Err(FieldError::new(
                 at,
-                "is the name of a phase's own field; call the counter something else",
+                "is the name of a field Relais sets on a phase; use another name",
             ));
         }
     }
-    Ok(counters)
+    Ok(())
 }
 
 /// A percentage of progress, or a step between two: from 0 to 100.
@@ -321,6 +358,7 @@ impl Operation {
                     progress: None,
                     current_activity: None,
                     counters: BTreeMap::new(),
+                    details: BTreeMap::new(),
                 });
                 self.phases.len() - 1
             }
@@ -353,7 +391,16 @@ impl Operation {
         if report.current_activity.is_some() {
             phase.current_activity = report.current_activity;
         }
+        // A name is a counter or a detail, whichever was reported last, so that the flat
+        // view of the phase never holds it twice.
+        for name in report.details.keys() {
+            phase.counters.remove(name);
+        }
+        for name in report.counters.keys() {
+            phase.details.remove(name);
+        }
         phase.counters.extend(report.counters);
+        phase.details.extend(report.details);
         index
     }
 

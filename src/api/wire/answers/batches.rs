@@ -10,6 +10,7 @@ use crate::domain::operation::{OperationError, OperationStatus};
 /// `202` to `POST …/async/batch`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::batch_accepted)]
 pub struct BatchAccepted {
     #[schema(value_type = String)]
     pub batch_id: BatchId,

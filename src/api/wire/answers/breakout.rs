@@ -37,6 +37,7 @@ pub struct DictionaryDeleted {
 
 /// `GET /api/breakout/tables/{dictionary}`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::tables)]
 pub struct TablesView {
     pub dictionary: String,
     /// The dictionary's label while it is registered.
@@ -63,6 +64,7 @@ pub struct TableView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::tables_deleted)]
 pub struct TablesDeleted {
     #[schema(example = "Tables deleted successfully")]
     pub message: &'static str,
@@ -74,6 +76,7 @@ pub struct TablesDeleted {
 
 /// `202` to `POST /api/breakout/start`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::breakout_started)]
 pub struct BreakoutStarted {
     #[schema(example = "started")]
     pub status: &'static str,
@@ -122,6 +125,7 @@ pub enum ActiveStatus {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::job_completed)]
 pub struct CompletedJob {
     #[schema(value_type = String)]
     pub job_id: OperationId,
@@ -161,6 +165,7 @@ pub struct CancelledProgress {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::job_failed)]
 pub struct FailedJob {
     #[schema(value_type = String)]
     pub job_id: OperationId,
@@ -177,6 +182,7 @@ pub struct JobError {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::job_running)]
 pub struct ActiveJob {
     #[schema(value_type = String)]
     pub job_id: OperationId,
@@ -200,6 +206,7 @@ pub struct ActiveProgress {
 
 /// `GET /api/breakout/jobs`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = super::examples::jobs)]
 pub struct JobList {
     pub total: i64,
     pub limit: u32,

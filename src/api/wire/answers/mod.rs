@@ -7,6 +7,7 @@ pub mod batches;
 pub mod breakout;
 pub mod errors;
 pub mod events;
+pub mod examples;
 pub mod health;
 pub mod integrations;
 pub mod operations;

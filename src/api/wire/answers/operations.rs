@@ -17,6 +17,7 @@ use crate::domain::operation::{
 /// `202` to `POST …/async/operation`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_accepted)]
 pub struct OperationAccepted {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -38,6 +39,7 @@ pub struct OperationAccepted {
 /// `202` to `POST …/operation/{operationId}/retry`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::retry_accepted)]
 pub struct RetryAccepted {
     #[schema(value_type = String)]
     pub original_operation_id: OperationId,
@@ -67,6 +69,7 @@ pub struct PreservedResults {
 /// `GET …/operation/{operationId}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_status)]
 pub struct OperationStatusView {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -135,13 +138,14 @@ pub struct ExecutionView {
     pub processing_rate: Option<String>,
 }
 
-/// A phase as the seed shows one: its fields, its own counters beside them
-/// (`"modelsTraining": 3`), and how long it took once it ended.
+/// A phase as the seed shows one: its fields, its own counters and details beside them
+/// (`"modelsTraining": 3`, `"validationResults": {…}`), and how long it took once it ended.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseView {
     /// `phaseName`, `status`, `startTime`, `endTime`, `progress`, `currentActivity`,
-    /// `results`, `checkpoint` and the phase's counters, as the worker reported them.
+    /// `results`, `checkpoint` and the phase's counters and details, as the worker
+    /// reported them.
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
@@ -213,6 +217,7 @@ pub struct OperationListItem {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_list)]
 pub struct OperationList {
     pub operations: Vec<OperationListItem>,
     pub summary: OperationCounts,
@@ -239,6 +244,7 @@ pub struct OperationCounts {
 /// `200` to `DELETE …/operation/{operationId}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_cancelled)]
 pub struct OperationCancelled {
     #[schema(value_type = String)]
     pub operation_id: OperationId,
@@ -263,6 +269,7 @@ pub struct PartialResults {
 /// `GET …/operation/{operationId}/results`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::operation_results)]
 pub struct OperationResults {
     #[schema(value_type = String)]
     pub operation_id: OperationId,

@@ -6,12 +6,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::ids::{DeliveryId, WebhookId};
+use crate::domain::operation::Priority;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{WebhookFilters, WebhookStatus};
 
 /// A webhook as `GET …/webhooks/{webhookId}` shows it; its creation adds `secret`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = super::examples::webhook)]
 pub struct WebhookView {
     #[schema(value_type = String)]
     pub webhook_id: WebhookId,
@@ -21,8 +23,7 @@ pub struct WebhookView {
     pub disabled_reason: Option<String>,
     /// Every event type but `webhook.test` when the webhook named none.
     pub events_subscribed: Vec<&'static str>,
-    #[schema(value_type = Object)]
-    pub filters: WebhookFilters,
+    pub filters: FiltersView,
     #[schema(value_type = Object)]
     pub retry_policy: RetryPolicy,
     pub headers: BTreeMap<String, String>,
@@ -35,6 +36,26 @@ pub struct WebhookView {
     /// through `…/secret`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// The filters as the seed shows them: an empty list takes in every type or priority, and
+/// `minProgressIncrement` is `null` when every progress event is sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FiltersView {
+    pub operation_types: Vec<String>,
+    pub priorities: Vec<Priority>,
+    pub min_progress_increment: Option<f64>,
+}
+
+impl From<&WebhookFilters> for FiltersView {
+    fn from(filters: &WebhookFilters) -> Self {
+        FiltersView {
+            operation_types: filters.operation_types.clone(),
+            priorities: filters.priorities.clone(),
+            min_progress_increment: filters.min_progress_increment,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
