@@ -209,7 +209,8 @@ fn assert_registered_as_sent(answer: &Value, body: &Value) {
 }
 
 async fn one_operation_from_start_to_results_with_its_webhook(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Able to send what the seed's `notifications` ask for: mail, and Slack.
+    let (app, mail, slack) = TestApp::spawn_notifying(backend).await;
     let callbacks = Callbacks::start().await;
     let hook = Receiver::start().await;
 
@@ -451,6 +452,27 @@ async fn one_operation_from_start_to_results_with_its_webhook(backend: Backend) 
         assert_eq!(r.header("x-source"), "mindzie-api");
         assert_eq!(r.header("x-environment"), "production");
     }
+
+    // The seed's `notifications`: a mail to each address, one Slack message for its
+    // channel with its mentions.
+    let start = seed!("001/start_operation.request.json");
+    let mails = mail.wait_for(2, 20 * SEC).await;
+    let mut to: Vec<Value> = mails.iter().map(|m| json!(m.rcpt_to[0])).collect();
+    to.sort_by_key(|v| v.to_string());
+    assert_eq!(Value::Array(to), start["notifications"]["email"]);
+    let posted = slack.wait_for(1, 20 * SEC).await;
+    let message = &posted[0].body;
+    let asked = &start["notifications"]["slack"];
+    assert!(
+        message.contains(asked["channel"].as_str().unwrap()),
+        "{message}"
+    );
+    for user in asked["mentionUsers"].as_array().unwrap() {
+        assert!(
+            message.contains(user.as_str().unwrap()),
+            "{user}: {message}"
+        );
+    }
 }
 
 fn sent_secret(body: &Value) -> String {
@@ -503,7 +525,7 @@ fn assert_cancelled(answer: &Value, app: &TestApp, id: &str, body: &Value, worke
 }
 
 async fn failed_operations_retried_and_cancelled(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let (app, _mail, _slack) = TestApp::spawn_notifying(backend).await;
     let callbacks = Callbacks::start().await;
     let status_example = seed!("001/status.running.response.json");
     let ml_phase = &status_example["progress"]["currentPhase"];
@@ -707,7 +729,7 @@ fn assert_batch_accepted(app: &TestApp, accepted: &Value, sent: &Value) {
 }
 
 async fn batches_run_with_their_estimates_and_callbacks(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let (app, _mail, _slack) = TestApp::spawn_notifying(backend).await;
     let (batch_start, operation_complete, batch_complete) = (
         Receiver::start().await,
         Receiver::start().await,
@@ -772,7 +794,7 @@ async fn batches_run_with_their_estimates_and_callbacks(backend: Backend) {
 }
 
 async fn the_client_codes_webhooks_hear_of_their_operations(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let (app, _mail, _slack) = TestApp::spawn_notifying(backend).await;
     let example = seed!("001/register_webhook.response.json");
     let mut hooks = Vec::new();
     // The Python client registers with no filters, so no increment: `null`.
