@@ -67,8 +67,10 @@ pub(crate) async fn start_ok(app: &TestApp, body: &Value) -> String {
     r.body["job_id"].as_str().unwrap().to_owned()
 }
 
+/// Jobs of tens of MiB take tens of seconds on two busy cores: the limit only catches a
+/// job that never ends.
 pub(crate) async fn finished(app: &TestApp, job: &str) -> Value {
-    eventually(60 * SEC, || async {
+    eventually(180 * SEC, || async {
         let s = app.get(&format!("/api/breakout/status/{job}")).await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.text);
         matches!(
