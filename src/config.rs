@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Days settled deliveries, attempts and events are kept.
     #[arg(long, env = "RELAIS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,
+    /// Hours the answer to a request with an `Idempotency-Key` is kept (a retry after that
+    /// is a new request), as Stripe does.
+    #[arg(long, env = "RELAIS_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: u64,
     /// Seconds an operation waits in the queue before it ranks one priority higher.
     #[arg(long, env = "RELAIS_PRIORITY_AGING", default_value_t = 60.0)]
     pub priority_aging: f64,
@@ -200,6 +204,7 @@ pub struct Config {
     pub secret_overlap: Duration,
     pub priority_aging: Duration,
     pub executor_concurrency: usize,
+    pub idempotency_retention: Duration,
     pub public_url: Option<String>,
     pub analytics_database_url: Option<String>,
     pub breakout_schema_per_project: bool,
@@ -260,6 +265,10 @@ impl Config {
             args.breakout_dictionary_limit >= 1024 && args.breakout_upload_limit >= 1024,
             "the breakout limits must be at least 1024 bytes"
         );
+        anyhow::ensure!(
+            (1..=24 * 3650).contains(&args.idempotency_retention_hours),
+            "--idempotency-retention-hours must be between 1 and 87600 (ten years)"
+        );
         let smtp = match (args.smtp_url, args.smtp_from) {
             (None, None) => None,
             (Some(url), Some(from)) => Some(SmtpConfig { url, from }),
@@ -289,6 +298,7 @@ impl Config {
             secret_overlap: Duration::from_secs(args.secret_overlap),
             priority_aging: Duration::from_secs_f64(args.priority_aging),
             executor_concurrency: args.executor_concurrency,
+            idempotency_retention: Duration::from_secs(args.idempotency_retention_hours * 3600),
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
             breakout_schema_per_project: args.breakout_schema_per_project,
@@ -321,6 +331,7 @@ impl Config {
             secret_overlap: Duration::from_secs(86_400),
             priority_aging: Duration::from_secs(60),
             executor_concurrency: 16,
+            idempotency_retention: Duration::from_secs(24 * 3600),
             public_url: None,
             analytics_database_url: None,
             breakout_schema_per_project: false,

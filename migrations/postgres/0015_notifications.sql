@@ -26,3 +26,6 @@ CREATE TABLE alert_contacts (
 ALTER TABLE deliveries ADD COLUMN message TEXT;
 
 ALTER TABLE batches ADD COLUMN notifications TEXT;
+
+-- Idempotency keys are forgotten after RELAIS_IDEMPOTENCY_RETENTION_HOURS: found by age.
+CREATE INDEX idempotency_created ON idempotency_keys (created_at);

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::{Batches, Operations, Signals, Store};
+use crate::store::{Batches, Idempotency, Operations, Signals, Store};
 
 pub mod push;
 pub mod runner;
@@ -32,6 +32,8 @@ pub struct EngineSettings {
     pub priority_aging: Duration,
     /// Built-in operations this process runs at once.
     pub executor_concurrency: usize,
+    /// How long an `Idempotency-Key`'s answer is kept.
+    pub idempotency_retention: Duration,
     pub push: push::PushSettings,
     pub delivery: DispatcherSettings,
 }
@@ -62,6 +64,10 @@ impl Engine {
                 settings.priority_aging,
             )),
             tokio::spawn(schedule_batches(store.batches().clone(), signals.clone())),
+            tokio::spawn(forget_idempotency_keys(
+                store.idempotency().clone(),
+                settings.idempotency_retention,
+            )),
         ];
         tasks.extend(dispatcher::spawn(
             store.deliveries().clone(),
@@ -165,6 +171,23 @@ async fn age_queue(operations: Operations, interval: Duration) {
         ticker.tick().await;
         if let Err(e) = operations.age_queue(clock::now(), interval).await {
             tracing::warn!(error = %e, "aging pass failed; will retry");
+        }
+    }
+}
+
+/// Keeps the table of idempotency keys bounded: answers older than the retention go,
+/// once an hour (and at start).
+async fn forget_idempotency_keys(idempotency: Idempotency, retention: Duration) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let before = clock::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::hours(24));
+        match idempotency.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "forgot expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "forgetting idempotency keys failed; will retry"),
         }
     }
 }

@@ -122,4 +122,14 @@ impl Idempotency {
         })
         .transpose()
     }
+
+    /// Forgets the answers kept for keys first used before `before`: a retry that late is
+    /// a new request. Returns how many were removed.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(super::to_ms(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }

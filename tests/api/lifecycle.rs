@@ -354,6 +354,18 @@ async fn the_same_idempotency_key_and_body_start_one_operation(backend: Backend)
     assert_ne!(fresh.body["operationId"], first.body["operationId"]);
     let list = app.get(&app.api("/operations")).await;
     assert_eq!(list.body["summary"]["totalOperations"], 2);
+
+    // Past the retention (RELAIS_IDEMPOTENCY_RETENTION_HOURS) a key is forgotten, so the
+    // table stays bounded: reusing it is a new request.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(app.store().idempotency().prune(later).await.unwrap(), 2);
+    let reused = send(
+        "key-1",
+        json!({"operationType": "T", "operationName": "different"}),
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::ACCEPTED, "{}", reused.text);
+    assert_ne!(reused.body["operationId"], first.body["operationId"]);
 }
 
 async fn concurrent_requests_with_one_idempotency_key_start_one_operation(backend: Backend) {
