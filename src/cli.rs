@@ -239,15 +239,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = open_store(&cli.database_url).await?;
             let (tenant, project) = store.tenants().create_tenant(name, clock::now()).await?;
+            let vitam_id = store
+                .tenants()
+                .vitam_id(tenant)
+                .await?
+                .context("the tenant just created has no number")?;
             if json {
                 println!(
                     "{}",
-                    json!({"tenantId": tenant, "projectId": project, "name": name})
+                    json!({"tenantId": tenant, "projectId": project, "name": name, "vitamTenantId": vitam_id})
                 );
             } else if env {
                 println!("export RELAIS_TENANT={tenant}\nexport RELAIS_PROJECT={project}");
             } else {
-                println!("tenant  {tenant}\nproject {project}");
+                println!("tenant  {tenant}\nproject {project}\nnumber  {vitam_id} (X-Tenant-Id of the /v1 facade)");
             }
             Ok(())
         }
