@@ -195,12 +195,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::new(cli.database_url, cli.secret_keys, args)?;
+            let grace = config.shutdown_grace;
             let relais = Relais::start(config).await?;
             // On standard output, apart from the logs: where it listens (port 0 picks one),
             // for people and for scripts that start it.
             println!("relais listening on http://{}", relais.addr());
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+            relais.begin_shutdown();
+            if !grace.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {}
+                    _ = shutdown_signal() => {}
+                }
+            }
             relais.stop().await;
             Ok(())
         }

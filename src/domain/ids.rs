@@ -135,6 +135,12 @@ uuid_id!(
     "tok-"
 );
 uuid_id!(
+    /// One running process of Relais, new at each start (`/v1/status`'s `id`).
+    InstanceId,
+    "instance id",
+    "relais-"
+);
+uuid_id!(
     /// A data file uploaded for a CSPro breakout, kept in the database in chunks.
     UploadId,
     "upload id",

@@ -57,6 +57,12 @@ impl Step {
         for (i, action) in actions.iter().enumerate() {
             let field = format!("actions[{i}].action");
             let action = checked_name(action, &field, MAX_NAME_LEN)?;
+            if action.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
             // Workers report on an action by its name: two of one name would be one phase.
             if let Some(first) = checked.iter().position(|a| *a == action) {
                 return Err(FieldError::new(
@@ -333,6 +339,7 @@ mod tests {
         assert_eq!(field("s", &[]), "actions");
         assert_eq!(field("s", &["a", " "]), "actions[1].action");
         assert_eq!(field("s", &["a", "b", " a"]), "actions[2].action");
+        assert_eq!(field("s", &["a", "b\u{7}"]), "actions[1].action");
         let many: Vec<&str> = (0..=MAX_ACTIONS).map(|_| "x").collect();
         assert_eq!(field("s", &many), "actions");
     }
