@@ -38,19 +38,24 @@ fn acceptable_application(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// The one value of a header, if sent; sent twice it is refused, not chosen from.
-fn single<'a>(req: &'a HttpRequest, name: &HeaderName) -> Result<Option<&'a str>, FieldError> {
+/// The one value of a header, if sent; sent twice it is refused, not chosen from. `field`
+/// is the header's name as the seed writes it.
+fn single<'a>(
+    req: &'a HttpRequest,
+    name: &HeaderName,
+    field: &str,
+) -> Result<Option<&'a str>, FieldError> {
     let mut values = req.headers().get_all(name);
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(FieldError::new(name.as_str(), "is sent more than once"));
+        return Err(FieldError::new(field, "is sent more than once"));
     }
     value
         .to_str()
         .map(Some)
-        .map_err(|_| FieldError::new(name.as_str(), "must be visible ASCII"))
+        .map_err(|_| FieldError::new(field, "must be visible ASCII"))
 }
 
 /// What a `/v1` request's headers say, checked before anything is looked up.
@@ -74,13 +79,13 @@ fn headers(req: &HttpRequest) -> Result<Headers, FieldError> {
             "is not a parameter of the /v1 facade, which takes none in the query string",
         ));
     }
-    let tenant = single(req, &TENANT_ID)?
+    let tenant = single(req, &TENANT_ID, "X-Tenant-Id")?
         .map(|n| {
             n.parse::<VitamTenantId>()
                 .map_err(|e| FieldError::new("X-Tenant-Id", e.to_string()))
         })
         .transpose()?;
-    if let Some(application) = single(req, &APPLICATION_ID)? {
+    if let Some(application) = single(req, &APPLICATION_ID, "X-Application-Id")? {
         if !acceptable_application(application) {
             return Err(FieldError::new(
                 "X-Application-Id",
@@ -88,7 +93,7 @@ fn headers(req: &HttpRequest) -> Result<Headers, FieldError> {
             ));
         }
     }
-    let key = single(req, &VITAM_KEY)?
+    let key = single(req, &VITAM_KEY, "X-Vitam-Key")?
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(str::to_owned);
