@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::api::health::Instance;
 use crate::api::{self, AppState};
 use crate::config::{Config, SecretKeyArgs};
 use crate::delivery::dispatcher::DispatcherSettings;
@@ -25,6 +26,7 @@ pub struct Relais {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     engine: Engine,
     forget: tokio::task::JoinHandle<()>,
+    instance: Arc<Instance>,
 }
 
 impl Relais {
@@ -62,12 +64,14 @@ impl Relais {
             config.heartbeat_timeout,
             config.delivery.retry_time_scale,
         );
+        let instance = Arc::new(Instance::new(crate::clock::now()));
         let state = web::Data::new(AppState {
             store: store.clone(),
             config: config.clone(),
             executors: registry.clone(),
             leases: leases.clone(),
             caches: Default::default(),
+            instance: instance.clone(),
         });
         let body_limit = config.body_limit;
         let forget = tokio::spawn(forget_removed_principals(
@@ -108,6 +112,7 @@ impl Relais {
             server,
             engine,
             forget,
+            instance,
         })
     }
 
@@ -119,8 +124,15 @@ impl Relais {
         &self.store
     }
 
+    /// From now on the instance says it is shutting down (`/readyz`, `/v1/status`), and
+    /// still serves every request, until [`Relais::stop`].
+    pub fn begin_shutdown(&self) {
+        self.instance.begin_shutdown();
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, and stops the loops.
     pub async fn stop(self) {
+        self.instance.begin_shutdown();
         self.handle.stop(true).await;
         self.engine.stop();
         self.forget.abort();

@@ -195,12 +195,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::new(cli.database_url, cli.secret_keys, args)?;
+            let grace = config.shutdown_grace;
             let relais = Relais::start(config).await?;
             // On standard output, apart from the logs: where it listens (port 0 picks one),
             // for people and for scripts that start it.
             println!("relais listening on http://{}", relais.addr());
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+            relais.begin_shutdown();
+            if !grace.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {}
+                    _ = shutdown_signal() => {}
+                }
+            }
             relais.stop().await;
             Ok(())
         }
@@ -239,15 +247,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = open_store(&cli.database_url).await?;
             let (tenant, project) = store.tenants().create_tenant(name, clock::now()).await?;
+            let vitam_id = store
+                .tenants()
+                .vitam_id(tenant)
+                .await?
+                .context("the tenant just created has no number")?;
             if json {
                 println!(
                     "{}",
-                    json!({"tenantId": tenant, "projectId": project, "name": name})
+                    json!({"tenantId": tenant, "projectId": project, "name": name, "vitamTenantId": vitam_id})
                 );
             } else if env {
                 println!("export RELAIS_TENANT={tenant}\nexport RELAIS_PROJECT={project}");
             } else {
-                println!("tenant  {tenant}\nproject {project}");
+                println!("tenant  {tenant}\nproject {project}\nnumber  {vitam_id} (X-Tenant-Id of the /v1 facade)");
             }
             Ok(())
         }

@@ -143,6 +143,11 @@ pub struct ServeArgs {
     /// Deliveries in flight at once to one endpoint.
     #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 32)]
     pub endpoint_concurrency: usize,
+    /// Seconds between the first SIGTERM (or Ctrl-C) and closing the listener: meanwhile
+    /// `/readyz` answers 503 and `/v1/status` `ShutdownInProgress`, so load balancers stop
+    /// sending work first. A second signal skips the wait.
+    #[arg(long, env = "RELAIS_SHUTDOWN_GRACE", default_value_t = 2.0)]
+    pub shutdown_grace: f64,
     /// The SMTP server notification mails go through: `smtp://host:port`,
     /// `smtp://host:port?tls=required` (STARTTLS), `smtps://host:port` (TLS), with
     /// `user:password@` if it asks for them. Without it, mail notifications are refused.
@@ -215,6 +220,8 @@ pub struct Config {
     pub secret_keys: SecretKeyArgs,
     /// `None`: mail notifications are refused.
     pub smtp: Option<SmtpConfig>,
+    /// How long the process says it is shutting down before it stops listening.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -242,6 +249,10 @@ impl Config {
         anyhow::ensure!(
             args.priority_aging.is_finite() && args.priority_aging >= 0.1,
             "--priority-aging must be at least 0.1 seconds"
+        );
+        anyhow::ensure!(
+            args.shutdown_grace.is_finite() && (0.0..=300.0).contains(&args.shutdown_grace),
+            "--shutdown-grace must be between 0 and 300 seconds"
         );
         anyhow::ensure!(
             args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
@@ -307,6 +318,7 @@ impl Config {
             breakout_upload_limit: args.breakout_upload_limit,
             secret_keys,
             smtp,
+            shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
         })
     }
 
@@ -340,6 +352,7 @@ impl Config {
             breakout_upload_limit: 512 * 1024 * 1024,
             secret_keys: SecretKeyArgs::default(),
             smtp: None,
+            shutdown_grace: Duration::ZERO,
         }
     }
 }

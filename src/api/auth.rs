@@ -30,8 +30,8 @@ impl FromRequest for Principal {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(ApiError::Unauthorized);
             };
-            let hash = hash_token(&token);
             if token.starts_with("rlscb_") {
+                let hash = hash_token(&token);
                 let (tenant, project, operation) = state
                     .store
                     .push_workers()
@@ -40,19 +40,25 @@ impl FromRequest for Principal {
                     .ok_or(ApiError::Unauthorized)?;
                 return Ok(Principal::for_callback(tenant, project, operation));
             }
-            if let Some(principal) = state.caches.principals.get(&hash) {
-                return Ok(principal);
-            }
-            let principal = state
-                .store
-                .tenants()
-                .find_principal(&hash)
+            api_token(&state, &token)
                 .await?
-                .ok_or(ApiError::Unauthorized)?;
-            state.caches.principals.insert(hash, principal.clone());
-            Ok(principal)
+                .ok_or(ApiError::Unauthorized)
         })
     }
+}
+
+/// Whose API token this is (a push worker's callback token is none), remembered for a
+/// few seconds. `Ok(None)`: no such token.
+pub async fn api_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let hash = hash_token(token);
+    if let Some(principal) = state.caches.principals.get(&hash) {
+        return Ok(Some(principal));
+    }
+    let Some(principal) = state.store.tenants().find_principal(&hash).await? else {
+        return Ok(None);
+    };
+    state.caches.principals.insert(hash, principal.clone());
+    Ok(Some(principal))
 }
 
 /// The tenant and project a request acts on, once the caller is known to be allowed.

@@ -9,7 +9,7 @@ use moka::sync::Cache;
 use std::sync::Arc;
 
 use crate::domain::auth::Principal;
-use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::ids::{ProjectId, TenantId, VitamTenantId};
 use crate::domain::webhook::Webhook;
 
 /// A token created with the CLI is usable at once; one removed from the database stops
@@ -28,6 +28,8 @@ pub struct Caches {
     pub estimates: Cache<(ProjectId, String), Duration>,
     /// A project's active webhooks, for counting who hears of a new operation.
     pub webhooks: Cache<ProjectId, Arc<Vec<Webhook>>>,
+    /// Tenants' numbers for the `/v1` facade: a tenant's never changes.
+    pub vitam_ids: Cache<TenantId, VitamTenantId>,
 }
 
 impl Default for Caches {
@@ -49,6 +51,7 @@ impl Default for Caches {
                 .max_capacity(10_000)
                 .time_to_live(WEBHOOKS_TTL)
                 .build(),
+            vitam_ids: Cache::builder().max_capacity(10_000).build(),
         }
     }
 }
@@ -60,5 +63,6 @@ impl Caches {
         self.projects.invalidate_all();
         self.estimates.invalidate_all();
         self.webhooks.invalidate_all();
+        self.vitam_ids.invalidate_all();
     }
 }

@@ -62,7 +62,8 @@ impl ApiError {
         }
     }
 
-    fn title_and_code(&self) -> (&'static str, &'static str) {
+    /// The short title and the stable code of the error, as every error body shows them.
+    pub(crate) fn title_and_code(&self) -> (&'static str, &'static str) {
         match self {
             Self::Unauthorized => ("Unauthorized", "UNAUTHORIZED"),
             Self::Forbidden(_) => ("Forbidden", "INSUFFICIENT_PERMISSIONS"),

@@ -1,4 +1,7 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 
 use super::auth::ProjectPath;
 use super::error::ApiError;
@@ -6,6 +9,33 @@ use super::wire::answers;
 use super::wire::answers::health::{Alive, Ready};
 use super::AppState;
 use crate::domain::auth::Principal;
+use crate::domain::ids::InstanceId;
+
+/// This process: which one it is, since when it runs, and whether it is shutting down
+/// (from the first SIGTERM on, so that load balancers see it before it stops listening).
+pub struct Instance {
+    pub id: InstanceId,
+    pub started_at: DateTime<Utc>,
+    shutting_down: AtomicBool,
+}
+
+impl Instance {
+    pub fn new(started_at: DateTime<Utc>) -> Self {
+        Instance {
+            id: InstanceId::new(),
+            started_at,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
 
 #[utoipa::path(
     get,
@@ -20,7 +50,7 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Alive { status: "ok" })
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers, until the process begins to shut down.
 #[utoipa::path(
     get,
     operation_id = "health_readyz",
@@ -31,6 +61,11 @@ pub async fn healthz() -> HttpResponse {
     security(())
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.instance.shutting_down() {
+        return Err(ApiError::Unavailable(
+            "this instance is shutting down".into(),
+        ));
+    }
     match state.store.ping().await {
         Ok(()) => Ok(HttpResponse::Ok().json(Ready {
             status: "ready",

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod operations;
 pub mod push_workers;
 pub mod request_id;
+pub mod tasks;
 pub mod text;
 pub mod webhooks;
 pub mod wire;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub executors: Registry,
     pub leases: Leases,
     pub caches: cache::Caches,
+    pub instance: std::sync::Arc<health::Instance>,
 }
 
 /// One path with the handler of each of its methods, registered as one resource: a
@@ -125,9 +127,17 @@ impl HttpServiceFactory for Endpoint {
     }
 }
 
-/// Where the paths of a project's API and of the breakout facade hang.
+/// Where the paths of a project's API, of the breakout facade and of the worker tasks
+/// facade hang.
 const PROJECT_SCOPE: &str = "/api/{tenantId}/{projectId}/async";
 const BREAKOUT_SCOPE: &str = "/api/breakout";
+const TASKS_SCOPE: &str = "/v1";
+
+/// Whether a path is the worker tasks facade's, which answers in its own shape.
+pub fn in_tasks_scope(path: &str) -> bool {
+    path.strip_prefix(TASKS_SCOPE)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 
 /// The route table, each path under its scope: what `routes` serves and what the
 /// OpenAPI document must describe.
@@ -135,6 +145,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
     let root = |e: Endpoint| ("", e);
     let project = |e: Endpoint| (PROJECT_SCOPE, e);
     let breakout = |e: Endpoint| (BREAKOUT_SCOPE, e);
+    let tasks = |e: Endpoint| (TASKS_SCOPE, e);
     vec![
         root(at("/healthz").get(health::healthz)),
         root(at("/readyz").get(health::readyz)),
@@ -159,6 +170,18 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .delete(breakout::delete_tables),
         ),
         breakout(at("/jobs").get(breakout::jobs)),
+        tasks(
+            at("/tasks")
+                .get(tasks::list)
+                .post(tasks::submit)
+                .put(tasks::cancel),
+        ),
+        tasks(
+            at("/tasks/{id_async}")
+                .get(tasks::get)
+                .put(tasks::cancel_one),
+        ),
+        tasks(at("/status").get(tasks::status)),
         project(at("/unauthorized-ping").get(health::unauthorized_ping)),
         project(at("/ping").get(health::ping)),
         project(at("/operation").post(operations::start)),
@@ -257,10 +280,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
     let mut project = web::scope(PROJECT_SCOPE);
     let mut breakout = web::scope(BREAKOUT_SCOPE);
+    let mut tasks =
+        web::scope(TASKS_SCOPE).app_data(web::PathConfig::default().error_handler(|e, _| {
+            tasks::error::VitamError::from(FieldError::new("path", e.to_string())).into()
+        }));
     for (scope, endpoint) in endpoints() {
         match scope {
             PROJECT_SCOPE => project = project.service(endpoint),
             BREAKOUT_SCOPE => breakout = breakout.service(endpoint),
+            TASKS_SCOPE => tasks = tasks.service(endpoint),
             _ => {
                 cfg.service(endpoint);
             }
@@ -268,6 +296,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
     cfg.service(breakout)
         .service(project)
+        .service(
+            tasks
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(tasks::error::VitamError::from(
+                        error::ApiError::NotFound("route"),
+                    ))
+                }))
+                .wrap(actix_web::middleware::from_fn(tasks::caller::middleware)),
+        )
         .default_service(web::to(not_found));
 }
 

@@ -5,15 +5,16 @@
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::wire::answers::errors::ErrorBody;
+use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, breakout, docs, events, health, integrations, operations, push_workers, webhooks,
-    workers,
+    batches, breakout, docs, events, health, integrations, operations, push_workers, tasks,
+    webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +24,7 @@ use super::{
         description = "Long-running operations, their workers, and the signed webhooks that report on them. \
 Every path under `/api/{tenantId}/{projectId}/async` and `/api/breakout` takes `Authorization: Bearer <token>`; \
 every error answers the same JSON shape (`ErrorBody`). \
+The `/v1` facade (seed 002) takes the token as `X-Vitam-Key` instead, and answers its errors as `VitamErrorBody`. \
 What Relais sends out is described too: a push worker's task (`PushTask`, signed like a webhook), \
 and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them).",
     ),
@@ -82,11 +84,17 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         breakout::jobs::start,
         breakout::jobs::status,
         breakout::jobs::jobs,
+        tasks::list,
+        tasks::submit,
+        tasks::cancel,
+        tasks::get,
+        tasks::cancel_one,
+        tasks::status,
         docs::openapi_json,
         docs::page,
         docs::renderer
     ),
-    components(schemas(ErrorBody, crate::engine::push::TaskBody)),
+    components(schemas(ErrorBody, VitamErrorBody, crate::engine::push::TaskBody)),
     modifiers(&Shared),
     tags(
         (name = "operations", description = "Start, follow, cancel and retry operations"),
@@ -96,14 +104,20 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "webhooks", description = "Signed webhooks and callbacks"),
         (name = "notifications", description = "Slack and email: the project's Slack integration and who is alerted when an endpoint is disabled"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
+        (name = "tasks", description = "The worker tasks facade of seed 002 (`/v1`): `X-Vitam-Key` is an API token bound to a project, whose tasks these are; errors answer the seed's error shape (`VitamErrorBody`)"),
         (name = "health", description = "Liveness, readiness, ping"),
         (name = "docs", description = "This document"),
     )
 )]
 struct ApiDoc;
 
-/// What each error status means, for every operation that can answer it.
+/// What each error status means, for every operation that can answer it; the `/v1`
+/// facade's add the seed's 412.
 const ERRORS: &[(&str, &str)] = &[
+    (
+        "412",
+        "A predicate of the request does not hold: `description` says which",
+    ),
     ("400", "The request is refused: `field` names what is wrong"),
     ("401", "No valid bearer token"),
     ("403", "The token lacks the scope this needs"),
@@ -132,29 +146,42 @@ impl Modify for Shared {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "vitamKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Vitam-Key",
+                "An API token bound to a project (`relais token create --project`), for the `/v1` facade",
+            ))),
+        );
         for (status, description) in ERRORS {
-            components.responses.insert(
-                error_response_name(status),
-                RefOr::T(
-                    ResponseBuilder::new()
-                        .description(*description)
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                .build(),
-                        )
-                        .build(),
-                ),
-            );
+            for (shape, schema) in [(Shape::Api, "ErrorBody"), (Shape::Vitam, "VitamErrorBody")] {
+                components.responses.insert(
+                    error_response_name(shape, status),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(*description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name(schema)))
+                                    .build(),
+                            )
+                            .build(),
+                    ),
+                );
+            }
         }
         doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),
         )]);
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let shape = match super::in_tasks_scope(path) {
+                true => Shape::Vitam,
+                false => Shape::Api,
+            };
             for operation in operations(item) {
-                for status in errors_of(operation) {
+                for status in errors_of(operation, shape) {
                     operation
                         .responses
                         .responses
@@ -162,7 +189,7 @@ impl Modify for Shared {
                         .or_insert_with(|| {
                             RefOr::Ref(Ref::new(format!(
                                 "#/components/responses/{}",
-                                error_response_name(status)
+                                error_response_name(shape, status)
                             )))
                         });
                 }
@@ -171,8 +198,18 @@ impl Modify for Shared {
     }
 }
 
-fn error_response_name(status: &str) -> String {
-    format!("Error{status}")
+/// Which shape an operation's errors take: the API's own, or the `/v1` facade's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Api,
+    Vitam,
+}
+
+fn error_response_name(shape: Shape, status: &str) -> String {
+    match shape {
+        Shape::Api => format!("Error{status}"),
+        Shape::Vitam => format!("VitamError{status}"),
+    }
 }
 
 fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
@@ -190,7 +227,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// The errors an operation can answer: every one may fail (500), and every one behind a
 /// token may be refused, not found, or lack its database. Requests with a body or a
 /// query may be refused; changes may conflict; bodies may be too large.
-fn errors_of(operation: &Operation) -> Vec<&'static str> {
+fn errors_of(operation: &Operation, shape: Shape) -> Vec<&'static str> {
     let open = operation
         .security
         .as_ref()
@@ -198,7 +235,11 @@ fn errors_of(operation: &Operation) -> Vec<&'static str> {
     if open {
         return vec!["400", "404", "500", "503"];
     }
-    vec!["400", "401", "403", "404", "409", "413", "500", "503"]
+    let mut errors = vec!["400", "401", "403", "404", "409", "413", "500", "503"];
+    if shape == Shape::Vitam {
+        errors.push("412");
+    }
+    errors
 }
 
 /// The document, as `GET /openapi.json` serves it.
@@ -299,6 +340,9 @@ mod tests {
             "TablesView",
             "TablesDeleted",
             "JobList",
+            "TaskView",
+            "TaskList",
+            "InstanceView",
         ] {
             assert!(shown.contains(name), "{name} has no example: {shown:?}");
         }

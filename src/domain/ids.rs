@@ -135,11 +135,65 @@ uuid_id!(
     "tok-"
 );
 uuid_id!(
+    /// One running process of Relais, new at each start (`/v1/status`'s `id`).
+    InstanceId,
+    "instance id",
+    "relais-"
+);
+uuid_id!(
     /// A data file uploaded for a CSPro breakout, kept in the database in chunks.
     UploadId,
     "upload id",
     "upl-"
 );
+
+/// A tenant's number for the `/v1` facade of seed 002 (`X-Tenant-Id`): given by the
+/// database when the tenant is created (never minted here), never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct VitamTenantId(i64);
+
+impl VitamTenantId {
+    /// The largest number a JSON client reads exactly (2^53 - 1): numbers are sent as
+    /// JSON numbers, and many clients hold them as doubles.
+    pub const MAX: i64 = (1 << 53) - 1;
+
+    /// A number the database gave, if a tenant may have it.
+    pub fn from_db(n: i64) -> Option<Self> {
+        (0..=Self::MAX).contains(&n).then_some(Self(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for VitamTenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// As a client writes it in `X-Tenant-Id`: a decimal integer from 0 to
+/// [`VitamTenantId::MAX`], digits only (no sign, no spaces).
+impl FromStr for VitamTenantId {
+    type Err = InvalidId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidId {
+            kind: "tenant number",
+            expected: "a whole number from 0 to 9007199254740991",
+            value: s.chars().take(80).collect(),
+        };
+        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        s.parse::<i64>()
+            .ok()
+            .and_then(Self::from_db)
+            .ok_or_else(invalid)
+    }
+}
 
 /// Event ids follow the Standard Webhooks habit of a type prefix and an opaque suffix;
 /// they double as the `webhook-id` of every delivery of that event.
@@ -221,6 +275,33 @@ mod tests {
         assert_eq!(err.expected, "a GUID", "no empty prefix to mention");
         assert!(err.to_string().contains("a GUID"));
         assert!("".parse::<ProjectId>().is_err());
+    }
+
+    #[test]
+    fn tenant_numbers_are_plain_non_negative_integers_a_json_client_reads_exactly() {
+        assert_eq!("0".parse::<VitamTenantId>().unwrap().get(), 0);
+        assert_eq!("42".parse::<VitamTenantId>().unwrap().get(), 42);
+        assert_eq!(
+            "9007199254740991".parse::<VitamTenantId>().unwrap().get(),
+            VitamTenantId::MAX
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "0x10",
+            "9007199254740992",
+            "99999999999999999999",
+            "٣",
+        ] {
+            let err = bad.parse::<VitamTenantId>().unwrap_err();
+            assert_eq!(err.kind, "tenant number", "{bad:?}");
+        }
+        assert_eq!(VitamTenantId::from_db(-1), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod notify;
 pub mod operation;
 pub mod retry;
+pub mod task;
 pub mod webhook;
 pub mod worker;
 

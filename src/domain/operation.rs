@@ -177,6 +177,22 @@ impl Phase {
         "details",
     ];
 
+    /// A phase named before its worker has reported on it.
+    pub fn pending(phase_name: String) -> Self {
+        Phase {
+            phase_name,
+            status: PhaseStatus::Pending,
+            start_time: None,
+            end_time: None,
+            results: None,
+            checkpoint: None,
+            progress: None,
+            current_activity: None,
+            counters: BTreeMap::new(),
+            details: BTreeMap::new(),
+        }
+    }
+
     fn is_open(&self) -> bool {
         matches!(self.status, PhaseStatus::Pending | PhaseStatus::Running)
     }

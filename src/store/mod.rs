@@ -20,6 +20,7 @@ mod integrations;
 mod operations;
 mod sealed;
 mod signals;
+mod tasks;
 mod tenants;
 mod webhooks;
 mod workers;
@@ -41,6 +42,7 @@ pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, Stored
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
 pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
+pub use tasks::TaskRows;
 pub use tenants::{Removed, Tenants};
 pub use webhooks::{
     CallbackStats, DeliveryStats, NotificationStats, Webhooks, WEBHOOK_REGISTRATION_SCOPE,

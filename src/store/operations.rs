@@ -138,6 +138,7 @@ where
     }
 }
 
+#[derive(Clone)]
 pub(super) enum Param {
     Text(String),
     Int(i64),

@@ -3,7 +3,7 @@ use sqlx::{AnyPool, Row};
 
 use super::{to_ms, Breakout, Result, Signals, StoreError};
 use crate::domain::auth::{Principal, Scope};
-use crate::domain::ids::{InvalidId, ProjectId, TenantId, TokenId};
+use crate::domain::ids::{InvalidId, ProjectId, TenantId, TokenId, VitamTenantId};
 
 fn parse_id<T: std::str::FromStr<Err = InvalidId>>(s: String) -> Result<T> {
     s.parse().map_err(StoreError::corrupt)
@@ -53,8 +53,26 @@ impl Tenants {
         .bind(to_ms(now))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO vitam_tenants (tenant_id) VALUES ($1)")
+            .bind(tenant.db())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((tenant, project))
+    }
+
+    /// The tenant's number for the `/v1` facade (`X-Tenant-Id`). `Ok(None)`: no such tenant.
+    pub async fn vitam_id(&self, tenant: TenantId) -> Result<Option<VitamTenantId>> {
+        let row = sqlx::query("SELECT vitam_id FROM vitam_tenants WHERE tenant_id = $1")
+            .bind(tenant.db())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let n: i64 = row.try_get("vitam_id")?;
+            VitamTenantId::from_db(n)
+                .ok_or_else(|| StoreError::corrupt(format!("tenant number {n}")))
+        })
+        .transpose()
     }
 
     /// Adds a project to a tenant. `Ok(None)`: no such tenant.
@@ -193,6 +211,10 @@ impl Tenants {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM vitam_tenants WHERE tenant_id = $1")
+            .bind(tenant.db())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(tenant.db())
             .execute(&mut *tx)

@@ -497,6 +497,30 @@ impl ServeProcess {
         panic!("relais serve did not become ready");
     }
 
+    /// SIGTERM, as an orchestrator stops a process: it shuts down gracefully.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// Waits until the process exits by itself; its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "relais serve did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown hooks, no graceful drain.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -48,7 +48,7 @@ fn hostile_values() -> Vec<Value> {
 }
 
 /// Bodies that are no JSON object, or no JSON at all.
-fn garbage() -> Vec<Vec<u8>> {
+pub(crate) fn garbage() -> Vec<Vec<u8>> {
     let mut nested = "[".repeat(5_000);
     nested.push_str(&"]".repeat(5_000));
     [
@@ -78,7 +78,7 @@ fn garbage() -> Vec<Vec<u8>> {
 
 /// Every variant of `body` with one value (at any depth) replaced by each hostile value,
 /// plus an unknown field added to each object.
-fn mutations(body: &Value) -> Vec<Value> {
+pub(crate) fn mutations(body: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     let mut paths = Vec::new();
     collect_paths(body, &mut Vec::new(), &mut paths);

@@ -29,5 +29,6 @@ mod security;
 mod seed000;
 mod seed001;
 mod seed_clients;
+mod tasks;
 mod webhooks;
 mod workers;

@@ -1,4 +1,4 @@
-//! Clients written from seeds 001 and 000: every request body the seeds print
+//! Clients written from seeds 001 and 000 (and 002's, in `tasks`): every request body the seeds print
 //! (`tests/seeds/`) is sent as it is, the operations are driven as the seeds show them, and
 //! every field of the seeds' answers is read from Relais's (`seed001`: operations,
 //! webhooks, batches; `seed000`: the breakout facade).
@@ -31,6 +31,7 @@ macro_rules! seed {
         .expect(concat!($path, " is JSON"))
     };
 }
+pub(crate) use seed;
 
 mod seed000;
 mod seed001;
@@ -44,11 +45,12 @@ fn every_example_of_the_seeds_is_used() {
         include_str!("seed_clients.rs"),
         include_str!("seed_clients/seed001.rs"),
         include_str!("seed_clients/seed000.rs"),
+        include_str!("tasks.rs"),
     ]
     .concat();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds");
     let mut examples = 0;
-    for seed in ["000", "001"] {
+    for seed in ["000", "001", "002"] {
         for file in std::fs::read_dir(root.join(seed)).unwrap() {
             let name = file.unwrap().file_name().into_string().unwrap();
             let path = format!("{seed}/{name}");
@@ -59,7 +61,7 @@ fn every_example_of_the_seeds_is_used() {
             examples += 1;
         }
     }
-    assert_eq!(examples, 33, "one file per example");
+    assert_eq!(examples, 39, "one file per example");
 }
 
 /// Every key path of `example` (objects by key, arrays item by item as far as both go, `[]`
@@ -174,12 +176,12 @@ fn paths(value: &Value, path: &str, out: &mut Vec<String>) {
 
 /// Relais's `answer` has every field of the seed's `example` with the same JSON type,
 /// but the `unknowable` ones, which the seed has and the answer has not.
-fn assert_shaped(name: &str, example: &Value, answer: &Value, unknowable: &[&str]) {
+pub(crate) fn assert_shaped(name: &str, example: &Value, answer: &Value, unknowable: &[&str]) {
     assert_shaped_but_nulls(name, example, answer, unknowable, &[]);
 }
 
 /// [`assert_shaped`], with `nulls` `null` in the answer: the request left them out.
-fn assert_shaped_but_nulls(
+pub(crate) fn assert_shaped_but_nulls(
     name: &str,
     example: &Value,
     answer: &Value,
@@ -223,7 +225,7 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 #[track_caller]
-fn assert_same(given: &Value, expected: &Value, what: &str) {
+pub(crate) fn assert_same(given: &Value, expected: &Value, what: &str) {
     assert!(
         same(given, expected),
         "{what}: {given} where {expected} was sent or reported"

@@ -9,6 +9,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::batch::BatchStatus;
 use crate::domain::operation::{OperationStatus, PhaseStatus, Priority, RetryMode};
+use crate::domain::task::{InstanceStatus, TaskState, TaskStatus};
 use crate::domain::webhook::WebhookStatus;
 
 fn string_enum<T: Serialize>(variants: &[T]) -> RefOr<Schema> {
@@ -47,3 +48,6 @@ wire_enum!(PhaseStatus: Pending, Running, Completed, Failed, Skipped);
 wire_enum!(RetryMode: Resume, Restart);
 wire_enum!(BatchStatus: Initiated, Running, Completed, Failed, Cancelled);
 wire_enum!(WebhookStatus: Active, Disabled);
+wire_enum!(TaskState: Pending, Running, Done);
+wire_enum!(TaskStatus: Waiting, Submitted, Running, Commit, Abort, Cancelled, Timeout, Skipped);
+wire_enum!(InstanceStatus: Active, Inactive, ShutdownInProgress, Unreachable);

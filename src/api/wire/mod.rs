@@ -21,6 +21,7 @@ pub mod params;
 pub mod push_workers;
 pub mod query;
 pub mod retry;
+pub mod tasks;
 pub mod webhooks;
 pub mod workers;
 

@@ -348,18 +348,7 @@ impl Operation {
         {
             Some(i) => i,
             None => {
-                self.phases.push(Phase {
-                    phase_name: report.phase_name,
-                    status: PhaseStatus::Pending,
-                    start_time: None,
-                    end_time: None,
-                    results: None,
-                    checkpoint: None,
-                    progress: None,
-                    current_activity: None,
-                    counters: BTreeMap::new(),
-                    details: BTreeMap::new(),
-                });
+                self.phases.push(Phase::pending(report.phase_name));
                 self.phases.len() - 1
             }
         };

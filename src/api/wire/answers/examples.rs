@@ -142,6 +142,27 @@ pub fn jobs() -> Value {
     )
 }
 
+pub fn task() -> Value {
+    seed(
+        include_str!("../../../../tests/seeds/002/task.response.json"),
+        &[],
+    )
+}
+
+pub fn task_list() -> Value {
+    seed(
+        include_str!("../../../../tests/seeds/002/list_tasks.response.json"),
+        &[],
+    )
+}
+
+pub fn instance() -> Value {
+    seed(
+        include_str!("../../../../tests/seeds/002/status.response.json"),
+        &[],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

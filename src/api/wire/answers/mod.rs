@@ -11,5 +11,6 @@ pub mod examples;
 pub mod health;
 pub mod integrations;
 pub mod operations;
+pub mod tasks;
 pub mod webhooks;
 pub mod workers;
