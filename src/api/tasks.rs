@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::format::{opt_time, time};
 use super::idempotency::Idempotency;
-use super::operations::{to_json, tracking_url};
+use super::operations::to_json;
 use super::wire::answers::tasks::{
     ActionView, Hits, InstanceView, StatusUnavailable, TaskErrorView, TaskFailureView, TaskList,
     TaskView,
@@ -95,7 +95,7 @@ fn failure_view(failure: &TaskFailure, code: &str) -> TaskFailureView {
     }
 }
 
-fn task_view(op: &Operation, target: super::auth::ProjectRef) -> TaskView {
+fn task_view(op: &Operation) -> TaskView {
     let (state, task_status) = task_state(op.status);
     TaskView {
         id: op.id,
@@ -105,7 +105,7 @@ fn task_view(op: &Operation, target: super::auth::ProjectRef) -> TaskView {
         start_date: time(op.created_at),
         end_date: opt_time(op.finished_at),
         expiration_date: time(op.timeout_at),
-        result_link: format!("{}/results", tracking_url(target, op.id)),
+        result_link: format!("/v1/tasks/{}", op.id),
         error: failures(op).map(|f| {
             let last = failure_view(&f.last, &op.operation_type);
             TaskErrorView {
@@ -231,7 +231,7 @@ pub async fn submit(
         clock::now(),
     );
     super::request_id::record("operation_id", op.id);
-    let response = to_json(&task_view(&op, target))?;
+    let response = to_json(&task_view(&op))?;
     let record = idempotency.record(StatusCode::CREATED, &response);
     if state
         .store
@@ -272,7 +272,7 @@ pub async fn get(
         .get(target.tenant, target.project, id)
         .await?
         .ok_or(ApiError::NotFound("task"))?;
-    Ok(HttpResponse::Ok().json(task_view(&op, target)))
+    Ok(HttpResponse::Ok().json(task_view(&op)))
 }
 
 #[utoipa::path(
@@ -358,7 +358,7 @@ async fn cancel_task(
         })
         .await?
         .ok_or(ApiError::NotFound("task"))?;
-    Ok(HttpResponse::Ok().json(task_view(&op, target)))
+    Ok(HttpResponse::Ok().json(task_view(&op)))
 }
 
 #[utoipa::path(

@@ -123,6 +123,7 @@ pub enum TaskState {
     Pending,
     Running,
     Done,
+    Cancelled,
 }
 
 /// What became of it, finer than its state: a done task committed (completed), aborted
@@ -132,23 +133,24 @@ pub enum TaskState {
 pub enum TaskStatus {
     /// A batch member waiting for its dependencies.
     Waiting,
-    Submitted,
+    Started,
     Running,
     Commit,
-    Abort,
+    Ko,
     Cancelled,
     Timeout,
     Skipped,
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 3] = [Self::Pending, Self::Running, Self::Done];
+    pub const ALL: [TaskState; 4] = [Self::Pending, Self::Running, Self::Done, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Running => "running",
             Self::Done => "done",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -160,10 +162,10 @@ impl TaskState {
 impl TaskStatus {
     pub const ALL: [TaskStatus; 8] = [
         Self::Waiting,
-        Self::Submitted,
+        Self::Started,
         Self::Running,
         Self::Commit,
-        Self::Abort,
+        Self::Ko,
         Self::Cancelled,
         Self::Timeout,
         Self::Skipped,
@@ -172,10 +174,10 @@ impl TaskStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Waiting => "waiting",
-            Self::Submitted => "submitted",
+            Self::Started => "started",
             Self::Running => "running",
             Self::Commit => "commit",
-            Self::Abort => "abort",
+            Self::Ko => "ko",
             Self::Cancelled => "cancelled",
             Self::Timeout => "timeout",
             Self::Skipped => "skipped",
@@ -193,11 +195,11 @@ pub fn task_state(status: OperationStatus) -> (TaskState, TaskStatus) {
     use OperationStatus as S;
     match status {
         S::Pending => (TaskState::Pending, TaskStatus::Waiting),
-        S::Initiated => (TaskState::Pending, TaskStatus::Submitted),
+        S::Initiated => (TaskState::Pending, TaskStatus::Started),
         S::Running => (TaskState::Running, TaskStatus::Running),
         S::Completed => (TaskState::Done, TaskStatus::Commit),
-        S::Failed => (TaskState::Done, TaskStatus::Abort),
-        S::Cancelled => (TaskState::Done, TaskStatus::Cancelled),
+        S::Failed => (TaskState::Done, TaskStatus::Ko),
+        S::Cancelled => (TaskState::Cancelled, TaskStatus::Cancelled),
         S::Timeout => (TaskState::Done, TaskStatus::Timeout),
         S::Skipped => (TaskState::Done, TaskStatus::Skipped),
     }
@@ -358,11 +360,11 @@ mod tests {
         use OperationStatus as S;
         let expected = [
             (S::Pending, "pending", "waiting"),
-            (S::Initiated, "pending", "submitted"),
+            (S::Initiated, "pending", "started"),
             (S::Running, "running", "running"),
             (S::Completed, "done", "commit"),
-            (S::Failed, "done", "abort"),
-            (S::Cancelled, "done", "cancelled"),
+            (S::Failed, "done", "ko"),
+            (S::Cancelled, "cancelled", "cancelled"),
             (S::Timeout, "done", "timeout"),
             (S::Skipped, "done", "skipped"),
         ];
@@ -378,7 +380,10 @@ mod tests {
             assert_eq!(TaskStatus::parse(task_status), Some(ts));
             assert_eq!(serde_json::to_value(s).unwrap(), state);
             assert_eq!(serde_json::to_value(ts).unwrap(), task_status);
-            assert_eq!(s == TaskState::Done, status.is_terminal());
+            assert_eq!(
+                matches!(s, TaskState::Done | TaskState::Cancelled),
+                status.is_terminal()
+            );
         }
         let statuses: Vec<TaskStatus> = S::ALL.iter().map(|s| task_state(*s).1).collect();
         assert!(TaskStatus::ALL.iter().all(|ts| statuses.contains(ts)));

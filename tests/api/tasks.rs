@@ -147,7 +147,7 @@ async fn a_client_from_the_seed_submits_a_step_a_worker_runs_and_lists_it(backen
     assert_eq!(task["type"], "name", "the step's name");
     assert_eq!(
         (task["state"].as_str(), task["task_status"].as_str()),
-        (Some("pending"), Some("submitted"))
+        (Some("pending"), Some("started"))
     );
     let action = &task["actions"][0];
     assert_eq!(action["action"], "id_action");
@@ -220,11 +220,12 @@ async fn a_client_from_the_seed_submits_a_step_a_worker_runs_and_lists_it(backen
         &results,
         "the worker's results",
     );
-    // The results link leads to the worker's results, with the key as a bearer token.
+    // The result link leads to the task, whose actions carry the worker's results.
     let link = done["result_link"].as_str().unwrap();
-    let read = app.get(link).await;
+    assert_eq!(link, format!("/v1/tasks/{id}"));
+    let read = vitam.send(Method::GET, link, None).await;
     assert_eq!(read.status, StatusCode::OK, "{link}: {}", read.text);
-    assert_eq!(read.body["summary"]["files"], 1);
+    assert_eq!(read.body, done);
 
     // The seed's list: its query selects steps whose name starts with `abcdef`.
     let listed = vitam
@@ -281,7 +282,7 @@ async fn a_failed_step_reads_as_the_seeds_error_with_its_earlier_attempts(backen
     assert_shaped("failed", &seed!("002/task.response.json"), &failed, &[]);
     assert_eq!(
         (failed["state"].as_str(), failed["task_status"].as_str()),
-        (Some("done"), Some("abort"))
+        (Some("done"), Some("ko"))
     );
     let error = &failed["error"];
     assert_eq!(
@@ -294,7 +295,7 @@ async fn a_failed_step_reads_as_the_seeds_error_with_its_earlier_attempts(backen
     );
     assert_eq!(failed["actions"][0]["status"], "Failed");
     assert_eq!(failed["actions"][1]["status"], "Pending", "never reached");
-    let list = vitam.list(&json!({"query": "task_status='abort'"})).await;
+    let list = vitam.list(&json!({"query": "task_status='ko'"})).await;
     assert_eq!(list["results"], json!([id]));
 }
 
@@ -321,7 +322,7 @@ async fn the_seeds_status_message_cancels_by_path_or_by_x_request_id(backend: Ba
     assert_eq!(r.body["id"], by_body.as_str());
     assert_eq!(
         (r.body["state"].as_str(), r.body["task_status"].as_str()),
-        (Some("done"), Some("cancelled"))
+        (Some("cancelled"), Some("cancelled"))
     );
     let status = app.get(&app.api(&format!("/operation/{by_body}"))).await;
     assert_eq!(status.body["status"], "Cancelled");
@@ -420,7 +421,8 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
         .unwrap()
         .to_owned();
 
-    // Another tenant's number, or another tenant's task, is not found: nothing to probe.
+    // Another tenant's number is a 401 (the key is not valid for it); another tenant's
+    // task is not found: nothing to probe.
     let wrong_number = Vitam {
         app: &app,
         key: vitam.key.clone(),
@@ -428,12 +430,12 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
     };
     refused(
         &wrong_number.send(Method::GET, "/v1/tasks", None).await,
-        StatusCode::NOT_FOUND,
+        StatusCode::UNAUTHORIZED,
         None,
     );
     refused(
         &wrong_number.send(Method::GET, "/v1/status", None).await,
-        StatusCode::NOT_FOUND,
+        StatusCode::UNAUTHORIZED,
         None,
     );
     refused(
@@ -482,7 +484,7 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
         Some("next"),
     );
 
-    // Without X-Tenant-Id, the key says whose tasks these are.
+    // Without X-Tenant-Id, the seed's 412 naming it.
     let r = app
         .client
         .get(format!("{}/v1/tasks/{mine}", app.base))
@@ -491,12 +493,17 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
         .await
         .unwrap();
     let r = Response::read(r).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.headers["x-tenant-id"], vitam.tenant.to_string().as_str());
+    refused(&r, StatusCode::PRECONDITION_FAILED, Some("X-Tenant-Id"));
     assert!(
         r.headers.get("x-application-id").is_none(),
         "none sent, none echoed"
     );
+    // With it, the task, and the number echoed.
+    let r = vitam
+        .send(Method::GET, &format!("/v1/tasks/{mine}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.headers["x-tenant-id"], vitam.tenant.to_string().as_str());
 
     // Keys: missing, unknown, a bearer token instead, a callback token, a tenant-wide key,
     // a key without the scope.
@@ -522,7 +529,14 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
         );
     }
     let tenant_wide = mint_token(app.store(), app.tenant, None, "operations:read").await;
-    let r = Response::read(bare(&[("X-Vitam-Key", &tenant_wide)]).send().await.unwrap()).await;
+    let own_number = vitam.tenant.to_string();
+    let r = Response::read(
+        bare(&[("X-Vitam-Key", &tenant_wide), ("X-Tenant-Id", &own_number)])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     refused(&r, StatusCode::FORBIDDEN, None);
     let reader = Vitam {
         app: &app,
@@ -566,7 +580,7 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
                 .unwrap(),
         )
         .await;
-        refused(&r, StatusCode::BAD_REQUEST, Some("X-Tenant-Id"));
+        refused(&r, StatusCode::PRECONDITION_FAILED, Some("X-Tenant-Id"));
     }
     for session in ["has space", "é", &"x".repeat(129)] {
         let r = Response::read(
@@ -680,7 +694,11 @@ async fn a_list_pages_by_offset_or_next_and_filters_by_its_predicates(backend: B
     );
     assert_eq!(
         ids_of(vitam.list(&json!({"query": "state='done'"})).await),
-        json!([ids[0], ids[4]])
+        json!([ids[4]])
+    );
+    assert_eq!(
+        ids_of(vitam.list(&json!({"query": "state='cancelled'"})).await),
+        json!([ids[0]])
     );
     assert_eq!(
         ids_of(vitam.list(&json!({"query": "task_status='commit'"})).await),
@@ -689,7 +707,7 @@ async fn a_list_pages_by_offset_or_next_and_filters_by_its_predicates(backend: B
     assert_eq!(
         ids_of(
             vitam
-                .list(&json!({"query": "state='done' & task_status='submitted'"}))
+                .list(&json!({"query": "state='done' & task_status='started'"}))
                 .await
         ),
         json!([])

@@ -1,7 +1,8 @@
 //! Who calls the `/v1` facade, and the headers of seed 002. `X-Vitam-Key` is an API token
 //! (`relais token create`); the tasks are those of the project it is bound to.
-//! `X-Tenant-Id`, when sent, must be that token's tenant's number (`vitamTenantId`);
-//! another tenant's number is a 404, as another tenant's path is everywhere in Relais.
+//! `X-Tenant-Id` must be sent (except to `/v1/status`, the instance's), a number (else the
+//! seed's 412), and that token's tenant's number (`vitamTenantId`; another tenant's number
+//! is a 401: the key is not valid for it).
 //! Every answer carries `FullApiVersion`, the caller's `X-Application-Id` echoed, and
 //! `X-Tenant-Id` once the caller is known (`X-Request-Id` is everyone's, see
 //! `api::request_id`).
@@ -61,7 +62,8 @@ fn single<'a>(
 /// What a `/v1` request's headers say, checked before anything is looked up.
 struct Headers {
     key: Option<String>,
-    tenant: Option<VitamTenantId>,
+    /// `Err`: not a number, the seed's 412 once the key is known to be good.
+    tenant: Result<Option<VitamTenantId>, FieldError>,
 }
 
 fn headers(req: &HttpRequest) -> Result<Headers, FieldError> {
@@ -84,7 +86,7 @@ fn headers(req: &HttpRequest) -> Result<Headers, FieldError> {
             n.parse::<VitamTenantId>()
                 .map_err(|e| FieldError::new("X-Tenant-Id", e.to_string()))
         })
-        .transpose()?;
+        .transpose();
     if let Some(application) = single(req, &APPLICATION_ID, "X-Application-Id")? {
         if !acceptable_application(application) {
             return Err(FieldError::new(
@@ -122,9 +124,20 @@ impl FromRequest for VitamCaller {
             let principal = api_token(&state, &key)
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
+            // A missing or unreadable tenant number is the seed's 412, not a 400.
+            let asked = match headers.tenant.map_err(VitamError::Precondition)? {
+                Some(asked) => Some(asked),
+                None if req.path() == "/v1/status" => None,
+                None => {
+                    return Err(VitamError::Precondition(FieldError::new(
+                        "X-Tenant-Id",
+                        "is required: the tenant's number",
+                    )))
+                }
+            };
             let number = vitam_id(&state, principal.tenant_id).await?;
-            if headers.tenant.is_some_and(|asked| asked != number) {
-                return Err(ApiError::NotFound("tenant").into());
+            if asked.is_some_and(|asked| asked != number) {
+                return Err(ApiError::Unauthorized.into());
             }
             req.extensions_mut().insert(number);
             Ok(VitamCaller {

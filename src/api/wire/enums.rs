@@ -48,6 +48,6 @@ wire_enum!(PhaseStatus: Pending, Running, Completed, Failed, Skipped);
 wire_enum!(RetryMode: Resume, Restart);
 wire_enum!(BatchStatus: Initiated, Running, Completed, Failed, Cancelled);
 wire_enum!(WebhookStatus: Active, Disabled);
-wire_enum!(TaskState: Pending, Running, Done);
-wire_enum!(TaskStatus: Waiting, Submitted, Running, Commit, Abort, Cancelled, Timeout, Skipped);
+wire_enum!(TaskState: Pending, Running, Done, Cancelled);
+wire_enum!(TaskStatus: Waiting, Started, Running, Commit, Ko, Cancelled, Timeout, Skipped);
 wire_enum!(InstanceStatus: Active, Inactive, ShutdownInProgress, Unreachable);

@@ -7,7 +7,7 @@
 //! | `since` | `>`, `>=` | tasks submitted after (or at) the time: an RFC 3339 time, or a date (its midnight UTC) |
 //! | `until` | `<`, `<=` | tasks submitted before (or at) the time |
 //! | `state` | `=` | `pending`, `running` or `done` |
-//! | `task_status` | `=` | `waiting`, `submitted`, `running`, `commit`, `abort`, `cancelled`, `timeout` or `skipped` |
+//! | `task_status` | `=` | `waiting`, `started`, `running`, `commit`, `ko`, `cancelled`, `timeout` or `skipped` |
 //!
 //! Values are quoted with `'` (a quote inside is written twice) or bare. Without `state`
 //! or `task_status`, the tasks under way are listed (`pending` and `running`), as the
@@ -168,7 +168,7 @@ pub fn parse_query(text: &str) -> Result<TaskFilter, PredicateError> {
         .filter(|status| {
             let (s, ts) = task_state(*status);
             match (state, task_status) {
-                (None, None) => s != TaskState::Done,
+                (None, None) => !matches!(s, TaskState::Done | TaskState::Cancelled),
                 _ => {
                     state.is_none_or(|want| want == s) && task_status.is_none_or(|want| want == ts)
                 }
@@ -411,7 +411,12 @@ mod tests {
             parsed("until<='2024-02-01'").created_to,
             Some(at("2024-02-01T00:00:00Z"))
         );
-        assert_eq!(parsed("state='done'").statuses.len(), 5);
+        // Done: completed, failed, timed out, skipped; cancelled is its own state.
+        assert_eq!(parsed("state='done'").statuses.len(), 4);
+        assert_eq!(
+            parsed("state='cancelled'").statuses,
+            [OperationStatus::Cancelled]
+        );
         assert_eq!(
             parsed("task_status='commit'").statuses,
             [OperationStatus::Completed]

@@ -29,8 +29,7 @@ pub struct TaskView {
     pub end_date: Option<String>,
     /// When it is ended as timed out if it has not finished.
     pub expiration_date: String,
-    /// Where its results are read (`GET`, with the key as a bearer token): they exist
-    /// once it committed.
+    /// The task itself (`GET /v1/tasks/{id_async}`), whose actions carry their results.
     pub result_link: String,
     /// Why it failed, timed out or was skipped; `null` otherwise.
     pub error: Option<TaskErrorView>,
