@@ -16,7 +16,9 @@ use super::wire::answers::tasks::{
     ActionView, Hits, InstanceView, StatusUnavailable, TaskErrorView, TaskFailureView, TaskList,
     TaskView,
 };
-use super::wire::tasks::{CheckedList, ListTasksBody, SubmitTaskBody, TaskMessageBody};
+use super::wire::tasks::{
+    CheckedList, ListTasksBody, SubmitTaskBody, TaskMessageBody, TaskQueryString,
+};
 use super::wire::{self, answers};
 use super::AppState;
 use crate::clock;
@@ -147,8 +149,8 @@ fn task_view(op: &Operation) -> TaskView {
     path = "/v1/tasks",
     tag = "tasks",
     summary = "List tasks",
-    description = "The ids of the tasks the `query` selects (by default, those under way), in the order they were submitted, a page at a time. The body is optional.",
-    params(VitamHeaders),
+    description = "The ids of the tasks the `query` selects (by default, those under way), in the order they were submitted, a page at a time. The body is optional; `query` may be given in the query string instead (URL-encoded).",
+    params(VitamHeaders, wire::tasks::TaskQueryString),
     request_body(content = Option<wire::tasks::ListTasksBody>, description = "Optional: without it, the first page of the tasks under way"),
     responses(
         (status = 200, description = "A page of task ids", body = answers::tasks::TaskList),
@@ -159,10 +161,26 @@ fn task_view(op: &Operation) -> TaskView {
 pub async fn list(
     state: web::Data<AppState>,
     caller: VitamCaller,
+    req: HttpRequest,
     body: VitamBody,
 ) -> Result<HttpResponse, VitamError> {
     let target = caller.project(&state, Scope::OperationsRead).await?;
-    let request: ListTasksBody = body.json_or_default()?;
+    let mut request: ListTasksBody = body.json_or_default()?;
+    let in_url = web::Query::<TaskQueryString>::from_query(req.query_string())
+        .map_err(|e| FieldError::new("query", e.to_string()))?
+        .into_inner()
+        .query;
+    match (&request.query, in_url) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                "query",
+                "is given both in the body and in the query string; give it once",
+            )
+            .into())
+        }
+        (None, Some(in_url)) => request.query = Some(in_url),
+        _ => {}
+    }
     let (filter, paging) = match request.check() {
         CheckedList::Checked(filter, paging) => (filter, paging),
         CheckedList::Refused(e) => return Err(e.into()),
@@ -178,10 +196,15 @@ pub async fn list(
         .ok_or_else(|| FieldError::new("next", "names no task of this project"))?;
     let page = task::page(rows.total, rows.before, rows.rows, paging.limit);
     // The request as given: the seed's `context` echoes its `query`.
-    let context: Value = match body.is_empty() {
+    let mut context: Value = match body.is_empty() {
         true => Value::Object(Default::default()),
         false => body.json()?,
     };
+    if let (Some(query), Some(fields)) = (&request.query, context.as_object_mut()) {
+        fields
+            .entry("query")
+            .or_insert_with(|| Value::String(query.clone()));
+    }
     Ok(HttpResponse::Ok().json(TaskList {
         hits: Hits {
             total: page.total,

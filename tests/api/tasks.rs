@@ -248,6 +248,21 @@ async fn a_client_from_the_seed_submits_a_step_a_worker_runs_and_lists_it(backen
     assert_eq!(list["hits"]["size"], 1);
     assert_eq!(list["hits"]["limit"], 100);
     assert_same(&list["context"], &query, "the context is the request");
+    // The same query in the query string (URL-encoded) selects the same; given in both
+    // places it is refused.
+    let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", query["query"].as_str().unwrap())
+        .finish();
+    let r = vitam
+        .send(Method::GET, &format!("/v1/tasks?{encoded}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["results"], list["results"]);
+    assert_eq!(r.body["context"], query);
+    let r = vitam
+        .send(Method::GET, &format!("/v1/tasks?{encoded}"), Some(&query))
+        .await;
+    refused(&r, StatusCode::BAD_REQUEST, Some("query"));
     // Without a body: the tasks under way, in the order they were submitted.
     let r = vitam.send(Method::GET, "/v1/tasks", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

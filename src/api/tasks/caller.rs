@@ -67,8 +67,15 @@ struct Headers {
 }
 
 fn headers(req: &HttpRequest) -> Result<Headers, FieldError> {
-    // Options go in the body: a query string would be one more way to say them.
-    if let Some(pair) = req.query_string().split('&').find(|p| !p.is_empty()) {
+    // Options go in the body; only the list's `query` may come in the query string too, as
+    // the seed's filter is a query. Anything else would be one more way to say them.
+    let listing = req.method() == actix_web::http::Method::GET && req.path() == "/v1/tasks";
+    if let Some(pair) = req
+        .query_string()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .find(|p| !(listing && p.split('=').next() == Some("query")))
+    {
         let name: String = pair
             .split('=')
             .next()

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::present;
 use crate::domain::operation::{CancelRequest, PhaseStatus};
@@ -121,6 +121,14 @@ pub struct ListTasksBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub next: Option<String>,
+}
+
+/// `GET /v1/tasks?query=…`: the list's filter, in the query string rather than the body.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TaskQueryString {
+    /// The same predicates as the body's `query` (URL-encoded: `&` is `%26`).
+    pub query: Option<String>,
 }
 
 /// A list's request, checked: a field error is a 400, a predicate Relais cannot apply a
