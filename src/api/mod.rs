@@ -25,7 +25,7 @@ pub mod workers;
 
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::Method;
-use actix_web::{web, FromRequest, Handler, HttpResponse, Resource, Responder};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 
 use crate::config::Config;
 use crate::domain::FieldError;
@@ -119,9 +119,17 @@ impl HttpServiceFactory for Endpoint {
         let allow: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
         let allow = allow.join(", ");
         self.resource
-            .default_service(web::to(move || {
-                let allow = allow.clone();
-                async move { Err::<HttpResponse, _>(error::ApiError::MethodNotAllowed(allow)) }
+            .default_service(web::to(move |req: HttpRequest| {
+                let refused = error::ApiError::MethodNotAllowed(allow.clone());
+                async move {
+                    // The worker tasks facade answers every error in its own shape.
+                    if in_tasks_scope(req.path()) {
+                        return Err::<HttpResponse, actix_web::Error>(
+                            tasks::error::VitamError::from(refused).into(),
+                        );
+                    }
+                    Err(refused.into())
+                }
             }))
             .register(config)
     }

@@ -632,6 +632,10 @@ async fn keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart(back
         StatusCode::BAD_REQUEST,
         Some("id_async"),
     );
+    // A method a path does not take: the seed's shape too, with `Allow`.
+    let r = vitam.send(Method::DELETE, "/v1/tasks", None).await;
+    refused(&r, StatusCode::METHOD_NOT_ALLOWED, None);
+    assert_eq!(r.headers["allow"], "GET, POST, PUT");
     refused(
         &vitam.send(Method::GET, "/v1/nothing", None).await,
         StatusCode::NOT_FOUND,
