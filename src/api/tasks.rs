@@ -390,7 +390,7 @@ async fn cancel_task(
     path = "/v1/status",
     tag = "tasks",
     summary = "This instance's status",
-    description = "`Active` (200) while it takes work; `ShutdownInProgress` (503) from the first SIGTERM until it stops listening; `Inactive` (503) while its database does not answer.",
+    description = "`Active` (200) while it takes work; `ShutdownInProgress` (503) from the first SIGTERM until it stops listening; `Unreachable` (503) while its database does not answer.",
     params(VitamHeaders),
     responses(
         (status = 200, description = "Active", body = answers::tasks::InstanceView),

@@ -274,8 +274,9 @@ fn failure(error: &OperationError, status: OperationStatus) -> TaskFailure {
     }
 }
 
-/// How an instance reports itself on `/v1/status`. `Unreachable` is never answered: it is
-/// what a client concludes when no answer comes, and the seed lists it among the states.
+/// How an instance reports itself on `/v1/status`. `Unreachable`: its database does not
+/// answer, so it can take no work. `Inactive`, which the seed lists too, is never
+/// answered: an instance that runs is active or stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum InstanceStatus {
     Active,
@@ -290,7 +291,7 @@ impl InstanceStatus {
     pub fn of(shutting_down: bool, database_answers: bool) -> Self {
         match (shutting_down, database_answers) {
             (true, _) => Self::ShutdownInProgress,
-            (false, false) => Self::Inactive,
+            (false, false) => Self::Unreachable,
             (false, true) => Self::Active,
         }
     }
@@ -489,7 +490,10 @@ mod tests {
     #[test]
     fn an_instance_shutting_down_says_so_whatever_its_database_says() {
         assert_eq!(InstanceStatus::of(false, true), InstanceStatus::Active);
-        assert_eq!(InstanceStatus::of(false, false), InstanceStatus::Inactive);
+        assert_eq!(
+            InstanceStatus::of(false, false),
+            InstanceStatus::Unreachable
+        );
         assert_eq!(
             InstanceStatus::of(true, true),
             InstanceStatus::ShutdownInProgress
