@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 use super::wire::answers::errors::ErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, breakout, docs, events, health, integrations, operations, push_workers, webhooks,
-    workers,
+    batches, blocks, breakout, docs, events, health, integrations, notebooks, operations,
+    push_workers, webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -82,6 +82,20 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         breakout::jobs::start,
         breakout::jobs::status,
         breakout::jobs::jobs,
+        blocks::unauthorized_ping,
+        blocks::ping,
+        blocks::get,
+        blocks::update,
+        blocks::delete,
+        blocks::create,
+        notebooks::create,
+        notebooks::list_at_notebook,
+        notebooks::list,
+        notebooks::get,
+        notebooks::update,
+        notebooks::delete,
+        notebooks::run,
+        notebooks::runs,
         docs::openapi_json,
         docs::page,
         docs::renderer
@@ -95,6 +109,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "events", description = "The event log"),
         (name = "webhooks", description = "Signed webhooks and callbacks"),
         (name = "notifications", description = "Slack and email: the project's Slack integration and who is alerted when an endpoint is disabled"),
+        (name = "notebooks", description = "Notebooks of blocks (seed 003), run by hand or on a cron schedule, each run a batch"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
         (name = "health", description = "Liveness, readiness, ping"),
         (name = "docs", description = "This document"),

@@ -140,6 +140,25 @@ uuid_id!(
     "upload id",
     "upl-"
 );
+uuid_id!(
+    /// A notebook: a saved pipeline of blocks (seed 003). Shown as a bare GUID, as the
+    /// seed's clients parse it (`Guid NotebookId`).
+    NotebookId,
+    "notebook id",
+    ""
+);
+uuid_id!(
+    /// A block of a notebook. Shown as a bare GUID, as the seed shows it (`Guid BlockId`).
+    BlockId,
+    "block id",
+    ""
+);
+uuid_id!(
+    /// One run of a notebook (a batch), shown as `run-<guid>`.
+    NotebookRunId,
+    "run id",
+    "run-"
+);
 
 /// Event ids follow the Standard Webhooks habit of a type prefix and an opaque suffix;
 /// they double as the `webhook-id` of every delivery of that event.

@@ -7,6 +7,7 @@ pub mod breakout;
 pub mod delivery;
 pub mod event;
 pub mod fields;
+pub mod notebook;
 pub mod ids;
 pub mod notify;
 pub mod operation;

@@ -108,17 +108,32 @@ impl Batches {
         members: Vec<(Operation, Vec<String>)>,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<CreateOutcome> {
-        let now = batch.created_at;
-        let events = stage_batch(batch, vec![batch.started_event()], now);
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
-            if !take_idempotency_key(&mut tx, batch.project_id, &record, now).await? {
+            if !take_idempotency_key(&mut tx, batch.project_id, &record, batch.created_at).await? {
                 return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
-        self.write_batch_row(&mut tx, batch, true).await?;
+        let announce = self.create_in(&mut tx, batch, members).await?;
+        tx.commit().await?;
+        self.signals.after_commit(announce);
+        Ok(CreateOutcome::Created)
+    }
+
+    /// [`Batches::create`] within a transaction of the caller's (a notebook's run is
+    /// recorded with its batch); what to announce once it commits.
+    pub(super) async fn create_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: &mut Batch,
+        members: Vec<(Operation, Vec<String>)>,
+    ) -> Result<Announce> {
+        let now = batch.created_at;
+        let events = stage_batch(batch, vec![batch.started_event()], now);
+        let tx = &mut *tx;
+        self.write_batch_row(tx, batch, true).await?;
         let ops: Vec<Operation> = members.iter().map(|(op, _)| op.clone()).collect();
-        insert_operations(&mut tx, &ops).await?;
+        insert_operations(tx, &ops).await?;
         let rows: Vec<(usize, &Operation, &Vec<String>)> = members
             .iter()
             .enumerate()
@@ -140,7 +155,7 @@ impl Batches {
                     .bind(to_json(deps))
                     .bind(deps.len() as i64);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
         let edges: Vec<(String, &String)> = members
             .iter()
@@ -161,17 +176,12 @@ impl Batches {
                     .bind((*upstream).clone())
                     .bind(downstream.clone());
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        let mut announce = self
-            .operations
-            .write_changes(&mut tx, &[], events, now)
-            .await?;
+        let mut announce = self.operations.write_changes(tx, &[], events, now).await?;
         announce.builtin_work = true;
         announce.worker_work = true;
-        tx.commit().await?;
-        self.signals.after_commit(announce);
-        Ok(CreateOutcome::Created)
+        Ok(announce)
     }
 
     async fn write_batch_row(
