@@ -155,17 +155,25 @@ fn check_runnable(state: &AppState, change: &BlockChange) -> Result<(), ApiError
         if let Some(executor) = block_type.and_then(|t| state.executors.get(t)) {
             executor
                 .validate(&serde_json::json!({}))
-                .map_err(|e| FieldError::new(format!("configuration.{}", e.field), e.message))?;
+                .map_err(in_configuration)?;
         }
         return Ok(());
     };
     if let Some(executor) = state.executors.get(block_type) {
         let parameters = serde_json::from_str(configuration).unwrap_or_default();
-        executor
-            .validate(&parameters)
-            .map_err(|e| FieldError::new(format!("configuration.{}", e.field), e.message))?;
+        executor.validate(&parameters).map_err(in_configuration)?;
     }
     Ok(())
+}
+
+/// An executor names the parameters' fields as an operation's (`parameters.phases[0]`):
+/// a block gives them as its `configuration`.
+fn in_configuration(e: FieldError) -> FieldError {
+    let field = match e.field.strip_prefix("parameters") {
+        Some(rest) => format!("configuration{rest}"),
+        None => format!("configuration.{}", e.field),
+    };
+    FieldError::new(field, e.message)
 }
 
 fn refused(e: ChangeError<FieldError>) -> ApiError {
@@ -245,7 +253,13 @@ pub async fn update(
 /// A header value carries visible ASCII only.
 fn header_safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(500)
         .collect()
 }
@@ -272,7 +286,7 @@ async fn try_update(
             if let (Some(executor), Some(_)) = (registry.get(&block.block_type), configuration) {
                 executor
                     .validate(&block.parameters())
-                    .map_err(|e| FieldError::new(format!("configuration.{}", e.field), e.message))?;
+                    .map_err(in_configuration)?;
             }
             Ok(())
         })

@@ -62,7 +62,10 @@ pub fn notebook_view(notebook: &Notebook) -> NotebookView {
         notebook_id: notebook.id,
         notebook_name: notebook.name.clone(),
         notebook_description: notebook.description.clone(),
-        schedule: notebook.schedule.as_ref().map(|s| s.expression().to_owned()),
+        schedule: notebook
+            .schedule
+            .as_ref()
+            .map(|s| s.expression().to_owned()),
         timezone: notebook.timezone.clone(),
         schedule_paused: notebook.schedule_paused,
         next_run_at: opt_time(notebook.next_run_at),
@@ -341,7 +344,12 @@ pub async fn run(
     let started = state
         .store
         .notebooks()
-        .run(target.tenant, target.project, path.notebook_id()?, clock::now())
+        .run(
+            target.tenant,
+            target.project,
+            path.notebook_id()?,
+            clock::now(),
+        )
         .await
         .map_err(|e| match e {
             StartRunError::NotFound => ApiError::NotFound("notebook"),

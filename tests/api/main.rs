@@ -20,6 +20,7 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod logs;
+mod notebooks;
 mod notifications;
 mod openapi;
 mod push_workers;

@@ -233,7 +233,10 @@ fn dependencies(ids: Option<Vec<String>>) -> Result<Option<Vec<BlockId>>, FieldE
     .transpose()
 }
 
-fn block_change(body: UpdateBlockBody, block_type: Option<String>) -> Result<BlockChange, FieldError> {
+fn block_change(
+    body: UpdateBlockBody,
+    block_type: Option<String>,
+) -> Result<BlockChange, FieldError> {
     let configuration = body
         .configuration
         .map(|c| checked_configuration(&c, "configuration").map(|_| c))

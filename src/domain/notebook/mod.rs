@@ -323,7 +323,10 @@ impl Block {
                     ));
                 }
                 if dependencies[..i].contains(dependency) {
-                    return Err(FieldError::new(field, format!("{dependency} is listed twice")));
+                    return Err(FieldError::new(
+                        field,
+                        format!("{dependency} is listed twice"),
+                    ));
                 }
             }
             let mut graph: Vec<(BlockId, Vec<BlockId>)> = others

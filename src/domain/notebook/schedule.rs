@@ -144,7 +144,8 @@ impl Schedule {
             // A long outage of a per-second schedule is skipped in one step, not tick by
             // tick: on to the last tick before the cluster came back.
             if tick < up_since && due.skipped >= 1_000 {
-                let last_missed = self.last_at_or_before(up_since - chrono::Duration::milliseconds(1));
+                let last_missed =
+                    self.last_at_or_before(up_since - chrono::Duration::milliseconds(1));
                 if let Some(last) = last_missed.filter(|l| after.is_some_and(|a| *l > a)) {
                     due.next = Some(last);
                 }
@@ -184,7 +185,11 @@ mod tests {
         assert!(wrong.message.contains("has 4"), "{}", wrong.message);
         let wrong = Schedule::parse("61 * * * *", "UTC").unwrap_err();
         assert_eq!(wrong.field, "schedule");
-        assert!(wrong.message.contains("not a valid cron"), "{}", wrong.message);
+        assert!(
+            wrong.message.contains("not a valid cron"),
+            "{}",
+            wrong.message
+        );
         let wrong = Schedule::parse("* * * * *", "Mars/Olympus").unwrap_err();
         assert_eq!(wrong.field, "timezone");
         assert_eq!(
@@ -199,7 +204,11 @@ mod tests {
         let s = Schedule::parse("30 2 * * *", "Europe/Paris").unwrap();
         let before = at("2024-03-30T12:00:00Z");
         let first = s.next_after(before).unwrap();
-        assert_eq!(first, at("2024-03-31T01:00:00Z"), "03:00 CEST, after the gap");
+        assert_eq!(
+            first,
+            at("2024-03-31T01:00:00Z"),
+            "03:00 CEST, after the gap"
+        );
         let second = s.next_after(first).unwrap();
         assert_eq!(second, at("2024-04-01T00:30:00Z"), "02:30 CEST");
         // 09:00 in New York is 14:00 UTC in winter and 13:00 UTC in summer.
@@ -225,7 +234,10 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
         assert_eq!(s.next_after(t).unwrap(), t + chrono::Duration::seconds(1));
         let half = t + chrono::Duration::milliseconds(500);
-        assert_eq!(s.next_after(half).unwrap(), t + chrono::Duration::seconds(1));
+        assert_eq!(
+            s.next_after(half).unwrap(),
+            t + chrono::Duration::seconds(1)
+        );
     }
 
     #[test]
@@ -236,11 +248,7 @@ mod tests {
         let due = s.due(next, at("2024-01-01T00:00:02.300Z"), up);
         assert_eq!(
             due.run,
-            vec![
-                next,
-                at("2024-01-01T00:00:01Z"),
-                at("2024-01-01T00:00:02Z")
-            ]
+            vec![next, at("2024-01-01T00:00:01Z"), at("2024-01-01T00:00:02Z")]
         );
         assert_eq!(due.next, Some(at("2024-01-01T00:00:03Z")));
         let far = s.due(next, at("2024-01-01T01:00:00Z"), up);
@@ -275,12 +283,20 @@ mod tests {
     fn a_long_outage_of_a_per_second_schedule_is_skipped_in_one_pass() {
         let s = Schedule::parse("* * * * * *", "UTC").unwrap();
         let back = at("2024-01-02T00:00:00.200Z");
-        let due = s.due(at("2024-01-01T00:00:00Z"), at("2024-01-02T00:00:00.500Z"), back);
+        let due = s.due(
+            at("2024-01-01T00:00:00Z"),
+            at("2024-01-02T00:00:00.500Z"),
+            back,
+        );
         assert_eq!(due.run, vec![at("2024-01-02T00:00:00Z")]);
         assert_eq!(due.next, Some(at("2024-01-02T00:00:01Z")));
         assert!(due.skipped >= 1_000);
         // Ticks that came due since the cluster came back all run, the missed ones not.
-        let due = s.due(at("2024-01-01T00:00:00Z"), at("2024-01-02T00:00:02.500Z"), back);
+        let due = s.due(
+            at("2024-01-01T00:00:00Z"),
+            at("2024-01-02T00:00:02.500Z"),
+            back,
+        );
         assert_eq!(
             due.run,
             vec![at("2024-01-02T00:00:01Z"), at("2024-01-02T00:00:02Z")]

@@ -115,14 +115,22 @@ fn dependencies_are_blocks_of_the_notebook_listed_once_without_a_cycle() {
     let stranger = BlockId::new();
     let e = refused(vec![stranger], &a);
     assert_eq!(e.field, "dependencies[0]");
-    assert!(e.message.contains("no block of this notebook"), "{}", e.message);
+    assert!(
+        e.message.contains("no block of this notebook"),
+        "{}",
+        e.message
+    );
     assert_eq!(refused(vec![a.id], &a).field, "dependencies[0]");
     let twice = refused(vec![a.id, a.id], &b);
     assert_eq!(twice.field, "dependencies[1]");
     let cycle = refused(vec![b.id], &a);
     assert_eq!(cycle.field, "dependencies");
     assert!(cycle.message.contains("cycle"), "{}", cycle.message);
-    assert!(cycle.message.contains(&a.id.to_string()), "{}", cycle.message);
+    assert!(
+        cycle.message.contains(&a.id.to_string()),
+        "{}",
+        cycle.message
+    );
 }
 
 #[test]
@@ -133,7 +141,10 @@ fn a_configuration_is_a_json_object_written_as_a_string() {
         assert_eq!(e.field, "configuration", "{wrong}");
     }
     assert_eq!(checked_block_order(-1).unwrap_err().field, "blockOrder");
-    assert_eq!(checked_block_order(1 << 40).unwrap_err().field, "blockOrder");
+    assert_eq!(
+        checked_block_order(1 << 40).unwrap_err().field,
+        "blockOrder"
+    );
     assert_eq!(checked_block_order(3).unwrap(), 3);
     assert_eq!(
         checked_block_title("a\u{7}b").unwrap_err().field,

@@ -141,7 +141,12 @@ impl Notebooks {
     }
 
     /// Removes the notebook, its blocks and its runs' records; the runs' batches go on.
-    pub async fn delete(&self, tenant: TenantId, project: ProjectId, id: NotebookId) -> Result<bool> {
+    pub async fn delete(
+        &self,
+        tenant: TenantId,
+        project: ProjectId,
+        id: NotebookId,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM notebooks WHERE id = $1 AND project_id = $2 AND tenant_id = $3",
         )
@@ -193,7 +198,11 @@ impl Notebooks {
         make: impl FnOnce(&[Block]) -> Result<Block, E>,
     ) -> Result<Option<Block>, ChangeError<E>> {
         let mut tx = self.pool.begin().await?;
-        if self.lock(&mut tx, tenant, project, notebook).await?.is_none() {
+        if self
+            .lock(&mut tx, tenant, project, notebook)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let others = blocks_of(&mut tx, notebook).await?;
@@ -370,7 +379,10 @@ async fn write_notebook(
             .skip(1)
             .map(|(i, c)| format!("{c} = ${}", i + 1))
             .collect();
-        format!("UPDATE notebooks SET {} WHERE id = $1", assignments.join(", "))
+        format!(
+            "UPDATE notebooks SET {} WHERE id = $1",
+            assignments.join(", ")
+        )
     };
     sqlx::query(&sql)
         .bind(n.id.db())

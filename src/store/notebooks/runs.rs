@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{blocks_of, decode_notebook, opt_time, parsed, run_status, Notebooks, NOTEBOOK_COLUMNS};
+use super::{
+    blocks_of, decode_notebook, opt_time, parsed, run_status, Notebooks, NOTEBOOK_COLUMNS,
+};
 use crate::domain::batch::{Batch, BatchStatus};
 use crate::domain::ids::{BatchId, NotebookId, NotebookRunId, OperationId, ProjectId, TenantId};
 use crate::domain::notebook::schedule::DOWN_AFTER_MS;
@@ -300,7 +302,14 @@ impl Notebooks {
                 let blocks = blocks_of(&mut tx, notebook.id).await?;
                 for tick in &due.run {
                     if let Some((_, more)) = self
-                        .start(&mut tx, &notebook, &blocks, Trigger::Schedule, Some(*tick), now)
+                        .start(
+                            &mut tx,
+                            &notebook,
+                            &blocks,
+                            Trigger::Schedule,
+                            Some(*tick),
+                            now,
+                        )
                         .await?
                     {
                         announce.absorb(more);
