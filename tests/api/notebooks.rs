@@ -105,8 +105,8 @@ async fn three_echo_blocks_run_in_order_and_their_statistics_follow(backend: Bac
     // Each block was handed the result of the one before it, so it ran after it.
     let op = |i: usize| members[i]["operationId"].as_str().unwrap().to_owned();
     assert!(echo_received(&app, &op(0)).await.is_empty());
-    assert_eq!(echo_received(&app, &op(1)).await, [first.clone()]);
-    assert_eq!(echo_received(&app, &op(2)).await, [second.clone()]);
+    assert_eq!(echo_received(&app, &op(1)).await, vec![first.clone()]);
+    assert_eq!(echo_received(&app, &op(2)).await, vec![second.clone()]);
     let status = app
         .get(&app.api(&format!("/operation/{}", op(0))))
         .await

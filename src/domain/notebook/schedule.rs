@@ -225,7 +225,7 @@ mod tests {
         let s = Schedule::parse("30 2 * * *", "Europe/Paris").unwrap();
         let a = s.next_after(at("2024-10-26T12:00:00Z")).unwrap();
         let b = s.next_after(a).unwrap();
-        assert_eq!(b - a > chrono::Duration::hours(23), true, "{a} then {b}");
+        assert!(b - a > chrono::Duration::hours(23), "{a} then {b}");
     }
 
     #[test]
