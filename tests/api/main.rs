@@ -20,6 +20,7 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod logs;
+mod notebook_replicas;
 mod notebooks;
 mod notifications;
 mod openapi;
