@@ -199,6 +199,38 @@ mod tests {
     }
 
     #[test]
+    fn odd_expressions_are_answered_not_panicked_on() {
+        for odd in [
+            "*/0 * * * *",
+            "0-99999999999 * * * *",
+            "L * * * *",
+            "# # # # #",
+            "W W W W W",
+            "5/ * * * *",
+            "* * * * 8",
+            "* * 0 * *",
+            "1-0 * * * *",
+            "59-0/7 * * * * *",
+            "* * L * *",
+            "* * * * 5#9",
+            "@reboot",
+            "@ @ @ @ @",
+            "0 0 29 2 *",
+            "\u{7f} * * * *",
+            "é * * * *",
+        ] {
+            let parsed = std::panic::catch_unwind(|| Schedule::parse(odd, "UTC"));
+            let parsed = parsed.unwrap_or_else(|_| panic!("{odd:?} panicked"));
+            if let Ok(schedule) = parsed {
+                assert!(
+                    schedule.next_after(at("2024-01-01T00:00:00Z")).is_some(),
+                    "{odd}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn ticks_follow_the_zone_across_daylight_saving_changes() {
         // 02:30 every day in Paris: on 2024-03-31 the clocks jump from 02:00 to 03:00.
         let s = Schedule::parse("30 2 * * *", "Europe/Paris").unwrap();

@@ -12,6 +12,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{
     blocks_of, decode_notebook, opt_time, parsed, run_status, Notebooks, NOTEBOOK_COLUMNS,
 };
+use crate::clock;
 use crate::domain::batch::{Batch, BatchStatus};
 use crate::domain::ids::{BatchId, NotebookId, NotebookRunId, OperationId, ProjectId, TenantId};
 use crate::domain::notebook::schedule::DOWN_AFTER_MS;
@@ -300,6 +301,9 @@ impl Notebooks {
             let mut last_run = notebook.last_run_at;
             if !due.run.is_empty() {
                 let blocks = blocks_of(&mut tx, notebook.id).await?;
+                // Stamped when written, not when the pass began: a pass of many
+                // notebooks writes its runs over several transactions.
+                let created = clock::now().max(now);
                 for tick in &due.run {
                     if let Some((_, more)) = self
                         .start(
@@ -308,13 +312,13 @@ impl Notebooks {
                             &blocks,
                             Trigger::Schedule,
                             Some(*tick),
-                            now,
+                            created,
                         )
                         .await?
                     {
                         announce.absorb(more);
                         pass.runs += 1;
-                        last_run = Some(now);
+                        last_run = Some(created);
                     }
                 }
             }
@@ -327,6 +331,33 @@ impl Notebooks {
         }
         tx.commit().await?;
         Ok((rows.len(), announce))
+    }
+}
+
+impl Notebooks {
+    /// `(tick, run written)` of every scheduled run of a tick in `[from, to)`, of every
+    /// notebook: how late ticks ran (`relais bench notebooks`).
+    pub async fn scheduled_runs_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT scheduled_for, created_at FROM notebook_runs
+             WHERE scheduled_for >= $1 AND scheduled_for < $2",
+        )
+        .bind(to_ms(from))
+        .bind(to_ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    from_ms(row.try_get::<i64, _>("scheduled_for")?)?,
+                    from_ms(row.try_get::<i64, _>("created_at")?)?,
+                ))
+            })
+            .collect()
     }
 }
 
