@@ -5,12 +5,15 @@
 //! transaction; the unique index on `(notebook_id, scheduled_for)` makes a second run of
 //! one tick impossible whatever happens.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    blocks_of, decode_notebook, opt_time, parsed, run_status, Notebooks, NOTEBOOK_COLUMNS,
+    blocks_of, decode_block, decode_notebook, opt_time, parsed, run_status, Notebooks,
+    BLOCK_COLUMNS, NOTEBOOK_COLUMNS,
 };
 use crate::clock;
 use crate::domain::batch::{Batch, BatchStatus};
@@ -23,6 +26,8 @@ use crate::store::{from_ms, to_ms, Result, StoreError};
 
 /// Notebooks whose ticks one transaction of a pass claims.
 const NOTEBOOKS_PER_TRANSACTION: i64 = 64;
+/// Transactions of a pass at once, on PostgreSQL.
+const PARALLEL_TRANSACTIONS: usize = 4;
 
 /// A run just started: its record, its batch and the member that stands for each block.
 #[derive(Debug, Clone)]
@@ -87,10 +92,9 @@ impl Notebooks {
             return Err(StartRunError::NotFound);
         };
         let blocks = blocks_of(&mut tx, id).await?;
-        let (started, announce) = self
-            .start(&mut tx, &notebook, &blocks, Trigger::Manual, None, now)
-            .await?
-            .ok_or(StartRunError::Empty)?;
+        let planned =
+            plan(&notebook, &blocks, Trigger::Manual, None, now).ok_or(StartRunError::Empty)?;
+        let announce = self.write_runs(&mut tx, vec![&planned]).await?;
         sqlx::query("UPDATE notebooks SET last_run_at = $2 WHERE id = $1")
             .bind(id.db())
             .bind(to_ms(now))
@@ -98,84 +102,41 @@ impl Notebooks {
             .await?;
         tx.commit().await?;
         self.signals.after_commit(announce);
-        Ok(started)
+        Ok(planned.started())
     }
 
-    /// Writes a run of `notebook` and its batch; `None` when no block is enabled.
-    async fn start(
+    /// Writes the runs and their batches.
+    async fn write_runs(
         &self,
         tx: &mut Transaction<'static, Any>,
-        notebook: &Notebook,
-        blocks: &[Block],
-        trigger: Trigger,
-        scheduled_for: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(RunStarted, Announce)>> {
-        let Some(spec) = run_spec(notebook, blocks) else {
-            return Ok(None);
-        };
-        let batch_id = BatchId::new();
-        let mut batch = Batch::new(
-            batch_id,
-            notebook.tenant_id,
-            notebook.project_id,
-            &spec,
-            now,
-        );
-        let members: Vec<(Operation, Vec<String>)> = spec
-            .members
-            .iter()
-            .map(|m| {
-                let op = Operation::member(
-                    OperationId::new(),
-                    notebook.tenant_id,
-                    notebook.project_id,
-                    m.spec.clone(),
-                    BatchMembership {
-                        batch_id,
-                        key: m.key.clone(),
-                        inputs: None,
-                    },
-                    !m.dependencies.is_empty(),
-                    now,
-                );
-                (op, m.dependencies.clone())
-            })
+        runs: Vec<&Planned>,
+    ) -> Result<Announce> {
+        let mut batches: Vec<Batch> = runs.iter().map(|p| p.batch.clone()).collect();
+        let with_members = batches
+            .iter_mut()
+            .zip(&runs)
+            .map(|(batch, p)| (batch, p.members.clone()))
             .collect();
-        let shown = members
-            .iter()
-            .zip(&spec.members)
-            .map(|((op, deps), m)| (m.key.clone(), op.id, deps.clone()))
-            .collect();
-        let announce = self.batches.create_in(tx, &mut batch, members).await?;
-        let run = NotebookRun {
-            id: NotebookRunId::new(),
-            notebook_id: notebook.id,
-            batch_id,
-            trigger,
-            scheduled_for,
-            created_at: now,
-        };
-        sqlx::query(
-            "INSERT INTO notebook_runs (id, notebook_id, batch_id, run_trigger, scheduled_for, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run.id.db())
-        .bind(notebook.id.db())
-        .bind(batch_id.db())
-        .bind(trigger.as_str())
-        .bind(scheduled_for.map(to_ms))
-        .bind(to_ms(now))
-        .execute(&mut **tx)
-        .await?;
-        Ok(Some((
-            RunStarted {
-                run,
-                batch,
-                members: shown,
-            },
-            announce,
-        )))
+        let announce = self.batches.create_many_in(tx, with_members).await?;
+        for chunk in runs.chunks(64) {
+            let sql = format!(
+                "INSERT INTO notebook_runs (id, notebook_id, batch_id, run_trigger, scheduled_for, created_at) VALUES {}",
+                crate::store::values_placeholders(chunk.len(), 6, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for p in chunk {
+                let run = &p.run;
+                query = query
+                    .bind(run.id.db())
+                    .bind(run.notebook_id.db())
+                    .bind(run.batch_id.db())
+                    .bind(run.trigger.as_str())
+                    .bind(run.scheduled_for.map(to_ms))
+                    .bind(to_ms(run.created_at));
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(announce)
     }
 
     /// The notebook's runs, newest first; `None` if there is no such notebook.
@@ -247,13 +208,28 @@ impl Notebooks {
     /// one's next tick on.
     pub async fn schedule(&self, now: DateTime<Utc>) -> Result<SchedulePass> {
         let up_since = self.cluster_up_since(now).await?;
-        let mut pass = SchedulePass::default();
-        loop {
-            let (claimed, announce) = self.schedule_some(now, up_since, &mut pass).await?;
-            self.signals.after_commit(announce);
-            if claimed < NOTEBOOKS_PER_TRANSACTION as usize {
-                break;
+        // On PostgreSQL, a few transactions at once (each claims its own notebooks, `SKIP
+        // LOCKED`): a pass of many notebooks is bound by round trips, not by the CPU.
+        let workers = match self.backend {
+            crate::store::Backend::Postgres => PARALLEL_TRANSACTIONS,
+            crate::store::Backend::Sqlite => 1,
+        };
+        let worker = || async {
+            let mut done = SchedulePass::default();
+            loop {
+                let (claimed, some) = self.schedule_some(now, up_since).await?;
+                done.runs += some.runs;
+                done.skipped += some.skipped;
+                if claimed < NOTEBOOKS_PER_TRANSACTION as usize {
+                    return Ok::<_, StoreError>(done);
+                }
             }
+        };
+        let mut pass = SchedulePass::default();
+        for done in futures_util::future::join_all((0..workers).map(|_| worker())).await {
+            let done = done?;
+            pass.runs += done.runs;
+            pass.skipped += done.skipped;
         }
         let next: Option<i64> = sqlx::query(
             "SELECT MIN(next_run_at) AS next FROM notebooks
@@ -270,8 +246,8 @@ impl Notebooks {
         &self,
         now: DateTime<Utc>,
         up_since: DateTime<Utc>,
-        pass: &mut SchedulePass,
-    ) -> Result<(usize, Announce)> {
+    ) -> Result<(usize, SchedulePass)> {
+        let mut pass = SchedulePass::default();
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {NOTEBOOK_COLUMNS} FROM notebooks
@@ -283,9 +259,18 @@ impl Notebooks {
         .bind(NOTEBOOKS_PER_TRANSACTION)
         .fetch_all(&mut *tx)
         .await?;
-        let mut announce = Announce::default();
-        for row in &rows {
-            let notebook = decode_notebook(row)?;
+        let claimed: Vec<Notebook> = rows.iter().map(decode_notebook).collect::<Result<_>>()?;
+        if claimed.is_empty() {
+            return Ok((0, pass));
+        }
+        let ids: Vec<NotebookId> = claimed.iter().map(|n| n.id).collect();
+        let mut blocks = blocks_of_many(&mut tx, &ids).await?;
+        // Stamped when written, not when the pass began: a pass of many notebooks writes
+        // its runs over several transactions.
+        let created = clock::now().max(now);
+        let mut planned = Vec::new();
+        let mut moved = Vec::with_capacity(claimed.len());
+        for notebook in &claimed {
             let (Some(schedule), Some(next)) = (&notebook.schedule, notebook.next_run_at) else {
                 continue;
             };
@@ -298,40 +283,52 @@ impl Notebooks {
                     "missed ticks skipped: every replica was down when they came due"
                 );
             }
+            let own = blocks.remove(&notebook.id).unwrap_or_default();
             let mut last_run = notebook.last_run_at;
-            if !due.run.is_empty() {
-                let blocks = blocks_of(&mut tx, notebook.id).await?;
-                // Stamped when written, not when the pass began: a pass of many
-                // notebooks writes its runs over several transactions.
-                let created = clock::now().max(now);
-                for tick in &due.run {
-                    if let Some((_, more)) = self
-                        .start(
-                            &mut tx,
-                            &notebook,
-                            &blocks,
-                            Trigger::Schedule,
-                            Some(*tick),
-                            created,
-                        )
-                        .await?
-                    {
-                        announce.absorb(more);
-                        pass.runs += 1;
-                        last_run = Some(created);
-                    }
+            for tick in &due.run {
+                if let Some(run) = plan(notebook, &own, Trigger::Schedule, Some(*tick), created) {
+                    planned.push(run);
+                    last_run = Some(created);
                 }
             }
+            moved.push((notebook.id, due.next, last_run));
+        }
+        pass.runs = planned.len();
+        let announce = self.write_runs(&mut tx, planned.iter().collect()).await?;
+        for (id, next, last_run) in moved {
             sqlx::query("UPDATE notebooks SET next_run_at = $2, last_run_at = $3 WHERE id = $1")
-                .bind(notebook.id.db())
-                .bind(due.next.map(to_ms))
+                .bind(id.db())
+                .bind(next.map(to_ms))
                 .bind(last_run.map(to_ms))
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok((rows.len(), announce))
+        self.signals.after_commit(announce);
+        Ok((claimed.len(), pass))
     }
+}
+
+/// The blocks of each of these notebooks.
+async fn blocks_of_many(
+    tx: &mut Transaction<'static, Any>,
+    notebooks: &[NotebookId],
+) -> Result<HashMap<NotebookId, Vec<Block>>> {
+    let sql = format!(
+        "SELECT {BLOCK_COLUMNS} FROM notebook_blocks WHERE notebook_id IN ({})
+         ORDER BY block_order, created_at, id",
+        crate::store::placeholders(1, notebooks.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in notebooks {
+        query = query.bind(id.db());
+    }
+    let mut out: HashMap<NotebookId, Vec<Block>> = HashMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let block = decode_block(&row)?;
+        out.entry(block.notebook_id).or_default().push(block);
+    }
+    Ok(out)
 }
 
 impl Notebooks {
@@ -359,6 +356,81 @@ impl Notebooks {
             })
             .collect()
     }
+}
+
+/// A run drawn up, not yet written: its record, its batch and the batch's members.
+struct Planned {
+    run: NotebookRun,
+    batch: Batch,
+    members: Vec<(Operation, Vec<String>)>,
+}
+
+impl Planned {
+    fn started(&self) -> RunStarted {
+        RunStarted {
+            run: self.run.clone(),
+            batch: self.batch.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(op, deps)| {
+                    let key = op.batch.as_ref().map(|b| b.key.clone()).unwrap_or_default();
+                    (key, op.id, deps.clone())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A run of `notebook` with these blocks; `None` when no block is enabled.
+fn plan(
+    notebook: &Notebook,
+    blocks: &[Block],
+    trigger: Trigger,
+    scheduled_for: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Planned> {
+    let spec = run_spec(notebook, blocks)?;
+    let batch_id = BatchId::new();
+    let batch = Batch::new(
+        batch_id,
+        notebook.tenant_id,
+        notebook.project_id,
+        &spec,
+        now,
+    );
+    let members = spec
+        .members
+        .iter()
+        .map(|m| {
+            let op = Operation::member(
+                OperationId::new(),
+                notebook.tenant_id,
+                notebook.project_id,
+                m.spec.clone(),
+                BatchMembership {
+                    batch_id,
+                    key: m.key.clone(),
+                    inputs: None,
+                },
+                !m.dependencies.is_empty(),
+                now,
+            );
+            (op, m.dependencies.clone())
+        })
+        .collect();
+    Some(Planned {
+        run: NotebookRun {
+            id: NotebookRunId::new(),
+            notebook_id: notebook.id,
+            batch_id,
+            trigger,
+            scheduled_for,
+            created_at: now,
+        },
+        batch,
+        members,
+    })
 }
 
 fn decode_run(row: &AnyRow) -> Result<RunView> {
