@@ -14,6 +14,7 @@ both_backends!(
     three_echo_blocks_run_in_order_and_their_statistics_follow,
     explicit_dependencies_and_disabled_blocks_shape_the_run,
     an_every_second_schedule_runs_each_tick_until_paused,
+    ticks_missed_while_the_service_was_down_run_once_not_each,
     notebooks_are_created_listed_changed_and_deleted,
     bad_input_is_refused_naming_the_field,
 );
@@ -634,4 +635,63 @@ async fn bad_input_is_refused_naming_the_field(backend: Backend) {
         )
         .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn ticks_missed_while_the_service_was_down_run_once_not_each(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let nb = notebook(
+        &app,
+        json!({"notebookName": "Outage", "schedule": "* * * * * *"}),
+    )
+    .await;
+    let id = nb["notebookId"].as_str().unwrap().to_owned();
+    block(
+        &app,
+        &id,
+        json!({"blockType": "Echo", "blockTitle": "tick"}),
+    )
+    .await;
+    let runs_path = at(&app, &format!("/notebook/{id}/runs?pageSize=100"));
+    eventually(Duration::from_secs(20), || async {
+        (ticks_of(&app, &runs_path).await.len() >= 2).then_some(())
+    })
+    .await;
+    // Every replica down for 7 s: about seven ticks come due with nothing to run them.
+    let app = app.down_for(Duration::from_secs(7)).await;
+    let before = ticks_of(&app, &runs_path).await.len();
+    let ticks = eventually(Duration::from_secs(20), || async {
+        let ticks = ticks_of(&app, &runs_path).await;
+        (ticks.len() >= before + 3).then_some(ticks)
+    })
+    .await;
+    let gaps: Vec<_> = ticks
+        .windows(2)
+        .filter(|pair| pair[1] - pair[0] > chrono::Duration::seconds(1))
+        .collect();
+    assert_eq!(gaps.len(), 1, "one gap, the outage: {ticks:?}");
+    let skipped = (gaps[0][1] - gaps[0][0]).num_seconds() - 1;
+    assert!(
+        skipped >= 5,
+        "the older missed ticks were skipped, not run on start-up: {ticks:?}"
+    );
+    for pair in ticks.windows(2) {
+        assert!(pair[1] > pair[0], "each tick once: {ticks:?}");
+    }
+}
+
+/// The ticks of a notebook's runs, in order.
+async fn ticks_of(app: &TestApp, runs: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let mut ticks: Vec<chrono::DateTime<chrono::Utc>> = app.get(runs).await.body["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(r["scheduledFor"].as_str().unwrap())
+                .unwrap()
+                .to_utc()
+        })
+        .collect();
+    ticks.sort();
+    ticks
 }
