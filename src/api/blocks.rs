@@ -3,13 +3,14 @@
 //! and the seed's pings.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 use super::auth::ProjectPath;
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{opt_time, time};
+use super::idempotency::Idempotency;
 use super::notebooks::{NotebookIdParam, NotebookPath};
 use super::wire::answers::notebooks::{BlockNotFound, BlockView};
 use super::wire::notebooks::{CreateBlockBody, UpdateBlockBody};
@@ -20,7 +21,7 @@ use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::BlockId;
 use crate::domain::notebook::{Block, BlockChange, BlockStats};
 use crate::domain::FieldError;
-use crate::store::ChangeError;
+use crate::store::{ChangeError, Written};
 
 /// The seed's answer to a refused update, as it prints it.
 pub const UPDATE_FAILED: &str = "Failed to update block.";
@@ -117,7 +118,7 @@ pub async fn ping(
     path = "/api/{tenantId}/{projectId}/notebook/{notebookId}/blocks",
     tag = "notebooks",
     summary = "Add a block to a notebook",
-    params(ProjectPath, NotebookIdParam),
+    params(ProjectPath, NotebookIdParam, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
     request_body = wire::notebooks::CreateBlockBody,
     responses((status = 201, description = "Created", body = answers::notebooks::BlockView))
 )]
@@ -125,6 +126,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<NotebookPath>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let target = state
@@ -133,19 +135,39 @@ pub async fn create(
     let notebook = path.notebook_id()?;
     let change: BlockChange = body.json::<CreateBlockBody>()?.try_into()?;
     check_runnable(&state, &change)?;
+    let idempotency = match Idempotency::check(&state, target, CREATE_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
     let by = principal.acting_as();
-    let block = state
+    let answer = |block: &Block| {
+        serde_json::to_string(&block_view(block, &BlockStats::default())).unwrap_or_default()
+    };
+    let written = state
         .store
         .notebooks()
-        .add_block(target.tenant, target.project, notebook, |others| {
-            Block::create(BlockId::new(), notebook, change, others, &by, clock::now())
-        })
+        .add_block(
+            target.tenant,
+            target.project,
+            notebook,
+            |others| Block::create(BlockId::new(), notebook, change, others, &by, clock::now()),
+            idempotency.key(StatusCode::CREATED),
+            answer,
+        )
         .await
         .map_err(refused)?
         .ok_or(ApiError::NotFound("notebook"))?;
+    let block = match written {
+        Written::Done(block) => block,
+        Written::KeyTaken => return idempotency.replay_winner(&state, target).await,
+    };
     super::request_id::record("block_id", block.id);
-    Ok(HttpResponse::Created().json(block_view(&block, &BlockStats::default())))
+    Ok(HttpResponse::Created()
+        .content_type("application/json")
+        .body(answer(&block)))
 }
+
+const CREATE_SCOPE: &str = "block.create";
 
 /// A built-in executor checks the parameters it will be given now, as at an operation's
 /// start; any other type waits for a push or pull worker, as operations do.

@@ -1,7 +1,8 @@
 //! `…/notebook`: a project's saved pipelines of blocks (seed 003), run by hand
 //! (`…/notebook/{notebookId}/run`) or on their cron schedule, each run a batch.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::{ProjectPath, ProjectRef};
@@ -9,8 +10,9 @@ use super::blocks::block_view;
 use super::body::Body;
 use super::error::ApiError;
 use super::format::{opt_time, time};
+use super::idempotency::Idempotency;
 use super::integrations::check_notifications_sendable;
-use super::operations::{check_targets, parse_query};
+use super::operations::{check_targets, parse_query, to_json};
 use super::wire::answers::notebooks::{
     NotebookList, NotebookView, RunItem, RunList, RunMember, RunStartedView,
 };
@@ -24,7 +26,7 @@ use crate::domain::batch::BatchStatus;
 use crate::domain::ids::{BatchId, NotebookId};
 use crate::domain::notebook::{Notebook, NotebookChange};
 use crate::domain::FieldError;
-use crate::store::{ChangeError, RunView, StartRunError};
+use crate::store::{ChangeError, RunStarted, RunView, StartRunError, Written};
 
 #[derive(Debug, Deserialize)]
 pub struct NotebookPath {
@@ -119,7 +121,7 @@ async fn check_sendable(
     path = "/api/{tenantId}/{projectId}/notebook",
     tag = "notebooks",
     summary = "Create a notebook",
-    params(ProjectPath),
+    params(ProjectPath, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key with the same body gets the first answer again")),
     request_body = wire::notebooks::CreateNotebookBody,
     responses((status = 201, description = "Created", body = answers::notebooks::NotebookView))
 )]
@@ -127,6 +129,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<ProjectPath>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let target = state
@@ -143,9 +146,17 @@ pub async fn create(
         clock::now(),
     )?;
     super::request_id::record("notebook_id", notebook.id);
-    state.store.notebooks().create(&notebook).await?;
+    let idempotency = match Idempotency::check(&state, target, CREATE_SCOPE, &req, &body).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
     let mut view = notebook_view(&notebook);
     view.blocks = Some(Vec::new());
+    let response = to_json(&view)?;
+    let record = idempotency.record(StatusCode::CREATED, &response);
+    if let Written::KeyTaken = state.store.notebooks().create(&notebook, record).await? {
+        return idempotency.replay_winner(&state, target).await;
+    }
     Ok(HttpResponse::Created()
         .insert_header((
             "Location",
@@ -154,8 +165,12 @@ pub async fn create(
                 target.tenant, target.project, notebook.id
             ),
         ))
-        .json(view))
+        .content_type("application/json")
+        .body(response))
 }
+
+const CREATE_SCOPE: &str = "notebook.create";
+const RUN_SCOPE: &str = "notebook.run";
 
 #[utoipa::path(
     get,
@@ -330,25 +345,35 @@ fn run_item(target: ProjectRef, view: &RunView) -> RunItem {
     tag = "notebooks",
     summary = "Run a notebook now",
     description = "Submits one batch of the notebook's enabled blocks: with dependencies as given, or else one after the other in `blockOrder`.",
-    params(ProjectPath, NotebookIdParam),
+    params(ProjectPath, NotebookIdParam, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried run safe: the same key gets the first run's answer again, and runs nothing")),
     responses((status = 202, description = "Accepted: the run's batch is queued", body = answers::notebooks::RunStartedView))
 )]
 pub async fn run(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<NotebookPath>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let target = state
         .authorize(&principal, &path.project, Some(Scope::OperationsWrite))
         .await?;
-    let started = state
+    let id = path.notebook_id()?;
+    // The run takes no body: a retried run is the same path with the same key.
+    let nothing = Body(web::Bytes::from_static(b"{}"));
+    let idempotency = match Idempotency::check(&state, target, RUN_SCOPE, &req, &nothing).await? {
+        Ok(fresh) => fresh,
+        Err(replay) => return Ok(replay),
+    };
+    let written = state
         .store
         .notebooks()
         .run(
             target.tenant,
             target.project,
-            path.notebook_id()?,
+            id,
             clock::now(),
+            idempotency.key(StatusCode::ACCEPTED),
+            |started| serde_json::to_string(&run_started_view(target, started)).unwrap_or_default(),
         )
         .await
         .map_err(|e| match e {
@@ -356,7 +381,18 @@ pub async fn run(
             StartRunError::Empty => ApiError::conflict("NOTEBOOK_EMPTY", e.to_string()),
             StartRunError::Store(e) => e.into(),
         })?;
+    let started = match written {
+        Written::Done(started) => started,
+        Written::KeyTaken => return idempotency.replay_winner(&state, target).await,
+    };
     super::request_id::record("batch_id", started.batch.id);
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", batch_url(target, started.batch.id)))
+        .content_type("application/json")
+        .body(to_json(&run_started_view(target, &started))?))
+}
+
+fn run_started_view(target: ProjectRef, started: &RunStarted) -> RunStartedView {
     let view = RunView {
         run: started.run.clone(),
         status: BatchStatus::Initiated,
@@ -371,13 +407,11 @@ pub async fn run(
             dependencies: deps.clone(),
         })
         .collect();
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", batch_url(target, started.batch.id)))
-        .json(RunStartedView {
-            run: run_item(target, &view),
-            total_operations: operations.len(),
-            operations,
-        }))
+    RunStartedView {
+        run: run_item(target, &view),
+        total_operations: operations.len(),
+        operations,
+    }
 }
 
 #[utoipa::path(

@@ -87,23 +87,30 @@ pub async fn notebooks(
             clock::now(),
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        notebooks.create(&notebook).await?;
+        notebooks.create(&notebook, None).await?;
         let block = BlockChange {
             block_type: Some("BenchPullWork".into()),
             title: Some("tick".into()),
             ..Default::default()
         };
         notebooks
-            .add_block(tenant, project, notebook.id, |others| {
-                Block::create(
-                    BlockId::new(),
-                    notebook.id,
-                    block,
-                    others,
-                    "bench",
-                    clock::now(),
-                )
-            })
+            .add_block(
+                tenant,
+                project,
+                notebook.id,
+                |others| {
+                    Block::create(
+                        BlockId::new(),
+                        notebook.id,
+                        block,
+                        others,
+                        "bench",
+                        clock::now(),
+                    )
+                },
+                None,
+                |_| String::new(),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("adding a block: {e:?}"))?;
     }

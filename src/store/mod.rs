@@ -37,10 +37,11 @@ pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Bat
 pub use breakout::Breakout;
 pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
-pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
+pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredResponse};
 pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, StoredAlertContacts};
 pub use notebooks::{
-    ChangeError, NotebookPage, Notebooks, RunPage, RunStarted, RunView, SchedulePass, StartRunError,
+    ChangeError, NotebookPage, Notebooks, RunPage, RunStarted, RunView, SchedulePass,
+    StartRunError, Written,
 };
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
 pub use sealed::Resealed;

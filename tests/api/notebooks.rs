@@ -15,6 +15,7 @@ both_backends!(
     explicit_dependencies_and_disabled_blocks_shape_the_run,
     an_every_second_schedule_runs_each_tick_until_paused,
     ticks_missed_while_the_service_was_down_run_once_not_each,
+    a_retried_create_or_run_with_its_idempotency_key_happens_once,
     notebooks_are_created_listed_changed_and_deleted,
     bad_input_is_refused_naming_the_field,
 );
@@ -694,4 +695,54 @@ async fn ticks_of(app: &TestApp, runs: &str) -> Vec<chrono::DateTime<chrono::Utc
         .collect();
     ticks.sort();
     ticks
+}
+
+async fn a_retried_create_or_run_with_its_idempotency_key_happens_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let body = json!({"notebookName": "Once"});
+    let first = app
+        .post_idempotent(&at(&app, "/notebook"), "nb-1", &body)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let again = app
+        .post_idempotent(&at(&app, "/notebook"), "nb-1", &body)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    let other = app
+        .post_idempotent(
+            &at(&app, "/notebook"),
+            "nb-1",
+            &json!({"notebookName": "Twice"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CONFLICT);
+    assert_eq!(other.body["code"], "IDEMPOTENCY_KEY_REUSED");
+    let list = app.get(&at(&app, "/notebooks")).await.body;
+    assert_eq!(list["notebooks"].as_array().unwrap().len(), 1);
+
+    let id = first.body["notebookId"].as_str().unwrap();
+    let blocks = at(&app, &format!("/notebook/{id}/blocks"));
+    let block = json!({"blockType": "Echo", "blockTitle": "b"});
+    let b1 = app.post_idempotent(&blocks, "blk-1", &block).await;
+    let b2 = app.post_idempotent(&blocks, "blk-1", &block).await;
+    assert_eq!(b1.status, StatusCode::CREATED, "{}", b1.text);
+    assert_eq!(b2.body["blockId"], b1.body["blockId"]);
+    let nb = app.get(&at(&app, &format!("/notebook/{id}"))).await.body;
+    assert_eq!(nb["blocks"].as_array().unwrap().len(), 1);
+
+    let run_path = at(&app, &format!("/notebook/{id}/run"));
+    let r1 = app.post_idempotent(&run_path, "run-1", &json!({})).await;
+    let r2 = app.post_idempotent(&run_path, "run-1", &json!({})).await;
+    assert_eq!(r1.status, StatusCode::ACCEPTED, "{}", r1.text);
+    assert_eq!(r2.status, StatusCode::ACCEPTED);
+    assert_eq!(r2.body["runId"], r1.body["runId"]);
+    let r3 = app.post_idempotent(&run_path, "run-2", &json!({})).await;
+    assert_ne!(r3.body["runId"], r1.body["runId"]);
+    let runs = app
+        .get(&at(&app, &format!("/notebook/{id}/runs")))
+        .await
+        .body;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
 }

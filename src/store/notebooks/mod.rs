@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::idempotency::{take_idempotency_key, IdempotencyKey, IdempotencyRecord};
 use super::signals::Signals;
 use super::{from_json, from_ms, to_json, to_ms, Backend, Batches, Result, StoreError};
 use crate::domain::batch::BatchStatus;
@@ -44,6 +45,14 @@ impl<E> From<sqlx::Error> for ChangeError<E> {
     }
 }
 
+/// What a create that takes an `Idempotency-Key` did.
+#[derive(Debug)]
+pub enum Written<T> {
+    Done(T),
+    /// Another request with the same key got there first; nothing was written.
+    KeyTaken,
+}
+
 pub struct NotebookPage {
     pub notebooks: Vec<Notebook>,
     pub has_next_page: bool,
@@ -68,11 +77,22 @@ impl Notebooks {
         }
     }
 
-    pub async fn create(&self, notebook: &Notebook) -> Result<()> {
+    /// Stores a new notebook, and the key and answer of its request if it had one.
+    pub async fn create(
+        &self,
+        notebook: &Notebook,
+        idempotency: Option<IdempotencyRecord<'_>>,
+    ) -> Result<Written<()>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(record) = idempotency {
+            let at = notebook.created_at;
+            if !take_idempotency_key(&mut tx, notebook.project_id, &record, at).await? {
+                return Ok(Written::KeyTaken);
+            }
+        }
         write_notebook(&mut tx, notebook, true).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Written::Done(()))
     }
 
     pub async fn get(
@@ -189,14 +209,17 @@ impl Notebooks {
     }
 
     /// Adds the block that `make` draws from the notebook's other blocks, under the
-    /// notebook's lock. `None` if there is no such notebook in the project.
+    /// notebook's lock. `None` if there is no such notebook in the project. With an
+    /// `Idempotency-Key`, `answer` draws up the answer stored with it.
     pub async fn add_block<E>(
         &self,
         tenant: TenantId,
         project: ProjectId,
         notebook: NotebookId,
         make: impl FnOnce(&[Block]) -> Result<Block, E>,
-    ) -> Result<Option<Block>, ChangeError<E>> {
+        idempotency: Option<IdempotencyKey>,
+        answer: impl FnOnce(&Block) -> String,
+    ) -> Result<Option<Written<Block>>, ChangeError<E>> {
         let mut tx = self.pool.begin().await?;
         if self
             .lock(&mut tx, tenant, project, notebook)
@@ -207,9 +230,16 @@ impl Notebooks {
         }
         let others = blocks_of(&mut tx, notebook).await?;
         let block = make(&others).map_err(ChangeError::Refused)?;
+        if let Some(key) = &idempotency {
+            let response = answer(&block);
+            let record = key.record(&response);
+            if !take_idempotency_key(&mut tx, project, &record, block.created_at).await? {
+                return Ok(Some(Written::KeyTaken));
+            }
+        }
         write_block(&mut tx, &block, true).await?;
         tx.commit().await?;
-        Ok(Some(block))
+        Ok(Some(Written::Done(block)))
     }
 
     /// A block of a notebook of the project, with its statistics.

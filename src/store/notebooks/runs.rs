@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    blocks_of, decode_block, decode_notebook, opt_time, parsed, run_status, Notebooks,
+    blocks_of, decode_block, decode_notebook, opt_time, parsed, run_status, Notebooks, Written,
     BLOCK_COLUMNS, NOTEBOOK_COLUMNS,
 };
 use crate::clock;
@@ -21,6 +21,7 @@ use crate::domain::ids::{BatchId, NotebookId, NotebookRunId, OperationId, Projec
 use crate::domain::notebook::schedule::DOWN_AFTER_MS;
 use crate::domain::notebook::{run_spec, Block, Notebook, NotebookRun, Trigger};
 use crate::domain::operation::{BatchMembership, Operation};
+use crate::store::idempotency::{take_idempotency_key, IdempotencyKey};
 use crate::store::signals::Announce;
 use crate::store::{from_ms, to_ms, Result, StoreError};
 
@@ -79,14 +80,17 @@ pub struct SchedulePass {
 }
 
 impl Notebooks {
-    /// Runs the notebook now: one batch of its enabled blocks.
+    /// Runs the notebook now: one batch of its enabled blocks. With an
+    /// `Idempotency-Key`, `answer` draws up the answer stored with it.
     pub async fn run(
         &self,
         tenant: TenantId,
         project: ProjectId,
         id: NotebookId,
         now: DateTime<Utc>,
-    ) -> Result<RunStarted, StartRunError> {
+        idempotency: Option<IdempotencyKey>,
+        answer: impl FnOnce(&RunStarted) -> String,
+    ) -> Result<Written<RunStarted>, StartRunError> {
         let mut tx = self.pool.begin().await?;
         let Some(notebook) = self.lock(&mut tx, tenant, project, id).await? else {
             return Err(StartRunError::NotFound);
@@ -94,6 +98,13 @@ impl Notebooks {
         let blocks = blocks_of(&mut tx, id).await?;
         let planned =
             plan(&notebook, &blocks, Trigger::Manual, None, now).ok_or(StartRunError::Empty)?;
+        let started = planned.started();
+        if let Some(key) = &idempotency {
+            let response = answer(&started);
+            if !take_idempotency_key(&mut tx, project, &key.record(&response), now).await? {
+                return Ok(Written::KeyTaken);
+            }
+        }
         let announce = self.write_runs(&mut tx, vec![&planned]).await?;
         sqlx::query("UPDATE notebooks SET last_run_at = $2 WHERE id = $1")
             .bind(id.db())
@@ -102,7 +113,7 @@ impl Notebooks {
             .await?;
         tx.commit().await?;
         self.signals.after_commit(announce);
-        Ok(planned.started())
+        Ok(Written::Done(started))
     }
 
     /// Writes the runs and their batches.
