@@ -36,6 +36,9 @@ const BATCH_COLUMN_COUNT: usize = 17;
 /// Keys per `IN (…)` list.
 const KEYS_PER_QUERY: usize = 512;
 
+/// A member to write: its operation and the keys it depends on.
+pub(crate) type Member = (Operation, Vec<String>);
+
 /// One member of a batch, as the batch shows it.
 #[derive(Debug, Clone)]
 pub struct BatchMember {
@@ -136,7 +139,7 @@ impl Batches {
     pub(super) async fn create_many_in(
         &self,
         tx: &mut Transaction<'static, Any>,
-        batches: Vec<(&mut Batch, Vec<(Operation, Vec<String>)>)>,
+        batches: Vec<(&mut Batch, Vec<Member>)>,
     ) -> Result<Announce> {
         let Some(now) = batches.first().map(|(b, _)| b.created_at) else {
             return Ok(Announce::default());
