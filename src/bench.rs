@@ -1,5 +1,6 @@
 //! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
-//! (`operations`, `batch`, `breakout` and `memory` below measure the rest).
+//! (`operations`, `batch`, `breakout`, `memory`, `notifications` and `notebooks` measure
+//! the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
 //!    service, and time how fast the backlog drains to the receiver.
@@ -25,9 +26,11 @@ use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStat
 use crate::store::{Claim, Store};
 
 mod memory;
+mod notebooks;
 mod notifications;
 
 pub use memory::{memory, MemoryBenchArgs};
+pub use notebooks::{notebooks, NotebookBenchArgs};
 pub use notifications::{notifications, NotificationBenchArgs};
 
 #[derive(Debug, clap::Args)]

@@ -91,6 +91,9 @@ pub enum BenchCommand {
     /// Mails per second to a local SMTP server and Slack messages per second to a local
     /// stand-in for Slack, draining a backlog.
     Notifications(crate::bench::NotificationBenchArgs),
+    /// Notebooks on every-second cron schedules on one replica: the delay from each tick
+    /// to its run, and the CPU per tick.
+    Notebooks(crate::bench::NotebookBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,6 +235,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Notifications(args),
         } => crate::bench::notifications(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::Notebooks(args),
+        } => crate::bench::notebooks(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
             crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
                 .await?;

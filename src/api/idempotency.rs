@@ -10,7 +10,7 @@ use super::body::Body;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::FieldError;
-use crate::store::{IdempotencyRecord, StoredResponse};
+use crate::store::{IdempotencyKey, IdempotencyRecord, StoredResponse};
 
 pub struct Idempotency {
     scope: &'static str,
@@ -82,6 +82,16 @@ impl Idempotency {
             request_hash: &self.request_hash,
             status_code: status.as_u16(),
             response,
+        })
+    }
+
+    /// The key, for a store write that draws up its answer in its own transaction.
+    pub fn key(&self, status: StatusCode) -> Option<IdempotencyKey> {
+        self.key.as_ref().map(|key| IdempotencyKey {
+            scope: self.scope,
+            key: key.clone(),
+            request_hash: self.request_hash.clone(),
+            status_code: status.as_u16(),
         })
     }
 

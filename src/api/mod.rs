@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod batches;
+pub mod blocks;
 pub mod body;
 pub mod breakout;
 pub mod cache;
@@ -13,6 +14,7 @@ pub mod format;
 pub mod health;
 pub mod idempotency;
 pub mod integrations;
+pub mod notebooks;
 pub mod openapi;
 pub mod operations;
 pub mod push_workers;
@@ -146,6 +148,9 @@ pub fn in_tasks_scope(path: &str) -> bool {
     path.strip_prefix(TASKS_SCOPE)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
+/// Seed 003's notebooks and blocks hang under the project without `/async`. Registered
+/// after the other scopes, so that it never takes their paths (`/api/breakout/…`).
+const NOTEBOOK_SCOPE: &str = "/api/{tenantId}/{projectId}";
 
 /// The route table, each path under its scope: what `routes` serves and what the
 /// OpenAPI document must describe.
@@ -154,6 +159,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
     let project = |e: Endpoint| (PROJECT_SCOPE, e);
     let breakout = |e: Endpoint| (BREAKOUT_SCOPE, e);
     let tasks = |e: Endpoint| (TASKS_SCOPE, e);
+    let notebook = |e: Endpoint| (NOTEBOOK_SCOPE, e);
     vec![
         root(at("/healthz").get(health::healthz)),
         root(at("/readyz").get(health::readyz)),
@@ -262,6 +268,30 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .delete(integrations::delete_alerts),
         ),
         project(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
+        // The pings before `/block/{blockId}`, which would take their paths.
+        notebook(at("/block/unauthorized-ping").get(blocks::unauthorized_ping)),
+        notebook(at("/block/ping").get(blocks::ping)),
+        notebook(
+            at("/block/{blockId}")
+                .get(blocks::get)
+                .put(blocks::update)
+                .delete(blocks::delete),
+        ),
+        notebook(
+            at("/notebook")
+                .post(notebooks::create)
+                .get(notebooks::list_at_notebook),
+        ),
+        notebook(at("/notebooks").get(notebooks::list)),
+        notebook(
+            at("/notebook/{notebookId}")
+                .get(notebooks::get)
+                .put(notebooks::update)
+                .delete(notebooks::delete),
+        ),
+        notebook(at("/notebook/{notebookId}/blocks").post(blocks::create)),
+        notebook(at("/notebook/{notebookId}/run").post(notebooks::run)),
+        notebook(at("/notebook/{notebookId}/runs").get(notebooks::runs)),
     ]
 }
 
@@ -292,11 +322,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope(TASKS_SCOPE).app_data(web::PathConfig::default().error_handler(|e, _| {
             tasks::error::VitamError::from(FieldError::new("path", e.to_string())).into()
         }));
+    let mut notebook = web::scope(NOTEBOOK_SCOPE);
     for (scope, endpoint) in endpoints() {
         match scope {
             PROJECT_SCOPE => project = project.service(endpoint),
             BREAKOUT_SCOPE => breakout = breakout.service(endpoint),
             TASKS_SCOPE => tasks = tasks.service(endpoint),
+            NOTEBOOK_SCOPE => notebook = notebook.service(endpoint),
             _ => {
                 cfg.service(endpoint);
             }
@@ -313,6 +345,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 }))
                 .wrap(actix_web::middleware::from_fn(tasks::caller::middleware)),
         )
+        .service(notebook)
         .default_service(web::to(not_found));
 }
 

@@ -13,8 +13,8 @@ use super::wire::answers::errors::ErrorBody;
 use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, breakout, docs, events, health, integrations, operations, push_workers, tasks,
-    webhooks, workers,
+    batches, blocks, breakout, docs, events, health, integrations, notebooks, operations,
+    push_workers, tasks, webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -90,6 +90,20 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         tasks::get,
         tasks::cancel_one,
         tasks::status,
+        blocks::unauthorized_ping,
+        blocks::ping,
+        blocks::get,
+        blocks::update,
+        blocks::delete,
+        blocks::create,
+        notebooks::create,
+        notebooks::list_at_notebook,
+        notebooks::list,
+        notebooks::get,
+        notebooks::update,
+        notebooks::delete,
+        notebooks::run,
+        notebooks::runs,
         docs::openapi_json,
         docs::page,
         docs::renderer
@@ -103,6 +117,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "events", description = "The event log"),
         (name = "webhooks", description = "Signed webhooks and callbacks"),
         (name = "notifications", description = "Slack and email: the project's Slack integration and who is alerted when an endpoint is disabled"),
+        (name = "notebooks", description = "Notebooks of blocks (seed 003), run by hand or on a cron schedule, each run a batch"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
         (name = "tasks", description = "The worker tasks facade of seed 002 (`/v1`): `X-Vitam-Key` is an API token bound to a project, whose tasks these are; errors answer the seed's error shape (`VitamErrorBody`)"),
         (name = "health", description = "Liveness, readiness, ping"),

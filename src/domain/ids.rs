@@ -146,6 +146,25 @@ uuid_id!(
     "upload id",
     "upl-"
 );
+uuid_id!(
+    /// A notebook: a saved pipeline of blocks (seed 003). Shown as a bare GUID, as the
+    /// seed's clients parse it (`Guid NotebookId`).
+    NotebookId,
+    "notebook id",
+    ""
+);
+uuid_id!(
+    /// A block of a notebook. Shown as a bare GUID, as the seed shows it (`Guid BlockId`).
+    BlockId,
+    "block id",
+    ""
+);
+uuid_id!(
+    /// One run of a notebook (a batch), shown as `run-<guid>`.
+    NotebookRunId,
+    "run id",
+    "run-"
+);
 
 /// A tenant's number for the `/v1` facade of seed 002 (`X-Tenant-Id`): given by the
 /// database when the tenant is created (never minted here), never reused.

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod event;
 pub mod fields;
 pub mod ids;
+pub mod notebook;
 pub mod notify;
 pub mod operation;
 pub mod retry;

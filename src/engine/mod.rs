@@ -1,5 +1,5 @@
 //! Background work: taking back expired leases, ending overdue runs, aging the queue,
-//! moving batches on, the delivery dispatcher, running built-in executors, pushing tasks
+//! moving batches on, notebooks' cron ticks, the delivery dispatcher, running built-in executors, pushing tasks
 //! to push workers, and the signals' relay that carries news between replicas. The loops
 //! read no configuration: `app` hands them plain settings.
 //! All state is in the database, so a restarted process simply carries on.
@@ -12,7 +12,7 @@ use crate::clock;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
 use crate::executors::Registry;
 use crate::lease::Leases;
-use crate::store::{Batches, Idempotency, Operations, Signals, Store};
+use crate::store::{Batches, Idempotency, Notebooks, Operations, Signals, Store};
 
 pub mod push;
 pub mod runner;
@@ -68,6 +68,7 @@ impl Engine {
                 store.idempotency().clone(),
                 settings.idempotency_retention,
             )),
+            tokio::spawn(run_notebook_schedules(store.notebooks().clone())),
         ];
         tasks.extend(dispatcher::spawn(
             store.deliveries().clone(),
@@ -159,6 +160,32 @@ async fn schedule_batches(batches: Batches, signals: Signals) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Runs notebooks' cron ticks. Each pass claims the notebooks whose tick has come in the
+/// database, so every tick runs once however many replicas run this loop; it sleeps until
+/// the next tick, and at least once a second looks again (for notebooks created or
+/// changed meanwhile, and so that the cluster's clock in the database stays fresh).
+async fn run_notebook_schedules(notebooks: Notebooks) {
+    loop {
+        let now = clock::now();
+        let wait = match notebooks.schedule(now).await {
+            Ok(pass) => {
+                if pass.runs > 0 {
+                    tracing::debug!(runs = pass.runs, "notebook ticks run");
+                }
+                pass.next_due
+                    .map(|next| (next - clock::now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notebook schedule pass failed; will retry");
+                Duration::from_millis(500)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

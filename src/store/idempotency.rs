@@ -26,6 +26,28 @@ impl IdempotencyRecord<'_> {
     }
 }
 
+/// An `Idempotency-Key` and what identifies its request, for a write whose answer is
+/// drawn up inside the write's transaction (from ids and values read there).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub scope: &'static str,
+    pub key: String,
+    pub request_hash: String,
+    pub status_code: u16,
+}
+
+impl IdempotencyKey {
+    pub fn record<'a>(&'a self, response: &'a str) -> IdempotencyRecord<'a> {
+        IdempotencyRecord {
+            scope: self.scope,
+            key: &self.key,
+            request_hash: &self.request_hash,
+            status_code: self.status_code,
+            response,
+        }
+    }
+}
+
 /// An [`IdempotencyRecord`] waiting in the group-commit queue.
 #[derive(Clone)]
 pub(super) struct OwnedIdempotencyRecord {

@@ -5,7 +5,7 @@
 //! [`Backend`].
 //!
 //! [`Store`] connects and hands out one part per concern: [`Operations`] (with the group
-//! commit that writes them), [`Batches`], [`Events`], [`Deliveries`] (the outbox),
+//! commit that writes them), [`Batches`], [`Notebooks`] (whose runs are batches), [`Events`], [`Deliveries`] (the outbox),
 //! [`Webhooks`], [`PushWorkers`], [`Tenants`], [`Idempotency`], [`Breakout`] (on the
 //! analytics database), and [`Signals`], the wake-ups that follow commits. Each part is
 //! cheap to clone, so a loop or a handle takes only the parts it uses.
@@ -17,6 +17,7 @@ mod events;
 mod group_commit;
 mod idempotency;
 mod integrations;
+mod notebooks;
 mod operations;
 mod sealed;
 mod signals;
@@ -37,8 +38,12 @@ pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Bat
 pub use breakout::Breakout;
 pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
-pub use idempotency::{Idempotency, IdempotencyRecord, StoredResponse};
+pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredResponse};
 pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, StoredAlertContacts};
+pub use notebooks::{
+    ChangeError, NotebookPage, Notebooks, RunPage, RunStarted, RunView, SchedulePass,
+    StartRunError, Written,
+};
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
 pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
@@ -237,6 +242,7 @@ pub struct Store {
     signals: Signals,
     operations: Operations,
     batches: Batches,
+    notebooks: Notebooks,
     events: Events,
     deliveries: Deliveries,
     webhooks: Webhooks,
@@ -262,8 +268,10 @@ impl Store {
             url.clone(),
             breakout::Analytics::new(pool.clone(), backend, &url),
         );
+        let batches = Batches::new(pool.clone(), backend, operations.clone(), signals.clone());
         Ok(Store {
-            batches: Batches::new(pool.clone(), backend, operations.clone(), signals.clone()),
+            notebooks: Notebooks::new(pool.clone(), backend, batches.clone(), signals.clone()),
+            batches,
             events: Events::new(pool.clone(), backend),
             deliveries: Deliveries::new(pool.clone(), backend, signals.clone(), sealer.clone()),
             webhooks: Webhooks::new(pool.clone(), sealer.clone()),
@@ -363,6 +371,10 @@ impl Store {
 
     pub fn batches(&self) -> &Batches {
         &self.batches
+    }
+
+    pub fn notebooks(&self) -> &Notebooks {
+        &self.notebooks
     }
 
     pub fn events(&self) -> &Events {

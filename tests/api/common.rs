@@ -310,6 +310,20 @@ impl TestApp {
         (replica, base)
     }
 
+    /// Stops the server, waits `down` with none running, and starts a new one on the
+    /// same database: an outage of the whole service.
+    pub async fn down_for(mut self, down: Duration) -> Self {
+        let relais = self.relais.take().expect("running");
+        relais.stop().await;
+        tokio::time::sleep(down).await;
+        let relais = Relais::start(test_config(&self.db, |_| {}))
+            .await
+            .expect("relais restarts");
+        self.base = format!("http://{}", relais.addr());
+        self.relais = Some(relais);
+        self
+    }
+
     /// Stops the server and starts a new one on the same database, as after a crash or a
     /// deploy; the tenant, project and token stay the same.
     pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {

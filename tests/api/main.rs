@@ -20,6 +20,8 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod logs;
+mod notebook_replicas;
+mod notebooks;
 mod notifications;
 mod openapi;
 mod push_workers;

@@ -1,7 +1,7 @@
-//! Clients written from seeds 001 and 000 (and 002's, in `tasks`): every request body the seeds print
+//! Clients written from seeds 001, 000 and 003 (and 002's, in `tasks`): every request body the seeds print
 //! (`tests/seeds/`) is sent as it is, the operations are driven as the seeds show them, and
 //! every field of the seeds' answers is read from Relais's (`seed001`: operations,
-//! webhooks, batches; `seed000`: the breakout facade).
+//! webhooks, batches; `seed000`: the breakout facade; `seed003`: pings and blocks).
 //!
 //! The one change made to a seed's body: its example URLs (`https://your-app.com/…`) point
 //! nowhere, and deliveries need somewhere to go, so each is replaced by a local receiver
@@ -35,6 +35,7 @@ pub(crate) use seed;
 
 mod seed000;
 mod seed001;
+mod seed003;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -46,11 +47,12 @@ fn every_example_of_the_seeds_is_used() {
         include_str!("seed_clients/seed001.rs"),
         include_str!("seed_clients/seed000.rs"),
         include_str!("tasks.rs"),
+        include_str!("seed_clients/seed003.rs"),
     ]
     .concat();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds");
     let mut examples = 0;
-    for seed in ["000", "001", "002"] {
+    for seed in ["000", "001", "002", "003"] {
         for file in std::fs::read_dir(root.join(seed)).unwrap() {
             let name = file.unwrap().file_name().into_string().unwrap();
             let path = format!("{seed}/{name}");
@@ -61,7 +63,7 @@ fn every_example_of_the_seeds_is_used() {
             examples += 1;
         }
     }
-    assert_eq!(examples, 39, "one file per example");
+    assert_eq!(examples, 46, "one file per example");
 }
 
 /// Every key path of `example` (objects by key, arrays item by item as far as both go, `[]`

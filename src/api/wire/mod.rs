@@ -16,6 +16,7 @@ pub mod breakout;
 pub mod enums;
 pub mod events;
 pub mod integrations;
+pub mod notebooks;
 pub mod operations;
 pub mod params;
 pub mod push_workers;

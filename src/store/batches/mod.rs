@@ -36,6 +36,9 @@ const BATCH_COLUMN_COUNT: usize = 17;
 /// Keys per `IN (…)` list.
 const KEYS_PER_QUERY: usize = 512;
 
+/// A member to write: its operation and the keys it depends on.
+pub(crate) type Member = (Operation, Vec<String>);
+
 /// One member of a batch, as the batch shows it.
 #[derive(Debug, Clone)]
 pub struct BatchMember {
@@ -108,45 +111,96 @@ impl Batches {
         members: Vec<(Operation, Vec<String>)>,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<CreateOutcome> {
-        let now = batch.created_at;
-        let events = stage_batch(batch, vec![batch.started_event()], now);
         let mut tx = self.pool.begin().await?;
         if let Some(record) = idempotency {
-            if !take_idempotency_key(&mut tx, batch.project_id, &record, now).await? {
+            if !take_idempotency_key(&mut tx, batch.project_id, &record, batch.created_at).await? {
                 return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
-        self.write_batch_row(&mut tx, batch, true).await?;
-        let ops: Vec<Operation> = members.iter().map(|(op, _)| op.clone()).collect();
-        insert_operations(&mut tx, &ops).await?;
-        let rows: Vec<(usize, &Operation, &Vec<String>)> = members
+        let announce = self.create_in(&mut tx, batch, members).await?;
+        tx.commit().await?;
+        self.signals.after_commit(announce);
+        Ok(CreateOutcome::Created)
+    }
+
+    /// [`Batches::create`] within a transaction of the caller's (a notebook's run is
+    /// recorded with its batch); what to announce once it commits.
+    pub(super) async fn create_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: &mut Batch,
+        members: Vec<(Operation, Vec<String>)>,
+    ) -> Result<Announce> {
+        self.create_many_in(tx, vec![(batch, members)]).await
+    }
+
+    /// Several batches, each with its members, in a few multi-row statements (the cron
+    /// ticks of many notebooks).
+    pub(super) async fn create_many_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batches: Vec<(&mut Batch, Vec<Member>)>,
+    ) -> Result<Announce> {
+        let Some(now) = batches.first().map(|(b, _)| b.created_at) else {
+            return Ok(Announce::default());
+        };
+        let mut events = Vec::new();
+        let mut rows = Vec::with_capacity(batches.len());
+        for (batch, members) in batches {
+            let (started, at) = (batch.started_event(), batch.created_at);
+            events.extend(stage_batch(batch, vec![started], at));
+            rows.push((&*batch, members));
+        }
+        let tx = &mut *tx;
+        let shown: Vec<&Batch> = rows.iter().map(|(b, _)| *b).collect();
+        for chunk in sized_chunks(&shown, 32) {
+            let sql = format!(
+                "INSERT INTO batches ({BATCH_COLUMNS}) VALUES {}",
+                values_placeholders(chunk.len(), BATCH_COLUMN_COUNT, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for batch in chunk {
+                query = bind_batch(query, batch);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let ops: Vec<Operation> = rows
             .iter()
-            .enumerate()
-            .map(|(i, (op, deps))| (i, op, deps))
+            .flat_map(|(_, members)| members.iter().map(|(op, _)| op.clone()))
             .collect();
-        for chunk in sized_chunks(&rows, 256) {
+        insert_operations(tx, &ops).await?;
+        let member_rows: Vec<(BatchId, usize, &Operation, &Vec<String>)> = rows
+            .iter()
+            .flat_map(|(batch, members)| {
+                members
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, (op, deps))| (batch.id, i, op, deps))
+            })
+            .collect();
+        for chunk in sized_chunks(&member_rows, 256) {
             let sql = format!(
                 "INSERT INTO batch_members (batch_id, member_key, position, operation_id, dependencies, waiting) VALUES {}",
                 values_placeholders(chunk.len(), 6, 1)
             );
             let mut query = sqlx::query(&sql);
-            for (position, op, deps) in chunk {
+            for (batch, position, op, deps) in chunk {
                 let key = op.batch.as_ref().map(|b| b.key.clone()).unwrap_or_default();
                 query = query
-                    .bind(batch.id.db())
+                    .bind(batch.db())
                     .bind(key)
                     .bind(*position as i64)
                     .bind(op.id.db())
                     .bind(to_json(deps))
                     .bind(deps.len() as i64);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        let edges: Vec<(String, &String)> = members
+        let edges: Vec<(BatchId, String, &String)> = member_rows
             .iter()
-            .flat_map(|(op, deps)| {
+            .flat_map(|(batch, _, op, deps)| {
                 let key = op.batch.as_ref().map(|b| b.key.clone()).unwrap_or_default();
-                deps.iter().map(move |d| (key.clone(), d))
+                deps.iter().map(move |d| (*batch, key.clone(), d))
             })
             .collect();
         for chunk in sized_chunks(&edges, 512) {
@@ -155,23 +209,18 @@ impl Batches {
                 values_placeholders(chunk.len(), 3, 1)
             );
             let mut query = sqlx::query(&sql);
-            for (downstream, upstream) in chunk {
+            for (batch, downstream, upstream) in chunk {
                 query = query
-                    .bind(batch.id.db())
+                    .bind(batch.db())
                     .bind((*upstream).clone())
                     .bind(downstream.clone());
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        let mut announce = self
-            .operations
-            .write_changes(&mut tx, &[], events, now)
-            .await?;
+        let mut announce = self.operations.write_changes(tx, &[], events, now).await?;
         announce.builtin_work = true;
         announce.worker_work = true;
-        tx.commit().await?;
-        self.signals.after_commit(announce);
-        Ok(CreateOutcome::Created)
+        Ok(announce)
     }
 
     async fn write_batch_row(
@@ -197,24 +246,7 @@ impl Batches {
                 assignments.join(", ")
             )
         };
-        sqlx::query(&sql)
-            .bind(batch.id.db())
-            .bind(batch.tenant_id.db())
-            .bind(batch.project_id.db())
-            .bind(batch.name.clone())
-            .bind(batch.description.clone())
-            .bind(batch.status.as_str())
-            .bind(to_json(&batch.failure_policy))
-            .bind(to_json(&batch.callbacks))
-            .bind(to_json(&batch.retry_policy))
-            .bind(batch.total as i64)
-            .bind(batch.cancel_requested as i64)
-            .bind(batch.retry_number as i64)
-            .bind(batch.event_seq)
-            .bind(to_ms(batch.created_at))
-            .bind(to_ms(batch.updated_at))
-            .bind(batch.finished_at.map(to_ms))
-            .bind(to_json(&batch.notifications))
+        bind_batch(sqlx::query(&sql), batch)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -657,6 +689,31 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
         }
     })
     .collect()
+}
+
+/// The batch's [`BATCH_COLUMNS`], in order.
+fn bind_batch<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    batch: &Batch,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(batch.id.db())
+        .bind(batch.tenant_id.db())
+        .bind(batch.project_id.db())
+        .bind(batch.name.clone())
+        .bind(batch.description.clone())
+        .bind(batch.status.as_str())
+        .bind(to_json(&batch.failure_policy))
+        .bind(to_json(&batch.callbacks))
+        .bind(to_json(&batch.retry_policy))
+        .bind(batch.total as i64)
+        .bind(batch.cancel_requested as i64)
+        .bind(batch.retry_number as i64)
+        .bind(batch.event_seq)
+        .bind(to_ms(batch.created_at))
+        .bind(to_ms(batch.updated_at))
+        .bind(batch.finished_at.map(to_ms))
+        .bind(to_json(&batch.notifications))
 }
 
 fn decode_batch(row: &AnyRow) -> Result<Batch> {

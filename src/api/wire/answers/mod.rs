@@ -10,6 +10,7 @@ pub mod events;
 pub mod examples;
 pub mod health;
 pub mod integrations;
+pub mod notebooks;
 pub mod operations;
 pub mod tasks;
 pub mod webhooks;
