@@ -20,6 +20,7 @@ both_backends!(
     a_client_from_the_seed_submits_a_step_a_worker_runs_and_lists_it,
     a_failed_step_reads_as_the_seeds_error_with_its_earlier_attempts,
     the_seeds_status_message_cancels_by_path_or_by_x_request_id,
+    a_running_task_cancelled_by_path_is_told_to_its_worker,
     keys_tenant_numbers_and_headers_are_checked_and_tenants_kept_apart,
     a_list_pages_by_offset_or_next_and_filters_by_its_predicates,
     hostile_bodies_and_headers_get_4xx_in_the_facades_shape,
@@ -1025,4 +1026,56 @@ async fn status_is_active_and_says_shutdown_in_progress_after_sigterm(backend: B
     serve.terminate();
     let exit = serve.exited(Duration::from_secs(20)).await;
     assert!(exit.success(), "{exit:?}");
+}
+
+async fn a_running_task_cancelled_by_path_is_told_to_its_worker(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vitam = Vitam::of(&app).await;
+    let id = vitam
+        .submit(&json!({"Step": "ingest_running", "actions": [{"action": "a"}, {"action": "b"}]}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lease = app
+        .lease(&json!({"operationTypes": ["ingest_running"], "max": 1}))
+        .await
+        .remove(0);
+    assert_eq!(lease["operationId"], id.as_str());
+    let token = lease["leaseToken"].as_str().unwrap().to_owned();
+    worker(
+        &app,
+        &id,
+        "progress",
+        json!({"leaseToken": token, "phase": {"phaseName": "a", "status": "Running"}}),
+    )
+    .await;
+    assert_eq!(vitam.task(&id).await["state"], "running");
+
+    let r = vitam
+        .send(Method::PUT, &format!("/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(vitam.task(&id).await["state"], "cancelled");
+    // The worker learns it on its next heartbeat, and can no longer complete it.
+    let heartbeat = worker(
+        &app,
+        &id,
+        "progress",
+        json!({"leaseToken": token, "percentage": 60}),
+    )
+    .await;
+    assert_eq!(heartbeat["cancelRequested"], true, "{heartbeat}");
+    let complete = app
+        .post(
+            &app.api(&format!("/operation/{id}/complete")),
+            &json!({"leaseToken": token}),
+        )
+        .await;
+    assert_eq!(complete.status, StatusCode::CONFLICT, "{}", complete.text);
+    // Cancelling it again is the seed's 409.
+    let again = vitam
+        .send(Method::PUT, &format!("/v1/tasks/{id}"), None)
+        .await;
+    refused(&again, StatusCode::CONFLICT, None);
 }
