@@ -453,6 +453,30 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The statement that writes one row whole, its values bound in the order of `columns`
+/// (a list joined by `, `, the row's key first): an `INSERT`, or an `UPDATE` of every
+/// other column where the key is `$1`.
+fn write_row_sql(table: &str, columns: &str, insert: bool) -> String {
+    let names: Vec<&str> = columns.split(", ").collect();
+    if insert {
+        return format!(
+            "INSERT INTO {table} ({columns}) VALUES ({})",
+            placeholders(1, names.len())
+        );
+    }
+    let assignments: Vec<String> = names
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    format!(
+        "UPDATE {table} SET {} WHERE {} = $1",
+        assignments.join(", "),
+        names[0]
+    )
+}
+
 fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
         .map(|r| format!("({})", placeholders(first + r * columns, columns)))
@@ -463,6 +487,18 @@ fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_is_written_whole_by_its_key() {
+        assert_eq!(
+            write_row_sql("t", "id, a, b", true),
+            "INSERT INTO t (id, a, b) VALUES ($1, $2, $3)"
+        );
+        assert_eq!(
+            write_row_sql("t", "id, a, b", false),
+            "UPDATE t SET a = $2, b = $3 WHERE id = $1"
+        );
+    }
 
     #[test]
     fn placeholders_number_rows_consecutively() {

@@ -229,23 +229,7 @@ impl Batches {
         batch: &Batch,
         insert: bool,
     ) -> Result<()> {
-        let sql = if insert {
-            format!(
-                "INSERT INTO batches ({BATCH_COLUMNS}) VALUES {}",
-                values_placeholders(1, BATCH_COLUMN_COUNT, 1)
-            )
-        } else {
-            let assignments: Vec<String> = BATCH_COLUMNS
-                .split(", ")
-                .enumerate()
-                .skip(1)
-                .map(|(i, c)| format!("{c} = ${}", i + 1))
-                .collect();
-            format!(
-                "UPDATE batches SET {} WHERE id = $1",
-                assignments.join(", ")
-            )
-        };
+        let sql = super::write_row_sql("batches", BATCH_COLUMNS, insert);
         bind_batch(sqlx::query(&sql), batch)
             .execute(&mut **tx)
             .await?;

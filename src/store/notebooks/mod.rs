@@ -397,23 +397,7 @@ async fn write_notebook(
     n: &Notebook,
     insert: bool,
 ) -> Result<()> {
-    let sql = if insert {
-        format!(
-            "INSERT INTO notebooks ({NOTEBOOK_COLUMNS}) VALUES ({})",
-            super::placeholders(1, 17)
-        )
-    } else {
-        let assignments: Vec<String> = NOTEBOOK_COLUMNS
-            .split(", ")
-            .enumerate()
-            .skip(1)
-            .map(|(i, c)| format!("{c} = ${}", i + 1))
-            .collect();
-        format!(
-            "UPDATE notebooks SET {} WHERE id = $1",
-            assignments.join(", ")
-        )
-    };
+    let sql = super::write_row_sql("notebooks", NOTEBOOK_COLUMNS, insert);
     sqlx::query(&sql)
         .bind(n.id.db())
         .bind(n.tenant_id.db())
@@ -438,23 +422,7 @@ async fn write_notebook(
 }
 
 async fn write_block(tx: &mut Transaction<'static, Any>, b: &Block, insert: bool) -> Result<()> {
-    let sql = if insert {
-        format!(
-            "INSERT INTO notebook_blocks ({BLOCK_COLUMNS}) VALUES ({})",
-            super::placeholders(1, 13)
-        )
-    } else {
-        let assignments: Vec<String> = BLOCK_COLUMNS
-            .split(", ")
-            .enumerate()
-            .skip(1)
-            .map(|(i, c)| format!("{c} = ${}", i + 1))
-            .collect();
-        format!(
-            "UPDATE notebook_blocks SET {} WHERE id = $1",
-            assignments.join(", ")
-        )
-    };
+    let sql = super::write_row_sql("notebook_blocks", BLOCK_COLUMNS, insert);
     let dependencies: Vec<String> = b.dependencies.iter().map(BlockId::db).collect();
     sqlx::query(&sql)
         .bind(b.id.db())
