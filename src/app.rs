@@ -163,6 +163,7 @@ fn engine_settings(config: &Config) -> anyhow::Result<EngineSettings> {
         max_lost_leases: config.max_lost_leases,
         priority_aging: config.priority_aging,
         executor_concurrency: config.executor_concurrency,
+        source_timeout: config.source_timeout,
         idempotency_retention: config.idempotency_retention,
         push: PushSettings {
             lease_ttl: config.heartbeat_timeout,

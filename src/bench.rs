@@ -28,10 +28,12 @@ use crate::store::{Claim, Store};
 mod memory;
 mod notebooks;
 mod notifications;
+mod sync;
 
 pub use memory::{memory, MemoryBenchArgs};
 pub use notebooks::{notebooks, NotebookBenchArgs};
 pub use notifications::{notifications, NotificationBenchArgs};
+pub use sync::{sync, SyncBenchArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DeliveryBenchArgs {
@@ -101,6 +103,16 @@ async fn register_webhook(
     project: ProjectId,
     url: String,
 ) -> anyhow::Result<()> {
+    register_webhook_for(store, tenant, project, url, EventType::OperationStarted).await
+}
+
+async fn register_webhook_for(
+    store: &Store,
+    tenant: TenantId,
+    project: ProjectId,
+    url: String,
+    event: EventType,
+) -> anyhow::Result<()> {
     let now = clock::now();
     let webhook = Webhook {
         id: WebhookId::new(),
@@ -108,7 +120,7 @@ async fn register_webhook(
         project_id: project,
         url,
         name: "bench".into(),
-        events: vec![EventType::OperationStarted],
+        events: vec![event],
         filters: WebhookFilters::default(),
         retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
         headers: Default::default(),

@@ -94,6 +94,9 @@ pub enum BenchCommand {
     /// Notebooks on every-second cron schedules on one replica: the delay from each tick
     /// to its run, and the CPU per tick.
     Notebooks(crate::bench::NotebookBenchArgs),
+    /// Cursor sync: records per second from a local cursor-paginated source to
+    /// delivered, signed webhooks, at each page size.
+    Sync(crate::bench::SyncBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +241,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Notebooks(args),
         } => crate::bench::notebooks(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::Sync(args),
+        } => crate::bench::sync(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
             crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
                 .await?;

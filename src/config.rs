@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// Built-in operations run at once by this process.
     #[arg(long, env = "RELAIS_EXECUTOR_CONCURRENCY", default_value_t = 16)]
     pub executor_concurrency: usize,
+    /// Seconds a sync's source has to answer one page.
+    #[arg(long, env = "RELAIS_SOURCE_TIMEOUT", default_value_t = 60.0)]
+    pub source_timeout: f64,
     /// Where CSPro breakouts write their tables (default: the main database).
     #[arg(long, env = "RELAIS_ANALYTICS_DATABASE_URL")]
     pub analytics_database_url: Option<String>,
@@ -209,6 +212,7 @@ pub struct Config {
     pub secret_overlap: Duration,
     pub priority_aging: Duration,
     pub executor_concurrency: usize,
+    pub source_timeout: Duration,
     pub idempotency_retention: Duration,
     pub public_url: Option<String>,
     pub analytics_database_url: Option<String>,
@@ -241,6 +245,10 @@ impl Config {
         anyhow::ensure!(
             args.delivery_timeout.is_finite() && (0.1..=300.0).contains(&args.delivery_timeout),
             "--delivery-timeout must be between 0.1 and 300 seconds"
+        );
+        anyhow::ensure!(
+            args.source_timeout.is_finite() && (0.1..=3600.0).contains(&args.source_timeout),
+            "--source-timeout must be between 0.1 and 3600 seconds"
         );
         anyhow::ensure!(
             args.retry_time_scale.is_finite() && args.retry_time_scale >= 0.0,
@@ -309,6 +317,7 @@ impl Config {
             secret_overlap: Duration::from_secs(args.secret_overlap),
             priority_aging: Duration::from_secs_f64(args.priority_aging),
             executor_concurrency: args.executor_concurrency,
+            source_timeout: Duration::from_secs_f64(args.source_timeout),
             idempotency_retention: Duration::from_secs(args.idempotency_retention_hours * 3600),
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
@@ -343,6 +352,7 @@ impl Config {
             secret_overlap: Duration::from_secs(86_400),
             priority_aging: Duration::from_secs(60),
             executor_concurrency: 16,
+            source_timeout: Duration::from_secs(60),
             idempotency_retention: Duration::from_secs(24 * 3600),
             public_url: None,
             analytics_database_url: None,

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::format::{human_duration, opt_time, time};
 use super::idempotency::Idempotency;
 use super::integrations::check_notifications_sendable;
-use super::operations::{check_targets, parse_query, to_json, typical_duration};
+use super::operations::{check_parameters, check_targets, parse_query, to_json, typical_duration};
 use super::wire::answers::batches::{
     AcceptedMember, BatchAccepted, BatchList, BatchListItem, BatchMemberView, BatchRetried,
     BatchView, RetriedMember,
@@ -94,11 +94,13 @@ pub async fn submit(
     // Members often share their callbacks: each URL is checked (and resolved) once.
     let mut checked: HashSet<&str> = HashSet::new();
     for (i, member) in spec.members.iter().enumerate() {
-        if let Some(executor) = state.executors.get(&member.spec.operation_type) {
-            executor
-                .validate(&member.spec.parameters)
-                .map_err(|e| FieldError::new(format!("operations[{i}].{}", e.field), e.message))?;
-        }
+        check_parameters(
+            &state,
+            &member.spec.operation_type,
+            &member.spec.parameters,
+            &format!("operations[{i}]."),
+        )
+        .await?;
         let c = &member.spec.callbacks;
         for (name, url) in [
             ("onProgress", &c.on_progress),

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod operations;
 pub mod push_workers;
 pub mod request_id;
+pub mod syncs;
 pub mod tasks;
 pub mod text;
 pub mod webhooks;
@@ -268,6 +269,15 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .delete(integrations::delete_alerts),
         ),
         project(at("/callbacks/secret/rotate").post(webhooks::rotate_callback_secret)),
+        project(at("/credentials").get(syncs::list_credentials)),
+        project(
+            at("/credentials/{name}")
+                .put(syncs::put_credential)
+                .delete(syncs::delete_credential),
+        ),
+        project(at("/syncs").get(syncs::list)),
+        project(at("/syncs/{name}").get(syncs::get)),
+        project(at("/syncs/{name}/cursor").delete(syncs::reset_cursor)),
         // The pings before `/block/{blockId}`, which would take their paths.
         notebook(at("/block/unauthorized-ping").get(blocks::unauthorized_ping)),
         notebook(at("/block/ping").get(blocks::ping)),

@@ -14,7 +14,7 @@ use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
     batches, blocks, breakout, docs, events, health, integrations, notebooks, operations,
-    push_workers, tasks, webhooks, workers,
+    push_workers, syncs, tasks, webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -75,6 +75,12 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         integrations::put_alerts,
         integrations::get_alerts,
         integrations::delete_alerts,
+        syncs::put_credential,
+        syncs::list_credentials,
+        syncs::delete_credential,
+        syncs::list,
+        syncs::get,
+        syncs::reset_cursor,
         breakout::register::register,
         breakout::list_dictionaries,
         breakout::get_dictionary,
@@ -117,6 +123,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "events", description = "The event log"),
         (name = "webhooks", description = "Signed webhooks and callbacks"),
         (name = "notifications", description = "Slack and email: the project's Slack integration and who is alerted when an endpoint is disabled"),
+        (name = "syncs", description = "Cursor syncs (seed 004): `CursorSync` operations page through a source and push each changed record as a `sync.record.changed` event; the credentials they send"),
         (name = "notebooks", description = "Notebooks of blocks (seed 003), run by hand or on a cron schedule, each run a batch"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
         (name = "tasks", description = "The worker tasks facade of seed 002 (`/v1`): `X-Vitam-Key` is an API token bound to a project, whose tasks these are; errors answer the seed's error shape (`VitamErrorBody`)"),

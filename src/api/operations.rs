@@ -109,9 +109,7 @@ pub async fn start(
         "notifications",
     )
     .await?;
-    if let Some(executor) = state.executors.get(&spec.operation_type) {
-        executor.validate(&spec.parameters)?;
-    }
+    check_parameters(&state, &spec.operation_type, &spec.parameters, "").await?;
     let idempotency = match Idempotency::check(&state, target, START_SCOPE, &req, &body).await? {
         Ok(fresh) => fresh,
         Err(replay) => return Ok(replay),
@@ -225,6 +223,28 @@ async fn check_callbacks(state: &AppState, spec: &OperationSpec) -> Result<(), A
         ],
     )
     .await
+}
+
+/// A built-in executor's parameters, checked as it will read them, and the URLs it will
+/// call checked like callbacks; fields are named under `prefix` (a batch member's).
+pub(super) async fn check_parameters(
+    state: &AppState,
+    operation_type: &str,
+    parameters: &Value,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let Some(executor) = state.executors.get(operation_type) else {
+        return Ok(());
+    };
+    executor
+        .validate(parameters)
+        .map_err(|e| FieldError::new(format!("{prefix}{}", e.field), e.message))?;
+    for (field, url) in executor.targets(parameters) {
+        check_url(&url, state.config.delivery.allow_private_targets)
+            .await
+            .map_err(|e| FieldError::new(format!("{prefix}{field}"), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Callback URLs (already checked to be http(s)) must also resolve to addresses we may

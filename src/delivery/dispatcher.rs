@@ -23,6 +23,7 @@ use crate::domain::delivery::{
 };
 use crate::domain::webhook::live_secrets;
 use crate::outbound::signing::{generate_secret, SigningKey};
+use crate::outbound::client::root_cause;
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
 use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, StoreError, Webhooks};
@@ -505,14 +506,6 @@ fn describe_error(e: reqwest::Error) -> String {
     } else {
         format!("request failed: {}", root_cause(&e))
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 async fn read_truncated(mut response: reqwest::Response) -> String {

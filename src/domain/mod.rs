@@ -12,6 +12,7 @@ pub mod notebook;
 pub mod notify;
 pub mod operation;
 pub mod retry;
+pub mod sync;
 pub mod task;
 pub mod webhook;
 pub mod worker;

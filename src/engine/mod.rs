@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
-use crate::executors::Registry;
+use crate::executors::{Registry, Tools};
 use crate::lease::Leases;
+use crate::outbound::OutboundClient;
 use crate::store::{Batches, Idempotency, Notebooks, Operations, Signals, Store};
 
 pub mod push;
@@ -32,6 +33,8 @@ pub struct EngineSettings {
     pub priority_aging: Duration,
     /// Built-in operations this process runs at once.
     pub executor_concurrency: usize,
+    /// How long a sync waits for one answer of its source.
+    pub source_timeout: Duration,
     /// How long an `Idempotency-Key`'s answer is kept.
     pub idempotency_retention: Duration,
     pub push: push::PushSettings,
@@ -51,6 +54,10 @@ impl Engine {
     ) -> Self {
         let signals = store.signals();
         signals.work().serve_builtin_types(&registry.types());
+        let sources = OutboundClient::new(
+            settings.source_timeout,
+            settings.delivery.allow_private_targets,
+        );
         let mut tasks = vec![
             tokio::spawn(reap_expired_leases(
                 store.operations().clone(),
@@ -83,9 +90,15 @@ impl Engine {
             registry.types(),
             settings.push,
         )));
+        let tools = Tools {
+            breakout: store.breakout().clone(),
+            syncs: store.syncs().clone(),
+            http: sources,
+            retry_time_scale: settings.retry_time_scale,
+        };
         tasks.push(tokio::spawn(runner::run(
             store.operations().clone(),
-            store.breakout().clone(),
+            tools,
             signals.clone(),
             leases,
             registry,

@@ -11,16 +11,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::clock;
 use crate::domain::ids::LeaseToken;
 use crate::domain::operation::{Operation, PhaseStatus};
-use crate::executors::{Registry, Reporter, Task};
+use crate::executors::{Registry, Reporter, Task, Tools};
 use crate::lease::Leases;
-use crate::store::{Breakout, Claim, Operations, Signals};
+use crate::store::{Claim, Operations, Signals};
 
 const CLAIM_BATCH: u32 = 50;
 const SLOT_GATHERING: Duration = Duration::from_millis(2);
 
 pub async fn run(
     operations: Operations,
-    breakout: Breakout,
+    tools: Tools,
     signals: Signals,
     leases: Leases,
     registry: Registry,
@@ -68,7 +68,7 @@ pub async fn run(
                 .try_acquire_owned()
                 .expect("claimed within capacity");
             tokio::spawn(execute(
-                breakout.clone(),
+                tools.clone(),
                 leases.clone(),
                 registry.clone(),
                 op,
@@ -87,7 +87,7 @@ pub async fn run(
 }
 
 async fn execute(
-    breakout: Breakout,
+    tools: Tools,
     leases: Leases,
     registry: Registry,
     op: Operation,
@@ -120,8 +120,12 @@ async fn execute(
             .as_ref()
             .and_then(|b| b.inputs.clone())
             .unwrap_or_default(),
+        retry_policy: op.retry_policy,
+        retry_time_scale: tools.retry_time_scale,
         reporter: Reporter::new(lease.clone()),
-        breakout: breakout.sink(op.project_id),
+        breakout: tools.breakout_sink(op.project_id),
+        sync: tools.sync_sink(op.tenant_id, op.project_id),
+        http: tools.http.clone(),
     };
     let outcome = tokio::select! {
         result = executor.run(task) => Some(result),

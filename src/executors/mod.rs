@@ -2,9 +2,11 @@
 //! runner claims their operations under a lease, as a worker would, and a [`Reporter`]
 //! carries progress back (it is also the heartbeat, and says when to stop). An executor
 //! sees nothing more of Relais than its [`Task`]: the breakout writes its tables through
-//! the task's [`BreakoutSink`], never through the store.
+//! the task's [`BreakoutSink`], never through the store, and a sync its pages through
+//! its [`SyncSink`].
 
 pub mod breakout;
+pub mod cursor_sync;
 pub mod echo;
 pub mod sleep;
 
@@ -16,10 +18,14 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::domain::ids::OperationId;
+use crate::domain::ids::{ProjectId, TenantId};
 use crate::domain::operation::{OperationError, OperationResult, ProgressReport};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::FieldError;
 use crate::lease::{Failure, HeldLease};
+use crate::outbound::OutboundClient;
 use crate::store::breakout::BreakoutSink;
+use crate::store::{Breakout, SyncSink, Syncs};
 
 pub use crate::lease::Stopped;
 
@@ -32,6 +38,12 @@ pub trait Executor: Send + Sync + 'static {
     /// Checks parameters when an operation is started, so bad input is a 400 at once
     /// rather than a failed run later. Fields are named relative to `parameters`.
     fn validate(&self, parameters: &Value) -> Result<(), FieldError>;
+
+    /// The URLs of valid `parameters` that the run will call, with the fields that hold
+    /// them, so that a private address is a 400 at start like any other target.
+    fn targets(&self, _parameters: &Value) -> Vec<(String, url::Url)> {
+        Vec::new()
+    }
 
     /// Runs one attempt. The future is dropped if the operation is cancelled or times out.
     fn run(&self, task: Task) -> Run;
@@ -81,10 +93,38 @@ pub struct Task {
     pub checkpoints: HashMap<String, Value>,
     /// For a batch member: the results of the members it depends on, by their keys.
     pub dependency_results: Value,
+    /// The operation's retry policy, which also bounds the retries an executor makes
+    /// inside an attempt (a busy source), and the scale of its delays (below 1 in tests).
+    pub retry_policy: RetryPolicy,
+    pub retry_time_scale: f64,
     pub reporter: Reporter,
     /// Where a breakout reads its dictionaries and writes its tables, in the operation's
     /// project.
     pub breakout: BreakoutSink,
+    /// The operation's project's syncs and credentials.
+    pub sync: SyncSink,
+    /// For requests to tenants' sources, under the address guard.
+    pub http: OutboundClient,
+}
+
+/// What the runner hands executors, besides the operation: the store's narrow handles,
+/// the outbound client, and the scale of retry delays.
+#[derive(Clone)]
+pub struct Tools {
+    pub breakout: Breakout,
+    pub syncs: Syncs,
+    pub http: OutboundClient,
+    pub retry_time_scale: f64,
+}
+
+impl Tools {
+    pub fn breakout_sink(&self, project: ProjectId) -> BreakoutSink {
+        self.breakout.sink(project)
+    }
+
+    pub fn sync_sink(&self, tenant: TenantId, project: ProjectId) -> SyncSink {
+        self.syncs.sink(tenant, project)
+    }
 }
 
 /// Reports an attempt's progress under its lease (each report also renews it), and says
@@ -119,10 +159,11 @@ pub struct Registry {
 impl Registry {
     pub fn builtin() -> Self {
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
-        let builtins: [Arc<dyn Executor>; 3] = [
+        let builtins: [Arc<dyn Executor>; 4] = [
             Arc::new(sleep::Sleep),
             Arc::new(echo::Echo),
             Arc::new(breakout::Breakout),
+            Arc::new(cursor_sync::CursorSync),
         ];
         for executor in builtins {
             executors.insert(executor.operation_type(), executor);

@@ -72,6 +72,18 @@ impl OutboundClient {
             .body(body))
     }
 
+    /// A request to a source a sync reads, under the same address guard.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, TargetError> {
+        if !self.allow_private && literal_is_private(url) {
+            return Err(TargetError::Private(url.to_owned()));
+        }
+        Ok(self.http.request(method, url))
+    }
+
     pub fn signed_post(
         &self,
         url: &str,
@@ -98,6 +110,27 @@ impl OutboundClient {
         }
         Ok(request.body(message.body))
     }
+}
+
+/// The innermost cause of a failed request, which says what actually went wrong.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// Whether a request failed because its host resolved only to refused addresses.
+pub fn refused_by_guard(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<TargetError>().is_some() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Resolves a name and keeps only its public addresses. The connection is made to the

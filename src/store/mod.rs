@@ -21,6 +21,7 @@ mod notebooks;
 mod operations;
 mod sealed;
 mod signals;
+mod syncs;
 mod tasks;
 mod tenants;
 mod webhooks;
@@ -47,6 +48,7 @@ pub use notebooks::{
 pub use operations::{Claim, CreateOutcome, OperationPage, Operations, StatusCounts};
 pub use sealed::Resealed;
 pub use signals::{GateKey, Signals, WorkSignal};
+pub use syncs::{CursorReset, StoredCredential, SyncSink, SyncState, SyncView, Syncs, Taken};
 pub use tasks::TaskRows;
 pub use tenants::{Removed, Tenants};
 pub use webhooks::{
@@ -251,6 +253,7 @@ pub struct Store {
     tenants: Tenants,
     idempotency: Idempotency,
     breakout: Breakout,
+    syncs: Syncs,
     /// Seals the secrets written and opens those read, once given the keys.
     sealer: sealed::Sealer,
 }
@@ -285,6 +288,7 @@ impl Store {
             ),
             tenants: Tenants::new(pool.clone(), signals.clone(), breakout.clone()),
             idempotency: Idempotency::new(pool.clone(), sealer.clone()),
+            syncs: Syncs::new(pool.clone(), backend, signals.clone(), sealer.clone()),
             breakout,
             operations,
             signals,
@@ -407,6 +411,10 @@ impl Store {
 
     pub fn breakout(&self) -> &Breakout {
         &self.breakout
+    }
+
+    pub fn syncs(&self) -> &Syncs {
+        &self.syncs
     }
 }
 

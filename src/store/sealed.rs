@@ -30,6 +30,11 @@ pub(super) fn slack_place(project: &str) -> String {
     format!("slack_integrations:{project}")
 }
 
+/// A project's credential for a sync's source.
+pub(super) fn credential_place(project: &str, name: &str) -> String {
+    format!("credentials:{project}:{name}")
+}
+
 /// A stored answer to a webhook registration: it shows the new webhook's secret.
 pub(super) fn idempotency_place(project: &str, scope: &str, key: &str) -> String {
     format!("idempotency_keys:{project}:{scope}:{key}")
@@ -46,13 +51,20 @@ struct SealedColumn {
     place: fn(&[String]) -> String,
 }
 
-const SEALED_COLUMNS: [SealedColumn; 5] = [
+const SEALED_COLUMNS: [SealedColumn; 6] = [
     SealedColumn {
         table: "slack_integrations",
         column: "webhook_url",
         keys: &["project_id"],
         only: None,
         place: |k| slack_place(&k[0]),
+    },
+    SealedColumn {
+        table: "credentials",
+        column: "secret",
+        keys: &["project_id", "name"],
+        only: None,
+        place: |k| credential_place(&k[0], &k[1]),
     },
     SealedColumn {
         table: "webhooks",

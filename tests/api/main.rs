@@ -4,6 +4,7 @@
 mod common;
 mod receiver;
 mod smtp;
+mod sync_source;
 
 mod batches;
 mod breakout;
@@ -31,6 +32,8 @@ mod security;
 mod seed000;
 mod seed001;
 mod seed_clients;
+mod sync_failures;
+mod syncs;
 mod tasks;
 mod webhooks;
 mod workers;

@@ -22,6 +22,7 @@ pub mod params;
 pub mod push_workers;
 pub mod query;
 pub mod retry;
+pub mod syncs;
 pub mod tasks;
 pub mod webhooks;
 pub mod workers;

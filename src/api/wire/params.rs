@@ -64,3 +64,15 @@ path_param!(
     "job_id",
     "The job's id, as `POST /api/breakout/start` gave it."
 );
+path_param!(
+    CredentialNameParam,
+    name,
+    "name",
+    "The credential's name (letters, digits, `-`, `_`, `.`)."
+);
+path_param!(
+    SyncNameParam,
+    name,
+    "name",
+    "The sync's `syncName`."
+);

@@ -12,6 +12,7 @@ pub mod health;
 pub mod integrations;
 pub mod notebooks;
 pub mod operations;
+pub mod syncs;
 pub mod tasks;
 pub mod webhooks;
 pub mod workers;
