@@ -89,7 +89,7 @@ impl State {
         let since = since.and_then(parse_since);
         let selected: Vec<(u64, i64)> = records
             .into_iter()
-            .filter(|&(number, ms)| since.is_none_or(|s| ms >= s))
+            .filter(|&(_, ms)| since.is_none_or(|s| ms >= s))
             .filter(|&(number, ms)| after.is_none_or(|a| (ms, number) > a))
             .collect();
         let page: Vec<(u64, i64)> = selected.iter().copied().take(first).collect();
