@@ -389,7 +389,8 @@ impl SyncSpec {
     }
 }
 
-/// `path` appended to the endpoint's path, never replacing its host.
+/// `path` appended to the endpoint's path (a query in it joins the endpoint's), never
+/// replacing its host.
 fn joined(endpoint: &url::Url, path: &str) -> Result<url::Url, FieldError> {
     if path.is_empty()
         || path.len() > 2000
@@ -402,10 +403,19 @@ fn joined(endpoint: &url::Url, path: &str) -> Result<url::Url, FieldError> {
             "must be a path (and query) under the endpoint, without control characters",
         ));
     }
-    let base = endpoint.as_str().trim_end_matches('/');
-    let path = path.trim_start_matches('/');
-    let url = url::Url::parse(&format!("{base}/{path}"))
-        .map_err(|e| FieldError::new("parameters.path", format!("makes an invalid URL: {e}")))?;
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    let mut url = endpoint.clone();
+    let base = endpoint.path().trim_end_matches('/');
+    url.set_path(&format!("{base}/{}", path.trim_start_matches('/')));
+    if let Some(query) = query {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
     if url.host() != endpoint.host() || url.port() != endpoint.port() {
         return Err(FieldError::new(
             "parameters.path",
