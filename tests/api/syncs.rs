@@ -17,6 +17,7 @@ both_backends!(
     a_rest_source_is_synced_with_a_header_credential,
     two_runs_of_one_sync_never_page_at_once,
     a_killed_process_resumes_the_sync_without_writing_a_page_twice,
+    a_notebook_schedule_runs_the_sync_and_each_tick_takes_only_what_changed,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -369,4 +370,62 @@ async fn a_killed_process_resumes_the_sync_without_writing_a_page_twice(backend:
     eprintln!(
         "sync crash test: {served_at_kill} pages served before the kill, {asked} asked in all"
     );
+}
+
+/// Seed 003 meets seed 004: a notebook whose block is a `CursorSync`, on an every-second
+/// schedule. Each tick's run goes on from the cursor the last one kept.
+async fn a_notebook_schedule_runs_the_sync_and_each_tick_takes_only_what_changed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let source = Source::start(300).await;
+    let receiver = Receiver::start().await;
+    app.register_webhook(&json!({"webhookUrl": receiver.url, "events": ["sync.record.changed"]}))
+        .await;
+    let notebook = crate::notebooks::notebook(
+        &app,
+        json!({"notebookName": "Dossiers", "schedule": "* * * * * *", "timezone": "UTC"}),
+    )
+    .await;
+    let id = notebook["notebookId"].as_str().unwrap().to_owned();
+    let parameters = sync_operation(&source, "scheduled", 100)["parameters"].clone();
+    crate::notebooks::block(
+        &app,
+        &id,
+        json!({"blockType": "CursorSync", "blockTitle": "sync", "configuration": parameters.to_string()}),
+    )
+    .await;
+    receiver
+        .wait_until(30 * SEC, |r| record_ids(r).len() >= 300)
+        .await;
+    source.touch(&[10, 20, 30]);
+    let received = receiver
+        .wait_until(30 * SEC, |r| record_ids(r).len() >= 303)
+        .await;
+    let mut tail = record_ids(&received)[300..].to_vec();
+    tail.sort_unstable();
+    assert_eq!(tail, [10, 20, 30]);
+    // More ticks, nothing new: nothing more is sent.
+    let runs_before = app
+        .get(&crate::notebooks::at(
+            &app,
+            &format!("/notebook/{id}/runs?pageSize=100"),
+        ))
+        .await
+        .body["runs"]
+        .as_array()
+        .map_or(0, Vec::len);
+    eventually(10 * SEC, || async {
+        let runs = app
+            .get(&crate::notebooks::at(
+                &app,
+                &format!("/notebook/{id}/runs?pageSize=100"),
+            ))
+            .await
+            .body["runs"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (runs >= runs_before + 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(SEC / 2).await;
+    assert_eq!(record_ids(&receiver.received()).len(), 303);
 }
