@@ -15,7 +15,7 @@ use super::{ExecutionError, Executor, Run, Task};
 use crate::clock;
 use crate::domain::operation::{OperationResult, PhaseReport, PhaseStatus, ProgressReport};
 use crate::domain::retry::RetryPolicy;
-use crate::domain::sync::credential::Secret;
+use crate::domain::sync::credential::{Credential, Secret};
 use crate::domain::sync::{
     self, answer_excerpt, cursor_after, next_page, read_page, source_retry_delay, source_status,
     Method, PageRequest, SourceStatus, SyncSpec,
@@ -51,33 +51,7 @@ impl Executor for CursorSync {
         Box::pin(async move {
             let spec = SyncSpec::parse(&task.parameters)
                 .map_err(|e| ExecutionError::new("INVALID_PARAMETERS", e.to_string(), false))?;
-            let secret = match &spec.credential {
-                Some(name) => Some(task.sync.credential(name).await.map_err(store_error)?.ok_or_else(|| {
-                    ExecutionError::new(
-                        "CREDENTIAL_NOT_FOUND",
-                        format!("no credential `{name}` in this project: PUT …/async/credentials/{name} first"),
-                        false,
-                    )
-                })?),
-                None => None,
-            };
-            if let Some(credential) = &secret {
-                if !credential.allows(&spec.endpoint) {
-                    return Err(ExecutionError::new(
-                        "CREDENTIAL_ORIGIN",
-                        format!(
-                            "credential `{}` may only be sent to {}, not to {}",
-                            spec.credential
-                                .as_ref()
-                                .map(|n| n.as_str())
-                                .unwrap_or_default(),
-                            credential.origins.join(", "),
-                            spec.endpoint.origin().ascii_serialization()
-                        ),
-                        false,
-                    ));
-                }
-            }
+            let secret = credential(&task, &spec).await?;
             let mut state = take(&task, &spec).await?;
             let outcome = Paging::new(&task, &spec, secret.as_ref().map(|c| &c.secret))
                 .pages(&mut state)
@@ -113,6 +87,39 @@ impl Executor for CursorSync {
     }
 }
 
+/// The sync's credential, if it names one, and only if it may go to the sync's endpoint.
+async fn credential(task: &Task, spec: &SyncSpec) -> Result<Option<Credential>, ExecutionError> {
+    let Some(name) = &spec.credential else {
+        return Ok(None);
+    };
+    let credential = task
+        .sync
+        .credential(name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ExecutionError::new(
+                "CREDENTIAL_NOT_FOUND",
+                format!(
+                    "no credential `{name}` in this project: PUT …/async/credentials/{name} first"
+                ),
+                false,
+            )
+        })?;
+    if !credential.allows(&spec.endpoint) {
+        return Err(ExecutionError::new(
+            "CREDENTIAL_ORIGIN",
+            format!(
+                "credential `{name}` may only be sent to {}, not to {}",
+                credential.origins.join(", "),
+                spec.endpoint.origin().ascii_serialization()
+            ),
+            false,
+        ));
+    }
+    Ok(Some(credential))
+}
+
 fn store_error(e: crate::store::StoreError) -> ExecutionError {
     ExecutionError::new("STORE_UNAVAILABLE", e.to_string(), true)
 }
@@ -121,10 +128,11 @@ fn stopped(_: crate::lease::Stopped) -> ExecutionError {
     ExecutionError::stopped()
 }
 
-fn report(activity: String, state: &SyncState) -> ProgressReport {
+/// The `sync` phase, running, doing `activity`; with the run's figures once it pages.
+fn report(activity: String, state: Option<&SyncState>) -> ProgressReport {
     ProgressReport {
         current_phase: Some(PHASE.to_owned()),
-        processed_records: Some(state.run_records.max(0) as u64),
+        processed_records: state.map(|s| s.run_records.max(0) as u64),
         phase: Some(PhaseReport {
             phase_name: PHASE.to_owned(),
             status: PhaseStatus::Running,
@@ -132,11 +140,15 @@ fn report(activity: String, state: &SyncState) -> ProgressReport {
             checkpoint: None,
             progress: None,
             current_activity: Some(activity),
-            counters: [
-                ("pages".to_owned(), state.run_pages.into()),
-                ("records".to_owned(), state.run_records.into()),
-            ]
-            .into(),
+            counters: state
+                .map(|s| {
+                    [
+                        ("pages".to_owned(), s.run_pages.into()),
+                        ("records".to_owned(), s.run_records.into()),
+                    ]
+                    .into()
+                })
+                .unwrap_or_default(),
             details: Default::default(),
         }),
         ..Default::default()
@@ -156,23 +168,13 @@ async fn take(task: &Task, spec: &SyncSpec) -> Result<SyncState, ExecutionError>
             Taken::Held(state) => return Ok(state),
             Taken::Busy(holder) => {
                 if told != Some(holder) {
-                    let waiting = ProgressReport {
-                        current_phase: Some(PHASE.to_owned()),
-                        phase: Some(PhaseReport {
-                            phase_name: PHASE.to_owned(),
-                            status: PhaseStatus::Running,
-                            results: None,
-                            checkpoint: None,
-                            progress: None,
-                            current_activity: Some(format!(
-                                "waiting for operation {holder}, which runs sync `{}`",
-                                spec.name
-                            )),
-                            counters: Default::default(),
-                            details: Default::default(),
-                        }),
-                        ..Default::default()
-                    };
+                    let waiting = report(
+                        format!(
+                            "waiting for operation {holder}, which runs sync `{}`",
+                            spec.name
+                        ),
+                        None,
+                    );
                     task.reporter.report(waiting).await.map_err(stopped)?;
                     told = Some(holder);
                 }
@@ -253,7 +255,7 @@ impl<'a> Paging<'a> {
             let activity = format!("page {}: {count} records", state.run_pages);
             self.task
                 .reporter
-                .report(report(activity, state))
+                .report(report(activity, Some(state)))
                 .await
                 .map_err(stopped)?;
             if !more {

@@ -60,6 +60,20 @@ pub(super) struct StagedEvent {
     pub(super) request_id: Option<Arc<str>>,
 }
 
+impl StagedEvent {
+    /// An event of a change no operation asked anyone to hear of but the project's
+    /// webhooks (a test event, a sync's record).
+    pub(super) fn plain(event: Event, request_id: Option<Arc<str>>) -> Self {
+        StagedEvent {
+            event,
+            callback: None,
+            stop_notice: None,
+            notify: None,
+            request_id,
+        }
+    }
+}
+
 /// The request this task serves, if any: what writes done in the caller's own task
 /// stamp on their events. The group commit writes from another task, so it takes each
 /// request's id when the request is queued.

@@ -459,13 +459,7 @@ impl SyncSink {
         }
         let staged: Vec<StagedEvent> = events
             .into_iter()
-            .map(|event| StagedEvent {
-                event,
-                callback: None,
-                stop_notice: None,
-                notify: None,
-                request_id: None,
-            })
+            .map(|event| StagedEvent::plain(event, None))
             .collect();
         insert_events(&mut tx, s.backend, &staged).await?;
         let deliveries = fan_out(&mut tx, &staged, now).await?;

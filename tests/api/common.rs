@@ -421,6 +421,20 @@ where
     }
 }
 
+/// Waits until an operation of `app`'s project has ended; its status.
+pub async fn finished(app: &TestApp, id: &str) -> Value {
+    eventually(Duration::from_secs(60), || async {
+        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
+        let status = s.body["status"].as_str().unwrap_or_default().to_owned();
+        matches!(
+            status.as_str(),
+            "Completed" | "Failed" | "Cancelled" | "Timeout"
+        )
+        .then_some(s.body)
+    })
+    .await
+}
+
 /// A real `relais serve` child process on a free port, killed (SIGKILL) when dropped.
 pub struct ServeProcess {
     child: std::process::Child,

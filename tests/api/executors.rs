@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{eventually, Backend, TestApp};
+use crate::common::{eventually, finished, Backend, TestApp};
 
 both_backends!(
     a_sleep_operation_runs_in_process_and_reports_real_progress,
@@ -14,19 +14,6 @@ both_backends!(
 );
 
 const SEC: Duration = Duration::from_secs(1);
-
-async fn finished(app: &TestApp, id: &str) -> Value {
-    eventually(15 * SEC, || async {
-        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
-        let status = s.body["status"].as_str().unwrap_or_default().to_owned();
-        matches!(
-            status.as_str(),
-            "Completed" | "Failed" | "Cancelled" | "Timeout"
-        )
-        .then_some(s.body)
-    })
-    .await
-}
 
 async fn a_sleep_operation_runs_in_process_and_reports_real_progress(backend: Backend) {
     let app = TestApp::spawn(backend).await;

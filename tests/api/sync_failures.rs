@@ -9,9 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::common::{Backend, TestApp};
+use crate::common::{finished, Backend, TestApp};
 use crate::sync_source::{sync_operation, Source, Trouble};
-use crate::syncs::finished;
 
 both_backends!(
     a_busy_source_is_asked_again_after_its_retry_after,

@@ -8,7 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{cli_tenant, eventually, Backend, Response, ServeProcess, TestApp, TestDb};
+use crate::common::{
+    cli_tenant, eventually, finished, Backend, Response, ServeProcess, TestApp, TestDb,
+};
 use crate::receiver::{Received, Receiver};
 use crate::sync_source::{sync_operation, Source};
 
@@ -21,19 +23,6 @@ both_backends!(
 );
 
 const SEC: Duration = Duration::from_secs(1);
-
-pub async fn finished(app: &TestApp, id: &str) -> Value {
-    eventually(60 * SEC, || async {
-        let s = app.get(&app.api(&format!("/operation/{id}"))).await;
-        let status = s.body["status"].as_str().unwrap_or_default().to_owned();
-        matches!(
-            status.as_str(),
-            "Completed" | "Failed" | "Cancelled" | "Timeout"
-        )
-        .then_some(s.body)
-    })
-    .await
-}
 
 /// The record ids of the `sync.record.changed` events received, one per distinct event.
 fn record_ids(received: &[Received]) -> Vec<u64> {

@@ -493,13 +493,7 @@ impl Deliveries {
         );
         let events: Vec<StagedEvent> = events
             .into_iter()
-            .map(|event| StagedEvent {
-                event,
-                callback: None,
-                stop_notice: None,
-                notify: None,
-                request_id: current_request(),
-            })
+            .map(|event| StagedEvent::plain(event, current_request()))
             .collect();
         insert_events(&mut tx, self.backend, &events).await?;
         let delivery = DeliveryId::new();
