@@ -8,7 +8,8 @@ use crate::app::Relais;
 use crate::clock;
 use crate::config::{Config, SecretKeyArgs, ServeArgs, DEFAULT_DATABASE_URL};
 use crate::domain::auth::{checked_token_name, NewToken, Scope};
-use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::ids::{ClientId, ProjectId, TenantId};
+use crate::domain::oauth::{Client, NewClientSecret};
 use crate::outbound::signing::{self, SigningKey};
 use crate::store::{Removed, Store};
 
@@ -62,6 +63,11 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage OAuth2 clients (client credentials for `POST /oauth/token`).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// Check a webhook delivery's signature, as a receiver would.
     Verify(VerifyArgs),
@@ -197,6 +203,133 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; its secret is printed once and only its SHA-256 is stored.
+    Create {
+        #[arg(long, env = "RELAIS_TENANT")]
+        tenant: TenantId,
+        /// Bind the client to one project (default: every project of the tenant).
+        #[arg(long, env = "RELAIS_PROJECT")]
+        project: Option<ProjectId>,
+        /// Comma-separated: the most its access tokens may carry.
+        #[arg(long, default_value = "operations:read,operations:write")]
+        scopes: String,
+        /// Who or what the client is, shown where its tokens acted.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The registered clients (never their secrets).
+    List {
+        #[arg(long, env = "RELAIS_TENANT")]
+        tenant: Option<TenantId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its access tokens stop working (within a few seconds on every
+    /// replica) and it gets no new ones.
+    Revoke {
+        client: ClientId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn client_command(database_url: &str, command: ClientCommand) -> anyhow::Result<()> {
+    let store = open_store(database_url).await?;
+    match command {
+        ClientCommand::Create {
+            tenant,
+            project,
+            scopes,
+            name,
+            json,
+        } => {
+            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
+            let name = name
+                .map(|n| checked_token_name(&n, "--name"))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !store.tenants().tenant_exists(tenant).await? {
+                bail!("no tenant {tenant}");
+            }
+            if let Some(project) = project {
+                if !store.tenants().project_exists(tenant, project).await? {
+                    bail!("tenant {tenant} has no project {project}");
+                }
+            }
+            let secret = NewClientSecret::from_random(rand::random());
+            let client = Client {
+                id: ClientId::new(),
+                tenant_id: tenant,
+                project_id: project,
+                name,
+                scopes,
+                secret_hash: secret.hash,
+                created_at: clock::now(),
+                revoked_at: None,
+            };
+            store.clients().insert(&client).await?;
+            let scope_names: Vec<_> = client.scopes.iter().map(|s| s.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({"clientId": client.id, "clientSecret": secret.secret, "tenantId": tenant,
+                           "projectId": project, "scopes": scope_names, "name": client.name})
+                );
+            } else {
+                println!("client_id:     {}", client.id);
+                println!("client_secret: {}", secret.secret);
+                eprintln!("Store the secret now: it cannot be shown again.");
+            }
+        }
+        ClientCommand::List { tenant, json } => {
+            let clients = store.clients().list(tenant).await?;
+            let views: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    json!({"clientId": c.id, "tenantId": c.tenant_id, "projectId": c.project_id,
+                           "name": c.name, "scopes": c.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                           "createdAt": c.created_at, "revokedAt": c.revoked_at})
+                })
+                .collect();
+            if json {
+                println!("{}", json!({ "clients": views }));
+            } else {
+                for c in &clients {
+                    println!(
+                        "{}  tenant {}  project {}  {}  {}{}",
+                        c.id,
+                        c.tenant_id,
+                        c.project_id.map_or("*".to_owned(), |p| p.to_string()),
+                        Scope::join(&c.scopes),
+                        c.name.as_deref().unwrap_or("-"),
+                        if c.revoked_at.is_some() {
+                            "  (revoked)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        ClientCommand::Revoke { client, json } => {
+            if !store.clients().revoke(client, clock::now()).await? {
+                bail!("no client {client}, or it was revoked already");
+            }
+            if json {
+                println!("{}", json!({"clientId": client, "revoked": true}));
+            } else {
+                println!("revoked {client}");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -330,6 +463,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Client { command } => client_command(&cli.database_url, command).await,
         Command::Token {
             command:
                 TokenCommand::Create {

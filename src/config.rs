@@ -159,6 +159,31 @@ pub struct ServeArgs {
     /// The sender of notification mails: `Relais <relais@example.com>` or an address.
     #[arg(long, env = "RELAIS_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// The key OAuth2 access tokens are signed with (HMAC-SHA256), at least 32 bytes.
+    /// Without it, one is generated on first start and stored (sealed) in the database,
+    /// so every replica signs with the same key.
+    #[arg(long, env = "RELAIS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Seconds an OAuth2 access token is valid.
+    #[arg(long, env = "RELAIS_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    pub access_token_ttl: u64,
+}
+
+/// How OAuth2 access tokens are signed and how long they last.
+#[derive(Clone)]
+pub struct AccessTokenConfig {
+    /// `None`: the key stored in the database (generated on first start).
+    pub secret: Option<String>,
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for AccessTokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 /// Where notification mails go out.
@@ -226,6 +251,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// How long the process says it is shutting down before it stops listening.
     pub shutdown_grace: Duration,
+    pub access_tokens: AccessTokenConfig,
 }
 
 impl Config {
@@ -245,6 +271,14 @@ impl Config {
         anyhow::ensure!(
             args.delivery_timeout.is_finite() && (0.1..=300.0).contains(&args.delivery_timeout),
             "--delivery-timeout must be between 0.1 and 300 seconds"
+        );
+        anyhow::ensure!(
+            args.jwt_secret.as_ref().is_none_or(|s| s.len() >= 32),
+            "--jwt-secret must be at least 32 bytes"
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&args.access_token_ttl),
+            "--access-token-ttl must be between 1 and 86400 seconds"
         );
         anyhow::ensure!(
             args.source_timeout.is_finite() && (0.1..=3600.0).contains(&args.source_timeout),
@@ -328,6 +362,10 @@ impl Config {
             secret_keys,
             smtp,
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+            access_tokens: AccessTokenConfig {
+                secret: args.jwt_secret,
+                ttl: Duration::from_secs(args.access_token_ttl),
+            },
         })
     }
 
@@ -363,6 +401,10 @@ impl Config {
             secret_keys: SecretKeyArgs::default(),
             smtp: None,
             shutdown_grace: Duration::ZERO,
+            access_tokens: AccessTokenConfig {
+                secret: None,
+                ttl: Duration::from_secs(3600),
+            },
         }
     }
 }

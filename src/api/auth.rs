@@ -7,8 +7,10 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::clock;
 use crate::domain::auth::{hash_token, Principal, Scope};
-use crate::domain::ids::{ProjectId, TenantId};
+use crate::domain::ids::{ProjectId, TenantId, TokenId};
+use crate::domain::oauth::looks_like_jwt;
 use crate::domain::FieldError;
 
 impl FromRequest for Principal {
@@ -47,18 +49,51 @@ impl FromRequest for Principal {
     }
 }
 
-/// Whose API token this is (a push worker's callback token is none), remembered for a
-/// few seconds. `Ok(None)`: no such token.
+/// Whose API token (or OAuth2 access token) this is (a push worker's callback token is
+/// none), remembered for a few seconds. `Ok(None)`: no such token, or an access token
+/// that expired or whose client was revoked.
 pub async fn api_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    // An access token's signature and expiry are checked on every request (a cached
+    // answer must not outlive the token); only its client's lookup is remembered.
+    if looks_like_jwt(token) && state.token_key.read(token, clock::now()).is_none() {
+        return Ok(None);
+    }
     let hash = hash_token(token);
     if let Some(principal) = state.caches.principals.get(&hash) {
         return Ok(Some(principal));
     }
-    let Some(principal) = state.store.tenants().find_principal(&hash).await? else {
+    let principal = if looks_like_jwt(token) {
+        access_token(state, token).await?
+    } else {
+        state.store.tenants().find_principal(&hash).await?
+    };
+    let Some(principal) = principal else {
         return Ok(None);
     };
     state.caches.principals.insert(hash, principal.clone());
     Ok(Some(principal))
+}
+
+/// An access token this service signed, unexpired, of a client that still exists and is
+/// not revoked: the client's tenant and project, with the scopes the token was granted.
+async fn access_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let Some(read) = state.token_key.read(token, clock::now()) else {
+        return Ok(None);
+    };
+    let Some(client) = state.store.clients().get(read.client).await? else {
+        return Ok(None);
+    };
+    if client.revoked_at.is_some() || client.tenant_id != read.tenant {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        token_id: TokenId::from_uuid(client.id.uuid()),
+        tenant_id: read.tenant,
+        project_id: read.project,
+        scopes: read.scopes,
+        operation: None,
+        token_name: Some(client.name.unwrap_or_else(|| client.id.to_string())),
+    }))
 }
 
 /// The tenant and project a request acts on, once the caller is known to be allowed.

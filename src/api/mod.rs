@@ -15,6 +15,7 @@ pub mod health;
 pub mod idempotency;
 pub mod integrations;
 pub mod notebooks;
+pub mod oauth;
 pub mod openapi;
 pub mod operations;
 pub mod push_workers;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub leases: Leases,
     pub caches: cache::Caches,
     pub instance: std::sync::Arc<health::Instance>,
+    /// Signs and reads OAuth2 access tokens.
+    pub token_key: crate::domain::oauth::TokenKey,
 }
 
 /// One path with the handler of each of its methods, registered as one resource: a
@@ -167,6 +170,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
         root(at("/openapi.json").get(docs::openapi_json)),
         root(at("/docs").get(docs::page)),
         root(at("/docs/redoc.standalone.js").get(docs::renderer)),
+        root(at("/oauth/token").post(oauth::token)),
         breakout(
             at("/dictionaries")
                 .post(breakout::register)

@@ -13,7 +13,7 @@ use super::wire::answers::errors::ErrorBody;
 use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, blocks, breakout, docs, events, health, integrations, notebooks, operations,
+    batches, blocks, breakout, docs, events, health, integrations, notebooks, oauth, operations,
     push_workers, syncs, tasks, webhooks, workers,
 };
 
@@ -33,6 +33,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         health::readyz,
         health::unauthorized_ping,
         health::ping,
+        oauth::token,
         operations::start,
         operations::retry,
         operations::status,
@@ -127,6 +128,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         (name = "notebooks", description = "Notebooks of blocks (seed 003), run by hand or on a cron schedule, each run a batch"),
         (name = "breakout", description = "The CSPro breakout facade (seed 000), scoped by the token's project"),
         (name = "tasks", description = "The worker tasks facade of seed 002 (`/v1`): `X-Vitam-Key` is an API token bound to a project, whose tasks these are; errors answer the seed's error shape (`VitamErrorBody`)"),
+        (name = "oauth", description = "OAuth2 client credentials: access tokens for registered clients (`relais client create`)"),
         (name = "health", description = "Liveness, readiness, ping"),
         (name = "docs", description = "This document"),
     )
@@ -164,7 +166,7 @@ impl Modify for Shared {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API token (`relais token create`)"))
+                    .description(Some("An API token (`relais token create`), or an OAuth2 access token (`POST /oauth/token`)"))
                     .build(),
             ),
         );

@@ -135,6 +135,12 @@ uuid_id!(
     "tok-"
 );
 uuid_id!(
+    /// An OAuth2 client (client credentials), shown as `client-<guid>`: its `client_id`.
+    ClientId,
+    "client id",
+    "client-"
+);
+uuid_id!(
     /// One running process of Relais, new at each start (`/v1/status`'s `id`).
     InstanceId,
     "instance id",

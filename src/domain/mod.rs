@@ -10,6 +10,7 @@ pub mod fields;
 pub mod ids;
 pub mod notebook;
 pub mod notify;
+pub mod oauth;
 pub mod operation;
 pub mod retry;
 pub mod sync;

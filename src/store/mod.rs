@@ -12,6 +12,7 @@
 
 mod batches;
 pub mod breakout;
+mod clients;
 mod deliveries;
 mod events;
 mod group_commit;
@@ -37,6 +38,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Batches};
 pub use breakout::Breakout;
+pub use clients::Clients;
 pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
 pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredResponse};
@@ -254,6 +256,7 @@ pub struct Store {
     idempotency: Idempotency,
     breakout: Breakout,
     syncs: Syncs,
+    clients: Clients,
     /// Seals the secrets written and opens those read, once given the keys.
     sealer: sealed::Sealer,
 }
@@ -289,6 +292,7 @@ impl Store {
             tenants: Tenants::new(pool.clone(), signals.clone(), breakout.clone()),
             idempotency: Idempotency::new(pool.clone(), sealer.clone()),
             syncs: Syncs::new(pool.clone(), backend, signals.clone(), sealer.clone()),
+            clients: Clients::new(pool.clone(), sealer.clone()),
             breakout,
             operations,
             signals,
@@ -415,6 +419,10 @@ impl Store {
 
     pub fn syncs(&self) -> &Syncs {
         &self.syncs
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 }
 

@@ -35,6 +35,11 @@ pub(super) fn credential_place(project: &str, name: &str) -> String {
     format!("credentials:{project}:{name}")
 }
 
+/// A key the service generated for itself (the access tokens' signing key).
+pub(super) fn service_key_place(name: &str) -> String {
+    format!("service_keys:{name}")
+}
+
 /// A stored answer to a webhook registration: it shows the new webhook's secret.
 pub(super) fn idempotency_place(project: &str, scope: &str, key: &str) -> String {
     format!("idempotency_keys:{project}:{scope}:{key}")
@@ -51,13 +56,20 @@ struct SealedColumn {
     place: fn(&[String]) -> String,
 }
 
-const SEALED_COLUMNS: [SealedColumn; 6] = [
+const SEALED_COLUMNS: [SealedColumn; 7] = [
     SealedColumn {
         table: "slack_integrations",
         column: "webhook_url",
         keys: &["project_id"],
         only: None,
         place: |k| slack_place(&k[0]),
+    },
+    SealedColumn {
+        table: "service_keys",
+        column: "secret",
+        keys: &["name"],
+        only: None,
+        place: |k| service_key_place(&k[0]),
     },
     SealedColumn {
         table: "credentials",

@@ -24,6 +24,7 @@ mod logs;
 mod notebook_replicas;
 mod notebooks;
 mod notifications;
+mod oauth;
 mod openapi;
 mod push_workers;
 mod quickstart;

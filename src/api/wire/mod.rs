@@ -17,6 +17,7 @@ pub mod enums;
 pub mod events;
 pub mod integrations;
 pub mod notebooks;
+pub mod oauth;
 pub mod operations;
 pub mod params;
 pub mod push_workers;

@@ -11,6 +11,7 @@ pub mod examples;
 pub mod health;
 pub mod integrations;
 pub mod notebooks;
+pub mod oauth;
 pub mod operations;
 pub mod syncs;
 pub mod tasks;
