@@ -158,14 +158,19 @@ async fn a_client_trades_its_secret_for_a_token_that_works_like_an_api_token(bac
     assert!(!listed.to_string().contains(&secret));
 }
 
-/// A token request's form, as pairs.
-type Form<'a> = Vec<(&'a str, &'a str)>;
+/// A token request (its form, its Basic credentials) and the status and error it gets.
+type Case<'a> = (
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
 
 async fn each_refusal_is_an_rfc_6749_error(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (id, secret) = client(&app, "operations:read", false);
     let cc = ("grant_type", "client_credentials");
-    let cases: Vec<(Form, Option<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![], Some((&id, &secret)), 400, "invalid_request"),
         (
             vec![("grant_type", "password")],
