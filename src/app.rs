@@ -56,6 +56,7 @@ impl Relais {
         } else {
             store
         };
+        crate::telemetry::install();
         let token_key = access_token_key(&store, &config).await?;
         let registry = Registry::builtin();
         let leases = Leases::new(
@@ -87,6 +88,7 @@ impl Relais {
                 .app_data(web::PayloadConfig::new(body_limit))
                 .wrap(from_fn(api::text::middleware))
                 .wrap(from_fn(api::request_id::middleware))
+                .wrap(from_fn(api::metrics::middleware))
                 .configure(api::routes)
         })
         .disable_signals()

@@ -18,4 +18,5 @@ pub mod outbound;
 pub mod secrets;
 pub mod shared;
 pub mod store;
+pub mod telemetry;
 pub mod trace;

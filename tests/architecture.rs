@@ -17,6 +17,8 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &[]),
     // The request a piece of work is done for, carried with it.
     ("trace", &[]),
+    // The process's metrics recorder and its Prometheus rendering.
+    ("telemetry", &[]),
     // Outbound HTTP: signing, the address guard, the pinned client.
     ("outbound", &["domain"]),
     // All SQL.
@@ -65,6 +67,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "clock",
             "shared",
             "trace",
+            "telemetry",
         ],
     ),
     // A local receiver for webhooks.
@@ -75,6 +78,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
         &[
             "api",
             "config",
+            "domain",
             "engine",
             "delivery",
             "executors",
@@ -83,6 +87,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "secrets",
             "store",
             "clock",
+            "telemetry",
         ],
     ),
     (

@@ -14,6 +14,7 @@ pub mod format;
 pub mod health;
 pub mod idempotency;
 pub mod integrations;
+pub mod metrics;
 pub mod notebooks;
 pub mod oauth;
 pub mod openapi;
@@ -171,6 +172,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
         root(at("/docs").get(docs::page)),
         root(at("/docs/redoc.standalone.js").get(docs::renderer)),
         root(at("/oauth/token").post(oauth::token)),
+        root(at("/metrics").get(metrics::scrape)),
         breakout(
             at("/dictionaries")
                 .post(breakout::register)

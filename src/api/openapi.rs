@@ -13,8 +13,8 @@ use super::wire::answers::errors::ErrorBody;
 use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, blocks, breakout, docs, events, health, integrations, notebooks, oauth, operations,
-    push_workers, syncs, tasks, webhooks, workers,
+    batches, blocks, breakout, docs, events, health, integrations, metrics, notebooks, oauth,
+    operations, push_workers, syncs, tasks, webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         health::unauthorized_ping,
         health::ping,
         oauth::token,
+        metrics::scrape,
         operations::start,
         operations::retry,
         operations::status,

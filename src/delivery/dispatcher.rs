@@ -186,6 +186,8 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
 /// yet settled (the ones a crash would send again) never outnumber the concurrency limits.
 struct Settled {
     outcome: DeliveryOutcome,
+    /// When the delivery was queued (its event written).
+    queued_at: DateTime<Utc>,
     _permits: Vec<OwnedSemaphorePermit>,
 }
 
@@ -211,6 +213,7 @@ async fn send(
             // lease then hands the delivery to the next process.
             let _ = ctx.outcomes.send(Settled {
                 outcome,
+                queued_at: delivery.queued_at,
                 _permits: permits,
             });
         }
@@ -549,7 +552,10 @@ async fn record(
                 .record_outcomes(&batch, clock::now(), disable_after)
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    count_outcomes(&settled, clock::now());
+                    break;
+                }
                 Err(e) if tries < 5 => {
                     tries += 1;
                     tracing::warn!(error = %e, "recording delivery outcomes failed; retrying");
@@ -566,6 +572,37 @@ async fn record(
         drop(settled);
         if wake {
             signals.deliveries_available().notify_waiters();
+        }
+    }
+}
+
+/// `relais_delivery_attempts_total{channel, result}`, the deliveries that ended
+/// (`relais_deliveries_total{channel, outcome}`), and the time from an event's writing to
+/// its delivery (`relais_delivery_latency_seconds{channel}`), once recorded.
+fn count_outcomes(settled: &[Settled], now: DateTime<Utc>) {
+    for s in settled {
+        let o = &s.outcome;
+        let channel = o.channel.as_str();
+        if o.attempt.is_some() {
+            let result = if o.succeeded() { "succeeded" } else { "failed" };
+            metrics::counter!("relais_delivery_attempts_total", "channel" => channel, "result" => result)
+                .increment(1);
+        }
+        let ended = match o.settlement {
+            Settlement::Delivered => Some("delivered"),
+            Settlement::Failed | Settlement::FailedAndDisable | Settlement::Skipped(_) => {
+                Some("failed")
+            }
+            Settlement::RetryAt(_) | Settlement::Released(_) => None,
+        };
+        if let Some(outcome) = ended {
+            metrics::counter!("relais_deliveries_total", "channel" => channel, "outcome" => outcome)
+                .increment(1);
+        }
+        if o.succeeded() {
+            let latency = (now - s.queued_at).to_std().unwrap_or_default();
+            metrics::histogram!("relais_delivery_latency_seconds", "channel" => channel)
+                .record(latency.as_secs_f64());
         }
     }
 }

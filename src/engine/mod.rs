@@ -144,7 +144,10 @@ async fn reap_expired_leases(
             .await
         {
             Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "took back expired leases"),
+            Ok(n) => {
+                metrics::counter!("relais_leases_expired_total").increment(n as u64);
+                tracing::info!(count = n, "took back expired leases");
+            }
             Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
         }
     }

@@ -81,15 +81,85 @@ pub(super) fn current_request() -> Option<Arc<str>> {
     crate::trace::request_id().map(Arc::from)
 }
 
+/// Operation types counted under their own name in the metrics; the others are
+/// counted together, as `other` (a type is a tenant's free text).
+const COUNTED_TYPES: [&str; 4] = ["Sleep", "Echo", "CsproBreakout", "CursorSync"];
+
+/// How many events of each type (and, for an operation's, of each built-in operation
+/// type) a transaction wrote: counted in the metrics once it commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct EventTally {
+    counts: [[u32; COUNTED_TYPES.len() + 1]; EventType::ALL.len()],
+}
+
+impl EventTally {
+    fn of(events: &[StagedEvent]) -> Self {
+        let mut tally = EventTally::default();
+        for staged in events {
+            let event = &staged.event;
+            let kind = EventType::ALL
+                .iter()
+                .position(|t| *t == event.event_type)
+                .expect("every type is in ALL");
+            let operation_type = event.data.get("operationType").and_then(|t| t.as_str());
+            let label = COUNTED_TYPES
+                .iter()
+                .position(|t| Some(*t) == operation_type)
+                .unwrap_or(COUNTED_TYPES.len());
+            tally.counts[kind][label] += 1;
+        }
+        tally
+    }
+
+    pub(super) fn add(&mut self, other: EventTally) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+    }
+
+    /// `relais_events_total{type}`; for operations, `relais_operations_started_total` and
+    /// `relais_operations_ended_total{status}`, each by `operation_type`.
+    pub(super) fn record(&self) {
+        for (kind, counts) in EventType::ALL.iter().zip(self.counts) {
+            let total: u32 = counts.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            metrics::counter!("relais_events_total", "type" => kind.as_str())
+                .increment(u64::from(total));
+            let ended = match kind {
+                EventType::OperationCompleted => Some("Completed"),
+                EventType::OperationFailed => Some("Failed"),
+                EventType::OperationCancelled => Some("Cancelled"),
+                EventType::OperationTimeout => Some("Timeout"),
+                _ => None,
+            };
+            for (label, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let operation_type = COUNTED_TYPES.get(label).copied().unwrap_or("other");
+                let n = u64::from(*n);
+                if *kind == EventType::OperationStarted {
+                    metrics::counter!("relais_operations_started_total", "operation_type" => operation_type).increment(n);
+                }
+                if let Some(status) = ended {
+                    metrics::counter!("relais_operations_ended_total", "status" => status, "operation_type" => operation_type).increment(n);
+                }
+            }
+        }
+    }
+}
+
 /// Writes events in the transaction of the change that caused them; each takes the
-/// writing transaction's id as its `commit_order`.
+/// writing transaction's id as its `commit_order`. What it wrote is counted by the
+/// caller once the transaction commits.
 pub(super) async fn insert_events(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     events: &[StagedEvent],
-) -> Result<()> {
+) -> Result<EventTally> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(EventTally::default());
     }
     let commit_order = match backend {
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
@@ -118,7 +188,7 @@ pub(super) async fn insert_events(
         }
         query.execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(EventTally::of(events))
 }
 
 /// The event log: the feed that consumers page through, and each subject's history.

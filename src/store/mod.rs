@@ -421,6 +421,11 @@ impl Store {
         &self.syncs
     }
 
+    /// The main pool's connections: (open, idle).
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     pub fn clients(&self) -> &Clients {
         &self.clients
     }

@@ -304,7 +304,8 @@ impl Operations {
             ops.push(op);
             tokens.push(token);
         }
-        let announce = self.write_changes(tx, &ops, events, now).await?;
+        let mut announce = self.write_changes(tx, &ops, events, now).await?;
+        announce.leases_granted = ops.len() as u32;
         super::batches::hand_batch_inputs(tx, &mut ops).await?;
         Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
@@ -441,10 +442,11 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        super::events::insert_events(tx, self.backend, &events).await?;
+        let tally = super::events::insert_events(tx, self.backend, &events).await?;
         let deliveries = super::deliveries::fan_out(tx, &events, now).await?;
         Ok(Announce {
             deliveries: deliveries > 0,
+            events: tally,
             ..Announce::default()
         })
     }

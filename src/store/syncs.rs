@@ -461,15 +461,14 @@ impl SyncSink {
             .into_iter()
             .map(|event| StagedEvent::plain(event, None))
             .collect();
-        insert_events(&mut tx, s.backend, &staged).await?;
+        let tally = insert_events(&mut tx, s.backend, &staged).await?;
         let deliveries = fan_out(&mut tx, &staged, now).await?;
         tx.commit().await?;
-        if deliveries > 0 {
-            s.signals.after_commit(Announce {
-                deliveries: true,
-                ..Default::default()
-            });
-        }
+        s.signals.after_commit(Announce {
+            deliveries: deliveries > 0,
+            events: tally,
+            ..Default::default()
+        });
         *state = SyncState {
             cursor,
             version: state.version + 1,

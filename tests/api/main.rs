@@ -21,6 +21,7 @@ mod lifecycle;
 mod listen;
 mod listing;
 mod logs;
+mod metrics;
 mod notebook_replicas;
 mod notebooks;
 mod notifications;

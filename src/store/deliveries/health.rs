@@ -11,7 +11,7 @@ use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{EventId, ProjectId, TenantId, WebhookId};
 use crate::domain::notify::{masked_url, DisabledEndpoint, EndpointKind};
 use crate::domain::webhook::WebhookStatus;
-use crate::store::events::{insert_events, StagedEvent};
+use crate::store::events::{insert_events, EventTally, StagedEvent};
 use crate::store::integrations::{decode_contacts, IntegrationStatus};
 use crate::store::sealed::{slack_place, Sealer};
 use crate::store::{from_ms, to_ms, Backend, Result, StoreError};
@@ -182,8 +182,9 @@ pub(super) async fn announce_disabled(
     backend: Backend,
     disabled: Vec<Disabled>,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<(usize, EventTally)> {
     let mut queued = 0;
+    let mut tally = EventTally::default();
     for d in disabled {
         let contacts = sqlx::query("SELECT email, slack FROM alert_contacts WHERE project_id = $1")
             .bind(d.project.db())
@@ -231,8 +232,8 @@ pub(super) async fn announce_disabled(
             request_id: None,
         })
         .collect();
-        insert_events(tx, backend, &events).await?;
+        tally.add(insert_events(tx, backend, &events).await?);
         queued += fan_out(tx, &events, now).await?;
     }
-    Ok(queued)
+    Ok((queued, tally))
 }

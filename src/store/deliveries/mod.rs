@@ -38,6 +38,14 @@ pub enum Lane {
     Retry,
 }
 
+/// What the outbox holds now, for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backlog {
+    pub due: i64,
+    pub in_flight: i64,
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
 /// A delivery handed to the dispatcher, with everything needed to send it.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
@@ -51,6 +59,8 @@ pub struct ClaimedDelivery {
     pub project_id: ProjectId,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// When it was queued, with its event.
+    pub queued_at: DateTime<Utc>,
     pub event_id: String,
     /// The API request that caused the event, if one did.
     pub request_id: Option<String>,
@@ -312,7 +322,7 @@ impl Deliveries {
         // The status is written into the text, not bound: the partial indexes of the
         // two lanes only serve a query that names it.
         let sql = format!(
-            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.event_id, e.payload, e.request_id,
+            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
                     pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
              FROM deliveries d
@@ -454,15 +464,37 @@ impl Deliveries {
 
         let health = delivery::endpoint_health(outcomes, now, disable_after);
         let disabled = record_endpoint_health(&mut tx, &self.sealer, &health, now).await?;
-        let alerts = announce_disabled(&mut tx, self.backend, disabled, now).await?;
+        let (alerts, tally) = announce_disabled(&mut tx, self.backend, disabled, now).await?;
         tx.commit().await?;
-        if alerts > 0 {
-            self.signals.after_commit(Announce {
-                deliveries: true,
-                ..Default::default()
-            });
-        }
+        self.signals.after_commit(Announce {
+            deliveries: alerts > 0,
+            events: tally,
+            ..Default::default()
+        });
         Ok(())
+    }
+
+    /// The outbox now: deliveries due and not leased, leased (in flight), and when the
+    /// oldest due one became due.
+    pub async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(CASE WHEN lease_expires_at IS NULL OR lease_expires_at <= $1 THEN 1 END) AS due,
+                    COUNT(CASE WHEN lease_expires_at > $1 THEN 1 END) AS in_flight,
+                    MIN(CASE WHEN lease_expires_at IS NULL OR lease_expires_at <= $1 THEN next_attempt_at END) AS oldest
+             FROM deliveries WHERE status = '{pending}' AND next_attempt_at <= $1",
+            pending = DeliveryStatus::Pending.as_str(),
+        ))
+        .bind(to_ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            due: row.try_get("due")?,
+            in_flight: row.try_get("in_flight")?,
+            oldest_due: row
+                .try_get::<Option<i64>, _>("oldest")?
+                .map(from_ms)
+                .transpose()?,
+        })
     }
 
     /// Queues a `webhook.test` event for one webhook. Returns the event and delivery ids.
@@ -495,7 +527,7 @@ impl Deliveries {
             .into_iter()
             .map(|event| StagedEvent::plain(event, current_request()))
             .collect();
-        insert_events(&mut tx, self.backend, &events).await?;
+        let tally = insert_events(&mut tx, self.backend, &events).await?;
         let delivery = DeliveryId::new();
         sqlx::query(&format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
@@ -516,6 +548,7 @@ impl Deliveries {
         tx.commit().await?;
         self.signals.after_commit(Announce {
             deliveries: true,
+            events: tally,
             ..Default::default()
         });
         Ok((events[0].event.id.to_string(), delivery))
@@ -792,6 +825,7 @@ fn decode_claim(
             .map_err(StoreError::corrupt)?,
         project_id: project_id.parse().map_err(StoreError::corrupt)?,
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+        queued_at: from_ms(row.try_get("created_at")?)?,
         event_id: row.try_get("event_id")?,
         request_id: row.try_get("request_id")?,
         payload: row.try_get("payload")?,

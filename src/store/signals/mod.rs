@@ -62,6 +62,10 @@ pub(super) struct Announce {
     pub(super) deliveries: bool,
     /// A batch member reached a final state: the batch scheduler has something to do.
     pub(super) batches: bool,
+    /// The events written, counted in the metrics after commit.
+    pub(super) events: super::events::EventTally,
+    /// Leases the transaction granted (pull, push and built-in claims alike).
+    pub(super) leases_granted: u32,
 }
 
 impl Announce {
@@ -71,6 +75,8 @@ impl Announce {
         self.worker_work |= other.worker_work;
         self.deliveries |= other.deliveries;
         self.batches |= other.batches;
+        self.events.add(other.events);
+        self.leases_granted += other.leases_granted;
     }
 }
 
@@ -122,6 +128,11 @@ impl Signals {
     /// Wakes this process's waiters once a transaction is committed, and flags the news
     /// for other replicas (see [`Signals::relay`]).
     pub(super) fn after_commit(&self, announce: Announce) {
+        announce.events.record();
+        if announce.leases_granted > 0 {
+            metrics::counter!("relais_leases_granted_total")
+                .increment(u64::from(announce.leases_granted));
+        }
         let inner = &self.0;
         if announce.batches {
             inner.batches_to_schedule.notify_one();
