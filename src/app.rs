@@ -57,6 +57,12 @@ impl Relais {
             store
         };
         crate::telemetry::install();
+        let token_limits = config.rate_limit.map(|limit| {
+            Arc::new(api::rate_limit::TokenLimits::new(
+                limit.per_second,
+                limit.burst,
+            ))
+        });
         let token_key = access_token_key(&store, &config).await?;
         let registry = Registry::builtin();
         let leases = Leases::new(
@@ -76,6 +82,7 @@ impl Relais {
             caches: Default::default(),
             instance: instance.clone(),
             token_key,
+            token_limits: token_limits.clone(),
         });
         let body_limit = config.body_limit;
         let forget = tokio::spawn(forget_removed_principals(
@@ -147,17 +154,27 @@ impl Relais {
 }
 
 /// Deleted tenants, projects and tokens stop working at once: every cached answer is
-/// dropped when a deletion is announced (by this process or another).
+/// dropped when a deletion is announced (by this process or another). Each minute, the
+/// rate limits forget tokens that have been quiet.
 async fn forget_removed_principals(signals: Signals, state: web::Data<AppState>) {
     let announced = signals.auth_changed();
     let mut next = Box::pin(announced.notified());
     next.as_mut().enable();
+    let mut quiet = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
-        next.as_mut().await;
-        // Listening again before forgetting, so an announcement meanwhile is not lost.
-        next = Box::pin(announced.notified());
-        next.as_mut().enable();
-        state.caches.forget_all();
+        tokio::select! {
+            _ = next.as_mut() => {
+                // Listening again before forgetting, so an announcement meanwhile is not lost.
+                next = Box::pin(announced.notified());
+                next.as_mut().enable();
+                state.caches.forget_all();
+            }
+            _ = quiet.tick() => {
+                if let Some(limits) = &state.token_limits {
+                    limits.forget_quiet();
+                }
+            }
+        }
     }
 }
 

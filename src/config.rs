@@ -167,6 +167,20 @@ pub struct ServeArgs {
     /// Seconds an OAuth2 access token is valid.
     #[arg(long, env = "RELAIS_ACCESS_TOKEN_TTL", default_value_t = 3600)]
     pub access_token_ttl: u64,
+    /// Requests per second one token (or one OAuth2 client) may make to this process;
+    /// beyond it, 429 with `Retry-After`. Unset: no limit.
+    #[arg(long, env = "RELAIS_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests a token may make at once above its rate (default: twice the rate).
+    #[arg(long, env = "RELAIS_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+}
+
+/// Requests per second per token, and the burst above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }
 
 /// How OAuth2 access tokens are signed and how long they last.
@@ -252,6 +266,8 @@ pub struct Config {
     /// How long the process says it is shutting down before it stops listening.
     pub shutdown_grace: Duration,
     pub access_tokens: AccessTokenConfig,
+    /// `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Config {
@@ -276,6 +292,24 @@ impl Config {
             args.jwt_secret.as_ref().is_none_or(|s| s.len() >= 32),
             "--jwt-secret must be at least 32 bytes"
         );
+        let rate_limit = match args.rate_limit {
+            None => {
+                anyhow::ensure!(
+                    args.rate_limit_burst.is_none(),
+                    "--rate-limit-burst needs --rate-limit"
+                );
+                None
+            }
+            Some(rate) => {
+                let per_second = std::num::NonZeroU32::new(rate)
+                    .ok_or_else(|| anyhow::anyhow!("--rate-limit must be at least 1"))?;
+                let burst = std::num::NonZeroU32::new(
+                    args.rate_limit_burst.unwrap_or(rate.saturating_mul(2)),
+                )
+                .ok_or_else(|| anyhow::anyhow!("--rate-limit-burst must be at least 1"))?;
+                Some(RateLimit { per_second, burst })
+            }
+        };
         anyhow::ensure!(
             (1..=86_400).contains(&args.access_token_ttl),
             "--access-token-ttl must be between 1 and 86400 seconds"
@@ -366,6 +400,7 @@ impl Config {
                 secret: args.jwt_secret,
                 ttl: Duration::from_secs(args.access_token_ttl),
             },
+            rate_limit,
         })
     }
 
@@ -405,6 +440,7 @@ impl Config {
                 secret: None,
                 ttl: Duration::from_secs(3600),
             },
+            rate_limit: None,
         }
     }
 }

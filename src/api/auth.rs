@@ -53,6 +53,14 @@ impl FromRequest for Principal {
 /// none), remembered for a few seconds. `Ok(None)`: no such token, or an access token
 /// that expired or whose client was revoked.
 pub async fn api_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let principal = known_token(state, token).await?;
+    if let (Some(principal), Some(limits)) = (&principal, &state.token_limits) {
+        limits.check(principal.token_id)?;
+    }
+    Ok(principal)
+}
+
+async fn known_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
     // An access token's signature and expiry are checked on every request (a cached
     // answer must not outlive the token); only its client's lookup is remembered.
     if looks_like_jwt(token) && state.token_key.read(token, clock::now()).is_none() {

@@ -34,6 +34,12 @@ pub enum ApiError {
         message: String,
         extra: Map<String, Value>,
     },
+    #[error("this token is over its rate of requests; retry after {} s", super::rate_limit::seconds(*retry_after))]
+    RateLimited {
+        /// The burst a token may send at once.
+        limit: u32,
+        retry_after: std::time::Duration,
+    },
     #[error("the service is not ready: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -73,6 +79,7 @@ impl ApiError {
             Self::MalformedJson(_) => ("Malformed JSON", "INVALID_JSON"),
             Self::PayloadTooLarge { .. } => ("Payload too large", "PAYLOAD_TOO_LARGE"),
             Self::Conflict { code, .. } => ("Conflict", code),
+            Self::RateLimited { .. } => ("Too Many Requests", "RATE_LIMITED"),
             Self::Unavailable(_) => ("Service unavailable", "SERVICE_UNAVAILABLE"),
             Self::Internal => ("Internal error", "INTERNAL_ERROR"),
             Self::SecretUnreadable(_) => ("Internal error", "SECRET_UNREADABLE"),
@@ -91,6 +98,7 @@ impl ResponseError for ApiError {
             Self::InvalidField(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal | Self::SecretUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Facade { status, .. } => *status,
@@ -120,6 +128,14 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed(allow) => {
                 response.insert_header(("Allow", allow.as_str()));
+            }
+            Self::RateLimited { limit, retry_after } => {
+                let wait = super::rate_limit::seconds(*retry_after).to_string();
+                response
+                    .insert_header(("Retry-After", wait.as_str()))
+                    .insert_header(("RateLimit-Limit", limit.to_string()))
+                    .insert_header(("RateLimit-Remaining", "0"))
+                    .insert_header(("RateLimit-Reset", wait));
             }
             _ => {}
         }

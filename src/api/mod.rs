@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod operations;
 pub mod push_workers;
+pub mod rate_limit;
 pub mod request_id;
 pub mod syncs;
 pub mod tasks;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub instance: std::sync::Arc<health::Instance>,
     /// Signs and reads OAuth2 access tokens.
     pub token_key: crate::domain::oauth::TokenKey,
+    /// `None`: no rate limit.
+    pub token_limits: Option<std::sync::Arc<rate_limit::TokenLimits>>,
 }
 
 /// One path with the handler of each of its methods, registered as one resource: a

@@ -29,6 +29,7 @@ mod oauth;
 mod openapi;
 mod push_workers;
 mod quickstart;
+mod rate_limits;
 mod secrets;
 mod security;
 mod seed000;
