@@ -28,7 +28,10 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("lease", &["domain", "store", "clock", "shared"]),
     // Built-in operation types: they see the store only through narrow handles, and
     // report through their lease.
-    ("executors", &["domain", "cspro", "store", "lease", "outbound", "clock"]),
+    (
+        "executors",
+        &["domain", "cspro", "store", "lease", "outbound", "clock"],
+    ),
     // The loops.
     (
         "delivery",

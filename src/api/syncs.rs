@@ -100,7 +100,13 @@ pub async fn put_credential(
     let (stored, created) = state
         .store
         .syncs()
-        .put_credential(target.tenant, target.project, &name, &credential, clock::now())
+        .put_credential(
+            target.tenant,
+            target.project,
+            &name,
+            &credential,
+            clock::now(),
+        )
         .await?;
     let view = credential_view(stored);
     Ok(if created {

@@ -22,8 +22,8 @@ use crate::domain::delivery::{
     AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
 use crate::domain::webhook::live_secrets;
-use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::client::root_cause;
+use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
 use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, StoreError, Webhooks};

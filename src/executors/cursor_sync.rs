@@ -67,7 +67,10 @@ impl Executor for CursorSync {
                         "CREDENTIAL_ORIGIN",
                         format!(
                             "credential `{}` may only be sent to {}, not to {}",
-                            spec.credential.as_ref().map(|n| n.as_str()).unwrap_or_default(),
+                            spec.credential
+                                .as_ref()
+                                .map(|n| n.as_str())
+                                .unwrap_or_default(),
                             credential.origins.join(", "),
                             spec.endpoint.origin().ascii_serialization()
                         ),
@@ -84,7 +87,12 @@ impl Executor for CursorSync {
             // the operation ends).
             if let Err(e) = task
                 .sync
-                .release(&spec.name, task.operation_id, error.as_deref(), clock::now())
+                .release(
+                    &spec.name,
+                    task.operation_id,
+                    error.as_deref(),
+                    clock::now(),
+                )
                 .await
             {
                 tracing::warn!(error = %e, sync = %spec.name, "could not release the sync; it frees itself when the operation ends");

@@ -83,7 +83,8 @@ pub struct Syncs {
     sealer: Sealer,
 }
 
-const VIEW_COLUMNS: &str = "s.name, s.cursor, s.records_total, s.pages_total, s.last_operation_id, \
+const VIEW_COLUMNS: &str =
+    "s.name, s.cursor, s.records_total, s.pages_total, s.last_operation_id, \
      s.run_started_at, s.run_ended_at, s.run_records, s.run_pages, s.last_error, s.holder, \
      s.created_at, s.updated_at, o.status AS last_status, h.status AS holder_status";
 
@@ -165,12 +166,13 @@ impl Syncs {
             &credential_place(&project.db(), name.as_str()),
         )?;
         let mut tx = self.pool.begin().await?;
-        let existed = sqlx::query("SELECT 1 AS one FROM credentials WHERE project_id = $1 AND name = $2")
-            .bind(project.db())
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        let existed =
+            sqlx::query("SELECT 1 AS one FROM credentials WHERE project_id = $1 AND name = $2")
+                .bind(project.db())
+                .bind(name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
         sqlx::query(
             "INSERT INTO credentials (project_id, name, tenant_id, kind, header, origins, secret, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
@@ -230,18 +232,20 @@ impl Syncs {
     }
 
     async fn credential(&self, project: ProjectId, name: &SyncName) -> Result<Option<Credential>> {
-        let row = sqlx::query("SELECT secret, origins FROM credentials WHERE project_id = $1 AND name = $2")
-            .bind(project.db())
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT secret, origins FROM credentials WHERE project_id = $1 AND name = $2",
+        )
+        .bind(project.db())
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let stored: String = row.try_get("secret")?;
         let plain = self
             .sealer
             .open(&stored, &credential_place(&project.db(), name.as_str()))?;
-        let secret =
-            Secret::from_stored(&plain).ok_or_else(|| StoreError::corrupt("a stored credential"))?;
+        let secret = Secret::from_stored(&plain)
+            .ok_or_else(|| StoreError::corrupt("a stored credential"))?;
         Ok(Some(Credential {
             secret,
             origins: from_json(&row.try_get::<String, _>("origins")?, "origins")?,
@@ -264,9 +268,8 @@ impl Syncs {
     }
 
     pub async fn get(&self, project: ProjectId, name: &SyncName) -> Result<Option<SyncView>> {
-        let sql = format!(
-            "SELECT {VIEW_COLUMNS} {VIEW_FROM} WHERE s.project_id = $1 AND s.name = $2"
-        );
+        let sql =
+            format!("SELECT {VIEW_COLUMNS} {VIEW_FROM} WHERE s.project_id = $1 AND s.name = $2");
         let row = sqlx::query(&sql)
             .bind(project.db())
             .bind(name.as_str())
@@ -390,11 +393,7 @@ impl SyncSink {
             state.run_records = 0;
             state.run_pages = 0;
         }
-        let started = if same_run {
-            "run_started_at"
-        } else {
-            "$4"
-        };
+        let started = if same_run { "run_started_at" } else { "$4" };
         sqlx::query(&format!(
             "UPDATE syncs SET holder = $3, last_operation_id = $3, run_started_at = {started},
                  run_ended_at = NULL, run_records = $5, run_pages = $6, last_error = NULL, updated_at = $4

@@ -46,7 +46,10 @@ async fn a_busy_source_is_asked_again_after_its_retry_after(backend: Backend) {
         waited >= Duration::from_millis(950),
         "Retry-After: 1 was honoured ({waited:?})"
     );
-    assert_eq!(asked[1].variables, asked[0].variables, "the same page asked again");
+    assert_eq!(
+        asked[1].variables, asked[0].variables,
+        "the same page asked again"
+    );
     let results = app.get(&app.api(&format!("/operation/{id}/results"))).await;
     assert_eq!(results.body["summary"]["records"], 120);
 }
@@ -158,16 +161,52 @@ async fn bad_sync_parameters_and_credentials_are_refused_naming_the_field(backen
         }),
     )
     .await;
-    refused("parameters.syncName", Box::new(|p| p["syncName"] = json!("a\u{0}b"))).await;
-    refused("parameters.syncName", Box::new(|p| p["syncName"] = json!("../x"))).await;
-    refused("parameters.endpoint", Box::new(|p| p["endpoint"] = json!("file:///etc/passwd"))).await;
-    refused("parameters.pageSize", Box::new(|p| p["pageSize"] = json!(-5))).await;
-    refused("parameters.pageSize", Box::new(|p| p["pageSize"] = json!(1u64 << 40))).await;
+    refused(
+        "parameters.syncName",
+        Box::new(|p| p["syncName"] = json!("a\u{0}b")),
+    )
+    .await;
+    refused(
+        "parameters.syncName",
+        Box::new(|p| p["syncName"] = json!("../x")),
+    )
+    .await;
+    refused(
+        "parameters.endpoint",
+        Box::new(|p| p["endpoint"] = json!("file:///etc/passwd")),
+    )
+    .await;
+    refused(
+        "parameters.pageSize",
+        Box::new(|p| p["pageSize"] = json!(-5)),
+    )
+    .await;
+    refused(
+        "parameters.pageSize",
+        Box::new(|p| p["pageSize"] = json!(1u64 << 40)),
+    )
+    .await;
     refused("parameters.kind", Box::new(|p| p["kind"] = json!("soap"))).await;
-    refused("parameters.nodesPath", Box::new(|p| p["nodesPath"] = json!(""))).await;
-    refused("parameters.updatedSince", Box::new(|p| p["updatedSince"] = json!("hier"))).await;
-    refused("parameters.variables.first", Box::new(|p| p["variables"]["first"] = json!(5))).await;
-    refused("parameters.unknown", Box::new(|p| p["unknown"] = json!(true))).await;
+    refused(
+        "parameters.nodesPath",
+        Box::new(|p| p["nodesPath"] = json!("")),
+    )
+    .await;
+    refused(
+        "parameters.updatedSince",
+        Box::new(|p| p["updatedSince"] = json!("hier")),
+    )
+    .await;
+    refused(
+        "parameters.variables.first",
+        Box::new(|p| p["variables"]["first"] = json!(5)),
+    )
+    .await;
+    refused(
+        "parameters.unknown",
+        Box::new(|p| p["unknown"] = json!(true)),
+    )
+    .await;
     // A batch member's parameters are checked the same way, named under the member.
     let mut member = sync_operation(&source, "s", 100);
     member["parameters"]["pageSize"] = json!(0);
@@ -206,11 +245,23 @@ async fn bad_sync_parameters_and_credentials_are_refused_naming_the_field(backen
         }
     };
     for (body, field) in [
-        (json!({"type": "bearer", "token": "a\r\nX-Injected: 1"}), "token"),
+        (
+            json!({"type": "bearer", "token": "a\r\nX-Injected: 1"}),
+            "token",
+        ),
         (json!({"type": "bearer", "token": "nul\u{0}"}), "token"),
-        (json!({"type": "header", "header": "Host", "value": "x"}), "header"),
-        (json!({"type": "header", "header": "X Key", "value": "x"}), "header"),
-        (json!({"type": "bearer", "token": "t", "origins": ["https://a.example/path"]}), "origins[0]"),
+        (
+            json!({"type": "header", "header": "Host", "value": "x"}),
+            "header",
+        ),
+        (
+            json!({"type": "header", "header": "X Key", "value": "x"}),
+            "header",
+        ),
+        (
+            json!({"type": "bearer", "token": "t", "origins": ["https://a.example/path"]}),
+            "origins[0]",
+        ),
     ] {
         let r = put("c", body.clone(), admin.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
@@ -225,22 +276,42 @@ async fn bad_sync_parameters_and_credentials_are_refused_naming_the_field(backen
         let r = put("c", body.clone(), admin.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
     }
-    let r = put("bad name", json!({"type": "bearer", "token": "t"}), admin.clone()).await;
+    let r = put(
+        "bad name",
+        json!({"type": "bearer", "token": "t"}),
+        admin.clone(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.body["field"], "name");
     // Storing a secret takes the admin scope; a token that may start syncs may not.
-    let r = put("c", json!({"type": "bearer", "token": "t"}), app.token.clone()).await;
+    let r = put(
+        "c",
+        json!({"type": "bearer", "token": "t"}),
+        app.token.clone(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     let r = put("c", json!({"type": "bearer", "token": "t"}), admin.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = put("c", json!({"type": "bearer", "token": "u"}), admin.clone()).await;
     assert_eq!(r.status, StatusCode::OK, "replaced: {}", r.text);
     let r = app
-        .call(Method::DELETE, &app.api("/credentials/c"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &app.api("/credentials/c"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app
-        .call(Method::DELETE, &app.api("/credentials/c"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &app.api("/credentials/c"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = app.get(&app.api("/syncs?pageSize=0")).await;
@@ -279,24 +350,43 @@ async fn syncs_and_credentials_are_the_projects_own(backend: Backend) {
         (Method::DELETE, app.api("/credentials/mine")),
     ] {
         let r = app.call(method.clone(), &path, Some(&token), None).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.text
+        );
     }
     // Its own project has neither the sync nor the credential; a sync of the same name
     // there is its own, and cannot use this project's credential.
-    let r = app.call(Method::GET, &other("/syncs/mine"), Some(&token), None).await;
+    let r = app
+        .call(Method::GET, &other("/syncs/mine"), Some(&token), None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = app.call(Method::GET, &other("/credentials"), Some(&token), None).await;
+    let r = app
+        .call(Method::GET, &other("/credentials"), Some(&token), None)
+        .await;
     assert_eq!(r.body["credentials"], json!([]));
     let mut body = sync_operation(&source, "mine", 100);
     body["parameters"]["credential"] = json!("mine");
     let r = app
-        .call(Method::POST, &other("/operation"), Some(&token), Some(&body))
+        .call(
+            Method::POST,
+            &other("/operation"),
+            Some(&token),
+            Some(&body),
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let theirs = r.body["operationId"].as_str().unwrap().to_owned();
     let status = crate::common::eventually(Duration::from_secs(30), || async {
         let s = app
-            .call(Method::GET, &other(&format!("/operation/{theirs}")), Some(&token), None)
+            .call(
+                Method::GET,
+                &other(&format!("/operation/{theirs}")),
+                Some(&token),
+                None,
+            )
             .await;
         (s.body["status"] == "Failed").then_some(s.body)
     })

@@ -82,7 +82,12 @@ fn parse_since(value: &str) -> Option<i64> {
 impl State {
     /// The page after `after` of records modified since `since`: (nodes, end cursor,
     /// has next page).
-    fn page(&self, first: usize, after: Option<&str>, since: Option<&str>) -> (Vec<Value>, Option<String>, bool) {
+    fn page(
+        &self,
+        first: usize,
+        after: Option<&str>,
+        since: Option<&str>,
+    ) -> (Vec<Value>, Option<String>, bool) {
         let mut records = self.records.lock().unwrap().clone();
         records.sort_by_key(|&(number, ms)| (ms, number));
         let after = after.and_then(parse_cursor);
@@ -127,8 +132,9 @@ fn trouble_reply(trouble: Trouble) -> HttpResponse {
         Trouble::GraphqlErrors(message) => {
             HttpResponse::Ok().json(json!({"data": null, "errors": [{"message": message}]}))
         }
-        Trouble::NoPageInfo => HttpResponse::Ok()
-            .json(json!({"data": {"demarche": {"dossiers": {"nodes": []}}}})),
+        Trouble::NoPageInfo => {
+            HttpResponse::Ok().json(json!({"data": {"demarche": {"dossiers": {"nodes": []}}}}))
+        }
     }
 }
 
@@ -148,7 +154,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn graphql(req: HttpRequest, body: web::Json<Value>, state: web::Data<Arc<State>>) -> HttpResponse {
+async fn graphql(
+    req: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<Arc<State>>,
+) -> HttpResponse {
     let _in_flight = InFlight::enter(&state);
     let variables = body["variables"].clone();
     state.asked.lock().unwrap().push(Asked {
@@ -174,10 +184,12 @@ async fn graphql(req: HttpRequest, body: web::Json<Value>, state: web::Data<Arc<
         variables["updatedSince"].as_str(),
     );
     state.pages_served.fetch_add(1, Ordering::SeqCst);
-    HttpResponse::Ok().json(json!({"data": {"demarche": {"number": variables["demarcheNumber"], "dossiers": {
-        "pageInfo": {"endCursor": end, "hasNextPage": more},
-        "nodes": nodes,
-    }}}}))
+    HttpResponse::Ok().json(
+        json!({"data": {"demarche": {"number": variables["demarcheNumber"], "dossiers": {
+            "pageInfo": {"endCursor": end, "hasNextPage": more},
+            "nodes": nodes,
+        }}}}),
+    )
 }
 
 async fn rest(
@@ -207,7 +219,8 @@ async fn rest(
     let first = get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
     let (nodes, end, more) = state.page(first, get("cursor").as_deref(), get("since").as_deref());
     state.pages_served.fetch_add(1, Ordering::SeqCst);
-    HttpResponse::Ok().json(json!({"items": nodes, "page": {"endCursor": end, "hasNextPage": more}}))
+    HttpResponse::Ok()
+        .json(json!({"items": nodes, "page": {"endCursor": end, "hasNextPage": more}}))
 }
 
 impl Source {

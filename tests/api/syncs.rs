@@ -143,7 +143,9 @@ async fn a_sync_delivers_every_record_once_then_only_what_changed(backend: Backe
     assert_eq!(kept.body["cursor"], sync.body["cursor"]);
 
     // Resetting the cursor starts the next run from updatedSince: every record again.
-    let reset = app.delete(&app.api("/syncs/dossiers-42/cursor"), None).await;
+    let reset = app
+        .delete(&app.api("/syncs/dossiers-42/cursor"), None)
+        .await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
     assert!(reset.body["cursor"].is_null());
     let again = app.start_operation(&body).await;
@@ -242,7 +244,9 @@ async fn two_runs_of_one_sync_never_page_at_once(backend: Backend) {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        activity.contains("waiting for operation").then_some(activity)
+        activity
+            .contains("waiting for operation")
+            .then_some(activity)
     })
     .await;
     assert!(waiting.contains(&first), "{waiting}");
@@ -311,7 +315,10 @@ async fn a_killed_process_resumes_the_sync_without_writing_a_page_twice(backend:
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let id = r.body["operationId"].as_str().unwrap().to_owned();
 
-    eventually(30 * SEC, || async { (source.pages_served() >= 10).then_some(()) }).await;
+    eventually(30 * SEC, || async {
+        (source.pages_served() >= 10).then_some(())
+    })
+    .await;
     server.kill();
     let served_at_kill = source.pages_served();
     assert!(
@@ -359,5 +366,7 @@ async fn a_killed_process_resumes_the_sync_without_writing_a_page_twice(backend:
         "{asked} pages asked for {} pages",
         RECORDS / 50
     );
-    eprintln!("sync crash test: {served_at_kill} pages served before the kill, {asked} asked in all");
+    eprintln!(
+        "sync crash test: {served_at_kill} pages served before the kill, {asked} asked in all"
+    );
 }

@@ -70,9 +70,4 @@ path_param!(
     "name",
     "The credential's name (letters, digits, `-`, `_`, `.`)."
 );
-path_param!(
-    SyncNameParam,
-    name,
-    "name",
-    "The sync's `syncName`."
-);
+path_param!(SyncNameParam, name, "name", "The sync's `syncName`.");

@@ -74,8 +74,10 @@ mod tests {
     #[test]
     fn both_forms_of_credential_parse_and_the_rest_is_refused() {
         assert!(parse(json!({"type": "bearer", "token": "abc"})).is_ok());
-        let c = parse(json!({"type": "header", "header": "X-Api-Key", "value": "v",
-                             "origins": ["https://a.example"]}))
+        let c = parse(
+            json!({"type": "header", "header": "X-Api-Key", "value": "v",
+                             "origins": ["https://a.example"]}),
+        )
         .unwrap();
         assert_eq!(c.origins, ["https://a.example"]);
         assert!(parse(json!({"type": "basic", "token": "abc"})).is_err());

@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn a_credential_goes_only_to_its_origins() {
         let origins = checked_origins(
-            &["https://API.example".into(), "http://127.0.0.1:8080/".into()],
+            &[
+                "https://API.example".into(),
+                "http://127.0.0.1:8080/".into(),
+            ],
             "origins",
         )
         .unwrap();
@@ -251,9 +254,15 @@ mod tests {
             ..credential
         };
         assert!(any.allows(&url("https://evil.example/x")));
-        for bad in ["https://a.example/path", "ftp://a.example", "https://u@a.example"] {
+        for bad in [
+            "https://a.example/path",
+            "ftp://a.example",
+            "https://u@a.example",
+        ] {
             assert_eq!(
-                checked_origins(&[bad.to_owned()], "origins").unwrap_err().field,
+                checked_origins(&[bad.to_owned()], "origins")
+                    .unwrap_err()
+                    .field,
                 "origins[0]",
                 "{bad}"
             );

@@ -391,8 +391,11 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_names_what_is_wrong() {
         let s = spec();
-        let err = read_page(&s, json!({"data": {"demarche": {"dossiers": {"nodes": []}}}}))
-            .unwrap_err();
+        let err = read_page(
+            &s,
+            json!({"data": {"demarche": {"dossiers": {"nodes": []}}}}),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             PageError::Missing {
@@ -407,29 +410,55 @@ mod tests {
             json!({"data": null, "errors": [{"message": "Demarche not found"}, {"message": "second"}]}),
         )
         .unwrap_err();
-        assert_eq!(
-            err,
-            PageError::Graphql("Demarche not found; second".into())
-        );
+        assert_eq!(err, PageError::Graphql("Demarche not found; second".into()));
         assert!(matches!(
             read_page(&s, answer(json!({"a": 1}), Value::Null, false)),
-            Err(PageError::Shape { parameter: "nodesPath", .. })
+            Err(PageError::Shape {
+                parameter: "nodesPath",
+                ..
+            })
         ));
         assert!(matches!(
-            read_page(&s, answer(json!([{"number": {"deep": 1}, "dateDerniereModification": "t"}]), Value::Null, false)),
-            Err(PageError::Shape { parameter: "idPath", .. })
+            read_page(
+                &s,
+                answer(
+                    json!([{"number": {"deep": 1}, "dateDerniereModification": "t"}]),
+                    Value::Null,
+                    false
+                )
+            ),
+            Err(PageError::Shape {
+                parameter: "idPath",
+                ..
+            })
         ));
         assert!(matches!(
-            read_page(&s, answer(json!([{"dateDerniereModification": "t"}]), Value::Null, false)),
-            Err(PageError::Missing { parameter: "idPath", .. })
+            read_page(
+                &s,
+                answer(
+                    json!([{"dateDerniereModification": "t"}]),
+                    Value::Null,
+                    false
+                )
+            ),
+            Err(PageError::Missing {
+                parameter: "idPath",
+                ..
+            })
         ));
         assert!(matches!(
             read_page(&s, answer(json!([{"number": 1}]), Value::Null, false)),
-            Err(PageError::Missing { parameter: "updatedAtPath", .. })
+            Err(PageError::Missing {
+                parameter: "updatedAtPath",
+                ..
+            })
         ));
         assert!(matches!(
             read_page(&s, answer(json!([]), json!({"x": 1}), false)),
-            Err(PageError::Shape { parameter: "pageInfoPath", .. })
+            Err(PageError::Shape {
+                parameter: "pageInfoPath",
+                ..
+            })
         ));
     }
 
