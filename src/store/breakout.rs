@@ -393,10 +393,8 @@ impl Breakout {
         .await?;
         let mut claims = Vec::new();
         for row in rows {
-            let recorded: Vec<String> = super::from_json(
-                &row.try_get::<String, _>("tables")?,
-                "breakout_outputs.tables",
-            )?;
+            let recorded: Vec<String> =
+                super::from_json(&sql::text(&row, "tables")?, "breakout_outputs.tables")?;
             let at = from_ms(row.try_get("created_at")?)?;
             claims.extend(
                 recorded
@@ -467,7 +465,7 @@ impl Breakout {
         .fetch_optional(&self.analytics.pool)
         .await?;
         row.map(|row| {
-            let tables: String = row.try_get("tables")?;
+            let tables = sql::text(&row, "tables")?;
             Ok(BreakoutOutput {
                 tables: super::from_json(&tables, "breakout_outputs.tables")?,
                 operation_id: row.try_get("operation_id")?,

@@ -139,6 +139,13 @@ impl StoreError {
         Self::Corrupt(what.to_string())
     }
 
+    /// The transaction was rolled back to break a deadlock (PostgreSQL's `40P01`, MySQL's
+    /// `40001`): it may simply run again.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e))
+            if e.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "1213")))
+    }
+
     /// The pool could not hand out a connection in time, the server is unreachable, or it
     /// is shutting down or starting up: trying again later may succeed.
     pub fn is_unavailable(&self) -> bool {
@@ -251,6 +258,15 @@ async fn open_mysql_pool(url: &str) -> Result<(AnyPool, breakout::Dialect, Strin
     let pool = AnyPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(10))
+        // Under REPEATABLE READ, InnoDB locks the gaps a delete of absent rows searched,
+        // and chunks written side by side then deadlock on each other's inserts.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await?;
     Ok((pool, breakout::Dialect::Mysql, url.to_owned()))

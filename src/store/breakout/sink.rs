@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::sql::{bind_cell, Dialect};
+use super::sql::{bind_cell, text, Dialect};
 use super::{forget_chunks, Breakout, BreakoutDictionary, CommittedChunk, Result};
 use crate::cspro::data::Case;
 use crate::cspro::layout::{Layout, TableKind};
@@ -14,6 +14,8 @@ use crate::store::{sized_chunks, to_ms};
 /// Bound parameters per statement, under SQLite's, PostgreSQL's and MySQL's limits.
 const MAX_PARAMS: usize = 30_000;
 const MAX_ROWS_PER_INSERT: usize = 512;
+/// How many times a chunk rolled back by a deadlock is written again.
+const DEADLOCK_RETRIES: u32 = 5;
 /// Case ids per `DELETE … IN (…)`.
 const IDS_PER_DELETE: usize = 1000;
 
@@ -113,7 +115,7 @@ impl BreakoutSink {
                     operation_id: row.try_get("operation_id")?,
                     fingerprint: row.try_get("fingerprint")?,
                     cases: row.try_get::<i64, _>("cases")? as u64,
-                    issues: row.try_get("issues")?,
+                    issues: text(row, "issues")?,
                 })
             })
             .collect()
@@ -240,7 +242,31 @@ impl BreakoutSink {
     /// serial ids from `first_ids` on, and the chunk recorded with its fingerprint, so a
     /// job that dies resumes after the chunks it committed and a later run skips the
     /// chunks that did not change.
+    ///
+    /// Chunks written side by side can deadlock on MySQL (InnoDB locks the index ranges
+    /// that the deletes and the foreign key checks touch): the loser is rolled back whole,
+    /// so it is simply written again.
     pub async fn write_chunk(
+        &self,
+        layout: &Layout,
+        key: ChunkKey<'_>,
+        cases: &[Case],
+        first_ids: &[i64],
+        issues: &str,
+    ) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match self
+                .write_chunk_once(layout, key, cases, first_ids, issues)
+                .await
+            {
+                Err(e) if e.is_deadlock() && tries < DEADLOCK_RETRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn write_chunk_once(
         &self,
         layout: &Layout,
         key: ChunkKey<'_>,

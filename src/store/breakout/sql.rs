@@ -235,6 +235,19 @@ impl Dialect {
     }
 }
 
+/// A text column of a row: MySQL hands `TEXT` columns over as blobs, which the `Any`
+/// driver will not read as strings.
+pub(super) fn text(row: &sqlx::any::AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Row;
+    match row.try_get::<String, _>(column) {
+        Ok(text) => Ok(text),
+        Err(e) => match row.try_get::<Vec<u8>, _>(column) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| e),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 pub(super) fn bind_cell<'q>(
