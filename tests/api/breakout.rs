@@ -787,13 +787,7 @@ async fn breakout_incremental_runs_write_only_the_chunks_that_changed(backend: B
     std::fs::write(&data, &first5).unwrap();
     assert_eq!(run(incremental.clone()).await, (5, 0, 5));
     assert_eq!(counts(&app, &["cen2000_cases"]).await, [5]);
-    let persons = query(
-        &app,
-        "SELECT CAST(COUNT(DISTINCT l.\"case-id\") AS TEXT) FROM cen2000_person p
-         JOIN \"cen2000_level-1\" l ON l.\"level-1-id\" = p.\"level-1-id\"",
-    )
-    .await;
-    assert_eq!(persons[0][0].as_deref(), Some("5"));
+    assert_eq!(counts(&app, &["cen2000_level-1"]).await, [5]);
     let orphans = query(
         &app,
         "SELECT CAST(COUNT(*) AS TEXT) FROM cen2000_person p
