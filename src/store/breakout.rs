@@ -233,6 +233,11 @@ impl Breakout {
         }
     }
 
+    /// The kind of database breakout tables go to.
+    pub fn dialect(&self) -> Dialect {
+        self.analytics.dialect
+    }
+
     /// Where breakout tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
     pub fn location(&self) -> &str {
         &self.analytics.location
