@@ -184,7 +184,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
             chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             strict: params.strict,
         };
-        let outcome = job.run(&registered, replace, known).await?;
+        let outcome = job.run(&registered, replace, resuming, known).await?;
         tables_created.extend(outcome.tables);
         total_cases += outcome.cases;
         written += outcome.written;
@@ -312,6 +312,7 @@ impl Job {
         &self,
         registered: &BreakoutDictionary,
         replace: bool,
+        resuming: bool,
         known: Known,
     ) -> Result<Outcome, ExecutionError> {
         let dictionary = Arc::new(
@@ -338,7 +339,8 @@ impl Job {
         }
         // Before any table is created: data that cannot be read leaves nothing behind.
         let input = self.open_input(registered).await?;
-        self.sink
+        let new = self
+            .sink
             .create_tables(
                 &registered.name,
                 &layout,
@@ -348,6 +350,14 @@ impl Job {
             )
             .await
             .map_err(db_error)?;
+        // Rows already there are rewritten through the cascade of their foreign keys:
+        // tables only this job has written into get theirs at the end.
+        if !new && !resuming {
+            self.sink
+                .ensure_foreign_keys(&layout)
+                .await
+                .map_err(db_error)?;
+        }
 
         let mut next_ids = self.sink.next_ids(&layout).await.map_err(db_error)?;
         let jobs = layout
@@ -539,6 +549,10 @@ impl Job {
             Some(read) => read,
             None => source.await.map_err(|_| internal())??,
         };
+        self.sink
+            .ensure_foreign_keys(&layout)
+            .await
+            .map_err(db_error)?;
         let stored = self.sink.stored_cases(&layout).await.map_err(db_error)?;
         let gone = gone_cases(stored, &read.ids);
         self.sink

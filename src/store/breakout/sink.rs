@@ -123,7 +123,9 @@ impl BreakoutSink {
 
     /// Creates the layout's tables (dropping them first when `replace`), in one
     /// transaction (MySQL commits each DDL statement by itself), and records them as the
-    /// dictionary's breakout output.
+    /// dictionary's breakout output. On PostgreSQL and MySQL the tables come without
+    /// their foreign keys ([`BreakoutSink::ensure_foreign_keys`] adds them). Tells whether
+    /// the tables are new, none of them there before.
     pub async fn create_tables(
         &self,
         dictionary: &str,
@@ -131,8 +133,15 @@ impl BreakoutSink {
         replace: bool,
         operation: OperationId,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (schema, dialect) = (self.schema(), self.dialect());
+        let names: Vec<String> = layout.table_names().map(str::to_owned).collect();
+        let new = replace
+            || self
+                .breakout
+                .existing_tables(self.project, &names)
+                .await?
+                .is_empty();
         let mut tx = self.pool().begin().await?;
         if let Some(schema) = &schema {
             sqlx::query(&format!(
@@ -155,7 +164,6 @@ impl BreakoutSink {
                 sqlx::query(&statement).execute(&mut *tx).await?;
             }
         }
-        let names: Vec<&str> = layout.table_names().collect();
         let upsert = dialect.upsert(
             &["project_id", "dictionary"],
             &["tables", "operation_id", "created_at"],
@@ -172,6 +180,36 @@ impl BreakoutSink {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Adds the foreign keys the tables lack (all of them after a load into new tables;
+    /// none once they are there), each checking every row in one pass.
+    pub async fn ensure_foreign_keys(&self, layout: &Layout) -> Result<()> {
+        let (schema, dialect) = (self.schema(), self.dialect());
+        let exists = match dialect {
+            Dialect::Sqlite => return Ok(()),
+            Dialect::Postgres => {
+                "SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+                 WHERE c.conname = $1 AND n.nspname = COALESCE($2, current_schema())"
+            }
+            Dialect::Mysql => {
+                "SELECT 1 FROM information_schema.table_constraints WHERE constraint_name = ?
+                 AND constraint_type = 'FOREIGN KEY' AND constraint_schema = COALESCE(?, DATABASE())"
+            }
+        };
+        for table in &layout.tables {
+            for (name, sql) in dialect.foreign_key_ddl(table, schema.as_deref()) {
+                let there = sqlx::query(exists)
+                    .bind(&name)
+                    .bind(schema.as_deref())
+                    .fetch_optional(self.pool())
+                    .await?;
+                if there.is_none() {
+                    sqlx::query(&sql).execute(self.pool()).await?;
+                }
+            }
+        }
         Ok(())
     }
 
