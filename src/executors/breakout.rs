@@ -358,6 +358,14 @@ impl Job {
                 .await
                 .map_err(db_error)?;
         }
+        // Without them (a load into new tables, or its next attempt), the tables hold no
+        // row of a chunk still to write.
+        let rewrite = !new
+            && self
+                .sink
+                .has_foreign_keys(&layout)
+                .await
+                .map_err(db_error)?;
 
         let mut next_ids = self.sink.next_ids(&layout).await.map_err(db_error)?;
         let jobs = layout
@@ -482,6 +490,7 @@ impl Job {
                         &chunk.cases,
                         &chunk.first_ids,
                         &issues,
+                        rewrite,
                     )
                     .await
                     .map_err(db_error)?;

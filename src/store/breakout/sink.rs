@@ -186,9 +186,34 @@ impl BreakoutSink {
     /// Adds the foreign keys the tables lack (all of them after a load into new tables;
     /// none once they are there), each checking every row in one pass.
     pub async fn ensure_foreign_keys(&self, layout: &Layout) -> Result<()> {
-        let (schema, dialect) = (self.schema(), self.dialect());
-        let exists = match dialect {
-            Dialect::Sqlite => return Ok(()),
+        let schema = self.schema();
+        for table in &layout.tables {
+            for (name, sql) in self.dialect().foreign_key_ddl(table, schema.as_deref()) {
+                if !self.foreign_key_exists(&name).await? {
+                    sqlx::query(&sql).execute(self.pool()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the tables have their foreign keys (SQLite's always do), so that deleting
+    /// a case takes its rows with it; new tables being loaded have none yet.
+    pub async fn has_foreign_keys(&self, layout: &Layout) -> Result<bool> {
+        let schema = self.schema();
+        for table in &layout.tables {
+            for (name, _) in self.dialect().foreign_key_ddl(table, schema.as_deref()) {
+                if !self.foreign_key_exists(&name).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn foreign_key_exists(&self, name: &str) -> Result<bool> {
+        let exists = match self.dialect() {
+            Dialect::Sqlite => return Ok(true),
             Dialect::Postgres => {
                 "SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
                  WHERE c.conname = $1 AND n.nspname = COALESCE($2, current_schema())"
@@ -198,19 +223,12 @@ impl BreakoutSink {
                  AND constraint_type = 'FOREIGN KEY' AND constraint_schema = COALESCE(?, DATABASE())"
             }
         };
-        for table in &layout.tables {
-            for (name, sql) in dialect.foreign_key_ddl(table, schema.as_deref()) {
-                let there = sqlx::query(exists)
-                    .bind(&name)
-                    .bind(schema.as_deref())
-                    .fetch_optional(self.pool())
-                    .await?;
-                if there.is_none() {
-                    sqlx::query(&sql).execute(self.pool()).await?;
-                }
-            }
-        }
-        Ok(())
+        Ok(sqlx::query(exists)
+            .bind(name)
+            .bind(self.schema())
+            .fetch_optional(self.pool())
+            .await?
+            .is_some())
     }
 
     /// The next serial id of each table (by index in `layout.tables`; 0 for a table
@@ -275,8 +293,10 @@ impl BreakoutSink {
         Ok(())
     }
 
-    /// Writes one chunk of cases in one transaction: the rows their ids had are deleted
-    /// (the cascade takes their nodes, records and notes), the new ones inserted with the
+    /// Writes one chunk of cases in one transaction: when `rewrite`, the rows their ids
+    /// had are deleted (the cascade takes their nodes, records and notes; a load into new
+    /// tables has none to delete, and PostgreSQL would scan the table for them, having no
+    /// statistics yet to plan by), the new ones inserted with the
     /// serial ids from `first_ids` on, and the chunk recorded with its fingerprint, so a
     /// job that dies resumes after the chunks it committed and a later run skips the
     /// chunks that did not change.
@@ -291,11 +311,12 @@ impl BreakoutSink {
         cases: &[Case],
         first_ids: &[i64],
         issues: &str,
+        rewrite: bool,
     ) -> Result<()> {
         let mut tries = 0;
         loop {
             match self
-                .write_chunk_once(layout, key, cases, first_ids, issues)
+                .write_chunk_once(layout, key, cases, first_ids, issues, rewrite)
                 .await
             {
                 Err(e) if e.is_deadlock() && tries < DEADLOCK_RETRIES => tries += 1,
@@ -311,17 +332,15 @@ impl BreakoutSink {
         cases: &[Case],
         first_ids: &[i64],
         issues: &str,
+        rewrite: bool,
     ) -> Result<()> {
         let (schema, dialect) = (self.schema(), self.dialect());
         let mut tx = self.pool().begin().await?;
-        let ids: Vec<&str> = cases.iter().filter_map(|c| c.uuid.as_deref()).collect();
-        delete_cases(
-            &mut tx,
-            dialect,
-            &self.table(&layout.cases_table().name),
-            &ids,
-        )
-        .await?;
+        if rewrite {
+            let ids: Vec<&str> = cases.iter().filter_map(|c| c.uuid.as_deref()).collect();
+            let table = self.table(&layout.cases_table().name);
+            delete_cases(&mut tx, dialect, &table, &ids).await?;
+        }
         let mut next = first_ids.to_vec();
         let rows = layout.chunk_rows(cases, &mut next);
         for (table, rows) in layout.tables.iter().zip(&rows) {
