@@ -613,6 +613,10 @@ pub struct BreakoutBenchArgs {
     /// Cases per chunk (one transaction each).
     #[arg(long, default_value_t = crate::executors::breakout::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: usize,
+    /// Where the tables go, if not into the main database: a PostgreSQL, SQLite or
+    /// MySQL/MariaDB URL (`mysql://…`).
+    #[arg(long, env = "RELAIS_ANALYTICS_DATABASE_URL")]
+    pub analytics_database_url: Option<String>,
 }
 
 const POPSTAN_DCF: &str = include_str!("../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
@@ -675,6 +679,7 @@ pub async fn breakout(
     let generated = generating.elapsed().as_secs_f64();
     let mut config = Config::for_database(database_url);
     config.secret_keys = secret_keys;
+    config.analytics_database_url = args.analytics_database_url.clone();
     let relais = Relais::start(config).await?;
     let store = relais.store().clone();
     let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
@@ -694,8 +699,9 @@ pub async fn breakout(
         })
         .await?;
     println!(
-        "backend: {:?}; cores: {}; {} cases generated in {generated:.2} s ({} MB), chunks of {} cases",
+        "backend: {:?}, tables in {:?}; cores: {}; {} cases generated in {generated:.2} s ({} MB), chunks of {} cases",
         store.backend(),
+        store.breakout().dialect(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.cases,
         std::fs::metadata(&data)?.len() / 1_000_000,

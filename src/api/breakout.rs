@@ -306,15 +306,18 @@ pub async fn tables(
 ) -> Result<HttpResponse, ApiError> {
     let target = target(&state, &principal, Scope::OperationsRead).await?;
     let (layout, names, created_at) = output_tables(&state, target, &dictionary).await?;
-    // The cases table comes first in a breakout's output, also when the dictionary that
-    // says so is no longer registered.
-    let cases_table = match &layout {
-        Some(layout) => layout
-            .tables
-            .iter()
-            .find(|t| t.kind == TableKind::Cases)
-            .map(|t| t.name.clone()),
-        None => names.first().cloned(),
+    // What each table is, from the dictionary's layout; the cases table comes first in a
+    // breakout's output, also when the dictionary that says so is no longer registered.
+    let role = |name: &str| -> &'static str {
+        match &layout {
+            Some(layout) => layout
+                .tables
+                .iter()
+                .find(|t| t.name == name)
+                .map_or("record", |t| t.kind.role()),
+            None if names.first().map(String::as_str) == Some(name) => TableKind::Cases.role(),
+            None => "record",
+        }
     };
     let stats = state
         .store
@@ -326,11 +329,7 @@ pub async fn tables(
     let tables: Vec<TableView> = stats
         .iter()
         .map(|s| {
-            let kind = if Some(&s.name) == cases_table.as_ref() {
-                "main"
-            } else {
-                "record"
-            };
+            let kind = role(&s.name);
             TableView {
                 name: s.name.clone(),
                 kind,

@@ -10,8 +10,10 @@
 //! - earlier versions keep each case as the text of its `.dat` lines in
 //!   `cases.questionnaire`, which goes through the text reader's line parser.
 //!
-//! Cases are read in `file_order` (the order CSPro shows them), deleted cases are skipped
-//! (CSPro keeps them only as tombstones for synchronisation), and reading goes by chunks of
+//! Cases are read in `file_order` (the order CSPro shows them), deleted ones too, flagged
+//! (CSPro keeps them as tombstones for synchronisation, and CSWeb's breakout keeps them
+//! with `deleted = 1`), with their label, revision, partial-save state and notes; reading
+//! goes by chunks of
 //! cases with a handful of queries per chunk, so a large file neither fills memory nor
 //! costs one query per case. The file is opened read-only.
 
@@ -22,8 +24,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteValu
 use sqlx::{Connection, Row, TypeInfo, ValueRef};
 
 use super::data::{
-    case_from_lines, not_numeric, parse_field, Case, DataError, Issue, IssueKind, Number,
-    ReadOptions, RecordRow, Special, Value, MAX_CASE_BYTES,
+    case_from_lines, not_numeric, parse_field, Case, CaseMeta, DataError, Issue, IssueKind, Note,
+    Number, ReadOptions, RecordRow, Special, Value, MAX_CASE_BYTES,
 };
 use super::dictionary::{Dictionary, Item, ItemKind};
 
@@ -59,7 +61,25 @@ pub struct CsdbFile {
     conn: SqliteConnection,
     schema_version: i64,
     dictionary_text: String,
+    cspro_version: String,
+    /// Which of [`CASE_META`] the `cases` table has (older files lack some).
+    meta_columns: Vec<bool>,
+    has_notes: bool,
 }
+
+/// The columns of `cases` a breakout keeps beside the data, in `CaseMeta` order.
+const CASE_META: [&str; 10] = [
+    "label",
+    "deleted",
+    "verified",
+    "last_modified_revision",
+    "partial_save_mode",
+    "partial_save_field_name",
+    "partial_save_level_key",
+    "partial_save_record_occurrence",
+    "partial_save_item_occurrence",
+    "partial_save_subitem_occurrence",
+];
 
 impl CsdbFile {
     /// Opens a file whose dictionary text is at most `max_dictionary` bytes.
@@ -90,7 +110,7 @@ impl CsdbFile {
         // The size first: a dictionary is read only once it is known to be small.
         let meta = sqlx::query(
             "SELECT schema_version, CASE WHEN octet_length(dictionary) <= ? THEN dictionary END,
-               octet_length(dictionary) FROM meta LIMIT 1",
+               octet_length(dictionary), CAST(cspro_version AS TEXT) FROM meta LIMIT 1",
         )
         .bind(max_dictionary.unwrap_or(0) as i64)
         .fetch_optional(&mut conn)
@@ -104,12 +124,32 @@ impl CsdbFile {
             .try_get(2)
             .map_err(|e| CsdbError::NotCspro(format!("meta.dictionary: {e}")))?;
         let size = size.ok_or_else(|| CsdbError::NotCspro("meta.dictionary is empty".into()))?;
+        let cspro_version: Option<String> = meta.try_get(3).unwrap_or(None);
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('cases')")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| CsdbError::NotCspro(format!("no readable cases table ({e})")))?;
+        let meta_columns = CASE_META
+            .iter()
+            .map(|c| columns.iter().any(|n| n == c))
+            .collect();
+        let has_notes: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'notes'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| sql_error("sqlite_master", e))?;
+        let mut file = CsdbFile {
+            conn,
+            schema_version,
+            dictionary_text: String::new(),
+            cspro_version: cspro_version.unwrap_or_default(),
+            meta_columns,
+            has_notes: has_notes.is_some(),
+        };
         let Some(max_dictionary) = max_dictionary else {
-            return Ok(CsdbFile {
-                conn,
-                schema_version,
-                dictionary_text: String::new(),
-            });
+            return Ok(file);
         };
         if size as u64 > max_dictionary as u64 {
             return Err(CsdbError::DictionaryTooLarge {
@@ -117,13 +157,14 @@ impl CsdbFile {
                 limit: max_dictionary,
             });
         }
-        let dictionary_text = text_column(&meta, 1)
+        file.dictionary_text = text_column(&meta, 1)
             .map_err(|e| CsdbError::NotCspro(format!("meta.dictionary: {e}")))?;
-        Ok(CsdbFile {
-            conn,
-            schema_version,
-            dictionary_text,
-        })
+        Ok(file)
+    }
+
+    /// The CSPro version that wrote the file (`meta.cspro_version`).
+    pub fn cspro_version(&self) -> &str {
+        &self.cspro_version
     }
 
     pub fn schema_version(&self) -> i64 {
@@ -140,9 +181,9 @@ impl CsdbFile {
         &self.dictionary_text
     }
 
-    /// Cases that are not deleted.
+    /// Every case, deleted ones included (they are broken out as such).
     pub async fn count_cases(&mut self) -> Result<u64, CsdbError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE deleted = 0")
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases")
             .fetch_one(&mut self.conn)
             .await
             .map_err(|source| sql_error("cases", source))?;
@@ -199,9 +240,21 @@ impl<'d> CsdbReader<'d> {
     pub async fn next_chunk(&mut self, max_cases: usize) -> Result<Vec<Case>, CsdbError> {
         let relational = self.queries.is_some();
         // A case's text is read only once it is known to fit the limit of a case.
+        let meta: Vec<String> = CASE_META
+            .iter()
+            .zip(&self.file.meta_columns)
+            .map(|(c, there)| {
+                if *there {
+                    c.to_string()
+                } else {
+                    format!("NULL AS {c}")
+                }
+            })
+            .collect();
         let sql = format!(
-            "SELECT id, key, file_order{} FROM cases \
-             WHERE deleted = 0 AND file_order > ? ORDER BY file_order LIMIT ?",
+            "SELECT id, key, file_order, {}{} FROM cases \
+             WHERE file_order > ? ORDER BY file_order LIMIT ?",
+            meta.join(", "),
             if relational {
                 ""
             } else {
@@ -220,6 +273,7 @@ impl<'d> CsdbReader<'d> {
             .await
             .map_err(|source| sql_error("cases", source))?;
         let mut heads = Vec::with_capacity(rows.len());
+        let mut metas = Vec::with_capacity(rows.len());
         for row in &rows {
             let uuid: String = row.try_get(0).map_err(|e| sql_error("cases.id", e))?;
             let key: String = row.try_get(1).map_err(|e| sql_error("cases.key", e))?;
@@ -228,6 +282,7 @@ impl<'d> CsdbReader<'d> {
                 .map_err(|e| sql_error("cases.file_order", e))?;
             self.last_file_order = Some(file_order);
             heads.push((uuid, key));
+            metas.push(case_meta(row).map_err(|e| sql_error("cases", e))?);
         }
 
         let mut cases = Vec::with_capacity(heads.len());
@@ -235,7 +290,7 @@ impl<'d> CsdbReader<'d> {
             None => {
                 for ((uuid, key), row) in heads.into_iter().zip(&rows) {
                     let size: Option<i64> = row
-                        .try_get(4)
+                        .try_get(QUESTIONNAIRE + 1)
                         .map_err(|e| sql_error("cases.questionnaire", e))?;
                     if size.unwrap_or(0) as u64 > MAX_CASE_BYTES as u64 {
                         return Err(DataError::CaseTooLarge {
@@ -244,8 +299,8 @@ impl<'d> CsdbReader<'d> {
                         }
                         .into());
                     }
-                    let text =
-                        text_column(row, 3).map_err(|e| sql_error("cases.questionnaire", e))?;
+                    let text = text_column(row, QUESTIONNAIRE)
+                        .map_err(|e| sql_error("cases.questionnaire", e))?;
                     cases.push(case_from_lines(
                         self.dictionary,
                         &text,
@@ -267,6 +322,12 @@ impl<'d> CsdbReader<'d> {
             }
         }
 
+        for (case, meta) in cases.iter_mut().zip(metas) {
+            case.meta = meta;
+        }
+        if self.file.has_notes && !cases.is_empty() {
+            self.read_notes(&mut cases).await?;
+        }
         if self.options.strict {
             if let Some(case) = cases.iter().find(|c| !c.issues.is_empty()) {
                 return Err(DataError::Strict {
@@ -278,6 +339,77 @@ impl<'d> CsdbReader<'d> {
         }
         Ok(cases)
     }
+}
+
+impl CsdbReader<'_> {
+    /// The notes of these cases, in the order they were written.
+    async fn read_notes(&mut self, cases: &mut [Case]) -> Result<(), CsdbError> {
+        let mut by_case: HashMap<String, usize> = HashMap::new();
+        for (i, case) in cases.iter().enumerate() {
+            if let Some(uuid) = &case.uuid {
+                by_case.insert(uuid.clone(), i);
+            }
+        }
+        let ids: Vec<String> = by_case.keys().cloned().collect();
+        for batch in ids.chunks(IN_BATCH) {
+            let sql = format!(
+                "SELECT case_id, field_name, level_key, record_occurrence, item_occurrence, \
+                 subitem_occurrence, content, operator_id, modified_time FROM notes \
+                 WHERE case_id IN ({}) ORDER BY rowid",
+                vec!["?"; batch.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in batch {
+                query = query.bind(id);
+            }
+            let rows = query
+                .fetch_all(&mut self.file.conn)
+                .await
+                .map_err(|e| sql_error("notes", e))?;
+            for row in rows {
+                let note = |e| sql_error("notes", e);
+                let case: String = row.try_get(0).map_err(note)?;
+                let Some(&i) = by_case.get(&case) else {
+                    continue;
+                };
+                cases[i].notes.push(Note {
+                    field_name: row.try_get(1).map_err(note)?,
+                    level_key: row.try_get(2).map_err(note)?,
+                    record_occurrence: row.try_get(3).map_err(note)?,
+                    item_occurrence: row.try_get(4).map_err(note)?,
+                    subitem_occurrence: row.try_get(5).map_err(note)?,
+                    content: text_column(&row, 6).map_err(note)?,
+                    operator_id: row.try_get(7).map_err(note)?,
+                    modified_time: row.try_get(8).map_err(note)?,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where `questionnaire` is in a row of `next_chunk`'s query: after the id, key, file
+/// order and [`CASE_META`].
+const QUESTIONNAIRE: usize = 3 + CASE_META.len();
+
+fn case_meta(row: &SqliteRow) -> Result<CaseMeta, sqlx::Error> {
+    let at = |i: usize| 3 + i;
+    let flag = |i: usize| -> Result<bool, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(at(i))?.unwrap_or(0) != 0)
+    };
+    let label: Option<String> = row.try_get(at(0))?;
+    Ok(CaseMeta {
+        label: label.filter(|l| !l.trim().is_empty()),
+        deleted: flag(1)?,
+        verified: flag(2)?,
+        last_modified_revision: row.try_get(at(3))?,
+        partial_save_mode: row.try_get(at(4))?,
+        partial_save_field_name: row.try_get(at(5))?,
+        partial_save_level_key: row.try_get(at(6))?,
+        partial_save_record_occurrence: row.try_get(at(7))?,
+        partial_save_item_occurrence: row.try_get(at(8))?,
+        partial_save_subitem_occurrence: row.try_get(at(9))?,
+    })
 }
 
 fn text_column(row: &SqliteRow, index: usize) -> Result<String, sqlx::Error> {
@@ -628,12 +760,21 @@ impl Chunk {
             ids: Vec::new(),
             records: Vec::new(),
             issues: Vec::new(),
+            meta: Default::default(),
+            notes: Vec::new(),
         };
         if let Some((pk, ids, issues)) = self.first_level.remove(&uuid) {
             case.ids = ids;
             case.issues = issues;
             let mut counters = vec![0u32; dictionary.levels.len()];
-            self.emit(dictionary, &mut case, 0, pk, Vec::new(), &mut counters);
+            self.emit(
+                dictionary,
+                &mut case,
+                (0, pk),
+                Vec::new(),
+                Vec::new(),
+                &mut counters,
+            );
         } else {
             case.ids = vec![Value::Null; dictionary.levels[0].id_items.len()];
         }
@@ -647,13 +788,16 @@ impl Chunk {
         &mut self,
         dictionary: &Dictionary,
         case: &mut Case,
-        level: usize,
-        pk: i64,
+        (level, pk): (usize, i64),
         level_ids: Vec<Value>,
+        mut path: Vec<u32>,
         counters: &mut [u32],
     ) {
         counters[level] += 1;
         let node = counters[level];
+        if level > 0 {
+            path.push(node);
+        }
         for &record_index in &dictionary.levels[level].records {
             let Some(rows) = self.records.remove(&(record_index, pk)) else {
                 continue;
@@ -679,6 +823,7 @@ impl Chunk {
                     line: None,
                     node,
                     level_ids: level_ids.clone(),
+                    path: path.clone(),
                     occurrence,
                     values: stored.values,
                 });
@@ -689,7 +834,14 @@ impl Chunk {
                 case.issues.extend(child.issues);
                 let mut ids = level_ids.clone();
                 ids.extend(child.ids);
-                self.emit(dictionary, case, level + 1, child.pk, ids, counters);
+                self.emit(
+                    dictionary,
+                    case,
+                    (level + 1, child.pk),
+                    ids,
+                    path.clone(),
+                    counters,
+                );
             }
         }
     }
@@ -897,16 +1049,22 @@ mod tests {
 
         let mut file = CsdbFile::open(&path, 1 << 20).await.unwrap();
         assert!(!file.is_relational());
-        assert_eq!(file.count_cases().await.unwrap(), 2);
+        assert_eq!(file.count_cases().await.unwrap(), 3);
         file.close().await.unwrap();
 
         // Chunks of one case: keyset paging over file_order.
-        let old = read_all(&path, &dictionary, 1).await;
-        assert_eq!(old.len(), 2, "the deleted case is skipped");
+        let mut old = read_all(&path, &dictionary, 1).await;
+        assert_eq!(old.len(), 3, "the deleted case is read, flagged");
+        let deleted = old.remove(0);
+        assert_eq!(deleted.uuid.as_deref(), Some("a-deleted"));
+        assert!(deleted.meta.deleted);
+        assert_eq!(deleted.meta.last_modified_revision, Some(1));
+        assert!(!deleted.records.is_empty(), "its records are kept");
+        assert!(!old[0].meta.deleted);
         let relational = read_all(&fixture("cspro_ThreeLevelTest.csdb"), &dictionary, 10).await;
 
         let case = &old[0];
-        assert_eq!((case.number, case.uuid.as_deref()), (1, Some("b-second")));
+        assert_eq!((case.number, case.uuid.as_deref()), (2, Some("b-second")));
         assert!(case.issues.is_empty(), "{:?}", case.issues);
         assert_eq!(case.ids, relational[0].ids);
         assert_eq!(case.records.len(), relational[0].records.len());
@@ -916,6 +1074,7 @@ mod tests {
                 (
                     text_row.record,
                     text_row.node,
+                    &text_row.path,
                     &text_row.level_ids,
                     text_row.occurrence,
                     &text_row.values
@@ -923,6 +1082,7 @@ mod tests {
                 (
                     stored_row.record,
                     stored_row.node,
+                    &stored_row.path,
                     &stored_row.level_ids,
                     stored_row.occurrence,
                     &stored_row.values
@@ -934,7 +1094,7 @@ mod tests {
 
         // Bad lines in a stored case are reported with their line in the case's text.
         let bad = &old[1];
-        assert_eq!(bad.number, 2);
+        assert_eq!(bad.number, 3);
         let kinds: Vec<(Option<usize>, &IssueKind)> =
             bad.issues.iter().map(|i| (i.line, &i.kind)).collect();
         assert_eq!(

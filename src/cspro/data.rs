@@ -204,6 +204,41 @@ pub struct Case {
     /// Every record read, in source order.
     pub records: Vec<RecordRow>,
     pub issues: Vec<Issue>,
+    /// What a `.csdb` keeps beside a case's data (text data have none of it).
+    pub meta: CaseMeta,
+    /// The notes an interviewer left on the case's fields (`.csdb` only).
+    pub notes: Vec<Note>,
+}
+
+/// A case's bookkeeping in a `.csdb` file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseMeta {
+    /// CSPro's case label (empty or absent: none).
+    pub label: Option<String>,
+    /// Kept as a tombstone for synchronisation.
+    pub deleted: bool,
+    pub verified: bool,
+    pub last_modified_revision: Option<i64>,
+    pub partial_save_mode: Option<String>,
+    pub partial_save_field_name: Option<String>,
+    pub partial_save_level_key: Option<String>,
+    pub partial_save_record_occurrence: Option<i64>,
+    pub partial_save_item_occurrence: Option<i64>,
+    pub partial_save_subitem_occurrence: Option<i64>,
+}
+
+/// A note on a field of a case, as a `.csdb` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub field_name: String,
+    pub level_key: String,
+    pub record_occurrence: i64,
+    pub item_occurrence: i64,
+    pub subitem_occurrence: i64,
+    pub content: String,
+    pub operator_id: String,
+    /// Unix seconds.
+    pub modified_time: i64,
 }
 
 impl Case {
@@ -257,6 +292,9 @@ pub struct RecordRow {
     pub node: u32,
     /// Id values of the levels below the first, down to the record's own level.
     pub level_ids: Vec<Value>,
+    /// The node numbers of the levels below the first, down to the record's own (whose
+    /// number is `node`): where the record sits in the case's tree of nodes.
+    pub path: Vec<u32>,
     /// 1-based occurrence of the record within its node.
     pub occurrence: u32,
     /// One value per field of the record (`Record::fields`), in that order.
@@ -735,6 +773,8 @@ impl<'d> CaseBuilder<'d> {
                 ids: Vec::new(),
                 records: Vec::new(),
                 issues: Vec::new(),
+                meta: CaseMeta::default(),
+                notes: Vec::new(),
             },
             nodes: Vec::new(),
             occurrences: Vec::new(),
@@ -755,43 +795,46 @@ impl<'d> CaseBuilder<'d> {
                 .collect();
         }
 
-        let (node, level_ids) = if record.level == 0 {
-            (1, Vec::new())
+        let (node, level_ids, path) = if record.level == 0 {
+            (1, Vec::new(), Vec::new())
         } else {
             let deeper = || {
                 dict.levels[1..=record.level]
                     .iter()
                     .flat_map(|l| &l.id_items)
             };
+            // A node of each level down to the record's, named by the ids of the levels
+            // above it and its own: a deeper line without a line of its parent's level
+            // still has a parent node.
             self.scratch.clear();
-            for item in deeper() {
-                self.scratch.push_str(view.field(item.start, item.len));
-            }
-            let node = match self
-                .nodes
-                .iter()
-                .find(|n| n.level == record.level && n.key == self.scratch)
-            {
-                Some(node) => node.number,
-                None => {
-                    let number = self
-                        .nodes
-                        .iter()
-                        .filter(|n| n.level == record.level)
-                        .count() as u32
-                        + 1;
-                    self.nodes.push(Node {
-                        level: record.level,
-                        key: self.scratch.clone(),
-                        number,
-                    });
-                    number
+            let mut path = Vec::with_capacity(record.level);
+            for level in 1..=record.level {
+                for item in &dict.levels[level].id_items {
+                    self.scratch.push_str(view.field(item.start, item.len));
                 }
-            };
+                let number = match self
+                    .nodes
+                    .iter()
+                    .find(|n| n.level == level && n.key == self.scratch)
+                {
+                    Some(node) => node.number,
+                    None => {
+                        let number =
+                            self.nodes.iter().filter(|n| n.level == level).count() as u32 + 1;
+                        self.nodes.push(Node {
+                            level,
+                            key: self.scratch.clone(),
+                            number,
+                        });
+                        number
+                    }
+                };
+                path.push(number);
+            }
             let ids = deeper()
                 .map(|item| read_value(view.field(item.start, item.len), item, None, line, issues))
                 .collect();
-            (node, ids)
+            (*path.last().unwrap_or(&1), ids, path)
         };
 
         let occurrence = match self
@@ -839,6 +882,7 @@ impl<'d> CaseBuilder<'d> {
             line,
             node,
             level_ids,
+            path,
             occurrence,
             values,
         });

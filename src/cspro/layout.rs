@@ -1,34 +1,39 @@
 //! The tables a dictionary breaks out into, as a plan rather than SQL, so one store can
-//! write it as PostgreSQL or SQLite DDL and bind rows without re-deriving anything.
+//! write it as PostgreSQL, SQLite or MySQL DDL and bind rows without re-deriving anything.
 //!
-//! Choices, and why:
-//! - **Names.** Tables are prefixed with the dictionary name lower-cased, minus a trailing
-//!   `_DICT` (`EVAL_DICT` → `eval_cases`, `eval_<record>`), as the CSWeb community fork
-//!   does; a name without `_DICT` is used whole (`CEN2000` → `cen2000_cases`). Columns are
-//!   item names lower-cased. CSPro names are letters, digits and underscores, so every
-//!   identifier here is plain; names that are not (a hand-edited JSON dictionary), that
-//!   collide, or that pass PostgreSQL's 63-byte limit are refused with an error naming
-//!   them, never silently renamed. The store must still quote identifiers: an item may be
-//!   called `ORDER` or `USER`.
-//! - **Repeating items** become one column per occurrence, `name_1 … name_n` (CSWeb
-//!   writes `name(1)`, which needs quoting in every query an analyst writes); a subitem of
-//!   a repeating item repeats with it. Subitems are columns of their own, next to their
-//!   parent, because analysts query them directly.
-//! - **Keys.** `case_id` is the case's 1-based position in its source file: unique even
-//!   when a file repeats a case key, which CSPro's own key is not. `case_key` keeps CSPro's
-//!   key and `case_uuid` the `.csdb` UUID. Record rows carry `case_id`, and for records
-//!   below the first level `level_node` (the node's number among the case's nodes of that
-//!   level) with the id items of each level down to theirs, then `occ`. The primary key
-//!   `(case_id, [level_node,] occ)` needs no id value, so a blank id cannot break it, and
-//!   its first column serves both joins to the cases table and deleting a chunk's cases
-//!   before writing them again.
-//! - **Types.** Numeric items are `Decimal { precision, scale }` from their length and
-//!   decimals (the decimal character, when written, is not a digit), alpha items `Text`,
-//!   the synthetic columns `Integer`. CSPro's special values (missing, default, refused)
-//!   fit no decimal column and are written as NULL, like "not applicable".
+//! The plan is CSWeb's own, so that the queries and dashboards its users wrote against the
+//! tables CSWeb creates run unchanged on Relais's. For a dictionary whose name minus
+//! `_DICT`, lower-cased, is `p`:
+//! - `p_cases`: one row per case, keyed by the case GUID `id` (unique), with `key`,
+//!   `label`, `deleted`, `verified`, the revision and partial-save state a `.csdb` keeps;
+//! - `"p_level-1"`: `"level-1-id"`, `"case-id"` (→ `p_cases.id`), the first level's id
+//!   items; `"p_level-n"` for each deeper level, whose rows point at their parent node
+//!   (`"level-(n-1)-id"`) and carry their `occ` among its children and their own id items;
+//! - one table per record, `p_<record>`: `"<record>-id"`, `"level-n-id"` of the node it
+//!   belongs to, `occ` (its occurrence within that node, 1…n) only when the record
+//!   repeats, then one column per item and subitem in dictionary order, a repeating item
+//!   as `"name(1)"` … `"name(n)"`;
+//! - bookkeeping: `p_cspro_jobs` (one row per run), `p_cspro_meta` (the dictionary) and
+//!   `p_notes` (the notes of a `.csdb`'s cases).
+//!
+//! Every reference is a foreign key with `ON DELETE CASCADE`, so deleting a case (or a
+//! `"p_level-1"` row) takes its nodes, records and notes with it. Numeric items are
+//! `Decimal { precision: length, scale: decimals }` (the length counts the decimal
+//! character when it is written), alpha items `Text`; all nullable. CSPro's special values
+//! (missing, default, refused) fit no decimal column and are written as NULL, like a blank.
+//!
+//! Names from the dictionary must be plain (letters, digits, underscores): anything else,
+//! two tables or columns of one name, or a name over PostgreSQL's 63 bytes is refused with
+//! an error naming it, never silently renamed. The store still quotes every identifier:
+//! an item may be called `ORDER`, and the generated names hold `-` and `(`.
 
-use super::data::{Case, Number, RecordRow, Value};
+use sha1::{Digest, Sha1};
+
+use super::data::{Case, Note, Number, RecordRow, Value};
 use super::dictionary::{Dictionary, Item, ItemKind};
+
+#[cfg(test)]
+mod tests;
 
 /// PostgreSQL truncates longer identifiers, which would make two names one.
 pub const MAX_IDENTIFIER_LEN: usize = 63;
@@ -47,25 +52,80 @@ pub enum LayoutError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
+    /// An integer primary key the database numbers (`SERIAL`); the breakout gives the
+    /// values itself, so that the rows of a chunk can point at each other.
+    Serial,
     Integer,
     Text,
-    Decimal { precision: u8, scale: u8 },
+    /// Text that is indexed or referenced (MySQL cannot index `TEXT` whole).
+    Key,
+    /// Text that may be megabytes long (MySQL's `TEXT` stops at 64 KiB).
+    LongText,
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Timestamp,
 }
 
-/// Where a column's value comes from in a [`Case`] and its [`RecordRow`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnDefault {
+    Zero,
+    One,
+    Now,
+}
+
+/// The fields of [`crate::cspro::data::CaseMeta`] and [`Note`] that are text, or numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaText {
+    PartialSaveMode,
+    PartialSaveFieldName,
+    PartialSaveLevelKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaNumber {
+    Revision,
+    Deleted,
+    Verified,
+    PartialSaveRecordOccurrence,
+    PartialSaveItemOccurrence,
+    PartialSaveSubitemOccurrence,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteField {
+    FieldName,
+    LevelKey,
+    RecordOccurrence,
+    ItemOccurrence,
+    SubitemOccurrence,
+    Content,
+    OperatorId,
+    ModifiedTime,
+}
+
+/// Where a column's value comes from in a [`Case`] and its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnSource {
-    CaseNumber,
+    /// Not from the data: NULL in a data row (bookkeeping tables are written apart).
+    Nothing,
+    CaseGuid,
     CaseKey,
-    CaseUuid,
-    /// Index into `Case::ids`.
-    CaseId(usize),
-    LevelNode,
-    /// Index into `RecordRow::level_ids`.
-    LevelId(usize),
+    /// The CSPro case label, else the key.
+    CaseLabel,
+    MetaText(MetaText),
+    MetaNumber(MetaNumber),
+    /// The row's own serial id.
+    RowId,
+    /// The serial id of the node the row belongs to.
+    ParentId,
     Occurrence,
+    /// Index into the node's own id values.
+    IdItem(usize),
     /// Index into `RecordRow::values` (and `Record::fields`).
     Field(usize),
+    Note(NoteField),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,14 +133,34 @@ pub struct Column {
     pub name: String,
     pub column_type: ColumnType,
     pub nullable: bool,
+    pub default: Option<ColumnDefault>,
     pub source: ColumnSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     Cases,
+    /// Index into `Dictionary::levels`.
+    Level(usize),
     /// Index into `Dictionary::records`.
     Record(usize),
+    Jobs,
+    Meta,
+    Notes,
+}
+
+impl TableKind {
+    /// What the table is, as the tables listing says it.
+    pub fn role(self) -> &'static str {
+        match self {
+            Self::Cases => "main",
+            Self::Level(_) => "level",
+            Self::Record(_) => "record",
+            Self::Jobs => "jobs",
+            Self::Meta => "meta",
+            Self::Notes => "notes",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +168,15 @@ pub struct Index {
     /// Unique across the database (PostgreSQL index names are per schema).
     pub name: String,
     pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// `column` references `table`(`references`), rows deleted with the row they point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub column: String,
+    pub table: String,
+    pub references: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +184,9 @@ pub struct Table {
     pub name: String,
     pub kind: TableKind,
     pub columns: Vec<Column>,
-    pub primary_key: Vec<String>,
+    /// The `Serial` column, if the table has one.
+    pub primary_key: Option<String>,
+    pub foreign_keys: Vec<ForeignKey>,
     pub indexes: Vec<Index>,
 }
 
@@ -108,8 +199,16 @@ impl Table {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub prefix: String,
-    /// The cases table first, then one table per record in `Dictionary::records` order.
+    /// The cases table, the level tables, one table per record in `Dictionary::records`
+    /// order, then the jobs, meta and notes tables: every table after the ones it
+    /// references.
     pub tables: Vec<Table>,
+    levels: usize,
+    records: usize,
+    /// Per record, its level.
+    record_levels: Vec<usize>,
+    /// Per level, where its own ids start in `RecordRow::level_ids` and how many there are.
+    level_ids: Vec<(usize, usize)>,
 }
 
 /// The table name prefix for a dictionary name: lower-cased, without a `_DICT` suffix.
@@ -121,126 +220,329 @@ pub fn table_prefix(dictionary_name: &str) -> String {
     }
 }
 
+/// The GUID of a case of a text data file, which has none: a UUID v5 (SHA-1, in the URL
+/// namespace) of `cspro:<dictionary>:<key>`, so a rerun over the same data gives each
+/// case the same id. A key the file repeats gets `:<n>` for its n-th case (n ≥ 2).
+pub fn case_guid(dictionary: &str, key: &str, repeat: u32) -> String {
+    let name = if repeat > 1 {
+        format!("cspro:{dictionary}:{key}:{repeat}")
+    } else {
+        format!("cspro:{dictionary}:{key}")
+    };
+    let mut hasher = Sha1::new();
+    hasher.update(uuid::Uuid::NAMESPACE_URL.as_bytes());
+    hasher.update(name.as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_sha1_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+fn level_table_name(prefix: &str, level: usize) -> String {
+    format!("{prefix}_level-{}", level + 1)
+}
+
+fn level_id(level: usize) -> String {
+    format!("level-{}-id", level + 1)
+}
+
 impl Layout {
     pub fn new(dictionary: &Dictionary) -> Result<Layout, LayoutError> {
         let prefix = table_prefix(&dictionary.name);
-        check_name(&prefix)?;
+        check_plain(&prefix)?;
+        let mut tables: Vec<Table> = Vec::new();
+        let add = |tables: &mut Vec<Table>, table: Table| {
+            if tables.iter().any(|t| t.name == table.name) {
+                return Err(LayoutError::DuplicateTable { table: table.name });
+            }
+            tables.push(table);
+            Ok(())
+        };
 
-        let mut tables = Vec::with_capacity(dictionary.records.len() + 1);
         let cases_name = format!("{prefix}_cases");
         let mut cases = TableBuilder::new(&cases_name, TableKind::Cases)?;
+        use ColumnSource as S;
+        use ColumnType as T;
+        cases.push("id", T::Key, false, None, S::CaseGuid)?;
+        cases.push("key", T::Text, false, None, S::CaseKey)?;
+        cases.push("label", T::Text, true, None, S::CaseLabel)?;
+        cases.push("questionnaire", T::LongText, true, None, S::Nothing)?;
+        let number = |m| S::MetaNumber(m);
         cases.push(
-            "case_id",
-            ColumnType::Integer,
-            false,
-            ColumnSource::CaseNumber,
+            "last_modified_revision",
+            T::Integer,
+            true,
+            None,
+            number(MetaNumber::Revision),
         )?;
-        cases.push("case_key", ColumnType::Text, false, ColumnSource::CaseKey)?;
-        cases.push("case_uuid", ColumnType::Text, true, ColumnSource::CaseUuid)?;
-        for (index, item) in dictionary.levels[0].id_items.iter().enumerate() {
-            cases.push_item(item, None, ColumnSource::CaseId(index))?;
+        let zero = Some(ColumnDefault::Zero);
+        cases.push(
+            "deleted",
+            T::Integer,
+            false,
+            zero,
+            number(MetaNumber::Deleted),
+        )?;
+        cases.push(
+            "verified",
+            T::Integer,
+            false,
+            zero,
+            number(MetaNumber::Verified),
+        )?;
+        for (name, field) in [
+            ("partial_save_mode", MetaText::PartialSaveMode),
+            ("partial_save_field_name", MetaText::PartialSaveFieldName),
+            ("partial_save_level_key", MetaText::PartialSaveLevelKey),
+        ] {
+            cases.push(name, T::Text, true, None, S::MetaText(field))?;
         }
-        let mut cases = cases.finish(&["case_id"]);
-        cases.indexes.push(index(&cases_name, &["case_key"])?);
-        tables.push(cases);
+        for (name, field) in [
+            (
+                "partial_save_record_occurrence",
+                MetaNumber::PartialSaveRecordOccurrence,
+            ),
+            (
+                "partial_save_item_occurrence",
+                MetaNumber::PartialSaveItemOccurrence,
+            ),
+            (
+                "partial_save_subitem_occurrence",
+                MetaNumber::PartialSaveSubitemOccurrence,
+            ),
+        ] {
+            cases.push(name, T::Integer, true, None, number(field))?;
+        }
+        cases.index(&["id"], true)?;
+        cases.index(&["deleted"], false)?;
+        add(&mut tables, cases.finish())?;
+
+        let mut level_ids = Vec::new();
+        let mut offset = 0;
+        for (level, definition) in dictionary.levels.iter().enumerate() {
+            let name = level_table_name(&prefix, level);
+            let mut table = TableBuilder::new(&name, TableKind::Level(level))?;
+            table.serial(&level_id(level))?;
+            if level == 0 {
+                table.push("case-id", T::Key, false, None, S::CaseGuid)?;
+                table.reference("case-id", &cases_name, "id")?;
+                table.index(&["case-id"], true)?;
+            } else {
+                let parent = level_id(level - 1);
+                table.push(&parent, T::Integer, false, None, S::ParentId)?;
+                table.reference(&parent, &level_table_name(&prefix, level - 1), &parent)?;
+                table.index(&[&parent], false)?;
+                table.push(
+                    "occ",
+                    T::Integer,
+                    false,
+                    Some(ColumnDefault::One),
+                    S::Occurrence,
+                )?;
+            }
+            for (index, item) in definition.id_items.iter().enumerate() {
+                table.push_item(item, None, S::IdItem(index))?;
+            }
+            add(&mut tables, table.finish())?;
+            let own = if level == 0 {
+                0
+            } else {
+                definition.id_items.len()
+            };
+            level_ids.push((offset, own));
+            offset += own;
+        }
 
         for (record_index, record) in dictionary.records.iter().enumerate() {
-            let name = format!("{prefix}_{}", record.name.to_ascii_lowercase());
-            if tables.iter().any(|t: &Table| t.name == name) {
-                return Err(LayoutError::DuplicateTable { table: name });
-            }
+            let lower = record.name.to_ascii_lowercase();
+            check_plain(&lower)?;
+            let name = format!("{prefix}_{lower}");
             let mut table = TableBuilder::new(&name, TableKind::Record(record_index))?;
-            table.push(
-                "case_id",
-                ColumnType::Integer,
-                false,
-                ColumnSource::CaseNumber,
-            )?;
-            if record.level > 0 {
+            table.serial(&format!("{lower}-id"))?;
+            let parent = level_id(record.level);
+            table.push(&parent, T::Integer, false, None, S::ParentId)?;
+            table.reference(&parent, &level_table_name(&prefix, record.level), &parent)?;
+            table.index(&[&parent], false)?;
+            if record.max_occurrences > 1 {
                 table.push(
-                    "level_node",
-                    ColumnType::Integer,
+                    "occ",
+                    T::Integer,
                     false,
-                    ColumnSource::LevelNode,
+                    Some(ColumnDefault::One),
+                    S::Occurrence,
                 )?;
-                let deeper = dictionary.levels[1..=record.level]
-                    .iter()
-                    .flat_map(|l| &l.id_items);
-                for (index, item) in deeper.enumerate() {
-                    table.push_item(item, None, ColumnSource::LevelId(index))?;
-                }
             }
-            table.push("occ", ColumnType::Integer, false, ColumnSource::Occurrence)?;
             for (index, field) in record.fields().iter().enumerate() {
-                table.push_item(
-                    record.item(field),
-                    field.occurrence,
-                    ColumnSource::Field(index),
-                )?;
+                table.push_item(record.item(field), field.occurrence, S::Field(index))?;
             }
-            let key: &[&str] = if record.level > 0 {
-                &["case_id", "level_node", "occ"]
-            } else {
-                &["case_id", "occ"]
-            };
-            tables.push(table.finish(key));
+            add(&mut tables, table.finish())?;
         }
-        Ok(Layout { prefix, tables })
+
+        let now = Some(ColumnDefault::Now);
+        let mut jobs = TableBuilder::new(&format!("{prefix}_cspro_jobs"), TableKind::Jobs)?;
+        jobs.serial("id")?;
+        for (name, t) in [
+            ("start_caseid", T::Text),
+            ("start_revision", T::Integer),
+            ("end_caseid", T::Text),
+            ("end_revision", T::Integer),
+            ("cases_to_process", T::Integer),
+            ("cases_processed", T::Integer),
+            ("status", T::Integer),
+        ] {
+            jobs.push(name, t, true, None, S::Nothing)?;
+        }
+        jobs.push("created_time", T::Timestamp, true, now, S::Nothing)?;
+        jobs.push("modified_time", T::Timestamp, true, now, S::Nothing)?;
+        add(&mut tables, jobs.finish())?;
+
+        let mut meta = TableBuilder::new(&format!("{prefix}_cspro_meta"), TableKind::Meta)?;
+        meta.serial("id")?;
+        meta.push("cspro_version", T::Text, true, None, S::Nothing)?;
+        meta.push("dictionary", T::LongText, true, None, S::Nothing)?;
+        meta.push("source_modified_time", T::Timestamp, true, None, S::Nothing)?;
+        meta.push("created_time", T::Timestamp, true, now, S::Nothing)?;
+        meta.push("modified_time", T::Timestamp, true, now, S::Nothing)?;
+        add(&mut tables, meta.finish())?;
+
+        let mut notes = TableBuilder::new(&format!("{prefix}_notes"), TableKind::Notes)?;
+        notes.push("case_id", T::Key, false, None, S::CaseGuid)?;
+        notes.reference("case_id", &cases_name, "id")?;
+        notes.index(&["case_id"], false)?;
+        for (name, t, field) in [
+            ("field_name", T::Text, NoteField::FieldName),
+            ("level_key", T::Text, NoteField::LevelKey),
+            ("record_occurrence", T::Integer, NoteField::RecordOccurrence),
+            ("item_occurrence", T::Integer, NoteField::ItemOccurrence),
+            (
+                "subitem_occurrence",
+                T::Integer,
+                NoteField::SubitemOccurrence,
+            ),
+            ("content", T::LongText, NoteField::Content),
+            ("operator_id", T::Text, NoteField::OperatorId),
+            ("modified_time", T::Timestamp, NoteField::ModifiedTime),
+        ] {
+            notes.push(name, t, true, None, S::Note(field))?;
+        }
+        add(&mut tables, notes.finish())?;
+
+        Ok(Layout {
+            prefix,
+            tables,
+            levels: dictionary.levels.len(),
+            records: dictionary.records.len(),
+            record_levels: dictionary.records.iter().map(|r| r.level).collect(),
+            level_ids,
+        })
     }
 
     pub fn cases_table(&self) -> &Table {
         &self.tables[0]
     }
 
+    /// The table of a level (an index into `Dictionary::levels`).
+    pub fn level_table(&self, level: usize) -> &Table {
+        &self.tables[1 + level]
+    }
+
     /// The table of a record (an index into `Dictionary::records`).
     pub fn record_table(&self, record: usize) -> &Table {
-        &self.tables[record + 1]
+        &self.tables[1 + self.levels + record]
+    }
+
+    pub fn jobs_table(&self) -> &Table {
+        &self.tables[1 + self.levels + self.records]
+    }
+
+    pub fn meta_table(&self) -> &Table {
+        &self.tables[2 + self.levels + self.records]
+    }
+
+    pub fn notes_table(&self) -> &Table {
+        &self.tables[3 + self.levels + self.records]
     }
 
     pub fn table_names(&self) -> impl Iterator<Item = &str> {
         self.tables.iter().map(|t| t.name.as_str())
     }
 
-    /// A case's rows in one table: one row in the cases table, one per record read in a
-    /// record's table.
-    pub fn table_rows<'a>(
-        &'a self,
-        table: &'a Table,
-        case: &'a Case,
-    ) -> impl Iterator<Item = Row<'a>> + 'a {
-        let (case_row, record) = match table.kind {
-            TableKind::Cases => (true, usize::MAX),
-            TableKind::Record(record) => (false, record),
-        };
-        let head = case_row.then_some(Row {
-            table,
-            case,
-            record: None,
-        });
-        let records = case
-            .records
-            .iter()
-            .filter(move |r| !case_row && r.record == record)
-            .map(move |r| Row {
-                table,
-                case,
-                record: Some(r),
-            });
-        head.into_iter().chain(records)
+    /// How many serial ids of each table (by index in `tables`) these cases take.
+    pub fn ids_taken(&self, cases: &[Case]) -> Vec<i64> {
+        let mut next = vec![0; self.tables.len()];
+        self.chunk_rows(cases, &mut next);
+        next
     }
 
-    /// All of a case's rows: its cases row, then its records in the order they were read.
-    pub fn rows<'a>(&'a self, case: &'a Case) -> impl Iterator<Item = Row<'a>> + 'a {
-        let head = Row {
-            table: self.cases_table(),
-            case,
-            record: None,
+    /// The rows of these cases, per table (by index in `tables`; none for the jobs and
+    /// meta tables), each with its serial id taken from `next`, which moves past them.
+    pub fn chunk_rows<'a>(&'a self, cases: &'a [Case], next: &mut [i64]) -> Vec<Vec<Row<'a>>> {
+        let mut rows: Vec<Vec<Row<'a>>> = vec![Vec::new(); self.tables.len()];
+        let mut take = |table: usize| {
+            let id = next[table];
+            next[table] += 1;
+            id
         };
-        std::iter::once(head).chain(case.records.iter().map(move |r| Row {
-            table: self.record_table(r.record),
-            case,
-            record: Some(r),
-        }))
+        for case in cases {
+            rows[0].push(Row::new(&self.tables[0], case, What::Case));
+            let level_one = take(1);
+            let mut row = Row::new(&self.tables[1], case, What::Node(&case.ids));
+            row.id = level_one;
+            rows[1].push(row);
+            // The deeper nodes, in the order their first record comes: (level, number,
+            // serial id, parent's id).
+            let mut nodes: Vec<(usize, u32, i64, i64)> = Vec::new();
+            let node_id = |nodes: &[(usize, u32, i64, i64)], level: usize, number: u32| {
+                if level == 0 {
+                    return Some(level_one);
+                }
+                nodes
+                    .iter()
+                    .find(|n| n.0 == level && n.1 == number)
+                    .map(|n| n.2)
+            };
+            for record in &case.records {
+                let level = self.record_levels[record.record];
+                for depth in 1..=level.min(record.path.len()) {
+                    let number = record.path[depth - 1];
+                    if node_id(&nodes, depth, number).is_some() {
+                        continue;
+                    }
+                    let parent_number = if depth == 1 {
+                        1
+                    } else {
+                        record.path[depth - 2]
+                    };
+                    let parent = node_id(&nodes, depth - 1, parent_number).unwrap_or(level_one);
+                    let table = 1 + depth;
+                    let id = take(table);
+                    let (start, len) = self.level_ids[depth];
+                    let ids = record.level_ids.get(start..start + len).unwrap_or(&[]);
+                    let occ = nodes
+                        .iter()
+                        .filter(|n| n.0 == depth && n.3 == parent)
+                        .count() as u32
+                        + 1;
+                    nodes.push((depth, number, id, parent));
+                    let mut row = Row::new(&self.tables[table], case, What::Node(ids));
+                    (row.id, row.parent, row.occ) = (id, parent, occ);
+                    rows[table].push(row);
+                }
+                let table = 1 + self.levels + record.record;
+                let parent = node_id(&nodes, level, record.node).unwrap_or(level_one);
+                let mut row = Row::new(&self.tables[table], case, What::Record(record));
+                (row.id, row.parent, row.occ) = (take(table), parent, record.occurrence);
+                rows[table].push(row);
+            }
+            let notes = 3 + self.levels + self.records;
+            for note in &case.notes {
+                rows[notes].push(Row::new(&self.tables[notes], case, What::Note(note)));
+            }
+        }
+        rows
     }
 }
 
@@ -251,6 +553,8 @@ pub enum Cell<'a> {
     Integer(i64),
     Number(Number),
     Text(&'a str),
+    /// Unix seconds.
+    Time(i64),
 }
 
 impl<'a> From<&'a Value> for Cell<'a> {
@@ -263,75 +567,123 @@ impl<'a> From<&'a Value> for Cell<'a> {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum What<'a> {
+    Case,
+    /// A level node, with its own id values.
+    Node(&'a [Value]),
+    Record(&'a RecordRow),
+    Note(&'a Note),
+}
+
 /// A row of one table, read straight from the case.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     pub table: &'a Table,
     case: &'a Case,
-    record: Option<&'a RecordRow>,
+    what: What<'a>,
+    id: i64,
+    parent: i64,
+    occ: u32,
 }
 
 impl<'a> Row<'a> {
+    fn new(table: &'a Table, case: &'a Case, what: What<'a>) -> Self {
+        Row {
+            table,
+            case,
+            what,
+            id: 0,
+            parent: 0,
+            occ: 1,
+        }
+    }
+
     pub fn record(&self) -> Option<&'a RecordRow> {
-        self.record
+        match self.what {
+            What::Record(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The row's values in the table's column order.
     pub fn cells(&self) -> impl Iterator<Item = Cell<'a>> + 'a {
-        let (case, record) = (self.case, self.record);
+        let row = *self;
         self.table
             .columns
             .iter()
-            .map(move |column| cell(case, record, column.source))
+            .map(move |column| row.cell(column.source))
+    }
+
+    fn cell(&self, source: ColumnSource) -> Cell<'a> {
+        let case = self.case;
+        let meta = &case.meta;
+        let text = |t: &'a Option<String>| t.as_deref().map(Cell::Text).unwrap_or(Cell::Null);
+        let int = |n: Option<i64>| n.map(Cell::Integer).unwrap_or(Cell::Null);
+        let value = |v: Option<&'a Value>| v.map(Cell::from).unwrap_or(Cell::Null);
+        match (source, self.what) {
+            (ColumnSource::Nothing, _) => Cell::Null,
+            (ColumnSource::CaseGuid, _) => Cell::Text(case.uuid.as_deref().unwrap_or("")),
+            (ColumnSource::CaseKey, _) => Cell::Text(&case.key),
+            (ColumnSource::CaseLabel, _) => Cell::Text(meta.label.as_deref().unwrap_or(&case.key)),
+            (ColumnSource::MetaText(field), _) => text(match field {
+                MetaText::PartialSaveMode => &meta.partial_save_mode,
+                MetaText::PartialSaveFieldName => &meta.partial_save_field_name,
+                MetaText::PartialSaveLevelKey => &meta.partial_save_level_key,
+            }),
+            (ColumnSource::MetaNumber(field), _) => int(match field {
+                MetaNumber::Revision => meta.last_modified_revision,
+                MetaNumber::Deleted => Some(meta.deleted.into()),
+                MetaNumber::Verified => Some(meta.verified.into()),
+                MetaNumber::PartialSaveRecordOccurrence => meta.partial_save_record_occurrence,
+                MetaNumber::PartialSaveItemOccurrence => meta.partial_save_item_occurrence,
+                MetaNumber::PartialSaveSubitemOccurrence => meta.partial_save_subitem_occurrence,
+            }),
+            (ColumnSource::RowId, _) => Cell::Integer(self.id),
+            (ColumnSource::ParentId, _) => Cell::Integer(self.parent),
+            (ColumnSource::Occurrence, _) => Cell::Integer(self.occ.into()),
+            (ColumnSource::IdItem(i), What::Node(ids)) => value(ids.get(i)),
+            (ColumnSource::Field(i), What::Record(r)) => value(r.values.get(i)),
+            (ColumnSource::Note(field), What::Note(note)) => match field {
+                NoteField::FieldName => Cell::Text(&note.field_name),
+                NoteField::LevelKey => Cell::Text(&note.level_key),
+                NoteField::RecordOccurrence => Cell::Integer(note.record_occurrence),
+                NoteField::ItemOccurrence => Cell::Integer(note.item_occurrence),
+                NoteField::SubitemOccurrence => Cell::Integer(note.subitem_occurrence),
+                NoteField::Content => Cell::Text(&note.content),
+                NoteField::OperatorId => Cell::Text(&note.operator_id),
+                NoteField::ModifiedTime => Cell::Time(note.modified_time),
+            },
+            _ => Cell::Null,
+        }
     }
 }
 
-fn cell<'a>(case: &'a Case, record: Option<&'a RecordRow>, source: ColumnSource) -> Cell<'a> {
-    let value = |v: Option<&'a Value>| v.map(Cell::from).unwrap_or(Cell::Null);
-    match (source, record) {
-        (ColumnSource::CaseNumber, _) => Cell::Integer(case.number as i64),
-        (ColumnSource::CaseKey, _) => Cell::Text(&case.key),
-        (ColumnSource::CaseUuid, _) => case.uuid.as_deref().map(Cell::Text).unwrap_or(Cell::Null),
-        (ColumnSource::CaseId(i), _) => value(case.ids.get(i)),
-        (ColumnSource::LevelNode, Some(r)) => Cell::Integer(r.node as i64),
-        (ColumnSource::LevelId(i), Some(r)) => value(r.level_ids.get(i)),
-        (ColumnSource::Occurrence, Some(r)) => Cell::Integer(r.occurrence as i64),
-        (ColumnSource::Field(i), Some(r)) => value(r.values.get(i)),
-        (_, None) => Cell::Null,
-    }
-}
-
-fn check_name(name: &str) -> Result<(), LayoutError> {
+/// Names taken from the dictionary: plain, so that no quoting rule of any database can
+/// change their meaning.
+fn check_plain(name: &str) -> Result<(), LayoutError> {
     let mut chars = name.chars();
     let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !plain {
         return Err(LayoutError::InvalidName { name: name.into() });
     }
+    check_len(name)
+}
+
+fn check_len(name: &str) -> Result<(), LayoutError> {
     if name.len() > MAX_IDENTIFIER_LEN {
         return Err(LayoutError::NameTooLong { name: name.into() });
     }
     Ok(())
 }
 
-fn index(table: &str, columns: &[&str]) -> Result<Index, LayoutError> {
-    let name = format!("{table}_{}_idx", columns.join("_"));
-    check_name(&name)?;
-    Ok(Index {
-        name,
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-    })
-}
-
 fn item_type(item: &Item) -> ColumnType {
     match item.kind {
-        ItemKind::Numeric => {
-            let digits = item.len - usize::from(item.decimal_char);
-            ColumnType::Decimal {
-                precision: digits.max(item.decimals as usize).max(1) as u8,
-                scale: item.decimals,
-            }
-        }
+        ItemKind::Numeric => ColumnType::Decimal {
+            precision: item.len.max(item.decimals as usize).clamp(1, 65) as u8,
+            scale: item.decimals,
+        },
         ItemKind::Alpha | ItemKind::Binary => ColumnType::Text,
     }
 }
@@ -342,13 +694,14 @@ struct TableBuilder {
 
 impl TableBuilder {
     fn new(name: &str, kind: TableKind) -> Result<Self, LayoutError> {
-        check_name(name)?;
+        check_len(name)?;
         Ok(TableBuilder {
             table: Table {
                 name: name.to_string(),
                 kind,
                 columns: Vec::new(),
-                primary_key: Vec::new(),
+                primary_key: None,
+                foreign_keys: Vec::new(),
                 indexes: Vec::new(),
             },
         })
@@ -359,9 +712,10 @@ impl TableBuilder {
         name: &str,
         column_type: ColumnType,
         nullable: bool,
+        default: Option<ColumnDefault>,
         source: ColumnSource,
     ) -> Result<(), LayoutError> {
-        check_name(name)?;
+        check_len(name)?;
         if self.table.column(name).is_some() {
             return Err(LayoutError::DuplicateColumn {
                 table: self.table.name.clone(),
@@ -372,7 +726,39 @@ impl TableBuilder {
             name: name.to_string(),
             column_type,
             nullable,
+            default,
             source,
+        });
+        Ok(())
+    }
+
+    fn serial(&mut self, name: &str) -> Result<(), LayoutError> {
+        self.push(name, ColumnType::Serial, false, None, ColumnSource::RowId)?;
+        self.table.primary_key = Some(name.to_owned());
+        Ok(())
+    }
+
+    fn reference(
+        &mut self,
+        column: &str,
+        table: &str,
+        references: &str,
+    ) -> Result<(), LayoutError> {
+        self.table.foreign_keys.push(ForeignKey {
+            column: column.to_owned(),
+            table: table.to_owned(),
+            references: references.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn index(&mut self, columns: &[&str], unique: bool) -> Result<(), LayoutError> {
+        let name = format!("{}-{}", self.table.name, columns.join("-"));
+        check_len(&name)?;
+        self.table.indexes.push(Index {
+            name,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            unique,
         });
         Ok(())
     }
@@ -384,409 +770,15 @@ impl TableBuilder {
         source: ColumnSource,
     ) -> Result<(), LayoutError> {
         let base = item.name.to_ascii_lowercase();
+        check_plain(&base)?;
         let name = match occurrence {
-            Some(n) => format!("{base}_{n}"),
+            Some(n) => format!("{base}({n})"),
             None => base,
         };
-        self.push(&name, item_type(item), true, source)
+        self.push(&name, item_type(item), true, None, source)
     }
 
-    fn finish(mut self, key: &[&str]) -> Table {
-        self.table.primary_key = key.iter().map(|c| c.to_string()).collect();
+    fn finish(self) -> Table {
         self.table
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cspro::csdb::{CsdbFile, CsdbReader};
-    use crate::cspro::data::{DatReader, ReadOptions};
-
-    const POPSTAN_DCF: &str =
-        include_str!("../../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
-    const POPSTAN_DAT: &str = include_str!("../../fixtures/cspro/jhandley_PopstanCensus.dat");
-    const THREE_LEVEL_DCF: &str =
-        include_str!("../../fixtures/cspro/cspro_ThreeLevelTest_HOUSEHOLD_DICT.dcf");
-    const TEST_DICT_JSON: &str = include_str!("../../fixtures/cspro/cspro_TestDict_json.dcf");
-
-    fn names(table: &Table) -> Vec<&str> {
-        table.columns.iter().map(|c| c.name.as_str()).collect()
-    }
-
-    fn decimal(precision: u8, scale: u8) -> ColumnType {
-        ColumnType::Decimal { precision, scale }
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(table_prefix("EVAL_DICT"), "eval");
-        assert_eq!(table_prefix("KAIROS_DICT"), "kairos");
-        assert_eq!(table_prefix("household_dict"), "household");
-        assert_eq!(table_prefix("CEN2000"), "cen2000");
-        assert_eq!(table_prefix("DICT"), "dict");
-        assert_eq!(table_prefix("MY_DICT_2"), "my_dict_2");
-    }
-
-    #[test]
-    fn popstan_plan() {
-        let dictionary = Dictionary::parse(POPSTAN_DCF).unwrap();
-        let layout = Layout::new(&dictionary).unwrap();
-        assert_eq!(layout.prefix, "cen2000");
-        assert_eq!(
-            layout.table_names().collect::<Vec<_>>(),
-            [
-                "cen2000_cases",
-                "cen2000_person",
-                "cen2000_housing",
-                "cen2000_interview_record"
-            ]
-        );
-
-        let cases = layout.cases_table();
-        assert_eq!(cases.kind, TableKind::Cases);
-        assert_eq!(
-            names(cases),
-            [
-                "case_id",
-                "case_key",
-                "case_uuid",
-                "province",
-                "district",
-                "village",
-                "ea",
-                "ur",
-                "building",
-                "hu",
-                "hh"
-            ]
-        );
-        assert_eq!(cases.primary_key, ["case_id"]);
-        assert_eq!(
-            cases.indexes,
-            [Index {
-                name: "cen2000_cases_case_key_idx".into(),
-                columns: vec!["case_key".into()]
-            }]
-        );
-        let id = cases.column("case_id").unwrap();
-        assert_eq!((id.column_type, id.nullable), (ColumnType::Integer, false));
-        assert_eq!(cases.column("village").unwrap().column_type, decimal(3, 0));
-
-        let person = layout.record_table(0);
-        assert_eq!(person.kind, TableKind::Record(0));
-        assert_eq!(person.primary_key, ["case_id", "occ"]);
-        assert_eq!(&names(person)[..4], ["case_id", "occ", "line", "p02_rel"]);
-        assert_eq!(person.columns.len(), 2 + 23);
-        let occ = names(person);
-        let parent = occ.iter().position(|c| *c == "p15_occ").unwrap();
-        assert_eq!(occ[parent + 1], "p15a_occ", "a subitem follows its parent");
-
-        let interview = layout.record_table(2);
-        let enumerator = interview.column("enumerator").unwrap();
-        assert_eq!(
-            (enumerator.column_type, enumerator.nullable),
-            (ColumnType::Text, true)
-        );
-        assert_eq!(
-            interview.column("interview_date").unwrap().column_type,
-            decimal(8, 0)
-        );
-    }
-
-    #[test]
-    fn three_level_and_json_plans() {
-        let dictionary = Dictionary::parse(THREE_LEVEL_DCF).unwrap();
-        let layout = Layout::new(&dictionary).unwrap();
-        assert_eq!(
-            layout.table_names().collect::<Vec<_>>(),
-            [
-                "household_cases",
-                "household_compound_info_rec",
-                "household_housing_unit_rec",
-                "household_household_rec",
-                "household_person_rec"
-            ]
-        );
-        let compound = layout.record_table(0);
-        assert_eq!(
-            names(compound),
-            [
-                "case_id",
-                "occ",
-                "latitude",
-                "longitude",
-                "housing_units_1",
-                "housing_units_2",
-                "housing_units_3",
-                "housing_units_4",
-                "housing_units_5",
-                "num_hus"
-            ]
-        );
-        // 15 characters, one of them the decimal point.
-        assert_eq!(
-            compound.column("latitude").unwrap().column_type,
-            decimal(14, 5)
-        );
-        assert_eq!(
-            layout.cases_table().column("village").unwrap().column_type,
-            ColumnType::Text
-        );
-
-        let unit = layout.record_table(1);
-        assert_eq!(
-            &names(unit)[..4],
-            ["case_id", "level_node", "housing_unit_number", "occ"]
-        );
-        assert_eq!(unit.primary_key, ["case_id", "level_node", "occ"]);
-
-        let person = layout.record_table(3);
-        let columns = names(person);
-        assert_eq!(
-            &columns[..5],
-            [
-                "case_id",
-                "level_node",
-                "housing_unit_number",
-                "household_number",
-                "occ"
-            ]
-        );
-        let tail: Vec<&str> = columns[columns.len() - 12..].to_vec();
-        assert_eq!(
-            tail,
-            [
-                "single_parent_of_repeating_subitem",
-                "repeating_subitem_1",
-                "repeating_subitem_2",
-                "repeating_subitem_3",
-                "not_repeating_subitem",
-                "repeating_parent_1",
-                "repeating_parent_2",
-                "sub_one_1",
-                "sub_one_2",
-                "sub_two_1",
-                "sub_two_2",
-                "p25_more"
-            ]
-        );
-
-        let json = Dictionary::parse(TEST_DICT_JSON).unwrap();
-        let layout = Layout::new(&json).unwrap();
-        assert_eq!(
-            layout.table_names().collect::<Vec<_>>(),
-            ["testdict_cases", "testdict_testdict_rec"]
-        );
-        // The image item has no column.
-        assert_eq!(
-            names(layout.record_table(0)),
-            ["case_id", "occ", "test_item"]
-        );
-    }
-
-    #[test]
-    fn popstan_rows() {
-        let dictionary = Dictionary::parse(POPSTAN_DCF).unwrap();
-        let layout = Layout::new(&dictionary).unwrap();
-        let cases: Vec<Case> = DatReader::new(&dictionary, POPSTAN_DAT, ReadOptions::default())
-            .collect::<Result<_, _>>()
-            .unwrap();
-
-        let mut per_table = vec![0usize; layout.tables.len()];
-        for case in &cases {
-            for row in layout.rows(case) {
-                assert_eq!(row.cells().count(), row.table.columns.len());
-                let index = layout
-                    .tables
-                    .iter()
-                    .position(|t| t.name == row.table.name)
-                    .unwrap();
-                per_table[index] += 1;
-            }
-            for table in &layout.tables {
-                let rows = layout.table_rows(table, case).count();
-                let expected = match table.kind {
-                    TableKind::Cases => 1,
-                    TableKind::Record(r) => case.rows_of(r).count(),
-                };
-                assert_eq!(rows, expected);
-            }
-        }
-        assert_eq!(per_table, [294, 1262, 240, 294]);
-
-        let first = &cases[0];
-        let case_row: Vec<Cell> = layout
-            .table_rows(layout.cases_table(), first)
-            .next()
-            .unwrap()
-            .cells()
-            .collect();
-        let num = |n: i64| Cell::Number(Number::new(n, 0));
-        assert_eq!(
-            case_row,
-            [
-                Cell::Integer(1),
-                Cell::Text("010100300110210011"),
-                Cell::Null,
-                num(1),
-                num(1),
-                num(3),
-                num(1),
-                num(1),
-                num(21),
-                num(1),
-                num(1)
-            ]
-        );
-        let interview = layout.record_table(2);
-        let row = layout.table_rows(interview, first).next().unwrap();
-        let cells: Vec<Cell> = row.cells().collect();
-        let at = |name: &str| {
-            cells[interview
-                .columns
-                .iter()
-                .position(|c| c.name == name)
-                .unwrap()]
-        };
-        assert_eq!(at("case_id"), Cell::Integer(1));
-        assert_eq!(at("occ"), Cell::Integer(1));
-        assert_eq!(at("enumerator"), Cell::Text("Lisa"));
-        assert_eq!(at("interview_month"), num(12));
-
-        let persons: Vec<Vec<Cell>> = layout
-            .table_rows(layout.record_table(0), first)
-            .map(|r| r.cells().take(2).collect())
-            .collect();
-        assert_eq!(
-            persons,
-            [
-                [Cell::Integer(1), Cell::Integer(1)],
-                [Cell::Integer(1), Cell::Integer(2)],
-                [Cell::Integer(1), Cell::Integer(3)]
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn three_level_rows_from_csdb() {
-        let dictionary = Dictionary::parse(THREE_LEVEL_DCF).unwrap();
-        let layout = Layout::new(&dictionary).unwrap();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/cspro/cspro_ThreeLevelTest.csdb");
-        let file = CsdbFile::open(&path, 1 << 20).await.unwrap();
-        let mut reader = CsdbReader::new(file, &dictionary, ReadOptions::default());
-        let cases = reader.next_chunk(100).await.unwrap();
-        let case = &cases[0];
-
-        let case_cells: Vec<Cell> = layout.rows(case).next().unwrap().cells().collect();
-        assert_eq!(
-            case_cells[2],
-            Cell::Text("997f1b93-b3c7-468e-ba29-7c9b799a0281")
-        );
-        assert_eq!(case_cells[5], Cell::Text("001"));
-
-        let person = layout.record_table(3);
-        let row = layout.table_rows(person, case).next().unwrap();
-        let cells: Vec<Cell> = row.cells().collect();
-        let at = |name: &str| cells[person.columns.iter().position(|c| c.name == name).unwrap()];
-        let num = |n: i64| Cell::Number(Number::new(n, 0));
-        assert_eq!(
-            [
-                at("case_id"),
-                at("level_node"),
-                at("housing_unit_number"),
-                at("household_number"),
-                at("occ")
-            ],
-            [
-                Cell::Integer(1),
-                Cell::Integer(1),
-                num(1),
-                num(1),
-                Cell::Integer(1)
-            ]
-        );
-        assert_eq!(at("first_name"), Cell::Text("newdude"));
-        assert_eq!(at("repeating_subitem_2"), num(2));
-        // DEFAULT has no decimal value: NULL.
-        assert_eq!(at("repeating_subitem_3"), Cell::Null);
-        assert_eq!(at("repeating_parent_2"), Cell::Text("2"));
-
-        let compound = layout.record_table(0);
-        let row = layout.table_rows(compound, case).next().unwrap();
-        let cells: Vec<Cell> = row.cells().collect();
-        let longitude = cells[compound
-            .columns
-            .iter()
-            .position(|c| c.name == "longitude")
-            .unwrap()];
-        match longitude {
-            Cell::Number(n) => assert_eq!(n.to_string(), "234234.56700"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn names_that_cannot_be_tables_are_refused() {
-        let dictionary = |name: &str, record: &str, items: &str| {
-            Dictionary::parse(&format!(
-                "[Dictionary]\nName={name}\nRecordTypeStart=1\nRecordTypeLen=1\n\
-                 [Level]\nName=L\n[IdItems]\n[Item]\nName=ID\nStart=2\nLen=1\n\
-                 [Record]\nName={record}\nRecordTypeValue='A'\n{items}"
-            ))
-            .unwrap()
-        };
-        let item = |name: &str, start: usize, extra: &str| {
-            format!("[Item]\nName={name}\nStart={start}\nLen=1\n{extra}")
-        };
-
-        let ok = dictionary("EVAL_DICT", "PRODUCTEURS", &item("X", 3, ""));
-        assert_eq!(
-            Layout::new(&ok).unwrap().table_names().collect::<Vec<_>>(),
-            ["eval_cases", "eval_producteurs"]
-        );
-
-        let cases = dictionary("EVAL_DICT", "CASES", &item("X", 3, ""));
-        assert_eq!(
-            Layout::new(&cases),
-            Err(LayoutError::DuplicateTable {
-                table: "eval_cases".into()
-            })
-        );
-
-        let occ = dictionary("EVAL_DICT", "R", &item("OCC", 3, ""));
-        assert_eq!(
-            Layout::new(&occ),
-            Err(LayoutError::DuplicateColumn {
-                table: "eval_r".into(),
-                column: "occ".into()
-            })
-        );
-
-        let items = format!("{}{}", item("X", 3, "Occurrences=2\n"), item("X_1", 5, ""));
-        let repeated = dictionary("EVAL_DICT", "R", &items);
-        assert_eq!(
-            Layout::new(&repeated),
-            Err(LayoutError::DuplicateColumn {
-                table: "eval_r".into(),
-                column: "x_1".into()
-            })
-        );
-
-        let long = "R".repeat(60);
-        let too_long = dictionary("EVAL_DICT", &long, &item("X", 3, ""));
-        assert!(matches!(
-            Layout::new(&too_long),
-            Err(LayoutError::NameTooLong { .. })
-        ));
-
-        let odd = dictionary("EVAL-DICT", "R", &item("X", 3, ""));
-        assert_eq!(
-            Layout::new(&odd),
-            Err(LayoutError::InvalidName {
-                name: "eval-dict".into()
-            })
-        );
     }
 }

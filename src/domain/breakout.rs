@@ -74,6 +74,13 @@ pub fn in_the_way(foreign: Vec<String>, others: &[OtherClaim]) -> InTheWay {
     }
 }
 
+/// The cases a breakout's tables hold that the data it just read no longer has: their
+/// rows go, so the tables mirror the data (a case CSPro deleted is still in the data,
+/// flagged, and stays).
+pub fn gone_cases(stored: Vec<String>, read: &std::collections::HashSet<String>) -> Vec<String> {
+    stored.into_iter().filter(|id| !read.contains(id)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +133,14 @@ mod tests {
         );
         assert!(said.contains("1 of the tables"), "{said}");
         assert!(in_the_way(Vec::new(), &[]).is_empty());
+    }
+
+    #[test]
+    fn cases_the_data_no_longer_has_go() {
+        let read: std::collections::HashSet<String> =
+            ["a", "c"].iter().map(|s| s.to_string()).collect();
+        let stored = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(gone_cases(stored, &read), ["b", "d"]);
+        assert!(gone_cases(Vec::new(), &read).is_empty());
     }
 }

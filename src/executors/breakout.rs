@@ -21,7 +21,7 @@
 //! for which files are read at all), and a chunk closes early once its cases weigh
 //! [`MAX_CHUNK_WEIGHT`], so a job holds at most `3 × threads + 1` chunks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,12 +36,14 @@ use super::{ExecutionError, Executor, Reporter, Run, Task};
 use crate::cspro::csdb::{CsdbFile, CsdbReader};
 use crate::cspro::data::{Case, DatReader, IssueKind, ReadOptions};
 use crate::cspro::dictionary::Dictionary;
-use crate::cspro::layout::Layout;
+use crate::cspro::layout::{case_guid, Layout};
+use crate::domain::breakout::gone_cases;
 use crate::domain::ids::OperationId;
 use crate::domain::operation::{OperationResult, ProgressReport};
 use crate::domain::FieldError;
 use crate::store::breakout::{
-    BreakoutData, BreakoutDictionary, BreakoutSink, ChunkKey, DataKind, UploadError,
+    BreakoutData, BreakoutDictionary, BreakoutSink, ChunkKey, DataKind, RunEnd, RunStart,
+    UploadError,
 };
 use crate::store::StoreError;
 
@@ -182,7 +184,7 @@ async fn break_out(task: Task) -> Result<OperationResult, ExecutionError> {
             chunk_size: params.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             strict: params.strict,
         };
-        let outcome = job.run(&registered, replace, known).await?;
+        let outcome = job.run(&registered, replace, resuming, known).await?;
         tables_created.extend(outcome.tables);
         total_cases += outcome.cases;
         written += outcome.written;
@@ -220,6 +222,8 @@ struct Chunk {
     index: i64,
     fingerprint: String,
     cases: Vec<Case>,
+    /// The first serial id of each table its rows take.
+    first_ids: Vec<i64>,
 }
 
 struct Outcome {
@@ -241,11 +245,16 @@ fn fingerprint(cases: &[Case]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// What a source read: its cases, in how many chunks.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a source read: its cases, in how many chunks, with what the jobs table and the
+/// removal of the cases the data no longer has need.
+#[derive(Debug, Clone, Default)]
 struct Read {
     cases: u64,
     chunks: i64,
+    ids: HashSet<String>,
+    first: Option<String>,
+    last: Option<String>,
+    revisions: Option<(i64, i64)>,
 }
 
 type Source =
@@ -303,6 +312,7 @@ impl Job {
         &self,
         registered: &BreakoutDictionary,
         replace: bool,
+        resuming: bool,
         known: Known,
     ) -> Result<Outcome, ExecutionError> {
         let dictionary = Arc::new(
@@ -329,7 +339,8 @@ impl Job {
         }
         // Before any table is created: data that cannot be read leaves nothing behind.
         let input = self.open_input(registered).await?;
-        self.sink
+        let new = self
+            .sink
             .create_tables(
                 &registered.name,
                 &layout,
@@ -339,7 +350,42 @@ impl Job {
             )
             .await
             .map_err(db_error)?;
+        // Rows already there are rewritten through the cascade of their foreign keys:
+        // tables only this job has written into get theirs at the end.
+        if !new && !resuming {
+            self.sink
+                .ensure_foreign_keys(&layout)
+                .await
+                .map_err(db_error)?;
+        }
+        // Without them (a load into new tables, or its next attempt), the tables hold no
+        // row of a chunk still to write.
+        let rewrite = !new
+            && self
+                .sink
+                .has_foreign_keys(&layout)
+                .await
+                .map_err(db_error)?;
 
+        let mut next_ids = self.sink.next_ids(&layout).await.map_err(db_error)?;
+        let jobs = layout
+            .tables
+            .iter()
+            .position(|t| t.name == layout.jobs_table().name)
+            .unwrap_or_default();
+        let job_row = next_ids[jobs];
+        next_ids[jobs] += 1;
+        let source_modified = match &registered.data {
+            BreakoutData::ServerFile(_) => input
+                .file
+                .file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64),
+            BreakoutData::Upload(_) => Some(registered.created_at.timestamp()),
+        };
         let options = ReadOptions {
             strict: self.strict,
         };
@@ -356,8 +402,10 @@ impl Job {
             BreakoutData::ServerFile(path) => path.as_str(),
             BreakoutData::Upload(_) => "(uploaded)",
         };
-        let chunker = Chunker::new(self.chunk_size, skip);
-        let (total, source) = match registered.data_kind {
+        // Text data have no case ids: each case gets one from its key.
+        let guids = (registered.data_kind == DataKind::Dat).then(|| registered.name.clone());
+        let chunker = Chunker::new(self.chunk_size, skip, layout.clone(), next_ids, guids);
+        let (total, cspro_version, source) = match registered.data_kind {
             DataKind::Dat => {
                 // Counted in a first pass for the progress reports, then read again.
                 let (counted, file) = {
@@ -375,7 +423,7 @@ impl Job {
                     .map_err(|e| unreadable(shown, e))?
                 };
                 let source = dat_source(dictionary.clone(), file, options, chunker, sender);
-                (counted, source)
+                (counted, dictionary.version.clone(), source)
             }
             DataKind::Csdb => {
                 let mut file = CsdbFile::open_for_cases(&input.file.path)
@@ -388,11 +436,25 @@ impl Job {
                     .await
                     .map_err(|e| unreadable(shown, e))?;
                 let counted = file.count_cases().await.map_err(|e| unreadable(shown, e))?;
+                let version = file.cspro_version().to_owned();
                 let source = csdb_source(dictionary.clone(), file, options, chunker, sender);
-                (counted, source)
+                (counted, version, source)
             }
         };
 
+        self.sink
+            .start_run(
+                &layout,
+                RunStart {
+                    job: job_row,
+                    cases_to_process: total,
+                    cspro_version: &cspro_version,
+                    dictionary_text: &registered.dictionary,
+                    source_modified,
+                },
+            )
+            .await
+            .map_err(db_error)?;
         let receiver = Arc::new(Mutex::new(receiver));
         let mut source = tokio::spawn(source);
         let mut read = None;
@@ -412,10 +474,9 @@ impl Job {
                     let Some(chunk) = next else {
                         return Ok(());
                     };
-                    let (Some(first), Some(last)) = (chunk.cases.first(), chunk.cases.last())
-                    else {
+                    if chunk.cases.is_empty() {
                         continue;
-                    };
+                    }
                     let issues = chunk_issues(&chunk.cases).to_string();
                     let _writing = WRITERS.acquire().await.map_err(|_| internal())?;
                     sink.write_chunk(
@@ -426,10 +487,10 @@ impl Job {
                             chunk: chunk.index,
                             fingerprint: &chunk.fingerprint,
                         },
-                        first.number,
-                        last.number,
                         &chunk.cases,
+                        &chunk.first_ids,
                         &issues,
+                        rewrite,
                     )
                     .await
                     .map_err(db_error)?;
@@ -498,7 +559,26 @@ impl Job {
             None => source.await.map_err(|_| internal())??,
         };
         self.sink
-            .finish(&layout, &registered.name, read.cases, read.chunks)
+            .ensure_foreign_keys(&layout)
+            .await
+            .map_err(db_error)?;
+        let stored = self.sink.stored_cases(&layout).await.map_err(db_error)?;
+        let gone = gone_cases(stored, &read.ids);
+        self.sink
+            .finish(
+                &layout,
+                &registered.name,
+                &gone,
+                read.chunks,
+                RunEnd {
+                    job: job_row,
+                    start_caseid: read.first.as_deref(),
+                    start_revision: read.revisions.map(|r| r.0),
+                    end_caseid: read.last.as_deref(),
+                    end_revision: read.revisions.map(|r| r.1),
+                    cases_processed: read.cases,
+                },
+            )
             .await
             .map_err(db_error)?;
         self.reporter
@@ -535,26 +615,42 @@ impl Skip {
             index,
             fingerprint,
             cases,
+            first_ids: Vec::new(),
         })
     }
 }
 
 /// Cases gathered into numbered chunks: `chunk_size` cases, or fewer once they weigh
 /// [`MAX_CHUNK_WEIGHT`]. The cut depends on the data alone, so a run over the same data
-/// makes the same chunks, and their fingerprints match.
+/// makes the same chunks, and their fingerprints match. Reading is sequential, so this is
+/// where each chunk to write gets its serial ids, and a text file's cases their GUIDs.
 struct Chunker {
     size: usize,
     skip: Skip,
+    layout: Arc<Layout>,
+    next_ids: Vec<i64>,
+    /// For text data, the dictionary name the GUIDs are made from, and how many times
+    /// each key came so far.
+    guids: Option<(String, HashMap<String, u32>)>,
     cases: Vec<Case>,
     weight: usize,
     read: Read,
 }
 
 impl Chunker {
-    fn new(size: usize, skip: Skip) -> Self {
+    fn new(
+        size: usize,
+        skip: Skip,
+        layout: Arc<Layout>,
+        next_ids: Vec<i64>,
+        guids: Option<String>,
+    ) -> Self {
         Chunker {
             size,
             skip,
+            layout,
+            next_ids,
+            guids: guids.map(|name| (name, HashMap::new())),
             cases: Vec::new(),
             weight: 0,
             read: Read::default(),
@@ -562,7 +658,20 @@ impl Chunker {
     }
 
     /// Adds a case; gives the chunk it closed, if it needs writing.
-    fn push(&mut self, case: Case) -> Option<Chunk> {
+    fn push(&mut self, mut case: Case) -> Option<Chunk> {
+        if let Some((dictionary, seen)) = &mut self.guids {
+            let repeat = seen.entry(case.key.clone()).or_default();
+            *repeat += 1;
+            case.uuid = Some(case_guid(dictionary, &case.key, *repeat));
+        }
+        let id = case.uuid.clone().unwrap_or_default();
+        self.read.first.get_or_insert_with(|| id.clone());
+        self.read.last = Some(id.clone());
+        self.read.ids.insert(id);
+        if let Some(revision) = case.meta.last_modified_revision {
+            let (low, high) = self.read.revisions.unwrap_or((revision, revision));
+            self.read.revisions = Some((low.min(revision), high.max(revision)));
+        }
         self.weight += case.weight();
         self.cases.push(case);
         if self.cases.len() < self.size && self.weight < MAX_CHUNK_WEIGHT {
@@ -580,7 +689,23 @@ impl Chunker {
         let index = self.read.chunks;
         self.read.chunks += 1;
         self.read.cases += cases.len() as u64;
-        self.skip.check(index, cases)
+        let mut chunk = self.skip.check(index, cases)?;
+        chunk.first_ids = self.next_ids.clone();
+        for (next, taken) in self
+            .next_ids
+            .iter_mut()
+            .zip(self.layout.ids_taken(&chunk.cases))
+        {
+            *next += taken;
+        }
+        Some(chunk)
+    }
+
+    fn finish(mut self, sender: impl FnOnce(Chunk)) -> Read {
+        if let Some(chunk) = self.close() {
+            sender(chunk);
+        }
+        self.read
     }
 }
 
@@ -605,10 +730,9 @@ fn dat_source(
                 }
             }
         }
-        if let Some(chunk) = chunker.close() {
+        Ok(chunker.finish(|chunk| {
             let _ = sender.blocking_send(chunk);
-        }
-        Ok(chunker.read)
+        }))
     });
     Box::pin(async move { reading.await.map_err(|_| internal())? })
 }
@@ -637,11 +761,13 @@ fn csdb_source(
                 }
             }
         }
-        if let Some(chunk) = chunker.close() {
+        let mut last = None;
+        let read = chunker.finish(|chunk| last = Some(chunk));
+        if let Some(chunk) = last {
             let _ = sender.send(chunk).await;
         }
         let _ = reader.into_file().close().await;
-        Ok(chunker.read)
+        Ok(read)
     })
 }
 

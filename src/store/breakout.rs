@@ -2,13 +2,11 @@
 //! writes (planned by [`crate::cspro::layout`]), the chunks a job committed (its cursor),
 //! and what the tables weigh.
 //!
-//! The tables live in the analytics database (the main one unless configured apart).
-//! Identifiers are always quoted. Numeric items are
-//! `NUMERIC(p,s)`: whole ones are bound as integers, the others as their exact decimal
-//! text (`CAST($n AS NUMERIC(p,s))` on PostgreSQL; SQLite's NUMERIC affinity converts the
-//! text itself), never as a float.
-//! Rows go in multi-row `INSERT`s whose row counts are powers of two, so each connection
-//! prepares a handful of statements and reuses them.
+//! The tables live in the analytics database (the main one unless configured apart; a
+//! PostgreSQL, SQLite or MySQL/MariaDB database, whose differences are in [`sql`]).
+//! Identifiers are always quoted. Numeric items are `NUMERIC(p,s)`: whole ones are bound
+//! as integers, the others as their exact decimal text (`CAST($n AS NUMERIC(p,s))` on
+//! PostgreSQL; SQLite and MySQL convert the text themselves), never as a float.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,19 +14,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyPool, Row};
 
-use super::{from_ms, sized_chunks, to_ms, Backend, Result, StoreError};
-use crate::cspro::data::Case;
-use crate::cspro::layout::{Cell, ColumnType, Layout, Table};
+use super::{from_ms, to_ms, Backend, Result, StoreError};
+use crate::cspro::layout::Layout;
 use crate::domain::breakout::{in_the_way, own_tables, InTheWay, OtherClaim};
-use crate::domain::ids::{OperationId, ProjectId, TenantId, UploadId};
+use crate::domain::ids::{ProjectId, TenantId, UploadId};
 
+mod sink;
+mod sql;
 mod uploads;
 
+pub use sink::{BreakoutSink, ChunkKey, RunEnd, RunStart};
+pub use sql::Dialect;
 pub use uploads::{UploadError, UPLOAD_CHUNK_BYTES};
-
-/// Bound parameters per statement, under SQLite's and PostgreSQL's limits.
-const MAX_PARAMS: usize = 30_000;
-const MAX_ROWS_PER_INSERT: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataKind {
@@ -96,15 +93,6 @@ pub struct CommittedChunk {
     pub issues: String,
 }
 
-/// Where a chunk goes and what it is.
-#[derive(Debug, Clone, Copy)]
-pub struct ChunkKey<'a> {
-    pub dictionary: &'a str,
-    pub operation: OperationId,
-    pub chunk: i64,
-    pub fingerprint: &'a str,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableStats {
     pub name: String,
@@ -144,162 +132,10 @@ fn decode_dictionary(row: &sqlx::any::AnyRow) -> Result<BreakoutDictionary> {
     })
 }
 
-/// The record of what was written into breakout tables lives beside them: in a separate
-/// analytics database, these are created there (the main database has them by migration).
-pub(super) const ANALYTICS_BOOKKEEPING: [&str; 2] = [
-    "CREATE TABLE IF NOT EXISTS breakout_outputs (
-        project_id TEXT NOT NULL,
-        dictionary TEXT NOT NULL,
-        tables TEXT NOT NULL,
-        operation_id TEXT NOT NULL,
-        created_at BIGINT NOT NULL,
-        PRIMARY KEY (project_id, dictionary)
-    )",
-    "CREATE TABLE IF NOT EXISTS breakout_chunks (
-        project_id TEXT NOT NULL,
-        dictionary TEXT NOT NULL,
-        chunk BIGINT NOT NULL,
-        operation_id TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        cases BIGINT NOT NULL,
-        issues TEXT NOT NULL,
-        committed_at BIGINT NOT NULL,
-        PRIMARY KEY (project_id, dictionary, chunk)
-    )",
-];
-
-/// `"name"`, with inner quotes doubled.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A breakout table as statements name it: `"name"` in the database's current schema,
-/// `"schema"."name"` in a project's own.
-fn qualified(schema: Option<&str>, name: &str) -> String {
-    match schema {
-        Some(schema) => format!("{}.{}", quote(schema), quote(name)),
-        None => quote(name),
-    }
-}
-
-fn column_type(t: ColumnType) -> String {
-    match t {
-        ColumnType::Integer => "BIGINT".into(),
-        ColumnType::Text => "TEXT".into(),
-        ColumnType::Decimal { precision, scale } => {
-            format!(
-                "NUMERIC({}, {})",
-                precision.max(1),
-                scale.min(precision.max(1))
-            )
-        }
-    }
-}
-
-/// `CREATE TABLE` and `CREATE INDEX` statements for one table (in `schema`, if given).
-pub fn table_ddl(table: &Table, schema: Option<&str>) -> Vec<String> {
-    let mut columns: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}{}",
-                quote(&c.name),
-                column_type(c.column_type),
-                if c.nullable { "" } else { " NOT NULL" }
-            )
-        })
-        .collect();
-    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
-    columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    let mut statements = vec![format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
-        qualified(schema, &table.name),
-        columns.join(", ")
-    )];
-    for index in &table.indexes {
-        let cols: Vec<String> = index.columns.iter().map(|c| quote(c)).collect();
-        statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-            quote(&index.name),
-            qualified(schema, &table.name),
-            cols.join(", ")
-        ));
-    }
-    statements
-}
-
-/// The placeholders of one row: numeric values are cast from their exact text on
-/// PostgreSQL; SQLite gets positional `?`s.
-fn row_placeholders(table: &Table, backend: Backend, first: usize) -> String {
-    let cells: Vec<String> = table
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match (c.column_type, backend) {
-            (ColumnType::Decimal { scale, .. }, Backend::Postgres) if scale > 0 => {
-                format!("CAST(${} AS {})", first + i, column_type(c.column_type))
-            }
-            (_, Backend::Postgres) => format!("${}", first + i),
-            // Anonymous parameters: SQLite finds a named one (`$7`) by a linear search,
-            // which makes binding a statement of thousands of them quadratic.
-            (_, Backend::Sqlite) => "?".to_owned(),
-        })
-        .collect();
-    format!("({})", cells.join(", "))
-}
-
-fn insert_sql(table: &Table, schema: Option<&str>, backend: Backend, rows: usize) -> String {
-    let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
-    let n = table.columns.len();
-    let values: Vec<String> = (0..rows)
-        .map(|r| row_placeholders(table, backend, 1 + r * n))
-        .collect();
-    format!(
-        "INSERT INTO {} ({}) VALUES {}",
-        qualified(schema, &table.name),
-        columns.join(", "),
-        values.join(", ")
-    )
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-fn bind_cell<'q>(query: AnyQuery<'q>, column: ColumnType, cell: Cell<'q>) -> AnyQuery<'q> {
-    match column {
-        ColumnType::Integer => query.bind(match cell {
-            Cell::Integer(i) => Some(i),
-            Cell::Number(n) => n.as_i64(),
-            Cell::Text(t) => t.trim().parse().ok(),
-            Cell::Null => None,
-        }),
-        // Whole numbers go as integers (PostgreSQL assigns `bigint` to `numeric` itself,
-        // and parses no text); fractions as their exact decimal text.
-        ColumnType::Decimal { scale: 0, .. } => query.bind(match cell {
-            Cell::Integer(i) => Some(i),
-            Cell::Number(n) => n.as_i64(),
-            Cell::Text(t) => t.trim().parse().ok(),
-            Cell::Null => None,
-        }),
-        ColumnType::Decimal { .. } => query.bind(match cell {
-            Cell::Integer(i) => Some(i.to_string()),
-            Cell::Number(n) => Some(n.to_string()),
-            Cell::Text(t) => Some(t.trim().to_owned()).filter(|t| !t.is_empty()),
-            Cell::Null => None,
-        }),
-        ColumnType::Text => match cell {
-            Cell::Text(t) => query.bind(Some(t)),
-            Cell::Integer(i) => query.bind(Some(i.to_string())),
-            Cell::Number(n) => query.bind(Some(n.to_string())),
-            Cell::Null => query.bind(None::<String>),
-        },
-    }
-}
-
 /// Where breakout tables are written: the main database unless configured apart.
 pub(super) struct Analytics {
     pool: AnyPool,
-    backend: Backend,
+    dialect: Dialect,
     /// Where it is, for error reports: host and port, or file (never the credentials).
     location: String,
     /// On PostgreSQL, each project's breakout tables in a schema of its own.
@@ -307,37 +143,62 @@ pub(super) struct Analytics {
 }
 
 impl Analytics {
-    pub(super) fn new(pool: AnyPool, backend: Backend, url: &str) -> Arc<Self> {
-        let location = match backend {
-            Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map_or_else(
+    pub(super) fn new(pool: AnyPool, dialect: Dialect, url: &str) -> Arc<Self> {
+        let location = match dialect {
+            Dialect::Postgres => sqlx::postgres::PgConnectOptions::from_str(url).map_or_else(
                 |_| "PostgreSQL".to_owned(),
                 |o| format!("Host: {}, Port: {}", o.get_host(), o.get_port()),
             ),
-            Backend::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).map_or_else(
+            Dialect::Mysql => sqlx::mysql::MySqlConnectOptions::from_str(url).map_or_else(
+                |_| "MySQL".to_owned(),
+                |o| format!("Host: {}, Port: {}", o.get_host(), o.get_port()),
+            ),
+            Dialect::Sqlite => sqlx::sqlite::SqliteConnectOptions::from_str(url).map_or_else(
                 |_| "SQLite".to_owned(),
                 |o| format!("File: {}", o.get_filename().display()),
             ),
         };
         Arc::new(Analytics {
             pool,
-            backend,
+            dialect,
             location,
             schema_per_project: false,
         })
     }
 
+    /// The bookkeeping tables a separate analytics database needs.
+    pub(super) async fn create_bookkeeping(&self) -> Result<()> {
+        for statement in sql::bookkeeping(self.dialect) {
+            sqlx::query(&statement).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// The same database, each project's breakout tables in a schema of its own
     /// (`breakout_<project>`), so that projects never share a table name. PostgreSQL only.
     pub(super) fn with_schema_per_project(&self) -> std::result::Result<Arc<Self>, String> {
-        if self.backend != Backend::Postgres {
+        if self.dialect != Dialect::Postgres {
             return Err("a schema per project needs a PostgreSQL analytics database".to_owned());
         }
         Ok(Arc::new(Analytics {
             pool: self.pool.clone(),
-            backend: self.backend,
+            dialect: self.dialect,
             location: self.location.clone(),
             schema_per_project: true,
         }))
+    }
+
+    fn quote(&self, name: &str) -> String {
+        self.dialect.quote(name)
+    }
+
+    fn qualified(&self, schema: Option<&str>, name: &str) -> String {
+        self.dialect.qualified(schema, name)
+    }
+
+    /// A statement written with `$n` placeholders, as this database takes it.
+    fn sql(&self, text: &str) -> String {
+        self.dialect.sql(text)
     }
 }
 
@@ -370,6 +231,11 @@ impl Breakout {
             url,
             analytics,
         }
+    }
+
+    /// The kind of database breakout tables go to.
+    pub fn dialect(&self) -> Dialect {
+        self.analytics.dialect
     }
 
     /// Where breakout tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
@@ -522,17 +388,18 @@ impl Breakout {
         if tables.is_empty() || self.analytics.schema_per_project {
             return Ok(Vec::new());
         }
-        let rows =
-            sqlx::query("SELECT tables, created_at FROM breakout_outputs WHERE project_id <> $1")
-                .bind(project.db())
-                .fetch_all(&self.analytics.pool)
-                .await?;
+        let rows = sqlx::query(
+            &self
+                .analytics
+                .sql("SELECT tables, created_at FROM breakout_outputs WHERE project_id <> $1"),
+        )
+        .bind(project.db())
+        .fetch_all(&self.analytics.pool)
+        .await?;
         let mut claims = Vec::new();
         for row in rows {
-            let recorded: Vec<String> = super::from_json(
-                &row.try_get::<String, _>("tables")?,
-                "breakout_outputs.tables",
-            )?;
+            let recorded: Vec<String> =
+                super::from_json(&sql::text(&row, "tables")?, "breakout_outputs.tables")?;
             let at = from_ms(row.try_get("created_at")?)?;
             claims.extend(
                 recorded
@@ -559,16 +426,20 @@ impl Breakout {
         names: &[String],
     ) -> Result<Vec<String>> {
         let schema = self.schema(project);
-        let sql = match (self.analytics.backend, &schema) {
-            (Backend::Postgres, None) => {
+        let sql = match (self.analytics.dialect, &schema) {
+            (Dialect::Postgres, None) => {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = $1"
             }
-            (Backend::Postgres, Some(_)) => {
+            (Dialect::Postgres, Some(_)) => {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables
                  WHERE table_schema = $2 AND table_name = $1"
             }
-            (Backend::Sqlite, _) => {
+            (Dialect::Mysql, _) => {
+                "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables
+                 WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+            (Dialect::Sqlite, _) => {
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1"
             }
         };
@@ -590,16 +461,16 @@ impl Breakout {
         project: ProjectId,
         dictionary: &str,
     ) -> Result<Option<BreakoutOutput>> {
-        let row = sqlx::query(
+        let row = sqlx::query(&self.analytics.sql(
             "SELECT tables, operation_id, created_at FROM breakout_outputs
              WHERE project_id = $1 AND dictionary = $2",
-        )
+        ))
         .bind(project.db())
         .bind(dictionary)
         .fetch_optional(&self.analytics.pool)
         .await?;
         row.map(|row| {
-            let tables: String = row.try_get("tables")?;
+            let tables = sql::text(&row, "tables")?;
             Ok(BreakoutOutput {
                 tables: super::from_json(&tables, "breakout_outputs.tables")?,
                 operation_id: row.try_get("operation_id")?,
@@ -610,9 +481,10 @@ impl Breakout {
     }
 
     /// Row counts and sizes measured from the database: `pg_total_relation_size` (table,
-    /// indexes and TOAST) on PostgreSQL; on SQLite the pages of the table and its indexes
-    /// from `dbstat` when the library has it, else the summed length of the stored values
-    /// (an estimate that leaves out page overhead and indexes).
+    /// indexes and TOAST) on PostgreSQL; on MySQL the data and index length InnoDB gives
+    /// once `ANALYZE TABLE` refreshed its statistics; on SQLite the pages of the table and
+    /// its indexes from `dbstat` when the library has it, else the summed length of the
+    /// stored values (an estimate that leaves out page overhead and indexes).
     pub async fn table_stats(
         &self,
         project: ProjectId,
@@ -621,20 +493,35 @@ impl Breakout {
         let schema = self.schema(project);
         let mut stats = Vec::new();
         for name in tables {
-            let table = qualified(schema.as_deref(), name);
+            let table = self.analytics.qualified(schema.as_deref(), name);
             let row_count: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?;
-            let size_bytes = match self.analytics.backend {
-                Backend::Postgres => sqlx::query(
+            let size_bytes = match self.analytics.dialect {
+                Dialect::Postgres => sqlx::query(
                     "SELECT CAST(pg_total_relation_size(CAST($1 AS regclass)) AS BIGINT) AS n",
                 )
                 .bind(&table)
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?,
-                Backend::Sqlite => self.sqlite_table_size(name).await?,
+                Dialect::Sqlite => self.sqlite_table_size(name).await?,
+                Dialect::Mysql => {
+                    sqlx::query(&format!("ANALYZE TABLE {table}"))
+                        .fetch_all(&self.analytics.pool)
+                        .await?;
+                    sqlx::query(
+                        "SELECT CAST(COALESCE(data_length, 0) + COALESCE(index_length, 0) AS SIGNED) AS n
+                         FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                    )
+                    .bind(name)
+                    .fetch_optional(&self.analytics.pool)
+                    .await?
+                    .map(|row| row.try_get("n"))
+                    .transpose()?
+                    .unwrap_or(0)
+                }
             };
             stats.push(TableStats {
                 name: name.clone(),
@@ -668,12 +555,17 @@ impl Breakout {
         }
         let lengths: Vec<String> = columns
             .iter()
-            .map(|c| format!("COALESCE(LENGTH(CAST({} AS BLOB)), 0)", quote(c)))
+            .map(|c| {
+                format!(
+                    "COALESCE(LENGTH(CAST({} AS BLOB)), 0)",
+                    self.analytics.quote(c)
+                )
+            })
             .collect();
         let row = sqlx::query(&format!(
             "SELECT CAST(COALESCE(SUM({}), 0) AS BIGINT) AS n FROM {}",
             lengths.join(" + "),
-            quote(name)
+            self.analytics.quote(name)
         ))
         .fetch_one(&self.analytics.pool)
         .await?;
@@ -681,14 +573,19 @@ impl Breakout {
     }
 
     /// The name of the database the tables are in: PostgreSQL's `current_database()`,
-    /// SQLite's file name.
+    /// MySQL's `DATABASE()`, SQLite's file name.
     pub async fn database_name(&self) -> Result<String> {
-        match self.analytics.backend {
-            Backend::Postgres => Ok(sqlx::query("SELECT CAST(current_database() AS TEXT) AS n")
+        let current = match self.analytics.dialect {
+            Dialect::Postgres => "SELECT CAST(current_database() AS TEXT) AS n",
+            Dialect::Mysql => "SELECT CAST(DATABASE() AS CHAR) AS n",
+            Dialect::Sqlite => "",
+        };
+        match self.analytics.dialect {
+            Dialect::Postgres | Dialect::Mysql => Ok(sqlx::query(current)
                 .fetch_one(&self.analytics.pool)
                 .await?
                 .try_get("n")?),
-            Backend::Sqlite => {
+            Dialect::Sqlite => {
                 let path = self
                     .url
                     .trim_start_matches("sqlite:")
@@ -714,28 +611,35 @@ impl Breakout {
         for name in tables.iter().rev() {
             sqlx::query(&format!(
                 "DROP TABLE IF EXISTS {}",
-                qualified(schema.as_deref(), name)
+                self.analytics.qualified(schema.as_deref(), name)
             ))
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM breakout_outputs WHERE project_id = $1 AND dictionary = $2")
-            .bind(project.db())
-            .bind(dictionary)
-            .execute(&mut *tx)
-            .await?;
-        forget_chunks(&mut tx, project, dictionary).await?;
+        sqlx::query(
+            &self
+                .analytics
+                .sql("DELETE FROM breakout_outputs WHERE project_id = $1 AND dictionary = $2"),
+        )
+        .bind(project.db())
+        .bind(dictionary)
+        .execute(&mut *tx)
+        .await?;
+        forget_chunks(&mut tx, self.analytics.dialect, project, dictionary).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Drops every breakout table of the project (when it is deleted); gives their names.
     pub(super) async fn drop_tables_of_project(&self, project: ProjectId) -> Result<Vec<String>> {
-        let dictionaries: Vec<String> =
-            sqlx::query_scalar("SELECT dictionary FROM breakout_outputs WHERE project_id = $1")
-                .bind(project.db())
-                .fetch_all(&self.analytics.pool)
-                .await?;
+        let dictionaries: Vec<String> = sqlx::query_scalar(
+            &self
+                .analytics
+                .sql("SELECT dictionary FROM breakout_outputs WHERE project_id = $1"),
+        )
+        .bind(project.db())
+        .fetch_all(&self.analytics.pool)
+        .await?;
         let mut dropped = Vec::new();
         for dictionary in dictionaries {
             // Only its own: a table another project recorded since is that one's.
@@ -751,266 +655,18 @@ impl Breakout {
     }
 }
 
-/// What a breakout job reads and writes, for one project: its registered dictionaries and
-/// their uploaded data, and in the analytics database the tables with the record of the
-/// chunks written into them. The breakout executor gets this, not the whole store.
-#[derive(Clone)]
-pub struct BreakoutSink {
-    breakout: Breakout,
-    project: ProjectId,
-}
-
-impl BreakoutSink {
-    fn schema(&self) -> Option<String> {
-        self.breakout.schema(self.project)
-    }
-
-    /// Where the tables go, as error reports name it: `Host: …, Port: …` or `File: …`.
-    pub fn location(&self) -> &str {
-        self.breakout.location()
-    }
-
-    pub async fn dictionary(&self, name: &str) -> Result<Option<BreakoutDictionary>> {
-        self.breakout.dictionary(self.project, name).await
-    }
-
-    /// Tables of the layout that exist but are not this project's breakout of this
-    /// dictionary.
-    pub async fn foreign_tables(&self, dictionary: &str, layout: &Layout) -> Result<InTheWay> {
-        self.breakout
-            .foreign_tables(self.project, dictionary, layout)
-            .await
-    }
-
-    /// The chunks written into the dictionary's tables, in chunk order.
-    pub async fn committed_chunks(&self, dictionary: &str) -> Result<Vec<CommittedChunk>> {
-        let rows = sqlx::query(
-            "SELECT chunk, operation_id, fingerprint, cases, issues FROM breakout_chunks
-             WHERE project_id = $1 AND dictionary = $2 ORDER BY chunk",
-        )
-        .bind(self.project.db())
-        .bind(dictionary)
-        .fetch_all(&self.breakout.analytics.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(CommittedChunk {
-                    chunk: row.try_get("chunk")?,
-                    operation_id: row.try_get("operation_id")?,
-                    fingerprint: row.try_get("fingerprint")?,
-                    cases: row.try_get::<i64, _>("cases")? as u64,
-                    issues: row.try_get("issues")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Creates the layout's tables (dropping them first when `replace`), in one
-    /// transaction, and records them as the dictionary's breakout output.
-    pub async fn create_tables(
-        &self,
-        dictionary: &str,
-        layout: &Layout,
-        replace: bool,
-        operation: OperationId,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let schema = self.schema();
-        let mut tx = self.breakout.analytics.pool.begin().await?;
-        if let Some(schema) = &schema {
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
-                .execute(&mut *tx)
-                .await?;
-        }
-        if replace {
-            for table in layout.tables.iter().rev() {
-                sqlx::query(&format!(
-                    "DROP TABLE IF EXISTS {}",
-                    qualified(schema.as_deref(), &table.name)
-                ))
-                .execute(&mut *tx)
-                .await?;
-            }
-            forget_chunks(&mut tx, self.project, dictionary).await?;
-        }
-        for table in &layout.tables {
-            for statement in table_ddl(table, schema.as_deref()) {
-                sqlx::query(&statement).execute(&mut *tx).await?;
-            }
-        }
-        let names: Vec<&str> = layout.table_names().collect();
-        sqlx::query(
-            "INSERT INTO breakout_outputs (project_id, dictionary, tables, operation_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (project_id, dictionary) DO UPDATE SET tables = excluded.tables,
-               operation_id = excluded.operation_id, created_at = excluded.created_at",
-        )
-        .bind(self.project.db())
-        .bind(dictionary)
-        .bind(super::to_json(&names))
-        .bind(operation.db())
-        .bind(to_ms(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes one chunk of cases (numbers `first..=last`) in one transaction: their old
-    /// rows are deleted, the new ones inserted, and the chunk recorded with its
-    /// fingerprint, so a job that dies resumes after the chunks it committed and a later
-    /// run skips the chunks that did not change.
-    pub async fn write_chunk(
-        &self,
-        layout: &Layout,
-        key: ChunkKey<'_>,
-        first: u64,
-        last: u64,
-        cases: &[Case],
-        issues: &str,
-    ) -> Result<()> {
-        let schema = self.schema();
-        let mut tx = self.breakout.analytics.pool.begin().await?;
-        for table in layout.tables.iter().rev() {
-            sqlx::query(&format!(
-                "DELETE FROM {} WHERE case_id >= $1 AND case_id <= $2",
-                qualified(schema.as_deref(), &table.name)
-            ))
-            .bind(first as i64)
-            .bind(last as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for table in &layout.tables {
-            let rows: Vec<_> = cases
-                .iter()
-                .flat_map(|case| layout.table_rows(table, case))
-                .collect();
-            let per_statement = (MAX_PARAMS / table.columns.len().max(1)).min(MAX_ROWS_PER_INSERT);
-            for batch in sized_chunks(&rows, per_statement) {
-                let sql = insert_sql(
-                    table,
-                    schema.as_deref(),
-                    self.breakout.analytics.backend,
-                    batch.len(),
-                );
-                let mut query = sqlx::query(&sql);
-                for row in batch {
-                    for (cell, column) in row.cells().zip(&table.columns) {
-                        query = bind_cell(query, column.column_type, cell);
-                    }
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
-        sqlx::query(
-            "INSERT INTO breakout_chunks (project_id, dictionary, chunk, operation_id, fingerprint,
-               cases, issues, committed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (project_id, dictionary, chunk) DO UPDATE SET
-               operation_id = excluded.operation_id, fingerprint = excluded.fingerprint,
-               cases = excluded.cases, issues = excluded.issues, committed_at = excluded.committed_at",
-        )
-        .bind(self.project.db())
-        .bind(key.dictionary)
-        .bind(key.chunk)
-        .bind(key.operation.db())
-        .bind(key.fingerprint)
-        .bind(cases.len() as i64)
-        .bind(issues)
-        .bind(to_ms(crate::clock::now()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// After a run over `cases` cases in `chunks` chunks: removes the rows of cases the
-    /// data no longer has, and the chunks past the end.
-    pub async fn finish(
-        &self,
-        layout: &Layout,
-        dictionary: &str,
-        cases: u64,
-        chunks: i64,
-    ) -> Result<()> {
-        let schema = self.schema();
-        let mut tx = self.breakout.analytics.pool.begin().await?;
-        for table in layout.tables.iter().rev() {
-            sqlx::query(&format!(
-                "DELETE FROM {} WHERE case_id > $1",
-                qualified(schema.as_deref(), &table.name)
-            ))
-            .bind(cases as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2 AND chunk >= $3",
-        )
-        .bind(self.project.db())
-        .bind(dictionary)
-        .bind(chunks)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-async fn forget_chunks(
+pub(super) async fn forget_chunks(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
     project: ProjectId,
     dictionary: &str,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2")
-        .bind(project.db())
-        .bind(dictionary)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        &dialect.sql("DELETE FROM breakout_chunks WHERE project_id = $1 AND dictionary = $2"),
+    )
+    .bind(project.db())
+    .bind(dictionary)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cspro::dictionary::Dictionary;
-
-    #[test]
-    fn ddl_quotes_names_and_types_numbers_exactly() {
-        let text = include_str!("../../fixtures/cspro/jhandley_PopstanCensus_CEN2000.dcf");
-        let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
-        let ddl = table_ddl(layout.cases_table(), None);
-        assert!(ddl[0].starts_with(
-            "CREATE TABLE IF NOT EXISTS \"cen2000_cases\" (\"case_id\" BIGINT NOT NULL"
-        ));
-        assert!(ddl[0].ends_with("PRIMARY KEY (\"case_id\"))"), "{}", ddl[0]);
-        assert!(ddl.iter().any(|s| s.contains("(\"case_key\")")));
-        // Popstan's ids are whole numbers: bound as integers, no cast.
-        let sql = insert_sql(layout.cases_table(), None, Backend::Postgres, 2);
-        assert!(!sql.contains("CAST") && sql.contains("$22"), "{sql}");
-        // An item with decimals is cast from its exact text.
-        let text = include_str!("../../fixtures/cspro/cspro_ThreeLevelTest_HOUSEHOLD_DICT.dcf");
-        let layout = Layout::new(&Dictionary::parse(text).unwrap()).unwrap();
-        let table = layout
-            .tables
-            .iter()
-            .find(|t| {
-                t.columns
-                    .iter()
-                    .any(|c| matches!(c.column_type, ColumnType::Decimal { scale: 1.., .. }))
-            })
-            .expect("a table with a decimal item");
-        let sql = insert_sql(table, None, Backend::Postgres, 1);
-        assert!(sql.contains("AS NUMERIC("), "{sql}");
-        let sql = insert_sql(layout.cases_table(), None, Backend::Sqlite, 1);
-        let ddl = table_ddl(layout.cases_table(), Some("breakout_p1"));
-        let in_schema = format!(
-            "CREATE TABLE IF NOT EXISTS \"breakout_p1\".\"{}\"",
-            layout.cases_table().name
-        );
-        assert!(ddl[0].starts_with(&in_schema), "{}", ddl[0]);
-        assert!(ddl[1..].iter().all(|s| s.contains("ON \"breakout_p1\".")));
-        assert!(!sql.contains("CAST") && !sql.contains('$'), "{sql}");
-    }
 }

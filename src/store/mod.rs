@@ -91,6 +91,14 @@ impl Backend {
         }
     }
 
+    /// The dialect of breakout tables written into this database.
+    fn dialect(self) -> breakout::Dialect {
+        match self {
+            Self::Postgres => breakout::Dialect::Postgres,
+            Self::Sqlite => breakout::Dialect::Sqlite,
+        }
+    }
+
     fn for_update(self) -> &'static str {
         match self {
             Self::Postgres => " FOR UPDATE",
@@ -107,7 +115,7 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL `{0}`: use postgres://… or sqlite:…")]
+    #[error("unsupported database URL `{0}`: use postgres://… or sqlite:… (or, for the analytics database only, mysql://…)")]
     UnsupportedUrl(String),
     #[error("the database writer stopped before answering")]
     WriterGone,
@@ -131,6 +139,13 @@ pub enum StoreError {
 impl StoreError {
     fn corrupt(what: impl std::fmt::Display) -> Self {
         Self::Corrupt(what.to_string())
+    }
+
+    /// The transaction was rolled back to break a deadlock (PostgreSQL's `40P01`, MySQL's
+    /// `40001`): it may simply run again.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e))
+            if e.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "1213")))
     }
 
     /// The pool could not hand out a connection in time, the server is unreachable, or it
@@ -236,6 +251,29 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
     Ok((pool, backend, url))
 }
 
+/// A pool for a MySQL or MariaDB analytics database (breakout tables only: Relais keeps
+/// none of its own state there).
+async fn open_mysql_pool(url: &str) -> Result<(AnyPool, breakout::Dialect, String)> {
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(url)?;
+    AnyConnection::connect_with(&options).await?.close().await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        // Under REPEATABLE READ, InnoDB locks the gaps a delete of absent rows searched,
+        // and chunks written side by side then deadlock on each other's inserts.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok((pool, breakout::Dialect::Mysql, url.to_owned()))
+}
+
 /// The database, connected and migrated, and its parts. Cheap to clone: clones share
 /// the pools, the group commit and the signals.
 #[derive(Clone)]
@@ -272,7 +310,7 @@ impl Store {
             pool.clone(),
             backend,
             url.clone(),
-            breakout::Analytics::new(pool.clone(), backend, &url),
+            breakout::Analytics::new(pool.clone(), backend.dialect(), &url),
         );
         let batches = Batches::new(pool.clone(), backend, operations.clone(), signals.clone());
         Ok(Store {
@@ -312,11 +350,16 @@ impl Store {
     /// From now on, breakout tables (and the record of what was written into them) go
     /// into this database instead of the main one.
     pub async fn with_analytics_database(self, url: &str) -> Result<Self> {
-        let (pool, backend, url) = open_pool(url).await?;
-        for statement in breakout::ANALYTICS_BOOKKEEPING {
-            sqlx::query(statement).execute(&pool).await?;
-        }
-        Ok(self.with_analytics(breakout::Analytics::new(pool, backend, &url)))
+        let (pool, dialect, url) = match breakout::Dialect::from_url(url) {
+            Some(breakout::Dialect::Mysql) => open_mysql_pool(url).await?,
+            _ => {
+                let (pool, backend, url) = open_pool(url).await?;
+                (pool, backend.dialect(), url)
+            }
+        };
+        let analytics = breakout::Analytics::new(pool, dialect, &url);
+        analytics.create_bookkeeping().await?;
+        Ok(self.with_analytics(analytics))
     }
 
     /// From now on, each project's breakout tables go into a schema of its own

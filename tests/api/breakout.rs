@@ -103,21 +103,35 @@ async fn query_at(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 pub(crate) async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {
     let mut out = Vec::new();
     for t in tables {
-        let rows = query(app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {t}")).await;
+        let rows = query(app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM \"{t}\"")).await;
         out.push(rows[0][0].as_deref().unwrap().parse().unwrap());
     }
     out
 }
 
-pub(crate) const POPSTAN_TABLES: [&str; 4] = [
+/// Every table a Popstan breakout creates, CSWeb's bookkeeping included.
+pub(crate) const POPSTAN_TABLES: [&str; 8] = [
     "cen2000_cases",
+    "cen2000_level-1",
+    "cen2000_person",
+    "cen2000_housing",
+    "cen2000_interview_record",
+    "cen2000_cspro_jobs",
+    "cen2000_cspro_meta",
+    "cen2000_notes",
+];
+
+/// The tables that hold Popstan's data: the first five of `POPSTAN_TABLES`.
+pub(crate) const POPSTAN_DATA: [&str; 5] = [
+    "cen2000_cases",
+    "cen2000_level-1",
     "cen2000_person",
     "cen2000_housing",
     "cen2000_interview_record",
 ];
 
-/// The rows one Popstan file gives each of `POPSTAN_TABLES`.
-pub(crate) const POPSTAN_ROWS: [i64; 4] = [294, 1262, 240, 294];
+/// The rows one Popstan file gives each of `POPSTAN_DATA`.
+pub(crate) const POPSTAN_ROWS: [i64; 5] = [294, 294, 1262, 240, 294];
 
 /// Copies of Popstan in the file that interruption tests break off after its first 300
 /// cases: enough that the job is still far from done when the test cuts in.
@@ -187,27 +201,29 @@ async fn breakout_popstan_census_into_typed_tables(backend: Backend) {
             )
         })
         .collect();
-    assert_eq!(
-        rows,
-        [
-            ("cen2000_cases".to_owned(), "main".to_owned(), 294),
-            ("cen2000_person".to_owned(), "record".to_owned(), 1262),
-            ("cen2000_housing".to_owned(), "record".to_owned(), 240),
-            (
-                "cen2000_interview_record".to_owned(),
-                "record".to_owned(),
-                294
-            ),
-        ]
-    );
+    let expected: Vec<(String, String, i64)> = [
+        ("cen2000_cases", "main", 294),
+        ("cen2000_level-1", "level", 294),
+        ("cen2000_person", "record", 1262),
+        ("cen2000_housing", "record", 240),
+        ("cen2000_interview_record", "record", 294),
+        ("cen2000_cspro_jobs", "jobs", 1),
+        ("cen2000_cspro_meta", "meta", 1),
+        ("cen2000_notes", "notes", 0),
+    ]
+    .iter()
+    .map(|(n, k, c)| (n.to_string(), k.to_string(), *c))
+    .collect();
+    assert_eq!(rows, expected);
     assert!(t.body["total_size"].as_str().unwrap().ends_with('B'));
 
     // Spot checks: ids and a zero-filled numeric on the cases row, an alpha item, person
     // rows keyed by case and occurrence.
     let case = query(
         &app,
-        "SELECT case_key, CAST(province AS TEXT), CAST(village AS TEXT), CAST(hh AS TEXT)
-         FROM cen2000_cases WHERE case_id = 1",
+        "SELECT c.key, CAST(province AS TEXT), CAST(village AS TEXT), CAST(hh AS TEXT)
+         FROM cen2000_cases c JOIN \"cen2000_level-1\" l ON l.\"case-id\" = c.id
+         WHERE c.key = '010100300110210011'",
     )
     .await;
     assert_eq!(
@@ -221,7 +237,9 @@ async fn breakout_popstan_census_into_typed_tables(backend: Backend) {
     );
     let interview = query(
         &app,
-        "SELECT enumerator, CAST(interview_month AS TEXT) FROM cen2000_interview_record WHERE case_id = 1",
+        "SELECT enumerator, CAST(interview_month AS TEXT) FROM cen2000_interview_record r
+         JOIN \"cen2000_level-1\" l ON l.\"level-1-id\" = r.\"level-1-id\"
+         JOIN cen2000_cases c ON c.id = l.\"case-id\" WHERE c.key = '010100300110210011'",
     )
     .await;
     assert_eq!(interview[0][0].as_deref().map(str::trim_end), Some("Lisa"));
@@ -229,7 +247,9 @@ async fn breakout_popstan_census_into_typed_tables(backend: Backend) {
     let persons = query(
         &app,
         "SELECT CAST(occ AS TEXT), CAST(p03_sex AS TEXT), CAST(p04_age AS TEXT)
-         FROM cen2000_person WHERE case_id = 1 ORDER BY occ",
+         FROM cen2000_person p JOIN \"cen2000_level-1\" l ON l.\"level-1-id\" = p.\"level-1-id\"
+         JOIN cen2000_cases c ON c.id = l.\"case-id\" WHERE c.key = '010100300110210011'
+         ORDER BY occ",
     )
     .await;
     assert_eq!(persons.len(), 3);
@@ -315,11 +335,7 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
     let done = finished(&app, &job).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["total_cases"], 1);
-    let cases = query(
-        &app,
-        &format!("SELECT case_uuid FROM {} WHERE case_id = 1", tables[0]),
-    )
-    .await;
+    let cases = query(&app, &format!("SELECT id FROM {}", tables[0])).await;
     assert_eq!(
         cases[0][0].as_deref(),
         Some("997f1b93-b3c7-468e-ba29-7c9b799a0281")
@@ -328,7 +344,7 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
     // a repeating subitem is a column per occurrence, DEFAULT is NULL.
     let longitude = query(
         &app,
-        "SELECT CAST(longitude AS TEXT) FROM household_compound_info_rec WHERE case_id = 1",
+        "SELECT CAST(longitude AS TEXT) FROM household_compound_info_rec",
     )
     .await;
     let longitude = longitude[0][0].clone().unwrap();
@@ -338,9 +354,9 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
     }
     let person = query(
         &app,
-        "SELECT first_name, CAST(repeating_subitem_2 AS TEXT), CAST(repeating_subitem_3 AS TEXT),
-                CAST(level_node AS TEXT), CAST(occ AS TEXT)
-         FROM household_person_rec WHERE case_id = 1",
+        "SELECT first_name, CAST(\"repeating_subitem(2)\" AS TEXT), CAST(\"repeating_subitem(3)\" AS TEXT),
+                CAST(\"level-3-id\" AS TEXT), CAST(occ AS TEXT)
+         FROM household_person_rec",
     )
     .await;
     assert_eq!(person[0][0].as_deref().map(str::trim_end), Some("newdude"));
@@ -348,23 +364,22 @@ async fn breakout_three_level_csdb_with_its_own_dictionary(backend: Backend) {
     assert_eq!(person[0][2], None);
     assert_eq!(person[0][3].as_deref(), Some("1"));
     assert_eq!(person[0][4].as_deref(), Some("1"));
-    // Every record table joins back to its case.
-    for table in &tables[1..] {
-        let orphans = query(
-            &app,
-            &format!(
-                "SELECT CAST(COUNT(*) AS TEXT) FROM {table} r
-                 LEFT JOIN {} c ON c.case_id = r.case_id WHERE c.case_id IS NULL",
-                tables[0]
-            ),
-        )
-        .await;
-        assert_eq!(orphans[0][0].as_deref(), Some("0"), "{table}");
-    }
+    // The person joins back to its case through its household and housing unit.
+    let path = query(
+        &app,
+        "SELECT c.id FROM household_person_rec p
+         JOIN \"household_level-3\" h ON h.\"level-3-id\" = p.\"level-3-id\"
+         JOIN \"household_level-2\" u ON u.\"level-2-id\" = h.\"level-2-id\"
+         JOIN \"household_level-1\" l ON l.\"level-1-id\" = u.\"level-1-id\"
+         JOIN household_cases c ON c.id = l.\"case-id\"",
+    )
+    .await;
+    assert_eq!(path.len(), 1);
     let t = app.get(&format!("/api/breakout/tables/{name}")).await;
-    // The one case has one node of each level, each with its record.
+    // The one case has one node of each level, each with its record, one run, no notes.
     for table in t.body["tables"].as_array().unwrap() {
-        assert_eq!(table["row_count"], 1, "{}", t.text);
+        let expected = if table["type"] == "notes" { 0 } else { 1 };
+        assert_eq!(table["row_count"], expected, "{}", t.text);
     }
     assert_eq!(t.body["tables"].as_array().unwrap().len(), tables.len());
 }
@@ -389,7 +404,14 @@ async fn breakout_json_dictionary_breaks_out_too(backend: Backend) {
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(
         got.body["tables"],
-        json!(["testdict_cases", "testdict_testdict_rec"])
+        json!([
+            "testdict_cases",
+            "testdict_level-1",
+            "testdict_testdict_rec",
+            "testdict_cspro_jobs",
+            "testdict_cspro_meta",
+            "testdict_notes"
+        ])
     );
     let job = start_ok(&app, &json!({"dictionaries": [name]})).await;
     let done = finished(&app, &job).await;
@@ -397,9 +419,10 @@ async fn breakout_json_dictionary_breaks_out_too(backend: Backend) {
     assert_eq!(done["result"]["total_cases"], 2);
     let rows = query(
         &app,
-        "SELECT CAST(r.case_id AS TEXT), CAST(c.testdict_id AS TEXT), CAST(r.occ AS TEXT), r.test_item
-         FROM testdict_testdict_rec r JOIN testdict_cases c ON c.case_id = r.case_id
-         ORDER BY r.case_id, r.occ",
+        "SELECT c.key, CAST(l.testdict_id AS TEXT), CAST(r.occ AS TEXT), r.test_item
+         FROM testdict_testdict_rec r JOIN \"testdict_level-1\" l ON l.\"level-1-id\" = r.\"level-1-id\"
+         JOIN testdict_cases c ON c.id = l.\"case-id\"
+         ORDER BY c.key, r.occ",
     )
     .await;
     let rows: Vec<Vec<String>> = rows
@@ -449,7 +472,7 @@ async fn breakout_refuses_existing_tables_unless_overwrite_replaces_them(backend
     // Overwrite replaces: a stray row is gone and nothing is doubled.
     query(
         &app,
-        "INSERT INTO cen2000_cases (case_id, case_key) VALUES (9999, 'stray')",
+        "INSERT INTO cen2000_cases (id, key) VALUES ('stray', 'stray')",
     )
     .await;
     let job = start_ok(
@@ -458,7 +481,7 @@ async fn breakout_refuses_existing_tables_unless_overwrite_replaces_them(backend
     )
     .await;
     assert_eq!(finished(&app, &job).await["status"], "completed");
-    assert_eq!(counts(&app, &POPSTAN_TABLES).await, POPSTAN_ROWS);
+    assert_eq!(counts(&app, &POPSTAN_DATA).await, POPSTAN_ROWS);
 }
 
 async fn breakout_seed_error_codes(backend: Backend) {
@@ -550,6 +573,7 @@ async fn breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode(backend
     let good = std::fs::read_to_string(fixture("jhandley_PopstanCensus_first5cases.dat")).unwrap();
     let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
     let case_ids = &lines[0][1..19].to_owned();
+    let case_key = case_ids.clone();
     // Line 2 gets an unknown record type, line 3 is cut short, and the age of the first
     // person (columns 24-25) becomes letters.
     lines[1] = format!("9{}{}", case_ids, &lines[1][19..]);
@@ -576,6 +600,7 @@ async fn breakout_bad_lines_are_reported_per_case_or_fail_in_strict_mode(backend
         .iter()
         .map(|i| {
             assert_eq!(i["case_id"], 1, "{i}");
+            assert_eq!(i["case_key"], case_key.as_str(), "{i}");
             (
                 i["line"].as_i64().unwrap(),
                 i["kind"].as_str().unwrap().to_owned(),
@@ -667,7 +692,7 @@ async fn breakout_killed_mid_job_resumes_to_the_same_tables(backend: Backend) {
     assert_eq!(finished(&app, &again).await["status"], "completed");
     assert_eq!(fingerprint(&app).await, resumed);
     assert_eq!(
-        counts(&app, &POPSTAN_TABLES).await,
+        counts(&app, &POPSTAN_DATA).await,
         POPSTAN_ROWS.map(|n| n * COPIES)
     );
 }
@@ -678,23 +703,43 @@ async fn fingerprint(app: &TestApp) -> Vec<Vec<Option<String>>> {
 
 async fn fingerprint_at(url: &str) -> Vec<Vec<Option<String>>> {
     let mut all = Vec::new();
+    // Counts and sums of values: serial ids depend on which chunks a killed job had
+    // committed, the rest must not.
+    all.extend(
+        query_at(
+            url,
+            "SELECT CAST(COUNT(*) AS TEXT), CAST(COUNT(DISTINCT id) AS TEXT),
+             CAST(COUNT(DISTINCT key) AS TEXT) FROM cen2000_cases",
+        )
+        .await,
+    );
     for (table, column) in [
-        ("cen2000_cases", "province"),
+        ("cen2000_level-1", "province"),
         ("cen2000_person", "p04_age"),
-        ("cen2000_housing", "occ"),
+        ("cen2000_housing", "h01_type"),
         ("cen2000_interview_record", "interview_month"),
     ] {
         all.extend(
             query_at(
                 url,
                 &format!(
-                    "SELECT CAST(COUNT(*) AS TEXT), CAST(SUM(case_id) AS TEXT),
-                     CAST(CAST(SUM({column}) AS BIGINT) AS TEXT) FROM {table}"
+                    "SELECT CAST(COUNT(*) AS TEXT), CAST(CAST(SUM({column}) AS BIGINT) AS TEXT)
+                     FROM \"{table}\""
                 ),
             )
             .await,
         );
     }
+    // Every record still reaches its case.
+    all.extend(
+        query_at(
+            url,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM cen2000_person p
+             JOIN \"cen2000_level-1\" l ON l.\"level-1-id\" = p.\"level-1-id\"
+             JOIN cen2000_cases c ON c.id = l.\"case-id\"",
+        )
+        .await,
+    );
     all
 }
 
@@ -742,12 +787,19 @@ async fn breakout_incremental_runs_write_only_the_chunks_that_changed(backend: B
     std::fs::write(&data, &first5).unwrap();
     assert_eq!(run(incremental.clone()).await, (5, 0, 5));
     assert_eq!(counts(&app, &["cen2000_cases"]).await, [5]);
-    let persons = query(
+    assert_eq!(counts(&app, &["cen2000_level-1"]).await, [5]);
+    let orphans = query(
         &app,
-        "SELECT CAST(MAX(case_id) AS TEXT) FROM cen2000_person",
+        "SELECT CAST(COUNT(*) AS TEXT) FROM cen2000_person p
+         LEFT JOIN \"cen2000_level-1\" l ON l.\"level-1-id\" = p.\"level-1-id\"
+         WHERE l.\"level-1-id\" IS NULL",
     )
     .await;
-    assert_eq!(persons[0][0].as_deref(), Some("5"));
+    assert_eq!(
+        orphans[0][0].as_deref(),
+        Some("0"),
+        "removed cases took their records"
+    );
 
     // Without `incremental` or `overwrite`, existing tables are still a 409.
     let r = start(&app, &body).await;
@@ -804,7 +856,7 @@ async fn breakout_files_uploaded_as_multipart_are_kept_and_broken_out(backend: B
     let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"], "threads": 2})).await;
     let done = finished(&app, &job).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(counts(&app, &POPSTAN_TABLES).await, POPSTAN_ROWS);
+    assert_eq!(counts(&app, &POPSTAN_DATA).await, POPSTAN_ROWS);
 
     // A .csdb alone: its own dictionary is used.
     let r = upload(
@@ -989,10 +1041,10 @@ async fn breakout_writes_into_a_separate_analytics_database(backend: Backend) {
     let job = start_ok(&app, &json!({"dictionaries": ["CEN2000"], "threads": 2})).await;
     let done = finished(&app, &job).await;
     assert_eq!(done["status"], "completed", "{done}");
-    for (table, rows) in POPSTAN_TABLES.iter().zip(POPSTAN_ROWS) {
+    for (table, rows) in POPSTAN_DATA.iter().zip(POPSTAN_ROWS) {
         let found = query_at(
             &analytics.url,
-            &format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"),
+            &format!("SELECT CAST(COUNT(*) AS TEXT) FROM \"{table}\""),
         )
         .await;
         assert_eq!(
@@ -1016,7 +1068,7 @@ async fn breakout_writes_into_a_separate_analytics_database(backend: Backend) {
     );
     let t = app.get("/api/breakout/tables/CEN2000").await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.text);
-    assert_eq!(t.body["tables"][1]["row_count"], 1262, "{}", t.text);
+    assert_eq!(t.body["tables"][2]["row_count"], 1262, "{}", t.text);
     let again = start(&app, &json!({"dictionaries": ["CEN2000"], "threads": 1})).await;
     assert_eq!(
         again.status,

@@ -121,6 +121,61 @@ impl Drop for TestDb {
     }
 }
 
+fn mysql_admin_url() -> String {
+    std::env::var("RELAIS_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A MySQL/MariaDB database that exists for one test (as an analytics database: Relais
+/// keeps none of its own state in MySQL) and is dropped after it.
+pub struct MysqlDb {
+    pub url: String,
+    name: String,
+}
+
+impl MysqlDb {
+    pub async fn create() -> Self {
+        let admin = mysql_admin_url();
+        let name = format!("relais_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::MySqlConnection::connect(&admin)
+            .await
+            .expect("MariaDB (or MySQL) must be running for the breakout tests (see README)");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let base = admin.trim_end_matches('/');
+        let base = match base.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+            }
+            None => base.to_owned(),
+        };
+        MysqlDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for MysqlDb {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&mysql_admin_url()).await {
+                    let _ = conn
+                        .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct Response {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,

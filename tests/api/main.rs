@@ -8,6 +8,7 @@ mod sync_source;
 
 mod batches;
 mod breakout;
+mod breakout_csweb;
 mod breakout_limits;
 mod cli;
 mod contract;

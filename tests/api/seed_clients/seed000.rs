@@ -116,9 +116,13 @@ async fn breakout_jobs_from_start_to_deleted_tables(backend: Backend) {
     assert_eq!(result["total_cases"], eval_cases);
     let eval_tables = json!([
         "eval_cases",
+        "eval_level-1",
         "eval_person",
         "eval_housing",
-        "eval_interview_record"
+        "eval_interview_record",
+        "eval_cspro_jobs",
+        "eval_cspro_meta",
+        "eval_notes"
     ]);
     assert_eq!(result["tables_created"], eval_tables);
 

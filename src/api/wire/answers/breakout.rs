@@ -54,7 +54,8 @@ pub struct TablesView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TableView {
     pub name: String,
-    /// `main` (the cases table) or `record`.
+    /// `main` (the cases table), `level`, `record`, or the bookkeeping `jobs`, `meta`
+    /// and `notes`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub row_count: i64,
