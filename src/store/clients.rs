@@ -102,23 +102,49 @@ impl Clients {
 
     /// The access tokens' signing key: the stored one, or `generated` stored now. Two
     /// replicas starting together store one key: the second insert does nothing and both
-    /// read the first.
+    /// read the first. A stored key that no secret key given opens (the key that sealed
+    /// it is lost) is replaced by `generated`: the tokens it signed can no longer be
+    /// checked anyway, and they are short-lived.
     pub async fn access_token_key(&self, generated: &str, now: DateTime<Utc>) -> Result<String> {
         let place = service_key_place(ACCESS_TOKEN_KEY);
+        let sealed = self.sealer.seal(generated, &place)?;
         sqlx::query(
             "INSERT INTO service_keys (name, secret, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(ACCESS_TOKEN_KEY)
-        .bind(self.sealer.seal(generated, &place)?)
+        .bind(sealed.clone())
         .bind(to_ms(now))
         .execute(&self.pool)
         .await?;
-        let stored: String = sqlx::query("SELECT secret FROM service_keys WHERE name = $1")
-            .bind(ACCESS_TOKEN_KEY)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("secret")?;
-        self.sealer.open(&stored, &place)
+        let stored = self.stored_key().await?;
+        match self.sealer.open(&stored, &place) {
+            Err(StoreError::Secret { error, .. }) => {
+                tracing::warn!(%error, "the stored access-token signing key cannot be opened with the secret keys given; replacing it (access tokens issued before are no longer accepted)");
+                sqlx::query(
+                    "UPDATE service_keys SET secret = $1, created_at = $2 WHERE name = $3 AND secret = $4",
+                )
+                .bind(sealed)
+                .bind(to_ms(now))
+                .bind(ACCESS_TOKEN_KEY)
+                .bind(stored)
+                .execute(&self.pool)
+                .await?;
+                // Another replica may have replaced it first: read what won.
+                let stored = self.stored_key().await?;
+                self.sealer.open(&stored, &place)
+            }
+            opened => opened,
+        }
+    }
+
+    async fn stored_key(&self) -> Result<String> {
+        Ok(
+            sqlx::query("SELECT secret FROM service_keys WHERE name = $1")
+                .bind(ACCESS_TOKEN_KEY)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("secret")?,
+        )
     }
 }
