@@ -238,6 +238,31 @@ pub enum ClientCommand {
     },
 }
 
+/// What a new token or client is given, checked: its scopes, its name, and a tenant (and
+/// project) that exist.
+async fn checked_grant(
+    store: &Store,
+    tenant: TenantId,
+    project: Option<ProjectId>,
+    scopes: &str,
+    name: Option<String>,
+) -> anyhow::Result<(Vec<Scope>, Option<String>)> {
+    let scopes = Scope::parse_list(scopes).map_err(anyhow::Error::msg)?;
+    let name = name
+        .map(|n| checked_token_name(&n, "--name"))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !store.tenants().tenant_exists(tenant).await? {
+        bail!("no tenant {tenant}");
+    }
+    if let Some(project) = project {
+        if !store.tenants().project_exists(tenant, project).await? {
+            bail!("tenant {tenant} has no project {project}");
+        }
+    }
+    Ok((scopes, name))
+}
+
 async fn client_command(database_url: &str, command: ClientCommand) -> anyhow::Result<()> {
     let store = open_store(database_url).await?;
     match command {
@@ -248,19 +273,7 @@ async fn client_command(database_url: &str, command: ClientCommand) -> anyhow::R
             name,
             json,
         } => {
-            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
-            let name = name
-                .map(|n| checked_token_name(&n, "--name"))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !store.tenants().tenant_exists(tenant).await? {
-                bail!("no tenant {tenant}");
-            }
-            if let Some(project) = project {
-                if !store.tenants().project_exists(tenant, project).await? {
-                    bail!("tenant {tenant} has no project {project}");
-                }
-            }
+            let (scopes, name) = checked_grant(&store, tenant, project, &scopes, name).await?;
             let secret = NewClientSecret::from_random(rand::random());
             let client = Client {
                 id: ClientId::new(),
@@ -475,20 +488,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     env,
                 },
         } => {
-            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
-            let name = name
-                .map(|n| checked_token_name(&n, "--name"))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = open_store(&cli.database_url).await?;
-            if !store.tenants().tenant_exists(tenant).await? {
-                bail!("no tenant {tenant}");
-            }
-            if let Some(project) = project {
-                if !store.tenants().project_exists(tenant, project).await? {
-                    bail!("tenant {tenant} has no project {project}");
-                }
-            }
+            let (scopes, name) = checked_grant(&store, tenant, project, &scopes, name).await?;
             let token = NewToken::from_random(rand::random());
             store
                 .tenants()
