@@ -16,9 +16,12 @@ use crate::outbound::signing::{self, SigningKey};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenArgs {
-    /// Port to listen on, on 127.0.0.1 (0 picks a free one).
+    /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
+    /// Address to listen on: `0.0.0.0` to be reached from other hosts or containers.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
     /// The endpoint's secret (`whsec_…`). With `--register`, the registered webhook gets
     /// this secret (a new one when absent). Without either, requests are printed
     /// unverified.
@@ -101,8 +104,8 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     })
     .workers(1)
     .disable_signals()
-    .bind(("127.0.0.1", args.port))
-    .with_context(|| format!("listening on 127.0.0.1:{}", args.port))?;
+    .bind((args.host, args.port))
+    .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
     let addr = *server.addrs().first().context("no address bound")?;
     let url = format!("http://{addr}/");
     let server = server.run();
