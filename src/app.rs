@@ -142,16 +142,22 @@ impl Relais {
         self.instance.begin_shutdown();
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, and stops the loops.
-    pub async fn stop(self) {
+    /// Stops accepting requests, lets in-flight ones finish, hands the built-in
+    /// executors' attempts back, and stops the loops.
+    pub async fn stop(mut self) {
         self.instance.begin_shutdown();
         self.handle.stop(true).await;
+        self.engine.hand_back(HAND_BACK_LIMIT).await;
         self.engine.stop();
         self.forget.abort();
         let _ = self.server.await;
         self.store.close().await;
     }
 }
+
+/// How long a stopping process waits for its built-in executors to hand their attempts
+/// back (each hand-back is one short transaction).
+const HAND_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Deleted tenants, projects and tokens stop working at once: every cached answer is
 /// dropped when a deletion is announced (by this process or another). Each minute, the

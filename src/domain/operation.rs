@@ -953,6 +953,28 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_handed_back_is_offered_again_at_once_and_not_counted() {
+        let mut op = op();
+        let (lease, _) = op.start_attempt(t(1), fresh(None), TTL).unwrap();
+        assert_eq!(
+            op.hand_back(t(2), "lease_forged"),
+            Err(TransitionError::LeaseLost {
+                status: OperationStatus::Running
+            })
+        );
+        op.hand_back(t(2), lease.as_str()).unwrap();
+        assert!(op.is_leaseable(t(2)));
+        assert_eq!(op.attempt, 0);
+        assert!(op.attempts.is_empty(), "no failed attempt is recorded");
+        let (again, events) = op.start_attempt(t(2), fresh(None), TTL).unwrap();
+        assert_eq!(op.attempt, 1);
+        assert_eq!(types(&events), [EventType::OperationStarted]);
+        // The old lease is gone for good.
+        assert!(op.hand_back(t(3), lease.as_str()).is_err());
+        op.hand_back(t(3), again.as_str()).unwrap();
+    }
+
+    #[test]
     fn a_retryable_failure_backs_off_then_the_last_attempt_fails_for_good() {
         let mut op = op();
         let (lease, _) = op.start_attempt(t(0), fresh(None), TTL).unwrap();

@@ -43,6 +43,9 @@ pub struct EngineSettings {
 
 pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
+    /// Tells the built-in executors' runner to hand its attempts back.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    runner: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -96,21 +99,39 @@ impl Engine {
             http: sources,
             retry_time_scale: settings.retry_time_scale,
         };
-        tasks.push(tokio::spawn(runner::run(
+        let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(runner::run(
             store.operations().clone(),
             tools,
             signals.clone(),
             leases,
             registry,
             settings.executor_concurrency,
-        )));
+            shutting_down,
+        ));
         let relay = signals.clone();
         tasks.push(tokio::spawn(async move { relay.relay().await }));
-        Engine { tasks }
+        Engine {
+            tasks,
+            shutdown,
+            runner: Some(runner),
+        }
+    }
+
+    /// Stops the built-in executors, handing their attempts back so that another process
+    /// (or this one's successor) takes them at once; waits at most `limit` for that.
+    pub async fn hand_back(&mut self, limit: Duration) {
+        let _ = self.shutdown.send(true);
+        if let Some(runner) = self.runner.take() {
+            if tokio::time::timeout(limit, runner).await.is_err() {
+                tracing::warn!("built-in executors did not all hand their attempts back in time; their leases will expire");
+            }
+        }
     }
 
     pub fn stop(&self) {
-        for task in &self.tasks {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.iter().chain(&self.runner) {
             task.abort();
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock;
 use crate::domain::ids::LeaseToken;
@@ -18,6 +18,9 @@ use crate::store::{Claim, Operations, Signals};
 const CLAIM_BATCH: u32 = 50;
 const SLOT_GATHERING: Duration = Duration::from_millis(2);
 
+/// Claims and runs until `shutdown` turns true; then every attempt still running is
+/// handed back (offered again at once, to whichever process claims next), and this
+/// returns once they all have.
 pub async fn run(
     operations: Operations,
     tools: Tools,
@@ -25,19 +28,24 @@ pub async fn run(
     leases: Leases,
     registry: Registry,
     concurrency: usize,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let types = registry.types();
     if types.is_empty() {
         return;
     }
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let concurrency = concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
     let worker_id = format!("relais-builtin-{}", std::process::id());
-    loop {
+    while !*shutdown.borrow() {
         let woken = signals.work().builtin_work().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if slots.available_permits() == 0 {
-            drop(slots.acquire().await);
+            tokio::select! {
+                permit = slots.acquire() => drop(permit),
+                _ = shutdown.changed() => continue,
+            }
             // Executors that finish together free their slots together: one claim for
             // all of them rather than a claim (a transaction) per freed slot.
             tokio::time::sleep(SLOT_GATHERING).await;
@@ -74,6 +82,7 @@ pub async fn run(
                 op,
                 token,
                 slot,
+                shutdown.clone(),
             ));
         }
         if !claimed_any {
@@ -81,9 +90,12 @@ pub async fn run(
             tokio::select! {
                 _ = &mut woken => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
             }
         }
     }
+    // Every slot free again: each attempt has ended or been handed back.
+    let _ = slots.acquire_many(concurrency as u32).await;
 }
 
 async fn execute(
@@ -93,6 +105,7 @@ async fn execute(
     op: Operation,
     token: LeaseToken,
     _slot: OwnedSemaphorePermit,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(executor) = registry.get(&op.operation_type).cloned() else {
         return;
@@ -130,6 +143,12 @@ async fn execute(
     let outcome = tokio::select! {
         result = executor.run(task) => Some(result),
         _ = lease.stopped() => None,
+        // The guard `wait_for` returns is not `Send`: drop it inside.
+        _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+            drop(keep_alive);
+            lease.hand_back().await;
+            return;
+        }
     };
     drop(keep_alive);
     // `None`: cancelled or timed out, which the operation already says.

@@ -107,6 +107,21 @@ impl HeldLease {
             }
         }
     }
+
+    /// Gives the attempt back unfinished, as a process shutting down does: the operation
+    /// is offered again at once rather than after the heartbeat timeout.
+    pub async fn hand_back(&self) {
+        match self
+            .leases
+            .hand_back(self.operation, self.token.clone())
+            .await
+        {
+            Ok(()) | Err(LeaseError::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(operation_id = %self.operation.id, error = %e, "could not hand an attempt back; its lease will expire")
+            }
+        }
+    }
 }
 
 /// Renews a held lease until dropped.

@@ -215,6 +215,21 @@ impl Leases {
         })
     }
 
+    /// Gives the attempt back unfinished, to be offered again at once (see
+    /// `Operation::hand_back`).
+    pub async fn hand_back(
+        &self,
+        operation: OperationRef,
+        token: LeaseToken,
+    ) -> Result<(), LeaseError> {
+        let now = clock::now();
+        self.mutate(operation, now, move |op| {
+            op.hand_back(now, token.as_str()).map(|()| Vec::new())
+        })
+        .await
+        .map(drop)
+    }
+
     /// `change` may be applied more than once (see [`Operations::mutate`]).
     async fn mutate<F>(
         &self,

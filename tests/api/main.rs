@@ -36,6 +36,7 @@ mod security;
 mod seed000;
 mod seed001;
 mod seed_clients;
+mod shutdown;
 mod sync_failures;
 mod syncs;
 mod tasks;

@@ -505,6 +505,28 @@ impl Operation {
         self.end_attempt(now, error, true, backoff)
     }
 
+    /// The worker gives the attempt back unfinished (its process is shutting down): the
+    /// lease goes, the operation is offered again at once, and the attempt does not
+    /// count against the retry policy. Only the lease's holder may; nothing is emitted,
+    /// as the operation goes on.
+    pub fn hand_back(&mut self, now: DateTime<Utc>, token: &str) -> Result<(), TransitionError> {
+        let held = self.status == OperationStatus::Running
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.token.as_str() == token);
+        if !held {
+            return Err(TransitionError::LeaseLost {
+                status: self.status,
+            });
+        }
+        self.lease = None;
+        self.attempt = self.attempt.saturating_sub(1);
+        self.available_at = now;
+        self.updated_at = now;
+        Ok(())
+    }
+
     fn end_attempt(
         &mut self,
         now: DateTime<Utc>,
