@@ -10,7 +10,7 @@ use super::AppState;
 use crate::clock;
 use crate::domain::auth::{hash_token, Principal, Scope};
 use crate::domain::ids::{ProjectId, TenantId, TokenId};
-use crate::domain::oauth::looks_like_jwt;
+use crate::domain::oauth::{looks_like_jwt, AccessToken};
 use crate::domain::FieldError;
 
 impl FromRequest for Principal {
@@ -63,17 +63,21 @@ pub async fn api_token(state: &AppState, token: &str) -> Result<Option<Principal
 async fn known_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
     // An access token's signature and expiry are checked on every request (a cached
     // answer must not outlive the token); only its client's lookup is remembered.
-    if looks_like_jwt(token) && state.token_key.read(token, clock::now()).is_none() {
-        return Ok(None);
-    }
+    let access = if looks_like_jwt(token) {
+        match state.token_key.read(token, clock::now()) {
+            Some(read) => Some(read),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
     let hash = hash_token(token);
     if let Some(principal) = state.caches.principals.get(&hash) {
         return Ok(Some(principal));
     }
-    let principal = if looks_like_jwt(token) {
-        access_token(state, token).await?
-    } else {
-        state.store.tenants().find_principal(&hash).await?
+    let principal = match access {
+        Some(read) => client_principal(state, read).await?,
+        None => state.store.tenants().find_principal(&hash).await?,
     };
     let Some(principal) = principal else {
         return Ok(None);
@@ -82,12 +86,13 @@ async fn known_token(state: &AppState, token: &str) -> Result<Option<Principal>,
     Ok(Some(principal))
 }
 
-/// An access token this service signed, unexpired, of a client that still exists and is
-/// not revoked: the client's tenant and project, with the scopes the token was granted.
-async fn access_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    let Some(read) = state.token_key.read(token, clock::now()) else {
-        return Ok(None);
-    };
+/// The principal of an access token this service signed (read, unexpired), if its client
+/// still exists and is not revoked: the client's tenant and project, with the scopes the
+/// token was granted.
+async fn client_principal(
+    state: &AppState,
+    read: AccessToken,
+) -> Result<Option<Principal>, ApiError> {
     let Some(client) = state.store.clients().get(read.client).await? else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use super::operations::parse_query;
 use super::wire::answers::syncs::{
     CredentialList, CredentialView, SyncList, SyncRunView, SyncView,
 };
-use super::wire::query::{parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::wire::query::parse_page;
 use super::wire::syncs::{CredentialBody, SyncsQuery};
 use super::wire::{self, answers, params};
 use super::AppState;
@@ -183,14 +183,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let target = authorize(&state, &principal, &path, Scope::OperationsRead).await?;
     let q: SyncsQuery = parse_query(&query)?;
-    let page = parse_uint(q.page.as_deref(), "page", 1, 1, u32::MAX / 2)?;
-    let size = parse_uint(
-        q.page_size.as_deref(),
-        "pageSize",
-        DEFAULT_PAGE_SIZE,
-        1,
-        MAX_PAGE_SIZE,
-    )?;
+    let (page, size) = parse_page(q.page.as_deref(), q.page_size.as_deref())?;
     let offset = (page - 1).saturating_mul(size);
     let mut syncs = state
         .store

@@ -17,7 +17,7 @@ use super::wire::answers::webhooks::{
     AttemptLog, AttemptView, DeliveryRequeued, DeliveryStatsView, FiltersView, MessageList,
     MessageView, PreviousSecret, Recovered, SecretsView, TestQueued, WebhookList, WebhookView,
 };
-use super::wire::query::{parse_time, parse_uint, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::wire::query::{parse_page, parse_time};
 use super::wire::webhooks::{PageQuery, RecoverBody, RotateBody, WebhookBody};
 use super::wire::{self, answers, params};
 use super::AppState;
@@ -531,16 +531,7 @@ pub async fn test(
 }
 
 fn page(q: &PageQuery) -> Result<(u32, u32), ApiError> {
-    Ok((
-        parse_uint(q.page.as_deref(), "page", 1, 1, u32::MAX / 2)?,
-        parse_uint(
-            q.page_size.as_deref(),
-            "pageSize",
-            DEFAULT_PAGE_SIZE,
-            1,
-            MAX_PAGE_SIZE,
-        )?,
-    ))
+    Ok(parse_page(q.page.as_deref(), q.page_size.as_deref())?)
 }
 
 /// The attempt log: every try, newest first.

@@ -181,3 +181,18 @@ impl Registry {
         types
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_count_every_built_in_type_by_name() {
+        let mut counted: Vec<String> = crate::store::COUNTED_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        counted.sort();
+        assert_eq!(Registry::builtin().types(), counted);
+    }
+}

@@ -53,8 +53,15 @@ impl OutboundClient {
         }
     }
 
-    /// The signed POST of `message` to `url`, ready to send; refused when `url` names a
-    /// private address literally (a name is checked as it resolves).
+    /// A URL whose host is a private address written literally is refused here; a name is
+    /// checked as it resolves.
+    fn guard(&self, url: &str) -> Result<(), TargetError> {
+        if !self.allow_private && literal_is_private(url) {
+            return Err(TargetError::Private(url.to_owned()));
+        }
+        Ok(())
+    }
+
     /// An unsigned JSON POST (a Slack message: Slack's incoming webhooks take no
     /// signature), under the same address guard.
     pub fn json_post(
@@ -62,9 +69,7 @@ impl OutboundClient {
         url: &str,
         body: String,
     ) -> Result<reqwest::RequestBuilder, TargetError> {
-        if !self.allow_private && literal_is_private(url) {
-            return Err(TargetError::Private(url.to_owned()));
-        }
+        self.guard(url)?;
         Ok(self
             .http
             .post(url)
@@ -78,20 +83,17 @@ impl OutboundClient {
         method: reqwest::Method,
         url: &str,
     ) -> Result<reqwest::RequestBuilder, TargetError> {
-        if !self.allow_private && literal_is_private(url) {
-            return Err(TargetError::Private(url.to_owned()));
-        }
+        self.guard(url)?;
         Ok(self.http.request(method, url))
     }
 
+    /// The signed POST of `message` to `url`, ready to send, under the same address guard.
     pub fn signed_post(
         &self,
         url: &str,
         message: SignedMessage<'_>,
     ) -> Result<reqwest::RequestBuilder, TargetError> {
-        if !self.allow_private && literal_is_private(url) {
-            return Err(TargetError::Private(url.to_owned()));
-        }
+        self.guard(url)?;
         let signature = signature_header(
             message.keys,
             message.id,

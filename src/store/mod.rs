@@ -40,7 +40,7 @@ pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Bat
 pub use breakout::Breakout;
 pub use clients::Clients;
 pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
-pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent};
+pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, COUNTED_TYPES};
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredResponse};
 pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, StoredAlertContacts};
 pub use notebooks::{

@@ -14,12 +14,9 @@ use super::signals::Announce;
 use super::{from_json, from_ms, to_json, to_ms, Backend, Result, Signals, StoreError};
 use crate::domain::event::{Event, EventDraft};
 use crate::domain::ids::{EventId, OperationId, ProjectId, TenantId};
+use crate::domain::operation::OperationStatus;
 use crate::domain::sync::credential::{Credential, Secret};
 use crate::domain::sync::SyncName;
-
-/// An operation that still has work to do: while the sync's holder is one, no other run
-/// of the sync pages.
-const LIVE_STATUSES: &str = "'Initiated', 'Pending', 'Running'";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCredential {
@@ -103,11 +100,23 @@ fn operation_id(text: &str) -> Result<OperationId> {
     text.parse().map_err(StoreError::corrupt)
 }
 
+/// The operation holding the sync in a row that joined it as `holder_status`, if it still
+/// has work to do (its status is not final): while it does, no other run of the sync pages.
+fn live_holder(row: &AnyRow) -> Result<Option<OperationId>> {
+    let holder: Option<String> = row.try_get("holder")?;
+    let status: Option<String> = row.try_get("holder_status")?;
+    let live = status
+        .as_deref()
+        .and_then(OperationStatus::parse)
+        .is_some_and(|s| !s.is_terminal());
+    match holder {
+        Some(id) if live => Ok(Some(operation_id(&id)?)),
+        _ => Ok(None),
+    }
+}
+
 fn decode_view(row: &AnyRow) -> Result<SyncView> {
     let last: Option<String> = row.try_get("last_operation_id")?;
-    let holder: Option<String> = row.try_get("holder")?;
-    let holder_status: Option<String> = row.try_get("holder_status")?;
-    let live = |s: &str| LIVE_STATUSES.contains(&format!("'{s}'"));
     Ok(SyncView {
         name: row.try_get("name")?,
         cursor: row.try_get("cursor")?,
@@ -122,10 +131,7 @@ fn decode_view(row: &AnyRow) -> Result<SyncView> {
         run_records: row.try_get("run_records")?,
         run_pages: row.try_get("run_pages")?,
         last_error: row.try_get("last_error")?,
-        running: match (holder, holder_status) {
-            (Some(id), Some(status)) if live(&status) => Some(operation_id(&id)?),
-            _ => None,
-        },
+        running: live_holder(row)?,
         created_at: from_ms(row.try_get("created_at")?)?,
         updated_at: from_ms(row.try_get("updated_at")?)?,
     })
@@ -192,20 +198,29 @@ impl Syncs {
         .await?;
         tx.commit().await?;
         let stored = self
-            .credentials(project)
+            .stored_credentials(project, Some(name))
             .await?
-            .into_iter()
-            .find(|c| c.name == name.as_str())
+            .pop()
             .ok_or_else(|| StoreError::corrupt("the credential just written is gone"))?;
         Ok((stored, !existed))
     }
 
     pub async fn credentials(&self, project: ProjectId) -> Result<Vec<StoredCredential>> {
+        self.stored_credentials(project, None).await
+    }
+
+    /// The project's credentials, or the one named.
+    async fn stored_credentials(
+        &self,
+        project: ProjectId,
+        name: Option<&SyncName>,
+    ) -> Result<Vec<StoredCredential>> {
         let rows = sqlx::query(
             "SELECT name, kind, header, origins, created_at, updated_at FROM credentials
-             WHERE project_id = $1 ORDER BY name",
+             WHERE project_id = $1 AND ($2 IS NULL OR name = $2) ORDER BY name",
         )
         .bind(project.db())
+        .bind(name.map(SyncName::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -301,12 +316,8 @@ impl Syncs {
         let Some(row) = row else {
             return Ok(CursorReset::NotFound);
         };
-        let holder: Option<String> = row.try_get("holder")?;
-        let status: Option<String> = row.try_get("holder_status")?;
-        if let (Some(holder), Some(status)) = (holder, status) {
-            if LIVE_STATUSES.contains(&format!("'{status}'")) {
-                return Ok(CursorReset::Running(operation_id(&holder)?));
-            }
+        if let Some(holder) = live_holder(&row)? {
+            return Ok(CursorReset::Running(holder));
         }
         sqlx::query(
             "UPDATE syncs SET cursor = NULL, version = version + 1, updated_at = $3
@@ -372,13 +383,8 @@ impl SyncSink {
             .bind(name.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        let holder: Option<String> = row.try_get("holder")?;
-        let holder_status: Option<String> = row.try_get("holder_status")?;
-        if let (Some(holder), Some(status)) = (&holder, &holder_status) {
-            let holder = operation_id(holder)?;
-            if holder != operation && LIVE_STATUSES.contains(&format!("'{status}'")) {
-                return Ok(Taken::Busy(holder));
-            }
+        if let Some(holder) = live_holder(&row)?.filter(|h| *h != operation) {
+            return Ok(Taken::Busy(holder));
         }
         let last: Option<String> = row.try_get("last_operation_id")?;
         let same_run = last.as_deref() == Some(operation.db().as_str());

@@ -28,6 +28,14 @@ pub fn parse_uint(
     }
 }
 
+/// A list's `page` (from 1) and `pageSize` (1 to 100, 20 by default).
+pub fn parse_page(page: Option<&str>, page_size: Option<&str>) -> Result<(u32, u32), FieldError> {
+    Ok((
+        parse_uint(page, "page", 1, 1, u32::MAX / 2)?,
+        parse_uint(page_size, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?,
+    ))
+}
+
 /// RFC 3339 times, or a plain date meaning midnight UTC.
 pub fn parse_time(value: &str, field: &str) -> Result<DateTime<Utc>, FieldError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
