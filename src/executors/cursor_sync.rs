@@ -18,7 +18,7 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::sync::credential::{Credential, Secret};
 use crate::domain::sync::{
     self, answer_excerpt, cursor_after, next_page, read_page, source_retry_delay, source_status,
-    Method, PageRequest, SourceStatus, SyncSpec,
+    Method, PageRequest, SourceStatus, SyncSpec, EXCERPT_BYTES,
 };
 use crate::domain::FieldError;
 use crate::outbound::client::{refused_by_guard, root_cause};
@@ -335,6 +335,8 @@ impl<'a> Paging<'a> {
             }
         };
         let status = response.status().as_u16();
+        let verdict = source_status(status);
+        let answered = verdict == SourceStatus::Answered;
         let limit = self.spec.max_page_bytes;
         let too_large = || {
             Unanswered::Failed(ExecutionError::new(
@@ -343,9 +345,7 @@ impl<'a> Paging<'a> {
                 false,
             ))
         };
-        if source_status(status) == SourceStatus::Answered
-            && response.content_length().is_some_and(|n| n > limit)
-        {
+        if answered && response.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
         }
         let retry_after = response
@@ -353,14 +353,22 @@ impl<'a> Paging<'a> {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::domain::delivery::parse_retry_after(v, clock::now()));
+        // Any other answer is read only as far as its excerpt in the error.
+        let read_limit = if answered {
+            limit
+        } else {
+            EXCERPT_BYTES as u64
+        };
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if (body.len() + chunk.len()) as u64 > limit {
-                        if source_status(status) == SourceStatus::Answered {
+                    if (body.len() + chunk.len()) as u64 > read_limit {
+                        if answered {
                             return Err(too_large());
                         }
+                        let room = read_limit as usize - body.len();
+                        body.extend_from_slice(&chunk[..room]);
                         break;
                     }
                     body.extend_from_slice(&chunk);
@@ -374,7 +382,7 @@ impl<'a> Paging<'a> {
                 }
             }
         }
-        match source_status(status) {
+        match verdict {
             SourceStatus::Answered => serde_json::from_slice(&body).map_err(|e| {
                 Unanswered::Failed(ExecutionError::new(
                     "SOURCE_INVALID_JSON",

@@ -23,6 +23,8 @@ const MAX_PATH_SEGMENTS: usize = 32;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Most of a source's error message an operation keeps.
 const MAX_SOURCE_MESSAGE: usize = 1000;
+/// Bytes of an answer that is not a page read for its excerpt.
+pub const EXCERPT_BYTES: usize = MAX_SOURCE_MESSAGE * 4;
 
 /// A sync's or a credential's name: it is part of URLs (`…/syncs/{name}`), so letters,
 /// digits, `-`, `_` and `.` only.
@@ -343,7 +345,7 @@ pub fn source_retry_delay(
 
 /// The first part of a source's answer body, for an error message.
 pub fn answer_excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_SOURCE_MESSAGE * 4)]);
+    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_BYTES)]);
     truncated(text.trim())
 }
 
