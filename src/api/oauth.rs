@@ -5,6 +5,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::body::Body;
 use super::wire::answers::oauth::{OAuthErrorBody, TokenAnswer};
 use super::AppState;
 use crate::clock;
@@ -34,17 +35,18 @@ fn refused(error: OAuthError) -> HttpResponse {
     path = "/oauth/token",
     tag = "oauth",
     summary = "Get an access token (client credentials)",
-    description = "RFC 6749 §4.4. The client authenticates with HTTP Basic (`client_id:client_secret`) or with `client_id` and `client_secret` in the form. `scope` may only narrow the client's scopes. The access token (a JWT, valid `expires_in` seconds, `RELAIS_ACCESS_TOKEN_TTL`) is sent as `Authorization: Bearer …` wherever an API token is. A revoked client's tokens stop working.",
+    description = "RFC 6749 §4.4. A body over the size limit is a 413 in the API's error shape. The client authenticates with HTTP Basic (`client_id:client_secret`) or with `client_id` and `client_secret` in the form. `scope` may only narrow the client's scopes. The access token (a JWT, valid `expires_in` seconds, `RELAIS_ACCESS_TOKEN_TTL`) is sent as `Authorization: Bearer …` wherever an API token is. A revoked client's tokens stop working.",
     request_body(content = super::wire::oauth::TokenForm, content_type = "application/x-www-form-urlencoded"),
     security(()),
     responses(
         (status = 200, description = "An access token", body = super::wire::answers::oauth::TokenAnswer),
         (status = 400, description = "`invalid_request`, `unsupported_grant_type`, `invalid_scope` or `invalid_grant`", body = super::wire::answers::oauth::OAuthErrorBody),
-        (status = 401, description = "`invalid_client`, with `WWW-Authenticate`", body = super::wire::answers::oauth::OAuthErrorBody)
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate`", body = super::wire::answers::oauth::OAuthErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = super::wire::answers::errors::ErrorBody)
     )
 )]
-pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    match issue(&state, &req, &body).await {
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    match issue(&state, &req, &body.0).await {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))

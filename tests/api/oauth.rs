@@ -236,6 +236,22 @@ async fn each_refusal_is_an_rfc_6749_error(backend: Backend) {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["error"], "invalid_request");
+    // A body over the size limit: a 413 naming the limit, never a 500.
+    let r = Response::read(
+        app.client
+            .post(format!("{}/oauth/token", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&scope={}",
+                "a".repeat(2 << 20)
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    assert_eq!(r.body["code"], "PAYLOAD_TOO_LARGE");
     // A Basic header that is not base64.
     let r = Response::read(
         app.client
