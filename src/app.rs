@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
@@ -99,7 +100,8 @@ impl Relais {
                 .configure(api::routes)
         })
         .disable_signals()
-        .shutdown_timeout(5);
+        // Requests in flight get what is left of the grace when the listener closes.
+        .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
         if let Some(workers) = config.http_workers {
             server = server.workers(workers);
         }
@@ -142,22 +144,39 @@ impl Relais {
         self.instance.begin_shutdown();
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, hands the built-in
-    /// executors' attempts back, and stops the loops.
-    pub async fn stop(mut self) {
+    /// Stops accepting connections, hands the built-in executors' attempts back, lets
+    /// deliveries in flight finish (putting back those not started), lets requests in
+    /// flight finish, and stops the loops, all within `within`; what is still running then
+    /// is left to its lease.
+    pub async fn stop(mut self, within: Duration) {
         self.instance.begin_shutdown();
-        self.handle.stop(true).await;
-        self.engine.hand_back(HAND_BACK_LIMIT).await;
+        let deadline = tokio::time::Instant::now() + within;
+        // The HTTP server goes last: its worker threads' runtimes own the connections they
+        // opened in the shared pool, and the group commit's writers they started, so the
+        // engine winding down must not outlive them. Meanwhile connections already open
+        // are still served.
+        self.handle.pause().await;
+        self.engine
+            .wind_down(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
         self.engine.stop();
+        if tokio::time::timeout_at(deadline, self.handle.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight at the end of the shutdown grace");
+        }
         self.forget.abort();
-        let _ = self.server.await;
-        self.store.close().await;
+        if tokio::time::timeout_at(deadline, &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+        }
+        // Connections still out belong to work cut off at the deadline: not waited for.
+        let _ = tokio::time::timeout_at(deadline, self.store.close()).await;
     }
 }
-
-/// How long a stopping process waits for its built-in executors to hand their attempts
-/// back (each hand-back is one short transaction).
-const HAND_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Deleted tenants, projects and tokens stop working at once: every cached answer is
 /// dropped when a deletion is announced (by this process or another). Each minute, the

@@ -124,6 +124,7 @@ async fn register_webhook_for(
         filters: WebhookFilters::default(),
         retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
         headers: Default::default(),
+        rate_limit: None,
         secrets: vec![SecretVersion {
             secret: crate::outbound::signing::generate_secret(),
             expires_at: None,
@@ -327,7 +328,7 @@ pub async fn deliveries(
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     receiver_handle.stop(true).await;
     Ok(())
 }
@@ -487,7 +488,7 @@ pub async fn operations(
         args.operations as f64 / creating,
         args.operations as f64 / seconds
     );
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     Ok(())
 }
 
@@ -597,7 +598,7 @@ pub async fn batch(
         submitted.as_secs_f64(),
         seconds * 1000.0 / members.len() as f64
     );
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     receiver_handle.stop(true).await;
     Ok(())
 }
@@ -770,7 +771,7 @@ pub async fn breakout(
     }
     .await;
     let _ = std::fs::remove_file(&data);
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     outcome
 }
 

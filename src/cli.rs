@@ -347,21 +347,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::new(cli.database_url, cli.secret_keys, args)?;
-            let grace = config.shutdown_grace;
+            let (grace, delay) = (config.shutdown_grace, config.shutdown_delay);
             let relais = Relais::start(config).await?;
             // On standard output, apart from the logs: where it listens (port 0 picks one),
             // for people and for scripts that start it.
             println!("relais listening on http://{}", relais.addr());
             shutdown_signal().await;
-            tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+            let signalled = tokio::time::Instant::now();
+            tracing::info!(
+                grace_seconds = grace.as_secs_f64(),
+                delay_seconds = delay.as_secs_f64(),
+                "shutting down"
+            );
             relais.begin_shutdown();
-            if !grace.is_zero() {
+            if !delay.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(grace) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = shutdown_signal() => {}
                 }
             }
-            relais.stop().await;
+            relais.stop(grace.saturating_sub(signalled.elapsed())).await;
+            tracing::info!("stopped");
             Ok(())
         }
         Command::Verify(args) => verify(args),

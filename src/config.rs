@@ -146,11 +146,17 @@ pub struct ServeArgs {
     /// Deliveries in flight at once to one endpoint.
     #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 32)]
     pub endpoint_concurrency: usize,
-    /// Seconds between the first SIGTERM (or Ctrl-C) and closing the listener: meanwhile
-    /// `/readyz` answers 503 and `/v1/status` `ShutdownInProgress`, so load balancers stop
-    /// sending work first. A second signal skips the wait.
-    #[arg(long, env = "RELAIS_SHUTDOWN_GRACE", default_value_t = 2.0)]
+    /// Seconds from the first SIGTERM (or Ctrl-C) to the process's exit, at most: requests
+    /// in flight finish, built-in executors hand their attempts back, deliveries in flight
+    /// finish and the rest go back to the queue; what is still running then is left to its
+    /// lease.
+    #[arg(long, env = "RELAIS_SHUTDOWN_GRACE", default_value_t = 30.0)]
     pub shutdown_grace: f64,
+    /// Seconds, within the grace, between the first signal and closing the listener:
+    /// meanwhile `/readyz` answers 503 and `/v1/status` `ShutdownInProgress`, so load
+    /// balancers stop sending work first. A second signal skips the wait.
+    #[arg(long, env = "RELAIS_SHUTDOWN_DELAY", default_value_t = 2.0)]
+    pub shutdown_delay: f64,
     /// The SMTP server notification mails go through: `smtp://host:port`,
     /// `smtp://host:port?tls=required` (STARTTLS), `smtps://host:port` (TLS), with
     /// `user:password@` if it asks for them. Without it, mail notifications are refused.
@@ -263,8 +269,11 @@ pub struct Config {
     pub secret_keys: SecretKeyArgs,
     /// `None`: mail notifications are refused.
     pub smtp: Option<SmtpConfig>,
-    /// How long the process says it is shutting down before it stops listening.
+    /// The longest a stop takes, from the first signal to the exit.
     pub shutdown_grace: Duration,
+    /// How long, within the grace, the process says it is shutting down before it stops
+    /// listening.
+    pub shutdown_delay: Duration,
     pub access_tokens: AccessTokenConfig,
     /// `None`: no limit.
     pub rate_limit: Option<RateLimit>,
@@ -329,6 +338,10 @@ impl Config {
         anyhow::ensure!(
             args.shutdown_grace.is_finite() && (0.0..=300.0).contains(&args.shutdown_grace),
             "--shutdown-grace must be between 0 and 300 seconds"
+        );
+        anyhow::ensure!(
+            args.shutdown_delay.is_finite() && (0.0..=300.0).contains(&args.shutdown_delay),
+            "--shutdown-delay must be between 0 and 300 seconds"
         );
         anyhow::ensure!(
             args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
@@ -396,6 +409,8 @@ impl Config {
             secret_keys,
             smtp,
             shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+            // The delay is part of the grace, never beyond it.
+            shutdown_delay: Duration::from_secs_f64(args.shutdown_delay.min(args.shutdown_grace)),
             access_tokens: AccessTokenConfig {
                 secret: args.jwt_secret,
                 ttl: Duration::from_secs(args.access_token_ttl),
@@ -435,7 +450,8 @@ impl Config {
             breakout_upload_limit: 512 * 1024 * 1024,
             secret_keys: SecretKeyArgs::default(),
             smtp: None,
-            shutdown_grace: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             access_tokens: AccessTokenConfig {
                 secret: None,
                 ttl: Duration::from_secs(3600),

@@ -128,6 +128,7 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> WebhookView {
         filters: FiltersView::from(&webhook.filters),
         retry_policy: webhook.retry_policy,
         headers: webhook.headers.clone(),
+        rate_limit: webhook.rate_limit.map(|limit| limit.per_second()),
         created_at: time(webhook.created_at),
         updated_at: time(webhook.updated_at),
         failing_since: opt_time(webhook.failing_since),
@@ -204,6 +205,7 @@ pub async fn create(
         filters: spec.filters,
         retry_policy: spec.retry_policy,
         headers: spec.headers,
+        rate_limit: spec.rate_limit,
         secrets: vec![SecretVersion {
             secret: secret.clone(),
             expires_at: None,
@@ -314,6 +316,7 @@ pub async fn update(
     webhook.filters = spec.filters;
     webhook.retry_policy = spec.retry_policy;
     webhook.headers = spec.headers;
+    webhook.rate_limit = spec.rate_limit;
     if let Some(secret) = spec.secret {
         if live_secrets(&webhook.secrets, now).first() != Some(&secret.as_str()) {
             webhook.secrets = rotate(&webhook.secrets, secret, now, state.config.secret_overlap);

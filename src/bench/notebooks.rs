@@ -167,7 +167,7 @@ pub async fn notebooks(
         100.0 * cpu.as_secs_f64() / args.seconds as f64,
         cpu.as_secs_f64() * 1000.0 / runs.len() as f64
     );
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     Ok(())
 }
 

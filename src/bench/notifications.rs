@@ -160,7 +160,7 @@ async fn drain(
         "{name}: {count} in {seconds:.2} s = {:.0}/s",
         count as f64 / seconds
     );
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     Ok(())
 }
 

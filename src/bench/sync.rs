@@ -141,7 +141,7 @@ pub async fn sync(
             args.records as f64 / all.as_secs_f64(),
         );
     }
-    relais.stop().await;
+    relais.stop(std::time::Duration::from_secs(30)).await;
     source.stop(true).await;
     receiver.stop(true).await;
     Ok(())

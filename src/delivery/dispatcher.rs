@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -21,6 +21,8 @@ use crate::domain::delivery::{
     decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, AttemptLog,
     AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
+use crate::domain::ids::WebhookId;
+use crate::domain::rate_limit::{reserve, RateLimit, Reservation};
 use crate::domain::webhook::live_secrets;
 use crate::outbound::client::root_cause;
 use crate::outbound::signing::{generate_secret, SigningKey};
@@ -70,6 +72,17 @@ struct Context {
     /// `settings.per_endpoint` at once.
     endpoints: SharedByKey<String, Semaphore>,
     outcomes: mpsc::UnboundedSender<Settled>,
+    /// Turns true when the process stops: no more claims, and sends that have not started
+    /// go back to the queue.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The dispatcher's tasks: `draining` ends once, after `shutdown`, every send in flight
+/// has finished and its outcome is recorded (the deliveries not sent are released to
+/// the queue); the others are aborted when the process stops.
+pub struct Dispatcher {
+    pub draining: JoinHandle<()>,
+    pub others: Vec<JoinHandle<()>>,
 }
 
 pub fn spawn(
@@ -77,7 +90,8 @@ pub fn spawn(
     webhooks: Webhooks,
     signals: Signals,
     settings: DispatcherSettings,
-) -> Vec<JoinHandle<()>> {
+    shutdown: watch::Receiver<bool>,
+) -> Dispatcher {
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
     let context = Arc::new(Context {
@@ -88,18 +102,24 @@ pub fn spawn(
         settings: settings.clone(),
         endpoints: SharedByKey::default(),
         outcomes: tx,
+        shutdown,
     });
-    vec![
-        tokio::spawn(dispatch(context, next_due.clone())),
-        tokio::spawn(record(
-            deliveries.clone(),
-            signals,
-            rx,
-            settings.disable_after,
-            next_due,
-        )),
-        tokio::spawn(prune(deliveries, settings.retention)),
-    ]
+    // The recorder ends when the last sender of outcomes is gone: the dispatch loop's
+    // context and every send's copy of it.
+    let draining = tokio::spawn(record(
+        deliveries.clone(),
+        signals,
+        rx,
+        settings.disable_after,
+        next_due.clone(),
+    ));
+    Dispatcher {
+        draining,
+        others: vec![
+            tokio::spawn(dispatch(context, next_due)),
+            tokio::spawn(prune(deliveries, settings.retention)),
+        ],
+    }
 }
 
 async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
@@ -107,12 +127,16 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
     let in_flight = Arc::new(Semaphore::new(max));
     // Retries may use at most half of the capacity: fresh events always find room.
     let retry_share = Arc::new(Semaphore::new((max / 2).max(1)));
-    loop {
+    let mut shutdown = ctx.shutdown.clone();
+    while !*shutdown.borrow_and_update() {
         let woken = ctx.signals.deliveries_available().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         if in_flight.available_permits() == 0 {
-            drop(in_flight.acquire().await);
+            tokio::select! {
+                permit = in_flight.acquire() => drop(permit),
+                _ = shutdown.changed() => {}
+            }
             continue;
         }
         let now = clock::now();
@@ -173,6 +197,7 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
         };
         tokio::select! {
             _ = &mut woken => {}
+            _ = shutdown.changed() => {}
             _ = tokio::time::sleep(due_in) => {
                 let now = clock::now().timestamp_millis();
                 let _ = next_due.fetch_update(Ordering::AcqRel, Ordering::Acquire, |due| (due <= now).then_some(i64::MAX));
@@ -281,13 +306,35 @@ async fn attempt(
         _ => ctx.settings.per_endpoint,
     };
     let endpoint = ctx.endpoints.get(key.as_str(), || Semaphore::new(limit));
-    let Ok(Ok(endpoint_permit)) =
-        tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()).await
-    else {
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()) => waited,
+        () = stopping(&ctx.shutdown) => return Some(released(delivery, clock::now())),
+    };
+    let Ok(Ok(endpoint_permit)) = waited else {
         let later = clock::now() + chrono::Duration::milliseconds(250);
-        return Some(outcome(delivery, Settlement::Released(later), None));
+        return Some(released(delivery, later));
     };
     permits.push(endpoint_permit);
+    if let (Some(limit), Some(webhook)) = (delivery.rate_limit, delivery.webhook_id) {
+        match take_slot(ctx, webhook, limit).await {
+            Ok(Reservation::Granted { send_at, .. }) => {
+                let wait = (send_at - clock::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stopping(&ctx.shutdown) => return Some(released(delivery, clock::now())),
+                }
+            }
+            Ok(Reservation::Held { until }) => {
+                metrics::counter!("relais_deliveries_rate_limited_total").increment(1);
+                return Some(released(delivery, until));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the webhook's rate schedule");
+                let later = clock::now() + chrono::Duration::milliseconds(250);
+                return Some(released(delivery, later));
+            }
+        }
+    }
     let now = clock::now();
     let margin = chrono::Duration::from_std(ctx.settings.request_timeout + Duration::from_secs(5))
         .expect("fits");
@@ -353,6 +400,49 @@ async fn attempt(
         now,
         latency_ms,
     ))
+}
+
+/// Not sent this time, and not an attempt: the delivery goes back to the queue, due at
+/// `at`.
+fn released(delivery: &ClaimedDelivery, at: DateTime<Utc>) -> DeliveryOutcome {
+    outcome(delivery, Settlement::Released(at), None)
+}
+
+/// Resolves once the process is stopping.
+async fn stopping(shutdown: &watch::Receiver<bool>) {
+    let mut shutdown = shutdown.clone();
+    let _ = shutdown.wait_for(|down| *down).await;
+}
+
+/// How many times a send tries to move a schedule that other sends keep moving first.
+const SCHEDULE_TRIES: u32 = 8;
+
+/// A slot on the webhook's schedule, which every replica's sends to it share: read it,
+/// let `domain::rate_limit` decide, and move it only if nobody moved it meanwhile.
+async fn take_slot(
+    ctx: &Context,
+    webhook: WebhookId,
+    limit: RateLimit,
+) -> Result<Reservation, StoreError> {
+    for _ in 0..SCHEDULE_TRIES {
+        let seen = ctx.deliveries.rate_schedule(webhook).await?;
+        let reservation = reserve(limit, seen, clock::now());
+        match reservation {
+            Reservation::Granted { next, .. } => {
+                if ctx
+                    .deliveries
+                    .move_rate_schedule(webhook, seen, next)
+                    .await?
+                {
+                    return Ok(reservation);
+                }
+            }
+            Reservation::Held { .. } => return Ok(reservation),
+        }
+    }
+    // So contended that the limit is surely reached: try again a little later.
+    let later = clock::now() + chrono::Duration::milliseconds(100);
+    Ok(Reservation::Held { until: later })
 }
 
 /// A Slack message or a mail: sent as its channel sends, judged as its channel's

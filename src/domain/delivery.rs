@@ -593,6 +593,7 @@ mod tests {
             filters,
             retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
             headers: Default::default(),
+            rate_limit: None,
             secrets: vec![],
             status: WebhookStatus::Active,
             disabled_reason: None,

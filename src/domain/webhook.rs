@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::event::EventType;
 use super::ids::{ProjectId, TenantId, WebhookId};
 use super::operation::{checked_percentage, Priority};
+use super::rate_limit::RateLimit;
 use super::retry::RetryPolicy;
 use super::FieldError;
 
@@ -134,6 +135,8 @@ pub struct Webhook {
     pub filters: WebhookFilters,
     pub retry_policy: RetryPolicy,
     pub headers: BTreeMap<String, String>,
+    /// Deliveries a second at most, over every replica; `None`: as fast as it takes them.
+    pub rate_limit: Option<RateLimit>,
     pub secrets: Vec<SecretVersion>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<String>,
@@ -207,6 +210,7 @@ pub struct WebhookSpec {
     pub filters: WebhookFilters,
     pub retry_policy: RetryPolicy,
     pub headers: BTreeMap<String, String>,
+    pub rate_limit: Option<RateLimit>,
     pub secret: Option<String>,
 }
 
@@ -294,6 +298,7 @@ mod tests {
             filters,
             retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
             headers: BTreeMap::new(),
+            rate_limit: None,
             secrets: vec![],
             status: WebhookStatus::Active,
             disabled_reason: None,

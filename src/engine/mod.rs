@@ -43,9 +43,12 @@ pub struct EngineSettings {
 
 pub struct Engine {
     tasks: Vec<JoinHandle<()>>,
-    /// Tells the built-in executors' runner to hand its attempts back.
+    /// Tells the built-in executors' runner to hand its attempts back, and the dispatcher
+    /// to claim no more.
     shutdown: tokio::sync::watch::Sender<bool>,
     runner: Option<JoinHandle<()>>,
+    /// Ends once the dispatcher's sends in flight are done and recorded.
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -80,12 +83,15 @@ impl Engine {
             )),
             tokio::spawn(run_notebook_schedules(store.notebooks().clone())),
         ];
-        tasks.extend(dispatcher::spawn(
+        let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+        let dispatcher = dispatcher::spawn(
             store.deliveries().clone(),
             store.webhooks().clone(),
             signals.clone(),
             settings.delivery,
-        ));
+            shutting_down.clone(),
+        );
+        tasks.extend(dispatcher.others);
         tasks.push(tokio::spawn(push::run(
             store.push_workers().clone(),
             signals.clone(),
@@ -99,7 +105,6 @@ impl Engine {
             http: sources,
             retry_time_scale: settings.retry_time_scale,
         };
-        let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
         let runner = tokio::spawn(runner::run(
             store.operations().clone(),
             tools,
@@ -115,23 +120,49 @@ impl Engine {
             tasks,
             shutdown,
             runner: Some(runner),
+            dispatcher: Some(dispatcher.draining),
         }
     }
 
-    /// Stops the built-in executors, handing their attempts back so that another process
-    /// (or this one's successor) takes them at once; waits at most `limit` for that.
-    pub async fn hand_back(&mut self, limit: Duration) {
+    /// Winds the work down: the built-in executors stop and hand their attempts back, so
+    /// that another process (or this one's successor) takes them at once; the dispatcher
+    /// claims no more, lets its sends in flight finish and records them, and puts back
+    /// in the queue those it had not started. Waits at most `limit`; what is left then is
+    /// left to its lease.
+    pub async fn wind_down(&mut self, limit: Duration) {
         let _ = self.shutdown.send(true);
-        if let Some(runner) = self.runner.take() {
-            if tokio::time::timeout(limit, runner).await.is_err() {
-                tracing::warn!("built-in executors did not all hand their attempts back in time; their leases will expire");
-            }
+        let runner = self.runner.take();
+        let dispatcher = self.dispatcher.take();
+        let both = async {
+            let handed_back = async {
+                if let Some(runner) = runner {
+                    let _ = runner.await;
+                    tracing::info!("built-in executors stopped");
+                }
+            };
+            let drained = async {
+                if let Some(dispatcher) = dispatcher {
+                    let _ = dispatcher.await;
+                    tracing::info!("deliveries in flight settled");
+                }
+            };
+            tokio::join!(handed_back, drained);
+        };
+        if tokio::time::timeout(limit, both).await.is_err() {
+            tracing::warn!(
+                "the built-in executors' attempts or the deliveries in flight were not all settled in time; their leases will expire"
+            );
         }
     }
 
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks.iter().chain(&self.runner) {
+        for task in self
+            .tasks
+            .iter()
+            .chain(&self.runner)
+            .chain(&self.dispatcher)
+        {
             task.abort();
         }
     }

@@ -9,6 +9,7 @@ use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{OperationId, ProjectId, TenantId, WebhookId};
 use crate::domain::operation::Callbacks;
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
 /// The idempotency scope of webhook registrations: their stored answers show the new
@@ -17,7 +18,7 @@ pub const WEBHOOK_REGISTRATION_SCOPE: &str = "webhook.create";
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-    secrets, status, disabled_reason, failing_since, created_at, updated_at";
+    secrets, status, disabled_reason, failing_since, created_at, updated_at, rate_limit";
 
 /// Real figures from the outbox, for `deliveryStats`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,7 +86,7 @@ impl Webhooks {
         }
         let sql = format!(
             "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
-            super::values_placeholders(1, 15, 1)
+            super::values_placeholders(1, 16, 1)
         );
         bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&mut *tx)
@@ -435,6 +436,7 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook, secrets: String) -> AnyQue
         .bind(w.failing_since.map(to_ms))
         .bind(to_ms(w.created_at))
         .bind(to_ms(w.updated_at))
+        .bind(w.rate_limit.map(|limit| i64::from(limit.per_second())))
 }
 
 /// A webhook row, with its secrets as opened (or none, where only routing needs it).
@@ -457,6 +459,7 @@ pub(super) fn decode_webhook(row: &AnyRow, secrets: Vec<SecretVersion>) -> Resul
         filters: from_json(&text("filters")?, "filters")?,
         retry_policy: from_json(&text("retry_policy")?, "retry_policy")?,
         headers: from_json(&text("headers")?, "headers")?,
+        rate_limit: decode_rate_limit(row)?,
         secrets,
         status: WebhookStatus::parse(&status)
             .ok_or_else(|| StoreError::corrupt(format!("webhook status {status}")))?,
@@ -468,4 +471,13 @@ pub(super) fn decode_webhook(row: &AnyRow, secrets: Vec<SecretVersion>) -> Resul
         created_at: from_ms(row.try_get("created_at")?)?,
         updated_at: from_ms(row.try_get("updated_at")?)?,
     })
+}
+
+/// A webhook row's `rate_limit` column.
+pub(super) fn decode_rate_limit(row: &AnyRow) -> Result<Option<RateLimit>> {
+    row.try_get::<Option<i64>, _>("rate_limit")?
+        .map(|n| {
+            RateLimit::new(u64::try_from(n).unwrap_or(0), "rate_limit").map_err(StoreError::corrupt)
+        })
+        .transpose()
 }

@@ -369,7 +369,7 @@ impl TestApp {
     /// same database: an outage of the whole service.
     pub async fn down_for(mut self, down: Duration) -> Self {
         let relais = self.relais.take().expect("running");
-        relais.stop().await;
+        relais.stop(Duration::from_secs(10)).await;
         tokio::time::sleep(down).await;
         let relais = Relais::start(test_config(&self.db, |_| {}))
             .await
@@ -383,7 +383,7 @@ impl TestApp {
     /// deploy; the tenant, project and token stay the same.
     pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
         let relais = self.relais.take().expect("running");
-        relais.stop().await;
+        relais.stop(Duration::from_secs(10)).await;
         let relais = Relais::start(test_config(&self.db, tweak))
             .await
             .expect("relais restarts");

@@ -40,5 +40,6 @@ mod shutdown;
 mod sync_failures;
 mod syncs;
 mod tasks;
+mod webhook_rate_limits;
 mod webhooks;
 mod workers;

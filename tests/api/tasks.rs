@@ -985,7 +985,7 @@ async fn status_is_active_and_says_shutdown_in_progress_after_sigterm(backend: B
     // A real process, stopped as an orchestrator stops it: for its grace period it
     // still answers, saying it is shutting down, then exits.
     let db = TestDb::create(backend).await;
-    let mut serve = ServeProcess::start(&db, &[("RELAIS_SHUTDOWN_GRACE", "30")]).await;
+    let mut serve = ServeProcess::start(&db, &[("RELAIS_SHUTDOWN_DELAY", "30")]).await;
     let (_, _, key) = cli_tenant(&db.url, "vitam");
     let client = reqwest::Client::new();
     let status = || async {

@@ -527,7 +527,7 @@ async fn a_worker_waiting_on_one_replica_is_woken_by_work_created_on_another() {
             "round {round}: waited {waited:?}"
         );
     }
-    replica.stop().await;
+    replica.stop(Duration::from_secs(10)).await;
 }
 
 async fn a_long_poll_with_no_work_answers_empty_after_waiting(backend: Backend) {

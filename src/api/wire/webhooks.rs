@@ -9,6 +9,7 @@ use super::present;
 use super::retry::RetryPolicyBody;
 use crate::domain::fields::{check_signing_secret, checked_name, http_url};
 use crate::domain::operation::Priority;
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{
     check_headers, check_signature_type, checked_event_types, WebhookFilters, WebhookSpec,
@@ -47,6 +48,11 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub headers: Option<BTreeMap<String, String>>,
+    /// Deliveries per second at most (1 to 10,000), however many replicas send them;
+    /// deliveries held back wait in the queue, pending. Left out: no limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, minimum = 1, maximum = 10000)]
+    pub rate_limit: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -110,6 +116,10 @@ impl TryFrom<WebhookBody> for WebhookSpec {
             .into_policy(RetryPolicy::WEBHOOK_DEFAULT, "retryPolicy")?;
         let headers = body.headers.unwrap_or_default();
         check_headers(&headers, "headers")?;
+        let rate_limit = body
+            .rate_limit
+            .map(|n| RateLimit::new(n, "rateLimit"))
+            .transpose()?;
         Ok(WebhookSpec {
             url,
             name,
@@ -117,6 +127,7 @@ impl TryFrom<WebhookBody> for WebhookSpec {
             filters,
             retry_policy,
             headers,
+            rate_limit,
             secret,
         })
     }
@@ -177,6 +188,16 @@ mod tests {
         assert_eq!(ok.secret.as_deref(), Some("your-webhook-secret-key"));
         let field = |body: Value| spec(body).unwrap_err().field;
         assert_eq!(field(json!({"webhookUrl": "ftp://x"})), "webhookUrl");
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "rateLimit": 0})),
+            "rateLimit"
+        );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "rateLimit": 10_001})),
+            "rateLimit"
+        );
+        let limited = spec(json!({"webhookUrl": "https://x.io", "rateLimit": 20})).unwrap();
+        assert_eq!(limited.rate_limit.map(|l| l.per_second()), Some(20));
         assert_eq!(
             field(json!({"webhookUrl": "https://x.io", "events": ["nope"]})),
             "events[0]"

@@ -19,7 +19,7 @@ use super::events::{current_request, insert_events, StagedEvent};
 use super::integrations::IntegrationStatus;
 use super::sealed::{callback_place, push_worker_place, slack_place, webhook_place, Sealer};
 use super::signals::{Announce, Signals};
-use super::webhooks::decode_webhook;
+use super::webhooks::{decode_rate_limit, decode_webhook};
 use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
 use crate::domain::delivery::{
     self, Channel, DeliveryOutcome, DeliveryStatus, Destination, Routed, Watermarks,
@@ -27,6 +27,7 @@ use crate::domain::delivery::{
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, TenantId, WebhookId};
 use crate::domain::notify::Outgoing;
+use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
@@ -76,6 +77,8 @@ pub struct ClaimedDelivery {
     pub endpoint_active: bool,
     /// A Slack message's or a mail's notice and recipient.
     pub outgoing: Option<Outgoing>,
+    /// The webhook's `rateLimit`, which every replica's sends to it share.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// One line of a webhook's attempt log.
@@ -154,7 +157,7 @@ pub(super) async fn active_webhooks<'e>(
 ) -> Result<Vec<Webhook>> {
     let sql = format!(
         "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-               status, disabled_reason, failing_since, created_at, updated_at \
+               status, disabled_reason, failing_since, created_at, updated_at, rate_limit \
                FROM webhooks WHERE project_id = $1 AND status = '{active}'",
         active = WebhookStatus::Active.as_str()
     );
@@ -323,7 +326,7 @@ impl Deliveries {
         // two lanes only serve a query that names it.
         let sql = format!(
             "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id,
-                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, p.callback_secrets,
+                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, w.rate_limit, p.callback_secrets,
                     pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
@@ -368,6 +371,36 @@ impl Deliveries {
         query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// Where a rate-limited webhook's schedule stands: its next free slot, in microseconds
+    /// since the epoch (`domain::rate_limit`).
+    pub async fn rate_schedule(&self, webhook: WebhookId) -> Result<i64> {
+        let scheduled: Option<i64> =
+            sqlx::query_scalar("SELECT rate_schedule FROM webhooks WHERE id = $1")
+                .bind(webhook.db())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(scheduled.unwrap_or(0))
+    }
+
+    /// Moves a webhook's schedule from `seen` to `next`, only if no other send (in this
+    /// process or another) moved it meanwhile; false if one did.
+    pub async fn move_rate_schedule(
+        &self,
+        webhook: WebhookId,
+        seen: i64,
+        next: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET rate_schedule = $1 WHERE id = $2 AND rate_schedule = $3",
+        )
+        .bind(next)
+        .bind(webhook.db())
+        .bind(seen)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Pushes a lease further out before a send that waited; false if it was lost.
@@ -850,5 +883,9 @@ fn decode_claim(
             .try_get::<Option<String>, _>("message")?
             .map(|m| from_json(&m, "message"))
             .transpose()?,
+        rate_limit: match channel {
+            Channel::Webhook => decode_rate_limit(row)?,
+            _ => None,
+        },
     })
 }

@@ -27,6 +27,8 @@ pub struct WebhookView {
     #[schema(value_type = Object)]
     pub retry_policy: RetryPolicy,
     pub headers: BTreeMap<String, String>,
+    /// Deliveries per second at most; `null`: no limit.
+    pub rate_limit: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
     pub failing_since: Option<String>,
