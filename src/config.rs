@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// is a new request), as Stripe does.
     #[arg(long, env = "RELAIS_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: u64,
+    /// Seconds an event stream (`…/events/stream`) stays open before the server ends it;
+    /// its client reconnects with `Last-Event-ID`, to whichever replica the load balancer
+    /// picks, so long-lived streams do not pile up on the oldest replicas.
+    #[arg(long, env = "RELAIS_EVENT_STREAM_LIFETIME", default_value_t = 600.0)]
+    pub event_stream_lifetime: f64,
     /// Seconds an operation waits in the queue before it ranks one priority higher.
     #[arg(long, env = "RELAIS_PRIORITY_AGING", default_value_t = 60.0)]
     pub priority_aging: f64,
@@ -259,6 +264,7 @@ pub struct Config {
     pub executor_concurrency: usize,
     pub source_timeout: Duration,
     pub idempotency_retention: Duration,
+    pub event_stream_lifetime: Duration,
     pub public_url: Option<String>,
     pub analytics_database_url: Option<String>,
     pub breakout_schema_per_project: bool,
@@ -369,6 +375,11 @@ impl Config {
             (1..=24 * 3650).contains(&args.idempotency_retention_hours),
             "--idempotency-retention-hours must be between 1 and 87600 (ten years)"
         );
+        anyhow::ensure!(
+            args.event_stream_lifetime.is_finite()
+                && (0.1..=86_400.0).contains(&args.event_stream_lifetime),
+            "--event-stream-lifetime must be between 0.1 and 86400 seconds"
+        );
         let smtp = match (args.smtp_url, args.smtp_from) {
             (None, None) => None,
             (Some(url), Some(from)) => Some(SmtpConfig { url, from }),
@@ -400,6 +411,7 @@ impl Config {
             executor_concurrency: args.executor_concurrency,
             source_timeout: Duration::from_secs_f64(args.source_timeout),
             idempotency_retention: Duration::from_secs(args.idempotency_retention_hours * 3600),
+            event_stream_lifetime: Duration::from_secs_f64(args.event_stream_lifetime),
             public_url: args.public_url,
             analytics_database_url: args.analytics_database_url,
             breakout_schema_per_project: args.breakout_schema_per_project,
@@ -442,6 +454,7 @@ impl Config {
             executor_concurrency: 16,
             source_timeout: Duration::from_secs(60),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            event_stream_lifetime: Duration::from_secs(600),
             public_url: None,
             analytics_database_url: None,
             breakout_schema_per_project: false,

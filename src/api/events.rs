@@ -25,7 +25,7 @@ pub fn encode_cursor(c: FeedCursor) -> String {
     B64.encode(format!("v1:{}:{}", c.commit_order, c.position))
 }
 
-fn decode_cursor(text: &str) -> Option<FeedCursor> {
+pub(super) fn decode_cursor(text: &str) -> Option<FeedCursor> {
     let raw = String::from_utf8(B64.decode(text).ok()?).ok()?;
     let mut parts = raw.strip_prefix("v1:")?.split(':');
     let commit_order = parts.next()?.parse().ok()?;
@@ -67,20 +67,7 @@ pub async fn feed(
         .as_deref()
         .map(|s| parse_time(s, "updatedSince"))
         .transpose()?;
-    let mut types = Vec::new();
-    for name in q
-        .types
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        types.push(
-            EventType::parse(name)
-                .ok_or_else(|| FieldError::new("types", format!("unknown event type `{name}`")))?,
-        );
-    }
+    let types = parse_types(q.types.as_deref())?;
     let first = match q.first.as_deref() {
         None => DEFAULT_FIRST,
         Some(f) => match f.parse::<u32>() {
@@ -121,6 +108,23 @@ pub async fn feed(
             has_next_page: page.has_next_page,
         },
     }))
+}
+
+/// `types`: event types, comma-separated; none, every type.
+pub(super) fn parse_types(types: Option<&str>) -> Result<Vec<EventType>, FieldError> {
+    let mut parsed = Vec::new();
+    for name in types
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        parsed.push(
+            EventType::parse(name)
+                .ok_or_else(|| FieldError::new("types", format!("unknown event type `{name}`")))?,
+        );
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]

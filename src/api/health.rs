@@ -1,5 +1,3 @@
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 
@@ -16,7 +14,7 @@ use crate::domain::ids::InstanceId;
 pub struct Instance {
     pub id: InstanceId,
     pub started_at: DateTime<Utc>,
-    shutting_down: AtomicBool,
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Instance {
@@ -24,16 +22,24 @@ impl Instance {
         Instance {
             id: InstanceId::new(),
             started_at,
-            shutting_down: AtomicBool::new(false),
+            shutting_down: tokio::sync::watch::channel(false).0,
         }
     }
 
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Release);
+        self.shutting_down.send_replace(true);
     }
 
     pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        *self.shutting_down.borrow()
+    }
+
+    /// Resolves once the process begins shutting down: long-lived answers (event streams)
+    /// end then, so their clients reconnect to another replica while this one still
+    /// serves.
+    pub async fn stopping(&self) {
+        let mut shutting_down = self.shutting_down.subscribe();
+        let _ = shutting_down.wait_for(|down| *down).await;
     }
 }
 

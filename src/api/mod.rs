@@ -9,6 +9,7 @@ pub mod breakout;
 pub mod cache;
 pub mod docs;
 pub mod error;
+pub mod event_stream;
 pub mod events;
 pub mod format;
 pub mod health;
@@ -245,6 +246,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .delete(push_workers::delete),
         ),
         project(at("/events").get(events::feed)),
+        project(at("/events/stream").get(event_stream::stream)),
         project(at("/webhooks").post(webhooks::create).get(webhooks::list)),
         project(
             at("/webhooks/{webhookId}")

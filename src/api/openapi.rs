@@ -13,8 +13,8 @@ use super::wire::answers::errors::ErrorBody;
 use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
-    batches, blocks, breakout, docs, events, health, integrations, metrics, notebooks, oauth,
-    operations, push_workers, syncs, tasks, webhooks, workers,
+    batches, blocks, breakout, docs, event_stream, events, health, integrations, metrics,
+    notebooks, oauth, operations, push_workers, syncs, tasks, webhooks, workers,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         push_workers::get,
         push_workers::delete,
         events::feed,
+        event_stream::stream,
         webhooks::create,
         webhooks::list,
         webhooks::get,

@@ -112,6 +112,10 @@ impl EventTally {
         tally
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.counts.iter().flatten().all(|n| *n == 0)
+    }
+
     pub(super) fn add(&mut self, other: EventTally) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             for (a, b) in mine.iter_mut().zip(theirs) {

@@ -14,6 +14,7 @@ mod cli;
 mod contract;
 mod crash;
 mod engine;
+mod event_stream;
 mod executors;
 mod fuzz;
 mod health;

@@ -84,7 +84,12 @@ async fn the_document_and_its_page_are_served_without_a_token(backend: Backend) 
 /// A fixed seed keeps a run reproducible; 30 examples an operation keep it within half a
 /// minute per backend (150 found nothing more).
 async fn schemathesis_finds_the_server_true_to_its_document(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // An event stream answers for as long as it lives: a short life lets schemathesis
+    // read each answer whole.
+    let app = TestApp::spawn_with(backend, |config| {
+        config.event_stream_lifetime = std::time::Duration::from_millis(200)
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("schemathesis.toml");
     // The `/v1` facade's tenant number is the app's, as its path ids are: schemathesis

@@ -14,3 +14,14 @@ pub struct FeedQuery {
     pub types: Option<String>,
     pub first: Option<String>,
 }
+
+/// `GET …/async/events/stream`: `after`, a cursor of the feed (or an event's `id:` in the
+/// stream) to start after, which the `Last-Event-ID` header replaces when a client
+/// reconnects; `types`, event types, comma-separated.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    pub after: Option<String>,
+    pub types: Option<String>,
+}

@@ -24,6 +24,8 @@ const DELIVERY_CHANNEL: &str = "relais_deliveries";
 /// Channel on which a deletion of tenants, projects or tokens is announced, so that no
 /// replica keeps accepting them from its caches.
 const AUTH_CHANNEL: &str = "relais_auth";
+/// Channel on which replicas announce that they committed events (for event streams).
+const EVENT_CHANNEL: &str = "relais_events";
 
 /// The wake-ups of one process. Cheap to clone: clones share them.
 #[derive(Clone)]
@@ -34,6 +36,7 @@ struct Inner {
     batches_to_schedule: Notify,
     deliveries_available: Notify,
     auth_changed: Notify,
+    events_written: Notify,
     remote: RemoteNews,
     /// Names this process in its notifications, so that it can ignore its own echoes.
     replica_id: String,
@@ -49,6 +52,7 @@ struct Inner {
 struct RemoteNews {
     work: AtomicBool,
     deliveries: AtomicBool,
+    events: AtomicBool,
     pending: Notify,
 }
 
@@ -87,6 +91,7 @@ impl Signals {
             batches_to_schedule: Notify::new(),
             deliveries_available: Notify::new(),
             auth_changed: Notify::new(),
+            events_written: Notify::new(),
             remote: RemoteNews::default(),
             replica_id: uuid::Uuid::new_v4().simple().to_string(),
             pool,
@@ -116,6 +121,11 @@ impl Signals {
         &self.0.deliveries_available
     }
 
+    /// Woken when events were committed, here or (through PostgreSQL) by another replica.
+    pub fn events_written(&self) -> &Notify {
+        &self.0.events_written
+    }
+
     /// Records that an operation of this type is claimable, for whoever runs its type.
     pub(super) fn note_claimable(&self, announce: &mut Announce, operation_type: &str) {
         if self.0.work.is_builtin(operation_type) {
@@ -129,6 +139,7 @@ impl Signals {
     /// for other replicas (see [`Signals::relay`]).
     pub(super) fn after_commit(&self, announce: Announce) {
         announce.events.record();
+        let events = !announce.events.is_empty();
         if announce.leases_granted > 0 {
             metrics::counter!("relais_leases_granted_total")
                 .increment(u64::from(announce.leases_granted));
@@ -150,7 +161,15 @@ impl Signals {
             inner.deliveries_available.notify_waiters();
             inner.remote.deliveries.store(true, Ordering::Release);
         }
-        if announce.builtin_work || announce.worker_work || announce.deliveries {
+        if events {
+            inner.events_written.notify_waiters();
+            // Other replicas' streams hear of events that queued deliveries from the
+            // deliveries' own notification: one fewer NOTIFY on the busiest path.
+            if !announce.deliveries {
+                inner.remote.events.store(true, Ordering::Release);
+            }
+        }
+        if announce.builtin_work || announce.worker_work || announce.deliveries || events {
             inner.remote.pending.notify_one();
         }
     }

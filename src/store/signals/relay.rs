@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Signals, AUTH_CHANNEL, DELIVERY_CHANNEL, WORK_CHANNEL};
+use super::{Signals, AUTH_CHANNEL, DELIVERY_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL};
 use crate::store::{Backend, Result};
 
 impl Signals {
@@ -34,6 +34,7 @@ impl Signals {
             for (flag, channel) in [
                 (&inner.remote.work, WORK_CHANNEL),
                 (&inner.remote.deliveries, DELIVERY_CHANNEL),
+                (&inner.remote.events, EVENT_CHANNEL),
             ] {
                 if flag.swap(false, Ordering::AcqRel) {
                     if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
@@ -49,15 +50,15 @@ impl Signals {
         }
     }
 
-    /// Wakes this process's waiters when another replica commits work or deliveries, or
-    /// deletes tenants, projects or tokens.
+    /// Wakes this process's waiters when another replica commits work, deliveries or
+    /// events, or deletes tenants, projects or tokens.
     async fn relay_from_replicas(&self) {
         let inner = &self.0;
         loop {
             let result: std::result::Result<(), sqlx::Error> = async {
                 let mut listener = sqlx::postgres::PgListener::connect(&inner.url).await?;
                 listener
-                    .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL])
+                    .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL, EVENT_CHANNEL])
                     .await?;
                 loop {
                     let notification = listener.recv().await?;
@@ -68,7 +69,11 @@ impl Signals {
                     match notification.channel() {
                         WORK_CHANNEL => inner.work.wake_all(),
                         AUTH_CHANNEL => inner.auth_changed.notify_waiters(),
-                        _ => inner.deliveries_available.notify_waiters(),
+                        EVENT_CHANNEL => inner.events_written.notify_waiters(),
+                        _ => {
+                            inner.deliveries_available.notify_waiters();
+                            inner.events_written.notify_waiters();
+                        }
                     }
                 }
             }
@@ -81,6 +86,7 @@ impl Signals {
             inner.work.wake_all();
             inner.deliveries_available.notify_waiters();
             inner.auth_changed.notify_waiters();
+            inner.events_written.notify_waiters();
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

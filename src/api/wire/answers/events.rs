@@ -35,3 +35,37 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
     pub has_next_page: bool,
 }
+
+/// One message of `GET …/events/stream`, as an `EventSource` reads it. Each event of the
+/// feed is one message; the stream's first frame (`retry:`) and its keep-alive comments
+/// carry no data and are not messages.
+#[derive(Debug, ToSchema)]
+pub struct StreamMessage {
+    /// The feed cursor after this event: send it back as `Last-Event-ID` (or `after`) to
+    /// go on from here.
+    pub id: String,
+    /// The event's type (`operation.completed`, …).
+    pub event: String,
+    /// The event's envelope (`EventEnvelope`) as one line of JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+impl StreamMessage {
+    pub fn new(cursor: String, envelope: &EventEnvelope) -> Self {
+        StreamMessage {
+            id: cursor,
+            event: envelope.event_type.clone(),
+            // Compact JSON holds no line break, so the data is one `data:` line.
+            data: serde_json::to_string(envelope).expect("an envelope serializes"),
+        }
+    }
+
+    /// The message in the `text/event-stream` format.
+    pub fn frame(&self) -> String {
+        format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            self.id, self.event, self.data
+        )
+    }
+}
