@@ -11,6 +11,7 @@ use crate::clock;
 use crate::domain::auth::{hash_token, Principal, Scope};
 use crate::domain::ids::{ProjectId, TenantId, TokenId};
 use crate::domain::oauth::{looks_like_jwt, AccessToken};
+use crate::domain::portal::{self, Portal};
 use crate::domain::FieldError;
 
 impl FromRequest for Principal {
@@ -19,6 +20,7 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let route = req.match_pattern();
         let token = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -42,18 +44,27 @@ impl FromRequest for Principal {
                     .ok_or(ApiError::Unauthorized)?;
                 return Ok(Principal::for_callback(tenant, project, operation));
             }
-            api_token(&state, &token)
+            api_token(&state, &token, route.as_deref())
                 .await?
                 .ok_or(ApiError::Unauthorized)
         })
     }
 }
 
-/// Whose API token (or OAuth2 access token) this is (a push worker's callback token is
-/// none), remembered for a few seconds. `Ok(None)`: no such token, or an access token
-/// that expired or whose client was revoked.
-pub async fn api_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+/// Whose API token (or OAuth2 access token, or portal link) this is (a push worker's
+/// callback token is none), remembered for a few seconds. `Ok(None)`: no such token, or
+/// an access token that expired or whose client was revoked. `route` is the pattern the
+/// request matched: a portal link learns nothing of what lies outside its reach (404).
+pub async fn api_token(
+    state: &AppState,
+    token: &str,
+    route: Option<&str>,
+) -> Result<Option<Principal>, ApiError> {
     let principal = known_token(state, token).await?;
+    if principal.as_ref().is_some_and(|p| p.portal.is_some()) && !route.is_some_and(portal::reaches)
+    {
+        return Err(ApiError::NotFound("route"));
+    }
     if let (Some(principal), Some(limits)) = (&principal, &state.token_limits) {
         limits.check(principal.token_id)?;
     }
@@ -64,6 +75,10 @@ async fn known_token(state: &AppState, token: &str) -> Result<Option<Principal>,
     // An access token's signature and expiry are checked on every request (a cached
     // answer must not outlive the token); only its client's lookup is remembered.
     let access = if looks_like_jwt(token) {
+        // A portal grant is all in its signed token: nothing to look up or remember.
+        if let Some(grant) = Portal::read(&state.token_key, token, clock::now()) {
+            return Ok(Some(Principal::for_portal(grant)));
+        }
         match state.token_key.read(token, clock::now()) {
             Some(read) => Some(read),
             None => return Ok(None),
@@ -106,6 +121,7 @@ async fn client_principal(
         scopes: read.scopes,
         operation: None,
         token_name: Some(client.name.unwrap_or_else(|| client.id.to_string())),
+        portal: None,
     }))
 }
 

@@ -45,7 +45,7 @@ const RECONNECT_MS: u32 = 1000;
     path = "/api/{tenantId}/{projectId}/async/events/stream",
     tag = "events",
     summary = "Follow the event log live (Server-Sent Events)",
-    description = "`text/event-stream`: one message per event, `id:` its feed cursor, `event:` its type, `data:` the envelope the feed shows. Reconnect with `Last-Event-ID` (or `after`) to go on after the last one received. A comment line is sent every 15 s while nothing happens; the stream ends when the server begins shutting down.",
+    description = "`text/event-stream`: one message per event, `id:` its feed cursor, `event:` its type, `data:` the envelope the feed shows. Reconnect with `Last-Event-ID` (or `after`) to go on after the last one received; without either, `from=now` skips the events already written. A comment line is sent every 15 s while nothing happens; the stream ends when the server begins shutting down.",
     params(
         ProjectPath,
         wire::events::StreamQuery,
@@ -72,9 +72,16 @@ pub async fn stream(
                 .map_err(|_| FieldError::new("Last-Event-ID", "is not an id this stream sent"))?;
             cursor(text, "Last-Event-ID")?
         }
-        None => match q.after.as_deref() {
-            Some(text) => cursor(text, "after")?,
-            None => None,
+        None => match (q.after.as_deref(), q.from.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new("from", "cannot be given with `after`").into())
+            }
+            (Some(text), None) => cursor(text, "after")?,
+            (None, None | Some("start")) => None,
+            (None, Some("now")) => Some(state.store.events().tail().await?),
+            (None, Some(_)) => {
+                return Err(FieldError::new("from", "must be `start` or `now`").into())
+            }
         },
     };
     let (frames, receiver) = mpsc::channel(BUFFERED_FRAMES);

@@ -7,6 +7,7 @@ pub mod blocks;
 pub mod body;
 pub mod breakout;
 pub mod cache;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod event_stream;
@@ -19,7 +20,9 @@ pub mod metrics;
 pub mod notebooks;
 pub mod oauth;
 pub mod openapi;
+pub mod operation_events;
 pub mod operations;
+pub mod portal;
 pub mod push_workers;
 pub mod rate_limit;
 pub mod request_id;
@@ -177,6 +180,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
         root(at("/docs/redoc.standalone.js").get(docs::renderer)),
         root(at("/oauth/token").post(oauth::token)),
         root(at("/metrics").get(metrics::scrape)),
+        root(at("/api/whoami").get(portal::whoami)),
         breakout(
             at("/dictionaries")
                 .post(breakout::register)
@@ -230,6 +234,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
                 .delete(operations::cancel),
         ),
         project(at("/operation/{operationId}/results").get(operations::results)),
+        project(at("/operation/{operationId}/events").get(operation_events::list)),
         project(at("/operation/{operationId}/retry").post(operations::retry)),
         project(at("/operation/{operationId}/progress").post(workers::progress)),
         project(at("/operation/{operationId}/complete").post(workers::complete)),
@@ -248,6 +253,7 @@ fn endpoints() -> Vec<(&'static str, Endpoint)> {
         project(at("/events").get(events::feed)),
         project(at("/events/stream").get(event_stream::stream)),
         project(at("/webhooks").post(webhooks::create).get(webhooks::list)),
+        project(at("/portal-links").post(portal::create)),
         project(
             at("/webhooks/{webhookId}")
                 .get(webhooks::get)
@@ -355,6 +361,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             }
         }
     }
+    cfg.configure(console::routes);
     cfg.service(breakout)
         .service(project)
         .service(

@@ -14,7 +14,8 @@ use super::wire::answers::tasks::VitamErrorBody;
 #[allow(unused_imports)]
 use super::{
     batches, blocks, breakout, docs, event_stream, events, health, integrations, metrics,
-    notebooks, oauth, operations, push_workers, syncs, tasks, webhooks, workers,
+    notebooks, oauth, operation_events, operations, portal, push_workers, syncs, tasks, webhooks,
+    workers,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +42,7 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         operations::list,
         operations::cancel,
         operations::results,
+        operation_events::list,
         batches::submit,
         batches::status,
         batches::list,
@@ -55,6 +57,8 @@ and the events webhooks receive (`EventEnvelope`, as `GET …/events` lists them
         push_workers::get,
         push_workers::delete,
         events::feed,
+        portal::create,
+        portal::whoami,
         event_stream::stream,
         webhooks::create,
         webhooks::list,

@@ -54,7 +54,7 @@ impl OperationPath {
 }
 
 /// Authorizes the caller for `scope` and loads the operation the path names.
-async fn load(
+pub(super) async fn load(
     state: &AppState,
     principal: &Principal,
     path: &OperationPath,

@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::fields::checked_name;
 use super::ids::{OperationId, ProjectId, TenantId, TokenId};
+use super::portal::Portal;
 use super::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,6 +78,8 @@ pub struct Principal {
     pub operation: Option<OperationId>,
     /// The name the token was given when it was created, if any.
     pub token_name: Option<String>,
+    /// A portal link's grant: the project's webhook endpoints only (`portal::reaches`).
+    pub portal: Option<Portal>,
 }
 
 pub const MAX_TOKEN_NAME_LEN: usize = 100;
@@ -108,6 +111,20 @@ impl Principal {
             scopes: vec![Scope::Workers],
             operation: Some(operation),
             token_name: None,
+            portal: None,
+        }
+    }
+
+    /// A portal link's holder: the project's webhooks, as `webhooks:manage` allows.
+    pub fn for_portal(portal: Portal) -> Self {
+        Principal {
+            token_id: TokenId::from_uuid(portal.link.uuid()),
+            tenant_id: portal.tenant,
+            project_id: Some(portal.project),
+            scopes: vec![Scope::WebhooksManage],
+            operation: None,
+            token_name: Some(portal.link.to_string()),
+            portal: Some(portal),
         }
     }
 
@@ -173,6 +190,7 @@ mod tests {
             scopes: vec![Scope::Admin],
             operation: None,
             token_name: None,
+            portal: None,
         };
         assert!(Scope::ALL.iter().all(|s| p.has_scope(*s)));
     }
@@ -188,6 +206,7 @@ mod tests {
             scopes: vec![Scope::OperationsRead],
             operation: None,
             token_name: Some("ops".into()),
+            portal: None,
         };
         assert_eq!(p.acting_as(), "ops");
         assert!(p.can_see(tenant, project));

@@ -141,6 +141,12 @@ uuid_id!(
     "client-"
 );
 uuid_id!(
+    /// A portal link handed to a webhook endpoint's owner, shown as `portal-<guid>`.
+    PortalLinkId,
+    "portal link id",
+    "portal-"
+);
+uuid_id!(
     /// One running process of Relais, new at each start (`/v1/status`'s `id`).
     InstanceId,
     "instance id",

@@ -12,6 +12,7 @@ pub mod notebook;
 pub mod notify;
 pub mod oauth;
 pub mod operation;
+pub mod portal;
 pub mod rate_limit;
 pub mod retry;
 pub mod sync;

@@ -254,28 +254,44 @@ impl TokenKey {
             exp: now.timestamp() + ttl.as_secs() as i64,
             jti,
         };
+        self.sign(&claims)
+    }
+
+    /// Signs any claims with this key (HS256).
+    pub(super) fn sign<C: Serialize>(&self, claims: &C) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
+            claims,
             &self.encoding,
         )
         .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// The token's claims if this key signed it, it is ours and it has not expired at
-    /// `now` (no leeway: an expired token is refused at once).
-    pub fn read(&self, token: &str, now: DateTime<Utc>) -> Option<AccessToken> {
+    /// The claims of a token this key signed for `issuer`. Each kind of token has its own
+    /// issuer, so one kind is never read as another. Expiry is the caller's to check,
+    /// against its own clock.
+    pub(super) fn verify<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Option<C> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
+        validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Expiry is checked against the given clock below, not the library's.
         validation.validate_exp = false;
         validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok()?;
-        let claims = data.claims;
+        jsonwebtoken::decode::<C>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// The token's claims if this key signed it, it is ours and it has not expired at
+    /// `now` (no leeway: an expired token is refused at once).
+    pub fn read(&self, token: &str, now: DateTime<Utc>) -> Option<AccessToken> {
+        let claims: Claims = self.verify(token, ISSUER)?;
         if claims.exp <= now.timestamp() {
             return None;
         }

@@ -45,6 +45,15 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
 }
 
+/// One event of a subject's log, with its id, for a page of that log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectEvent {
+    pub id: String,
+    pub event_type: String,
+    pub sequence: i64,
+    pub payload: serde_json::Value,
+}
+
 /// An event on its way to the log, with what decides its deliveries besides the
 /// project's webhooks, and the request that caused it.
 pub(super) struct StagedEvent {
@@ -271,6 +280,66 @@ impl Events {
             events,
             has_next_page,
         })
+    }
+
+    /// The cursor of "now": the feed after it holds only events not yet visible, those
+    /// still being written and those to come. On PostgreSQL that is the visibility horizon
+    /// itself (every transaction it hides has a later id); SQLite writes one transaction
+    /// at a time, so it is the newest event's place.
+    pub async fn tail(&self) -> Result<FeedCursor> {
+        Ok(match self.backend {
+            Backend::Postgres => {
+                let horizon: i64 = sqlx::query_scalar(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                FeedCursor {
+                    commit_order: horizon - 1,
+                    position: i64::MAX,
+                }
+            }
+            Backend::Sqlite => {
+                let position: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                FeedCursor {
+                    commit_order: 0,
+                    position: position.unwrap_or(i64::MIN),
+                }
+            }
+        })
+    }
+
+    /// A page of one project's subject's log, oldest first: `limit + 1` rows are read so
+    /// the caller knows whether more follow.
+    pub async fn of_subject_page(
+        &self,
+        project: ProjectId,
+        subject: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<SubjectEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, sequence, payload FROM events
+             WHERE subject = $1 AND project_id = $2 ORDER BY sequence LIMIT $3 OFFSET $4",
+        )
+        .bind(subject)
+        .bind(project.db())
+        .bind(i64::from(limit) + 1)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SubjectEvent {
+                    id: row.try_get("id")?,
+                    event_type: row.try_get("event_type")?,
+                    sequence: row.try_get("sequence")?,
+                    payload: from_json(&row.try_get::<String, _>("payload")?, "payload")?,
+                })
+            })
+            .collect()
     }
 
     /// The event log of one subject, in sequence order.

@@ -39,8 +39,12 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Batches};
 pub use breakout::Breakout;
 pub use clients::Clients;
-pub use deliveries::{AttemptEntry, ClaimedDelivery, Deliveries, DeliveryView, Lane};
-pub use events::{Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, COUNTED_TYPES};
+pub use deliveries::{
+    AttemptEntry, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView, EventDelivery, Lane,
+};
+pub use events::{
+    Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, SubjectEvent, COUNTED_TYPES,
+};
 pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyRecord, StoredResponse};
 pub use integrations::{IntegrationStatus, Integrations, SlackIntegration, StoredAlertContacts};
 pub use notebooks::{

@@ -172,6 +172,7 @@ impl Tenants {
             scopes: Scope::parse_list(&scopes).map_err(StoreError::corrupt)?,
             operation: None,
             token_name: row.try_get("name")?,
+            portal: None,
         }))
     }
 }

@@ -9,11 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{cli_tenant, Backend, ServeProcess, TestApp, TestDb};
+use crate::common::{cli_tenant, eventually, Backend, ServeProcess, TestApp, TestDb};
 
 both_backends!(
     a_dropped_stream_resumes_after_its_last_event_id_and_misses_nothing,
     a_stream_takes_only_the_types_asked_for,
+    a_stream_from_now_skips_what_was_already_written,
     a_stream_refuses_bad_input_and_other_tenants,
     a_stream_ends_when_the_server_begins_shutting_down
 );
@@ -176,6 +177,34 @@ async fn a_stream_takes_only_the_types_asked_for(backend: Backend) {
     assert_eq!(streamed, feed(&app, "&types=operation.completed").await);
 }
 
+async fn a_stream_from_now_skips_what_was_already_written(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for i in 0..3 {
+        echo(&app, &format!("before {i}")).await;
+    }
+    // Every event of the operations above is committed: their ends are in the feed.
+    eventually(Duration::from_secs(20), || async {
+        (feed(&app, "&types=operation.completed").await.len() == 3).then_some(())
+    })
+    .await;
+    let mut stream = Stream::open(&app, "?from=now", None).await;
+    echo(&app, "after").await;
+    let messages = stream.messages(2).await;
+    for m in &messages {
+        assert_eq!(m.data["data"]["operationName"], "after", "{:?}", m.data);
+    }
+    stream.stays_quiet(Duration::from_millis(300)).await;
+    // Its ids are cursors like any other: a reconnection goes on from there.
+    let mut resumed = Stream::open(&app, "?from=now", Some(&messages[0].id)).await;
+    assert_eq!(resumed.messages(1).await[0].data, messages[1].data);
+    // `from=start`, the default, is the oldest event kept.
+    let mut start = Stream::open(&app, "?from=start", None).await;
+    assert_eq!(
+        start.messages(1).await[0].data["data"]["operationName"],
+        "before 0"
+    );
+}
+
 async fn a_stream_refuses_bad_input_and_other_tenants(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let path = app.api("/events/stream");
@@ -203,6 +232,8 @@ async fn a_stream_refuses_bad_input_and_other_tenants(backend: Backend) {
         ("?types=operation.nope", None, "types"),
         ("?first=10", None, "first"),
         ("?after=a&after=b", None, "after"),
+        ("?from=later", None, "from"),
+        ("?from=now&after=djE6MTox", None, "from"),
     ] {
         let (status, body) = get(query, header, token).await;
         assert_eq!(

@@ -11,6 +11,7 @@ mod breakout;
 mod breakout_csweb;
 mod breakout_limits;
 mod cli;
+mod console;
 mod contract;
 mod crash;
 mod engine;

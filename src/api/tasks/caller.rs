@@ -128,7 +128,7 @@ impl FromRequest for VitamCaller {
                 .cloned()
                 .ok_or(ApiError::Internal)?;
             let key = headers.key.ok_or(ApiError::Unauthorized)?;
-            let principal = api_token(&state, &key)
+            let principal = api_token(&state, &key, req.match_pattern().as_deref())
                 .await?
                 .ok_or(ApiError::Unauthorized)?;
             // A missing or unreadable tenant number is the seed's 412, not a 400.

@@ -17,11 +17,15 @@ pub struct FeedQuery {
 
 /// `GET …/async/events/stream`: `after`, a cursor of the feed (or an event's `id:` in the
 /// stream) to start after, which the `Last-Event-ID` header replaces when a client
-/// reconnects; `types`, event types, comma-separated.
+/// reconnects; `types`, event types, comma-separated; `from`, where to begin without a
+/// cursor.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     pub after: Option<String>,
     pub types: Option<String>,
+    /// Where a stream without a cursor begins: `start` (the oldest event kept, the
+    /// default) or `now` (only events written from now on).
+    pub from: Option<String>,
 }

@@ -20,6 +20,7 @@ pub mod notebooks;
 pub mod oauth;
 pub mod operations;
 pub mod params;
+pub mod portal;
 pub mod push_workers;
 pub mod query;
 pub mod retry;

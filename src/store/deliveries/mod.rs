@@ -12,8 +12,10 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 mod health;
+mod trace;
 
 use health::{announce_disabled, record_endpoint_health};
+pub use trace::{DeliveryAttempt, EventDelivery};
 
 use super::events::{current_request, insert_events, StagedEvent};
 use super::integrations::IntegrationStatus;

@@ -69,3 +69,53 @@ impl StreamMessage {
         )
     }
 }
+
+/// `GET …/operation/{operationId}/events`: a page of the operation's own events, oldest
+/// first, each with where it was sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectEventPage {
+    pub events: Vec<TracedEvent>,
+    pub page: u32,
+    pub page_size: u32,
+    pub has_next_page: bool,
+}
+
+/// An event and its deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TracedEvent {
+    pub event: EventEnvelope,
+    pub deliveries: Vec<DeliveryTrace>,
+}
+
+/// One delivery of an event: to a webhook, the operation's callback, its push worker,
+/// Slack or a mail.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryTrace {
+    #[schema(value_type = String)]
+    pub delivery_id: crate::domain::ids::DeliveryId,
+    /// `webhook`, `callback`, `push`, `slack` or `email`.
+    pub channel: &'static str,
+    /// The webhook's (or push worker's) id; `null` for the other channels.
+    pub endpoint_id: Option<String>,
+    /// `Pending`, `Delivered` or `Failed`.
+    pub status: &'static str,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub attempts: Vec<AttemptTrace>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptTrace {
+    pub attempted_at: String,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    /// The start of what the receiver answered.
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub success: bool,
+}

@@ -13,6 +13,7 @@ pub mod integrations;
 pub mod notebooks;
 pub mod oauth;
 pub mod operations;
+pub mod portal;
 pub mod syncs;
 pub mod tasks;
 pub mod webhooks;
