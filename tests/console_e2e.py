@@ -112,6 +112,21 @@ def batch_graph(browser):
     expect(page.locator("h1")).to_have_text("d")
 
 
+def large_batch(browser):
+    # 600 members in 20 layers of 30, each depending on the one before it in its row: more
+    # than the graph draws.
+    members = [{"operationKey": f"m{i}", "operationName": f"m{i}", "operationType": "ConsoleStep",
+                "dependencies": [f"m{i - 30}"] if i >= 30 else []} for i in range(600)]
+    batch = ok(*call("POST", "/batch", {"batchName": "large", "operations": members}), 202)
+    page = signed_in(browser, f"/console/batches/{batch['batchId']}")
+    expect(page.locator("svg .node")).to_have_count(500)
+    expect(page.get_by_text("The graph shows the first 500 of 600 members")).to_be_visible()
+    expect(page.locator("table tbody tr")).to_have_count(600)
+    # The page still answers: a link in the navigation works.
+    page.locator("#nav a", has_text="Webhooks").click()
+    expect(page.locator("h1")).to_have_text("Webhooks")
+
+
 def rotate_secret(browser):
     hook = ok(*call("POST", "/webhooks", {"webhookUrl": "https://receiver.example/hooks", "webhookName": "rotated"}), 201)
     before = ok(*call("GET", f"/webhooks/{hook['webhookId']}/secret"), 200)["secret"]
@@ -169,6 +184,7 @@ SCENARIOS = [
     ("sign in", sign_in),
     ("operation ends live", operation_ends_live),
     ("batch graph", batch_graph),
+    ("large batch", large_batch),
     ("rotate secret", rotate_secret),
     ("portal link", portal_link),
     ("markup shown as text", markup_shown_as_text),

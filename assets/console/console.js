@@ -432,7 +432,7 @@
           actions, notice),
         op.phases.length ? [h('h2', {}, 'Phases'), h('table', {},
           h('thead', {}, h('tr', {}, ['Phase', 'Status', 'Details'].map((t) => h('th', {}, t)))),
-          h('tbody', {}, op.phases.map((p) => h('tr', {}, h('td', {}, p.name || p.phase || ''), h('td', {}, badge(p.status || '')),
+          h('tbody', {}, op.phases.map((p) => h('tr', {}, h('td', {}, p.phaseName || ''), h('td', {}, badge(p.status || '')),
             h('td', {}, json(p))))))] : null,
         op.attempts && op.attempts.length ? [h('h2', {}, 'Attempts'), json(op.attempts)] : null,
         results ? [h('h2', {}, 'Results'), json(results)] : null,

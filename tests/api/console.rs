@@ -362,6 +362,7 @@ async fn the_console_works_in_a_real_browser(backend: Backend) {
         "sign in",
         "operation ends live",
         "batch graph",
+        "large batch",
         "rotate secret",
         "portal link",
         "markup shown as text",
