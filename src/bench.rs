@@ -125,6 +125,7 @@ async fn register_webhook_for(
         retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
         headers: Default::default(),
         rate_limit: None,
+        labels: Default::default(),
         secrets: vec![SecretVersion {
             secret: crate::outbound::signing::generate_secret(),
             expires_at: None,

@@ -613,6 +613,7 @@
         if (body.filters.minProgressIncrement == null) delete body.filters.minProgressIncrement;
         body.retryPolicy = existing.retryPolicy;
         body.headers = existing.headers;
+        body.labels = existing.labels;
       } else if (types.length) {
         body.filters = { operationTypes: types };
       }

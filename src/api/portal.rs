@@ -16,6 +16,7 @@ use crate::clock;
 use crate::domain::auth::{Principal, Scope};
 use crate::domain::ids::PortalLinkId;
 use crate::domain::portal::{self, Portal};
+use crate::domain::webhook::check_label_value;
 
 #[utoipa::path(
     post,
@@ -23,7 +24,7 @@ use crate::domain::portal::{self, Portal};
     path = "/api/{tenantId}/{projectId}/async/portal-links",
     tag = "webhooks",
     summary = "Hand a webhook endpoint's owner a link to the console",
-    description = "The link opens the console on this project's webhooks: their deliveries, replays and secrets. Its token works as a bearer token on the project's `…/webhooks` paths and nowhere else (any other path answers 404), until it expires. A portal token cannot make another link.",
+    description = "The link opens the console on this project's webhooks (with `owner`, only those labelled `owner: <owner>`; the endpoints it makes get that label): their deliveries, replays and secrets. Its token works as a bearer token on the project's `…/webhooks` paths and nowhere else (any other path answers 404), until it expires. A portal token cannot make another link.",
     params(ProjectPath),
     request_body = PortalLinkBody,
     responses((status = 201, description = "The link", body = PortalLink))
@@ -40,8 +41,18 @@ pub async fn create(
         .await?;
     let body: PortalLinkBody = body.json_or_default()?;
     let ttl = portal::lifetime(body.expires_in)?;
+    if let Some(owner) = &body.owner {
+        check_label_value(owner, "owner")?;
+    }
     let now = clock::now();
-    let grant = Portal::grant(PortalLinkId::new(), target.tenant, target.project, now, ttl);
+    let grant = Portal::grant(
+        PortalLinkId::new(),
+        target.tenant,
+        target.project,
+        body.owner,
+        now,
+        ttl,
+    );
     let token = grant.token(&state.token_key, now);
     // The address clients reach this service at, unless one was configured.
     let base = match &state.config.public_url {
@@ -82,6 +93,7 @@ pub async fn whoami(principal: Principal) -> HttpResponse {
         scopes: principal.scopes.iter().map(|s| s.as_str()).collect(),
         kind,
         name: principal.token_name.clone(),
-        expires_at: opt_time(principal.portal.map(|p| p.expires_at)),
+        owner: principal.portal.as_ref().and_then(|p| p.owner.clone()),
+        expires_at: opt_time(principal.portal.as_ref().map(|p| p.expires_at)),
     })
 }

@@ -75,6 +75,15 @@ async fn locate(
     Ok((target, parse_id(&path.webhook_id, "webhookId")?))
 }
 
+/// A portal link made for one owner sees that owner's endpoints only; the others are
+/// as if they did not exist.
+fn within_reach(principal: &Principal, webhook: &Webhook) -> bool {
+    principal
+        .portal
+        .as_ref()
+        .is_none_or(|portal| portal.sees(&webhook.labels))
+}
+
 /// The webhook with its secrets, for what shows them or writes the webhook back.
 async fn load(
     state: &AppState,
@@ -87,6 +96,7 @@ async fn load(
         .webhooks()
         .get(target.tenant, target.project, id)
         .await?
+        .filter(|w| within_reach(principal, w))
         .ok_or(ApiError::NotFound("webhook"))?;
     Ok((target, webhook))
 }
@@ -104,6 +114,7 @@ async fn load_settings(
         .webhooks()
         .get_settings(target.tenant, target.project, id)
         .await?
+        .filter(|w| within_reach(principal, w))
         .ok_or(ApiError::NotFound("webhook"))?;
     Ok((target, webhook))
 }
@@ -129,6 +140,7 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> WebhookView {
         retry_policy: webhook.retry_policy,
         headers: webhook.headers.clone(),
         rate_limit: webhook.rate_limit.map(|limit| limit.per_second()),
+        labels: webhook.labels.clone(),
         created_at: time(webhook.created_at),
         updated_at: time(webhook.updated_at),
         failing_since: opt_time(webhook.failing_since),
@@ -160,8 +172,15 @@ async fn stats_of(state: &AppState, webhook: &Webhook) -> Result<DeliveryStats, 
         .unwrap_or_default())
 }
 
-async fn checked_spec(state: &AppState, body: &Body) -> Result<WebhookSpec, ApiError> {
-    let spec: WebhookSpec = body.json::<WebhookBody>()?.try_into()?;
+async fn checked_spec(
+    state: &AppState,
+    principal: &Principal,
+    body: &Body,
+) -> Result<WebhookSpec, ApiError> {
+    let mut spec: WebhookSpec = body.json::<WebhookBody>()?.try_into()?;
+    if let Some(portal) = &principal.portal {
+        portal.stamp(&mut spec.labels)?;
+    }
     check_url(&spec.url, state.config.delivery.allow_private_targets)
         .await
         .map_err(|e| FieldError::new("webhookUrl", e.to_string()))?;
@@ -188,7 +207,7 @@ pub async fn create(
     let target = state
         .authorize(&principal, &path, Some(Scope::WebhooksManage))
         .await?;
-    let spec = checked_spec(&state, &body).await?;
+    let spec = checked_spec(&state, &principal, &body).await?;
     let idempotency = match Idempotency::check(&state, target, CREATE_SCOPE, &req, &body).await? {
         Ok(fresh) => fresh,
         Err(replay) => return Ok(replay),
@@ -206,6 +225,7 @@ pub async fn create(
         retry_policy: spec.retry_policy,
         headers: spec.headers,
         rate_limit: spec.rate_limit,
+        labels: spec.labels,
         secrets: vec![SecretVersion {
             secret: secret.clone(),
             expires_at: None,
@@ -257,6 +277,7 @@ pub async fn list(
     let stats = state.store.webhooks().stats(target.project, None).await?;
     let views: Vec<WebhookView> = webhooks
         .iter()
+        .filter(|w| within_reach(&principal, w))
         .map(|w| {
             let id = w.id.db();
             let s = stats
@@ -308,7 +329,7 @@ pub async fn update(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let (_, mut webhook) = load(&state, &principal, &path).await?;
-    let spec = checked_spec(&state, &body).await?;
+    let spec = checked_spec(&state, &principal, &body).await?;
     let now = clock::now();
     webhook.url = spec.url.to_string();
     webhook.name = spec.name;
@@ -317,6 +338,7 @@ pub async fn update(
     webhook.retry_policy = spec.retry_policy;
     webhook.headers = spec.headers;
     webhook.rate_limit = spec.rate_limit;
+    webhook.labels = spec.labels;
     if let Some(secret) = spec.secret {
         if live_secrets(&webhook.secrets, now).first() != Some(&secret.as_str()) {
             webhook.secrets = rotate(&webhook.secrets, secret, now, state.config.secret_overlap);
@@ -345,12 +367,12 @@ pub async fn delete(
     principal: Principal,
     path: web::Path<WebhookPath>,
 ) -> Result<HttpResponse, ApiError> {
-    // Not loaded first: a webhook whose secret no key opens can still be deleted.
-    let (target, id) = locate(&state, &principal, &path).await?;
+    // Its settings only: a webhook whose secret no key opens can still be deleted.
+    let (target, webhook) = load_settings(&state, &principal, &path).await?;
     if !state
         .store
         .webhooks()
-        .delete(target.tenant, target.project, id)
+        .delete(target.tenant, target.project, webhook.id)
         .await?
     {
         return Err(ApiError::NotFound("webhook"));

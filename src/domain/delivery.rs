@@ -594,6 +594,7 @@ mod tests {
             retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
             headers: Default::default(),
             rate_limit: None,
+            labels: Default::default(),
             secrets: vec![],
             status: WebhookStatus::Active,
             disabled_reason: None,

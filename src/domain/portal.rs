@@ -4,6 +4,7 @@
 //! its own, so it is never read as an access token, and its claims cannot be widened
 //! without the key.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{PortalLinkId, ProjectId, TenantId};
 use super::oauth::TokenKey;
+use super::webhook::OWNER_LABEL;
 use super::FieldError;
 
 const ISSUER: &str = "relais-portal";
@@ -53,11 +55,13 @@ pub fn lifetime(expires_in: Option<u64>) -> Result<Duration, FieldError> {
 }
 
 /// A portal grant, read back from its token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Portal {
     pub link: PortalLinkId,
     pub tenant: TenantId,
     pub project: ProjectId,
+    /// Only the endpoints whose `owner` label is this one; `None`: all the project's.
+    pub owner: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -67,16 +71,20 @@ struct Claims {
     sub: String,
     tid: String,
     pid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    own: Option<String>,
     iat: i64,
     exp: i64,
 }
 
 impl Portal {
-    /// A new grant, `link`, on a project's webhooks, valid for `ttl` from `now`.
+    /// A new grant, `link`, on a project's webhooks (those of `owner` only, if given),
+    /// valid for `ttl` from `now`.
     pub fn grant(
         link: PortalLinkId,
         tenant: TenantId,
         project: ProjectId,
+        owner: Option<String>,
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Portal {
@@ -85,6 +93,7 @@ impl Portal {
             link,
             tenant,
             project,
+            owner,
             // Whole seconds, as the token carries them.
             expires_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now) + ttl,
         }
@@ -97,6 +106,7 @@ impl Portal {
             sub: self.link.to_string(),
             tid: self.tenant.to_string(),
             pid: self.project.to_string(),
+            own: self.owner.clone(),
             iat: now.timestamp(),
             exp: self.expires_at.timestamp(),
         })
@@ -113,8 +123,36 @@ impl Portal {
             link: claims.sub.parse().ok()?,
             tenant: claims.tid.parse().ok()?,
             project: claims.pid.parse().ok()?,
+            owner: claims.own,
             expires_at: DateTime::from_timestamp(claims.exp, 0)?,
         })
+    }
+}
+
+impl Portal {
+    /// Whether the grant covers an endpoint with these labels.
+    pub fn sees(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.owner
+            .as_ref()
+            .is_none_or(|owner| labels.get(OWNER_LABEL) == Some(owner))
+    }
+
+    /// The labels of an endpoint made or changed through the grant: an owner's endpoint
+    /// stays theirs (its `owner` label is set, and may not name another).
+    pub fn stamp(&self, labels: &mut BTreeMap<String, String>) -> Result<(), FieldError> {
+        let Some(owner) = &self.owner else {
+            return Ok(());
+        };
+        match labels.get(OWNER_LABEL) {
+            Some(given) if given != owner => Err(FieldError::new(
+                format!("labels.{OWNER_LABEL}"),
+                "must be this portal link's owner",
+            )),
+            _ => {
+                labels.insert(OWNER_LABEL.to_owned(), owner.clone());
+                Ok(())
+            }
+        }
     }
 }
 
@@ -161,6 +199,7 @@ mod tests {
             PortalLinkId::new(),
             TenantId::new(),
             ProjectId::new(),
+            None,
             now,
             Duration::from_secs(3600),
         );
@@ -182,6 +221,7 @@ mod tests {
             PortalLinkId::new(),
             TenantId::new(),
             ProjectId::new(),
+            None,
             now,
             DEFAULT_TTL,
         );
@@ -198,6 +238,47 @@ mod tests {
         };
         let access = key().issue(&client, &client.scopes, now, DEFAULT_TTL, "jti".to_owned());
         assert_eq!(Portal::read(&key(), &access, now), None);
+    }
+
+    #[test]
+    fn an_owners_link_sees_and_makes_only_their_endpoints() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let grant = Portal::grant(
+            PortalLinkId::new(),
+            TenantId::new(),
+            ProjectId::new(),
+            Some("acme".into()),
+            now,
+            DEFAULT_TTL,
+        );
+        assert_eq!(
+            Portal::read(&key(), &grant.token(&key(), now), now),
+            Some(grant.clone())
+        );
+        let labels = |owner: Option<&str>| -> BTreeMap<String, String> {
+            owner
+                .map(|o| (OWNER_LABEL.to_owned(), o.to_owned()))
+                .into_iter()
+                .collect()
+        };
+        assert!(grant.sees(&labels(Some("acme"))));
+        assert!(!grant.sees(&labels(Some("other"))));
+        assert!(!grant.sees(&labels(None)));
+        let mut made = labels(None);
+        grant.stamp(&mut made).unwrap();
+        assert_eq!(made, labels(Some("acme")));
+        assert_eq!(
+            grant.stamp(&mut labels(Some("other"))).unwrap_err().field,
+            "labels.owner"
+        );
+        let everyone = Portal {
+            owner: None,
+            ..grant
+        };
+        assert!(everyone.sees(&labels(None)) && everyone.sees(&labels(Some("other"))));
+        let mut untouched = labels(None);
+        everyone.stamp(&mut untouched).unwrap();
+        assert!(untouched.is_empty());
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// Deliveries a second at most, over every replica; `None`: as fast as it takes them.
     pub rate_limit: Option<RateLimit>,
+    /// The owner's own tags (`owner` is the one a portal link may be limited to).
+    pub labels: BTreeMap<String, String>,
     pub secrets: Vec<SecretVersion>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<String>,
@@ -211,6 +213,7 @@ pub struct WebhookSpec {
     pub retry_policy: RetryPolicy,
     pub headers: BTreeMap<String, String>,
     pub rate_limit: Option<RateLimit>,
+    pub labels: BTreeMap<String, String>,
     pub secret: Option<String>,
 }
 
@@ -278,10 +281,96 @@ pub fn check_headers(headers: &BTreeMap<String, String>, field: &str) -> Result<
     Ok(())
 }
 
+pub const MAX_LABELS: usize = 20;
+pub const MAX_LABEL_KEY_LEN: usize = 63;
+pub const MAX_LABEL_VALUE_LEN: usize = 256;
+/// The label a portal link may be limited to: the endpoint's owner.
+pub const OWNER_LABEL: &str = "owner";
+
+/// A webhook's labels: at most [`MAX_LABELS`]; keys of lowercase letters, digits, `-`,
+/// `_` and `.`, starting with a letter or digit; values of printable characters.
+pub fn check_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), FieldError> {
+    if labels.len() > MAX_LABELS {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_LABELS} labels"),
+        ));
+    }
+    for (key, value) in labels {
+        let at = format!("{field}.{key}");
+        let key_ok = (1..=MAX_LABEL_KEY_LEN).contains(&key.len())
+            && key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && key.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            });
+        if !key_ok {
+            let shown: String = key.chars().take(80).collect();
+            return Err(FieldError::new(
+                format!("{field}.{shown}"),
+                format!("is not a label name: 1 to {MAX_LABEL_KEY_LEN} of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit"),
+            ));
+        }
+        check_label_value(value, &at)?;
+    }
+    Ok(())
+}
+
+/// One label's value: 1 to [`MAX_LABEL_VALUE_LEN`] characters, none a control character.
+pub fn check_label_value(value: &str, field: &str) -> Result<(), FieldError> {
+    if value.is_empty() || value.chars().count() > MAX_LABEL_VALUE_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_LABEL_VALUE_LEN} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn labels_are_names_and_printable_values() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(check_labels(
+            &labels(&[("owner", "Acme Corp"), ("team.x-1", "a")]),
+            "labels"
+        )
+        .is_ok());
+        for (key, value, field) in [
+            ("Owner", "a", "labels.Owner"),
+            ("-x", "a", "labels.-x"),
+            ("", "a", "labels."),
+            ("owner", "", "labels.owner"),
+            ("owner", "a\u{0}b", "labels.owner"),
+            ("owner", "a\nb", "labels.owner"),
+        ] {
+            let err = check_labels(&labels(&[(key, value)]), "labels").unwrap_err();
+            assert_eq!(err.field, field, "{key:?}={value:?}");
+        }
+        let many: BTreeMap<String, String> = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert_eq!(check_labels(&many, "labels").unwrap_err().field, "labels");
+        let long = "x".repeat(MAX_LABEL_VALUE_LEN + 1);
+        assert!(check_labels(&labels(&[("owner", &long)]), "labels").is_err());
+    }
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
@@ -299,6 +388,7 @@ mod tests {
             retry_policy: RetryPolicy::WEBHOOK_DEFAULT,
             headers: BTreeMap::new(),
             rate_limit: None,
+            labels: BTreeMap::new(),
             secrets: vec![],
             status: WebhookStatus::Active,
             disabled_reason: None,

@@ -18,7 +18,7 @@ pub const WEBHOOK_REGISTRATION_SCOPE: &str = "webhook.create";
 
 const COLUMNS: &str =
     "id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-    secrets, status, disabled_reason, failing_since, created_at, updated_at, rate_limit";
+    secrets, status, disabled_reason, failing_since, created_at, updated_at, rate_limit, labels";
 
 /// Real figures from the outbox, for `deliveryStats`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,7 +86,7 @@ impl Webhooks {
         }
         let sql = format!(
             "INSERT INTO webhooks ({COLUMNS}) VALUES {}",
-            super::values_placeholders(1, 16, 1)
+            super::values_placeholders(1, COLUMNS.split(", ").count(), 1)
         );
         bind_webhook(sqlx::query(&sql), webhook, secrets)
             .execute(&mut *tx)
@@ -437,6 +437,7 @@ fn bind_webhook<'q>(query: AnyQuery<'q>, w: &Webhook, secrets: String) -> AnyQue
         .bind(to_ms(w.created_at))
         .bind(to_ms(w.updated_at))
         .bind(w.rate_limit.map(|limit| i64::from(limit.per_second())))
+        .bind(to_json(&w.labels))
 }
 
 /// A webhook row, with its secrets as opened (or none, where only routing needs it).
@@ -460,6 +461,7 @@ pub(super) fn decode_webhook(row: &AnyRow, secrets: Vec<SecretVersion>) -> Resul
         retry_policy: from_json(&text("retry_policy")?, "retry_policy")?,
         headers: from_json(&text("headers")?, "headers")?,
         rate_limit: decode_rate_limit(row)?,
+        labels: from_json(&text("labels")?, "labels")?,
         secrets,
         status: WebhookStatus::parse(&status)
             .ok_or_else(|| StoreError::corrupt(format!("webhook status {status}")))?,

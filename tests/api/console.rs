@@ -22,6 +22,7 @@ use crate::receiver::Receiver;
 both_backends!(
     the_console_is_served_whole_under_a_strict_policy,
     a_portal_link_reaches_the_projects_webhooks_and_nothing_else,
+    an_owners_portal_link_sees_and_makes_only_their_endpoints,
     an_operations_events_show_where_each_was_delivered,
     the_console_works_in_a_real_browser,
 );
@@ -205,6 +206,7 @@ async fn a_portal_link_reaches_the_projects_webhooks_and_nothing_else(backend: B
         PortalLinkId::new(),
         app.tenant,
         app.project,
+        None,
         past,
         Duration::from_secs(3600),
     );
@@ -212,6 +214,7 @@ async fn a_portal_link_reaches_the_projects_webhooks_and_nothing_else(backend: B
         PortalLinkId::new(),
         app.tenant,
         app.project,
+        None,
         chrono::Utc::now(),
         Duration::from_secs(3600),
     );
@@ -245,7 +248,7 @@ async fn a_portal_link_reaches_the_projects_webhooks_and_nothing_else(backend: B
         json!({"expiresIn": 604_801}),
         json!({"expiresIn": -1}),
         json!({"expiresIn": "3600"}),
-        json!({"owner": "me"}),
+        json!({"labels": {"owner": "me"}}),
     ] {
         let r = app.post(&app.api("/portal-links"), &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
@@ -273,6 +276,122 @@ async fn a_portal_link_reaches_the_projects_webhooks_and_nothing_else(backend: B
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
+
+async fn an_owners_portal_link_sees_and_makes_only_their_endpoints(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let register = |url: &str, labels: Value| {
+        let app = &app;
+        let body = json!({"webhookUrl": url, "labels": labels});
+        async move { app.register_webhook(&body).await }
+    };
+    let acme = register(
+        "https://acme.example/hooks",
+        json!({"owner": "acme", "env": "prod"}),
+    )
+    .await;
+    assert_eq!(acme["labels"], json!({"owner": "acme", "env": "prod"}));
+    let globex = register("https://globex.example/hooks", json!({"owner": "globex"})).await;
+    let unowned = register("https://nobody.example/hooks", json!({})).await;
+    for (labels, field) in [
+        (json!({"Owner": "acme"}), "labels.Owner"),
+        (json!({"owner": ""}), "labels.owner"),
+        (json!({"owner": "a\u{0}b"}), "labels.owner"),
+        (json!({"owner": 1}), "labels"),
+        (Value::Null, "labels"),
+    ] {
+        let r = app
+            .post(
+                &app.api("/webhooks"),
+                &json!({"webhookUrl": "https://x.example/h", "labels": labels}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{labels}: {}", r.text);
+        assert!(
+            r.body["field"].as_str().unwrap().starts_with(field),
+            "{labels}: {}",
+            r.text
+        );
+    }
+
+    let link = portal_link(&app, &json!({"owner": "acme"})).await;
+    let token = link["token"].as_str().unwrap();
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let app = &app;
+        async move { app.call(method, &path, Some(token), body.as_ref()).await }
+    };
+    let who = call(Method::GET, "/api/whoami".into(), None).await;
+    assert_eq!(who.body["owner"], "acme");
+    let list = call(Method::GET, app.api("/webhooks"), None).await;
+    let ids: Vec<&Value> = list.body["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["webhookId"])
+        .collect();
+    assert_eq!(ids, [&acme["webhookId"]], "{}", list.text);
+    for other in [&globex, &unowned] {
+        let id = other["webhookId"].as_str().unwrap();
+        for (method, rest) in [
+            (Method::GET, ""),
+            (Method::GET, "/secret"),
+            (Method::POST, "/rotate-secret"),
+            (Method::POST, "/disable"),
+            (Method::DELETE, ""),
+        ] {
+            let body = (method == Method::POST).then(|| json!({}));
+            let r = call(
+                method.clone(),
+                app.api(&format!("/webhooks/{id}{rest}")),
+                body,
+            )
+            .await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {rest}: {}",
+                r.text
+            );
+        }
+    }
+    // What it makes is the owner's; it cannot make another's, nor take its own away.
+    let made = call(
+        Method::POST,
+        app.api("/webhooks"),
+        Some(json!({"webhookUrl": "https://acme.example/other"})),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert_eq!(made.body["labels"], json!({"owner": "acme"}));
+    let r = call(
+        Method::POST,
+        app.api("/webhooks"),
+        Some(json!({"webhookUrl": "https://acme.example/x", "labels": {"owner": "globex"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["field"], "labels.owner");
+    let acme_id = acme["webhookId"].as_str().unwrap();
+    let changed = call(
+        Method::PUT,
+        app.api(&format!("/webhooks/{acme_id}")),
+        Some(json!({"webhookUrl": "https://acme.example/moved", "labels": {}})),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.body["labels"], json!({"owner": "acme"}));
+    // The project's own token still sees them all.
+    let all = app.get(&app.api("/webhooks")).await;
+    assert_eq!(all.body["webhooks"].as_array().unwrap().len(), 4);
+    for body in [
+        json!({"owner": ""}),
+        json!({"owner": null}),
+        json!({"owner": "a\nb"}),
+    ] {
+        let r = app.post(&app.api("/portal-links"), &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert_eq!(r.body["field"], "owner", "{body}: {}", r.text);
+    }
 }
 
 async fn an_operations_events_show_where_each_was_delivered(backend: Backend) {

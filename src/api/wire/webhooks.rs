@@ -12,8 +12,8 @@ use crate::domain::operation::Priority;
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{
-    check_headers, check_signature_type, checked_event_types, WebhookFilters, WebhookSpec,
-    MAX_WEBHOOK_NAME_LEN,
+    check_headers, check_labels, check_signature_type, checked_event_types, WebhookFilters,
+    WebhookSpec, MAX_WEBHOOK_NAME_LEN,
 };
 use crate::domain::FieldError;
 
@@ -53,6 +53,11 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false, minimum = 1, maximum = 10000)]
     pub rate_limit: Option<u64>,
+    /// Tags of your own, `name: value` (at most 20; names of a-z, 0-9, `-`, `_`, `.`).
+    /// A portal link made for an `owner` shows only the endpoints labelled with it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, example = json!({"owner": "acme"}))]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -120,7 +125,10 @@ impl TryFrom<WebhookBody> for WebhookSpec {
             .rate_limit
             .map(|n| RateLimit::new(n, "rateLimit"))
             .transpose()?;
+        let labels = body.labels.unwrap_or_default();
+        check_labels(&labels, "labels")?;
         Ok(WebhookSpec {
+            labels,
             url,
             name,
             events,

@@ -159,7 +159,7 @@ pub(super) async fn active_webhooks<'e>(
 ) -> Result<Vec<Webhook>> {
     let sql = format!(
         "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-               status, disabled_reason, failing_since, created_at, updated_at, rate_limit \
+               status, disabled_reason, failing_since, created_at, updated_at, rate_limit, labels \
                FROM webhooks WHERE project_id = $1 AND status = '{active}'",
         active = WebhookStatus::Active.as_str()
     );

@@ -28,6 +28,8 @@ pub struct TokenInfo {
     /// project's webhooks only) or `callback` (a push worker's token for one operation).
     pub kind: &'static str,
     pub name: Option<String>,
+    /// The `owner` a portal link is limited to.
+    pub owner: Option<String>,
     /// When a portal link stops working.
     pub expires_at: Option<String>,
 }

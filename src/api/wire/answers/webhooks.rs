@@ -29,6 +29,7 @@ pub struct WebhookView {
     pub headers: BTreeMap<String, String>,
     /// Deliveries per second at most; `null`: no limit.
     pub rate_limit: Option<u32>,
+    pub labels: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
     pub failing_since: Option<String>,
