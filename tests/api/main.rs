@@ -41,6 +41,7 @@ mod shutdown;
 mod sync_failures;
 mod syncs;
 mod tasks;
+mod traces;
 mod webhook_rate_limits;
 mod webhooks;
 mod workers;
