@@ -12,6 +12,7 @@ use crate::domain::ids::{ClientId, ProjectId, TenantId};
 use crate::domain::oauth::{Client, NewClientSecret};
 use crate::outbound::signing::{self, SigningKey};
 use crate::store::{Removed, Store};
+use crate::telemetry::traces::{self, Traces};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -612,19 +613,45 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-pub fn init_logging(format: LogFormat, default_level: &str) {
+/// Logs to stderr and, when `traced` and the `OTEL_*` variables ask for it, exports the
+/// spans as traces through the returned tracer, which the caller shuts down last. Must be
+/// called while the process has a single thread (see `telemetry::traces::from_env`).
+pub fn init_logging(format: LogFormat, default_level: &str, traced: bool) -> Option<Traces> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Colours only where someone reads them: not in files or pipes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let lines = match format {
+        LogFormat::Pretty => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
     };
+    let setup = match traced {
+        true => traces::from_env(),
+        false => traces::Setup {
+            traces: None,
+            warnings: Vec::new(),
+        },
+    };
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(
+            setup
+                .traces
+                .as_ref()
+                .map(|t| t.layer().with_filter(traces::filter())),
+        )
+        .try_init();
+    for warning in &setup.warnings {
+        tracing::warn!("{warning}");
+    }
+    setup.traces
 }
 
 /// An error and its causes, one per line, each said once: many errors repeat their

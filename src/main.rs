@@ -8,16 +8,23 @@ use relais::cli::{self, Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
-    };
-    cli::init_logging(cli.log_format, level);
-    match cli::run(cli).await {
+    let serving = matches!(cli.command, Command::Serve(_));
+    let level = if serving { "info" } else { "warn" };
+    // Before the runtime starts its threads: setting up traces may change the environment.
+    let traces = cli::init_logging(cli.log_format, level, serving);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let outcome = runtime.block_on(cli::run(cli));
+    drop(runtime);
+    // Once the server has stopped, so its last spans go out too.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}", cli::describe_error(&error));

@@ -1,6 +1,9 @@
 //! Prometheus metrics: one recorder for the process, installed by the first service that
 //! starts, and its text rendering for `GET /metrics`. The loops count through the
-//! `metrics` macros; no label ever carries a tenant's free text.
+//! `metrics` macros; no label ever carries a tenant's free text. OpenTelemetry traces,
+//! made from the `tracing` spans, are `traces`'.
+
+pub mod traces;
 
 use std::sync::OnceLock;
 

@@ -17,7 +17,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &[]),
     // The request a piece of work is done for, carried with it.
     ("trace", &[]),
-    // The process's metrics recorder and its Prometheus rendering.
+    // The process's metrics recorder and its Prometheus rendering; the OTLP tracer.
     ("telemetry", &[]),
     // Outbound HTTP: signing, the address guard, the pinned client.
     ("outbound", &["domain"]),
@@ -108,7 +108,16 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "app", "bench", "config", "domain", "store", "outbound", "clock", "secrets", "listen",
+            "app",
+            "bench",
+            "config",
+            "domain",
+            "store",
+            "outbound",
+            "clock",
+            "secrets",
+            "listen",
+            "telemetry",
         ],
     ),
 ];

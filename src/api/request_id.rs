@@ -1,5 +1,6 @@
 //! `X-Request-Id`: echoed when the client sends a sane one, minted otherwise, set on every
-//! response and quoted in every error body.
+//! response and quoted in every error body. The request's span, named by its route, is
+//! the root of its trace, or continues the caller's (`traceparent`).
 
 use std::time::Instant;
 
@@ -10,10 +11,13 @@ use actix_web::middleware::Next;
 use tracing::Instrument;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: &str = crate::trace::TRACEPARENT;
 
 /// The id of the request being served (empty outside of one).
 pub fn current() -> String {
-    crate::trace::request_id().unwrap_or_default()
+    crate::trace::current()
+        .map(|request| request.id.to_string())
+        .unwrap_or_default()
 }
 
 fn acceptable(id: &str) -> bool {
@@ -32,8 +36,16 @@ pub async fn middleware(
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
     let started = Instant::now();
+    // The route's template, known before routing: the trace's name must be set before
+    // its span starts, and ids never go into names.
+    let route = req.match_pattern();
+    let name = match &route {
+        Some(route) => format!("{} {route}", req.method()),
+        None => req.method().to_string(),
+    };
     // Every line logged while serving the request carries these; the handlers fill in
-    // the tenant, project, operation or batch once they know them.
+    // the tenant, project, operation or batch once they know them. The `otel.` and
+    // `http.` fields are for the exported trace.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -43,11 +55,31 @@ pub async fn middleware(
         project_id = tracing::field::Empty,
         operation_id = tracing::field::Empty,
         batch_id = tracing::field::Empty,
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = route.as_deref(),
+        http.response.status_code = tracing::field::Empty,
     );
-    let mut response = crate::trace::for_request(id.clone(), next.call(req))
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    crate::trace::continue_trace(&span, header(TRACEPARENT), header("tracestate"));
+    let request = crate::trace::Request {
+        id: id.as_str().into(),
+        traceparent: crate::trace::traceparent_of(&span).map(Into::into),
+    };
+    let served = crate::trace::for_request(request, next.call(req))
         .instrument(span.clone())
-        .await?;
-    let status = response.status();
+        .await;
+    let status = match &served {
+        Ok(response) => response.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    let mut response = served?;
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

@@ -222,7 +222,8 @@ async fn send(
     mut permits: Vec<OwnedSemaphorePermit>,
 ) {
     // Every line about this delivery names it, its event and the request that caused the
-    // event, so that a search for the request id finds its deliveries too.
+    // event, so that a search for the request id finds its deliveries too; exported, the
+    // span is a child of that request's, in its trace.
     let span = tracing::info_span!(
         "delivery",
         request_id = delivery.request_id.as_deref(),
@@ -230,7 +231,12 @@ async fn send(
         project_id = %delivery.project_id,
         event_id = %delivery.event_id,
         delivery_id = %delivery.id,
+        otel.name = format!("deliver {}", delivery.channel.as_str()),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
+    crate::trace::follow(&span, delivery.traceparent.as_deref());
     async move {
         if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
             log_outcome(&delivery, &outcome);
@@ -249,7 +255,15 @@ async fn send(
 
 fn log_outcome(delivery: &ClaimedDelivery, outcome: &DeliveryOutcome) {
     match &outcome.attempt {
-        Some(sent) => tracing::info!(
+        Some(sent) => {
+            let span = tracing::Span::current();
+            if let Some(code) = sent.status_code {
+                span.record("http.response.status_code", code);
+            }
+            if !matches!(outcome.settlement, Settlement::Delivered) {
+                span.record("otel.status_code", "error");
+            }
+            tracing::info!(
             channel = delivery.channel.as_str(),
             attempt = delivery.attempts + 1,
             status_code = sent.status_code,
@@ -257,7 +271,8 @@ fn log_outcome(delivery: &ClaimedDelivery, outcome: &DeliveryOutcome) {
             error = sent.error.as_deref(),
             settlement = ?outcome.settlement,
             "delivery sent"
-        ),
+            )
+        }
         None => tracing::debug!(settlement = ?outcome.settlement, "delivery not sent"),
     }
 }
@@ -386,6 +401,7 @@ async fn attempt(
             body: delivery.payload.clone(),
             keys: &keys,
             headers: &delivery.headers,
+            traceparent: crate::trace::traceparent_of(&tracing::Span::current()).as_deref(),
         },
     );
 

@@ -157,6 +157,7 @@ async fn push(
             body,
             keys: &keys,
             headers: &BTreeMap::new(),
+            traceparent: None,
         },
     );
     let Ok(request) = signed else {

@@ -23,6 +23,9 @@ pub struct SignedMessage<'a> {
     pub keys: &'a [SigningKey],
     /// A webhook's own headers, sent as they are.
     pub headers: &'a BTreeMap<String, String>,
+    /// The W3C `traceparent` of the span that sends it, so that the receiver's work
+    /// joins the trace; it replaces one among the webhook's own headers.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Sends to tenants' endpoints: no redirects followed, and unless private targets are
@@ -108,7 +111,13 @@ impl OutboundClient {
             .header("webhook-timestamp", message.timestamp.to_string())
             .header("webhook-signature", signature);
         for (name, value) in message.headers {
+            if message.traceparent.is_some() && name.eq_ignore_ascii_case("traceparent") {
+                continue;
+            }
             request = request.header(name, value);
+        }
+        if let Some(traceparent) = message.traceparent {
+            request = request.header("traceparent", traceparent);
         }
         Ok(request.body(message.body))
     }
@@ -172,6 +181,7 @@ mod tests {
             body: r#"{"a":1}"#.to_owned(),
             keys,
             headers,
+            traceparent: None,
         }
     }
 
@@ -206,6 +216,38 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_senders_traceparent_replaces_the_webhooks_own() {
+        let keys = [SigningKey::from_secret("secret-secret")];
+        let headers = BTreeMap::from([
+            ("Traceparent".to_owned(), "theirs".to_owned()),
+            ("X-Source".to_owned(), "relais".to_owned()),
+        ]);
+        let client = OutboundClient::new(Duration::from_secs(5), false);
+        let ours = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = client
+            .signed_post(
+                "https://receiver.example/hook",
+                SignedMessage {
+                    traceparent: Some(ours),
+                    ..message(&keys, &headers)
+                },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let sent: Vec<_> = traced.headers().get_all("traceparent").iter().collect();
+        assert_eq!(sent, [ours]);
+        assert_eq!(traced.headers()["x-source"], "relais");
+
+        let untraced = client
+            .signed_post("https://receiver.example/hook", message(&keys, &headers))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(untraced.headers()["traceparent"], "theirs");
     }
 
     #[test]

@@ -7,8 +7,6 @@
 //! still running: nothing can ever appear behind a cursor already handed out. SQLite has a
 //! single writer, so there commit order is position order.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -16,6 +14,7 @@ use super::{from_json, to_ms, values_placeholders, Backend, Result};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
 use crate::domain::notify::Notify;
+use crate::trace::Request;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FeedCursor {
@@ -64,30 +63,31 @@ pub(super) struct StagedEvent {
     pub(super) stop_notice: Option<PushWorkerId>,
     /// The people to tell by mail or Slack.
     pub(super) notify: Option<Notify>,
-    /// `None` for the changes of background loops (timeouts, lease expiry, the batch
-    /// scheduler).
-    pub(super) request_id: Option<Arc<str>>,
+    /// The request that caused it (its id, and its span's `traceparent` for the trace
+    /// its deliveries join); `None` for the changes of background loops (timeouts, lease
+    /// expiry, the batch scheduler).
+    pub(super) request: Option<Request>,
 }
 
 impl StagedEvent {
     /// An event of a change no operation asked anyone to hear of but the project's
     /// webhooks (a test event, a sync's record).
-    pub(super) fn plain(event: Event, request_id: Option<Arc<str>>) -> Self {
+    pub(super) fn plain(event: Event, request: Option<Request>) -> Self {
         StagedEvent {
             event,
             callback: None,
             stop_notice: None,
             notify: None,
-            request_id,
+            request,
         }
     }
 }
 
 /// The request this task serves, if any: what writes done in the caller's own task
 /// stamp on their events. The group commit writes from another task, so it takes each
-/// request's id when the request is queued.
-pub(super) fn current_request() -> Option<Arc<str>> {
-    crate::trace::request_id().map(Arc::from)
+/// request when the request is queued.
+pub(super) fn current_request() -> Option<Request> {
+    crate::trace::current()
 }
 
 /// Operation types counted under their own name in the metrics; the others are
@@ -180,11 +180,11 @@ pub(super) async fn insert_events(
         Backend::Sqlite => "0",
     };
     for chunk in super::sized_chunks(events, 512) {
-        let rows = values_placeholders(chunk.len(), 9, 1)
+        let rows = values_placeholders(chunk.len(), 10, 1)
             .replace("), (", &format!(", {commit_order}), ("));
         let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
         let sql = format!(
-                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, commit_order) VALUES {rows}"
+                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, traceparent, commit_order) VALUES {rows}"
             );
         let mut query = sqlx::query(&sql);
         for staged in chunk {
@@ -198,7 +198,13 @@ pub(super) async fn insert_events(
                 .bind(event.sequence)
                 .bind(event.envelope().to_string())
                 .bind(to_ms(event.timestamp))
-                .bind(staged.request_id.as_deref());
+                .bind(staged.request.as_ref().map(|r| &*r.id))
+                .bind(
+                    staged
+                        .request
+                        .as_ref()
+                        .and_then(|r| r.traceparent.as_deref()),
+                );
         }
         query.execute(&mut **tx).await?;
     }

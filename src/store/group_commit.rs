@@ -20,6 +20,7 @@ use super::{Backend, CreateOutcome, Operations, Result, StoreError};
 use crate::domain::event::EventDraft;
 use crate::domain::ids::{OperationId, ProjectId, TenantId};
 use crate::domain::operation::Operation;
+use crate::trace::Request;
 
 /// Requests per transaction: bounded so one batch's statements stay well within the
 /// backends' parameter limits and a batch never holds row locks for long.
@@ -45,7 +46,7 @@ pub(super) enum Job {
         drafts: Vec<EventDraft>,
         idempotency: Option<OwnedIdempotencyRecord>,
         /// The request's, taken when it was queued: the writer runs in another task.
-        request_id: Option<Arc<str>>,
+        request: Option<Request>,
         reply: oneshot::Sender<Result<(CreateOutcome, Box<Operation>)>>,
     },
     Mutate {
@@ -53,7 +54,7 @@ pub(super) enum Job {
         project: ProjectId,
         id: OperationId,
         now: DateTime<Utc>,
-        request_id: Option<Arc<str>>,
+        request: Option<Request>,
         transition: Box<dyn Transition>,
     },
 }
@@ -179,7 +180,7 @@ impl Operations {
             Operation,
             Vec<EventDraft>,
             Option<OwnedIdempotencyRecord>,
-            Option<Arc<str>>,
+            Option<Request>,
         );
         let creates: Vec<Create> = group
             .iter()
@@ -188,13 +189,13 @@ impl Operations {
                     op,
                     drafts,
                     idempotency,
-                    request_id,
+                    request,
                     ..
                 } => Some((
                     op.as_ref().clone(),
                     drafts.clone(),
                     idempotency.clone(),
-                    request_id.clone(),
+                    request.clone(),
                 )),
                 Job::Mutate { .. } => None,
             })
@@ -206,7 +207,7 @@ impl Operations {
         // Creates first, so that a transition queued right behind its creation finds it.
         let mut created = Vec::new();
         let mut outcomes = Vec::new();
-        for (mut staged, drafts, idempotency, request_id) in creates {
+        for (mut staged, drafts, idempotency, request) in creates {
             let outcome = match idempotency {
                 Some(record) => {
                     let key = &record.borrow();
@@ -221,7 +222,7 @@ impl Operations {
             };
             if outcome == CreateOutcome::Created {
                 let now = staged.created_at;
-                events.extend(stage(&mut staged, drafts, now, request_id.as_ref()));
+                events.extend(stage(&mut staged, drafts, now, request.as_ref()));
                 self.signals
                     .note_claimable(&mut announce, &staged.operation_type);
                 created.push(staged.clone());
@@ -254,7 +255,7 @@ impl Operations {
                 project,
                 id,
                 now,
-                request_id,
+                request,
                 transition,
             } = job
             else {
@@ -271,7 +272,7 @@ impl Operations {
             // request on the same operation in this group.
             let mut candidate = op.clone();
             if let Some(drafts) = transition.apply(&mut candidate) {
-                events.extend(stage(&mut candidate, drafts, *now, request_id.as_ref()));
+                events.extend(stage(&mut candidate, drafts, *now, request.as_ref()));
                 *op = candidate;
                 changed.insert(*id);
             }
@@ -328,8 +329,8 @@ fn request_ids(group: &[Job]) -> Vec<&str> {
     group
         .iter()
         .filter_map(|job| match job {
-            Job::Create { request_id, .. } | Job::Mutate { request_id, .. } => {
-                request_id.as_deref()
+            Job::Create { request, .. } | Job::Mutate { request, .. } => {
+                request.as_ref().map(|r| &*r.id)
             }
         })
         .collect()

@@ -22,6 +22,7 @@ use crate::domain::operation::{
     AttemptStart, Backoff, BatchMembership, Lease, Operation, OperationStatus, Priority,
 };
 use crate::domain::worker::PushWorker;
+use crate::trace::Request;
 
 pub(super) const COLUMNS: &str =
     "id, tenant_id, project_id, operation_type, operation_name, description, \
@@ -158,7 +159,7 @@ impl Operations {
             op: Box::new(op.clone()),
             drafts,
             idempotency: idempotency.map(|r| r.to_owned()),
-            request_id: current_request(),
+            request: current_request(),
             reply,
         });
         let (outcome, written) = answer.await.map_err(|_| StoreError::WriterGone)??;
@@ -208,7 +209,7 @@ impl Operations {
             project,
             id,
             now,
-            request_id: current_request(),
+            request: current_request(),
             transition: Box::new(Mutation {
                 change,
                 outcome: None,
@@ -286,7 +287,7 @@ impl Operations {
         let mut ops = Vec::with_capacity(rows.len());
         let mut tokens = Vec::with_capacity(rows.len());
         let mut events = Vec::new();
-        let request_id = current_request();
+        let request = current_request();
         for row in &rows {
             let mut op = decode_operation(row)?;
             let Ok((token, drafts)) = op.start_attempt(
@@ -300,7 +301,7 @@ impl Operations {
             ) else {
                 continue;
             };
-            events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
+            events.extend(stage(&mut op, drafts, now, request.as_ref()));
             ops.push(op);
             tokens.push(token);
         }
@@ -713,7 +714,7 @@ pub(super) fn stage(
     op: &mut Operation,
     drafts: Vec<EventDraft>,
     now: DateTime<Utc>,
-    request_id: Option<&Arc<str>>,
+    request: Option<&Request>,
 ) -> Vec<StagedEvent> {
     let subject = op.id.to_string();
     let events = Event::seal(
@@ -745,7 +746,7 @@ pub(super) fn stage(
                 event: e,
                 callback,
                 stop_notice,
-                request_id: request_id.cloned(),
+                request: request.cloned(),
             }
         })
         .collect()

@@ -42,6 +42,7 @@ mod shutdown;
 mod sync_failures;
 mod syncs;
 mod tasks;
+mod traces;
 mod webhook_rate_limits;
 mod webhooks;
 mod workers;

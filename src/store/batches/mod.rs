@@ -615,12 +615,12 @@ fn stage_changes(
     now: DateTime<Utc>,
 ) -> (Vec<Operation>, Vec<StagedEvent>) {
     let mut events = Vec::new();
-    let request_id = current_request();
+    let request = current_request();
     let ops = changes
         .into_iter()
         .map(|(mut op, drafts)| {
             if !drafts.is_empty() {
-                events.extend(stage(&mut op, drafts, now, request_id.as_ref()));
+                events.extend(stage(&mut op, drafts, now, request.as_ref()));
             }
             op
         })
@@ -651,7 +651,7 @@ fn decode_edge(row: &AnyRow) -> Result<Edge> {
 /// Seals batch events (subject: the batch) and routes each to its batch callback.
 fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -> Vec<StagedEvent> {
     let subject = batch.id.to_string();
-    let request_id = current_request();
+    let request = current_request();
     Event::seal(
         drafts,
         batch.tenant_id,
@@ -669,7 +669,7 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
             event: e,
             callback,
             stop_notice: None,
-            request_id: request_id.clone(),
+            request: request.clone(),
         }
     })
     .collect()

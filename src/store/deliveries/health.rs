@@ -229,7 +229,7 @@ pub(super) async fn announce_disabled(
             callback: None,
             stop_notice: None,
             notify: notify.clone(),
-            request_id: None,
+            request: None,
         })
         .collect();
         tally.add(insert_events(tx, backend, &events).await?);

@@ -67,6 +67,9 @@ pub struct ClaimedDelivery {
     pub event_id: String,
     /// The API request that caused the event, if one did.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of that request's span, when its trace was exported: the
+    /// delivery's span joins that trace.
+    pub traceparent: Option<String>,
     pub payload: String,
     pub headers: BTreeMap<String, String>,
     /// `Ok(None)` for a callback of a project whose callback secret was never created;
@@ -327,7 +330,7 @@ impl Deliveries {
         // The status is written into the text, not bound: the partial indexes of the
         // two lanes only serve a query that names it.
         let sql = format!(
-            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id,
+            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id, e.traceparent,
                     w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, w.rate_limit, p.callback_secrets,
                     pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
              FROM deliveries d
@@ -863,6 +866,7 @@ fn decode_claim(
         queued_at: from_ms(row.try_get("created_at")?)?,
         event_id: row.try_get("event_id")?,
         request_id: row.try_get("request_id")?,
+        traceparent: row.try_get("traceparent")?,
         payload: row.try_get("payload")?,
         headers,
         secrets,
