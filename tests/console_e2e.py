@@ -56,10 +56,18 @@ def signed_in(browser, path="/console"):
     return page
 
 
+def nothing_left_blank(page):
+    """No absent value shown as such."""
+    text = page.locator("main").inner_text()
+    for word in ("null", "undefined", "NaN", "[object Object]"):
+        assert word not in text, f"{word!r} on the page: {text}"
+
+
 def sign_in(browser):
     page = signed_in(browser)
     expect(page.locator("h1")).to_have_text("Operations")
     expect(page.locator("#nav")).to_contain_text("Webhooks")
+    nothing_left_blank(page)
     # The token stays in this tab's session storage, never in the address or a cookie.
     assert TOKEN not in page.url
     assert page.context.cookies() == []
@@ -98,6 +106,7 @@ def batch_graph(browser):
     expect(nodes).to_have_count(6)
     keys = sorted(nodes.evaluate_all("ns => ns.map(n => n.dataset.key)"))
     assert keys == ["a", "b", "c", "d", "e", "f"], keys
+    nothing_left_blank(page)
     edges = page.locator("svg .edge")
     expect(edges).to_have_count(5)
     pairs = sorted(tuple(p) for p in edges.evaluate_all("es => es.map(e => [e.dataset.from, e.dataset.to])"))

@@ -68,7 +68,7 @@
   const app = () => document.getElementById('app');
 
   function show(...children) {
-    app().replaceChildren(...children.flat());
+    app().replaceChildren(build(document.createDocumentFragment(), {}, children));
   }
 
   function failure(error) {
@@ -660,7 +660,8 @@
         h('div', { class: 'card' },
           h('p', {}, h('span', { id: 'status' }, badge(w.status)), ' ', h('span', { class: 'muted' }, w.webhookId)),
           kv([['URL', w.webhookUrl], ['Events', w.eventsSubscribed.join(', ') || 'every event'], ['Disabled because', w.disabledReason],
-            ['Rate limit', w.rateLimit ? `${w.rateLimit}/s` : ''], ['Failing since', when(w.failingSince)], ['Last delivery', when(w.lastDelivery)],
+            ['Rate limit', w.rateLimit ? `${w.rateLimit}/s` : ''],
+            ['Labels', Object.entries(w.labels || {}).map(([k, v]) => `${k}: ${v}`).join(', ')], ['Failing since', when(w.failingSince)], ['Last delivery', when(w.lastDelivery)],
             ['Deliveries', `${w.deliveryStats.successfulDeliveries} delivered, ${w.deliveryStats.failedDeliveries} failed, ${w.deliveryStats.pendingDeliveries} pending`]]),
           h('div', { class: 'actions' },
             w.status === 'Active' ? act('Disable', 'secondary', () => api.post(`${path}/disable`)) : act('Enable', '', () => api.post(`${path}/enable`)),
