@@ -158,6 +158,8 @@
           const headers = { Authorization: `Bearer ${session.token}` };
           if (this.lastId) headers['Last-Event-ID'] = this.lastId;
           const answer = await fetch(`${api.base()}/events/stream${this.lastId ? '' : '?from=now'}`, { headers, signal });
+          // A token that may not read the events never will: no live updates, no retries.
+          if ([401, 403, 404].includes(answer.status)) return;
           if (!answer.ok) throw new Error(`stream answered ${answer.status}`);
           dot.classList.add('on');
           // A new connection may have missed what happened in between: pages reload.
