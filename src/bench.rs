@@ -1,6 +1,6 @@
 //! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
-//! (`operations`, `batch`, `breakout`, `memory`, `notifications` and `notebooks` measure
-//! the rest).
+//! (`operations`, `batch`, `breakout`, `memory`, `notifications`, `notebooks`, `sync`
+//! and `list` measure the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
 //!    service, and time how fast the backlog drains to the receiver.
@@ -25,11 +25,13 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
 
+mod listing;
 mod memory;
 mod notebooks;
 mod notifications;
 mod sync;
 
+pub use listing::{list, ListBenchArgs};
 pub use memory::{memory, MemoryBenchArgs};
 pub use notebooks::{notebooks, NotebookBenchArgs};
 pub use notifications::{notifications, NotificationBenchArgs};
