@@ -84,6 +84,7 @@ impl Relais {
             instance: instance.clone(),
             token_key,
             token_limits: token_limits.clone(),
+            event_tails: Default::default(),
         });
         let body_limit = config.body_limit;
         let forget = tokio::spawn(forget_removed_principals(
