@@ -106,6 +106,9 @@ pub enum BenchCommand {
     /// The operations list of a project holding many operations, over HTTP: latency of
     /// the first page, filtered pages and a page deep in the list.
     List(crate::bench::ListBenchArgs),
+    /// Clients following the events stream (Server-Sent Events) while events are written
+    /// at a steady rate: commit-to-arrival latency, and that every client gets every event.
+    Stream(crate::bench::StreamBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -402,6 +405,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::List(args),
         } => crate::bench::list(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::Stream(args),
+        } => crate::bench::stream(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
             crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
                 .await?;
