@@ -1,6 +1,6 @@
 //! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
-//! (`operations`, `batch`, `breakout`, `memory`, `notifications` and `notebooks` measure
-//! the rest).
+//! (`operations`, `batch`, `breakout`, `memory`, `notifications`, `notebooks`, `sync`,
+//! `list` and `stream` measure the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
 //!    service, and time how fast the backlog drains to the receiver.
@@ -25,14 +25,18 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
 
+mod listing;
 mod memory;
 mod notebooks;
 mod notifications;
+mod stream;
 mod sync;
 
+pub use listing::{list, ListBenchArgs};
 pub use memory::{memory, MemoryBenchArgs};
 pub use notebooks::{notebooks, NotebookBenchArgs};
 pub use notifications::{notifications, NotificationBenchArgs};
+pub use stream::{stream, StreamBenchArgs};
 pub use sync::{sync, SyncBenchArgs};
 
 #[derive(Debug, clap::Args)]

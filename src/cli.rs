@@ -104,6 +104,12 @@ pub enum BenchCommand {
     /// Cursor sync: records per second from a local cursor-paginated source to
     /// delivered, signed webhooks, at each page size.
     Sync(crate::bench::SyncBenchArgs),
+    /// The operations list of a project holding many operations, over HTTP: latency of
+    /// the first page, filtered pages and a page deep in the list.
+    List(crate::bench::ListBenchArgs),
+    /// Clients following the events stream (Server-Sent Events) while events are written
+    /// at a steady rate: commit-to-arrival latency, and that every client gets every event.
+    Stream(crate::bench::StreamBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,6 +403,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Sync(args),
         } => crate::bench::sync(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::List(args),
+        } => crate::bench::list(cli.database_url, cli.secret_keys, args).await,
+        Command::Bench {
+            command: BenchCommand::Stream(args),
+        } => crate::bench::stream(cli.database_url, cli.secret_keys, args).await,
         Command::Migrate => {
             crate::app::migrate_and_reseal(connect(&cli.database_url).await?, &cli.secret_keys)
                 .await?;

@@ -6,11 +6,17 @@
 //! to a replica that stays, and after `RELAIS_EVENT_STREAM_LIFETIME`, so that streams
 //! spread again over the replicas there are.
 
+mod tail;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
+
+use tail::Tail;
+pub use tail::Tails;
 
 use super::auth::ProjectPath;
 use super::error::ApiError;
@@ -87,6 +93,9 @@ pub async fn stream(
     let (frames, receiver) = mpsc::channel(BUFFERED_FRAMES);
     let follow = Follow {
         store: state.store.clone(),
+        tail: state
+            .event_tails
+            .get(&state.store, target.tenant, target.project),
         tenant: target.tenant,
         project: target.project,
         types,
@@ -124,10 +133,12 @@ fn cursor(text: &str, field: &str) -> Result<Option<FeedCursor>, FieldError> {
         .ok_or_else(|| FieldError::new(field, "is not a cursor this feed returned"))
 }
 
-/// One client's stream: reads the log after its cursor, sends what it finds, and waits
-/// for news. Ends when the client goes away (its frames are no longer taken).
+/// One client's stream: reads the log after its cursor until it has caught up, then
+/// takes what the project's tail reads, and reads the log itself again whenever it fell
+/// behind the tail. Ends when the client goes away (its frames are no longer taken).
 struct Follow {
     store: Store,
+    tail: Arc<Tail>,
     tenant: TenantId,
     project: ProjectId,
     types: Vec<EventType>,
@@ -137,18 +148,74 @@ struct Follow {
 
 impl Follow {
     async fn run(mut self) {
-        if !self.send(format!("retry: {RECONNECT_MS}\n\n")).await {
+        if !self.send(format!("retry: {RECONNECT_MS}\n\n").into()).await {
             return;
         }
-        let signals = self.store.signals().clone();
         let mut keep_alive =
             tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_check = IDLE_CHECK;
+        'resync: loop {
+            // Subscribed before reading, so that what the log shows after this read is in
+            // the batches to come (see `tail`).
+            let mut batches = match self.tail.subscribe().await {
+                Ok(batches) => batches,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an event stream could not read the log; trying again");
+                    if !self.pause().await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match self.catch_up().await {
+                Some(true) => {}
+                Some(false) => {
+                    if !self.pause().await {
+                        return;
+                    }
+                    continue;
+                }
+                None => return,
+            }
+            loop {
+                tokio::select! {
+                    batch = batches.recv() => match batch {
+                        Ok(batch) => {
+                            for event in batch.iter() {
+                                if self.after.is_some_and(|after| event.cursor <= after) {
+                                    continue;
+                                }
+                                let Some(rendered) = &event.rendered else {
+                                    // The log itself says whether this stream takes it.
+                                    continue 'resync;
+                                };
+                                if !self.takes(&rendered.event_type) {
+                                    continue;
+                                }
+                                self.after = Some(event.cursor);
+                                if !self.send(rendered.frame.clone()).await {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'resync,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = keep_alive.tick() => {
+                        if !self.send(Bytes::from_static(b": keep-alive\n\n")).await {
+                            return;
+                        }
+                    }
+                    () = self.frames.closed() => return,
+                }
+            }
+        }
+    }
+
+    /// Sends what the log holds after the cursor, page by page, up to its end. `None`:
+    /// the stream ends; `Some(false)`: the log could not be read.
+    async fn catch_up(&mut self) -> Option<bool> {
         loop {
-            let woken = signals.events_written().notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
             let page = match self
                 .store
                 .events()
@@ -165,13 +232,9 @@ impl Follow {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "an event stream could not read the log; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = self.frames.closed() => return,
-                    }
+                    return Some(false);
                 }
             };
-            let found = !page.events.is_empty();
             for event in page.events {
                 self.after = Some(event.cursor);
                 let envelope = match serde_json::from_value::<EventEnvelope>(event.envelope) {
@@ -179,38 +242,35 @@ impl Follow {
                     Err(e) => {
                         // The feed answers 500 for it; a stream cannot, so it says so and ends.
                         tracing::error!(error = %e, "a stored event is not an envelope");
-                        return;
+                        return None;
                     }
                 };
                 let message = StreamMessage::new(encode_cursor(event.cursor), &envelope);
-                if !self.send(message.frame()).await {
-                    return;
+                if !self.send(message.frame().into()).await {
+                    return None;
                 }
             }
-            if page.has_next_page {
-                continue;
-            }
-            tokio::select! {
-                () = &mut woken => {
-                    next_check = RECHECK;
-                    continue;
-                }
-                _ = keep_alive.tick() => {
-                    if !self.send(": keep-alive\n\n".to_owned()).await {
-                        return;
-                    }
-                }
-                () = tokio::time::sleep(next_check) => {}
-                () = self.frames.closed() => return,
-            }
-            if !found {
-                next_check = IDLE_CHECK;
+            if !page.has_next_page {
+                return Some(true);
             }
         }
     }
 
+    /// Whether the stream was asked for events of this type (all, when none was named).
+    fn takes(&self, event_type: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|t| t.as_str() == event_type)
+    }
+
+    /// Waits a moment before reading the log again; false once the client is gone.
+    async fn pause(&self) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => true,
+            () = self.frames.closed() => false,
+        }
+    }
+
     /// False once the client is gone.
-    async fn send(&self, frame: String) -> bool {
-        self.frames.send(Bytes::from(frame)).await.is_ok()
+    async fn send(&self, frame: Bytes) -> bool {
+        self.frames.send(frame).await.is_ok()
     }
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub token_key: crate::domain::oauth::TokenKey,
     /// `None`: no rate limit.
     pub token_limits: Option<std::sync::Arc<rate_limit::TokenLimits>>,
+    /// The readers of the event log that this process's event streams share.
+    pub event_tails: event_stream::Tails,
 }
 
 /// One path with the handler of each of its methods, registered as one resource: a

@@ -348,6 +348,33 @@ impl Events {
             .collect()
     }
 
+    /// The cursor of the project's last event the feed shows now (`None`: none yet), so
+    /// that a reader can follow the log from here on without paging through its past.
+    pub async fn head(&self, tenant: TenantId, project: ProjectId) -> Result<Option<FeedCursor>> {
+        let mut sql = "SELECT commit_order, position FROM events
+             WHERE project_id = $1 AND tenant_id = $2"
+            .to_owned();
+        // The feed's own horizon: an event behind it may still be joined by earlier ones.
+        if self.backend == Backend::Postgres {
+            sql.push_str(
+                " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            );
+        }
+        sql.push_str(" ORDER BY commit_order DESC, position DESC LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(project.db())
+            .bind(tenant.db())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(FeedCursor {
+                commit_order: row.try_get("commit_order")?,
+                position: row.try_get("position")?,
+            })
+        })
+        .transpose()
+    }
+
     /// The event log of one subject, in sequence order.
     pub async fn of_subject(&self, subject: &str) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(

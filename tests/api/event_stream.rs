@@ -15,6 +15,7 @@ both_backends!(
     a_dropped_stream_resumes_after_its_last_event_id_and_misses_nothing,
     a_stream_takes_only_the_types_asked_for,
     a_stream_from_now_skips_what_was_already_written,
+    streams_of_one_project_each_get_the_log_from_their_own_cursor,
     a_stream_refuses_bad_input_and_other_tenants,
     a_stream_ends_when_the_server_begins_shutting_down
 );
@@ -202,6 +203,40 @@ async fn a_stream_from_now_skips_what_was_already_written(backend: Backend) {
     assert_eq!(
         start.messages(1).await[0].data["data"]["operationName"],
         "before 0"
+    );
+}
+
+/// The streams of a project share one reader of its log: each still gets what follows
+/// its own cursor, of its own types, once, whether it joined before the events or
+/// afterwards with an older id.
+async fn streams_of_one_project_each_get_the_log_from_their_own_cursor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut all = Stream::open(&app, "", None).await;
+    let mut completed = Stream::open(&app, "?types=operation.completed", None).await;
+    for i in 0..3 {
+        echo(&app, &format!("before {i}")).await;
+    }
+    let mut from_all = all.messages(6).await;
+    let mut from_completed = completed.messages(3).await;
+    // Joins while the others follow, from an id two events in.
+    let mut late = Stream::open(&app, "", Some(&from_all[1].id)).await;
+    let mut from_late = late.messages(4).await;
+    for i in 0..2 {
+        echo(&app, &format!("after {i}")).await;
+    }
+    from_all.extend(all.messages(4).await);
+    from_completed.extend(completed.messages(2).await);
+    from_late.extend(late.messages(4).await);
+    for stream in [&mut all, &mut completed, &mut late] {
+        stream.stays_quiet(Duration::from_millis(300)).await;
+    }
+    let data = |messages: &[Message]| messages.iter().map(|m| m.data.clone()).collect::<Vec<_>>();
+    let everything = feed(&app, "").await;
+    assert_eq!(data(&from_all), everything);
+    assert_eq!(data(&from_late), everything[2..]);
+    assert_eq!(
+        data(&from_completed),
+        feed(&app, "&types=operation.completed").await
     );
 }
 
