@@ -111,9 +111,10 @@ def batch_graph(browser):
     expect(edges).to_have_count(5)
     pairs = sorted(tuple(p) for p in edges.evaluate_all("es => es.map(e => [e.dataset.from, e.dataset.to])"))
     assert pairs == [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("d", "e")], pairs
-    # Laid out by depth: each member to the right of what it depends on.
+    # Laid out by depth: each member to the right of what it depends on. Read from the
+    # layout itself: a live update may be redrawing the graph at this very moment.
     x = dict(nodes.evaluate_all(
-        "ns => ns.map(n => [n.dataset.key, n.getBoundingClientRect().x])"))
+        "ns => ns.map(n => [n.dataset.key, n.transform.baseVal.consolidate().matrix.e])"))
     assert x["a"] < x["b"] == x["c"] < x["d"] < x["e"], x
     assert x["f"] == x["a"], x
     # A node leads to its operation.
