@@ -592,7 +592,7 @@
         h('tbody', {}, list.webhooks.map((w) => h('tr', {},
           h('td', { class: 'wrap' }, link(`/console/webhooks/${encodeURIComponent(w.webhookId)}`, w.webhookName || w.webhookId)),
           h('td', { class: 'wrap' }, w.webhookUrl), h('td', {}, badge(w.status)),
-          h('td', {}, w.eventsSubscribed.join(', ')),
+          h('td', {}, w.allEvents ? 'every event' : w.eventsSubscribed.join(', ')),
           h('td', {}, `${w.deliveryStats.successfulDeliveries} / ${w.deliveryStats.failedDeliveries} / ${w.deliveryStats.pendingDeliveries}`))))),
       list.webhooks.length ? null : h('p', { class: 'muted' }, 'No webhook yet.'));
   }
@@ -624,7 +624,8 @@
     } },
     h('label', {}, 'URL', h('input', { name: 'webhookUrl', type: 'url', required: true, size: 60, value: existing ? existing.webhookUrl : '' })),
     h('label', {}, 'Name', h('input', { name: 'webhookName', value: existing ? existing.webhookName : '' })),
-    h('label', {}, 'Events (comma-separated; empty: every event)', h('input', { name: 'events', size: 60, value: existing ? existing.eventsSubscribed.join(', ') : '' })),
+    h('label', {}, 'Events (comma-separated; empty: every event, today\'s and those to come)',
+      h('input', { name: 'events', size: 60, value: existing && !existing.allEvents ? existing.eventsSubscribed.join(', ') : '' })),
     h('label', {}, 'Operation types (comma-separated; empty: every type)', h('input', { name: 'operationTypes', size: 60, value: existing ? existing.filters.operationTypes.join(', ') : '' })),
     h('label', {}, 'Rate limit (deliveries per second; empty: none)', h('input', { name: 'rateLimit', type: 'number', min: 1, max: 10000, value: existing && existing.rateLimit ? existing.rateLimit : '' })),
     h('p', {}, h('button', { type: 'submit' }, existing ? 'Save' : 'Create')),
@@ -661,7 +662,7 @@
         h('h1', {}, w.webhookName || w.webhookId),
         h('div', { class: 'card' },
           h('p', {}, h('span', { id: 'status' }, badge(w.status)), ' ', h('span', { class: 'muted' }, w.webhookId)),
-          kv([['URL', w.webhookUrl], ['Events', w.eventsSubscribed.join(', ') || 'every event'], ['Disabled because', w.disabledReason],
+          kv([['URL', w.webhookUrl], ['Events', w.allEvents ? 'every event' : w.eventsSubscribed.join(', ')], ['Disabled because', w.disabledReason],
             ['Rate limit', w.rateLimit ? `${w.rateLimit}/s` : ''],
             ['Labels', Object.entries(w.labels || {}).map(([k, v]) => `${k}: ${v}`).join(', ')], ['Failing since', when(w.failingSince)], ['Last delivery', when(w.lastDelivery)],
             ['Deliveries', `${w.deliveryStats.successfulDeliveries} delivered, ${w.deliveryStats.failedDeliveries} failed, ${w.deliveryStats.pendingDeliveries} pending`]]),

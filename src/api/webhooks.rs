@@ -136,6 +136,7 @@ fn view(webhook: &Webhook, stats: &DeliveryStats) -> WebhookView {
         status: webhook.status,
         disabled_reason: webhook.disabled_reason.clone(),
         events_subscribed: subscribed,
+        all_events: webhook.events.is_empty(),
         filters: FiltersView::from(&webhook.filters),
         retry_policy: webhook.retry_policy,
         headers: webhook.headers.clone(),

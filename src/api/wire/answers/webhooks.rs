@@ -23,6 +23,9 @@ pub struct WebhookView {
     pub disabled_reason: Option<String>,
     /// Every event type but `webhook.test` when the webhook named none.
     pub events_subscribed: Vec<&'static str>,
+    /// `true` when the webhook named no event type: it also receives the types added
+    /// later. Send `events` back only when this is `false`, to keep it so.
+    pub all_events: bool,
     pub filters: FiltersView,
     #[schema(value_type = Object)]
     pub retry_policy: RetryPolicy,
