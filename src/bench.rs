@@ -363,16 +363,14 @@ pub async fn operations(
     config.http_workers = None;
     let relais = Relais::start(config).await?;
     let store = relais.store();
-    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::from_random(rand::random());
-    let scopes = [
-        crate::domain::auth::Scope::OperationsWrite,
-        crate::domain::auth::Scope::Workers,
-    ];
-    store
-        .tenants()
-        .insert_token(tenant, Some(project), &scopes, &token.hash, clock::now())
-        .await?;
+    let (tenant, project, token) = bench_project(
+        store,
+        &[
+            crate::domain::auth::Scope::OperationsWrite,
+            crate::domain::auth::Scope::Workers,
+        ],
+    )
+    .await?;
     let base = format!("http://{}/api/{tenant}/{project}/async", relais.addr());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -510,6 +508,20 @@ pub struct BatchBenchArgs {
     pub executors: usize,
 }
 
+/// A tenant and project of the bench's own, and a token for them with `scopes`.
+pub(crate) async fn bench_project(
+    store: &Store,
+    scopes: &[crate::domain::auth::Scope],
+) -> anyhow::Result<(TenantId, ProjectId, crate::domain::auth::NewToken)> {
+    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
+    let token = crate::domain::auth::NewToken::from_random(rand::random());
+    store
+        .tenants()
+        .insert_token(tenant, Some(project), scopes, &token.hash, clock::now())
+        .await?;
+    Ok((tenant, project, token))
+}
+
 /// A DAG of fan-out layers, each followed by a join, run by the instant `Echo` executor:
 /// the time from submission to the batch's end, per member, is the engine's overhead.
 pub async fn batch(
@@ -525,18 +537,8 @@ pub async fn batch(
     config.executor_concurrency = args.executors;
     let relais = Relais::start(config).await?;
     let store = relais.store();
-    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::from_random(rand::random());
-    store
-        .tenants()
-        .insert_token(
-            tenant,
-            Some(project),
-            &[crate::domain::auth::Scope::OperationsWrite],
-            &token.hash,
-            clock::now(),
-        )
-        .await?;
+    let (tenant, project, token) =
+        bench_project(store, &[crate::domain::auth::Scope::OperationsWrite]).await?;
 
     // source → width members → join → width members → join → …
     let width = args.width.max(1);

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::percentile;
+use super::{bench_project, percentile};
 use crate::app::Relais;
 use crate::clock;
 use crate::config::{Config, SecretKeyArgs};
@@ -273,18 +273,8 @@ pub async fn list(
     config.secret_keys = secret_keys;
     let relais = Relais::start(config).await?;
     let store = relais.store();
-    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::from_random(rand::random());
-    store
-        .tenants()
-        .insert_token(
-            tenant,
-            Some(project),
-            &[crate::domain::auth::Scope::OperationsRead],
-            &token.hash,
-            clock::now(),
-        )
-        .await?;
+    let (tenant, project, token) =
+        bench_project(store, &[crate::domain::auth::Scope::OperationsRead]).await?;
     println!(
         "backend: {:?}; cores: {}; seeding {} operations created over {} days…",
         store.backend(),

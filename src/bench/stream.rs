@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use futures_util::StreamExt;
 
-use super::percentile;
+use super::{bench_project, percentile};
 use crate::app::Relais;
 use crate::clock;
 use crate::config::{Config, SecretKeyArgs};
@@ -87,18 +87,8 @@ pub async fn stream(
     config.secret_keys = secret_keys;
     let relais = Relais::start(config).await?;
     let store = relais.store().clone();
-    let (tenant, project) = store.tenants().create_tenant("bench", clock::now()).await?;
-    let token = crate::domain::auth::NewToken::from_random(rand::random());
-    store
-        .tenants()
-        .insert_token(
-            tenant,
-            Some(project),
-            &[crate::domain::auth::Scope::OperationsRead],
-            &token.hash,
-            clock::now(),
-        )
-        .await?;
+    let (tenant, project, token) =
+        bench_project(&store, &[crate::domain::auth::Scope::OperationsRead]).await?;
     println!(
         "backend: {:?}; cores: {}; {} clients, {} events at {}/s, one per transaction",
         store.backend(),

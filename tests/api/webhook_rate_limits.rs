@@ -34,7 +34,13 @@ async fn a_rate_limited_webhook_gets_at_most_its_rate_from_every_replica(backend
     for _ in 0..replicas {
         servers.push(ServeProcess::start(&db, &env).await);
     }
-    let client = reqwest::Client::new();
+    // Idle connections are dropped before the server's keep-alive (5 s) closes them: the
+    // test waits longer than that between calls, and a request sent on a connection the
+    // server is closing fails.
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let api =
         |server: &ServeProcess, path: &str| format!("{}/api/{t}/{p}/async{path}", server.base);
     let call = |method: Method, url: String, body: Option<Value>| {
