@@ -288,35 +288,6 @@ impl Events {
         })
     }
 
-    /// The cursor of "now": the feed after it holds only events not yet visible, those
-    /// still being written and those to come. On PostgreSQL that is the visibility horizon
-    /// itself (every transaction it hides has a later id); SQLite writes one transaction
-    /// at a time, so it is the newest event's place.
-    pub async fn tail(&self) -> Result<FeedCursor> {
-        Ok(match self.backend {
-            Backend::Postgres => {
-                let horizon: i64 = sqlx::query_scalar(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                FeedCursor {
-                    commit_order: horizon - 1,
-                    position: i64::MAX,
-                }
-            }
-            Backend::Sqlite => {
-                let position: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
-                    .fetch_one(&self.pool)
-                    .await?;
-                FeedCursor {
-                    commit_order: 0,
-                    position: position.unwrap_or(i64::MIN),
-                }
-            }
-        })
-    }
-
     /// A page of one project's subject's log, oldest first: `limit + 1` rows are read so
     /// the caller knows whether more follow.
     pub async fn of_subject_page(

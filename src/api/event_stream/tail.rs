@@ -170,8 +170,8 @@ impl Reader {
     }
 }
 
-/// The event's frame, rendered once for every stream.
-fn framed(event: FeedEvent) -> Framed {
+/// The event's frame, rendered once for every stream (and by a stream catching up).
+pub(super) fn framed(event: FeedEvent) -> Framed {
     let rendered = match serde_json::from_value::<EventEnvelope>(event.envelope) {
         Ok(envelope) => {
             let message = StreamMessage::new(encode_cursor(event.cursor), &envelope);
@@ -180,7 +180,10 @@ fn framed(event: FeedEvent) -> Framed {
                 frame: Bytes::from(message.frame()),
             })
         }
-        Err(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "a stored event is not an envelope");
+            None
+        }
     };
     Framed {
         cursor: event.cursor,
