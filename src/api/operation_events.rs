@@ -54,7 +54,7 @@ pub async fn list(
         .await?
     {
         deliveries
-            .entry(delivery.event_id.clone())
+            .entry(delivery.delivery.event_id.clone())
             .or_default()
             .push(trace(delivery));
     }
@@ -80,14 +80,15 @@ pub async fn list(
 }
 
 fn trace(d: EventDelivery) -> DeliveryTrace {
+    let delivery = d.delivery;
     DeliveryTrace {
-        delivery_id: d.id,
+        delivery_id: delivery.id,
         channel: d.channel.as_str(),
         endpoint_id: d.endpoint_id,
-        status: d.status.as_str(),
-        next_attempt_at: opt_time(d.next_attempt_at),
-        created_at: time(d.created_at),
-        delivered_at: opt_time(d.delivered_at),
+        status: delivery.status.as_str(),
+        next_attempt_at: opt_time(delivery.next_attempt_at),
+        created_at: time(delivery.created_at),
+        delivered_at: opt_time(delivery.delivered_at),
         attempts: d
             .attempts
             .into_iter()

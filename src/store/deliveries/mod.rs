@@ -694,9 +694,8 @@ impl Deliveries {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<DeliveryView>> {
-        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error, \
-                       created_at, delivered_at FROM deliveries WHERE webhook_id = $1"
-            .to_owned();
+        let mut sql =
+            format!("SELECT {DELIVERY_VIEW_COLUMNS} FROM deliveries WHERE webhook_id = $1");
         if status.is_some() {
             sql.push_str(" AND status = $4");
         }
@@ -709,32 +708,7 @@ impl Deliveries {
             query = query.bind(s.as_str());
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let status = decode_status(&r.try_get::<String, _>("status")?)?;
-                let next: i64 = r.try_get("next_attempt_at")?;
-                Ok(DeliveryView {
-                    id: r
-                        .try_get::<String, _>("id")?
-                        .parse()
-                        .map_err(StoreError::corrupt)?,
-                    event_id: r.try_get("event_id")?,
-                    event_type: r.try_get("event_type")?,
-                    next_attempt_at: (status == DeliveryStatus::Pending)
-                        .then(|| from_ms(next))
-                        .transpose()?,
-                    status,
-                    attempts: r.try_get("attempts")?,
-                    last_status_code: r.try_get("last_status_code")?,
-                    last_error: r.try_get("last_error")?,
-                    created_at: from_ms(r.try_get("created_at")?)?,
-                    delivered_at: r
-                        .try_get::<Option<i64>, _>("delivered_at")?
-                        .map(from_ms)
-                        .transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_delivery_view).collect()
     }
 
     /// Earliest time a pending delivery becomes due, if any.
@@ -772,6 +746,36 @@ impl Deliveries {
         }
         Ok(removed)
     }
+}
+
+/// The columns [`decode_delivery_view`] reads.
+const DELIVERY_VIEW_COLUMNS: &str = "id, event_id, event_type, status, attempts, next_attempt_at, \
+    last_status_code, last_error, created_at, delivered_at";
+
+/// A delivery row as people read it (its next attempt only while it is pending).
+fn decode_delivery_view(r: &AnyRow) -> Result<DeliveryView> {
+    let status = decode_status(&r.try_get::<String, _>("status")?)?;
+    let next: i64 = r.try_get("next_attempt_at")?;
+    Ok(DeliveryView {
+        id: r
+            .try_get::<String, _>("id")?
+            .parse()
+            .map_err(StoreError::corrupt)?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        next_attempt_at: (status == DeliveryStatus::Pending)
+            .then(|| from_ms(next))
+            .transpose()?,
+        status,
+        attempts: r.try_get("attempts")?,
+        last_status_code: r.try_get("last_status_code")?,
+        last_error: r.try_get("last_error")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        delivered_at: r
+            .try_get::<Option<i64>, _>("delivered_at")?
+            .map(from_ms)
+            .transpose()?,
+    })
 }
 
 pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {

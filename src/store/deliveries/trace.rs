@@ -7,22 +7,17 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::super::{from_ms, placeholders, Result, StoreError};
-use super::{decode_status, Deliveries};
-use crate::domain::delivery::{Channel, DeliveryStatus};
-use crate::domain::ids::{DeliveryId, ProjectId};
+use super::{decode_delivery_view, Deliveries, DeliveryView, DELIVERY_VIEW_COLUMNS};
+use crate::domain::delivery::Channel;
+use crate::domain::ids::ProjectId;
 
 /// One delivery of an event, to whichever destination, with its attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventDelivery {
-    pub id: DeliveryId,
-    pub event_id: String,
+    pub delivery: DeliveryView,
     pub channel: Channel,
     /// The webhook's or push worker's id; `None` for callbacks, Slack and mail.
     pub endpoint_id: Option<String>,
-    pub status: DeliveryStatus,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
     pub attempts: Vec<DeliveryAttempt>,
 }
 
@@ -50,7 +45,7 @@ impl Deliveries {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT id, event_id, channel, webhook_id, status, next_attempt_at, created_at, delivered_at
+            "SELECT {DELIVERY_VIEW_COLUMNS}, channel, webhook_id
              FROM deliveries WHERE project_id = $1 AND event_id IN ({}) ORDER BY created_at, id",
             placeholders(2, event_ids.len())
         );
@@ -62,26 +57,12 @@ impl Deliveries {
         let mut deliveries = rows
             .iter()
             .map(|r| {
-                let status = decode_status(&r.try_get::<String, _>("status")?)?;
                 let channel: String = r.try_get("channel")?;
                 Ok(EventDelivery {
-                    id: r
-                        .try_get::<String, _>("id")?
-                        .parse()
-                        .map_err(StoreError::corrupt)?,
-                    event_id: r.try_get("event_id")?,
+                    delivery: decode_delivery_view(r)?,
                     channel: Channel::parse(&channel)
                         .ok_or_else(|| StoreError::corrupt(format!("channel {channel}")))?,
                     endpoint_id: r.try_get("webhook_id")?,
-                    next_attempt_at: (status == DeliveryStatus::Pending)
-                        .then(|| from_ms(r.try_get("next_attempt_at")?))
-                        .transpose()?,
-                    status,
-                    created_at: from_ms(r.try_get("created_at")?)?,
-                    delivered_at: r
-                        .try_get::<Option<i64>, _>("delivered_at")?
-                        .map(from_ms)
-                        .transpose()?,
                     attempts: Vec::new(),
                 })
             })
@@ -92,7 +73,7 @@ impl Deliveries {
         let index: HashMap<String, usize> = deliveries
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.id.db(), i))
+            .map(|(i, d)| (d.delivery.id.db(), i))
             .collect();
         let sql = format!(
             "SELECT delivery_id, attempted_at, status_code, latency_ms, response_body, error, success
@@ -101,7 +82,7 @@ impl Deliveries {
         );
         let mut query = sqlx::query(&sql).bind(project.db());
         for delivery in &deliveries {
-            query = query.bind(delivery.id.db());
+            query = query.bind(delivery.delivery.id.db());
         }
         for r in query.fetch_all(&self.pool).await? {
             let delivery: String = r.try_get("delivery_id")?;
