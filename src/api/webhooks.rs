@@ -594,12 +594,12 @@ pub async fn deliveries(
             event_id: a.event_id,
             event_type: a.event_type,
             delivery_status: a.delivery_status.as_str(),
-            attempted_at: time(a.attempted_at),
-            status_code: a.status_code,
-            latency_ms: a.latency_ms,
-            response_body: a.response_body,
-            error: a.error,
-            success: a.success,
+            attempted_at: time(a.attempt.attempted_at),
+            status_code: a.attempt.status_code,
+            latency_ms: a.attempt.latency_ms,
+            response_body: a.attempt.response_body,
+            error: a.attempt.error,
+            success: a.attempt.success,
         })
         .collect();
     Ok(HttpResponse::Ok().json(AttemptLog {

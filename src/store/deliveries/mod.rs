@@ -15,6 +15,7 @@ mod health;
 mod trace;
 
 use health::{announce_disabled, record_endpoint_health};
+use trace::decode_attempt;
 pub use trace::{DeliveryAttempt, EventDelivery};
 
 use super::events::{current_request, insert_events, StagedEvent};
@@ -93,12 +94,7 @@ pub struct AttemptEntry {
     pub event_id: String,
     pub event_type: String,
     pub delivery_status: DeliveryStatus,
-    pub attempted_at: DateTime<Utc>,
-    pub status_code: Option<i64>,
-    pub latency_ms: i64,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    pub success: bool,
+    pub attempt: DeliveryAttempt,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -675,12 +671,7 @@ impl Deliveries {
                     event_id: r.try_get("event_id")?,
                     event_type: r.try_get("event_type")?,
                     delivery_status: decode_status(&r.try_get::<String, _>("delivery_status")?)?,
-                    attempted_at: from_ms(r.try_get("attempted_at")?)?,
-                    status_code: r.try_get("status_code")?,
-                    latency_ms: r.try_get("latency_ms")?,
-                    response_body: r.try_get("response_body")?,
-                    error: r.try_get("error")?,
-                    success: r.try_get::<i64, _>("success")? == 1,
+                    attempt: decode_attempt(r)?,
                 })
             })
             .collect()

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::super::{from_ms, placeholders, Result, StoreError};
@@ -30,6 +31,18 @@ pub struct DeliveryAttempt {
     pub response_body: Option<String>,
     pub error: Option<String>,
     pub success: bool,
+}
+
+/// A `delivery_attempts` row's account of one attempt.
+pub(super) fn decode_attempt(r: &AnyRow) -> Result<DeliveryAttempt> {
+    Ok(DeliveryAttempt {
+        attempted_at: from_ms(r.try_get("attempted_at")?)?,
+        status_code: r.try_get("status_code")?,
+        latency_ms: r.try_get("latency_ms")?,
+        response_body: r.try_get("response_body")?,
+        error: r.try_get("error")?,
+        success: r.try_get::<i64, _>("success")? == 1,
+    })
 }
 
 impl Deliveries {
@@ -89,14 +102,7 @@ impl Deliveries {
             let Some(&at) = index.get(&delivery) else {
                 continue;
             };
-            deliveries[at].attempts.push(DeliveryAttempt {
-                attempted_at: from_ms(r.try_get("attempted_at")?)?,
-                status_code: r.try_get("status_code")?,
-                latency_ms: r.try_get("latency_ms")?,
-                response_body: r.try_get("response_body")?,
-                error: r.try_get("error")?,
-                success: r.try_get::<i64, _>("success")? == 1,
-            });
+            deliveries[at].attempts.push(decode_attempt(&r)?);
         }
         Ok(deliveries)
     }
