@@ -1,5 +1,5 @@
 //! `relais bench deliveries`: measures the outbox dispatcher against a local receiver
-//! (`operations`, `batch`, `breakout`, `memory`, `notifications`, `notebooks`, `sync`,
+//! (`e2e`, `operations`, `batch`, `breakout`, `memory`, `notifications`, `notebooks`, `sync`,
 //! `list` and `stream` measure the rest).
 //!
 //! 1. Throughput: queue a backlog of deliveries with no dispatcher running, start the
@@ -25,13 +25,16 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
 
+mod e2e;
 mod listing;
 mod memory;
 mod notebooks;
 mod notifications;
+mod served;
 mod stream;
 mod sync;
 
+pub use e2e::{e2e, E2eBenchArgs};
 pub use listing::{list, ListBenchArgs};
 pub use memory::{memory, MemoryBenchArgs};
 pub use notebooks::{notebooks, NotebookBenchArgs};

@@ -84,6 +84,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Pull workers' progress reports delivered as signed webhooks by a `relais serve`
+    /// process: events/s, deliveries/s, latency, and what each event costs the service
+    /// and the database.
+    E2e(crate::bench::E2eBenchArgs),
     /// Outbox throughput (deliveries/s) and event-to-delivery latency to a local receiver.
     Deliveries(crate::bench::DeliveryBenchArgs),
     /// Operations created, leased by pull workers and completed per second, over HTTP.
@@ -379,6 +383,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify(args) => verify(args),
         Command::Listen(args) => crate::listen::run(args).await,
+        Command::Bench {
+            command: BenchCommand::E2e(args),
+        } => crate::bench::e2e(cli.database_url, cli.secret_keys, args).await,
         Command::Bench {
             command: BenchCommand::Deliveries(args),
         } => crate::bench::deliveries(cli.database_url, cli.secret_keys, args).await,

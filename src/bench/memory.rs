@@ -8,12 +8,12 @@
 //! The load (the receiver of the deliveries, the uploading client) runs in this process,
 //! so it does not count. RSS is read from `/proc/<pid>/status`, so this runs on Linux.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 
+use super::served::Served;
 use super::{produce, register_webhook, start_receiver, wait_for, POPSTAN_DAT, POPSTAN_DCF};
 use crate::clock;
 use crate::config::SecretKeyArgs;
@@ -33,102 +33,6 @@ pub struct MemoryBenchArgs {
     /// Seconds a freshly started service is left alone before it is measured idle.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
-}
-
-/// A `relais serve` child process on a free local port, killed when dropped.
-struct Served {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Served {
-    /// `secret_keys`: this process's own settings, so the child opens what it sealed.
-    async fn start(
-        database_url: &str,
-        secret_keys: &SecretKeyArgs,
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Served> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut command = std::process::Command::new(std::env::current_exe()?);
-        if let Some(key) = &secret_keys.secret_key {
-            command.env("RELAIS_SECRET_KEY", key);
-        }
-        let child = command
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .env("RELAIS_DATABASE_URL", database_url)
-            .env("RELAIS_SECRET_KEY_FILE", &secret_keys.secret_key_file)
-            .env(
-                "RELAIS_PREVIOUS_SECRET_KEYS",
-                secret_keys.previous_secret_keys.join(","),
-            )
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting relais serve")?;
-        let served = Served {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/readyz", served.base)).send().await {
-                if r.status().is_success() {
-                    return Ok(served);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("relais serve did not become ready")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Resident memory now, in bytes.
-    fn rss(&self) -> anyhow::Result<u64> {
-        status_kib(self.pid(), "VmRSS").map(|kib| kib * 1024)
-    }
-
-    /// Samples RSS every few milliseconds until the returned flag is set; the peak seen.
-    fn sample(&self) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
-        let (done, pid) = (Arc::new(AtomicBool::new(false)), self.pid());
-        let peak = Arc::new(AtomicU64::new(0));
-        let sampler = {
-            let done = done.clone();
-            tokio::spawn(async move {
-                while !done.load(Ordering::Acquire) {
-                    if let Ok(kib) = status_kib(pid, "VmRSS") {
-                        peak.fetch_max(kib * 1024, Ordering::Relaxed);
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                peak.load(Ordering::Relaxed)
-            })
-        };
-        (done, sampler)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `kB` line of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .context("reading /proc/<pid>/status (this benchmark needs Linux)")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().strip_suffix("kB")?.trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -28,13 +28,14 @@ use crate::outbound::client::root_cause;
 use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
-use crate::store::{ClaimedDelivery, Deliveries, Lane, Signals, StoreError, Webhooks};
+use crate::store::{ClaimBudget, ClaimedDelivery, Deliveries, Signals, StoreError, Webhooks};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
 const CLAIM_BATCH: usize = 500;
-/// Re-check for due deliveries this often even without a wake-up.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Look for due deliveries this often even without a wake-up or a known due time: for
+/// those a dead replica leased (their leases expire) or scheduled to retry.
+const SLOW_POLL: Duration = Duration::from_secs(5);
 /// How long a delivery waits for a busy endpoint before going back to the queue.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(1);
 const RECORD_BATCH: usize = 1000;
@@ -128,71 +129,63 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
     // Retries may use at most half of the capacity: fresh events always find room.
     let retry_share = Arc::new(Semaphore::new((max / 2).max(1)));
     let mut shutdown = ctx.shutdown.clone();
+    // Whether a claim may find something: at start, after a full claim, after a wake-up
+    // (deliveries queued here or by another replica) or when one becomes due. Otherwise
+    // the loop waits, so a quiet outbox costs the database nothing but the slow poll.
+    let mut worth_claiming = true;
     while !*shutdown.borrow_and_update() {
+        // Enabled before the claim: what is queued while it runs wakes the next one.
         let woken = ctx.signals.deliveries_available().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if in_flight.available_permits() == 0 {
-            tokio::select! {
-                permit = in_flight.acquire() => drop(permit),
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        }
-        let now = clock::now();
-        let lease_until =
-            now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
-        let fresh_budget = in_flight.available_permits().min(CLAIM_BATCH);
-        let claimed = async {
-            let fresh = ctx
-                .deliveries
-                .claim(Lane::Fresh, fresh_budget, now, lease_until)
-                .await?;
-            let retry_budget = retry_share
-                .available_permits()
-                .min(in_flight.available_permits() - fresh.len())
-                .min(CLAIM_BATCH);
-            let retries = ctx
-                .deliveries
-                .claim(Lane::Retry, retry_budget, now, lease_until)
-                .await?;
-            Ok::<_, crate::store::StoreError>((fresh, retries))
-        }
-        .await;
-        let (fresh, retries) = match claimed {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming deliveries failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        if worth_claiming {
+            if in_flight.available_permits() == 0 {
+                tokio::select! {
+                    permit = in_flight.acquire() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
                 continue;
             }
-        };
-        let claimed_any = !fresh.is_empty() || !retries.is_empty();
-        for delivery in fresh {
-            let permit = in_flight
-                .clone()
-                .try_acquire_owned()
-                .expect("claimed within capacity");
-            tokio::spawn(send(ctx.clone(), delivery, vec![permit]));
+            let now = clock::now();
+            let lease_until =
+                now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
+            let budget = ClaimBudget {
+                total: in_flight.available_permits().min(CLAIM_BATCH),
+                retries: retry_share.available_permits(),
+            };
+            let claimed = match ctx.deliveries.claim(budget, now, lease_until).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming deliveries failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            worth_claiming = claimed.len() == budget.total;
+            for delivery in claimed {
+                let mut permits = vec![in_flight
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed within capacity")];
+                if delivery.is_retry() {
+                    permits.push(
+                        retry_share
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("claimed within the retry share"),
+                    );
+                }
+                tokio::spawn(send(ctx.clone(), delivery, permits));
+            }
+            if worth_claiming {
+                continue;
+            }
         }
-        for delivery in retries {
-            let permit = in_flight
-                .clone()
-                .try_acquire_owned()
-                .expect("claimed within capacity");
-            let share = retry_share
-                .clone()
-                .try_acquire_owned()
-                .expect("claimed within the retry share");
-            tokio::spawn(send(ctx.clone(), delivery, vec![permit, share]));
-        }
-        if claimed_any {
-            continue;
-        }
+        let now = clock::now();
         let due_in = match next_due.load(Ordering::Acquire) {
-            i64::MAX => IDLE_POLL,
+            i64::MAX => SLOW_POLL,
             due => {
-                Duration::from_millis((due - now.timestamp_millis()).max(0) as u64).min(IDLE_POLL)
+                Duration::from_millis((due - now.timestamp_millis()).max(0) as u64).min(SLOW_POLL)
             }
         };
         tokio::select! {
@@ -203,6 +196,7 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
                 let _ = next_due.fetch_update(Ordering::AcqRel, Ordering::Acquire, |due| (due <= now).then_some(i64::MAX));
             }
         }
+        worth_claiming = true;
     }
 }
 
@@ -290,6 +284,7 @@ fn outcome(
         project_id: delivery.project_id,
         settlement,
         attempt,
+        endpoint_was_failing: delivery.endpoint_failing,
     }
 }
 

@@ -452,6 +452,10 @@ pub struct DeliveryOutcome {
     pub settlement: Settlement,
     /// `None` when nothing was sent (released or skipped).
     pub attempt: Option<AttemptLog>,
+    /// The webhook was marked failing when the delivery was claimed: a success has
+    /// something to clear. (A mark made since is cleared by the next success claimed
+    /// after it, long before it could disable the endpoint.)
+    pub endpoint_was_failing: bool,
 }
 
 /// Where a delivery stands once an outcome is recorded.
@@ -516,7 +520,7 @@ impl fmt::Display for DisableReason {
 /// store compares with `disable_failing_since` as it marks it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointHealth {
-    /// Delivered at least once: failing no longer.
+    /// Marked failing, and delivered at least once: failing no longer.
     pub recovered: Vec<WebhookId>,
     /// Failed every attempt of the batch: failing from now on unless it already was,
     /// and disabled for `failing_reason` if it was failing since `disable_failing_since`
@@ -530,13 +534,26 @@ pub struct EndpointHealth {
     pub slack_gone: Vec<(ProjectId, String)>,
 }
 
+impl EndpointHealth {
+    /// Nothing to write: no endpoint recovered, started failing or is to be disabled.
+    pub fn is_unchanged(&self) -> bool {
+        self.recovered.is_empty()
+            && self.failing.is_empty()
+            && self.gone.is_empty()
+            && self.slack_gone.is_empty()
+    }
+}
+
 /// An endpoint that succeeds is healthy again; one that has failed every attempt for
-/// `disable_after`, or answered 410, is disabled. Each list is sorted, without repeats.
+/// `disable_after`, or answered 410, is disabled. Each list is sorted, without repeats,
+/// and names only endpoints whose state changes: a healthy endpoint's successes, the
+/// common case, write nothing.
 pub fn endpoint_health(
     outcomes: &[DeliveryOutcome],
     now: DateTime<Utc>,
     disable_after: Duration,
 ) -> EndpointHealth {
+    let mut delivered = BTreeSet::new();
     let mut recovered = BTreeSet::new();
     let mut failing = BTreeSet::new();
     let mut gone = BTreeSet::new();
@@ -552,14 +569,19 @@ pub fn endpoint_health(
         }
         let Some(w) = o.webhook_id else { continue };
         match o.settlement {
-            Settlement::Delivered => recovered.insert(w),
+            Settlement::Delivered => {
+                if o.endpoint_was_failing {
+                    recovered.insert(w);
+                }
+                delivered.insert(w)
+            }
             Settlement::RetryAt(_) | Settlement::Failed => failing.insert(w),
             Settlement::FailedAndDisable => gone.insert(w),
             Settlement::Released(_) | Settlement::Skipped(_) => false,
         };
     }
     EndpointHealth {
-        failing: failing.difference(&recovered).copied().collect(),
+        failing: failing.difference(&delivered).copied().collect(),
         recovered: recovered.into_iter().collect(),
         disable_failing_since: now
             - chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::days(5)),
@@ -902,6 +924,7 @@ mod tests {
                 response_body: None,
                 error: Some(e.to_owned()),
             }),
+            endpoint_was_failing: true,
         }
     }
 
@@ -946,6 +969,39 @@ mod tests {
         assert!(outcome(None, Settlement::Delivered, None).succeeded());
         assert!(!outcome(None, Settlement::Failed, None).succeeded());
         assert_eq!(Settlement::from(Decision::GiveUp), Settlement::Failed);
+    }
+
+    #[test]
+    fn a_healthy_endpoints_successes_change_nothing() {
+        let (healthy, flaky) = (WebhookId::new(), WebhookId::new());
+        let fine = |w| DeliveryOutcome {
+            endpoint_was_failing: false,
+            ..outcome(Some(w), Settlement::Delivered, None)
+        };
+        let health = endpoint_health(
+            &[fine(healthy), fine(healthy)],
+            t(1000),
+            Duration::from_secs(600),
+        );
+        assert!(health.is_unchanged(), "{health:?}");
+        // Delivered in the same batch as a failure: not failing, though there is nothing
+        // to clear.
+        let health = endpoint_health(
+            &[
+                outcome(Some(flaky), Settlement::RetryAt(t(1)), Some("x")),
+                fine(flaky),
+            ],
+            t(1000),
+            Duration::from_secs(600),
+        );
+        assert!(health.is_unchanged(), "{health:?}");
+        let failing = endpoint_health(
+            &[outcome(Some(flaky), Settlement::RetryAt(t(1)), Some("x"))],
+            t(1000),
+            Duration::from_secs(600),
+        );
+        assert_eq!(failing.failing, vec![flaky]);
+        assert!(!failing.is_unchanged());
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub use batches::{BatchCancelError, BatchMember, BatchPage, BatchRetryError, Bat
 pub use breakout::Breakout;
 pub use clients::Clients;
 pub use deliveries::{
-    AttemptEntry, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView, EventDelivery, Lane,
+    AttemptEntry, ClaimBudget, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView,
+    EventDelivery,
 };
 pub use events::{
     Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, SubjectEvent, COUNTED_TYPES,

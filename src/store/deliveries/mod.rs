@@ -34,12 +34,12 @@ use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
+/// How many deliveries a claim may take: first attempts, and deliveries that already
+/// failed at least once (retries), up to `total` in all, first attempts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// First attempts.
-    Fresh,
-    /// Everything that already failed at least once.
-    Retry,
+pub struct ClaimBudget {
+    pub total: usize,
+    pub retries: usize,
 }
 
 /// What the outbox holds now, for the metrics.
@@ -85,6 +85,15 @@ pub struct ClaimedDelivery {
     pub outgoing: Option<Outgoing>,
     /// The webhook's `rateLimit`, which every replica's sends to it share.
     pub rate_limit: Option<RateLimit>,
+    /// The webhook was marked failing when claimed.
+    pub endpoint_failing: bool,
+}
+
+impl ClaimedDelivery {
+    /// A retry (an earlier attempt failed), not a first attempt.
+    pub fn is_retry(&self) -> bool {
+        self.attempts > 0
+    }
 }
 
 /// One line of a webhook's attempt log.
@@ -303,75 +312,121 @@ impl Deliveries {
         }
     }
 
-    /// Claims up to `limit` due deliveries of one lane under a lease that expires at
+    /// Claims due deliveries, within `budget`, under a lease that expires at
     /// `lease_until`; an expired lease (a dead dispatcher) makes a row claimable again.
+    /// On PostgreSQL this is one statement: it picks the rows (skipping those another
+    /// dispatcher is picking), leases them and reads what sending them needs.
     pub async fn claim(
         &self,
-        lane: Lane,
-        limit: usize,
+        budget: ClaimBudget,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedDelivery>> {
-        if limit == 0 {
+        if budget.total == 0 {
             return Ok(Vec::new());
         }
-        let lane_condition = match lane {
-            Lane::Fresh => "d.attempts = 0",
-            Lane::Retry => "d.attempts > 0",
-        };
         let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         // The status is written into the text, not bound: the partial indexes of the
         // two lanes only serve a query that names it.
-        let sql = format!(
-            "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id, e.traceparent,
-                    w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, w.rate_limit, p.callback_secrets,
-                    pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
-             FROM deliveries d
-             JOIN events e ON e.id = d.event_id
-             JOIN projects p ON p.id = d.project_id
-             LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = '{webhook}'
-             LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = '{push}'
-             LEFT JOIN slack_integrations si ON si.project_id = d.project_id AND d.channel = '{slack}'
-             WHERE d.status = '{pending}' AND {lane_condition} AND d.next_attempt_at <= $1
-               AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= $1)
-             ORDER BY d.next_attempt_at LIMIT $2{lock}",
-            webhook = Channel::Webhook.as_str(),
-            push = Channel::Push.as_str(),
-            slack = Channel::Slack.as_str(),
-            pending = DeliveryStatus::Pending.as_str(),
+        let due = |lane_condition: &str, limit: &str| {
+            format!(
+                "SELECT id, next_attempt_at FROM deliveries
+                 WHERE status = '{pending}' AND {lane_condition} AND next_attempt_at <= $1
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                 ORDER BY next_attempt_at LIMIT {limit}{lock}",
+                pending = DeliveryStatus::Pending.as_str(),
+            )
+        };
+        // Rows picked beyond the total are only locked until the statement ends.
+        let chosen = format!(
+            "WITH fresh AS ({fresh}), retry AS ({retry}),
+             chosen AS (SELECT id FROM (SELECT id, 0 AS lane, next_attempt_at FROM fresh
+                                        UNION ALL SELECT id, 1 AS lane, next_attempt_at FROM retry) AS c
+                        ORDER BY lane, next_attempt_at LIMIT $2)",
+            fresh = due("attempts = 0", "$2"),
+            retry = due("attempts > 0", "$3"),
         );
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(&sql)
-            .bind(to_ms(now))
-            .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
         let lease_token = format!("dl_{}", uuid::Uuid::new_v4().simple());
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            claimed.push(decode_claim(&self.sealer, row, &lease_token, lease_until)?);
-        }
-        let ids: Vec<String> = claimed.iter().map(|c| c.id.db()).collect();
-        let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
-        let update = format!(
-            "UPDATE deliveries SET lease_token = $1, lease_expires_at = $2 WHERE id IN ({})",
-            list.join(", ")
-        );
-        let mut query = sqlx::query(&update)
-            .bind(lease_token.clone())
-            .bind(to_ms(lease_until));
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(claimed)
+        let read = |from: &str| {
+            format!(
+                "SELECT d.id, d.channel, d.url, d.webhook_id, d.tenant_id, d.project_id, d.attempts, d.created_at, d.event_id, e.payload, e.request_id, e.traceparent,
+                        w.headers, w.secrets, w.retry_policy, w.status AS webhook_status, w.rate_limit, w.failing_since, p.callback_secrets,
+                        pw.secret AS push_secret, d.message, si.webhook_url AS slack_url, si.status AS slack_status
+                 FROM {from}
+                 JOIN events e ON e.id = d.event_id
+                 JOIN projects p ON p.id = d.project_id
+                 LEFT JOIN webhooks w ON w.id = d.webhook_id AND d.channel = '{webhook}'
+                 LEFT JOIN push_workers pw ON pw.id = d.webhook_id AND d.channel = '{push}'
+                 LEFT JOIN slack_integrations si ON si.project_id = d.project_id AND d.channel = '{slack}'",
+                webhook = Channel::Webhook.as_str(),
+                push = Channel::Push.as_str(),
+                slack = Channel::Slack.as_str(),
+            )
+        };
+        let total = budget.total as i64;
+        let retries = budget.retries.min(budget.total) as i64;
+        let rows = match self.backend {
+            Backend::Postgres => {
+                let sql = format!(
+                    "{chosen},
+                     leased AS (UPDATE deliveries SET lease_token = $4, lease_expires_at = $5
+                                WHERE id IN (SELECT id FROM chosen)
+                                RETURNING id, channel, url, webhook_id, tenant_id, project_id, attempts, created_at, event_id, message, next_attempt_at)
+                     {} ORDER BY d.next_attempt_at",
+                    read("leased d")
+                );
+                sqlx::query(&sql)
+                    .bind(to_ms(now))
+                    .bind(total)
+                    .bind(retries)
+                    .bind(lease_token.clone())
+                    .bind(to_ms(lease_until))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Backend::Sqlite => {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "{chosen} {} WHERE d.id IN (SELECT id FROM chosen) ORDER BY d.next_attempt_at",
+                    read("deliveries d")
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(to_ms(now))
+                    .bind(total)
+                    .bind(retries)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<String> = rows
+                    .iter()
+                    .map(|row| row.try_get("id"))
+                    .collect::<std::result::Result<_, _>>()?;
+                let update = format!(
+                    "UPDATE deliveries SET lease_token = $1, lease_expires_at = $2 WHERE id IN ({})",
+                    (3..ids.len() + 3)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(&update)
+                    .bind(lease_token.clone())
+                    .bind(to_ms(lease_until));
+                for id in ids {
+                    query = query.bind(id);
+                }
+                query.execute(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        rows.iter()
+            .map(|row| decode_claim(&self.sealer, row, &lease_token, lease_until))
+            .collect()
     }
 
     /// Where a rate-limited webhook's schedule stands: its next free slot, in microseconds
@@ -426,6 +481,8 @@ impl Deliveries {
 
     /// Writes the results of many attempts in one transaction: the attempt log, each
     /// delivery's new state (only while the lease is still ours), and endpoint health.
+    /// On PostgreSQL, when no endpoint's health changes (the common case), that is one
+    /// statement.
     pub async fn record_outcomes(
         &self,
         outcomes: &[DeliveryOutcome],
@@ -435,68 +492,39 @@ impl Deliveries {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let health = delivery::endpoint_health(outcomes, now, disable_after);
         let attempts: Vec<&DeliveryOutcome> =
             outcomes.iter().filter(|o| o.attempt.is_some()).collect();
-        for chunk in super::sized_chunks(&attempts, 300) {
-            let sql = format!(
-                "INSERT INTO delivery_attempts (delivery_id, webhook_id, project_id, attempted_at, status_code, \
-                 latency_ms, response_body, error, success) VALUES {}",
-                values_placeholders(chunk.len(), 9, 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for outcome in chunk {
-                let a = outcome.attempt.as_ref().expect("filtered");
-                query = query
-                    .bind(outcome.id.db())
-                    .bind(outcome.webhook_id.map(|w| w.db()))
-                    .bind(outcome.project_id.db())
-                    .bind(to_ms(a.attempted_at))
-                    .bind(a.status_code.map(i64::from))
-                    .bind(a.latency_ms)
-                    .bind(a.response_body.clone())
-                    .bind(a.error.clone())
-                    .bind(i64::from(outcome.succeeded()));
-            }
-            query.execute(&mut *tx).await?;
+        if self.backend == Backend::Postgres
+            && health.is_unchanged()
+            && outcomes.len() <= SETTLE_CHUNK
+        {
+            let settle = settle_statement(outcomes.len(), 9 * attempts.len() + 1);
+            let sql = if attempts.is_empty() {
+                settle
+            } else {
+                format!(
+                    "WITH attempts AS ({}) {settle}",
+                    insert_attempts_statement(attempts.len())
+                )
+            };
+            let query = bind_attempts(sqlx::query(&sql), &attempts);
+            bind_settlements(query, outcomes, now)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
         }
-
-        // One statement per chunk: each row applies only while the lease is still ours.
-        for chunk in super::sized_chunks(outcomes, 500) {
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column3, attempts = attempts + v.column4,
-                        next_attempt_at = COALESCE(v.column5, next_attempt_at),
-                        delivered_at = v.column6,
-                        last_status_code = COALESCE(v.column7, last_status_code),
-                        last_error = v.column8, lease_token = NULL, lease_expires_at = NULL,
-                        updated_at = v.column9
-                 FROM (VALUES {}) AS v
-                 WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
-                values_placeholders(chunk.len(), 9, 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for outcome in chunk {
-                let status_code = outcome
-                    .attempt
-                    .as_ref()
-                    .and_then(|a| a.status_code)
-                    .map(i64::from);
-                let settled = outcome.settled_state(now);
-                query = query
-                    .bind(outcome.id.db())
-                    .bind(outcome.lease_token.clone())
-                    .bind(settled.status.as_str())
-                    .bind(i64::from(outcome.attempt.is_some()))
-                    .bind(settled.next_attempt_at.map(to_ms))
-                    .bind(settled.delivered_at.map(to_ms))
-                    .bind(status_code)
-                    .bind(settled.last_error)
-                    .bind(to_ms(now));
-            }
-            query.execute(&mut *tx).await?;
+        let mut tx = self.pool.begin().await?;
+        for chunk in super::sized_chunks(&attempts, ATTEMPT_CHUNK) {
+            bind_attempts(sqlx::query(&insert_attempts_statement(chunk.len())), chunk)
+                .execute(&mut *tx)
+                .await?;
         }
-
-        let health = delivery::endpoint_health(outcomes, now, disable_after);
+        for chunk in super::sized_chunks(outcomes, SETTLE_CHUNK) {
+            bind_settlements(sqlx::query(&settle_statement(chunk.len(), 1)), chunk, now)
+                .execute(&mut *tx)
+                .await?;
+        }
         let disabled = record_endpoint_health(&mut tx, &self.sealer, &health, now).await?;
         let (alerts, tally) = announce_disabled(&mut tx, self.backend, disabled, now).await?;
         tx.commit().await?;
@@ -739,6 +767,83 @@ impl Deliveries {
     }
 }
 
+/// Attempt rows per statement (9 parameters each).
+const ATTEMPT_CHUNK: usize = 300;
+/// Outcomes per statement (9 parameters each, and as many attempt rows at most).
+const SETTLE_CHUNK: usize = 500;
+
+fn insert_attempts_statement(rows: usize) -> String {
+    format!(
+        "INSERT INTO delivery_attempts (delivery_id, webhook_id, project_id, attempted_at, status_code, \
+         latency_ms, response_body, error, success) VALUES {}",
+        values_placeholders(rows, 9, 1)
+    )
+}
+
+fn bind_attempts<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    outcomes: &[&DeliveryOutcome],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for outcome in outcomes {
+        let Some(a) = outcome.attempt.as_ref() else {
+            continue;
+        };
+        query = query
+            .bind(outcome.id.db())
+            .bind(outcome.webhook_id.map(|w| w.db()))
+            .bind(outcome.project_id.db())
+            .bind(to_ms(a.attempted_at))
+            .bind(a.status_code.map(i64::from))
+            .bind(a.latency_ms)
+            .bind(a.response_body.clone())
+            .bind(a.error.clone())
+            .bind(i64::from(outcome.succeeded()));
+    }
+    query
+}
+
+/// Each delivery's new state, applied only while the lease is still ours; parameters
+/// numbered from `first`.
+fn settle_statement(rows: usize, first: usize) -> String {
+    format!(
+        "UPDATE deliveries SET status = v.column3, attempts = attempts + v.column4,
+                next_attempt_at = COALESCE(v.column5, next_attempt_at),
+                delivered_at = v.column6,
+                last_status_code = COALESCE(v.column7, last_status_code),
+                last_error = v.column8, lease_token = NULL, lease_expires_at = NULL,
+                updated_at = v.column9
+         FROM (VALUES {}) AS v
+         WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
+        values_placeholders(rows, 9, first)
+    )
+}
+
+fn bind_settlements<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    outcomes: &[DeliveryOutcome],
+    now: DateTime<Utc>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for outcome in outcomes {
+        let status_code = outcome
+            .attempt
+            .as_ref()
+            .and_then(|a| a.status_code)
+            .map(i64::from);
+        let settled = outcome.settled_state(now);
+        query = query
+            .bind(outcome.id.db())
+            .bind(outcome.lease_token.clone())
+            .bind(settled.status.as_str())
+            .bind(i64::from(outcome.attempt.is_some()))
+            .bind(settled.next_attempt_at.map(to_ms))
+            .bind(settled.delivered_at.map(to_ms))
+            .bind(status_code)
+            .bind(settled.last_error)
+            .bind(to_ms(now));
+    }
+    query
+}
+
 /// The columns [`decode_delivery_view`] reads.
 const DELIVERY_VIEW_COLUMNS: &str = "id, event_id, event_type, status, attempts, next_attempt_at, \
     last_status_code, last_error, created_at, delivered_at";
@@ -888,5 +993,7 @@ fn decode_claim(
             Channel::Webhook => decode_rate_limit(row)?,
             _ => None,
         },
+        endpoint_failing: channel == Channel::Webhook
+            && row.try_get::<Option<i64>, _>("failing_since")?.is_some(),
     })
 }

@@ -26,6 +26,8 @@ const DELIVERY_CHANNEL: &str = "relais_deliveries";
 const AUTH_CHANNEL: &str = "relais_auth";
 /// Channel on which replicas announce that they committed events (for event streams).
 const EVENT_CHANNEL: &str = "relais_events";
+/// Channel on which replicas tell each other that they exist (see [`Presence`]).
+const PRESENCE_CHANNEL: &str = "relais_replicas";
 
 /// The wake-ups of one process. Cheap to clone: clones share them.
 #[derive(Clone)]
@@ -53,7 +55,11 @@ struct RemoteNews {
     work: AtomicBool,
     deliveries: AtomicBool,
     events: AtomicBool,
+    /// A replica said hello: answer that this one is here.
+    presence: AtomicBool,
     pending: Notify,
+    /// When another replica was last heard from, in milliseconds since the epoch.
+    others_heard_at: std::sync::atomic::AtomicI64,
 }
 
 /// What a committed change made available, to wake the right waiters.

@@ -2,13 +2,21 @@
 //! are announced with a coalesced `pg_notify` and other replicas' announcements arrive
 //! through LISTEN; on SQLite, other processes cannot notify, so the count of their
 //! commits is watched instead.
+//!
+//! A notification nobody listens to still costs PostgreSQL a statement, so news is sent
+//! only while another replica is known to run: replicas say hello when they start
+//! listening, answer hellos, and say they are still here every half minute while they
+//! know of others (see [`presence`]). Removed tokens and projects are always announced:
+//! the command line, which does not listen, removes them.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Signals, AUTH_CHANNEL, DELIVERY_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL};
+use super::{
+    Signals, AUTH_CHANNEL, DELIVERY_CHANNEL, EVENT_CHANNEL, PRESENCE_CHANNEL, WORK_CHANNEL,
+};
 use crate::store::{Backend, Result};
 
 impl Signals {
@@ -28,26 +36,53 @@ impl Signals {
     /// notification queue lock.
     async fn relay_to_replicas(&self) {
         let inner = &self.0;
+        let mut next_heartbeat = tokio::time::Instant::now() + presence::HEARTBEAT;
         loop {
-            inner.remote.pending.notified().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::select! {
+                () = inner.remote.pending.notified() => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                () = tokio::time::sleep_until(next_heartbeat) => {
+                    next_heartbeat += presence::HEARTBEAT;
+                    if self.others_known() {
+                        inner.remote.presence.store(true, Ordering::Release);
+                    }
+                }
+            }
+            let others = self.others_known();
             for (flag, channel) in [
                 (&inner.remote.work, WORK_CHANNEL),
                 (&inner.remote.deliveries, DELIVERY_CHANNEL),
                 (&inner.remote.events, EVENT_CHANNEL),
             ] {
-                if flag.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(channel)
-                        .bind(inner.replica_id.clone())
-                        .execute(&inner.pool)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not notify other replicas; they will find the work on their next check");
-                    }
+                if flag.swap(false, Ordering::AcqRel) && others {
+                    self.notify(channel, &inner.replica_id).await;
                 }
             }
+            if inner.remote.presence.swap(false, Ordering::AcqRel) {
+                self.notify(PRESENCE_CHANNEL, &presence::here(&inner.replica_id))
+                    .await;
+            }
         }
+    }
+
+    async fn notify(&self, channel: &str, payload: &str) {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.0.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not notify other replicas; they will find the work on their next check");
+        }
+    }
+
+    /// Whether another replica was heard from recently enough to be running.
+    fn others_known(&self) -> bool {
+        presence::others_known(
+            self.0.remote.others_heard_at.load(Ordering::Acquire),
+            crate::clock::now().timestamp_millis(),
+        )
     }
 
     /// Wakes this process's waiters when another replica commits work, deliveries or
@@ -58,18 +93,37 @@ impl Signals {
             let result: std::result::Result<(), sqlx::Error> = async {
                 let mut listener = sqlx::postgres::PgListener::connect(&inner.url).await?;
                 listener
-                    .listen_all([WORK_CHANNEL, DELIVERY_CHANNEL, AUTH_CHANNEL, EVENT_CHANNEL])
+                    .listen_all([
+                        WORK_CHANNEL,
+                        DELIVERY_CHANNEL,
+                        AUTH_CHANNEL,
+                        EVENT_CHANNEL,
+                        PRESENCE_CHANNEL,
+                    ])
                     .await?;
+                // Listening now: whoever runs answers, and sends news from then on.
+                self.notify(PRESENCE_CHANNEL, &presence::hello(&inner.replica_id))
+                    .await;
                 loop {
                     let notification = listener.recv().await?;
-                    if notification.payload() == inner.replica_id {
+                    let heard = presence::heard(notification.payload(), &inner.replica_id);
+                    if heard == presence::Heard::Ourselves {
                         // Our own news, already announced here when it was committed.
                         continue;
                     }
-                    match notification.channel() {
-                        WORK_CHANNEL => inner.work.wake_all(),
-                        AUTH_CHANNEL => inner.auth_changed.notify_waiters(),
-                        EVENT_CHANNEL => inner.events_written.notify_waiters(),
+                    inner
+                        .remote
+                        .others_heard_at
+                        .store(crate::clock::now().timestamp_millis(), Ordering::Release);
+                    match (notification.channel(), heard) {
+                        (PRESENCE_CHANNEL, presence::Heard::Hello) => {
+                            inner.remote.presence.store(true, Ordering::Release);
+                            inner.remote.pending.notify_one();
+                        }
+                        (PRESENCE_CHANNEL, _) => {}
+                        (WORK_CHANNEL, _) => inner.work.wake_all(),
+                        (AUTH_CHANNEL, _) => inner.auth_changed.notify_waiters(),
+                        (EVENT_CHANNEL, _) => inner.events_written.notify_waiters(),
                         _ => {
                             inner.deliveries_available.notify_waiters();
                             inner.events_written.notify_waiters();
@@ -118,5 +172,76 @@ impl Signals {
             .fetch_one(&self.0.pool)
             .await?
             .try_get(0)?)
+    }
+}
+
+/// Which replicas run, as far as notifications tell.
+mod presence {
+    use std::time::Duration;
+
+    /// How often a replica that knows of others says it is still here.
+    pub(super) const HEARTBEAT: Duration = Duration::from_secs(30);
+    /// A replica not heard from for this long (two and a half heartbeats) has stopped.
+    const FORGOTTEN_AFTER_MS: i64 = 75_000;
+
+    pub(super) fn hello(replica: &str) -> String {
+        format!("hello:{replica}")
+    }
+
+    pub(super) fn here(replica: &str) -> String {
+        format!("here:{replica}")
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) enum Heard {
+        /// Our own notification, echoed.
+        Ourselves,
+        /// Another replica started listening: it wants an answer.
+        Hello,
+        /// Anything else another replica sent.
+        Other,
+    }
+
+    /// Presence payloads name their sender after a prefix; news payloads are the
+    /// sender's id itself.
+    pub(super) fn heard(payload: &str, ours: &str) -> Heard {
+        let (kind, sender) = match payload.split_once(':') {
+            Some((kind, sender)) => (Some(kind), sender),
+            None => (None, payload),
+        };
+        match kind {
+            _ if sender == ours => Heard::Ourselves,
+            Some("hello") => Heard::Hello,
+            _ => Heard::Other,
+        }
+    }
+
+    /// `heard_at`: when another replica was last heard from (0: never).
+    pub(super) fn others_known(heard_at: i64, now: i64) -> bool {
+        heard_at > 0 && now - heard_at < FORGOTTEN_AFTER_MS
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_replica_tells_its_own_echo_from_others_news_and_hellos() {
+            assert_eq!(heard("abc", "abc"), Heard::Ourselves);
+            assert_eq!(heard(&hello("abc"), "abc"), Heard::Ourselves);
+            assert_eq!(heard(&here("abc"), "abc"), Heard::Ourselves);
+            assert_eq!(heard(&hello("def"), "abc"), Heard::Hello);
+            assert_eq!(heard(&here("def"), "abc"), Heard::Other);
+            assert_eq!(heard("def", "abc"), Heard::Other);
+        }
+
+        #[test]
+        fn others_are_known_until_they_miss_two_heartbeats() {
+            assert!(!others_known(0, 1_000_000));
+            assert!(others_known(1_000_000, 1_000_000));
+            let heartbeat = HEARTBEAT.as_millis() as i64;
+            assert!(others_known(1_000_000, 1_000_000 + 2 * heartbeat));
+            assert!(!others_known(1_000_000, 1_000_000 + 3 * heartbeat));
+        }
     }
 }
