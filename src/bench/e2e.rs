@@ -80,6 +80,7 @@ struct Report {
     statements_per_event: Option<f64>,
     transactions_per_event: Option<f64>,
     cpu_ms_per_event: CpuPerEvent,
+    #[serde(rename = "rssMiB")]
     rss_mib: Rss,
     idle: Idle,
 }

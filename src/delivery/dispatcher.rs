@@ -1,6 +1,7 @@
-//! The outbox dispatcher: claims due deliveries in batches under a lease, sends them with
-//! bounded concurrency (overall and per endpoint), and hands every outcome to a recorder
-//! that settles them in batched transactions.
+//! The outbox dispatcher: takes the webhook deliveries this process's writes hand it
+//! (already leased to it by the transaction that queued them), claims the other due
+//! deliveries in batches under a lease, sends them with bounded concurrency (overall and
+//! per endpoint), and hands every outcome to a recorder that settles them in batches.
 //!
 //! Crash safety comes from the lease: a delivery claimed by a process that dies becomes
 //! claimable again when its lease expires, and the lease always outlives the request
@@ -28,7 +29,9 @@ use crate::outbound::client::root_cause;
 use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
-use crate::store::{ClaimBudget, ClaimedDelivery, Deliveries, Signals, StoreError, Webhooks};
+use crate::store::{
+    ClaimBudget, ClaimedDelivery, Deliveries, Handed, Signals, StoreError, Webhooks,
+};
 
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -95,6 +98,8 @@ pub fn spawn(
 ) -> Dispatcher {
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
+    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let handed = deliveries.hand_off_to(in_flight.clone(), settings.lease());
     let context = Arc::new(Context {
         client: OutboundClient::new(settings.request_timeout, settings.allow_private_targets),
         deliveries: deliveries.clone(),
@@ -117,17 +122,44 @@ pub fn spawn(
     Dispatcher {
         draining,
         others: vec![
-            tokio::spawn(dispatch(context, next_due)),
+            tokio::spawn(take_handoffs(context.clone(), handed)),
+            tokio::spawn(dispatch(context, in_flight, next_due)),
             tokio::spawn(prune(deliveries, settings.retention)),
         ],
     }
 }
 
-async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
-    let max = ctx.settings.max_in_flight.max(1);
-    let in_flight = Arc::new(Semaphore::new(max));
+/// Sends what writes of this process hand straight to the dispatcher (see
+/// `store::Deliveries::hand_off_to`), until the process stops.
+async fn take_handoffs(ctx: Arc<Context>, mut handed: mpsc::UnboundedReceiver<Vec<Handed>>) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            batch = handed.recv() => match batch {
+                Some(batch) => start_sends(&ctx, batch),
+                None => break,
+            },
+            _ = shutdown.wait_for(|down| *down) => break,
+        }
+    }
+    ctx.deliveries.stop_handoffs();
+    // Handed off before writes stopped handing off: each send sees the shutdown and puts
+    // its delivery back in the queue. (One committed after this drain keeps its lease
+    // until it expires.)
+    while let Ok(batch) = handed.try_recv() {
+        start_sends(&ctx, batch);
+    }
+}
+
+fn start_sends(ctx: &Arc<Context>, batch: Vec<Handed>) {
+    for Handed { delivery, permit } in batch {
+        tokio::spawn(send(ctx.clone(), delivery, vec![permit]));
+    }
+}
+
+async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<AtomicI64>) {
     // Retries may use at most half of the capacity: fresh events always find room.
-    let retry_share = Arc::new(Semaphore::new((max / 2).max(1)));
+    let retry_share = Arc::new(Semaphore::new((ctx.settings.max_in_flight / 2).max(1)));
     let mut shutdown = ctx.shutdown.clone();
     // Whether a claim may find something: at start, after a full claim, after a wake-up
     // (deliveries queued here or by another replica) or when one becomes due. Otherwise
@@ -149,9 +181,13 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
             let now = clock::now();
             let lease_until =
                 now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
+            // The slots are taken before the claim: writes of this process take slots
+            // for the deliveries they hand off meanwhile.
+            let mut slots = free_permits(&in_flight, CLAIM_BATCH);
+            let mut retry_slots = free_permits(&retry_share, slots.len());
             let budget = ClaimBudget {
-                total: in_flight.available_permits().min(CLAIM_BATCH),
-                retries: retry_share.available_permits(),
+                total: slots.len(),
+                retries: retry_slots.len(),
             };
             let claimed = match ctx.deliveries.claim(budget, now, lease_until).await {
                 Ok(claimed) => claimed,
@@ -163,16 +199,12 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
             };
             worth_claiming = claimed.len() == budget.total;
             for delivery in claimed {
-                let mut permits = vec![in_flight
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed within capacity")];
+                let mut permits = vec![slots.pop().expect("claimed within the slots taken")];
                 if delivery.is_retry() {
                     permits.push(
-                        retry_share
-                            .clone()
-                            .try_acquire_owned()
-                            .expect("claimed within the retry share"),
+                        retry_slots
+                            .pop()
+                            .expect("claimed within the retry share taken"),
                     );
                 }
                 tokio::spawn(send(ctx.clone(), delivery, permits));
@@ -198,6 +230,13 @@ async fn dispatch(ctx: Arc<Context>, next_due: Arc<AtomicI64>) {
         }
         worth_claiming = true;
     }
+}
+
+/// Up to `max` of the semaphore's free permits, one by one.
+fn free_permits(semaphore: &Arc<Semaphore>, max: usize) -> Vec<OwnedSemaphorePermit> {
+    std::iter::from_fn(|| semaphore.clone().try_acquire_owned().ok())
+        .take(max)
+        .collect()
 }
 
 /// An outcome on its way to the recorder, with the permits of its attempt. They are

@@ -150,8 +150,9 @@ impl Operations {
         let mut pending = vec![batch];
         while let Some(mut group) = pending.pop() {
             match self.try_write(&mut group).await {
-                Ok(written) => {
-                    self.signals.after_commit(written.announce);
+                Ok(mut written) => {
+                    self.signals
+                        .after_commit(std::mem::take(&mut written.announce));
                     written.answer(group);
                 }
                 Err(e) if group.len() > 1 && !e.is_unavailable() => {

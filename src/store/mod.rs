@@ -41,7 +41,7 @@ pub use breakout::Breakout;
 pub use clients::Clients;
 pub use deliveries::{
     AttemptEntry, ClaimBudget, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView,
-    EventDelivery,
+    EventDelivery, Handed,
 };
 pub use events::{
     Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, SubjectEvent, COUNTED_TYPES,

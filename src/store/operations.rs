@@ -444,10 +444,14 @@ impl Operations {
         now: DateTime<Utc>,
     ) -> Result<Announce> {
         let tally = super::events::insert_events(tx, self.backend, &events).await?;
-        let deliveries = super::deliveries::fan_out(tx, &events, now).await?;
+        let handoff = self.signals.handoff();
+        let (queued, handed_off) =
+            super::deliveries::fan_out(tx, &events, now, handoff.as_deref()).await?;
         Ok(Announce {
-            deliveries: deliveries > 0,
+            // Those handed to the dispatcher need no claim.
+            deliveries: queued > handed_off.len(),
             events: tally,
+            handed_off,
             ..Announce::default()
         })
     }

@@ -468,11 +468,13 @@ impl SyncSink {
             .map(|event| StagedEvent::plain(event, None))
             .collect();
         let tally = insert_events(&mut tx, s.backend, &staged).await?;
-        let deliveries = fan_out(&mut tx, &staged, now).await?;
+        let handoff = s.signals.handoff();
+        let (queued, handed_off) = fan_out(&mut tx, &staged, now, handoff.as_deref()).await?;
         tx.commit().await?;
         s.signals.after_commit(Announce {
-            deliveries: deliveries > 0,
+            deliveries: queued > handed_off.len(),
             events: tally,
+            handed_off,
             ..Default::default()
         });
         *state = SyncState {

@@ -39,7 +39,7 @@ macro_rules! both_backends {
 
 pub const ALL_SCOPES: &str = "operations:read,operations:write,workers,webhooks:manage";
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("RELAIS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

@@ -7,6 +7,7 @@ mod smtp;
 mod sync_source;
 
 mod batches;
+mod bench;
 mod breakout;
 mod breakout_csweb;
 mod breakout_limits;

@@ -233,7 +233,8 @@ pub(super) async fn announce_disabled(
         })
         .collect();
         tally.add(insert_events(tx, backend, &events).await?);
-        queued += fan_out(tx, &events, now).await?;
+        // Rare: claimed as any delivery queued without a dispatcher at hand.
+        queued += fan_out(tx, &events, now, None).await?.0;
     }
     Ok((queued, tally))
 }

@@ -11,9 +11,12 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+pub(super) mod handoff;
 mod health;
 mod trace;
 
+pub use handoff::Handed;
+use handoff::{HandedOff, HandoffLease, HandoffSink};
 use health::{announce_disabled, record_endpoint_health};
 use trace::decode_attempt;
 pub use trace::{DeliveryAttempt, EventDelivery};
@@ -123,21 +126,34 @@ pub struct DeliveryView {
 /// Queues one delivery per destination of each event, inside the transaction that
 /// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
 /// project, one watermark read and one write for throttled progress, one insert per
-/// 500 rows.
+/// 500 rows. With a `handoff`, webhook deliveries are leased to this process's
+/// dispatcher while it has room (see [`handoff`]). Returns how many were queued, and
+/// those handed off.
 pub(super) async fn fan_out(
     tx: &mut Transaction<'static, Any>,
     events: &[StagedEvent],
     now: DateTime<Utc>,
-) -> Result<usize> {
+    handoff: Option<&HandoffSink>,
+) -> Result<(usize, HandedOff)> {
     if events.is_empty() {
-        return Ok(0);
+        return Ok((0, HandedOff::default()));
     }
     let mut webhooks: HashMap<ProjectId, Vec<Webhook>> = HashMap::new();
+    let mut sealed: HashMap<WebhookId, Option<String>> = HashMap::new();
     let mut push_urls: Vec<Option<String>> = Vec::with_capacity(events.len());
     for staged in events {
         let project = staged.event.project_id;
         if let Entry::Vacant(slot) = webhooks.entry(project) {
-            slot.insert(active_webhooks(&mut **tx, project).await?);
+            let routed = routed_webhooks(&mut **tx, project, handoff.is_some()).await?;
+            slot.insert(
+                routed
+                    .into_iter()
+                    .map(|(webhook, secrets)| {
+                        sealed.insert(webhook.id, secrets);
+                        webhook
+                    })
+                    .collect(),
+            );
         }
         push_urls.push(match staged.stop_notice {
             Some(worker) => push_worker_url(tx, worker).await?,
@@ -156,28 +172,94 @@ pub(super) async fn fan_out(
         .collect();
     let known = load_watermarks(tx, &delivery::watermarks_needed(&routed, &webhooks)).await?;
     let planned = delivery::fan_out(&routed, &webhooks, known);
-    insert_deliveries(tx, &planned.deliveries, now).await?;
+    let lease = handoff.map(|sink| sink.lease(now));
+    let staged_by_id: HashMap<_, &StagedEvent> = match lease {
+        Some(_) => events.iter().map(|s| (&s.event.id, s)).collect(),
+        None => HashMap::new(),
+    };
+    let mut handed = HandedOff::default();
+    let mut rows = Vec::with_capacity(planned.deliveries.len());
+    for (event, destination) in &planned.deliveries {
+        let id = DeliveryId::new();
+        let taken = match (&lease, destination) {
+            (Some(lease), Destination::Webhook { id: webhook, url }) => {
+                let staged = staged_by_id.get(&event.id).copied();
+                let target = webhooks
+                    .get(&event.project_id)
+                    .and_then(|list| list.iter().find(|w| w.id == *webhook));
+                match (staged, target) {
+                    (Some(staged), Some(target)) => {
+                        let secrets = sealed.get(webhook).and_then(Option::as_deref);
+                        lease.take(id, staged, target, url, secrets)?
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        rows.push(QueuedRow {
+            id,
+            lease: if taken.is_some() {
+                lease.as_ref()
+            } else {
+                None
+            },
+        });
+        if let Some(taken) = taken {
+            handed.push(taken);
+        }
+    }
+    insert_deliveries(tx, &planned.deliveries, &rows, now).await?;
     save_watermarks(tx, &planned.watermarks).await?;
-    Ok(planned.deliveries.len())
+    Ok((planned.deliveries.len(), handed))
+}
+
+/// A delivery row to write: its id, and the lease it is written under when it is
+/// handed off.
+struct QueuedRow<'a> {
+    id: DeliveryId,
+    lease: Option<&'a HandoffLease<'a>>,
 }
 
 pub(super) async fn active_webhooks<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     project: ProjectId,
 ) -> Result<Vec<Webhook>> {
+    Ok(routed_webhooks(executor, project, false)
+        .await?
+        .into_iter()
+        .map(|(webhook, _)| webhook)
+        .collect())
+}
+
+/// The project's active webhooks; with `with_secrets`, each with its secrets as stored
+/// (sealed), for deliveries handed straight to the dispatcher.
+async fn routed_webhooks<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    project: ProjectId,
+    with_secrets: bool,
+) -> Result<Vec<(Webhook, Option<String>)>> {
     let sql = format!(
         "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
-               status, disabled_reason, failing_since, created_at, updated_at, rate_limit, labels \
+               status, disabled_reason, failing_since, created_at, updated_at, rate_limit, labels{secrets} \
                FROM webhooks WHERE project_id = $1 AND status = '{active}'",
-        active = WebhookStatus::Active.as_str()
+        active = WebhookStatus::Active.as_str(),
+        secrets = if with_secrets { ", secrets" } else { "" },
     );
     let rows = sqlx::query(&sql)
         .bind(project.db())
         .fetch_all(executor)
         .await?;
-    // Routing never signs: the secrets are neither read nor opened.
+    // Routing never signs: the secrets are not opened here.
     rows.iter()
-        .map(|row| decode_webhook(row, Vec::new()))
+        .map(|row| {
+            let secrets = if with_secrets {
+                row.try_get("secrets")?
+            } else {
+                None
+            };
+            Ok((decode_webhook(row, Vec::new())?, secrets))
+        })
         .collect()
 }
 
@@ -250,17 +332,18 @@ async fn save_watermarks(
 async fn insert_deliveries(
     tx: &mut Transaction<'static, Any>,
     queued: &[(&Event, Destination)],
+    rows: &[QueuedRow<'_>],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    const COLUMNS: usize = 14;
-    for chunk in super::sized_chunks(queued, 500) {
+    const COLUMNS: usize = 16;
+    for (chunk, rows) in super::sized_chunks(queued, 500).zip(super::sized_chunks(rows, 500)) {
         let sql = format!(
             "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-             status, attempts, next_attempt_at, created_at, updated_at, message) VALUES {}",
+             status, attempts, next_attempt_at, created_at, updated_at, message, lease_token, lease_expires_at) VALUES {}",
             values_placeholders(chunk.len(), COLUMNS, 1)
         );
         let mut query = sqlx::query(&sql);
-        for (event, destination) in chunk {
+        for ((event, destination), row) in chunk.iter().zip(rows) {
             let endpoint_id = match destination {
                 Destination::Webhook { id, .. } => Some(id.db()),
                 Destination::Push { worker, .. } => Some(worker.db()),
@@ -271,7 +354,7 @@ async fn insert_deliveries(
                 _ => None,
             };
             query = query
-                .bind(DeliveryId::new().db())
+                .bind(row.id.db())
                 .bind(event.tenant_id.db())
                 .bind(event.project_id.db())
                 .bind(event.id.to_string())
@@ -284,7 +367,9 @@ async fn insert_deliveries(
                 .bind(to_ms(now))
                 .bind(to_ms(now))
                 .bind(to_ms(now))
-                .bind(message);
+                .bind(message)
+                .bind(row.lease.map(|l| l.token.clone()))
+                .bind(row.lease.map(|l| to_ms(l.until)));
         }
         query.execute(&mut **tx).await?;
     }
@@ -310,6 +395,24 @@ impl Deliveries {
             signals,
             sealer,
         }
+    }
+
+    /// Hands the webhook deliveries this process's writes queue straight to its
+    /// dispatcher, while `in_flight` has free slots, leased to it for `lease`; what it
+    /// is handed arrives on the receiver.
+    pub fn hand_off_to(
+        &self,
+        in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+        lease: Duration,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Vec<Handed>> {
+        let (sink, receiver) = HandoffSink::new(in_flight, lease, self.sealer.clone());
+        self.signals.set_handoff(Some(sink));
+        receiver
+    }
+
+    /// Writes no longer hand deliveries off (the dispatcher is stopping).
+    pub fn stop_handoffs(&self) {
+        self.signals.set_handoff(None);
     }
 
     /// Claims due deliveries, within `budget`, under a lease that expires at

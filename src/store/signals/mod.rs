@@ -8,11 +8,12 @@ mod relay;
 mod work;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sqlx::AnyPool;
 use tokio::sync::Notify;
 
+use super::deliveries::handoff::{HandedOff, HandoffSink};
 use super::Backend;
 
 pub use work::{GateKey, WorkSignal};
@@ -47,6 +48,8 @@ struct Inner {
     backend: Backend,
     /// Where the PostgreSQL listener connects, on a connection of its own.
     url: Arc<str>,
+    /// This process's dispatcher, while it takes deliveries handed to it.
+    handoff: RwLock<Option<Arc<HandoffSink>>>,
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -63,7 +66,7 @@ struct RemoteNews {
 }
 
 /// What a committed change made available, to wake the right waiters.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub(super) struct Announce {
     /// Operations became claimable by built-in executors.
     pub(super) builtin_work: bool,
@@ -76,6 +79,8 @@ pub(super) struct Announce {
     pub(super) events: super::events::EventTally,
     /// Leases the transaction granted (pull, push and built-in claims alike).
     pub(super) leases_granted: u32,
+    /// Deliveries leased to this process's dispatcher, given to it after the commit.
+    pub(super) handed_off: HandedOff,
 }
 
 impl Announce {
@@ -87,6 +92,7 @@ impl Announce {
         self.batches |= other.batches;
         self.events.add(other.events);
         self.leases_granted += other.leases_granted;
+        self.handed_off.absorb(other.handed_off);
     }
 }
 
@@ -103,7 +109,18 @@ impl Signals {
             pool,
             backend,
             url,
+            handoff: RwLock::new(None),
         }))
+    }
+
+    /// Where writes hand the deliveries they queue to this process's dispatcher; `None`
+    /// when none takes them.
+    pub(super) fn handoff(&self) -> Option<Arc<HandoffSink>> {
+        self.0.handoff.read().expect("handoff").clone()
+    }
+
+    pub(super) fn set_handoff(&self, sink: Option<HandoffSink>) {
+        *self.0.handoff.write().expect("handoff") = sink.map(Arc::new);
     }
 
     /// Wakes claimers whenever operations may have become claimable: this process after
@@ -144,6 +161,13 @@ impl Signals {
     /// Wakes this process's waiters once a transaction is committed, and flags the news
     /// for other replicas (see [`Signals::relay`]).
     pub(super) fn after_commit(&self, announce: Announce) {
+        let unsent = match self.handoff() {
+            Some(sink) => sink.deliver(announce.handed_off).err(),
+            None => Some(announce.handed_off).filter(|h| !h.is_empty()),
+        };
+        if let Some(unsent) = unsent {
+            self.release(unsent);
+        }
         announce.events.record();
         let events = !announce.events.is_empty();
         if announce.leases_granted > 0 {
@@ -178,6 +202,32 @@ impl Signals {
         if announce.builtin_work || announce.worker_work || announce.deliveries || events {
             inner.remote.pending.notify_one();
         }
+    }
+
+    /// Deliveries handed to a dispatcher that stopped before it took them: their leases
+    /// are dropped so that a claim (this replica's or another's) takes them now rather
+    /// than when the leases expire.
+    fn release(&self, unsent: HandedOff) {
+        let signals = self.clone();
+        tokio::spawn(async move {
+            for token in unsent.lease_tokens() {
+                let released = sqlx::query(&format!(
+                    "UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL \
+                     WHERE lease_token = $1 AND status = '{pending}'",
+                    pending = crate::domain::delivery::DeliveryStatus::Pending.as_str()
+                ))
+                .bind(token)
+                .execute(&signals.0.pool)
+                .await;
+                if let Err(e) = released {
+                    tracing::warn!(error = %e, "could not release deliveries handed to a stopped dispatcher; their leases will expire");
+                }
+            }
+            signals.after_commit(Announce {
+                deliveries: true,
+                ..Default::default()
+            });
+        });
     }
 
     /// Tells every replica, this one included, that tokens or projects were removed, so

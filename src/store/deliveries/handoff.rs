@@ -1,0 +1,183 @@
+//! Deliveries handed straight to this process's dispatcher by the transaction that
+//! queues them. They are written already leased to it and given to it once the
+//! transaction commits, so they cost no claim, and a transaction that fails drops them
+//! with the dispatcher's slots they hold. Only as many are handed off as the dispatcher
+//! has free slots for; the others wait in the outbox for a claim, as everything does when
+//! no dispatcher runs here. A process that dies with deliveries handed to it leaves them
+//! leased, and their leases expire as a claim's would.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::ClaimedDelivery;
+use crate::domain::delivery::Channel;
+use crate::domain::ids::DeliveryId;
+use crate::domain::webhook::{SecretVersion, Webhook};
+use crate::store::events::StagedEvent;
+use crate::store::sealed::{webhook_place, Sealer};
+use crate::store::{from_json, Result};
+
+/// Where a dispatcher takes deliveries handed to it.
+pub struct HandoffSink {
+    /// The dispatcher's slots: a delivery handed off holds one from before its row is
+    /// written until its outcome is recorded, as a claimed one does.
+    in_flight: Arc<Semaphore>,
+    lease: chrono::Duration,
+    sealer: Sealer,
+    sender: mpsc::UnboundedSender<Vec<Handed>>,
+}
+
+/// A delivery handed to the dispatcher, with the slot it holds.
+pub struct Handed {
+    pub delivery: ClaimedDelivery,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// What one transaction hands off: given to the dispatcher after the commit.
+#[derive(Default)]
+pub struct HandedOff(Vec<Handed>);
+
+impl std::fmt::Debug for HandedOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HandedOff({})", self.0.len())
+    }
+}
+
+impl HandedOff {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn push(&mut self, handed: Handed) {
+        self.0.push(handed);
+    }
+
+    pub(crate) fn absorb(&mut self, other: HandedOff) {
+        self.0.extend(other.0);
+    }
+
+    /// The leases they were written under, each once.
+    pub(crate) fn lease_tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self
+            .0
+            .iter()
+            .map(|h| h.delivery.lease_token.clone())
+            .collect();
+        tokens.sort();
+        tokens.dedup();
+        tokens
+    }
+}
+
+/// A lease granted by a transaction to the dispatcher of its process.
+pub(super) struct HandoffLease<'a> {
+    sink: &'a HandoffSink,
+    pub(super) token: String,
+    pub(super) until: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+impl HandoffSink {
+    pub(super) fn new(
+        in_flight: Arc<Semaphore>,
+        lease: std::time::Duration,
+        sealer: Sealer,
+    ) -> (HandoffSink, mpsc::UnboundedReceiver<Vec<Handed>>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let sink = HandoffSink {
+            in_flight,
+            lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)),
+            sealer,
+            sender,
+        };
+        (sink, receiver)
+    }
+
+    /// The lease of a transaction that queues deliveries at `now`.
+    pub(super) fn lease(&self, now: DateTime<Utc>) -> HandoffLease<'_> {
+        HandoffLease {
+            sink: self,
+            token: format!("dl_{}", uuid::Uuid::new_v4().simple()),
+            until: now + self.lease,
+            now,
+        }
+    }
+
+    /// Gives the dispatcher what a committed transaction handed off; gives it back if
+    /// the dispatcher stopped meanwhile.
+    pub(crate) fn deliver(&self, handed: HandedOff) -> std::result::Result<(), HandedOff> {
+        if handed.is_empty() {
+            return Ok(());
+        }
+        self.sender
+            .send(handed.0)
+            .map_err(|unsent| HandedOff(unsent.0))
+    }
+}
+
+impl HandoffLease<'_> {
+    /// Hands the delivery `id` of `staged`'s event to `webhook` off, if the dispatcher
+    /// has a free slot. `sealed`: the webhook's secrets as stored.
+    pub(super) fn take(
+        &self,
+        id: DeliveryId,
+        staged: &StagedEvent,
+        webhook: &Webhook,
+        url: &str,
+        sealed: Option<&str>,
+    ) -> Result<Option<Handed>> {
+        let Ok(permit) = self.sink.in_flight.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let event = &staged.event;
+        let request = staged.request.as_ref();
+        let delivery = ClaimedDelivery {
+            id,
+            lease_token: self.token.clone(),
+            lease_expires_at: self.until,
+            channel: Channel::Webhook,
+            url: url.to_owned(),
+            webhook_id: Some(webhook.id),
+            tenant_id: event.tenant_id,
+            project_id: event.project_id,
+            attempts: 0,
+            queued_at: self.now,
+            event_id: event.id.to_string(),
+            request_id: request.map(|r| r.id.to_string()),
+            traceparent: request.and_then(|r| r.traceparent.as_deref().map(str::to_owned)),
+            payload: event.envelope().to_string(),
+            headers: webhook.headers.clone(),
+            secrets: open_webhook_secrets(&self.sink.sealer, sealed, &webhook.id.db())?,
+            retry_policy: webhook.retry_policy.clone(),
+            endpoint_active: true,
+            outgoing: None,
+            rate_limit: webhook.rate_limit,
+            endpoint_failing: webhook.failing_since.is_some(),
+        };
+        Ok(Some(Handed { delivery, permit }))
+    }
+}
+
+/// A webhook's signing secrets, opened: `Err` says why they cannot be (the delivery then
+/// fails with that reason, see [`ClaimedDelivery::secrets`]).
+pub(super) fn open_webhook_secrets(
+    sealer: &Sealer,
+    sealed: Option<&str>,
+    webhook: &str,
+) -> Result<std::result::Result<Option<Vec<SecretVersion>>, String>> {
+    let Some(sealed) = sealed else {
+        return Ok(Ok(None));
+    };
+    Ok(
+        match sealer.open_or_reason(sealed, &webhook_place(webhook))? {
+            Ok(text) => Ok(Some(from_json(&text, "secrets")?)),
+            Err(why) => Err(why),
+        },
+    )
+}
