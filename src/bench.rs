@@ -25,6 +25,7 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookFilters, WebhookStatus};
 use crate::store::{Claim, Store};
 
+mod database;
 mod e2e;
 mod listing;
 mod memory;

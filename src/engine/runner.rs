@@ -69,7 +69,8 @@ pub async fn run(
                 continue;
             }
         };
-        let claimed_any = !claimed.is_empty();
+        // A claim that came back short took all there was: the next waits for news.
+        let took_all = claimed.len() < claim.max as usize;
         for (op, token) in claimed {
             let slot = slots
                 .clone()
@@ -85,7 +86,7 @@ pub async fn run(
                 shutdown.clone(),
             ));
         }
-        if !claimed_any {
+        if took_all {
             // Retry delays that run out are announced by nothing: look again each second.
             tokio::select! {
                 _ = &mut woken => {}

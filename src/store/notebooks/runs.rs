@@ -193,25 +193,33 @@ impl Notebooks {
     /// [`DOWN_AFTER_MS`], this pass included.
     async fn cluster_up_since(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         let now = to_ms(now);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let up_since: i64 = sqlx::query(
             "INSERT INTO scheduler_clock (id, seen_at, up_since) VALUES (1, $1, $1)
              ON CONFLICT (id) DO UPDATE SET
                up_since = CASE WHEN $1 - scheduler_clock.seen_at > $2 THEN $1
                                ELSE scheduler_clock.up_since END,
                seen_at = CASE WHEN $1 > scheduler_clock.seen_at THEN $1
-                              ELSE scheduler_clock.seen_at END",
+                              ELSE scheduler_clock.seen_at END
+             RETURNING up_since",
         )
         .bind(now)
         .bind(DOWN_AFTER_MS)
-        .execute(&mut *tx)
-        .await?;
-        let up_since: i64 = sqlx::query("SELECT up_since FROM scheduler_clock WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("up_since")?;
-        tx.commit().await?;
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("up_since")?;
         from_ms(up_since)
+    }
+
+    /// When the next tick of a notebook on a schedule comes, if one does.
+    async fn next_tick(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = sqlx::query(
+            "SELECT MIN(next_run_at) AS next FROM notebooks
+             WHERE next_run_at IS NOT NULL AND schedule_paused = 0",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("next")?;
+        next.map(from_ms).transpose()
     }
 
     /// One scheduler pass: claims the notebooks whose next tick has come (those another
@@ -219,6 +227,14 @@ impl Notebooks {
     /// one's next tick on.
     pub async fn schedule(&self, now: DateTime<Utc>) -> Result<SchedulePass> {
         let up_since = self.cluster_up_since(now).await?;
+        // Nothing due (the common case between ticks): no claim to make.
+        let next_due = self.next_tick().await?;
+        if next_due.is_none_or(|next| next > now) {
+            return Ok(SchedulePass {
+                next_due,
+                ..SchedulePass::default()
+            });
+        }
         // On PostgreSQL, a few transactions at once (each claims its own notebooks, `SKIP
         // LOCKED`): a pass of many notebooks is bound by round trips, not by the CPU.
         let workers = match self.backend {
@@ -242,14 +258,7 @@ impl Notebooks {
             pass.runs += done.runs;
             pass.skipped += done.skipped;
         }
-        let next: Option<i64> = sqlx::query(
-            "SELECT MIN(next_run_at) AS next FROM notebooks
-             WHERE next_run_at IS NOT NULL AND schedule_paused = 0",
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("next")?;
-        pass.next_due = next.map(from_ms).transpose()?;
+        pass.next_due = self.next_tick().await?;
         Ok(pass)
     }
 
