@@ -154,7 +154,7 @@ impl HandoffLease<'_> {
             payload: event.envelope().to_string(),
             headers: webhook.headers.clone(),
             secrets: open_webhook_secrets(&self.sink.sealer, sealed, &webhook.id.db())?,
-            retry_policy: webhook.retry_policy.clone(),
+            retry_policy: webhook.retry_policy,
             endpoint_active: true,
             outgoing: None,
             rate_limit: webhook.rate_limit,
