@@ -171,19 +171,21 @@ impl ProcStat {
 /// those that already exited (which the postmaster waited for).
 pub(super) fn postgres_cpu(session_pid: u32) -> anyhow::Result<Duration> {
     let postmaster = ProcStat::read(session_pid)?.parent;
-    let own = ProcStat::read(postmaster)?;
-    let mut total = own.cpu + own.children_cpu;
+    let mut total = Duration::ZERO;
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
         // A process may exit between the listing and the read: it is in the
-        // postmaster's children's time by then, or will be.
+        // postmaster's children's time by then, read below.
         if let Ok(stat) = ProcStat::read(pid) {
             if stat.parent == postmaster {
                 total += stat.cpu;
             }
         }
     }
-    Ok(total)
+    // Read last, so that a process exiting during the scan is counted (once, or at worst
+    // twice), never missed.
+    let own = ProcStat::read(postmaster)?;
+    Ok(total + own.cpu + own.children_cpu)
 }

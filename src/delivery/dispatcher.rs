@@ -171,19 +171,23 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
         tokio::pin!(woken);
         woken.as_mut().enable();
         if worth_claiming {
+            // The slots are taken before the claim: writes of this process take slots
+            // for the deliveries they hand off meanwhile. When none is free, the claim
+            // waits for one and keeps it (the semaphore serves waiters first), so what
+            // waits in the outbox is never crowded out by what is handed off.
+            let mut slots = Vec::new();
             if in_flight.available_permits() == 0 {
                 tokio::select! {
-                    permit = in_flight.acquire() => drop(permit),
-                    _ = shutdown.changed() => {}
+                    permit = in_flight.clone().acquire_owned() => {
+                        slots.extend(permit.ok());
+                    }
+                    _ = shutdown.changed() => continue,
                 }
-                continue;
             }
+            slots.extend(free_permits(&in_flight, CLAIM_BATCH - slots.len()));
             let now = clock::now();
             let lease_until =
                 now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
-            // The slots are taken before the claim: writes of this process take slots
-            // for the deliveries they hand off meanwhile.
-            let mut slots = free_permits(&in_flight, CLAIM_BATCH);
             let mut retry_slots = free_permits(&retry_share, slots.len());
             let budget = ClaimBudget {
                 total: slots.len(),
