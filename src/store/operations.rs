@@ -234,6 +234,17 @@ impl Operations {
         Ok(claimed)
     }
 
+    /// Whether a claim would find anything now: one look, without a transaction or locks
+    /// (for a claimer that polls, before it claims).
+    pub async fn any_claimable(&self, claim: &Claim<'_>, now: DateTime<Utc>) -> Result<bool> {
+        let (claimable, params) = claimable(claim, now);
+        let sql = format!("SELECT 1 AS found FROM operations WHERE {claimable} LIMIT 1");
+        Ok(bind_params(sqlx::query(&sql), params)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
     /// The claim itself, inside the caller's transaction; wake waiters after commit.
     pub(super) async fn claim_in(
         &self,
@@ -245,33 +256,8 @@ impl Operations {
         if claim.max == 0 {
             return Ok((Vec::new(), Announce::default()));
         }
-        let mut params = vec![Param::Int(to_ms(now))];
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE lease_token IS NULL \
-             AND status IN ('Initiated', 'Running') AND available_at <= $1"
-        );
-        let list = |params: &mut Vec<Param>, values: &[String]| {
-            let first = params.len() + 1;
-            params.extend(values.iter().cloned().map(Param::Text));
-            placeholders(first, values.len())
-        };
-        if let Some((tenant, project)) = claim.scope {
-            let ids = list(&mut params, &[project.db(), tenant.db()]);
-            let (p, t) = ids.split_once(", ").expect("two placeholders");
-            sql.push_str(&format!(" AND project_id = {p} AND tenant_id = {t}"));
-        }
-        if !claim.types.is_empty() {
-            sql.push_str(&format!(
-                " AND operation_type IN ({})",
-                list(&mut params, claim.types)
-            ));
-        }
-        if !claim.excluded_types.is_empty() {
-            sql.push_str(&format!(
-                " AND operation_type NOT IN ({})",
-                list(&mut params, claim.excluded_types)
-            ));
-        }
+        let (claimable, mut params) = claimable(claim, now);
+        let mut sql = format!("SELECT {COLUMNS} FROM operations WHERE {claimable}");
         params.push(Param::Int(claim.max as i64));
         sql.push_str(&format!(
             " ORDER BY queue_rank DESC, queue_order, id LIMIT ${}{}",
@@ -382,9 +368,18 @@ impl Operations {
         limit: u32,
         mut change: impl FnMut(&mut Operation) -> Vec<EventDraft>,
     ) -> Result<usize> {
+        let due = format!("status = 'Running' AND {deadline} <= $1{also}");
+        // Most passes find nothing: one look, without a transaction, before taking locks.
+        let any: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT 1 FROM operations WHERE {due} LIMIT 1"))
+                .bind(to_ms(now))
+                .fetch_optional(&self.pool)
+                .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE status = 'Running' AND {deadline} <= $1{also} \
-             ORDER BY {deadline} LIMIT $2{}",
+            "SELECT {COLUMNS} FROM operations WHERE {due} ORDER BY {deadline} LIMIT $2{}",
             self.backend.skip_locked()
         );
         let mut tx = self.pool.begin().await?;
@@ -802,6 +797,38 @@ pub(super) async fn insert_operations(
 
 /// Rows per multi-row statement: 100 × 41 parameters stays within both backends' limits.
 const UPDATE_CHUNK: usize = 100;
+
+/// The condition a claim's rows meet (operations with no lease, waiting, available now,
+/// in the claim's project and types), with its parameters from `$1`.
+fn claimable(claim: &Claim<'_>, now: DateTime<Utc>) -> (String, Vec<Param>) {
+    let mut params = vec![Param::Int(to_ms(now))];
+    let mut condition =
+        "lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at <= $1"
+            .to_owned();
+    let list = |params: &mut Vec<Param>, values: &[String]| {
+        let first = params.len() + 1;
+        params.extend(values.iter().cloned().map(Param::Text));
+        placeholders(first, values.len())
+    };
+    if let Some((tenant, project)) = claim.scope {
+        let ids = list(&mut params, &[project.db(), tenant.db()]);
+        let (p, t) = ids.split_once(", ").expect("two placeholders");
+        condition.push_str(&format!(" AND project_id = {p} AND tenant_id = {t}"));
+    }
+    if !claim.types.is_empty() {
+        condition.push_str(&format!(
+            " AND operation_type IN ({})",
+            list(&mut params, claim.types)
+        ));
+    }
+    if !claim.excluded_types.is_empty() {
+        condition.push_str(&format!(
+            " AND operation_type NOT IN ({})",
+            list(&mut params, claim.excluded_types)
+        ));
+    }
+    (condition, params)
+}
 
 /// Writes every column of each operation, many rows per statement.
 pub(super) async fn update_operations(

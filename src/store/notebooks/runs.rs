@@ -226,10 +226,16 @@ impl Notebooks {
     /// replica holds are skipped, not waited for), runs their due ticks and moves each
     /// one's next tick on.
     pub async fn schedule(&self, now: DateTime<Utc>) -> Result<SchedulePass> {
+        // No notebook on a schedule: no tick to run, and no clock to keep (the first
+        // pass after one is scheduled finds the clock stale and starts it anew, which
+        // costs nothing: a new schedule has missed no tick).
+        let next_due = self.next_tick().await?;
+        let Some(next) = next_due else {
+            return Ok(SchedulePass::default());
+        };
         let up_since = self.cluster_up_since(now).await?;
         // Nothing due (the common case between ticks): no claim to make.
-        let next_due = self.next_tick().await?;
-        if next_due.is_none_or(|next| next > now) {
+        if next > now {
             return Ok(SchedulePass {
                 next_due,
                 ..SchedulePass::default()
