@@ -37,9 +37,10 @@ async fn the_end_to_end_bench_delivers_every_event_once_and_says_what_it_cost(ba
     .await
     .unwrap();
     let accepted = report["accepted"].as_u64().unwrap();
-    // 100 events/s paced over 2 measured seconds, never more; fewer when the machine is
-    // busy with other tests (a debug build, the tests in parallel).
-    assert!((20..=220).contains(&accepted), "{report}");
+    // 100 events/s paced over 2 measured seconds: fewer when the machine is busy with
+    // other tests (a debug build, the tests in parallel), and up to the warm-up second's
+    // 100 more when clients that fell behind catch up on their schedule.
+    assert!((20..=300).contains(&accepted), "{report}");
     assert_eq!(
         report["delivered"].as_u64().unwrap(),
         accepted * 2,
