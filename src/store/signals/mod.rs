@@ -7,7 +7,7 @@
 mod relay;
 mod work;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sqlx::AnyPool;
@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::deliveries::handoff::{HandedOff, HandoffSink};
 use super::Backend;
+use crate::domain::delivery::DeliveryStatus;
 
 pub use work::{GateKey, WorkSignal};
 
@@ -27,7 +28,7 @@ const DELIVERY_CHANNEL: &str = "relais_deliveries";
 const AUTH_CHANNEL: &str = "relais_auth";
 /// Channel on which replicas announce that they committed events (for event streams).
 const EVENT_CHANNEL: &str = "relais_events";
-/// Channel on which replicas tell each other that they exist (see [`Presence`]).
+/// Channel on which replicas tell each other that they exist (see `relay::presence`).
 const PRESENCE_CHANNEL: &str = "relais_replicas";
 
 /// The wake-ups of one process. Cheap to clone: clones share them.
@@ -62,7 +63,7 @@ struct RemoteNews {
     presence: AtomicBool,
     pending: Notify,
     /// When another replica was last heard from, in milliseconds since the epoch.
-    others_heard_at: std::sync::atomic::AtomicI64,
+    others_heard_at: AtomicI64,
 }
 
 /// What a committed change made available, to wake the right waiters.
@@ -214,7 +215,7 @@ impl Signals {
                 let released = sqlx::query(&format!(
                     "UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL \
                      WHERE lease_token = $1 AND status = '{pending}'",
-                    pending = crate::domain::delivery::DeliveryStatus::Pending.as_str()
+                    pending = DeliveryStatus::Pending.as_str()
                 ))
                 .bind(token)
                 .execute(&signals.0.pool)
