@@ -67,9 +67,18 @@ pub(super) struct StagedEvent {
     /// its deliveries join); `None` for the changes of background loops (timeouts, lease
     /// expiry, the batch scheduler).
     pub(super) request: Option<Request>,
+    /// The envelope as written to the log and sent, serialized once (see
+    /// [`StagedEvent::payload`]).
+    pub(super) payload: std::sync::OnceLock<String>,
 }
 
 impl StagedEvent {
+    /// The envelope as written to the log and sent to every endpoint.
+    pub(super) fn payload(&self) -> &str {
+        self.payload
+            .get_or_init(|| self.event.envelope().to_string())
+    }
+
     /// An event of a change no operation asked anyone to hear of but the project's
     /// webhooks (a test event, a sync's record).
     pub(super) fn plain(event: Event, request: Option<Request>) -> Self {
@@ -79,6 +88,7 @@ impl StagedEvent {
             stop_notice: None,
             notify: None,
             request,
+            payload: Default::default(),
         }
     }
 }
@@ -196,7 +206,7 @@ pub(super) async fn insert_events(
                 .bind(event.event_type.as_str())
                 .bind(event.subject.clone())
                 .bind(event.sequence)
-                .bind(event.envelope().to_string())
+                .bind(staged.payload())
                 .bind(to_ms(event.timestamp))
                 .bind(staged.request.as_ref().map(|r| &*r.id))
                 .bind(

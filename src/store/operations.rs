@@ -770,6 +770,7 @@ pub(super) fn stage(
                 callback,
                 stop_notice,
                 request: request.cloned(),
+                payload: Default::default(),
             }
         })
         .collect()

@@ -21,6 +21,7 @@ both_backends!(
     secrets_stored_in_the_clear_before_are_sealed_at_start,
     a_rotated_key_still_opens_and_the_rows_are_sealed_again_under_the_new_one,
     a_secret_no_key_opens_fails_what_it_signs_and_nothing_else,
+    damaged_stored_secrets_fail_their_own_deliveries_and_nothing_else,
     the_key_file_is_generated_private_once_and_bad_keys_are_named,
 );
 
@@ -361,6 +362,109 @@ async fn a_secret_no_key_opens_fails_what_it_signs_and_nothing_else(backend: Bac
         readable.body["secret"], rotated.body["secret"],
         "{}",
         readable.text
+    );
+}
+
+/// A webhook row whose secrets open (under the current key) to something that is not
+/// secrets: neither the write that queues its delivery nor the dispatcher's claims fail
+/// for it; only its own deliveries do, saying why.
+async fn damaged_stored_secrets_fail_their_own_deliveries_and_nothing_else(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    let damaged = app
+        .register_webhook(&json!({"webhookUrl": format!("{}/damaged", receiver.url),
+            "events": ["operation.completed"], "retryPolicy": {"maxRetries": 0}}))
+        .await;
+    let damaged_id = damaged["webhookId"].as_str().unwrap();
+    // Written in the clear, as before sealing: sealed as it is at the next start.
+    let db = database(&app).await;
+    // The project's only webhook so far.
+    let done = sqlx::query("UPDATE webhooks SET secrets = $1")
+        .bind("not a list of secrets")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    db.close().await;
+    let app = app.restart(|_| {}).await;
+    let healthy = app
+        .register_webhook(&json!({"webhookUrl": format!("{}/healthy", receiver.url),
+            "events": ["operation.completed"]}))
+        .await;
+
+    // Queued by the writes, each handed straight to the dispatcher (the callbacks wait in
+    // the outbox for a claim).
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    for round in 0..2 {
+        run_operation(
+            &app,
+            json!({"operationType": "Pulled", "operationName": format!("n{round}"),
+                "callbacks": {"onCompletion": format!("{}/callback", receiver.url)}}),
+            &[],
+        )
+        .await;
+    }
+    let got = receiver
+        .wait_until(10 * SEC, |r| {
+            r.iter().filter(|x| x.path.ends_with("/healthy")).count() == 2
+                && r.iter().filter(|x| x.path.ends_with("/callback")).count() == 2
+        })
+        .await;
+    let delivered = got.iter().find(|r| r.path.ends_with("/healthy")).unwrap();
+    assert!(signed_by(healthy["secret"].as_str().unwrap(), delivered));
+    let failed = eventually(10 * SEC, || async {
+        let r = app
+            .get(&app.api(&format!("/webhooks/{damaged_id}/messages?status=Failed")))
+            .await;
+        (r.body["messages"].as_array().unwrap().len() == 2).then_some(r.body)
+    })
+    .await;
+    let error = failed["messages"][0]["lastError"].as_str().unwrap();
+    assert!(error.contains("stored secrets are damaged"), "{error}");
+
+    // Queued again in the outbox, they are claimed with another operation's callback and
+    // fail again; the claim goes on for the rest.
+    let recovered = app
+        .post(
+            &app.api(&format!("/webhooks/{damaged_id}/recover")),
+            &json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(recovered.status, StatusCode::ACCEPTED, "{}", recovered.text);
+    assert_eq!(recovered.body["recovered"], 2, "{}", recovered.text);
+    run_operation(
+        &app,
+        json!({"operationType": "Pulled", "operationName": "n2",
+            "callbacks": {"onCompletion": format!("{}/callback", receiver.url)}}),
+        &[],
+    )
+    .await;
+    receiver
+        .wait_until(10 * SEC, |r| {
+            r.iter().filter(|x| x.path.ends_with("/callback")).count() == 3
+        })
+        .await;
+    let failed_again = eventually(10 * SEC, || async {
+        let r = app
+            .get(&app.api(&format!("/webhooks/{damaged_id}/messages?status=Failed")))
+            .await;
+        let messages = r.body["messages"].as_array().unwrap().clone();
+        (messages.len() == 3).then_some(messages)
+    })
+    .await;
+    assert!(
+        failed_again.iter().all(|m| m["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("stored secrets are damaged")),
+        "{failed_again:?}"
+    );
+    assert!(
+        receiver
+            .received()
+            .iter()
+            .all(|r| !r.path.ends_with("/damaged")),
+        "nothing goes out unsigned"
     );
 }
 

@@ -670,6 +670,7 @@ fn stage_batch(batch: &mut Batch, drafts: Vec<EventDraft>, now: DateTime<Utc>) -
             callback,
             stop_notice: None,
             request: request.clone(),
+            payload: Default::default(),
         }
     })
     .collect()

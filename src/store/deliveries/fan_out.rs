@@ -84,7 +84,7 @@ pub(in crate::store) async fn fan_out(
                 match (staged, target) {
                     (Some(staged), Some(target)) => {
                         let secrets = sealed.get(webhook).and_then(Option::as_deref);
-                        lease.take(id, staged, target, url, secrets)?
+                        lease.take(id, staged, target, url, secrets)
                     }
                     _ => None,
                 }

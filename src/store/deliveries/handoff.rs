@@ -11,13 +11,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::ClaimedDelivery;
+use super::{open_secret_versions, ClaimedDelivery};
 use crate::domain::delivery::Channel;
 use crate::domain::ids::DeliveryId;
-use crate::domain::webhook::{SecretVersion, Webhook};
+use crate::domain::webhook::Webhook;
 use crate::store::events::StagedEvent;
 use crate::store::sealed::{webhook_place, Sealer};
-use crate::store::{from_json, Result};
 
 /// Where a dispatcher takes deliveries handed to it.
 pub struct HandoffSink {
@@ -123,7 +122,9 @@ impl HandoffSink {
 
 impl HandoffLease<'_> {
     /// Hands the delivery `id` of `staged`'s event to `webhook` off, if the dispatcher
-    /// has a free slot. `sealed`: the webhook's secrets as stored.
+    /// has a free slot. `sealed`: the webhook's secrets as stored. Never fails the
+    /// transaction that queues it: secrets that cannot be opened fail only the delivery,
+    /// and without the keys to open anything it stays in the outbox.
     pub(super) fn take(
         &self,
         id: DeliveryId,
@@ -131,10 +132,15 @@ impl HandoffLease<'_> {
         webhook: &Webhook,
         url: &str,
         sealed: Option<&str>,
-    ) -> Result<Option<Handed>> {
-        let Ok(permit) = self.sink.in_flight.clone().try_acquire_owned() else {
-            return Ok(None);
-        };
+    ) -> Option<Handed> {
+        let permit = self.sink.in_flight.clone().try_acquire_owned().ok()?;
+        let secrets = open_secret_versions(
+            &self.sink.sealer,
+            sealed,
+            &webhook_place(&webhook.id.db()),
+            "secrets",
+        )
+        .ok()?;
         let event = &staged.event;
         let request = staged.request.as_ref();
         let delivery = ClaimedDelivery {
@@ -151,33 +157,15 @@ impl HandoffLease<'_> {
             event_id: event.id.to_string(),
             request_id: request.map(|r| r.id.to_string()),
             traceparent: request.and_then(|r| r.traceparent.as_deref().map(str::to_owned)),
-            payload: event.envelope().to_string(),
+            payload: staged.payload().to_owned(),
             headers: webhook.headers.clone(),
-            secrets: open_webhook_secrets(&self.sink.sealer, sealed, &webhook.id.db())?,
+            secrets,
             retry_policy: webhook.retry_policy,
             endpoint_active: true,
             outgoing: None,
             rate_limit: webhook.rate_limit,
             endpoint_failing: webhook.failing_since.is_some(),
         };
-        Ok(Some(Handed { delivery, permit }))
+        Some(Handed { delivery, permit })
     }
-}
-
-/// A webhook's signing secrets, opened: `Err` says why they cannot be (the delivery then
-/// fails with that reason, see [`ClaimedDelivery::secrets`]).
-pub(super) fn open_webhook_secrets(
-    sealer: &Sealer,
-    sealed: Option<&str>,
-    webhook: &str,
-) -> Result<std::result::Result<Option<Vec<SecretVersion>>, String>> {
-    let Some(sealed) = sealed else {
-        return Ok(Ok(None));
-    };
-    Ok(
-        match sealer.open_or_reason(sealed, &webhook_place(webhook))? {
-            Ok(text) => Ok(Some(from_json(&text, "secrets")?)),
-            Err(why) => Err(why),
-        },
-    )
 }

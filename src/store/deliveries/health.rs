@@ -230,6 +230,7 @@ pub(super) async fn announce_disabled(
             stop_notice: None,
             notify: notify.clone(),
             request: None,
+            payload: Default::default(),
         })
         .collect();
         tally.add(insert_events(tx, backend, &events).await?);

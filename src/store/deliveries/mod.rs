@@ -728,6 +728,28 @@ pub(super) fn decode_status(column: &str) -> Result<DeliveryStatus> {
         .ok_or_else(|| StoreError::corrupt(format!("delivery status {column}")))
 }
 
+/// The signing secrets (their versions) of a webhook or a project's callbacks, stored
+/// sealed at `place` in `column`. `Ok(Err(why))` when no key of this process opens them,
+/// or what they open to is not secrets: the delivery then fails with that reason (see
+/// [`ClaimedDelivery::secrets`]), and one endpoint's damaged row never fails a claim of
+/// other tenants' deliveries, or the write that queues a delivery.
+fn open_secret_versions(
+    sealer: &Sealer,
+    stored: Option<&str>,
+    place: &str,
+    column: &str,
+) -> Result<std::result::Result<Option<Vec<SecretVersion>>, String>> {
+    let Some(stored) = stored else {
+        return Ok(Ok(None));
+    };
+    Ok(match sealer.open_or_reason(stored, place)? {
+        Ok(text) => from_json(&text, column)
+            .map(Some)
+            .map_err(|e| format!("the stored secrets are damaged ({e})")),
+        Err(why) => Err(why),
+    })
+}
+
 /// `sealer` opens the endpoint's secrets; one that cannot be opened fails only its own
 /// delivery (see [`ClaimedDelivery::secrets`]), never the claim.
 fn decode_claim(
@@ -761,18 +783,20 @@ fn decode_claim(
         Channel::Email => None,
         _ => row.try_get::<Option<String>, _>(column)?,
     };
-    let secrets = match stored {
-        None => Ok(None),
-        Some(stored) => match sealer.open_or_reason(&stored, &place)? {
+    let secrets = match (channel, stored) {
+        (Channel::Webhook | Channel::Callback, stored) => {
+            open_secret_versions(sealer, stored.as_deref(), &place, column)?
+        }
+        (_, None) => Ok(None),
+        (_, Some(stored)) => match sealer.open_or_reason(&stored, &place)? {
             Ok(text) if channel == Channel::Slack => {
                 url = text;
                 Ok(None)
             }
-            Ok(text) if channel == Channel::Push => Ok(Some(vec![SecretVersion {
+            Ok(text) => Ok(Some(vec![SecretVersion {
                 secret: text,
                 expires_at: None,
             }])),
-            Ok(text) => Ok(Some(from_json(&text, column)?)),
             Err(why) => Err(why),
         },
     };
