@@ -169,7 +169,15 @@ pub async fn e2e(
     secret_keys: SecretKeyArgs,
     args: E2eBenchArgs,
 ) -> anyhow::Result<()> {
-    ensure!(args.clients >= 1, "--clients must be at least 1");
+    // Each client holds a leased operation and a connection of its own.
+    ensure!(
+        (1..=10_000).contains(&args.clients),
+        "--clients must be between 1 and 10000"
+    );
+    ensure!(
+        args.rate.is_none_or(|r| r >= 1),
+        "--rate must be at least 1 event per second"
+    );
     ensure!(
         (1..=1000).contains(&args.endpoints),
         "--endpoints must be between 1 and 1000"
@@ -345,7 +353,7 @@ async fn run(
     let mut clients = tokio::task::JoinSet::new();
     let spacing = args
         .rate
-        .map(|r| Duration::from_secs_f64(args.clients as f64 / f64::from(r.max(1))));
+        .map(|r| Duration::from_secs_f64(args.clients as f64 / f64::from(r)));
     for (n, lease) in leased.into_iter().enumerate() {
         let (client, base, secret) = (client.clone(), base.clone(), token.secret.clone());
         let (accepted_all, accepted_window) = (accepted_all.clone(), accepted_window.clone());
