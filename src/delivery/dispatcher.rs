@@ -36,9 +36,6 @@ use crate::store::{
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
 const CLAIM_BATCH: usize = 500;
-/// Look for due deliveries this often even without a wake-up or a known due time: for
-/// those a dead replica leased (their leases expire) or scheduled to retry.
-const SLOW_POLL: Duration = Duration::from_secs(5);
 /// How long a delivery waits for a busy endpoint before going back to the queue.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(1);
 const RECORD_BATCH: usize = 1000;
@@ -162,8 +159,9 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
     let retry_share = Arc::new(Semaphore::new((ctx.settings.max_in_flight / 2).max(1)));
     let mut shutdown = ctx.shutdown.clone();
     // Whether a claim may find something: at start, after a full claim, after a wake-up
-    // (deliveries queued here or by another replica) or when one becomes due. Otherwise
-    // the loop waits, so a quiet outbox costs the database nothing but the slow poll.
+    // (deliveries queued here or by another replica, or found due by the engine's clock)
+    // or when a retry scheduled here becomes due. Otherwise the loop waits, so a quiet
+    // outbox costs the database nothing.
     let mut worth_claiming = true;
     while !*shutdown.borrow_and_update() {
         // Enabled before the claim: what is queued while it runs wakes the next one.
@@ -217,22 +215,31 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
                 continue;
             }
         }
-        let now = clock::now();
+        // Deliveries a dead replica leased or scheduled to retry are found by the
+        // engine's clock, which wakes this loop like a commit does.
         let due_in = match next_due.load(Ordering::Acquire) {
-            i64::MAX => SLOW_POLL,
-            due => {
-                Duration::from_millis((due - now.timestamp_millis()).max(0) as u64).min(SLOW_POLL)
-            }
+            i64::MAX => None,
+            due => Some(Duration::from_millis(
+                (due - clock::now().timestamp_millis()).max(0) as u64,
+            )),
         };
         tokio::select! {
             _ = &mut woken => {}
             _ = shutdown.changed() => {}
-            _ = tokio::time::sleep(due_in) => {
+            _ = sleep_for(due_in) => {
                 let now = clock::now().timestamp_millis();
                 let _ = next_due.fetch_update(Ordering::AcqRel, Ordering::Acquire, |due| (due <= now).then_some(i64::MAX));
             }
         }
         worth_claiming = true;
+    }
+}
+
+/// Sleeps that long, or forever.
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
     }
 }
 

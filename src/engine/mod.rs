@@ -1,12 +1,16 @@
-//! Background work: taking back expired leases, ending overdue runs, aging the queue,
+//! Background work: the clock that finds what became due, taking back expired leases,
+//! ending overdue runs, aging the queue,
 //! moving batches on, notebooks' cron ticks, the delivery dispatcher, running built-in executors, pushing tasks
 //! to push workers, and the signals' relay that carries news between replicas. The loops
 //! read no configuration: `app` hands them plain settings.
 //! All state is in the database, so a restarted process simply carries on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+
+use due::Wakes;
 
 use crate::clock;
 use crate::delivery::dispatcher::{self, DispatcherSettings};
@@ -15,6 +19,7 @@ use crate::lease::Leases;
 use crate::outbound::OutboundClient;
 use crate::store::{Batches, Idempotency, Notebooks, Operations, Signals, Store};
 
+mod due;
 pub mod push;
 pub mod runner;
 
@@ -64,16 +69,30 @@ impl Engine {
             settings.source_timeout,
             settings.delivery.allow_private_targets,
         );
+        let wakes = Arc::new(Wakes::default());
+        let clock = due::Watch {
+            due: store.due().clone(),
+            signals: signals.clone(),
+            wakes: wakes.clone(),
+            builtin_types: registry.types(),
+            // Lease expiry is detected within a quarter of the heartbeat timeout, and the
+            // queue ages in steps of a quarter of the aging interval.
+            period: (settings.heartbeat_timeout.min(settings.priority_aging) / 4)
+                .clamp(Duration::from_millis(25), due::MAX_PERIOD),
+            priority_aging: settings.priority_aging,
+        };
         let mut tasks = vec![
+            tokio::spawn(clock.run()),
             tokio::spawn(reap_expired_leases(
                 store.operations().clone(),
-                settings.heartbeat_timeout,
+                wakes.clone(),
                 settings.retry_time_scale,
                 settings.max_lost_leases,
             )),
-            tokio::spawn(enforce_timeouts(store.operations().clone())),
+            tokio::spawn(enforce_timeouts(store.operations().clone(), wakes.clone())),
             tokio::spawn(age_queue(
                 store.operations().clone(),
+                wakes.clone(),
                 settings.priority_aging,
             )),
             tokio::spawn(schedule_batches(store.batches().clone(), signals.clone())),
@@ -81,7 +100,10 @@ impl Engine {
                 store.idempotency().clone(),
                 settings.idempotency_retention,
             )),
-            tokio::spawn(run_notebook_schedules(store.notebooks().clone())),
+            tokio::spawn(run_notebook_schedules(
+                store.notebooks().clone(),
+                wakes.clone(),
+            )),
         ];
         let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
         let dispatcher = dispatcher::spawn(
@@ -95,6 +117,7 @@ impl Engine {
         tasks.push(tokio::spawn(push::run(
             store.push_workers().clone(),
             signals.clone(),
+            wakes,
             leases.clone(),
             registry.types(),
             settings.push,
@@ -176,37 +199,43 @@ impl Drop for Engine {
 
 async fn reap_expired_leases(
     operations: Operations,
-    heartbeat_timeout: Duration,
+    wakes: Arc<Wakes>,
     retry_time_scale: f64,
     max_lost_leases: u32,
 ) {
-    // A quarter of the timeout keeps the worst-case detection delay at 1.25× the timeout.
-    let period = (heartbeat_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        match operations
-            .expire_leases(
-                clock::now(),
-                EXPIRY_BATCH,
-                || crate::lease::backoff(retry_time_scale),
-                max_lost_leases,
-            )
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("relais_leases_expired_total").increment(n as u64);
-                tracing::info!(count = n, "took back expired leases");
+        wakes.expired_leases.notified().await;
+        loop {
+            match operations
+                .expire_leases(
+                    clock::now(),
+                    EXPIRY_BATCH,
+                    || crate::lease::backoff(retry_time_scale),
+                    max_lost_leases,
+                )
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        metrics::counter!("relais_leases_expired_total").increment(n as u64);
+                        tracing::info!(count = n, "took back expired leases");
+                    }
+                    if n < EXPIRY_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease expiry pass failed; will retry");
+                    break;
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; will retry"),
         }
     }
 }
 
 /// Moves batches on as their members finish: woken by each commit that finishes a member
-/// here, and every second for what another replica finished (or a crash left behind).
+/// here, and by the engine's clock for what another replica finished (or a crash left
+/// behind).
 async fn schedule_batches(batches: Batches, signals: Signals) {
     loop {
         let woken = signals.batches_to_schedule().notified();
@@ -214,13 +243,9 @@ async fn schedule_batches(batches: Batches, signals: Signals) {
         woken.as_mut().enable();
         match batches.schedule(clock::now()).await {
             Ok(0) => {
-                tokio::select! {
-                    _ = &mut woken => {
-                        // Members finishing together are settled by one pass.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+                woken.await;
+                // Members finishing together are settled by one pass.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -232,38 +257,41 @@ async fn schedule_batches(batches: Batches, signals: Signals) {
 }
 
 /// Runs notebooks' cron ticks. Each pass claims the notebooks whose tick has come in the
-/// database, so every tick runs once however many replicas run this loop; it sleeps until
-/// the next tick, and at least once a second looks again (for notebooks created or
-/// changed meanwhile, and so that the cluster's clock in the database stays fresh).
-async fn run_notebook_schedules(notebooks: Notebooks) {
+/// database, so every tick runs once however many replicas run this loop. Woken by the
+/// engine's clock while some notebook is on a schedule (each period, which also keeps
+/// the cluster's clock in the database fresh); a tick due sooner than the next period is
+/// waited for here, so that it runs on time.
+async fn run_notebook_schedules(notebooks: Notebooks, wakes: Arc<Wakes>) {
     loop {
-        let now = clock::now();
-        let wait = match notebooks.schedule(now).await {
-            Ok(pass) => {
-                if pass.runs > 0 {
-                    tracing::debug!(runs = pass.runs, "notebook ticks run");
+        wakes.notebooks.notified().await;
+        loop {
+            let now = clock::now();
+            let next_due = match notebooks.schedule(now).await {
+                Ok(pass) => {
+                    if pass.runs > 0 {
+                        tracing::debug!(runs = pass.runs, "notebook ticks run");
+                    }
+                    pass.next_due
                 }
-                pass.next_due
-                    .map(|next| (next - clock::now()).to_std().unwrap_or_default())
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(Duration::from_secs(1))
+                Err(e) => {
+                    tracing::warn!(error = %e, "notebook schedule pass failed; will retry");
+                    break;
+                }
+            };
+            match next_due.map(|next| (next - clock::now()).to_std().unwrap_or_default()) {
+                Some(wait) if wait < due::MAX_PERIOD => tokio::time::sleep(wait).await,
+                _ => break,
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "notebook schedule pass failed; will retry");
-                Duration::from_millis(500)
-            }
-        };
-        tokio::time::sleep(wait).await;
+        }
     }
 }
 
 /// Aging: every operation that waited another `interval` ranks one priority higher, so
-/// Low work still runs under a steady stream of High work.
-async fn age_queue(operations: Operations, interval: Duration) {
-    let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(50)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Low work still runs under a steady stream of High work. The engine's clock looks for
+/// such operations every quarter of the interval.
+async fn age_queue(operations: Operations, wakes: Arc<Wakes>, interval: Duration) {
     loop {
-        ticker.tick().await;
+        wakes.aging.notified().await;
         if let Err(e) = operations.age_queue(clock::now(), interval).await {
             tracing::warn!(error = %e, "aging pass failed; will retry");
         }
@@ -287,17 +315,26 @@ async fn forget_idempotency_keys(idempotency: Idempotency, retention: Duration) 
     }
 }
 
-/// Ends runs that outlived their `timeout`; checked every second, so an operation ends
-/// within about a second of its `timeoutAt`.
-async fn enforce_timeouts(operations: Operations) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Ends runs that outlived their `timeout`, when the engine's clock finds some: an
+/// operation ends within a period (a second at most) of its `timeoutAt`.
+async fn enforce_timeouts(operations: Operations, wakes: Arc<Wakes>) {
     loop {
-        ticker.tick().await;
-        match operations.time_out(clock::now(), EXPIRY_BATCH).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "operations timed out"),
-            Err(e) => tracing::warn!(error = %e, "timeout pass failed; will retry"),
+        wakes.timeouts.notified().await;
+        loop {
+            match operations.time_out(clock::now(), EXPIRY_BATCH).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(count = n, "operations timed out");
+                    }
+                    if n < EXPIRY_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "timeout pass failed; will retry");
+                    break;
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::due::Wakes;
 use crate::clock;
 use crate::domain::operation::OperationResult;
 use crate::domain::worker::PushWorker;
@@ -34,6 +35,7 @@ const MAX_REQUEST: Duration = Duration::from_secs(3600);
 pub async fn run(
     push_workers: PushWorkers,
     signals: Signals,
+    clock: Arc<Wakes>,
     leases: Leases,
     builtin_types: Vec<String>,
     settings: PushSettings,
@@ -43,7 +45,8 @@ pub async fn run(
     loop {
         let woken = signals.work().worker_work().notified();
         let slot_freed = freed.notified();
-        tokio::pin!(woken, slot_freed);
+        let due = clock.push.notified();
+        tokio::pin!(woken, slot_freed, due);
         woken.as_mut().enable();
         slot_freed.as_mut().enable();
         let workers = match push_workers.known().await {
@@ -82,11 +85,12 @@ pub async fn run(
             }
         }
         if !pushed {
-            // Also catches workers that finished asynchronously and retry delays that ran out.
+            // The clock catches workers that finished asynchronously, retry delays that
+            // ran out and other replicas' work.
             tokio::select! {
                 _ = &mut woken => {}
                 _ = &mut slot_freed => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut due => {}
             }
         }
     }

@@ -37,9 +37,6 @@ pub async fn run(
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let worker_id = format!("relais-builtin-{}", std::process::id());
-    // Woken by the clock rather than by news: look (one statement) before claiming (a
-    // transaction), since the look mostly finds nothing.
-    let mut polling = false;
     while !*shutdown.borrow() {
         let woken = signals.work().builtin_work().notified();
         tokio::pin!(woken);
@@ -61,17 +58,6 @@ pub async fn run(
             max: (slots.available_permits() as u32).min(CLAIM_BATCH),
             worker_id: Some(worker_id.clone()),
         };
-        if polling {
-            polling = false;
-            match operations.any_claimable(&claim, clock::now()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    polling = wait_for_news(&mut woken, &mut shutdown).await;
-                    continue;
-                }
-                Err(e) => tracing::warn!(error = %e, "looking for built-in work failed; claiming"),
-            }
-        }
         let claimed = match operations
             .claim(&claim, clock::now(), leases.lease_ttl())
             .await
@@ -83,7 +69,8 @@ pub async fn run(
                 continue;
             }
         };
-        // A claim that came back short took all there was: the next waits for news.
+        // A claim that came back short took all there was: the next waits for news (a
+        // commit, another replica's notification, or the engine's clock finding some).
         let took_all = claimed.len() < claim.max as usize;
         for (op, token) in claimed {
             let slot = slots
@@ -101,24 +88,14 @@ pub async fn run(
             ));
         }
         if took_all {
-            polling = wait_for_news(&mut woken, &mut shutdown).await;
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
     // Every slot free again: each attempt has ended or been handed back.
     let _ = slots.acquire_many(concurrency as u32).await;
-}
-
-/// Waits for news of built-in work, or a second (retry delays that run out are announced
-/// by nothing), or the shutdown; true when the second ran out.
-async fn wait_for_news(
-    woken: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    tokio::select! {
-        _ = woken.as_mut() => false,
-        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
-        _ = shutdown.changed() => false,
-    }
 }
 
 async fn execute(

@@ -7,13 +7,15 @@
 //! [`Store`] connects and hands out one part per concern: [`Operations`] (with the group
 //! commit that writes them), [`Batches`], [`Notebooks`] (whose runs are batches), [`Events`], [`Deliveries`] (the outbox),
 //! [`Webhooks`], [`PushWorkers`], [`Tenants`], [`Idempotency`], [`Breakout`] (on the
-//! analytics database), and [`Signals`], the wake-ups that follow commits. Each part is
+//! analytics database), [`DueWork`] (the engine's one look at what the clock made due),
+//! and [`Signals`], the wake-ups that follow commits. Each part is
 //! cheap to clone, so a loop or a handle takes only the parts it uses.
 
 mod batches;
 pub mod breakout;
 mod clients;
 mod deliveries;
+mod due;
 mod events;
 mod group_commit;
 mod idempotency;
@@ -43,6 +45,7 @@ pub use deliveries::{
     AttemptEntry, ClaimBudget, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView,
     EventDelivery, Handed,
 };
+pub use due::{DueNow, DueQuery, DueWork};
 pub use events::{
     Events, FeedCursor, FeedEvent, FeedPage, StoredEvent, SubjectEvent, COUNTED_TYPES,
 };
@@ -300,6 +303,7 @@ pub struct Store {
     breakout: Breakout,
     syncs: Syncs,
     clients: Clients,
+    due: DueWork,
     /// Seals the secrets written and opens those read, once given the keys.
     sealer: sealed::Sealer,
 }
@@ -336,6 +340,7 @@ impl Store {
             idempotency: Idempotency::new(pool.clone(), sealer.clone()),
             syncs: Syncs::new(pool.clone(), backend, signals.clone(), sealer.clone()),
             clients: Clients::new(pool.clone(), sealer.clone()),
+            due: DueWork::new(pool.clone()),
             breakout,
             operations,
             signals,
@@ -472,6 +477,10 @@ impl Store {
     /// The main pool's connections: (open, idle).
     pub fn pool_connections(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
+    }
+
+    pub fn due(&self) -> &DueWork {
+        &self.due
     }
 
     pub fn clients(&self) -> &Clients {

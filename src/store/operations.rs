@@ -234,17 +234,6 @@ impl Operations {
         Ok(claimed)
     }
 
-    /// Whether a claim would find anything now: one look, without a transaction or locks
-    /// (for a claimer that polls, before it claims).
-    pub async fn any_claimable(&self, claim: &Claim<'_>, now: DateTime<Utc>) -> Result<bool> {
-        let (claimable, params) = claimable(claim, now);
-        let sql = format!("SELECT 1 AS found FROM operations WHERE {claimable} LIMIT 1");
-        Ok(bind_params(sqlx::query(&sql), params)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
-    }
-
     /// The claim itself, inside the caller's transaction; wake waiters after commit.
     pub(super) async fn claim_in(
         &self,
@@ -322,11 +311,10 @@ impl Operations {
     /// Raises by one the queue rank of claimable operations that have waited another
     /// `interval` since they became available, up to Critical. Returns how many.
     pub async fn age_queue(&self, now: DateTime<Utc>, interval: Duration) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE operations SET queue_rank = queue_rank + 1
-             WHERE lease_token IS NULL AND status IN ('Initiated', 'Running') AND queue_rank < $1
-               AND available_at <= $2 - (queue_rank - priority + 1) * $3",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE operations SET queue_rank = queue_rank + 1 WHERE {}",
+            agable("$1", "$2", "$3")
+        ))
         .bind(Priority::Critical.rank())
         .bind(to_ms(now))
         .bind(interval.as_millis() as i64)
@@ -337,7 +325,7 @@ impl Operations {
 
     /// Ends running operations whose timeout passed. Returns how many.
     pub async fn time_out(&self, now: DateTime<Utc>, limit: u32) -> Result<usize> {
-        self.sweep("timeout_at", "", now, limit, |op| op.time_out(now))
+        self.sweep(Deadline::Timeout, now, limit, |op| op.time_out(now))
             .await
     }
 
@@ -350,9 +338,7 @@ impl Operations {
         mut backoff: impl FnMut() -> Backoff,
         max_lost_leases: u32,
     ) -> Result<usize> {
-        // The predicate on lease_token lets PostgreSQL use the partial index on leases.
-        let held = " AND lease_token IS NOT NULL";
-        self.sweep("lease_expires_at", held, now, limit, |op| {
+        self.sweep(Deadline::Lease, now, limit, |op| {
             op.expire_lease(now, backoff(), max_lost_leases)
         })
         .await
@@ -362,24 +348,16 @@ impl Operations {
     /// first, under row locks, and writes the results in one transaction.
     async fn sweep(
         &self,
-        deadline: &'static str,
-        also: &'static str,
+        deadline: Deadline,
         now: DateTime<Utc>,
         limit: u32,
         mut change: impl FnMut(&mut Operation) -> Vec<EventDraft>,
     ) -> Result<usize> {
-        let due = format!("status = 'Running' AND {deadline} <= $1{also}");
-        // Most passes find nothing: one look, without a transaction, before taking locks.
-        let any: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM operations WHERE {due} LIMIT 1"))
-                .bind(to_ms(now))
-                .fetch_optional(&self.pool)
-                .await?;
-        if any.is_none() {
-            return Ok(0);
-        }
+        // The engine sweeps only when its look at what is due found something.
         let sql = format!(
-            "SELECT {COLUMNS} FROM operations WHERE {due} ORDER BY {deadline} LIMIT $2{}",
+            "SELECT {COLUMNS} FROM operations WHERE {} ORDER BY {} LIMIT $2{}",
+            deadline.passed("$1"),
+            deadline.column(),
             self.backend.skip_locked()
         );
         let mut tx = self.pool.begin().await?;
@@ -388,6 +366,10 @@ impl Operations {
             .bind(limit as i64)
             .fetch_all(&mut *tx)
             .await?;
+        if rows.is_empty() {
+            // Another replica took them, or they ended meanwhile.
+            return Ok(0);
+        }
         let mut ops = Vec::with_capacity(rows.len());
         let mut events = Vec::new();
         for row in &rows {
@@ -802,33 +784,86 @@ const UPDATE_CHUNK: usize = 100;
 /// The condition a claim's rows meet (operations with no lease, waiting, available now,
 /// in the claim's project and types), with its parameters from `$1`.
 fn claimable(claim: &Claim<'_>, now: DateTime<Utc>) -> (String, Vec<Param>) {
-    let mut params = vec![Param::Int(to_ms(now))];
-    let mut condition =
-        "lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at <= $1"
-            .to_owned();
+    let mut params = Vec::new();
+    let condition = claimable_with(&mut params, claim, now);
+    (condition, params)
+}
+
+/// The condition on `operations` rows a claim takes, its values appended to `params`
+/// (so that other conditions can share the statement).
+pub(super) fn claimable_with(
+    params: &mut Vec<Param>,
+    claim: &Claim<'_>,
+    now: DateTime<Utc>,
+) -> String {
+    params.push(Param::Int(to_ms(now)));
+    let mut condition = format!(
+        "lease_token IS NULL AND status IN ('Initiated', 'Running') AND available_at <= ${}",
+        params.len()
+    );
     let list = |params: &mut Vec<Param>, values: &[String]| {
         let first = params.len() + 1;
         params.extend(values.iter().cloned().map(Param::Text));
         placeholders(first, values.len())
     };
     if let Some((tenant, project)) = claim.scope {
-        let ids = list(&mut params, &[project.db(), tenant.db()]);
+        let ids = list(params, &[project.db(), tenant.db()]);
         let (p, t) = ids.split_once(", ").expect("two placeholders");
         condition.push_str(&format!(" AND project_id = {p} AND tenant_id = {t}"));
     }
     if !claim.types.is_empty() {
         condition.push_str(&format!(
             " AND operation_type IN ({})",
-            list(&mut params, claim.types)
+            list(params, claim.types)
         ));
     }
     if !claim.excluded_types.is_empty() {
         condition.push_str(&format!(
             " AND operation_type NOT IN ({})",
-            list(&mut params, claim.excluded_types)
+            list(params, claim.excluded_types)
         ));
     }
-    (condition, params)
+    condition
+}
+
+/// A deadline the sweeps enforce on running operations.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Deadline {
+    /// `timeoutAt`: the run outlived its timeout.
+    Timeout,
+    /// The holder stopped heartbeating.
+    Lease,
+}
+
+impl Deadline {
+    fn column(self) -> &'static str {
+        match self {
+            Deadline::Timeout => "timeout_at",
+            Deadline::Lease => "lease_expires_at",
+        }
+    }
+
+    /// The running operations past this deadline at `now` (the placeholder given).
+    pub(super) fn passed(self, now: &str) -> String {
+        let column = self.column();
+        match self {
+            Deadline::Timeout => format!("status = 'Running' AND {column} <= {now}"),
+            // The predicate on lease_token lets PostgreSQL use the partial index on leases.
+            Deadline::Lease => {
+                format!("status = 'Running' AND {column} <= {now} AND lease_token IS NOT NULL")
+            }
+        }
+    }
+}
+
+/// Operations due to rank one priority higher: waiting, below the top, and waiting longer
+/// than `interval` for each rank they already rose. Placeholders: the top rank, now and
+/// the interval in milliseconds.
+pub(super) fn agable(top_rank: &str, now: &str, interval_ms: &str) -> String {
+    format!(
+        "lease_token IS NULL AND status IN ('Initiated', 'Running') AND queue_rank < {top_rank}
+         AND available_at <= {now} - (queue_rank - priority + 1) * {interval_ms}"
+    )
 }
 
 /// Writes every column of each operation, many rows per statement.

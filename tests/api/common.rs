@@ -648,9 +648,12 @@ pub fn cli_tenant(database_url: &str, name: &str) -> (String, String, String) {
 }
 
 /// A TCP proxy in front of a database server, to take the server away from Relais and give
-/// it back while the tests' own connections still reach it.
+/// it back while the tests' own connections still reach it, or to count what Relais asks.
 pub struct TcpProxy {
     pub port: u16,
+    /// Chunks of bytes read from clients: a client that waits for each answer before it
+    /// asks again (as a database client does) sends about one per round trip.
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
     reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
     connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     accepting: tokio::task::JoinHandle<()>,
@@ -663,11 +666,13 @@ impl TcpProxy {
         let reachable = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
             Default::default();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let accepting = {
-            let (reachable, connections) = (reachable.clone(), connections.clone());
+            let (reachable, connections, requests) =
+                (reachable.clone(), connections.clone(), requests.clone());
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
+                    let Ok((client, _)) = listener.accept().await else {
                         continue;
                     };
                     if !reachable.load(std::sync::atomic::Ordering::Acquire) {
@@ -676,10 +681,27 @@ impl TcpProxy {
                         drop(client);
                         continue;
                     }
+                    let requests = requests.clone();
                     let relay = tokio::spawn(async move {
-                        if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (mut from_client, mut to_client) = client.into_split();
+                        let (mut from_server, mut to_server) = server.into_split();
+                        let asking = async {
+                            let mut buffer = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = from_client.read(&mut buffer).await?;
+                                if n == 0 {
+                                    return to_server.shutdown().await;
+                                }
+                                requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                to_server.write_all(&buffer[..n]).await?;
+                            }
+                        };
+                        let answering = tokio::io::copy(&mut from_server, &mut to_client);
+                        let _ = tokio::try_join!(asking, answering);
                     });
                     connections.lock().unwrap().push(relay.abort_handle());
                 }
@@ -687,6 +709,7 @@ impl TcpProxy {
         };
         TcpProxy {
             port,
+            requests,
             reachable,
             connections,
             accepting,
@@ -700,6 +723,22 @@ impl TcpProxy {
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
+    }
+
+    /// How many requests clients have sent through the proxy so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The URL of `db`'s database reached through this proxy, in plain text (so that
+    /// each request is one chunk, not split into TLS records).
+    pub fn url_of(&self, db: &TestDb) -> String {
+        let (base, name) = db.url.rsplit_once('/').expect("a database URL");
+        let (scheme_user, _) = base.rsplit_once('@').expect("a user in the URL");
+        format!(
+            "{scheme_user}@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
     }
 
     pub fn restore(&self) {

@@ -289,3 +289,46 @@ async fn retries_wait_out_the_policy_delays_on_the_configured_time_base(backend:
     assert_eq!(status.body["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(status.body["error"]["message"], "last");
 }
+
+/// An idle server asks its database one question per period (a second), however many
+/// loops wait for work: the engine's clock looks for all of them at once. PostgreSQL
+/// only: with SQLite there is no server to wake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_asks_its_database_about_once_a_second() {
+    let db = crate::common::TestDb::create(Backend::Postgres).await;
+    let proxy = crate::common::TcpProxy::start(crate::common::postgres_addr()).await;
+    let proxied = proxy.url_of(&db);
+    let app = TestApp::start_on(db, |c| c.database_url = proxied).await;
+    // A webhook, a push worker and a finished operation: the loops that serve them are
+    // idle, not absent.
+    let receiver = crate::receiver::Receiver::start().await;
+    app.register_webhook(&json!({"webhookUrl": receiver.url, "events": ["operation.completed"]}))
+        .await;
+    let id = app
+        .start_operation(&json!({"operationType": "Idle", "operationName": "done"}))
+        .await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Idle"]}))
+        .await
+        .remove(0);
+    let done = app
+        .post(
+            &app.api(&format!("/operation/{id}/complete")),
+            &json!({"leaseToken": lease["leaseToken"], "summary": {"done": true}}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = proxy.requests();
+    let window = 8;
+    tokio::time::sleep(Duration::from_secs(window)).await;
+    let asked = proxy.requests() - before;
+    // One look a second, give or take a period at each end; loops that polled for
+    // themselves asked five to ten times as often.
+    assert!(
+        asked <= window + 4,
+        "an idle server sent {asked} requests in {window} s"
+    );
+    drop(app);
+}

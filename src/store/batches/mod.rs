@@ -6,6 +6,8 @@
 
 mod schedule;
 
+pub(super) use schedule::members_to_settle;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};

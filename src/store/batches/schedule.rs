@@ -28,9 +28,8 @@ impl Batches {
     /// state. Returns how many member outcomes it acted on (0: nothing to do).
     pub async fn schedule(&self, now: DateTime<Utc>) -> Result<usize> {
         let rows = sqlx::query(&format!(
-            "SELECT DISTINCT batch_id FROM operations
-             WHERE batch_id IS NOT NULL AND batch_settled = 0 AND status IN ({}) LIMIT {BATCHES_PER_PASS}",
-            terminal_list()
+            "SELECT DISTINCT batch_id FROM operations WHERE {} LIMIT {BATCHES_PER_PASS}",
+            members_to_settle()
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -267,6 +266,14 @@ impl Batches {
 }
 
 /// The final operation states, as an SQL list.
+/// Batch members that finished and that the scheduler has not acted on yet.
+pub(in crate::store) fn members_to_settle() -> String {
+    format!(
+        "batch_id IS NOT NULL AND batch_settled = 0 AND status IN ({})",
+        terminal_list()
+    )
+}
+
 fn terminal_list() -> String {
     let terminal: Vec<OperationStatus> = OperationStatus::ALL
         .into_iter()

@@ -36,6 +36,32 @@ use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{SecretVersion, Webhook, WebhookStatus};
 
+/// The dispatcher's two queues: first attempts, and deliveries that failed before.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lane {
+    Fresh,
+    Retry,
+}
+
+impl Lane {
+    pub(super) const BOTH: [Lane; 2] = [Lane::Fresh, Lane::Retry];
+
+    /// The lane's deliveries due at `now` (a placeholder) and leased to no live
+    /// dispatcher. The status is written into the text, not bound: the partial index of
+    /// each lane only serves a query that names it.
+    pub(super) fn due(self, now: &str) -> String {
+        let lane = match self {
+            Lane::Fresh => "attempts = 0",
+            Lane::Retry => "attempts > 0",
+        };
+        format!(
+            "status = '{pending}' AND {lane} AND next_attempt_at <= {now}
+             AND (lease_expires_at IS NULL OR lease_expires_at <= {now})",
+            pending = DeliveryStatus::Pending.as_str(),
+        )
+    }
+}
+
 /// How many deliveries a claim may take: first attempts, and deliveries that already
 /// failed at least once (retries), up to `total` in all, first attempts first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,15 +204,11 @@ impl Deliveries {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // The status is written into the text, not bound: the partial indexes of the
-        // two lanes only serve a query that names it.
-        let due = |lane_condition: &str, limit: &str| {
+        let due = |lane: Lane, limit: &str| {
             format!(
-                "SELECT id, next_attempt_at FROM deliveries
-                 WHERE status = '{pending}' AND {lane_condition} AND next_attempt_at <= $1
-                   AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                "SELECT id, next_attempt_at FROM deliveries WHERE {}
                  ORDER BY next_attempt_at LIMIT {limit}{lock}",
-                pending = DeliveryStatus::Pending.as_str(),
+                lane.due("$1"),
             )
         };
         // Rows picked beyond the total are only locked until the statement ends.
@@ -195,8 +217,8 @@ impl Deliveries {
              chosen AS (SELECT id FROM (SELECT id, 0 AS lane, next_attempt_at FROM fresh
                                         UNION ALL SELECT id, 1 AS lane, next_attempt_at FROM retry) AS c
                         ORDER BY lane, next_attempt_at LIMIT $2)",
-            fresh = due("attempts = 0", "$2"),
-            retry = due("attempts > 0", "$3"),
+            fresh = due(Lane::Fresh, "$2"),
+            retry = due(Lane::Retry, "$3"),
         );
         let lease_token = format!("dl_{}", uuid::Uuid::new_v4().simple());
         let read = |from: &str| {

@@ -6,6 +6,8 @@
 
 mod runs;
 
+pub(super) use runs::ON_A_SCHEDULE;
+
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};

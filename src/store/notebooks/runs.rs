@@ -27,6 +27,8 @@ use crate::store::{from_ms, to_ms, Result, StoreError};
 
 /// Notebooks whose ticks one transaction of a pass claims.
 const NOTEBOOKS_PER_TRANSACTION: i64 = 64;
+/// Notebooks whose cron ticks run.
+pub(in crate::store) const ON_A_SCHEDULE: &str = "next_run_at IS NOT NULL AND schedule_paused = 0";
 /// Transactions of a pass at once, on PostgreSQL.
 const PARALLEL_TRANSACTIONS: usize = 4;
 
@@ -212,10 +214,9 @@ impl Notebooks {
 
     /// When the next tick of a notebook on a schedule comes, if one does.
     async fn next_tick(&self) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<i64> = sqlx::query(
-            "SELECT MIN(next_run_at) AS next FROM notebooks
-             WHERE next_run_at IS NOT NULL AND schedule_paused = 0",
-        )
+        let next: Option<i64> = sqlx::query(&format!(
+            "SELECT MIN(next_run_at) AS next FROM notebooks WHERE {ON_A_SCHEDULE}"
+        ))
         .fetch_one(&self.pool)
         .await?
         .try_get("next")?;

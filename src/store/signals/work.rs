@@ -123,7 +123,7 @@ impl WorkSignal {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub(super) fn wake_builtin(&self) {
+    pub fn wake_builtin(&self) {
         self.builtin.notify_waiters();
     }
 
