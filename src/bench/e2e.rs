@@ -282,7 +282,6 @@ async fn run(
             r.text().await.unwrap_or_default()
         );
     }
-    let leased = lease_operations(&client, &base, &token.secret, args.clients).await?;
 
     say(format!(
         "backend: {}; cores: {}; {} endpoint(s), {} client(s), {}",
@@ -333,6 +332,8 @@ async fn run(
             .map_or("?".to_owned(), |s| format!("{s:.2}")),
         rss_idle as f64 / 1048576.0,
     ));
+    // Leased after the idle watch, so that a long one outlives no lease.
+    let leased = lease_operations(&client, &base, &token.secret, args.clients).await?;
 
     // The load.
     if let Some(s) = &stats {
