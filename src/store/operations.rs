@@ -234,6 +234,60 @@ impl Operations {
         Ok(claimed)
     }
 
+    /// The claim's `SELECT`. Its order, by rank then age, is an index's order for one
+    /// type: with several (the built-in executors'), PostgreSQL would read and sort every
+    /// claimable operation of them all, so each type is picked on its own (an ordered
+    /// index scan that stops at `max`) and the picks merged.
+    fn claim_query(&self, claim: &Claim<'_>, now: DateTime<Utc>) -> (String, Vec<Param>) {
+        const ORDER: &str = "ORDER BY queue_rank DESC, queue_order, id";
+        let lock = self.backend.skip_locked();
+        let mut params = Vec::new();
+        if claim.types.len() <= 1 {
+            let claimable = claimable_with(&mut params, claim, now);
+            params.push(Param::Int(claim.max as i64));
+            let sql = format!(
+                "SELECT {COLUMNS} FROM operations WHERE {claimable} {ORDER} LIMIT ${}{lock}",
+                params.len()
+            );
+            return (sql, params);
+        }
+        let picks: Vec<String> = claim
+            .types
+            .iter()
+            .map(|one| {
+                let single = Claim {
+                    scope: claim.scope,
+                    types: std::slice::from_ref(one),
+                    excluded_types: claim.excluded_types,
+                    max: claim.max,
+                    worker_id: None,
+                };
+                claimable_with(&mut params, &single, now)
+            })
+            .collect();
+        params.push(Param::Int(claim.max as i64));
+        let max = params.len();
+        let ctes: Vec<String> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, claimable)| {
+                format!(
+                    "pick{i} AS (SELECT {COLUMNS}, queue_order FROM operations WHERE {claimable} {ORDER} LIMIT ${max}{lock})"
+                )
+            })
+            .collect();
+        let union: Vec<String> = (0..picks.len())
+            .map(|i| format!("SELECT * FROM pick{i}"))
+            .collect();
+        // A row picked beyond `max` stays locked only until the claim commits.
+        let sql = format!(
+            "WITH {} SELECT {COLUMNS} FROM ({}) AS picked {ORDER} LIMIT ${max}",
+            ctes.join(", "),
+            union.join(" UNION ALL ")
+        );
+        (sql, params)
+    }
+
     /// The claim itself, inside the caller's transaction; wake waiters after commit.
     pub(super) async fn claim_in(
         &self,
@@ -245,14 +299,7 @@ impl Operations {
         if claim.max == 0 {
             return Ok((Vec::new(), Announce::default()));
         }
-        let (claimable, mut params) = claimable(claim, now);
-        let mut sql = format!("SELECT {COLUMNS} FROM operations WHERE {claimable}");
-        params.push(Param::Int(claim.max as i64));
-        sql.push_str(&format!(
-            " ORDER BY queue_rank DESC, queue_order, id LIMIT ${}{}",
-            params.len(),
-            self.backend.skip_locked()
-        ));
+        let (sql, params) = self.claim_query(claim, now);
         let worker_id = claim.worker_id.clone();
         let request_worker = move || worker_id.clone();
 
@@ -783,12 +830,6 @@ const UPDATE_CHUNK: usize = 100;
 
 /// The condition a claim's rows meet (operations with no lease, waiting, available now,
 /// in the claim's project and types), with its parameters from `$1`.
-fn claimable(claim: &Claim<'_>, now: DateTime<Utc>) -> (String, Vec<Param>) {
-    let mut params = Vec::new();
-    let condition = claimable_with(&mut params, claim, now);
-    (condition, params)
-}
-
 /// The condition on `operations` rows a claim takes, its values appended to `params`
 /// (so that other conditions can share the statement).
 pub(super) fn claimable_with(

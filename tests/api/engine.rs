@@ -10,6 +10,7 @@ both_backends!(
     a_retry_resumes_after_a_failure_at_phase_three_of_four,
     retries_are_refused_for_unfinished_operations_and_bad_bodies,
     a_thousand_queued_operations_are_handed_out_by_priority_then_age,
+    a_claim_of_several_types_follows_priority_then_age_across_them,
     aging_lifts_long_waiting_low_priority_work_above_newer_urgent_work,
     retries_wait_out_the_policy_delays_on_the_configured_time_base,
 );
@@ -220,6 +221,40 @@ async fn a_thousand_queued_operations_are_handed_out_by_priority_then_age(backen
     assert_eq!(
         first_difference, None,
         "Critical, High, Normal, Low; oldest first within each"
+    );
+}
+
+async fn a_claim_of_several_types_follows_priority_then_age_across_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Each type is picked on its own and the picks merged: the merge must keep the one
+    // order across types, and take no more than asked.
+    let mut expected: Vec<(usize, usize, String)> = Vec::new();
+    let priorities = ["Low", "Normal", "High", "Critical"];
+    for i in 0..24 {
+        let kind = ["Red", "Green", "Blue"][i % 3];
+        let p = (i * 5 + 1) % 4;
+        let id = app
+            .start_operation(&json!({"operationType": kind, "operationName": format!("o{i}"), "priority": priorities[p]}))
+            .await;
+        expected.push((3 - p, i, id));
+    }
+    expected.sort();
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let leases = app
+            .lease(&json!({"operationTypes": ["Red", "Green", "Blue"], "max": 5}))
+            .await;
+        assert!(!leases.is_empty() && leases.len() <= 5, "{leases:?}");
+        got.extend(
+            leases
+                .into_iter()
+                .map(|l| l["operationId"].as_str().unwrap().to_owned()),
+        );
+    }
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, id)| id).collect();
+    assert_eq!(
+        got, expected,
+        "by priority, then oldest first, whatever the type"
     );
 }
 

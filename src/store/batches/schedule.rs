@@ -222,10 +222,18 @@ impl Batches {
         batch: BatchId,
         read: usize,
     ) -> Result<bool> {
+        // Live, or finished and unsettled, counted apart: each is a partial index's
+        // condition, read in index order up to the limit (as one `OR batch_settled = 0`
+        // PostgreSQL scanned the whole table, every batch's operations, on each pass; as
+        // one OR of both it gathered every live member before stopping). The two never
+        // overlap, so the sum passes `read` exactly when their union does.
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM operations WHERE batch_id = $1
-               AND (status IN ({}) OR batch_settled = 0) LIMIT $2) unsettled",
-            status_list(&LIVE)
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM operations WHERE batch_id = $1
+                       AND status IN ({}) LIMIT $2) AS live)
+                  + (SELECT COUNT(*) FROM (SELECT 1 FROM operations WHERE {} AND batch_id = $1
+                       LIMIT $2) AS finished) AS n",
+            status_list(&LIVE),
+            members_to_settle()
         );
         let n: i64 = sqlx::query(&sql)
             .bind(batch.db())
