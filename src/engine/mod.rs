@@ -205,29 +205,42 @@ async fn reap_expired_leases(
 ) {
     loop {
         wakes.expired_leases.notified().await;
-        loop {
-            match operations
-                .expire_leases(
-                    clock::now(),
-                    EXPIRY_BATCH,
-                    || crate::lease::backoff(retry_time_scale),
-                    max_lost_leases,
-                )
-                .await
-            {
-                Ok(n) => {
-                    if n > 0 {
-                        metrics::counter!("relais_leases_expired_total").increment(n as u64);
-                        tracing::info!(count = n, "took back expired leases");
-                    }
-                    if n < EXPIRY_BATCH as usize {
-                        break;
-                    }
+        let pass = || {
+            operations.expire_leases(
+                clock::now(),
+                EXPIRY_BATCH,
+                || crate::lease::backoff(retry_time_scale),
+                max_lost_leases,
+            )
+        };
+        sweep(pass, "lease expiry", |n| {
+            metrics::counter!("relais_leases_expired_total").increment(n as u64);
+            tracing::info!(count = n, "took back expired leases");
+        })
+        .await;
+    }
+}
+
+/// Runs a sweep's passes until one comes back short of a full batch; `swept` hears of
+/// each pass that changed something. A failed pass ends it: the clock wakes the sweep
+/// again next period.
+async fn sweep<Pass>(mut pass: impl FnMut() -> Pass, what: &str, swept: impl Fn(usize))
+where
+    Pass: std::future::Future<Output = crate::store::Result<usize>>,
+{
+    loop {
+        match pass().await {
+            Ok(n) => {
+                if n > 0 {
+                    swept(n);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease expiry pass failed; will retry");
-                    break;
+                if n < EXPIRY_BATCH as usize {
+                    return;
                 }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} pass failed; will retry");
+                return;
             }
         }
     }
@@ -320,21 +333,10 @@ async fn forget_idempotency_keys(idempotency: Idempotency, retention: Duration) 
 async fn enforce_timeouts(operations: Operations, wakes: Arc<Wakes>) {
     loop {
         wakes.timeouts.notified().await;
-        loop {
-            match operations.time_out(clock::now(), EXPIRY_BATCH).await {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(count = n, "operations timed out");
-                    }
-                    if n < EXPIRY_BATCH as usize {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "timeout pass failed; will retry");
-                    break;
-                }
-            }
-        }
+        let pass = || operations.time_out(clock::now(), EXPIRY_BATCH);
+        sweep(pass, "timeout", |n| {
+            tracing::info!(count = n, "operations timed out");
+        })
+        .await;
     }
 }
