@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::Mutex;
 
@@ -15,15 +16,17 @@ use super::batches::members_to_settle;
 use super::deliveries::Lane;
 use super::notebooks::ON_A_SCHEDULE;
 use super::operations::{agable, bind_params, claimable_with, Deadline, Param};
-use super::{to_ms, Claim, Result};
+use super::{to_ms, Backend, Claim, Result};
 use crate::domain::operation::Priority;
 
 #[derive(Clone)]
 pub struct DueWork {
     pool: AnyPool,
-    /// A connection of its own, outside the pool: the pool tests a connection with a
-    /// round trip each time it comes back (and before lending one idle for a second),
-    /// which would make each look three.
+    backend: Backend,
+    /// On PostgreSQL, a connection of its own, outside the pool: the pool tests a
+    /// connection with a round trip each time it comes back (and before lending one idle
+    /// for a second), which would make each look three. SQLite has no round trips, and
+    /// keeps to the pool's one connection.
     connection: Arc<Mutex<Option<AnyConnection>>>,
 }
 
@@ -70,9 +73,10 @@ impl DueNow {
 }
 
 impl DueWork {
-    pub(super) fn new(pool: AnyPool) -> Self {
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> Self {
         DueWork {
             pool,
+            backend,
             connection: Arc::default(),
         }
     }
@@ -123,6 +127,12 @@ impl DueWork {
             batches = found("operations", &members_to_settle()),
             notebooks = found("notebooks", ON_A_SCHEDULE),
         );
+        if self.backend == Backend::Sqlite {
+            let row = bind_params(sqlx::query(&sql), params)
+                .fetch_one(&self.pool)
+                .await?;
+            return found_in(&row);
+        }
         let mut held = self.connection.lock().await;
         let connection = match held.as_mut() {
             Some(connection) => connection,
@@ -139,19 +149,23 @@ impl DueWork {
                 return Err(e.into());
             }
         };
-        let yes =
-            |column: &str| -> Result<bool> { Ok(row.try_get::<Option<i64>, _>(column)?.is_some()) };
-        Ok(DueNow {
-            builtin_work: yes("builtin_work")?,
-            push_work: yes("push_work")?,
-            timeouts: yes("timeouts")?,
-            expired_leases: yes("expired_leases")?,
-            batches: yes("batches")?,
-            notebooks: yes("notebooks")?,
-            aging: yes("aging")?,
-            deliveries: yes("deliveries")?,
-        })
+        found_in(&row)
     }
+}
+
+fn found_in(row: &AnyRow) -> Result<DueNow> {
+    let yes =
+        |column: &str| -> Result<bool> { Ok(row.try_get::<Option<i64>, _>(column)?.is_some()) };
+    Ok(DueNow {
+        builtin_work: yes("builtin_work")?,
+        push_work: yes("push_work")?,
+        timeouts: yes("timeouts")?,
+        expired_leases: yes("expired_leases")?,
+        batches: yes("batches")?,
+        notebooks: yes("notebooks")?,
+        aging: yes("aging")?,
+        deliveries: yes("deliveries")?,
+    })
 }
 
 fn claim_of<'a>(types: &'a [String], excluded_types: &'a [String]) -> Claim<'a> {

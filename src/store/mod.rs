@@ -340,7 +340,7 @@ impl Store {
             idempotency: Idempotency::new(pool.clone(), sealer.clone()),
             syncs: Syncs::new(pool.clone(), backend, signals.clone(), sealer.clone()),
             clients: Clients::new(pool.clone(), sealer.clone()),
-            due: DueWork::new(pool.clone()),
+            due: DueWork::new(pool.clone(), backend),
             breakout,
             operations,
             signals,
