@@ -35,7 +35,7 @@ const MAX_REQUEST: Duration = Duration::from_secs(3600);
 pub async fn run(
     push_workers: PushWorkers,
     signals: Signals,
-    clock: Arc<Wakes>,
+    wakes: Arc<Wakes>,
     leases: Leases,
     builtin_types: Vec<String>,
     settings: PushSettings,
@@ -45,7 +45,7 @@ pub async fn run(
     loop {
         let woken = signals.work().worker_work().notified();
         let slot_freed = freed.notified();
-        let due = clock.push.notified();
+        let due = wakes.push.notified();
         tokio::pin!(woken, slot_freed, due);
         woken.as_mut().enable();
         slot_freed.as_mut().enable();

@@ -242,7 +242,11 @@ impl Operations {
         const ORDER: &str = "ORDER BY queue_rank DESC, queue_order, id";
         let lock = self.backend.skip_locked();
         let mut params = Vec::new();
-        if claim.types.len() <= 1 {
+        // A type listed twice would be picked twice, and its rows claimed twice.
+        let mut types = claim.types.to_vec();
+        types.sort();
+        types.dedup();
+        if types.len() <= 1 {
             let claimable = claimable_with(&mut params, claim, now);
             params.push(Param::Int(claim.max as i64));
             let sql = format!(
@@ -251,8 +255,7 @@ impl Operations {
             );
             return (sql, params);
         }
-        let picks: Vec<String> = claim
-            .types
+        let picks: Vec<String> = types
             .iter()
             .map(|one| {
                 let single = Claim {
@@ -829,9 +832,8 @@ pub(super) async fn insert_operations(
 const UPDATE_CHUNK: usize = 100;
 
 /// The condition a claim's rows meet (operations with no lease, waiting, available now,
-/// in the claim's project and types), with its parameters from `$1`.
-/// The condition on `operations` rows a claim takes, its values appended to `params`
-/// (so that other conditions can share the statement).
+/// in the claim's project and types), its values appended to `params` (so that other
+/// conditions can share the statement).
 pub(super) fn claimable_with(
     params: &mut Vec<Param>,
     claim: &Claim<'_>,

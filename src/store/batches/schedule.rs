@@ -273,7 +273,6 @@ impl Batches {
     }
 }
 
-/// The final operation states, as an SQL list.
 /// Batch members that finished and that the scheduler has not acted on yet.
 pub(in crate::store) fn members_to_settle() -> String {
     format!(
@@ -282,6 +281,7 @@ pub(in crate::store) fn members_to_settle() -> String {
     )
 }
 
+/// The final operation states, as an SQL list.
 fn terminal_list() -> String {
     let terminal: Vec<OperationStatus> = OperationStatus::ALL
         .into_iter()
