@@ -78,7 +78,7 @@ impl Engine {
             // Lease expiry is detected within a quarter of the heartbeat timeout, and the
             // queue ages in steps of a quarter of the aging interval.
             period: (settings.heartbeat_timeout.min(settings.priority_aging) / 4)
-                .clamp(Duration::from_millis(25), due::MAX_PERIOD),
+                .clamp(Duration::from_millis(100), due::MAX_PERIOD),
             priority_aging: settings.priority_aging,
         };
         let mut tasks = vec![
