@@ -24,8 +24,9 @@ pub use attempt::{
     PhaseReport, ProgressReport, MAX_LEASE_BATCH, MAX_PHASE_COUNTERS, MAX_WAIT_SECONDS,
 };
 pub use spec::{
-    checked_operation_type, checked_timeout, Callbacks, Notifications, SlackNotification,
-    DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, MAX_TYPE_LEN,
+    checked_operation_type, checked_operation_types, checked_timeout, Callbacks, Notifications,
+    SlackNotification, DEFAULT_TIMEOUT_SECONDS, MAX_LISTED_TYPES, MAX_TIMEOUT_SECONDS,
+    MAX_TYPE_LEN,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::ids::{ProjectId, PushWorkerId, TenantId};
-use super::operation::checked_operation_type;
+use super::operation::checked_operation_types;
 use super::FieldError;
 
 pub const MAX_CONCURRENCY: i64 = 1000;
@@ -52,14 +52,7 @@ pub fn checked_worker_types(types: &[String], field: &str) -> Result<Vec<String>
             "must list at least one operation type",
         ));
     }
-    let mut checked = Vec::with_capacity(types.len());
-    for (i, t) in types.iter().enumerate() {
-        let t = checked_operation_type(t, &format!("{field}[{i}]"))?;
-        if !checked.contains(&t) {
-            checked.push(t);
-        }
-    }
-    Ok(checked)
+    checked_operation_types(types, field)
 }
 
 /// How many tasks a push worker is sent at once: 1 to [`MAX_CONCURRENCY`].

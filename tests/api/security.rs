@@ -336,6 +336,29 @@ async fn worker_reports_are_checked(backend: Backend) {
         .post(&app.api("/workers/lease"), &json!({"waitSeconds": -1}))
         .await;
     assert_eq!(r.body["field"], "waitSeconds");
+    // A claim picks each listed type: a list of thousands is refused, not run.
+    let types: Vec<String> = (0..1000).map(|i| format!("T{i}")).collect();
+    let r = app
+        .post(&app.api("/workers/lease"), &json!({"operationTypes": types}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["field"], "operationTypes");
+    let r = app
+        .post(
+            &app.api("/workers/lease"),
+            &json!({"operationTypes": ["T", "T\u{0}"]}),
+        )
+        .await;
+    assert_eq!(r.body["field"], "operationTypes[1]");
+    let r = app
+        .post(
+            &app.api("/webhooks"),
+            &json!({"webhookUrl": "https://example.com/hook",
+                    "filters": {"operationTypes": ["T\u{0}"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["field"], "filters.operationTypes[0]");
     let r = app
         .post(
             &app.api(&format!("/operation/op-{}/progress", uuid::Uuid::new_v4())),

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::present;
 use super::retry::RetryPolicyBody;
 use crate::domain::fields::{check_signing_secret, checked_name, http_url};
-use crate::domain::operation::Priority;
+use crate::domain::operation::{checked_operation_types, Priority};
 use crate::domain::rate_limit::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::webhook::{
@@ -82,6 +82,17 @@ pub struct AuthenticationBody {
     pub secret: Option<String>,
 }
 
+/// A list with each value once, in the order first given.
+fn distinct<T: PartialEq>(values: Vec<T>) -> Vec<T> {
+    let mut kept = Vec::new();
+    for v in values {
+        if !kept.contains(&v) {
+            kept.push(v);
+        }
+    }
+    kept
+}
+
 impl TryFrom<WebhookBody> for WebhookSpec {
     type Error = FieldError;
 
@@ -98,8 +109,11 @@ impl TryFrom<WebhookBody> for WebhookSpec {
         };
         let filters = body.filters.unwrap_or_default();
         let filters = WebhookFilters {
-            operation_types: filters.operation_types,
-            priorities: filters.priorities,
+            operation_types: checked_operation_types(
+                &filters.operation_types,
+                "filters.operationTypes",
+            )?,
+            priorities: distinct(filters.priorities),
             min_progress_increment: filters.min_progress_increment,
         };
         filters.check("filters")?;
@@ -176,6 +190,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::domain::operation::MAX_LISTED_TYPES;
 
     #[test]
     fn registrations_are_checked_field_by_field() {
@@ -218,6 +233,20 @@ mod tests {
             field(json!({"webhookUrl": "https://x.io", "filters": {"minProgressIncrement": 200}})),
             "filters.minProgressIncrement"
         );
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "filters": {"operationTypes": ["A\u{0}"]}})),
+            "filters.operationTypes[0]"
+        );
+        let many: Vec<String> = (0..=MAX_LISTED_TYPES).map(|i| format!("T{i}")).collect();
+        assert_eq!(
+            field(json!({"webhookUrl": "https://x.io", "filters": {"operationTypes": many}})),
+            "filters.operationTypes"
+        );
+        let filtered = spec(json!({"webhookUrl": "https://x.io",
+            "filters": {"operationTypes": ["A", "A"], "priorities": ["High", "High", "Low"]}}))
+        .unwrap();
+        assert_eq!(filtered.filters.operation_types, ["A"]);
+        assert_eq!(filtered.filters.priorities, [Priority::High, Priority::Low]);
         assert_eq!(
             field(json!({"webhookUrl": "https://x.io", "authentication": {"type": "basic"}})),
             "authentication.type"

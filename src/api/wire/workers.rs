@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::{present, present_json};
 use crate::domain::fields::{checked_name, MAX_NAME_LEN};
 use crate::domain::operation::{
-    checked_lease_batch, checked_lease_wait, checked_operation_type, checked_percentage,
+    checked_lease_batch, checked_lease_wait, checked_operation_types, checked_percentage,
     checked_phase_counters, checked_phase_details, LeaseRequest, OperationError, OperationResult,
     PhaseReport, PhaseStatus, ProgressReport, MAX_TYPE_LEN,
 };
@@ -37,10 +37,7 @@ impl TryFrom<LeaseBody> for LeaseRequest {
     type Error = FieldError;
 
     fn try_from(body: LeaseBody) -> Result<Self, FieldError> {
-        let mut operation_types = Vec::with_capacity(body.operation_types.len());
-        for (i, t) in body.operation_types.iter().enumerate() {
-            operation_types.push(checked_operation_type(t, &format!("operationTypes[{i}]"))?);
-        }
+        let operation_types = checked_operation_types(&body.operation_types, "operationTypes")?;
         let max = match body.max {
             None => 1,
             Some(n) => checked_lease_batch(n, "max")?,
@@ -253,6 +250,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::operation::MAX_LISTED_TYPES;
 
     #[test]
     fn lease_requests_are_bounded() {
@@ -264,7 +262,20 @@ mod tests {
             lease(json!({"waitSeconds": 3600})).unwrap_err().field,
             "waitSeconds"
         );
-        let ok = lease(json!({"operationTypes": ["A"], "max": 10, "waitSeconds": 20})).unwrap();
+        assert_eq!(
+            lease(json!({"operationTypes": ["A", "B\u{0}"]}))
+                .unwrap_err()
+                .field,
+            "operationTypes[1]"
+        );
+        let many: Vec<String> = (0..=MAX_LISTED_TYPES).map(|i| format!("T{i}")).collect();
+        assert_eq!(
+            lease(json!({ "operationTypes": many })).unwrap_err().field,
+            "operationTypes"
+        );
+        let repeated = vec!["A"; MAX_LISTED_TYPES + 1];
+        let ok = lease(json!({"operationTypes": repeated, "max": 10, "waitSeconds": 20})).unwrap();
+        assert_eq!(ok.operation_types, ["A"]);
         assert_eq!(ok.max, 10);
         assert_eq!(ok.wait, Duration::from_secs(20));
     }

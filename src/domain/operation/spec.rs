@@ -13,6 +13,9 @@ pub const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
 /// Thirty days: an operation that needs longer should checkpoint and be resumed.
 pub const MAX_TIMEOUT_SECONDS: i64 = 30 * 24 * 3600;
 pub const MAX_TYPE_LEN: usize = 200;
+/// Operation types in one list (a worker's, a lease request's, a webhook's filter): a
+/// claim makes one pick per listed type, so the list is kept to what a worker can mean.
+pub const MAX_LISTED_TYPES: usize = 100;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,6 +133,26 @@ pub fn checked_operation_type(value: &str, field: &str) -> Result<String, FieldE
         ));
     }
     Ok(value)
+}
+
+/// A list of operation types: each checked, a repeated one counted once, at most
+/// [`MAX_LISTED_TYPES`] different ones.
+pub fn checked_operation_types(types: &[String], field: &str) -> Result<Vec<String>, FieldError> {
+    let mut checked: Vec<String> = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        let t = checked_operation_type(t, &format!("{field}[{i}]"))?;
+        if checked.contains(&t) {
+            continue;
+        }
+        if checked.len() == MAX_LISTED_TYPES {
+            return Err(FieldError::new(
+                field,
+                format!("may list at most {MAX_LISTED_TYPES} operation types"),
+            ));
+        }
+        checked.push(t);
+    }
+    Ok(checked)
 }
 
 /// How long a run may last, counted from its first start: whole seconds, from one second
