@@ -300,6 +300,7 @@ async fn run(
     // Idle: nothing to do but the service's own loops.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_cpu = served.cpu()?;
+    let idle_threads = served.thread_cpu()?;
     let idle_db = match &stats {
         Some(s) => Some(s.snapshot().await?),
         None => None,
@@ -307,7 +308,17 @@ async fn run(
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.idle_seconds.into())).await;
     let idle_seconds = idle_started.elapsed().as_secs_f64();
-    let idle_service = (served.cpu()? - idle_cpu).as_secs_f64() / idle_seconds * 100.0;
+    let idle_threads_after = served.thread_cpu()?;
+    let idle_service = if idle_threads.keys().eq(idle_threads_after.keys()) {
+        let ns: u64 = idle_threads_after
+            .iter()
+            .map(|(tid, after)| after.saturating_sub(idle_threads[tid]))
+            .sum();
+        ns as f64 / 1e9 / idle_seconds * 100.0
+    } else {
+        // A thread came or went: the ticks, which count every thread's time.
+        (served.cpu()? - idle_cpu).as_secs_f64() / idle_seconds * 100.0
+    };
     let idle_db_after = match &stats {
         Some(s) => Some(s.snapshot().await?),
         None => None,

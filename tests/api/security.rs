@@ -339,7 +339,10 @@ async fn worker_reports_are_checked(backend: Backend) {
     // A claim picks each listed type: a list of thousands is refused, not run.
     let types: Vec<String> = (0..1000).map(|i| format!("T{i}")).collect();
     let r = app
-        .post(&app.api("/workers/lease"), &json!({"operationTypes": types}))
+        .post(
+            &app.api("/workers/lease"),
+            &json!({"operationTypes": types}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.body["field"], "operationTypes");
