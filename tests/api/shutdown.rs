@@ -5,7 +5,7 @@
 //! of every replica under load loses nothing and sends nothing twice.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,10 +123,18 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice(back
     // The load: four clients starting operations one after another, each on the next
     // live replica.
     let stop = Arc::new(AtomicBool::new(false));
+    // Accepted by all clients so far: the phases below wait for the load, not for a
+    // time a loaded machine may not fill.
+    let count = Arc::new(AtomicUsize::new(0));
     let loads: Vec<_> = (0..4)
         .map(|client_number| {
-            let (bases, stop, client, token) =
-                (bases.clone(), stop.clone(), client.clone(), token.clone());
+            let (bases, stop, client, token, count) = (
+                bases.clone(),
+                stop.clone(),
+                client.clone(),
+                token.clone(),
+                count.clone(),
+            );
             let path = format!("/api/{t}/{p}/async/operation");
             tokio::spawn(async move {
                 let mut accepted: HashSet<String> = HashSet::new();
@@ -159,6 +167,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice(back
                             Ok(r) if r.status() == StatusCode::ACCEPTED => {
                                 let body: Value = r.json().await.unwrap();
                                 accepted.insert(body["operationId"].as_str().unwrap().to_owned());
+                                count.fetch_add(1, Ordering::Relaxed);
                                 break;
                             }
                             Ok(r) if r.status().is_server_error() => {}
@@ -174,7 +183,16 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice(back
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let accepted_at_least = |n: usize| {
+        let count = count.clone();
+        async move {
+            eventually(Duration::from_secs(60), || async {
+                (count.load(Ordering::Relaxed) >= n).then_some(())
+            })
+            .await
+        }
+    };
+    accepted_at_least(20).await;
     for n in 0..replicas {
         // As a load balancer does: no new requests to it, then SIGTERM.
         let old = servers.remove(0);
@@ -198,8 +216,10 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice(back
         let new = ServeProcess::start(&db, &env).await;
         bases.lock().unwrap().push(new.base.clone());
         servers.push(new);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Requests go on through the new replica before the next one stops.
+        accepted_at_least(count.load(Ordering::Relaxed) + 10).await;
     }
+    accepted_at_least(60).await;
     stop.store(true, Ordering::Relaxed);
     let mut accepted = HashSet::new();
     for load in loads {
