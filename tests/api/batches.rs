@@ -841,3 +841,34 @@ async fn built_in_members_are_handed_their_dependencies_results(backend: Backend
     assert_eq!(received, ["a", "b"], "{}", results.text);
     assert_eq!(results.body["summary"]["parameters"]["step"], "join");
 }
+
+/// A batch of a thousand members is a bulk load: PostgreSQL is asked to sample the batch
+/// tables again (`ANALYZE`, which autovacuum never records as `last_analyze`), as
+/// without it the scheduler's lookups of a few members read the whole batch. PostgreSQL
+/// only: SQLite plans these lookups by their indexes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_batch_has_postgresql_sample_the_batch_tables_again() {
+    use sqlx::{Connection, Row};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(app.store().url())
+        .await
+        .unwrap();
+    let analyzed = "SELECT COUNT(*) FROM pg_stat_user_tables \
+         WHERE relname IN ('batch_members', 'batch_edges') AND last_analyze IS NOT NULL";
+    let mut members = vec![member("source", &[])];
+    members.extend((1..1000).map(|i| member(&format!("m{i}"), &["source"])));
+    submit(&app, &json!({"batchName": "bulk", "operations": members})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = sqlx::query(analyzed).fetch_one(&mut conn).await.unwrap();
+        if row.get::<i64, _>(0) == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch tables were not analyzed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -9,6 +9,8 @@ mod schedule;
 pub(super) use schedule::members_to_settle;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -88,6 +90,23 @@ pub struct Batches {
     backend: Backend,
     operations: Operations,
     signals: Signals,
+    statistics: Arc<Statistics>,
+}
+
+/// Members from which a stored batch is a bulk load that PostgreSQL's statistics must
+/// learn of. Until an `ANALYZE` has seen a batch, PostgreSQL estimates its id matches
+/// about one row of `batch_members` and `batch_edges` (none when the statistics list
+/// every batch they saw), and the scheduler's lookups of a few members' edges then read
+/// every edge and member of the batch instead: 2 to 1,800 ms a lookup on a 10,000-member
+/// batch, more with each batch stored, where 0.1–0.3 ms is right.
+const BULK_MEMBERS: usize = 1000;
+
+/// One `ANALYZE` of the batch tables at a time per process; a bulk load committed while
+/// one runs asks for another after it, and any number of them ask for one.
+#[derive(Default)]
+struct Statistics {
+    running: AtomicBool,
+    again: AtomicBool,
 }
 
 impl Batches {
@@ -102,7 +121,41 @@ impl Batches {
             backend,
             operations,
             signals,
+            statistics: Arc::default(),
         }
+    }
+
+    /// Has PostgreSQL sample the batch tables again, in the background: after a bulk load
+    /// its statistics do not know the new batch (see [`BULK_MEMBERS`]).
+    fn refresh_statistics(&self) {
+        let statistics = self.statistics.clone();
+        statistics.again.store(true, Ordering::Release);
+        if statistics.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                while statistics.again.swap(false, Ordering::AcqRel) {
+                    if let Err(e) = sqlx::query("ANALYZE batch_members, batch_edges")
+                        .execute(&pool)
+                        .await
+                    {
+                        // Only the scheduler's speed depends on it; autovacuum analyzes
+                        // the tables in time.
+                        tracing::warn!(error = %e, "could not analyze the batch tables");
+                    }
+                }
+                statistics.running.store(false, Ordering::Release);
+                // A request that came after the last look but found the flag still set
+                // would otherwise be left for the next bulk load.
+                if !statistics.again.load(Ordering::Acquire)
+                    || statistics.running.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        });
     }
 
     /// Stores the batch, its members and their dependencies in one transaction, and
@@ -119,8 +172,12 @@ impl Batches {
                 return Ok(CreateOutcome::IdempotencyKeyTaken);
             }
         }
+        let bulk = members.len() >= BULK_MEMBERS;
         let announce = self.create_in(&mut tx, batch, members).await?;
         tx.commit().await?;
+        if bulk && self.backend == Backend::Postgres {
+            self.refresh_statistics();
+        }
         self.signals.after_commit(announce);
         Ok(CreateOutcome::Created)
     }
