@@ -141,14 +141,14 @@ impl Batches {
                         .execute(&pool)
                         .await
                     {
-                        // Only the scheduler's speed depends on it; autovacuum analyzes
-                        // the tables in time.
+                        // Only the scheduler's speed depends on it, and autovacuum
+                        // analyzes the tables later anyway.
                         tracing::warn!(error = %e, "could not analyze the batch tables");
                     }
                 }
                 statistics.running.store(false, Ordering::Release);
-                // A request that came after the last look but found the flag still set
-                // would otherwise be left for the next bulk load.
+                // A bulk load that asked after the last look, while `running` was still
+                // set, would otherwise wait for the next bulk load.
                 if !statistics.again.load(Ordering::Acquire)
                     || statistics.running.swap(true, Ordering::AcqRel)
                 {
