@@ -27,19 +27,42 @@ const PUSH_WORKERS_REFRESH: Duration = Duration::from_secs(1);
 
 /// The last listing of every project's push workers, and when it was read.
 #[derive(Default)]
-struct PushWorkerCache(Mutex<Option<(Instant, Arc<Vec<PushWorker>>)>>);
+struct PushWorkerCache(Mutex<Listed>);
+
+#[derive(Default)]
+struct Listed {
+    /// Moved by every registration and removal here: a listing that began before one
+    /// may have missed it, so it is not kept (else this process would, for up to
+    /// [`PUSH_WORKERS_REFRESH`], hand a new push worker's types to pull workers).
+    generation: u64,
+    workers: Option<(Instant, Arc<Vec<PushWorker>>)>,
+}
 
 impl PushWorkerCache {
-    fn fresh(&self) -> Option<Arc<Vec<PushWorker>>> {
+    /// The listing if it is fresh; otherwise the generation to list under.
+    fn fresh(&self) -> std::result::Result<Arc<Vec<PushWorker>>, u64> {
         let listed = self.0.lock().expect("push worker cache");
         listed
+            .workers
             .as_ref()
             .filter(|(at, _)| at.elapsed() < PUSH_WORKERS_REFRESH)
             .map(|(_, workers)| workers.clone())
+            .ok_or(listed.generation)
+    }
+
+    /// Keeps a listing begun at `read_at` under `generation`, unless workers changed
+    /// since.
+    fn keep(&self, generation: u64, read_at: Instant, workers: Arc<Vec<PushWorker>>) {
+        let mut listed = self.0.lock().expect("push worker cache");
+        if listed.generation == generation {
+            listed.workers = Some((read_at, workers));
+        }
     }
 
     fn forget(&self) {
-        *self.0.lock().expect("push worker cache") = None;
+        let mut listed = self.0.lock().expect("push worker cache");
+        listed.generation += 1;
+        listed.workers = None;
     }
 }
 
@@ -163,12 +186,13 @@ impl PushWorkers {
 
     /// Every project's push workers, as listed at most [`PUSH_WORKERS_REFRESH`] ago.
     pub async fn known(&self) -> Result<Arc<Vec<PushWorker>>> {
-        if let Some(workers) = self.cache.fresh() {
-            return Ok(workers);
-        }
+        let generation = match self.cache.fresh() {
+            Ok(workers) => return Ok(workers),
+            Err(generation) => generation,
+        };
         let read_at = Instant::now();
         let workers = Arc::new(self.list(None).await?);
-        *self.cache.0.lock().expect("push worker cache") = Some((read_at, workers.clone()));
+        self.cache.keep(generation, read_at, workers.clone());
         Ok(workers)
     }
 
@@ -293,5 +317,22 @@ impl PushWorkers {
             max_concurrency: row.try_get::<i64, _>("max_concurrency")?.max(1) as u32,
             created_at: from_ms(row.try_get("created_at")?)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_begun_before_a_registration_is_not_kept() {
+        let cache = PushWorkerCache::default();
+        let generation = cache.fresh().unwrap_err();
+        // A worker is registered (or removed) while the listing is on its way.
+        cache.forget();
+        cache.keep(generation, Instant::now(), Arc::new(Vec::new()));
+        let again = cache.fresh().expect_err("the stale listing was kept");
+        cache.keep(again, Instant::now(), Arc::new(Vec::new()));
+        assert!(cache.fresh().is_ok(), "a listing begun after it is kept");
     }
 }
