@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::common::{eventually, Backend, TestApp};
+use crate::common::{eventually, query, Backend, TestApp};
 use crate::receiver::Receiver;
 
 both_backends!(
@@ -848,27 +848,18 @@ async fn built_in_members_are_handed_their_dependencies_results(backend: Backend
 /// only: SQLite plans these lookups by their indexes alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_batch_has_postgresql_sample_the_batch_tables_again() {
-    use sqlx::{Connection, Row};
     let app = TestApp::spawn(Backend::Postgres).await;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(app.store().url())
-        .await
-        .unwrap();
-    let analyzed = "SELECT COUNT(*) FROM pg_stat_user_tables \
-         WHERE relname IN ('batch_members', 'batch_edges') AND last_analyze IS NOT NULL";
     let mut members = vec![member("source", &[])];
     members.extend((1..1000).map(|i| member(&format!("m{i}"), &["source"])));
     submit(&app, &json!({"batchName": "bulk", "operations": members})).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let row = sqlx::query(analyzed).fetch_one(&mut conn).await.unwrap();
-        if row.get::<i64, _>(0) == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the batch tables were not analyzed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        let analyzed = query(
+            &app,
+            "SELECT COUNT(*)::text FROM pg_stat_user_tables \
+             WHERE relname IN ('batch_members', 'batch_edges') AND last_analyze IS NOT NULL",
+        )
+        .await;
+        (analyzed[0][0].as_deref() == Some("2")).then_some(())
+    })
+    .await;
 }

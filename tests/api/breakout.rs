@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::{Connection, Row};
 
 use crate::both_backends;
-use crate::common::{eventually, Backend, Response, TestApp};
+use crate::common::{eventually, query, query_at, Backend, Response, TestApp};
 
 both_backends!(
     breakout_popstan_census_into_typed_tables,
@@ -80,24 +79,6 @@ pub(crate) async fn finished(app: &TestApp, job: &str) -> Value {
         .then_some(s.body)
     })
     .await
-}
-
-/// Rows of a query against the test database, every value read as text.
-async fn query(app: &TestApp, sql: &str) -> Vec<Vec<Option<String>>> {
-    query_at(app.store().url(), sql).await
-}
-
-async fn query_at(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
-    let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
-    rows.iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
-                .collect()
-        })
-        .collect()
 }
 
 pub(crate) async fn counts(app: &TestApp, tables: &[&str]) -> Vec<i64> {

@@ -12,7 +12,7 @@ use relais::secrets::SecretKeys;
 use relais::store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Connection, Executor};
+use sqlx::{Connection, Executor, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -752,4 +752,22 @@ impl Drop for TcpProxy {
         self.accepting.abort();
         self.cut();
     }
+}
+
+/// Rows of a query against the test database, every value read as text.
+pub async fn query(app: &TestApp, sql: &str) -> Vec<Vec<Option<String>>> {
+    query_at(app.store().url(), sql).await
+}
+
+pub async fn query_at(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let rows = sqlx::query(sql).fetch_all(&mut conn).await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
+                .collect()
+        })
+        .collect()
 }
