@@ -19,10 +19,10 @@ const POLICY: &str =
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/console", web::get().to(page))
-        .route("/console/assets/console.js", web::get().to(script))
-        .route("/console/assets/console.css", web::get().to(style))
-        .route("/console/{page:.*}", web::get().to(page));
+    cfg.route("", web::get().to(page))
+        .route("/assets/console.js", web::get().to(script))
+        .route("/assets/console.css", web::get().to(style))
+        .route("/{page:.*}", web::get().to(page));
 }
 
 fn hardened(mut answer: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
