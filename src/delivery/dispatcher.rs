@@ -19,8 +19,8 @@ use tracing::Instrument;
 use super::notify::{send_mail, slack_request, Mailer};
 use crate::clock;
 use crate::domain::delivery::{
-    decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, AttemptLog,
-    AttemptResult, Channel, DeliveryOutcome, Settlement,
+    decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, storable_text,
+    AttemptLog, AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
 use crate::domain::ids::WebhookId;
 use crate::domain::rate_limit::{reserve, RateLimit, Reservation};
@@ -625,8 +625,8 @@ fn settle(
         attempted_at,
         status_code,
         latency_ms,
-        response_body,
-        error,
+        response_body: response_body.map(storable_text),
+        error: error.map(storable_text),
     };
     outcome(delivery, Settlement::from(decision), Some(log))
 }

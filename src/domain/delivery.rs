@@ -433,6 +433,17 @@ impl From<Decision> for Settlement {
     }
 }
 
+/// Text a receiver or a remote server chose (its answer's body, an error naming what it
+/// sent) as it can be stored: PostgreSQL's text holds no NUL, and one such byte would fail
+/// the whole batch of outcomes it is recorded with, other tenants' included.
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptLog {
     pub attempted_at: DateTime<Utc>,
@@ -594,6 +605,12 @@ pub fn endpoint_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_bytes_become_replacement_characters_and_other_text_is_kept() {
+        assert_eq!(storable_text("ok\0done\0".into()), "ok\u{fffd}done\u{fffd}");
+        assert_eq!(storable_text("plain é".into()), "plain é");
+    }
     use crate::domain::event::EventDraft;
     use crate::domain::ids::TenantId;
     use crate::domain::operation::Priority;

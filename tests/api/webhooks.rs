@@ -27,6 +27,7 @@ both_backends!(
     pruning_removes_settled_history_but_keeps_what_is_still_owed,
     webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation,
     a_delivery_id_reads_the_same_in_every_answer,
+    a_receiver_answering_nul_bytes_is_recorded_like_any_other,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -992,4 +993,37 @@ async fn a_delivery_id_reads_the_same_in_every_answer(backend: Backend) {
         "the bare form is accepted, the prefixed one answered"
     );
     receiver.wait_for(2, 10 * SEC).await;
+}
+
+/// A receiver's answer is stored as its attempt's `responseBody`; PostgreSQL's text holds
+/// no NUL, so one answered with a NUL byte must still be recorded (the byte replaced), not
+/// fail the batch of outcomes it is recorded with and be sent again.
+async fn a_receiver_answering_nul_bytes_is_recorded_like_any_other(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start().await;
+    receiver.fallback(Reply {
+        body: Some("ok\u{0}done".to_owned()),
+        ..Reply::status(200)
+    });
+    let webhook = app
+        .register_webhook(&json!({"webhookUrl": receiver.url, "events": ["operation.completed"]}))
+        .await;
+    run_operation(&app, op("Report"), &[]).await;
+    receiver.wait_for(1, 20 * SEC).await;
+    let wid = webhook["webhookId"].as_str().unwrap();
+    let log = eventually(10 * SEC, || async {
+        let r = app
+            .get(&app.api(&format!("/webhooks/{wid}/deliveries")))
+            .await;
+        (r.body["deliveries"][0]["deliveryStatus"] == "Delivered").then_some(r.body)
+    })
+    .await;
+    assert_eq!(log["deliveries"].as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log["deliveries"][0]["responseBody"], "ok\u{fffd}done");
+    tokio::time::sleep(2 * SEC).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "recorded once, never sent again"
+    );
 }
