@@ -525,10 +525,21 @@ fn sized_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
 
 /// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list or a row.
 fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut text = String::with_capacity(n * 6);
+    push_placeholders(&mut text, first, n);
+    text
+}
+
+/// Appends `$first, $first+1, …` to `text`. Multi-row statements are written on every
+/// batch, thousands of parameters each: one buffer, not a string per parameter.
+fn push_placeholders(text: &mut String, first: usize, n: usize) {
+    use std::fmt::Write;
+    for i in first..first + n {
+        if i > first {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "${i}");
+    }
 }
 
 /// The statement that writes one row whole, its values bound in the order of `columns`
@@ -556,10 +567,16 @@ fn write_row_sql(table: &str, columns: &str, insert: bool) -> String {
 }
 
 fn values_placeholders(rows: usize, columns: usize, first: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(first + r * columns, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut text = String::with_capacity(rows * (columns * 7 + 4));
+    for r in 0..rows {
+        if r > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        push_placeholders(&mut text, first + r * columns, columns);
+        text.push(')');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -581,6 +598,10 @@ mod tests {
     #[test]
     fn placeholders_number_rows_consecutively() {
         assert_eq!(values_placeholders(2, 2, 3), "($3, $4), ($5, $6)");
+        assert_eq!(values_placeholders(1, 1, 1), "($1)");
+        assert_eq!(values_placeholders(0, 3, 1), "");
+        assert_eq!(placeholders(9, 3), "$9, $10, $11");
+        assert_eq!(placeholders(4, 0), "");
     }
 
     #[test]
