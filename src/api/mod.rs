@@ -185,7 +185,7 @@ impl HttpServiceFactory for Mounted {
 /// the place of the first of them. actix tries a scope's patterns one after the other,
 /// and each pattern with a parameter is a regular expression: a project's pull worker
 /// reporting progress went through nine of them, twice per request (the request-id
-/// middleware asks for the route's template before routing), about a tenth of the
+/// middleware asks for the route's template before routing), an eighth of the
 /// service's CPU. Nested, it goes through three, the tails being literal. The order is
 /// kept where it matters: no endpoint after a group's first member has a path the group's
 /// prefix would take (a unit test checks the table). `not_found` answers a path under a
