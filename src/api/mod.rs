@@ -131,8 +131,10 @@ impl Endpoint {
         self
     }
 
-    /// The resource at `path` (the endpoint's own, or its tail under a nested scope).
-    fn into_resource(self, path: &str) -> Resource {
+    /// The resource at the endpoint's path less its first `mounted_at` bytes: all of it,
+    /// or its tail under a nested scope of that prefix.
+    fn into_resource(self, mounted_at: usize) -> Resource {
+        let path = &self.path[mounted_at..];
         let allow: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
         let allow = allow.join(", ");
         let resource = self
@@ -204,20 +206,16 @@ fn mount(endpoints: Vec<Endpoint>, not_found: fn() -> actix_web::Route) -> Vec<M
     }
     groups
         .into_iter()
-        .flat_map(|(prefix, mut members)| match prefix {
+        .flat_map(|(prefix, members)| match prefix {
             Some(prefix) if members.len() > 1 => {
-                let scope = members.drain(..).fold(web::scope(prefix), |scope, e| {
-                    let path: &'static str = e.path;
-                    scope.service(e.into_resource(&path[prefix.len()..]))
+                let scope = members.into_iter().fold(web::scope(prefix), |scope, e| {
+                    scope.service(e.into_resource(prefix.len()))
                 });
                 vec![Mounted::Scope(scope.default_service(not_found()))]
             }
             _ => members
                 .into_iter()
-                .map(|e| {
-                    let path = e.path;
-                    Mounted::Resource(e.into_resource(path))
-                })
+                .map(|e| Mounted::Resource(e.into_resource(0)))
                 .collect(),
         })
         .collect()
@@ -425,8 +423,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             TASKS_SCOPE => tasks.push(endpoint),
             NOTEBOOK_SCOPE => notebook.push(endpoint),
             _ => {
-                let path = endpoint.path;
-                cfg.service(endpoint.into_resource(path));
+                cfg.service(endpoint.into_resource(0));
             }
         }
     }

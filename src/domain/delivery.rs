@@ -605,17 +605,17 @@ pub fn endpoint_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::EventDraft;
+    use crate::domain::ids::TenantId;
+    use crate::domain::operation::Priority;
+    use crate::domain::webhook::{WebhookFilters, WebhookStatus};
+    use serde_json::{json, Value};
 
     #[test]
     fn nul_bytes_become_replacement_characters_and_other_text_is_kept() {
         assert_eq!(storable_text("ok\0done\0".into()), "ok\u{fffd}done\u{fffd}");
         assert_eq!(storable_text("plain é".into()), "plain é");
     }
-    use crate::domain::event::EventDraft;
-    use crate::domain::ids::TenantId;
-    use crate::domain::operation::Priority;
-    use crate::domain::webhook::{WebhookFilters, WebhookStatus};
-    use serde_json::{json, Value};
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
