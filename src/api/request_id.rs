@@ -8,7 +8,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const TRACEPARENT: &str = crate::trace::TRACEPARENT;
@@ -36,16 +38,6 @@ pub async fn middleware(
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
     let started = Instant::now();
-    // The route's template, known before routing: the trace's name must be set before
-    // its span starts, and ids never go into names.
-    let route = req.match_pattern();
-    let name = match &route {
-        Some(route) => format!("{} {route}", req.method()),
-        None => req.method().to_string(),
-    };
-    // Every line logged while serving the request carries these; the handlers fill in
-    // the tenant, project, operation or batch once they know them. The `otel.` and
-    // `http.` fields are for the exported trace.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -55,11 +47,11 @@ pub async fn middleware(
         project_id = tracing::field::Empty,
         operation_id = tracing::field::Empty,
         batch_id = tracing::field::Empty,
-        otel.name = %name,
+        otel.name = %req.method(),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %req.method(),
-        http.route = route.as_deref(),
+        http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -72,7 +64,10 @@ pub async fn middleware(
         .instrument(span.clone())
         .await;
     let status = match &served {
-        Ok(response) => response.status(),
+        Ok(response) => {
+            name_after_route(&span, response.request());
+            response.status()
+        }
         Err(e) => e.as_response_error().status_code(),
     };
     span.record("http.response.status_code", status.as_u16());
@@ -91,6 +86,21 @@ pub async fn middleware(
         response.headers_mut().insert(HEADER, value);
     }
     Ok(response)
+}
+
+/// Names the request's span by its route's template (ids never go into names), once
+/// routing has found it: asked before routing, the template costs matching the path
+/// against the route table a second time (after, it is read from the matched resource's
+/// place in the table). The exported span has started by then (its trace id is handed to the handlers), so its
+/// name is changed in place.
+fn name_after_route(span: &tracing::Span, request: &actix_web::HttpRequest) {
+    let Some(route) = request.match_pattern() else {
+        return;
+    };
+    span.context()
+        .span()
+        .update_name(format!("{} {route}", request.method()));
+    span.record("http.route", route.as_str());
 }
 
 /// Names, on the request's span, what the request turned out to be about.
