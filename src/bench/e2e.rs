@@ -54,6 +54,11 @@ pub struct E2eBenchArgs {
     /// Print one JSON object instead of a report.
     #[arg(long)]
     pub json: bool,
+    /// Also write every measured delivery to this file, one `sent_ms,latency_ms` line
+    /// each (sent counted from the start of the measured seconds), in the order of
+    /// sending: where a tail lies in time, bursts or spread.
+    #[arg(long)]
+    pub latencies: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -457,6 +462,9 @@ async fn run(
         .filter(|(sent, _)| window.contains(sent))
         .map(|(sent, arrived)| arrived.saturating_sub(*sent) as f64 / 1000.0)
         .collect();
+    if let Some(path) = &args.latencies {
+        write_latencies(path, &seen.timings, &window)?;
+    }
     latencies.sort_by(f64::total_cmp);
     let delivered = latencies.len() as u64;
     let arrived_in_window = seen
@@ -601,4 +609,31 @@ async fn lease_operations(
         }
     }
     Ok(leased)
+}
+
+fn write_latencies(
+    path: &std::path::Path,
+    timings: &[(u64, u64)],
+    window: &std::ops::Range<u64>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut measured: Vec<&(u64, u64)> = timings
+        .iter()
+        .filter(|(sent, _)| window.contains(sent))
+        .collect();
+    measured.sort_unstable();
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "sent_ms,latency_ms")?;
+    for (sent, arrived) in measured {
+        writeln!(
+            out,
+            "{:.3},{:.3}",
+            (sent - window.start) as f64 / 1000.0,
+            arrived.saturating_sub(*sent) as f64 / 1000.0
+        )?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))
 }
