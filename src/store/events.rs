@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::writes::Writes;
 use super::{from_json, to_ms, values_placeholders, Backend, Result};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
@@ -182,43 +183,59 @@ pub(super) async fn insert_events(
     backend: Backend,
     events: &[StagedEvent],
 ) -> Result<EventTally> {
+    let mut writes = Writes::one_at_a_time();
+    let tally = push_insert_events(&mut writes, backend, events);
+    writes.execute(tx).await?;
+    Ok(tally)
+}
+
+pub(super) fn push_insert_events<'q>(
+    writes: &mut Writes<'q>,
+    backend: Backend,
+    events: &'q [StagedEvent],
+) -> EventTally {
     if events.is_empty() {
-        return Ok(EventTally::default());
+        return EventTally::default();
     }
     let commit_order = match backend {
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
         Backend::Sqlite => "0",
     };
     for chunk in super::sized_chunks(events, 512) {
-        let rows = values_placeholders(chunk.len(), 10, 1)
-            .replace("), (", &format!(", {commit_order}), ("));
-        let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
-        let sql = format!(
-                "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, traceparent, commit_order) VALUES {rows}"
-            );
-        let mut query = sqlx::query(&sql);
-        for staged in chunk {
-            let event = &staged.event;
-            query = query
-                .bind(event.id.to_string())
-                .bind(event.tenant_id.db())
-                .bind(event.project_id.db())
-                .bind(event.event_type.as_str())
-                .bind(event.subject.clone())
-                .bind(event.sequence)
-                .bind(staged.payload())
-                .bind(to_ms(event.timestamp))
-                .bind(staged.request.as_ref().map(|r| &*r.id))
-                .bind(
-                    staged
-                        .request
-                        .as_ref()
-                        .and_then(|r| r.traceparent.as_deref()),
-                );
-        }
-        query.execute(&mut **tx).await?;
+        writes.push(
+            chunk.len() * 10,
+            |first| {
+                let rows = values_placeholders(chunk.len(), 10, first)
+                    .replace("), (", &format!(", {commit_order}), ("));
+                let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
+                format!(
+                    "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, traceparent, commit_order) VALUES {rows}"
+                )
+            },
+            |binds| {
+                for staged in chunk {
+                    let event = &staged.event;
+                    binds
+                        .bind(event.id.to_string())
+                        .bind(event.tenant_id.db())
+                        .bind(event.project_id.db())
+                        .bind(event.event_type.as_str())
+                        .bind(event.subject.clone())
+                        .bind(event.sequence)
+                        .bind(staged.payload())
+                        .bind(to_ms(event.timestamp))
+                        .bind(staged.request.as_ref().map(|r| &*r.id))
+                        .bind(
+                            staged
+                                .request
+                                .as_ref()
+                                .and_then(|r| r.traceparent.as_deref()),
+                        );
+                }
+            },
+        );
     }
-    Ok(EventTally::of(events))
+    EventTally::of(events)
 }
 
 /// The event log: the feed that consumers page through, and each subject's history.

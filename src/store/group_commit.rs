@@ -14,8 +14,9 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::events::StagedEvent;
 use super::idempotency::{take_idempotency_key, OwnedIdempotencyRecord};
-use super::operations::{decode_operation, insert_operations, stage};
+use super::operations::{decode_operation, insert_operations, push_insert_operations, stage};
 use super::signals::Announce;
+use super::writes::Writes;
 use super::{Backend, CreateOutcome, Operations, Result, StoreError};
 use crate::domain::event::EventDraft;
 use crate::domain::ids::{OperationId, ProjectId, TenantId};
@@ -230,7 +231,14 @@ impl Operations {
             }
             outcomes.push((outcome, staged));
         }
-        insert_operations(&mut tx, &created).await?;
+        // New rows go out with the group's other writes, in one statement on PostgreSQL,
+        // unless a transition of the group must first find them under its lock.
+        let mut writes = Writes::new(self.backend);
+        if group.iter().any(|job| matches!(job, Job::Mutate { .. })) {
+            insert_operations(&mut tx, &created).await?;
+        } else {
+            push_insert_operations(&mut writes, &created);
+        }
 
         let mut ids: Vec<OperationId> = group
             .iter()
@@ -286,7 +294,7 @@ impl Operations {
             .collect();
         let now = crate::clock::now();
         announce.absorb(
-            self.write_changes(&mut tx, &changed_ops, events, now)
+            self.write_changes_with(&mut tx, writes, &changed_ops, &events, now)
                 .await?,
         );
         tx.commit().await?;

@@ -29,6 +29,7 @@ mod tasks;
 mod tenants;
 mod webhooks;
 mod workers;
+mod writes;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use super::events::{current_request, StagedEvent};
 use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
 use super::signals::{Announce, Signals};
+use super::writes::{Binds, Writes};
 use super::{
     from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
     Result, StoreError,
@@ -445,8 +446,21 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        update_operations(tx, ops).await?;
-        let mut announce = self.write_events(tx, events, now).await?;
+        self.write_changes_with(tx, Writes::new(self.backend), ops, &events, now)
+            .await
+    }
+
+    /// [`Operations::write_changes`] after `writes`, in one statement on PostgreSQL.
+    pub(super) async fn write_changes_with<'q>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        mut writes: Writes<'q>,
+        ops: &'q [Operation],
+        events: &'q [StagedEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Announce> {
+        push_update_operations(&mut writes, ops);
+        let mut announce = self.write_events_with(tx, writes, events, now).await?;
         announce.batches = ops
             .iter()
             .any(|op| op.batch.is_some() && op.status.is_terminal());
@@ -470,17 +484,20 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let tally = super::events::insert_events(tx, self.backend, &events).await?;
+        self.write_events_with(tx, Writes::new(self.backend), &events, now)
+            .await
+    }
+
+    async fn write_events_with<'q>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writes: Writes<'q>,
+        events: &'q [StagedEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Announce> {
         let handoff = self.signals.handoff();
-        let (queued, handed_off) =
-            super::deliveries::fan_out(tx, &events, now, handoff.as_deref()).await?;
-        Ok(Announce {
-            // Those handed to the dispatcher need no claim.
-            deliveries: queued > handed_off.len(),
-            events: tally,
-            handed_off,
-            ..Announce::default()
-        })
+        super::deliveries::write_events(tx, writes, self.backend, events, now, handoff.as_deref())
+            .await
     }
 
     pub async fn list(
@@ -623,9 +640,9 @@ fn clone_params(params: &[Param]) -> Vec<Param> {
 }
 
 /// Binds every column of `COLUMNS`, in order.
-fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
+fn bind_operation<'q>(binds: &mut Binds<'q>, op: &Operation) {
     let lease = op.lease.as_ref();
-    query
+    binds
         .bind(op.id.db())
         .bind(op.tenant_id.db())
         .bind(op.project_id.db())
@@ -664,7 +681,7 @@ fn bind_operation<'q>(query: AnyQuery<'q>, op: &Operation) -> AnyQuery<'q> {
         .bind(op.resume_from_phase.clone())
         .bind(op.queue_rank)
         .bind(op.batch.as_ref().map(|b| b.batch_id.db()))
-        .bind(op.batch.as_ref().map(|b| b.key.clone()))
+        .bind(op.batch.as_ref().map(|b| b.key.clone()));
 }
 
 pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
@@ -814,18 +831,29 @@ pub(super) async fn insert_operations(
     tx: &mut Transaction<'static, Any>,
     ops: &[Operation],
 ) -> Result<()> {
+    let mut writes = Writes::one_at_a_time();
+    push_insert_operations(&mut writes, ops);
+    writes.execute(tx).await
+}
+
+pub(super) fn push_insert_operations<'q>(writes: &mut Writes<'q>, ops: &'q [Operation]) {
     for chunk in sized_chunks(ops, UPDATE_CHUNK) {
-        let sql = format!(
-            "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
-            values_placeholders(chunk.len(), COLUMN_COUNT + 1, 1)
+        writes.push(
+            chunk.len() * (COLUMN_COUNT + 1),
+            |first| {
+                format!(
+                    "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
+                    values_placeholders(chunk.len(), COLUMN_COUNT + 1, first)
+                )
+            },
+            |binds| {
+                for op in chunk {
+                    bind_operation(binds, op);
+                    binds.bind(clock::queue_order());
+                }
+            },
         );
-        let mut query = sqlx::query(&sql);
-        for op in chunk {
-            query = bind_operation(query, op).bind(clock::queue_order());
-        }
-        query.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 /// Rows per multi-row statement: 100 × 41 parameters stays within both backends' limits.
@@ -910,27 +938,36 @@ pub(super) fn agable(top_rank: &str, now: &str, interval_ms: &str) -> String {
 }
 
 /// Writes every column of each operation, many rows per statement.
-pub(super) async fn update_operations(
-    tx: &mut Transaction<'static, Any>,
-    ops: &[Operation],
-) -> Result<()> {
-    let assignments: Vec<String> = COLUMNS
-        .split(", ")
-        .enumerate()
-        .skip(1)
-        .map(|(i, column)| format!("{column} = v.column{}", i + 1))
-        .collect();
+pub(super) fn push_update_operations<'q>(writes: &mut Writes<'q>, ops: &'q [Operation]) {
     for chunk in sized_chunks(ops, UPDATE_CHUNK) {
-        let sql = format!(
-            "UPDATE operations SET {} FROM (VALUES {}) AS v WHERE operations.id = v.column1",
-            assignments.join(", "),
-            values_placeholders(chunk.len(), COLUMN_COUNT, 1)
+        writes.push(
+            chunk.len() * COLUMN_COUNT,
+            |first| {
+                format!(
+                    "UPDATE operations SET {} FROM (VALUES {}) AS v WHERE operations.id = v.column1",
+                    update_assignments(),
+                    values_placeholders(chunk.len(), COLUMN_COUNT, first)
+                )
+            },
+            |binds| {
+                for op in chunk {
+                    bind_operation(binds, op);
+                }
+            },
         );
-        let mut query = sqlx::query(&sql);
-        for op in chunk {
-            query = bind_operation(query, op);
-        }
-        query.execute(&mut **tx).await?;
     }
-    Ok(())
+}
+
+/// `tenant_id = v.column2, …`: every column but the key, from the `VALUES` row.
+fn update_assignments() -> &'static str {
+    static ASSIGNMENTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ASSIGNMENTS.get_or_init(|| {
+        COLUMNS
+            .split(", ")
+            .enumerate()
+            .skip(1)
+            .map(|(i, column)| format!("{column} = v.column{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::deliveries::fan_out;
-use super::events::{insert_events, StagedEvent};
+use super::deliveries::write_events;
+use super::events::StagedEvent;
 use super::sealed::{credential_place, Sealer};
-use super::signals::Announce;
+use super::writes::Writes;
 use super::{from_json, from_ms, to_json, to_ms, Backend, Result, Signals, StoreError};
 use crate::domain::event::{Event, EventDraft};
 use crate::domain::ids::{EventId, OperationId, ProjectId, TenantId};
@@ -467,16 +467,18 @@ impl SyncSink {
             .into_iter()
             .map(|event| StagedEvent::plain(event, None))
             .collect();
-        let tally = insert_events(&mut tx, s.backend, &staged).await?;
         let handoff = s.signals.handoff();
-        let (queued, handed_off) = fan_out(&mut tx, &staged, now, handoff.as_deref()).await?;
+        let announce = write_events(
+            &mut tx,
+            Writes::new(s.backend),
+            s.backend,
+            &staged,
+            now,
+            handoff.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
-        s.signals.after_commit(Announce {
-            deliveries: queued > handed_off.len(),
-            events: tally,
-            handed_off,
-            ..Default::default()
-        });
+        s.signals.after_commit(announce);
         *state = SyncState {
             cursor,
             version: state.version + 1,

@@ -13,9 +13,35 @@ use crate::domain::delivery::{self, DeliveryStatus, Destination, Routed, Waterma
 use crate::domain::event::Event;
 use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
 use crate::domain::webhook::{Webhook, WebhookStatus};
-use crate::store::events::StagedEvent;
+use crate::store::events::{push_insert_events, StagedEvent};
+use crate::store::signals::Announce;
 use crate::store::webhooks::decode_webhook;
-use crate::store::{sized_chunks, to_json, to_ms, values_placeholders, Result, StoreError};
+use crate::store::writes::Writes;
+use crate::store::{
+    sized_chunks, to_json, to_ms, values_placeholders, Backend, Result, StoreError,
+};
+
+/// Writes `writes`, then the events and the deliveries they queue: on PostgreSQL one
+/// statement, once routing has read what it needs. What to announce once committed.
+pub(in crate::store) async fn write_events<'q>(
+    tx: &mut Transaction<'static, Any>,
+    mut writes: Writes<'q>,
+    backend: Backend,
+    events: &'q [StagedEvent],
+    now: DateTime<Utc>,
+    handoff: Option<&HandoffSink>,
+) -> Result<Announce> {
+    let tally = push_insert_events(&mut writes, backend, events);
+    let (queued, handed_off) = queue_deliveries(tx, &mut writes, events, now, handoff).await?;
+    writes.execute(tx).await?;
+    Ok(Announce {
+        // Those handed to the dispatcher need no claim.
+        deliveries: queued > handed_off.len(),
+        events: tally,
+        handed_off,
+        ..Announce::default()
+    })
+}
 
 /// Queues one delivery per destination of each event, inside the transaction that
 /// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
@@ -25,6 +51,21 @@ use crate::store::{sized_chunks, to_json, to_ms, values_placeholders, Result, St
 /// those handed off.
 pub(in crate::store) async fn fan_out(
     tx: &mut Transaction<'static, Any>,
+    events: &[StagedEvent],
+    now: DateTime<Utc>,
+    handoff: Option<&HandoffSink>,
+) -> Result<(usize, HandedOff)> {
+    let mut writes = Writes::one_at_a_time();
+    let queued = queue_deliveries(tx, &mut writes, events, now, handoff).await?;
+    writes.execute(tx).await?;
+    Ok(queued)
+}
+
+/// [`fan_out`], its reads done at once and its writes added to `writes`, so that they
+/// can go out with the events' own.
+pub(in crate::store) async fn queue_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    writes: &mut Writes<'_>,
     events: &[StagedEvent],
     now: DateTime<Utc>,
     handoff: Option<&HandoffSink>,
@@ -103,8 +144,8 @@ pub(in crate::store) async fn fan_out(
             handed.push(taken);
         }
     }
-    insert_deliveries(tx, &planned.deliveries, &rows, now).await?;
-    save_watermarks(tx, &planned.watermarks).await?;
+    push_deliveries(writes, &planned.deliveries, &rows, now);
+    push_watermarks(writes, &planned.watermarks);
     Ok((planned.deliveries.len(), handed))
 }
 
@@ -200,72 +241,79 @@ async fn load_watermarks(
     Ok(known)
 }
 
-async fn save_watermarks(
-    tx: &mut Transaction<'static, Any>,
-    watermarks: &Watermarks,
-) -> Result<()> {
+fn push_watermarks(writes: &mut Writes<'_>, watermarks: &Watermarks) {
     let rows: Vec<(&(WebhookId, String), &f64)> = watermarks.iter().collect();
     for chunk in sized_chunks(&rows, 256) {
-        let sql = format!(
-            "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
-             ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
-            values_placeholders(chunk.len(), 3, 1)
+        writes.push(
+            chunk.len() * 3,
+            |first| {
+                format!(
+                    "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
+                     ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
+                    values_placeholders(chunk.len(), 3, first)
+                )
+            },
+            |binds| {
+                for ((webhook, subject), percentage) in chunk {
+                    binds
+                        .bind(webhook.db())
+                        .bind(subject.clone())
+                        .bind(**percentage);
+                }
+            },
         );
-        let mut query = sqlx::query(&sql);
-        for ((webhook, subject), percentage) in chunk {
-            query = query
-                .bind(webhook.db())
-                .bind(subject.clone())
-                .bind(**percentage);
-        }
-        query.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
-async fn insert_deliveries(
-    tx: &mut Transaction<'static, Any>,
+/// The values are bound as owned copies: the rows go out with writes made after this
+/// returns, when the routing's borrowed webhooks are gone.
+fn push_deliveries(
+    writes: &mut Writes<'_>,
     queued: &[(&Event, Destination)],
     rows: &[QueuedRow<'_>],
     now: DateTime<Utc>,
-) -> Result<()> {
+) {
     const COLUMNS: usize = 16;
     for (chunk, rows) in sized_chunks(queued, 500).zip(sized_chunks(rows, 500)) {
-        let sql = format!(
-            "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-             status, attempts, next_attempt_at, created_at, updated_at, message, lease_token, lease_expires_at) VALUES {}",
-            values_placeholders(chunk.len(), COLUMNS, 1)
+        writes.push(
+            chunk.len() * COLUMNS,
+            |first| {
+                format!(
+                    "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
+                     status, attempts, next_attempt_at, created_at, updated_at, message, lease_token, lease_expires_at) VALUES {}",
+                    values_placeholders(chunk.len(), COLUMNS, first)
+                )
+            },
+            |binds| {
+                for ((event, destination), row) in chunk.iter().zip(rows) {
+                    let endpoint_id = match destination {
+                        Destination::Webhook { id, .. } => Some(id.db()),
+                        Destination::Push { worker, .. } => Some(worker.db()),
+                        Destination::Callback { .. } | Destination::Notification(_) => None,
+                    };
+                    let message = match destination {
+                        Destination::Notification(outgoing) => Some(to_json(outgoing)),
+                        _ => None,
+                    };
+                    binds
+                        .bind(row.id.db())
+                        .bind(event.tenant_id.db())
+                        .bind(event.project_id.db())
+                        .bind(event.id.to_string())
+                        .bind(event.event_type.as_str())
+                        .bind(destination.channel().as_str())
+                        .bind(endpoint_id)
+                        .bind(destination.url())
+                        .bind(DeliveryStatus::Pending.as_str())
+                        .bind(0_i64)
+                        .bind(to_ms(now))
+                        .bind(to_ms(now))
+                        .bind(to_ms(now))
+                        .bind(message)
+                        .bind(row.lease.map(|l| l.token.clone()))
+                        .bind(row.lease.map(|l| to_ms(l.until)));
+                }
+            },
         );
-        let mut query = sqlx::query(&sql);
-        for ((event, destination), row) in chunk.iter().zip(rows) {
-            let endpoint_id = match destination {
-                Destination::Webhook { id, .. } => Some(id.db()),
-                Destination::Push { worker, .. } => Some(worker.db()),
-                Destination::Callback { .. } | Destination::Notification(_) => None,
-            };
-            let message = match destination {
-                Destination::Notification(outgoing) => Some(to_json(outgoing)),
-                _ => None,
-            };
-            query = query
-                .bind(row.id.db())
-                .bind(event.tenant_id.db())
-                .bind(event.project_id.db())
-                .bind(event.id.to_string())
-                .bind(event.event_type.as_str())
-                .bind(destination.channel().as_str())
-                .bind(endpoint_id)
-                .bind(destination.url())
-                .bind(DeliveryStatus::Pending.as_str())
-                .bind(0_i64)
-                .bind(to_ms(now))
-                .bind(to_ms(now))
-                .bind(to_ms(now))
-                .bind(message)
-                .bind(row.lease.map(|l| l.token.clone()))
-                .bind(row.lease.map(|l| to_ms(l.until)));
-        }
-        query.execute(&mut **tx).await?;
     }
-    Ok(())
 }

@@ -15,7 +15,7 @@ pub(super) mod handoff;
 mod health;
 mod trace;
 
-pub(super) use fan_out::{active_webhooks, fan_out};
+pub(super) use fan_out::{active_webhooks, fan_out, write_events};
 pub use handoff::Handed;
 use handoff::HandoffSink;
 use health::{announce_disabled, record_endpoint_health};
