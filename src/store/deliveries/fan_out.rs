@@ -43,26 +43,12 @@ pub(in crate::store) async fn write_events<'q>(
     })
 }
 
-/// Queues one delivery per destination of each event, inside the transaction that
-/// wrote the events (see `domain::delivery::fan_out`). One webhook lookup per
-/// project, one watermark read and one write for throttled progress, one insert per
-/// 500 rows. With a `handoff`, webhook deliveries are leased to this process's
-/// dispatcher while it has room (see [`handoff`]). Returns how many were queued, and
-/// those handed off.
-pub(in crate::store) async fn fan_out(
-    tx: &mut Transaction<'static, Any>,
-    events: &[StagedEvent],
-    now: DateTime<Utc>,
-    handoff: Option<&HandoffSink>,
-) -> Result<(usize, HandedOff)> {
-    let mut writes = Writes::one_at_a_time();
-    let queued = queue_deliveries(tx, &mut writes, events, now, handoff).await?;
-    writes.execute(tx).await?;
-    Ok(queued)
-}
-
-/// [`fan_out`], its reads done at once and its writes added to `writes`, so that they
-/// can go out with the events' own.
+/// Queues one delivery per destination of each event, in the transaction that writes
+/// the events (see `domain::delivery::fan_out`): one webhook lookup per project and one
+/// watermark read for throttled progress, done at once; the rows (one insert per 500)
+/// and the watermarks are added to `writes`, to go out with the events' own. With a
+/// `handoff`, webhook deliveries are leased to this process's dispatcher while it has
+/// room (see [`handoff`]). Returns how many were queued, and those handed off.
 pub(in crate::store) async fn queue_deliveries(
     tx: &mut Transaction<'static, Any>,
     writes: &mut Writes<'_>,

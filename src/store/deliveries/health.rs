@@ -5,15 +5,17 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 
-use super::fan_out;
+use super::write_events;
 use crate::domain::delivery::{DisableReason, EndpointHealth};
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{EventId, ProjectId, TenantId, WebhookId};
 use crate::domain::notify::{masked_url, DisabledEndpoint, EndpointKind};
 use crate::domain::webhook::WebhookStatus;
-use crate::store::events::{insert_events, EventTally, StagedEvent};
+use crate::store::events::StagedEvent;
 use crate::store::integrations::{decode_contacts, IntegrationStatus};
 use crate::store::sealed::{slack_place, Sealer};
+use crate::store::signals::Announce;
+use crate::store::writes::Writes;
 use crate::store::{from_ms, to_ms, Backend, Result, StoreError};
 
 /// An endpoint that the transaction recording outcomes disabled.
@@ -182,9 +184,8 @@ pub(super) async fn announce_disabled(
     backend: Backend,
     disabled: Vec<Disabled>,
     now: DateTime<Utc>,
-) -> Result<(usize, EventTally)> {
-    let mut queued = 0;
-    let mut tally = EventTally::default();
+) -> Result<Announce> {
+    let mut announce = Announce::default();
     for d in disabled {
         let contacts = sqlx::query("SELECT email, slack FROM alert_contacts WHERE project_id = $1")
             .bind(d.project.db())
@@ -233,9 +234,8 @@ pub(super) async fn announce_disabled(
             payload: Default::default(),
         })
         .collect();
-        tally.add(insert_events(tx, backend, &events).await?);
         // Rare: claimed as any delivery queued without a dispatcher at hand.
-        queued += fan_out(tx, &events, now, None).await?.0;
+        announce.absorb(write_events(tx, Writes::new(backend), backend, &events, now, None).await?);
     }
-    Ok((queued, tally))
+    Ok(announce)
 }

@@ -15,7 +15,7 @@ pub(super) mod handoff;
 mod health;
 mod trace;
 
-pub(super) use fan_out::{active_webhooks, fan_out, write_events};
+pub(super) use fan_out::{active_webhooks, write_events};
 pub use handoff::Handed;
 use handoff::HandoffSink;
 use health::{announce_disabled, record_endpoint_health};
@@ -397,13 +397,9 @@ impl Deliveries {
                 .await?;
         }
         let disabled = record_endpoint_health(&mut tx, &self.sealer, &health, now).await?;
-        let (alerts, tally) = announce_disabled(&mut tx, self.backend, disabled, now).await?;
+        let announce = announce_disabled(&mut tx, self.backend, disabled, now).await?;
         tx.commit().await?;
-        self.signals.after_commit(Announce {
-            deliveries: alerts > 0,
-            events: tally,
-            ..Default::default()
-        });
+        self.signals.after_commit(announce);
         Ok(())
     }
 
