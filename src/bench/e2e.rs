@@ -456,15 +456,20 @@ async fn run(
 
     let seen = std::mem::take(&mut *arrivals.seen.lock().expect("not poisoned"));
     let window = window_start.as_micros() as u64..window_end.as_micros() as u64;
-    let mut latencies: Vec<f64> = seen
+    // (sent, arrived) of the events sent during the measured seconds.
+    let measured: Vec<(u64, u64)> = seen
         .timings
         .iter()
         .filter(|(sent, _)| window.contains(sent))
-        .map(|(sent, arrived)| arrived.saturating_sub(*sent) as f64 / 1000.0)
+        .copied()
         .collect();
     if let Some(path) = &args.latencies {
-        write_latencies(path, &seen.timings, &window)?;
+        write_latencies(path, measured.clone(), window.start)?;
     }
+    let mut latencies: Vec<f64> = measured
+        .iter()
+        .map(|(sent, arrived)| arrived.saturating_sub(*sent) as f64 / 1000.0)
+        .collect();
     latencies.sort_by(f64::total_cmp);
     let delivered = latencies.len() as u64;
     let arrived_in_window = seen
@@ -613,14 +618,10 @@ async fn lease_operations(
 
 fn write_latencies(
     path: &std::path::Path,
-    timings: &[(u64, u64)],
-    window: &std::ops::Range<u64>,
+    mut measured: Vec<(u64, u64)>,
+    start: u64,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut measured: Vec<&(u64, u64)> = timings
-        .iter()
-        .filter(|(sent, _)| window.contains(sent))
-        .collect();
     measured.sort_unstable();
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -630,8 +631,8 @@ fn write_latencies(
         writeln!(
             out,
             "{:.3},{:.3}",
-            (sent - window.start) as f64 / 1000.0,
-            arrived.saturating_sub(*sent) as f64 / 1000.0
+            (sent - start) as f64 / 1000.0,
+            arrived.saturating_sub(sent) as f64 / 1000.0
         )?;
     }
     out.flush()
