@@ -30,7 +30,7 @@ use crate::outbound::signing::{generate_secret, SigningKey};
 use crate::outbound::{OutboundClient, SignedMessage};
 use crate::shared::SharedByKey;
 use crate::store::{
-    ClaimBudget, ClaimedDelivery, Deliveries, Handed, Signals, StoreError, Webhooks,
+    ClaimBudget, ClaimedDelivery, Deliveries, Handed, Held, Signals, StoreError, Webhooks,
 };
 
 /// Longest stored slice of a receiver's answer.
@@ -96,7 +96,11 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-    let handed = deliveries.hand_off_to(in_flight.clone(), settings.lease());
+    let handed = deliveries.hand_off_to(
+        in_flight.clone(),
+        settings.max_in_flight.max(1),
+        settings.lease(),
+    );
     let context = Arc::new(Context {
         client: OutboundClient::new(settings.request_timeout, settings.allow_private_targets),
         deliveries: deliveries.clone(),
@@ -119,7 +123,7 @@ pub fn spawn(
     Dispatcher {
         draining,
         others: vec![
-            tokio::spawn(take_handoffs(context.clone(), handed)),
+            tokio::spawn(take_handoffs(context.clone(), in_flight.clone(), handed)),
             tokio::spawn(dispatch(context, in_flight, next_due)),
             tokio::spawn(prune(deliveries, settings.retention)),
         ],
@@ -128,12 +132,16 @@ pub fn spawn(
 
 /// Sends what writes of this process hand straight to the dispatcher (see
 /// `store::Deliveries::hand_off_to`), until the process stops.
-async fn take_handoffs(ctx: Arc<Context>, mut handed: mpsc::UnboundedReceiver<Vec<Handed>>) {
+async fn take_handoffs(
+    ctx: Arc<Context>,
+    in_flight: Arc<Semaphore>,
+    mut handed: mpsc::UnboundedReceiver<Vec<Handed>>,
+) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         tokio::select! {
             batch = handed.recv() => match batch {
-                Some(batch) => start_sends(&ctx, batch),
+                Some(batch) => start_sends(&ctx, &in_flight, batch),
                 None => break,
             },
             _ = shutdown.wait_for(|down| *down) => break,
@@ -144,13 +152,46 @@ async fn take_handoffs(ctx: Arc<Context>, mut handed: mpsc::UnboundedReceiver<Ve
     // its delivery back in the queue. (One committed after this drain keeps its lease
     // until it expires.)
     while let Ok(batch) = handed.try_recv() {
-        start_sends(&ctx, batch);
+        start_sends(&ctx, &in_flight, batch);
     }
 }
 
-fn start_sends(ctx: &Arc<Context>, batch: Vec<Handed>) {
-    for Handed { delivery, permit } in batch {
-        tokio::spawn(send(ctx.clone(), delivery, vec![permit]));
+fn start_sends(ctx: &Arc<Context>, in_flight: &Arc<Semaphore>, batch: Vec<Handed>) {
+    for Handed { delivery, held } in batch {
+        match held {
+            Held::Slot(slot) => tokio::spawn(send(ctx.clone(), delivery, vec![slot])),
+            Held::Waiting(place) => tokio::spawn(send_when_free(
+                ctx.clone(),
+                in_flight.clone(),
+                delivery,
+                place,
+            )),
+        };
+    }
+}
+
+/// Sends a handed-off delivery once a slot frees up, in turn with the claims and the
+/// other deliveries waiting; puts it back in the queue if the process stops first.
+async fn send_when_free(
+    ctx: Arc<Context>,
+    in_flight: Arc<Semaphore>,
+    delivery: ClaimedDelivery,
+    place: OwnedSemaphorePermit,
+) {
+    let slot = tokio::select! {
+        slot = in_flight.acquire_owned() => slot.ok(),
+        () = stopping(&ctx.shutdown) => None,
+    };
+    drop(place);
+    match slot {
+        Some(slot) => send(ctx, delivery, vec![slot]).await,
+        None => {
+            let _ = ctx.outcomes.send(Settled {
+                outcome: released(&delivery, clock::now()),
+                queued_at: delivery.queued_at,
+                _permits: Vec::new(),
+            });
+        }
     }
 }
 
@@ -171,13 +212,19 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
         if worth_claiming {
             // The slots are taken before the claim: writes of this process take slots
             // for the deliveries they hand off meanwhile. When none is free, the claim
-            // waits for one and keeps it (the semaphore serves waiters first), so what
-            // waits in the outbox is never crowded out by what is handed off.
+            // waits in turn for a share of them (the semaphore serves waiters first, in
+            // order), so what waits in the outbox is never crowded out by what is handed
+            // off, nor claimed a row at a time.
             let mut slots = Vec::new();
             if in_flight.available_permits() == 0 {
+                let share = (ctx.settings.max_in_flight / 4).clamp(1, CLAIM_BATCH) as u32;
                 tokio::select! {
-                    permit = in_flight.clone().acquire_owned() => {
-                        slots.extend(permit.ok());
+                    permits = in_flight.clone().acquire_many_owned(share) => {
+                        if let Ok(mut permits) = permits {
+                            while let Some(one) = permits.split(1) {
+                                slots.push(one);
+                            }
+                        }
                     }
                     _ = shutdown.changed() => continue,
                 }

@@ -44,7 +44,7 @@ pub use breakout::Breakout;
 pub use clients::Clients;
 pub use deliveries::{
     AttemptEntry, ClaimBudget, ClaimedDelivery, Deliveries, DeliveryAttempt, DeliveryView,
-    EventDelivery, Handed,
+    EventDelivery, Handed, Held,
 };
 pub use due::{DueNow, DueQuery, DueWork};
 pub use events::{

@@ -28,6 +28,7 @@ both_backends!(
     webhooks_registered_counts_the_webhooks_and_callbacks_that_hear_of_the_operation,
     a_delivery_id_reads_the_same_in_every_answer,
     a_receiver_answering_nul_bytes_is_recorded_like_any_other,
+    deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limit,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1026,4 +1027,53 @@ async fn a_receiver_answering_nul_bytes_is_recorded_like_any_other(backend: Back
         1,
         "recorded once, never sent again"
     );
+}
+
+/// More deliveries than the dispatcher has slots (3 here): those handed to it while every
+/// slot is taken wait in memory, the rest in the outbox, and all of them arrive once,
+/// never more than 3 at a time.
+async fn deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limit(
+    backend: Backend,
+) {
+    const SLOTS: usize = 3;
+    const REPORTS: usize = 30;
+    const HELD: Duration = Duration::from_millis(200);
+    let app = TestApp::spawn_with(backend, |config| {
+        config.delivery.max_in_flight = SLOTS;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.fallback(Reply::status(200).after(HELD));
+    app.register_webhook(&json!({"webhookUrl": receiver.url, "events": ["operation.progress"]}))
+        .await;
+    let id = app.start_operation(&op("Slots")).await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Slots"], "max": 1}))
+        .await
+        .remove(0);
+    for i in 1..=REPORTS {
+        let r = app
+            .post(
+                &app.api(&format!("/operation/{id}/progress")),
+                &json!({"leaseToken": lease["leaseToken"], "percentage": i}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    receiver.wait_for(REPORTS, 60 * SEC).await;
+    // Nothing more comes: each was sent once.
+    tokio::time::sleep(HELD * 3).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), REPORTS, "each report delivered once");
+    let mut arrivals: Vec<_> = received.iter().map(|r| r.at).collect();
+    arrivals.sort();
+    // A slot is held until the receiver has answered (after `HELD`) and the outcome is
+    // recorded, so no window shorter than `HELD` sees more arrivals than there are slots.
+    for (i, first) in arrivals.iter().enumerate() {
+        let within = arrivals[i..]
+            .iter()
+            .take_while(|at| at.duration_since(*first) < HELD - Duration::from_millis(10))
+            .count();
+        assert!(within <= SLOTS, "{within} deliveries in flight at once");
+    }
 }

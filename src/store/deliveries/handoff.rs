@@ -1,10 +1,12 @@
 //! Deliveries handed straight to this process's dispatcher by the transaction that
 //! queues them. They are written already leased to it and given to it once the
 //! transaction commits, so they cost no claim, and a transaction that fails drops them
-//! with the dispatcher's slots they hold. Only as many are handed off as the dispatcher
-//! has free slots for; the others wait in the outbox for a claim, as everything does when
-//! no dispatcher runs here. A process that dies with deliveries handed to it leaves them
-//! leased, and their leases expire as a claim's would.
+//! with the places they hold. Only as many are handed off as the dispatcher has free
+//! slots for, plus as many again waiting in memory for a slot (a claim costs the database
+//! about twice what a handed-off delivery does, and under load every slot is taken); the
+//! others wait in the outbox for a claim, as everything does when no dispatcher runs
+//! here. A process that dies with deliveries handed to it leaves them leased, and their
+//! leases expire as a claim's would; those that were only waiting were never sent.
 
 use std::sync::Arc;
 
@@ -21,17 +23,28 @@ use crate::store::sealed::{webhook_place, Sealer};
 /// Where a dispatcher takes deliveries handed to it.
 pub struct HandoffSink {
     /// The dispatcher's slots: a delivery handed off holds one from before its row is
-    /// written until its outcome is recorded, as a claimed one does.
+    /// written (or from when it stops waiting) until its outcome is recorded, as a
+    /// claimed one does.
     in_flight: Arc<Semaphore>,
+    /// Places for deliveries handed off while every slot is taken, waiting for one.
+    waiting: Arc<Semaphore>,
     lease: chrono::Duration,
     sealer: Sealer,
     sender: mpsc::UnboundedSender<Vec<Handed>>,
 }
 
-/// A delivery handed to the dispatcher, with the slot it holds.
+/// A delivery handed to the dispatcher, with the place it holds.
 pub struct Handed {
     pub delivery: ClaimedDelivery,
-    pub permit: OwnedSemaphorePermit,
+    pub held: Held,
+}
+
+/// What a handed-off delivery holds of the dispatcher's.
+pub enum Held {
+    /// A slot: it may be sent at once.
+    Slot(OwnedSemaphorePermit),
+    /// A place among those waiting for a slot.
+    Waiting(OwnedSemaphorePermit),
 }
 
 /// What one transaction hands off: given to the dispatcher after the commit.
@@ -85,12 +98,14 @@ pub(super) struct HandoffLease<'a> {
 impl HandoffSink {
     pub(super) fn new(
         in_flight: Arc<Semaphore>,
+        waiting: usize,
         lease: std::time::Duration,
         sealer: Sealer,
     ) -> (HandoffSink, mpsc::UnboundedReceiver<Vec<Handed>>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let sink = HandoffSink {
             in_flight,
+            waiting: Arc::new(Semaphore::new(waiting)),
             lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)),
             sealer,
             sender,
@@ -122,7 +137,7 @@ impl HandoffSink {
 
 impl HandoffLease<'_> {
     /// Hands the delivery `id` of `staged`'s event to `webhook` off, if the dispatcher
-    /// has a free slot. `sealed`: the webhook's secrets as stored. Never fails the
+    /// has a free slot or a free place to wait for one. `sealed`: the webhook's secrets as stored. Never fails the
     /// transaction that queues it: secrets that cannot be opened fail only the delivery,
     /// and without the keys to open anything it stays in the outbox.
     pub(super) fn take(
@@ -133,7 +148,12 @@ impl HandoffLease<'_> {
         url: &str,
         sealed: Option<&str>,
     ) -> Option<Handed> {
-        let permit = self.sink.in_flight.clone().try_acquire_owned().ok()?;
+        // A slot is free only while nobody waits for one (the semaphore serves waiters
+        // first), so what is handed off never overtakes what waits.
+        let held = match self.sink.in_flight.clone().try_acquire_owned() {
+            Ok(slot) => Held::Slot(slot),
+            Err(_) => Held::Waiting(self.sink.waiting.clone().try_acquire_owned().ok()?),
+        };
         let secrets = open_secret_versions(
             &self.sink.sealer,
             sealed,
@@ -166,6 +186,6 @@ impl HandoffLease<'_> {
             rate_limit: webhook.rate_limit,
             endpoint_failing: webhook.failing_since.is_some(),
         };
-        Some(Handed { delivery, permit })
+        Some(Handed { delivery, held })
     }
 }

@@ -16,8 +16,8 @@ mod health;
 mod trace;
 
 pub(super) use fan_out::{active_webhooks, write_events};
-pub use handoff::Handed;
 use handoff::HandoffSink;
+pub use handoff::{Handed, Held};
 use health::{announce_disabled, record_endpoint_health};
 use trace::decode_attempt;
 pub use trace::{DeliveryAttempt, EventDelivery};
@@ -170,14 +170,15 @@ impl Deliveries {
     }
 
     /// Hands the webhook deliveries this process's writes queue straight to its
-    /// dispatcher, while `in_flight` has free slots, leased to it for `lease`; what it
-    /// is handed arrives on the receiver.
+    /// dispatcher, while `in_flight` has free slots or fewer than `waiting` wait for
+    /// one, leased to it for `lease`; what it is handed arrives on the receiver.
     pub fn hand_off_to(
         &self,
         in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+        waiting: usize,
         lease: Duration,
     ) -> tokio::sync::mpsc::UnboundedReceiver<Vec<Handed>> {
-        let (sink, receiver) = HandoffSink::new(in_flight, lease, self.sealer.clone());
+        let (sink, receiver) = HandoffSink::new(in_flight, waiting, lease, self.sealer.clone());
         self.signals.set_handoff(Some(sink));
         receiver
     }
