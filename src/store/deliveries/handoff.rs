@@ -137,9 +137,10 @@ impl HandoffSink {
 
 impl HandoffLease<'_> {
     /// Hands the delivery `id` of `staged`'s event to `webhook` off, if the dispatcher
-    /// has a free slot or a free place to wait for one. `sealed`: the webhook's secrets as stored. Never fails the
-    /// transaction that queues it: secrets that cannot be opened fail only the delivery,
-    /// and without the keys to open anything it stays in the outbox.
+    /// has a free slot or a free place to wait for one. `sealed`: the webhook's secrets
+    /// as stored. Never fails the transaction that queues it: secrets that cannot be
+    /// opened fail only the delivery, and without the keys to open anything it stays in
+    /// the outbox.
     pub(super) fn take(
         &self,
         id: DeliveryId,
