@@ -96,11 +96,9 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let next_due = Arc::new(AtomicI64::new(i64::MAX));
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-    let handed = deliveries.hand_off_to(
-        in_flight.clone(),
-        settings.max_in_flight.max(1),
-        settings.lease(),
-    );
+    // As many again may wait in memory for a slot, handed off or claimed.
+    let waiting = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let handed = deliveries.hand_off_to(in_flight.clone(), waiting.clone(), settings.lease());
     let context = Arc::new(Context {
         client: OutboundClient::new(settings.request_timeout, settings.allow_private_targets),
         deliveries: deliveries.clone(),
@@ -124,7 +122,7 @@ pub fn spawn(
         draining,
         others: vec![
             tokio::spawn(take_handoffs(context.clone(), in_flight.clone(), handed)),
-            tokio::spawn(dispatch(context, in_flight, next_due)),
+            tokio::spawn(dispatch(context, in_flight, waiting, next_due)),
             tokio::spawn(prune(deliveries, settings.retention)),
         ],
     }
@@ -165,18 +163,21 @@ fn start_sends(ctx: &Arc<Context>, in_flight: &Arc<Semaphore>, batch: Vec<Handed
                 in_flight.clone(),
                 delivery,
                 place,
+                Vec::new(),
             )),
         };
     }
 }
 
-/// Sends a handed-off delivery once a slot frees up, in turn with the claims and the
+/// Sends a delivery that holds a place to wait once a slot frees up, in turn with the
 /// other deliveries waiting; puts it back in the queue if the process stops first.
+/// `permits`: the others its attempt holds.
 async fn send_when_free(
     ctx: Arc<Context>,
     in_flight: Arc<Semaphore>,
     delivery: ClaimedDelivery,
     place: OwnedSemaphorePermit,
+    mut permits: Vec<OwnedSemaphorePermit>,
 ) {
     let slot = tokio::select! {
         slot = in_flight.acquire_owned() => slot.ok(),
@@ -184,7 +185,10 @@ async fn send_when_free(
     };
     drop(place);
     match slot {
-        Some(slot) => send(ctx, delivery, vec![slot]).await,
+        Some(slot) => {
+            permits.push(slot);
+            send(ctx, delivery, permits).await
+        }
         None => {
             let _ = ctx.outcomes.send(Settled {
                 outcome: released(&delivery, clock::now()),
@@ -195,7 +199,12 @@ async fn send_when_free(
     }
 }
 
-async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<AtomicI64>) {
+async fn dispatch(
+    ctx: Arc<Context>,
+    in_flight: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    next_due: Arc<AtomicI64>,
+) {
     // Retries may use at most half of the capacity: fresh events always find room.
     let retry_share = Arc::new(Semaphore::new((ctx.settings.max_in_flight / 2).max(1)));
     let mut shutdown = ctx.shutdown.clone();
@@ -212,30 +221,33 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
         if worth_claiming {
             // The slots are taken before the claim: writes of this process take slots
             // for the deliveries they hand off meanwhile. When none is free, the claim
-            // waits in turn for a share of them (the semaphore serves waiters first, in
-            // order), so what waits in the outbox is never crowded out by what is handed
-            // off, nor claimed a row at a time.
-            let mut slots = Vec::new();
-            if in_flight.available_permits() == 0 {
+            // waits for a share of the places to wait for one, ahead of the writes (the
+            // semaphore serves waiters first), so what waits in the outbox is not
+            // crowded out by what is handed off, and the slots keep sending what waits
+            // in memory while the claim runs.
+            let mut slots = free_permits(&in_flight, CLAIM_BATCH);
+            let mut places = Vec::new();
+            if slots.is_empty() {
                 let share = (ctx.settings.max_in_flight / 4).clamp(1, CLAIM_BATCH) as u32;
                 tokio::select! {
-                    permits = in_flight.clone().acquire_many_owned(share) => {
+                    permits = waiting.clone().acquire_many_owned(share) => {
                         if let Ok(mut permits) = permits {
                             while let Some(one) = permits.split(1) {
-                                slots.push(one);
+                                places.push(one);
                             }
                         }
                     }
                     _ = shutdown.changed() => continue,
                 }
+                places.extend(free_permits(&waiting, CLAIM_BATCH - places.len()));
             }
-            slots.extend(free_permits(&in_flight, CLAIM_BATCH - slots.len()));
             let now = clock::now();
             let lease_until =
                 now + chrono::Duration::from_std(ctx.settings.lease()).expect("lease fits");
-            let mut retry_slots = free_permits(&retry_share, slots.len());
+            let total = slots.len() + places.len();
+            let mut retry_slots = free_permits(&retry_share, total);
             let budget = ClaimBudget {
-                total: slots.len(),
+                total,
                 retries: retry_slots.len(),
             };
             let claimed = match ctx.deliveries.claim(budget, now, lease_until).await {
@@ -248,7 +260,7 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
             };
             worth_claiming = claimed.len() == budget.total;
             for delivery in claimed {
-                let mut permits = vec![slots.pop().expect("claimed within the slots taken")];
+                let mut permits = Vec::new();
                 if delivery.is_retry() {
                     permits.push(
                         retry_slots
@@ -256,7 +268,22 @@ async fn dispatch(ctx: Arc<Context>, in_flight: Arc<Semaphore>, next_due: Arc<At
                             .expect("claimed within the retry share taken"),
                     );
                 }
-                tokio::spawn(send(ctx.clone(), delivery, permits));
+                match slots.pop() {
+                    Some(slot) => {
+                        permits.push(slot);
+                        tokio::spawn(send(ctx.clone(), delivery, permits));
+                    }
+                    None => {
+                        let place = places.pop().expect("claimed within the places taken");
+                        tokio::spawn(send_when_free(
+                            ctx.clone(),
+                            in_flight.clone(),
+                            delivery,
+                            place,
+                            permits,
+                        ));
+                    }
+                }
             }
             if worth_claiming {
                 continue;

@@ -2,10 +2,10 @@
 //! queues them. They are written already leased to it and given to it once the
 //! transaction commits, so they cost no claim, and a transaction that fails drops them
 //! with the places they hold. Only as many are handed off as the dispatcher has free
-//! slots for, plus as many again waiting in memory for a slot (a claim costs the database
-//! about twice what a handed-off delivery does, and under load every slot is taken); the
-//! others wait in the outbox for a claim, as everything does when no dispatcher runs
-//! here. A process that dies with deliveries handed to it leaves them leased, and their
+//! slots for, or free places to wait in memory for one (shared with the dispatcher's
+//! claims, which take them first when they wait for them, so that what waits in the
+//! outbox keeps its turn); the others wait in the outbox for a claim, as everything does
+//! when no dispatcher runs here. A process that dies with deliveries handed to it leaves them leased, and their
 //! leases expire as a claim's would; those that were only waiting were never sent.
 
 use std::sync::Arc;
@@ -26,7 +26,8 @@ pub struct HandoffSink {
     /// written (or from when it stops waiting) until its outcome is recorded, as a
     /// claimed one does.
     in_flight: Arc<Semaphore>,
-    /// Places for deliveries handed off while every slot is taken, waiting for one.
+    /// Places to wait in memory for a slot, for deliveries handed off or claimed while
+    /// every slot is taken.
     waiting: Arc<Semaphore>,
     lease: chrono::Duration,
     sealer: Sealer,
@@ -98,14 +99,14 @@ pub(super) struct HandoffLease<'a> {
 impl HandoffSink {
     pub(super) fn new(
         in_flight: Arc<Semaphore>,
-        waiting: usize,
+        waiting: Arc<Semaphore>,
         lease: std::time::Duration,
         sealer: Sealer,
     ) -> (HandoffSink, mpsc::UnboundedReceiver<Vec<Handed>>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let sink = HandoffSink {
             in_flight,
-            waiting: Arc::new(Semaphore::new(waiting)),
+            waiting,
             lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)),
             sealer,
             sender,

@@ -170,12 +170,12 @@ impl Deliveries {
     }
 
     /// Hands the webhook deliveries this process's writes queue straight to its
-    /// dispatcher, while `in_flight` has free slots or fewer than `waiting` wait for
-    /// one, leased to it for `lease`; what it is handed arrives on the receiver.
+    /// dispatcher, while `in_flight` has free slots or `waiting` free places to wait
+    /// for one, leased to it for `lease`; what it is handed arrives on the receiver.
     pub fn hand_off_to(
         &self,
         in_flight: std::sync::Arc<tokio::sync::Semaphore>,
-        waiting: usize,
+        waiting: std::sync::Arc<tokio::sync::Semaphore>,
         lease: Duration,
     ) -> tokio::sync::mpsc::UnboundedReceiver<Vec<Handed>> {
         let (sink, receiver) = HandoffSink::new(in_flight, waiting, lease, self.sealer.clone());
