@@ -156,16 +156,33 @@ async fn take_handoffs(
 
 fn start_sends(ctx: &Arc<Context>, in_flight: &Arc<Semaphore>, batch: Vec<Handed>) {
     for Handed { delivery, held } in batch {
-        match held {
-            Held::Slot(slot) => tokio::spawn(send(ctx.clone(), delivery, vec![slot])),
-            Held::Waiting(place) => tokio::spawn(send_when_free(
+        start_send(ctx, in_flight, delivery, held, Vec::new());
+    }
+}
+
+/// Sends `delivery` now if it holds a slot, or once one frees up if it holds a place to
+/// wait. `permits`: the others its attempt holds.
+fn start_send(
+    ctx: &Arc<Context>,
+    in_flight: &Arc<Semaphore>,
+    delivery: ClaimedDelivery,
+    held: Held,
+    mut permits: Vec<OwnedSemaphorePermit>,
+) {
+    match held {
+        Held::Slot(slot) => {
+            permits.push(slot);
+            tokio::spawn(send(ctx.clone(), delivery, permits));
+        }
+        Held::Waiting(place) => {
+            tokio::spawn(send_when_free(
                 ctx.clone(),
                 in_flight.clone(),
                 delivery,
                 place,
-                Vec::new(),
-            )),
-        };
+                permits,
+            ));
+        }
     }
 }
 
@@ -193,7 +210,7 @@ async fn send_when_free(
             let _ = ctx.outcomes.send(Settled {
                 outcome: released(&delivery, clock::now()),
                 queued_at: delivery.queued_at,
-                _permits: Vec::new(),
+                _permits: permits,
             });
         }
     }
@@ -268,22 +285,12 @@ async fn dispatch(
                             .expect("claimed within the retry share taken"),
                     );
                 }
-                match slots.pop() {
-                    Some(slot) => {
-                        permits.push(slot);
-                        tokio::spawn(send(ctx.clone(), delivery, permits));
-                    }
-                    None => {
-                        let place = places.pop().expect("claimed within the places taken");
-                        tokio::spawn(send_when_free(
-                            ctx.clone(),
-                            in_flight.clone(),
-                            delivery,
-                            place,
-                            permits,
-                        ));
-                    }
-                }
+                let held = slots
+                    .pop()
+                    .map(Held::Slot)
+                    .or_else(|| places.pop().map(Held::Waiting))
+                    .expect("claimed within the slots and places taken");
+                start_send(&ctx, &in_flight, delivery, held, permits);
             }
             if worth_claiming {
                 continue;

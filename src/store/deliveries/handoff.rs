@@ -5,8 +5,9 @@
 //! slots for, or free places to wait in memory for one (shared with the dispatcher's
 //! claims, which take them first when they wait for them, so that what waits in the
 //! outbox keeps its turn); the others wait in the outbox for a claim, as everything does
-//! when no dispatcher runs here. A process that dies with deliveries handed to it leaves them leased, and their
-//! leases expire as a claim's would; those that were only waiting were never sent.
+//! when no dispatcher runs here. A process that dies with deliveries handed to it leaves
+//! them leased, and their leases expire as a claim's would; those that were only waiting
+//! were never sent.
 
 use std::sync::Arc;
 
