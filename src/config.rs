@@ -148,8 +148,9 @@ pub struct ServeArgs {
     /// Deliveries in flight at once, over all endpoints.
     #[arg(long, env = "RELAIS_DELIVERY_CONCURRENCY", default_value_t = 256)]
     pub delivery_concurrency: usize,
-    /// Deliveries in flight at once to one endpoint.
-    #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 32)]
+    /// Deliveries in flight at once to one endpoint, at most. An endpoint starts at a
+    /// quarter of it and earns more by answering quickly while deliveries wait for it.
+    #[arg(long, env = "RELAIS_ENDPOINT_CONCURRENCY", default_value_t = 128)]
     pub endpoint_concurrency: usize,
     /// Seconds from the first SIGTERM (or Ctrl-C) to the process's exit, at most: requests
     /// in flight finish, built-in executors hand their attempts back, deliveries in flight
@@ -244,7 +245,7 @@ pub struct DeliveryConfig {
     pub disable_after: Duration,
     /// Deliveries in flight at once, over all endpoints.
     pub max_in_flight: usize,
-    /// Deliveries in flight at once to one endpoint.
+    /// Deliveries in flight at once to one endpoint, at most; it starts at a quarter.
     pub per_endpoint: usize,
     /// How long settled deliveries, attempts and events are kept.
     pub retention: Duration,
@@ -446,7 +447,7 @@ impl Config {
                 allow_private_targets: false,
                 disable_after: Duration::from_secs(432_000),
                 max_in_flight: 256,
-                per_endpoint: 32,
+                per_endpoint: 128,
                 retention: Duration::from_secs(30 * 86_400),
             },
             secret_overlap: Duration::from_secs(86_400),

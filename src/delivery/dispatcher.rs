@@ -22,6 +22,7 @@ use crate::domain::delivery::{
     decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, storable_text,
     AttemptLog, AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
+use crate::domain::endpoint_limit::{load_of, next_limit, EndpointBounds, Load};
 use crate::domain::ids::WebhookId;
 use crate::domain::rate_limit::{reserve, RateLimit, Reservation};
 use crate::domain::webhook::live_secrets;
@@ -69,9 +70,9 @@ struct Context {
     signals: Signals,
     settings: DispatcherSettings,
     client: OutboundClient,
-    /// Deliveries in flight to each endpoint (a webhook, or a callback URL), at most
-    /// `settings.per_endpoint` at once.
-    endpoints: SharedByKey<String, Semaphore>,
+    /// Deliveries in flight to each endpoint (a webhook, or a callback URL), within its
+    /// limit, which moves up to `settings.per_endpoint`.
+    endpoints: SharedByKey<String, Endpoint>,
     outcomes: mpsc::UnboundedSender<Settled>,
     /// Turns true when the process stops: no more claims, and sends that have not started
     /// go back to the queue.
@@ -156,23 +157,23 @@ async fn take_handoffs(
 
 fn start_sends(ctx: &Arc<Context>, in_flight: &Arc<Semaphore>, batch: Vec<Handed>) {
     for Handed { delivery, held } in batch {
-        start_send(ctx, in_flight, delivery, held, Vec::new());
+        start_send(ctx, in_flight, delivery, held, Holds::default());
     }
 }
 
 /// Sends `delivery` now if it holds a slot, or once one frees up if it holds a place to
-/// wait. `permits`: the others its attempt holds.
+/// wait. `holds`: what else its attempt holds.
 fn start_send(
     ctx: &Arc<Context>,
     in_flight: &Arc<Semaphore>,
     delivery: ClaimedDelivery,
     held: Held,
-    mut permits: Vec<OwnedSemaphorePermit>,
+    mut holds: Holds,
 ) {
     match held {
         Held::Slot(slot) => {
-            permits.push(slot);
-            tokio::spawn(send(ctx.clone(), delivery, permits));
+            holds.permits.push(slot);
+            tokio::spawn(send(ctx.clone(), delivery, holds));
         }
         Held::Waiting(place) => {
             tokio::spawn(send_when_free(
@@ -180,7 +181,7 @@ fn start_send(
                 in_flight.clone(),
                 delivery,
                 place,
-                permits,
+                holds,
             ));
         }
     }
@@ -188,13 +189,13 @@ fn start_send(
 
 /// Sends a delivery that holds a place to wait once a slot frees up, in turn with the
 /// other deliveries waiting; puts it back in the queue if the process stops first.
-/// `permits`: the others its attempt holds.
+/// `holds`: what else its attempt holds.
 async fn send_when_free(
     ctx: Arc<Context>,
     in_flight: Arc<Semaphore>,
     delivery: ClaimedDelivery,
     place: OwnedSemaphorePermit,
-    mut permits: Vec<OwnedSemaphorePermit>,
+    mut holds: Holds,
 ) {
     let slot = tokio::select! {
         slot = in_flight.acquire_owned() => slot.ok(),
@@ -203,14 +204,14 @@ async fn send_when_free(
     drop(place);
     match slot {
         Some(slot) => {
-            permits.push(slot);
-            send(ctx, delivery, permits).await
+            holds.permits.push(slot);
+            send(ctx, delivery, holds).await
         }
         None => {
             let _ = ctx.outcomes.send(Settled {
                 outcome: released(&delivery, clock::now()),
                 queued_at: delivery.queued_at,
-                _permits: permits,
+                _holds: holds,
             });
         }
     }
@@ -277,9 +278,9 @@ async fn dispatch(
             };
             worth_claiming = claimed.len() == budget.total;
             for delivery in claimed {
-                let mut permits = Vec::new();
+                let mut holds = Holds::default();
                 if delivery.is_retry() {
-                    permits.push(
+                    holds.permits.push(
                         retry_slots
                             .pop()
                             .expect("claimed within the retry share taken"),
@@ -290,7 +291,7 @@ async fn dispatch(
                     .map(Held::Slot)
                     .or_else(|| places.pop().map(Held::Waiting))
                     .expect("claimed within the slots and places taken");
-                start_send(&ctx, &in_flight, delivery, held, permits);
+                start_send(&ctx, &in_flight, delivery, held, holds);
             }
             if worth_claiming {
                 continue;
@@ -331,21 +332,89 @@ fn free_permits(semaphore: &Arc<Semaphore>, max: usize) -> Vec<OwnedSemaphorePer
         .collect()
 }
 
-/// An outcome on its way to the recorder, with the permits of its attempt. They are
-/// released only once the outcome is committed, so the deliveries that are sent but not
-/// yet settled (the ones a crash would send again) never outnumber the concurrency limits.
+/// An outcome on its way to the recorder, with what its attempt holds. That is released
+/// only once the outcome is committed, so the deliveries that are sent but not yet
+/// settled (the ones a crash would send again) never outnumber the concurrency limits.
 struct Settled {
     outcome: DeliveryOutcome,
     /// When the delivery was queued (its event written).
     queued_at: DateTime<Utc>,
-    _permits: Vec<OwnedSemaphorePermit>,
+    _holds: Holds,
 }
 
-async fn send(
-    ctx: Arc<Context>,
-    delivery: ClaimedDelivery,
-    mut permits: Vec<OwnedSemaphorePermit>,
-) {
+/// What an attempt holds until its outcome is committed: its slot in flight, perhaps a
+/// place in the retries' share, and its endpoint's slot.
+#[derive(Default)]
+struct Holds {
+    permits: Vec<OwnedSemaphorePermit>,
+    endpoint: Option<EndpointSlot>,
+}
+
+/// One endpoint's slots: as many permits as its limit, which starts low and moves with
+/// its answers, within bounds (`domain::endpoint_limit`).
+struct Endpoint {
+    slots: Arc<Semaphore>,
+    bounds: EndpointBounds,
+    limit: std::sync::Mutex<usize>,
+}
+
+/// One of an endpoint's slots. It keeps the endpoint remembered (`SharedByKey` forgets
+/// only what nobody holds), so that a slot out never lets a new limit start beside it.
+struct EndpointSlot {
+    _permit: OwnedSemaphorePermit,
+    _endpoint: Arc<Endpoint>,
+}
+
+impl Endpoint {
+    fn new(bounds: EndpointBounds) -> Self {
+        Endpoint {
+            slots: Arc::new(Semaphore::new(bounds.start)),
+            bounds,
+            limit: std::sync::Mutex::new(bounds.start),
+        }
+    }
+
+    /// A slot, free now or within `ENDPOINT_WAIT`, and whether the delivery had to wait.
+    async fn slot(self: &Arc<Self>) -> Option<(EndpointSlot, bool)> {
+        let (permit, waited) = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => (permit, false),
+            Err(_) => {
+                let waited =
+                    tokio::time::timeout(ENDPOINT_WAIT, self.slots.clone().acquire_owned()).await;
+                (waited.ok()?.ok()?, true)
+            }
+        };
+        let slot = EndpointSlot {
+            _permit: permit,
+            _endpoint: self.clone(),
+        };
+        Some((slot, waited))
+    }
+
+    /// Moves the limit as an answer says. Slots taken back while they are out are
+    /// forgotten as they come back, ahead of the sends waiting for them.
+    fn answered(&self, load: Load, waited: bool) {
+        let mut limit = self.limit.lock().expect("endpoint limit");
+        let next = next_limit(*limit, self.bounds, load, waited);
+        if next > *limit {
+            self.slots.add_permits(next - *limit);
+        } else if next < *limit {
+            let owed = *limit - next;
+            let out = owed - self.slots.forget_permits(owed);
+            if out > 0 {
+                let slots = self.slots.clone();
+                tokio::spawn(async move {
+                    if let Ok(taken) = slots.acquire_many_owned(out as u32).await {
+                        taken.forget();
+                    }
+                });
+            }
+        }
+        *limit = next;
+    }
+}
+
+async fn send(ctx: Arc<Context>, delivery: ClaimedDelivery, mut holds: Holds) {
     // Every line about this delivery names it, its event and the request that caused the
     // event, so that a search for the request id finds its deliveries too; exported, the
     // span is a child of that request's, in its trace.
@@ -363,14 +432,14 @@ async fn send(
     );
     crate::trace::follow(&span, delivery.traceparent.as_deref());
     async move {
-        if let Some(outcome) = attempt(&ctx, &delivery, &mut permits).await {
+        if let Some(outcome) = attempt(&ctx, &delivery, &mut holds).await {
             log_outcome(&delivery, &outcome);
             // The recorder outlives every sender; a closed channel means shutdown, and the
             // lease then hands the delivery to the next process.
             let _ = ctx.outcomes.send(Settled {
                 outcome,
                 queued_at: delivery.queued_at,
-                _permits: permits,
+                _holds: holds,
             });
         }
     }
@@ -423,7 +492,7 @@ fn outcome(
 async fn attempt(
     ctx: &Context,
     delivery: &ClaimedDelivery,
-    permits: &mut Vec<OwnedSemaphorePermit>,
+    holds: &mut Holds,
 ) -> Option<DeliveryOutcome> {
     if !delivery.endpoint_active {
         let why = match delivery.channel {
@@ -442,20 +511,20 @@ async fn attempt(
             .map_or_else(|| delivery.url.clone(), |w| w.to_string()),
     };
     // Slack takes about one message a second per incoming webhook: one at a time.
-    let limit = match delivery.channel {
-        Channel::Slack => 1,
-        _ => ctx.settings.per_endpoint,
+    let bounds = match delivery.channel {
+        Channel::Slack => EndpointBounds::one_at_a_time(),
+        _ => EndpointBounds::up_to(ctx.settings.per_endpoint),
     };
-    let endpoint = ctx.endpoints.get(key.as_str(), || Semaphore::new(limit));
-    let waited = tokio::select! {
-        waited = tokio::time::timeout(ENDPOINT_WAIT, endpoint.acquire_owned()) => waited,
+    let endpoint = ctx.endpoints.get(key.as_str(), || Endpoint::new(bounds));
+    let slot = tokio::select! {
+        slot = endpoint.slot() => slot,
         () = stopping(&ctx.shutdown) => return Some(released(delivery, clock::now())),
     };
-    let Ok(Ok(endpoint_permit)) = waited else {
+    let Some((slot, waited)) = slot else {
         let later = clock::now() + chrono::Duration::milliseconds(250);
         return Some(released(delivery, later));
     };
-    permits.push(endpoint_permit);
+    holds.endpoint = Some(slot);
     if let (Some(limit), Some(webhook)) = (delivery.rate_limit, delivery.webhook_id) {
         match take_slot(ctx, webhook, limit).await {
             Ok(Reservation::Granted { send_at, .. }) => {
@@ -533,7 +602,9 @@ async fn attempt(
 
     let started = Instant::now();
     let (attempt_result, response_body) = send_http(request.ok(), "target address", now).await;
-    let latency_ms = started.elapsed().as_millis() as i64;
+    let latency = started.elapsed();
+    endpoint.answered(load_of(&attempt_result, latency), waited);
+    let latency_ms = latency.as_millis() as i64;
     Some(settle(
         ctx,
         delivery,
@@ -858,21 +929,57 @@ mod tests {
     use super::*;
     use crate::shared::KEPT_BEFORE_PRUNING;
 
-    #[test]
-    fn an_endpoint_busy_while_others_are_forgotten_keeps_its_limit() {
-        let limits: SharedByKey<String, Semaphore> = SharedByKey::default();
-        let limit = || Semaphore::new(1);
-        let busy = limits
-            .get("busy", limit)
-            .try_acquire_owned()
+    #[tokio::test]
+    async fn an_endpoint_busy_while_others_are_forgotten_keeps_its_limit() {
+        let endpoints: SharedByKey<String, Endpoint> = SharedByKey::default();
+        let one = || Endpoint::new(EndpointBounds::one_at_a_time());
+        let (busy, waited) = endpoints
+            .get("busy", one)
+            .slot()
+            .await
             .expect("a free slot");
+        assert!(!waited);
         for i in 0..KEPT_BEFORE_PRUNING * 3 {
-            limits.get(format!("https://example.com/callback/{i}").as_str(), limit);
+            endpoints.get(format!("https://example.com/callback/{i}").as_str(), one);
         }
-        assert!(limits.len() <= KEPT_BEFORE_PRUNING + 1, "{}", limits.len());
-        // The busy endpoint kept its semaphore, so its limit still holds.
-        assert!(limits.get("busy", limit).try_acquire_owned().is_err());
+        assert!(
+            endpoints.len() <= KEPT_BEFORE_PRUNING + 1,
+            "{}",
+            endpoints.len()
+        );
+        // The busy endpoint was kept, so its limit still holds.
+        let again = endpoints.get("busy", one);
+        assert!(again.slots.clone().try_acquire_owned().is_err());
         drop(busy);
-        assert!(limits.get("busy", limit).try_acquire_owned().is_ok());
+        assert!(again.slots.clone().try_acquire_owned().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_endpoints_slots_follow_its_limit_up_and_down() {
+        let endpoint = Arc::new(Endpoint::new(EndpointBounds::up_to(8)));
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            out.push(endpoint.slot().await.expect("free").0);
+        }
+        assert!(endpoint.slots.try_acquire().is_err(), "two at first");
+        // Quick answers while deliveries wait earn slots, up to the most.
+        for _ in 0..10 {
+            endpoint.answered(Load::Light, true);
+        }
+        assert_eq!(*endpoint.limit.lock().unwrap(), 8);
+        assert_eq!(endpoint.slots.available_permits(), 6);
+        for _ in 0..6 {
+            out.push(endpoint.slot().await.expect("earned").0);
+        }
+        // Strain while all eight are out: the slots taken back are forgotten as they
+        // come home, before anyone else gets one.
+        for _ in 0..10 {
+            endpoint.answered(Load::Strained, true);
+        }
+        assert_eq!(*endpoint.limit.lock().unwrap(), 2);
+        out.truncate(1);
+        tokio::task::yield_now().await;
+        let free = endpoint.slots.available_permits();
+        assert_eq!(free, 1, "one of the two out again, after the strain");
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod batch;
 pub mod breakout;
 pub mod delivery;
+pub mod endpoint_limit;
 pub mod event;
 pub mod fields;
 pub mod ids;

@@ -29,6 +29,7 @@ both_backends!(
     a_delivery_id_reads_the_same_in_every_answer,
     a_receiver_answering_nul_bytes_is_recorded_like_any_other,
     deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limit,
+    a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quarter,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1065,15 +1066,80 @@ async fn deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limi
     tokio::time::sleep(HELD * 3).await;
     let received = receiver.received();
     assert_eq!(received.len(), REPORTS, "each report delivered once");
-    let mut arrivals: Vec<_> = received.iter().map(|r| r.at).collect();
-    arrivals.sort();
     // A slot is held until the receiver has answered (after `HELD`) and the outcome is
     // recorded, so no window shorter than `HELD` sees more arrivals than there are slots.
-    for (i, first) in arrivals.iter().enumerate() {
-        let within = arrivals[i..]
-            .iter()
-            .take_while(|at| at.duration_since(*first) < HELD - Duration::from_millis(10))
-            .count();
-        assert!(within <= SLOTS, "{within} deliveries in flight at once");
+    let at_once = most_at_once(&received, HELD);
+    assert!(at_once <= SLOTS, "{at_once} deliveries in flight at once");
+}
+
+/// The most deliveries seen arriving within any window shorter than `held`, the time the
+/// receiver holds each request: how many were in flight to it at once.
+fn most_at_once(received: &[Received], held: Duration) -> usize {
+    let mut arrivals: Vec<_> = received.iter().map(|r| r.at).collect();
+    arrivals.sort();
+    (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|at| at.duration_since(arrivals[i]) < held - Duration::from_millis(10))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quarter(
+    backend: Backend,
+) {
+    const MOST: usize = 16;
+    const REPORTS: usize = 120;
+    let app = TestApp::spawn_with(backend, |config| {
+        config.delivery.per_endpoint = MOST;
+    })
+    .await;
+    let quick = Receiver::start().await;
+    let quick_answer = Duration::from_millis(100);
+    quick.fallback(Reply::status(200).after(quick_answer));
+    let slow = Receiver::start().await;
+    let slow_answer = Duration::from_millis(400);
+    slow.fallback(Reply::status(200).after(slow_answer));
+    for receiver in [&quick, &slow] {
+        app.register_webhook(
+            &json!({"webhookUrl": receiver.url, "events": ["operation.progress"]}),
+        )
+        .await;
     }
+    let id = app.start_operation(&op("Slots")).await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Slots"], "max": 1}))
+        .await
+        .remove(0);
+    for i in 1..=REPORTS {
+        let r = app
+            .post(
+                &app.api(&format!("/operation/{id}/progress")),
+                &json!({"leaseToken": lease["leaseToken"], "processedRecords": i}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    quick.wait_for(REPORTS, 60 * SEC).await;
+    tokio::time::sleep(quick_answer * 3).await;
+    let received = quick.received();
+    assert_eq!(received.len(), REPORTS, "each report delivered once");
+    let at_once = most_at_once(&received, quick_answer);
+    // It starts at a quarter of the most (4), and may never pass the most.
+    assert!(
+        at_once > MOST / 4 && at_once <= MOST,
+        "{at_once} deliveries in flight at once to the quick endpoint"
+    );
+
+    // The slow endpoint answers each one after 400 ms: it earns nothing.
+    let some = 24;
+    let received = slow.wait_for(some, 60 * SEC).await;
+    let at_once = most_at_once(&received[..some], slow_answer);
+    assert!(
+        at_once <= MOST / 4,
+        "{at_once} deliveries in flight at once to the slow endpoint"
+    );
 }

@@ -1,0 +1,179 @@
+//! How many deliveries one endpoint is sent at once. An endpoint starts at a quarter of
+//! the configured most (`RELAIS_ENDPOINT_CONCURRENCY`) and earns one more slot each time
+//! it answers quickly while deliveries wait for it, so a fast receiver takes a stream as
+//! fast as it comes; an answer that shows strain (none, 429, a server error, or a slow
+//! one) takes a tenth of its slots back, down to the quarter it started from. An endpoint
+//! that is merely slow earns nothing: it keeps its starting share of the dispatcher.
+//!
+//! The limit only ever moves between the start and the most, so whatever it learned, a
+//! crash sends again at most the configured most to one endpoint.
+
+use std::time::Duration;
+
+use super::delivery::AttemptResult;
+
+/// An answer within this earns a slot, if deliveries were waiting for the endpoint.
+pub const QUICK_ANSWER: Duration = Duration::from_millis(250);
+/// An answer slower than this counts as strain.
+pub const SLOW_ANSWER: Duration = Duration::from_secs(1);
+
+/// Where one endpoint's limit may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointBounds {
+    pub start: usize,
+    pub most: usize,
+}
+
+impl EndpointBounds {
+    /// Bounds for a configured most: the start is a quarter of it, at least one.
+    pub fn up_to(most: usize) -> Self {
+        let most = most.max(1);
+        EndpointBounds {
+            start: (most / 4).max(1),
+            most,
+        }
+    }
+
+    /// One at a time, whatever happens (Slack's incoming webhooks).
+    pub fn one_at_a_time() -> Self {
+        EndpointBounds { start: 1, most: 1 }
+    }
+}
+
+/// What an answer says about the endpoint's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Answered quickly and without complaint.
+    Light,
+    /// Answered, slowly but within [`SLOW_ANSWER`], or quickly with a refusal that is not
+    /// about load (a 4xx other than 429).
+    Steady,
+    /// No answer, 429, a server error, or an answer after [`SLOW_ANSWER`].
+    Strained,
+}
+
+/// How `result`, answered after `latency`, reads.
+pub fn load_of(result: &AttemptResult, latency: Duration) -> Load {
+    match result {
+        AttemptResult::NoResponse { .. } => Load::Strained,
+        AttemptResult::Status { code, .. } if *code == 429 || *code >= 500 => Load::Strained,
+        _ if latency > SLOW_ANSWER => Load::Strained,
+        AttemptResult::Status {
+            code: 200..=299, ..
+        } if latency <= QUICK_ANSWER => Load::Light,
+        AttemptResult::Status { .. } => Load::Steady,
+    }
+}
+
+/// The endpoint's next limit after an answer. `waited`: whether the delivery answered had
+/// to wait for one of the endpoint's slots, that is, whether more would have been sent
+/// had the limit been higher.
+pub fn next_limit(current: usize, bounds: EndpointBounds, load: Load, waited: bool) -> usize {
+    let next = match load {
+        Load::Light if waited => current + 1,
+        Load::Light | Load::Steady => current,
+        // At least one back, so that strain always shows.
+        Load::Strained => current - (current / 10).max(1).min(current),
+    };
+    next.clamp(bounds.start, bounds.most.max(bounds.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> AttemptResult {
+        AttemptResult::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    const QUICK: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn bounds_start_at_a_quarter_of_the_most_and_never_below_one() {
+        assert_eq!(
+            EndpointBounds::up_to(128),
+            EndpointBounds {
+                start: 32,
+                most: 128
+            }
+        );
+        assert_eq!(EndpointBounds::up_to(16).start, 4);
+        assert_eq!(
+            EndpointBounds::up_to(3),
+            EndpointBounds { start: 1, most: 3 }
+        );
+        assert_eq!(
+            EndpointBounds::up_to(0),
+            EndpointBounds { start: 1, most: 1 }
+        );
+    }
+
+    #[test]
+    fn answers_read_as_load() {
+        assert_eq!(load_of(&status(200), QUICK), Load::Light);
+        assert_eq!(load_of(&status(204), QUICK_ANSWER), Load::Light);
+        assert_eq!(
+            load_of(&status(200), QUICK_ANSWER + Duration::from_millis(1)),
+            Load::Steady
+        );
+        assert_eq!(load_of(&status(200), SLOW_ANSWER), Load::Steady);
+        assert_eq!(
+            load_of(&status(200), SLOW_ANSWER + Duration::from_millis(1)),
+            Load::Strained
+        );
+        assert_eq!(load_of(&status(400), QUICK), Load::Steady);
+        assert_eq!(load_of(&status(410), QUICK), Load::Steady);
+        assert_eq!(load_of(&status(429), QUICK), Load::Strained);
+        assert_eq!(load_of(&status(500), QUICK), Load::Strained);
+        assert_eq!(load_of(&status(503), QUICK), Load::Strained);
+        let refused = AttemptResult::NoResponse {
+            error: "connection refused".into(),
+        };
+        assert_eq!(load_of(&refused, QUICK), Load::Strained);
+    }
+
+    #[test]
+    fn a_quick_endpoint_with_deliveries_waiting_grows_to_the_most_and_no_further() {
+        let bounds = EndpointBounds::up_to(128);
+        let mut limit = bounds.start;
+        for _ in 0..200 {
+            limit = next_limit(limit, bounds, Load::Light, true);
+        }
+        assert_eq!(limit, 128);
+    }
+
+    #[test]
+    fn nothing_is_earned_without_deliveries_waiting_or_by_a_slow_answer() {
+        let bounds = EndpointBounds::up_to(128);
+        assert_eq!(next_limit(40, bounds, Load::Light, false), 40);
+        assert_eq!(next_limit(40, bounds, Load::Steady, true), 40);
+        assert_eq!(next_limit(32, bounds, Load::Steady, true), 32);
+    }
+
+    #[test]
+    fn strain_takes_a_tenth_back_down_to_the_start() {
+        let bounds = EndpointBounds::up_to(128);
+        assert_eq!(next_limit(128, bounds, Load::Strained, true), 116);
+        assert_eq!(next_limit(35, bounds, Load::Strained, false), 32);
+        assert_eq!(next_limit(32, bounds, Load::Strained, true), 32);
+        let mut limit = 128;
+        for _ in 0..100 {
+            limit = next_limit(limit, bounds, Load::Strained, true);
+        }
+        assert_eq!(limit, 32);
+        // Small limits still move by one.
+        let small = EndpointBounds::up_to(16);
+        assert_eq!(next_limit(9, small, Load::Strained, true), 8);
+        assert_eq!(next_limit(4, small, Load::Strained, true), 4);
+    }
+
+    #[test]
+    fn one_at_a_time_stays_one() {
+        let bounds = EndpointBounds::one_at_a_time();
+        assert_eq!(next_limit(1, bounds, Load::Light, true), 1);
+        assert_eq!(next_limit(1, bounds, Load::Strained, true), 1);
+    }
+}
