@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::endpoint::{Endpoint, EndpointSlot, Turn};
 use super::notify::{send_mail, slack_request, Mailer};
 use crate::clock;
 use crate::domain::delivery::{
     decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, storable_text,
     AttemptLog, AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
-use crate::domain::endpoint_limit::{load_of, next_limit, EndpointBounds, Load};
+use crate::domain::endpoint_limit::{load_of, EndpointBounds};
 use crate::domain::ids::WebhookId;
 use crate::domain::rate_limit::{reserve, RateLimit, Reservation};
 use crate::domain::webhook::live_secrets;
@@ -37,8 +38,6 @@ use crate::store::{
 /// Longest stored slice of a receiver's answer.
 const RESPONSE_BODY_LIMIT: usize = 4096;
 const CLAIM_BATCH: usize = 500;
-/// How long a delivery waits for a busy endpoint before going back to the queue.
-const ENDPOINT_WAIT: Duration = Duration::from_secs(1);
 const RECORD_BATCH: usize = 1000;
 
 #[derive(Debug, Clone)]
@@ -350,70 +349,6 @@ struct Holds {
     endpoint: Option<EndpointSlot>,
 }
 
-/// One endpoint's slots: as many permits as its limit, which starts low and moves with
-/// its answers, within bounds (`domain::endpoint_limit`).
-struct Endpoint {
-    slots: Arc<Semaphore>,
-    bounds: EndpointBounds,
-    limit: std::sync::Mutex<usize>,
-}
-
-/// One of an endpoint's slots. It keeps the endpoint remembered (`SharedByKey` forgets
-/// only what nobody holds), so that a slot out never lets a new limit start beside it.
-struct EndpointSlot {
-    _permit: OwnedSemaphorePermit,
-    _endpoint: Arc<Endpoint>,
-}
-
-impl Endpoint {
-    fn new(bounds: EndpointBounds) -> Self {
-        Endpoint {
-            slots: Arc::new(Semaphore::new(bounds.start)),
-            bounds,
-            limit: std::sync::Mutex::new(bounds.start),
-        }
-    }
-
-    /// A slot, free now or within `ENDPOINT_WAIT`, and whether the delivery had to wait.
-    async fn slot(self: &Arc<Self>) -> Option<(EndpointSlot, bool)> {
-        let (permit, waited) = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => (permit, false),
-            Err(_) => {
-                let waited =
-                    tokio::time::timeout(ENDPOINT_WAIT, self.slots.clone().acquire_owned()).await;
-                (waited.ok()?.ok()?, true)
-            }
-        };
-        let slot = EndpointSlot {
-            _permit: permit,
-            _endpoint: self.clone(),
-        };
-        Some((slot, waited))
-    }
-
-    /// Moves the limit as an answer says. Slots taken back while they are out are
-    /// forgotten as they come back, ahead of the sends waiting for them.
-    fn answered(&self, load: Load, waited: bool) {
-        let mut limit = self.limit.lock().expect("endpoint limit");
-        let next = next_limit(*limit, self.bounds, load, waited);
-        if next > *limit {
-            self.slots.add_permits(next - *limit);
-        } else if next < *limit {
-            let owed = *limit - next;
-            let out = owed - self.slots.forget_permits(owed);
-            if out > 0 {
-                let slots = self.slots.clone();
-                tokio::spawn(async move {
-                    if let Ok(taken) = slots.acquire_many_owned(out as u32).await {
-                        taken.forget();
-                    }
-                });
-            }
-        }
-        *limit = next;
-    }
-}
-
 async fn send(ctx: Arc<Context>, delivery: ClaimedDelivery, mut holds: Holds) {
     // Every line about this delivery names it, its event and the request that caused the
     // event, so that a search for the request id finds its deliveries too; exported, the
@@ -516,15 +451,20 @@ async fn attempt(
         _ => EndpointBounds::up_to(ctx.settings.per_endpoint),
     };
     let endpoint = ctx.endpoints.get(key.as_str(), || Endpoint::new(bounds));
-    let slot = tokio::select! {
-        slot = endpoint.slot() => slot,
+    let turn = tokio::select! {
+        turn = endpoint.turn() => turn,
         () = stopping(&ctx.shutdown) => return Some(released(delivery, clock::now())),
     };
-    let Some((slot, waited)) = slot else {
-        let later = clock::now() + chrono::Duration::milliseconds(250);
-        return Some(released(delivery, later));
+    let waited = match turn {
+        Turn::Now { slot, waited } => {
+            holds.endpoint = Some(slot);
+            waited
+        }
+        Turn::Later(at) => {
+            metrics::counter!("relais_deliveries_endpoint_busy_total").increment(1);
+            return Some(released(delivery, at));
+        }
     };
-    holds.endpoint = Some(slot);
     if let (Some(limit), Some(webhook)) = (delivery.rate_limit, delivery.webhook_id) {
         match take_slot(ctx, webhook, limit).await {
             Ok(Reservation::Granted { send_at, .. }) => {
@@ -603,7 +543,7 @@ async fn attempt(
     let started = Instant::now();
     let (attempt_result, response_body) = send_http(request.ok(), "target address", now).await;
     let latency = started.elapsed();
-    endpoint.answered(load_of(&attempt_result, latency), waited);
+    endpoint.answered(load_of(&attempt_result, latency), latency, waited);
     let latency_ms = latency.as_millis() as i64;
     Some(settle(
         ctx,
@@ -921,65 +861,5 @@ async fn prune(deliveries: Deliveries, retention: Duration) {
             Ok(n) => tracing::info!(rows = n, "pruned settled deliveries and old events"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::shared::KEPT_BEFORE_PRUNING;
-
-    #[tokio::test]
-    async fn an_endpoint_busy_while_others_are_forgotten_keeps_its_limit() {
-        let endpoints: SharedByKey<String, Endpoint> = SharedByKey::default();
-        let one = || Endpoint::new(EndpointBounds::one_at_a_time());
-        let (busy, waited) = endpoints
-            .get("busy", one)
-            .slot()
-            .await
-            .expect("a free slot");
-        assert!(!waited);
-        for i in 0..KEPT_BEFORE_PRUNING * 3 {
-            endpoints.get(format!("https://example.com/callback/{i}").as_str(), one);
-        }
-        assert!(
-            endpoints.len() <= KEPT_BEFORE_PRUNING + 1,
-            "{}",
-            endpoints.len()
-        );
-        // The busy endpoint was kept, so its limit still holds.
-        let again = endpoints.get("busy", one);
-        assert!(again.slots.clone().try_acquire_owned().is_err());
-        drop(busy);
-        assert!(again.slots.clone().try_acquire_owned().is_ok());
-    }
-
-    #[tokio::test]
-    async fn an_endpoints_slots_follow_its_limit_up_and_down() {
-        let endpoint = Arc::new(Endpoint::new(EndpointBounds::up_to(8)));
-        let mut out = Vec::new();
-        for _ in 0..2 {
-            out.push(endpoint.slot().await.expect("free").0);
-        }
-        assert!(endpoint.slots.try_acquire().is_err(), "two at first");
-        // Quick answers while deliveries wait earn slots, up to the most.
-        for _ in 0..10 {
-            endpoint.answered(Load::Light, true);
-        }
-        assert_eq!(*endpoint.limit.lock().unwrap(), 8);
-        assert_eq!(endpoint.slots.available_permits(), 6);
-        for _ in 0..6 {
-            out.push(endpoint.slot().await.expect("earned").0);
-        }
-        // Strain while all eight are out: the slots taken back are forgotten as they
-        // come home, before anyone else gets one.
-        for _ in 0..10 {
-            endpoint.answered(Load::Strained, true);
-        }
-        assert_eq!(*endpoint.limit.lock().unwrap(), 2);
-        out.truncate(1);
-        tokio::task::yield_now().await;
-        let free = endpoint.slots.available_permits();
-        assert_eq!(free, 1, "one of the two out again, after the strain");
     }
 }

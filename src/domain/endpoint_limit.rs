@@ -7,10 +7,21 @@
 //!
 //! The limit only ever moves between the start and the most, so whatever it learned, a
 //! crash sends again at most the configured most to one endpoint.
+//!
+//! A delivery that finds all of its endpoint's slots taken waits for one in memory, holding
+//! one of the dispatcher's slots, only while the wait it can expect is short; otherwise it
+//! goes back to the queue, due when the endpoint, at the pace it answers, should be free
+//! for it. So a slow endpoint with a backlog holds its own slots and a few waiting, not
+//! the dispatcher's, and other endpoints' deliveries (other tenants') are not held up.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::delivery::AttemptResult;
+
+/// The longest a delivery is expected to wait in memory for one of its endpoint's slots.
+pub const LONGEST_WAIT: Duration = Duration::from_millis(250);
 
 /// An answer within this earns a slot, if deliveries were waiting for the endpoint.
 pub const QUICK_ANSWER: Duration = Duration::from_millis(250);
@@ -76,6 +87,44 @@ pub fn next_limit(current: usize, bounds: EndpointBounds, load: Load, waited: bo
         Load::Strained => current - (current / 10).max(1).min(current),
     };
     next.clamp(bounds.start, bounds.most.max(bounds.start))
+}
+
+/// An endpoint's typical answer time, moved by one more answer: an average that gives the
+/// latest answer an eighth of the weight, so one odd answer moves it little.
+pub fn typical_answer(before: Option<Duration>, latest: Duration) -> Duration {
+    match before {
+        None => latest,
+        Some(before) => (before * 7 + latest) / 8,
+    }
+}
+
+/// Whether a delivery that finds its endpoint's `limit` slots all taken, with `waiting`
+/// others already waiting, waits for one in memory: only while the wait to expect, at
+/// `limit` answers per `answer_time`, is within [`LONGEST_WAIT`]. An endpoint not yet
+/// heard from (`None`) is waited for: nothing says it is slow.
+pub fn waits_in_memory(waiting: usize, limit: usize, answer_time: Option<Duration>) -> bool {
+    let Some(answer_time) = answer_time else {
+        return true;
+    };
+    let rounds = (waiting / limit.max(1)).saturating_add(1);
+    answer_time.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX)) <= LONGEST_WAIT
+}
+
+/// When a delivery sent back to the queue for its busy endpoint is due again: the
+/// endpoint's parked deliveries are spaced at the pace it answers (`limit` per
+/// `answer_time`), each after the one parked before (`last`), so they come back as it
+/// can take them rather than all at once. At most an hour away.
+pub fn parked_until(
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    limit: usize,
+    answer_time: Duration,
+) -> DateTime<Utc> {
+    let spacing = answer_time / u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+    let spacing = chrono::Duration::from_std(spacing.min(Duration::from_secs(3600)))
+        .unwrap_or_else(|_| chrono::Duration::hours(1));
+    let after = last.filter(|last| *last > now).unwrap_or(now);
+    (after + spacing).min(now + chrono::Duration::hours(1))
 }
 
 #[cfg(test)]
@@ -168,6 +217,58 @@ mod tests {
         let small = EndpointBounds::up_to(16);
         assert_eq!(next_limit(9, small, Load::Strained, true), 8);
         assert_eq!(next_limit(4, small, Load::Strained, true), 4);
+    }
+
+    #[test]
+    fn the_typical_answer_follows_answers_slowly() {
+        let ms = Duration::from_millis;
+        assert_eq!(typical_answer(None, ms(80)), ms(80));
+        assert_eq!(typical_answer(Some(ms(80)), ms(160)), ms(90));
+        let mut typical = Some(ms(10));
+        for _ in 0..100 {
+            typical = Some(typical_answer(typical, ms(1000)));
+        }
+        assert!(typical.unwrap() > ms(990), "{typical:?}");
+    }
+
+    #[test]
+    fn deliveries_wait_in_memory_only_for_a_short_wait() {
+        let ms = Duration::from_millis;
+        // Not heard from yet: wait.
+        assert!(waits_in_memory(500, 32, None));
+        // A quick endpoint: hundreds may wait, a few rounds of 10 ms each.
+        assert!(waits_in_memory(383, 128, Some(ms(10))));
+        assert!(!waits_in_memory(3200, 128, Some(ms(10))));
+        // A slow one: not even one round.
+        assert!(!waits_in_memory(0, 32, Some(ms(1000))));
+        assert!(waits_in_memory(0, 32, Some(LONGEST_WAIT)));
+        assert!(!waits_in_memory(32, 32, Some(LONGEST_WAIT)));
+        // Absurd figures do not overflow.
+        assert!(!waits_in_memory(usize::MAX, 0, Some(Duration::MAX)));
+    }
+
+    #[test]
+    fn parked_deliveries_come_back_at_the_endpoints_pace() {
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let second = Duration::from_secs(1);
+        let first = parked_until(None, now, 4, second);
+        assert_eq!(first, now + chrono::Duration::milliseconds(250));
+        let second_one = parked_until(Some(first), now, 4, second);
+        assert_eq!(second_one, now + chrono::Duration::milliseconds(500));
+        // A schedule in the past starts again from now.
+        let later = now + chrono::Duration::seconds(10);
+        assert_eq!(
+            parked_until(Some(second_one), later, 4, second),
+            later + chrono::Duration::milliseconds(250)
+        );
+        // Never more than an hour away, whatever the figures.
+        let far = parked_until(Some(now + chrono::Duration::days(3)), now, 1, Duration::MAX);
+        assert_eq!(far, now + chrono::Duration::hours(1));
+        // No limit to divide by: one at a time.
+        assert_eq!(
+            parked_until(None, now, 0, second),
+            now + chrono::Duration::seconds(1)
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ both_backends!(
     a_receiver_answering_nul_bytes_is_recorded_like_any_other,
     deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limit,
     a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quarter,
+    a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1142,4 +1143,50 @@ async fn a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quar
         at_once <= MOST / 4,
         "{at_once} deliveries in flight at once to the slow endpoint"
     );
+}
+
+async fn a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries(backend: Backend) {
+    const SLOTS: usize = 16;
+    const BACKLOG: usize = 80;
+    let app = TestApp::spawn_with(backend, |config| {
+        config.delivery.max_in_flight = SLOTS;
+        config.delivery.per_endpoint = 8;
+    })
+    .await;
+    let slow = Receiver::start().await;
+    slow.fallback(Reply::status(200).after(Duration::from_secs(1)));
+    let quick = Receiver::start().await;
+    for (receiver, kind) in [(&slow, "Slow"), (&quick, "Quick")] {
+        app.register_webhook(&json!({
+            "webhookUrl": receiver.url,
+            "events": ["operation.started"],
+            "filters": {"operationTypes": [kind]},
+        }))
+        .await;
+    }
+    for _ in 0..BACKLOG {
+        app.start_operation(&op("Slow")).await;
+    }
+    let leased = app
+        .lease(&json!({"operationTypes": ["Slow"], "max": BACKLOG}))
+        .await;
+    assert_eq!(leased.len(), BACKLOG);
+    // The slow endpoint is busy with its backlog, many times the dispatcher's slots, and
+    // has shown it is slow: it starts with 2 slots, so a third delivery arrives once an
+    // answer came back, after a second. (Until then, nothing said it was slow, and its
+    // deliveries waited for it in memory, a second at most.)
+    slow.wait_for(3, 30 * SEC).await;
+
+    for i in 0..3 {
+        app.start_operation(&op("Quick")).await;
+        let started = std::time::Instant::now();
+        app.lease(&json!({"operationTypes": ["Quick"], "max": 1}))
+            .await;
+        quick.wait_for(i + 1, 30 * SEC).await;
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(500),
+            "the quick endpoint waited {waited:?} behind the slow one's backlog"
+        );
+    }
 }
