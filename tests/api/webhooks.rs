@@ -1048,20 +1048,7 @@ async fn deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limi
     receiver.fallback(Reply::status(200).after(HELD));
     app.register_webhook(&json!({"webhookUrl": receiver.url, "events": ["operation.progress"]}))
         .await;
-    let id = app.start_operation(&op("Slots")).await;
-    let lease = app
-        .lease(&json!({"operationTypes": ["Slots"], "max": 1}))
-        .await
-        .remove(0);
-    for i in 1..=REPORTS {
-        let r = app
-            .post(
-                &app.api(&format!("/operation/{id}/progress")),
-                &json!({"leaseToken": lease["leaseToken"], "percentage": i}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    }
+    report_progress(&app, REPORTS).await;
     receiver.wait_for(REPORTS, 60 * SEC).await;
     // Nothing more comes: each was sent once.
     tokio::time::sleep(HELD * 3).await;
@@ -1071,6 +1058,25 @@ async fn deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limi
     // recorded, so no window shorter than `HELD` sees more arrivals than there are slots.
     let at_once = most_at_once(&received, HELD);
     assert!(at_once <= SLOTS, "{at_once} deliveries in flight at once");
+}
+
+/// Leases an operation and reports progress on it `reports` times: as many
+/// `operation.progress` events, made as fast as they are answered.
+async fn report_progress(app: &TestApp, reports: usize) {
+    let id = app.start_operation(&op("Slots")).await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Slots"], "max": 1}))
+        .await
+        .remove(0);
+    for i in 1..=reports {
+        let r = app
+            .post(
+                &app.api(&format!("/operation/{id}/progress")),
+                &json!({"leaseToken": lease["leaseToken"], "processedRecords": i}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
 }
 
 /// The most deliveries seen arriving within any window shorter than `held`, the time the
@@ -1110,20 +1116,7 @@ async fn a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quar
         )
         .await;
     }
-    let id = app.start_operation(&op("Slots")).await;
-    let lease = app
-        .lease(&json!({"operationTypes": ["Slots"], "max": 1}))
-        .await
-        .remove(0);
-    for i in 1..=REPORTS {
-        let r = app
-            .post(
-                &app.api(&format!("/operation/{id}/progress")),
-                &json!({"leaseToken": lease["leaseToken"], "processedRecords": i}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    }
+    report_progress(&app, REPORTS).await;
     quick.wait_for(REPORTS, 60 * SEC).await;
     tokio::time::sleep(quick_answer * 3).await;
     let received = quick.received();
