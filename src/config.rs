@@ -350,9 +350,15 @@ impl Config {
             args.shutdown_delay.is_finite() && (0.0..=300.0).contains(&args.shutdown_delay),
             "--shutdown-delay must be between 0 and 300 seconds"
         );
+        // Each slot is a permit of a semaphore, and as many places again wait in memory.
+        const MOST_IN_FLIGHT: usize = 100_000;
         anyhow::ensure!(
-            args.delivery_concurrency >= 1 && args.endpoint_concurrency >= 1,
-            "delivery concurrency must be at least 1"
+            (1..=MOST_IN_FLIGHT).contains(&args.delivery_concurrency),
+            "RELAIS_DELIVERY_CONCURRENCY (--delivery-concurrency) must be between 1 and {MOST_IN_FLIGHT}"
+        );
+        anyhow::ensure!(
+            (1..=MOST_IN_FLIGHT).contains(&args.endpoint_concurrency),
+            "RELAIS_ENDPOINT_CONCURRENCY (--endpoint-concurrency) must be between 1 and {MOST_IN_FLIGHT}"
         );
         let breakout_data_dir = args
             .breakout_data_dir

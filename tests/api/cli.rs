@@ -104,6 +104,28 @@ fn run_bounded(
     (status.success(), stderr, elapsed)
 }
 
+#[test]
+fn delivery_concurrencies_out_of_range_are_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("relais.db").display());
+    for (name, value) in [
+        ("RELAIS_ENDPOINT_CONCURRENCY", "0"),
+        ("RELAIS_ENDPOINT_CONCURRENCY", "18446744073709551615"),
+        ("RELAIS_DELIVERY_CONCURRENCY", "100001"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("RELAIS_DATABASE_URL", &url)
+            .env(name, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={value} is refused: {stderr}");
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+    }
+}
+
 async fn an_unreachable_database_is_reported_at_once_with_its_cause(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (url, cause) = match backend {
