@@ -3,20 +3,20 @@
 //! ones it could not take soon are due again. The rules are `domain::endpoint_limit`'s.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock;
 use crate::domain::endpoint_limit::{
-    next_limit, parked_until, typical_answer, waits_in_memory, EndpointBounds, Load,
+    expected_answer, next_limit, parked_until, typical_answer, waits_in_memory, EndpointBounds,
+    Load, LONGEST_WAIT,
 };
 
-/// How long a delivery waits for a busy endpoint, at most, before going back to the queue.
-const ENDPOINT_WAIT: Duration = Duration::from_secs(1);
-/// How long a delivery that waited that long stays in the queue.
-const AFTER_WAITING: chrono::Duration = chrono::Duration::milliseconds(250);
+/// How long a delivery waits in memory for its busy endpoint, at most, before going back
+/// to the queue: twice the wait it expected.
+const ENDPOINT_WAIT: Duration = LONGEST_WAIT.saturating_mul(2);
 
 pub(super) struct Endpoint {
     slots: Arc<Semaphore>,
@@ -30,6 +30,8 @@ struct Learned {
     /// Deliveries waiting in memory for one of its slots.
     waiting: usize,
     answer_time: Option<Duration>,
+    /// Since when a delivery has found its slots all taken with no answer back since.
+    silent_since: Option<Instant>,
     /// When the last delivery sent back to the queue for it is due.
     parked_until: Option<DateTime<Utc>>,
 }
@@ -58,6 +60,7 @@ impl Endpoint {
                 limit: bounds.start,
                 waiting: 0,
                 answer_time: None,
+                silent_since: None,
                 parked_until: None,
             }),
         }
@@ -75,15 +78,10 @@ impl Endpoint {
         }
         {
             let mut learned = self.learned();
-            if !waits_in_memory(learned.waiting, learned.limit, learned.answer_time) {
-                let at = parked_until(
-                    learned.parked_until,
-                    clock::now(),
-                    learned.limit,
-                    learned.answer_time.unwrap_or_default(),
-                );
-                learned.parked_until = Some(at);
-                return Turn::Later(at);
+            let silent_since = *learned.silent_since.get_or_insert_with(Instant::now);
+            let expected = expected_answer(learned.answer_time, silent_since.elapsed());
+            if !waits_in_memory(learned.waiting, learned.limit, expected) {
+                return Turn::Later(learned.park(expected));
             }
             learned.waiting += 1;
         }
@@ -91,7 +89,13 @@ impl Endpoint {
         let _waiting = Waiting(self);
         match tokio::time::timeout(ENDPOINT_WAIT, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => self.slot(permit, true),
-            _ => Turn::Later(clock::now() + AFTER_WAITING),
+            _ => {
+                let mut learned = self.learned();
+                let silent_for = learned.silent_since.map(|at| at.elapsed());
+                let expected =
+                    expected_answer(learned.answer_time, silent_for.unwrap_or(ENDPOINT_WAIT));
+                Turn::Later(learned.park(expected))
+            }
         }
     }
 
@@ -109,6 +113,7 @@ impl Endpoint {
     pub(super) fn answered(&self, load: Load, latency: Duration, waited: bool) {
         let mut learned = self.learned();
         learned.answer_time = Some(typical_answer(learned.answer_time, latency));
+        learned.silent_since = None;
         let limit = learned.limit;
         let next = next_limit(limit, self.bounds, load, waited);
         if next > limit {
@@ -126,6 +131,16 @@ impl Endpoint {
             }
         }
         learned.limit = next;
+    }
+}
+
+impl Learned {
+    /// When a delivery sent back to the queue is due, after the others parked, at the pace
+    /// of an answer every `expected` per slot.
+    fn park(&mut self, expected: Duration) -> DateTime<Utc> {
+        let at = parked_until(self.parked_until, clock::now(), self.limit, expected);
+        self.parked_until = Some(at);
+        at
     }
 }
 
@@ -223,6 +238,23 @@ mod tests {
         );
         assert_eq!(due[1] - due[0], chrono::Duration::milliseconds(500));
         assert_eq!(due[2] - due[1], chrono::Duration::milliseconds(500));
+        assert_eq!(endpoint.learned().waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_silent_with_its_slots_taken_is_taken_for_slow() {
+        let endpoint = Arc::new(Endpoint::new(EndpointBounds::one_at_a_time()));
+        let (_out, _) = now_slot(endpoint.turn().await);
+        // The first delivery to find the slot taken starts the silence, and waits.
+        let first = {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move { endpoint.turn().await })
+        };
+        tokio::time::sleep(LONGEST_WAIT + Duration::from_millis(50)).await;
+        // Nothing back for longer than a wait may be: the next goes back to the queue,
+        // and so does the first, after twice the wait it expected.
+        assert!(matches!(endpoint.turn().await, Turn::Later(_)));
+        assert!(matches!(first.await.unwrap(), Turn::Later(_)));
         assert_eq!(endpoint.learned().waiting, 0);
     }
 

@@ -98,14 +98,17 @@ pub fn typical_answer(before: Option<Duration>, latest: Duration) -> Duration {
     }
 }
 
+/// What to expect of an endpoint's next answer: its typical answer time, or, when its
+/// slots have all been taken for longer without an answer coming back (`silent_for`), that
+/// long: a receiver that hangs shows it before its first request times out.
+pub fn expected_answer(typical: Option<Duration>, silent_for: Duration) -> Duration {
+    typical.unwrap_or_default().max(silent_for)
+}
+
 /// Whether a delivery that finds its endpoint's `limit` slots all taken, with `waiting`
 /// others already waiting, waits for one in memory: only while the wait to expect, at
-/// `limit` answers per `answer_time`, is within [`LONGEST_WAIT`]. An endpoint not yet
-/// heard from (`None`) is waited for: nothing says it is slow.
-pub fn waits_in_memory(waiting: usize, limit: usize, answer_time: Option<Duration>) -> bool {
-    let Some(answer_time) = answer_time else {
-        return true;
-    };
+/// `limit` answers per `answer_time`, is within [`LONGEST_WAIT`].
+pub fn waits_in_memory(waiting: usize, limit: usize, answer_time: Duration) -> bool {
     let rounds = (waiting / limit.max(1)).saturating_add(1);
     answer_time.saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX)) <= LONGEST_WAIT
 }
@@ -234,17 +237,27 @@ mod tests {
     #[test]
     fn deliveries_wait_in_memory_only_for_a_short_wait() {
         let ms = Duration::from_millis;
-        // Not heard from yet: wait.
-        assert!(waits_in_memory(500, 32, None));
+        // Not heard from yet, nor silent: wait.
+        assert!(waits_in_memory(500, 32, Duration::ZERO));
         // A quick endpoint: hundreds may wait, a few rounds of 10 ms each.
-        assert!(waits_in_memory(383, 128, Some(ms(10))));
-        assert!(!waits_in_memory(3200, 128, Some(ms(10))));
+        assert!(waits_in_memory(383, 128, ms(10)));
+        assert!(!waits_in_memory(3200, 128, ms(10)));
         // A slow one: not even one round.
-        assert!(!waits_in_memory(0, 32, Some(ms(1000))));
-        assert!(waits_in_memory(0, 32, Some(LONGEST_WAIT)));
-        assert!(!waits_in_memory(32, 32, Some(LONGEST_WAIT)));
+        assert!(!waits_in_memory(0, 32, ms(1000)));
+        assert!(waits_in_memory(0, 32, LONGEST_WAIT));
+        assert!(!waits_in_memory(32, 32, LONGEST_WAIT));
         // Absurd figures do not overflow.
-        assert!(!waits_in_memory(usize::MAX, 0, Some(Duration::MAX)));
+        assert!(!waits_in_memory(usize::MAX, 0, Duration::MAX));
+    }
+
+    #[test]
+    fn a_silent_endpoint_is_expected_to_answer_no_sooner_than_its_silence() {
+        let ms = Duration::from_millis;
+        assert_eq!(expected_answer(None, Duration::ZERO), Duration::ZERO);
+        assert_eq!(expected_answer(Some(ms(10)), ms(2)), ms(10));
+        // Quick so far, but nothing back for 400 ms with every slot taken.
+        assert_eq!(expected_answer(Some(ms(10)), ms(400)), ms(400));
+        assert_eq!(expected_answer(None, ms(300)), ms(300));
     }
 
     #[test]

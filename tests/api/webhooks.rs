@@ -1165,10 +1165,9 @@ async fn a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries(
         .await;
     assert_eq!(leased.len(), BACKLOG);
     // The slow endpoint is busy with its backlog, many times the dispatcher's slots, and
-    // has shown it is slow: it starts with 2 slots, so a third delivery arrives once an
-    // answer came back, after a second. (Until then, nothing said it was slow, and its
-    // deliveries waited for it in memory, a second at most.)
-    slow.wait_for(3, 30 * SEC).await;
+    // has not answered yet: its deliveries wait for it in memory until its silence says
+    // it is slow, half a second at most.
+    slow.wait_for(1, 30 * SEC).await;
 
     for i in 0..3 {
         app.start_operation(&op("Quick")).await;
@@ -1177,9 +1176,14 @@ async fn a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries(
             .await;
         quick.wait_for(i + 1, 30 * SEC).await;
         let waited = started.elapsed();
+        eprintln!("the quick endpoint's delivery {i} arrived after {waited:?}");
+        // The first, while the slow endpoint's deliveries may still wait for it in memory
+        // (until its silence shows, and their longest wait has passed); the others once
+        // they go back to the queue at once.
+        let bound = Duration::from_millis(if i == 0 { 1200 } else { 500 });
         assert!(
-            waited < Duration::from_millis(500),
-            "the quick endpoint waited {waited:?} behind the slow one's backlog"
+            waited < bound,
+            "the quick endpoint's delivery {i} waited {waited:?} behind the slow one's backlog"
         );
     }
 }
