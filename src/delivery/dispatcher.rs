@@ -23,7 +23,7 @@ use crate::domain::delivery::{
     decide_after, http_verdict, parse_retry_after, slack_verdict, smtp_verdict, storable_text,
     AttemptLog, AttemptResult, Channel, DeliveryOutcome, Settlement,
 };
-use crate::domain::endpoint_limit::{load_of, EndpointBounds};
+use crate::domain::endpoint_limit::{load_of, EndpointBounds, Load};
 use crate::domain::ids::WebhookId;
 use crate::domain::rate_limit::{reserve, RateLimit, Reservation};
 use crate::domain::webhook::live_secrets;
@@ -504,7 +504,12 @@ async fn attempt(
         }
     }
     if delivery.channel.is_notification() {
-        return Some(send_notification(ctx, delivery, now).await);
+        // Heard from, so not silent; the limits of a Slack integration and of the SMTP
+        // server stay where they started.
+        let started = Instant::now();
+        let outcome = send_notification(ctx, delivery, now).await;
+        endpoint.answered(Load::Steady, started.elapsed(), waited);
+        return Some(outcome);
     }
     let secrets = match &delivery.secrets {
         Ok(Some(s)) => s.clone(),

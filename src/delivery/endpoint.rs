@@ -259,6 +259,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_ends_the_silence() {
+        let endpoint = Arc::new(Endpoint::new(EndpointBounds::one_at_a_time()));
+        let (out, _) = now_slot(endpoint.turn().await);
+        let waiter = {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move { endpoint.turn().await })
+        };
+        tokio::time::sleep(LONGEST_WAIT + Duration::from_millis(50)).await;
+        // The answer comes back, quick: the next delivery waits for the slot again.
+        endpoint.answered(Load::Steady, Duration::from_millis(5), true);
+        drop(out);
+        let (_slot, waited) = now_slot(waiter.await.unwrap());
+        assert!(waited);
+        let next = {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move { endpoint.turn().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(endpoint.learned().waiting, 1, "waiting, not parked");
+        next.abort();
+    }
+
+    #[tokio::test]
     async fn a_quick_endpoints_deliveries_wait_for_a_slot_and_are_counted_out() {
         let endpoint = Arc::new(Endpoint::new(EndpointBounds::up_to(4)));
         let (slot, _) = now_slot(endpoint.turn().await);
