@@ -21,6 +21,7 @@ both_backends!(
     a_mail_is_retried_until_the_smtp_server_is_back_and_arrives_once,
     an_endpoint_answering_410_produces_exactly_one_alert_mail,
     a_batch_notifies_its_end_with_its_members_counts,
+    a_burst_of_slack_messages_drains_one_at_a_time_at_slacks_pace,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -633,4 +634,33 @@ async fn a_batch_notifies_its_end_with_its_members_counts(backend: Backend) {
         1,
         "members notify nobody; the batch once"
     );
+}
+
+async fn a_burst_of_slack_messages_drains_one_at_a_time_at_slacks_pace(backend: Backend) {
+    const MESSAGES: usize = 30;
+    let app = TestApp::spawn(backend).await;
+    let slack = Receiver::start().await;
+    let answer = Duration::from_millis(100);
+    slack.fallback(Reply::status(200).after(answer));
+    assert_eq!(put_slack(&app, &slack.url).await.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    for i in 0..MESSAGES {
+        run(
+            &app,
+            &format!("burst {i}"),
+            json!({"slack": {"channel": "#ops"}}),
+            true,
+        )
+        .await;
+    }
+    let got = slack.wait_for(MESSAGES, WAIT).await;
+    let took = started.elapsed();
+    eprintln!("{MESSAGES} Slack messages in {took:?}");
+    // One at a time, 100 ms each: 3 s, and the messages that wait go back to the queue
+    // spaced at that pace, so they do not take much longer.
+    assert!(
+        took < Duration::from_secs(15),
+        "{MESSAGES} messages took {took:?}"
+    );
+    assert_eq!(got.len(), MESSAGES, "each message sent once");
 }
