@@ -10,8 +10,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::writes::Writes;
-use super::{from_json, to_ms, values_placeholders, Backend, Result};
+use super::writes::{RowWrite, Rows, Writes};
+use super::{from_json, to_ms, Backend, Result};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ProjectId, PushWorkerId, TenantId};
 use crate::domain::notify::Notify;
@@ -183,17 +183,29 @@ pub(super) async fn insert_events(
     backend: Backend,
     events: &[StagedEvent],
 ) -> Result<EventTally> {
-    let mut writes = Writes::one_at_a_time();
+    let mut writes = Writes::one_at_a_time(backend);
     let tally = push_insert_events(&mut writes, backend, events);
     writes.execute(tx).await?;
     Ok(tally)
 }
 
-pub(super) fn push_insert_events<'q>(
-    writes: &mut Writes<'q>,
+pub(super) fn push_insert_events(
+    writes: &mut Writes<'_>,
     backend: Backend,
-    events: &'q [StagedEvent],
+    events: &[StagedEvent],
 ) -> EventTally {
+    const COLUMNS: &[&str] = &[
+        "id",
+        "tenant_id",
+        "project_id",
+        "event_type",
+        "subject",
+        "sequence",
+        "payload",
+        "created_at",
+        "request_id",
+        "traceparent",
+    ];
     if events.is_empty() {
         return EventTally::default();
     }
@@ -201,40 +213,31 @@ pub(super) fn push_insert_events<'q>(
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
         Backend::Sqlite => "0",
     };
-    for chunk in super::sized_chunks(events, 512) {
-        writes.push(
-            chunk.len() * 10,
-            |first| {
-                let rows = values_placeholders(chunk.len(), 10, first)
-                    .replace("), (", &format!(", {commit_order}), ("));
-                let rows = format!("{}, {commit_order})", rows.trim_end_matches(')'));
-                format!(
-                    "INSERT INTO events (id, tenant_id, project_id, event_type, subject, sequence, payload, created_at, request_id, traceparent, commit_order) VALUES {rows}"
-                )
-            },
-            |binds| {
-                for staged in chunk {
-                    let event = &staged.event;
-                    binds
-                        .bind(event.id.to_string())
-                        .bind(event.tenant_id.db())
-                        .bind(event.project_id.db())
-                        .bind(event.event_type.as_str())
-                        .bind(event.subject.clone())
-                        .bind(event.sequence)
-                        .bind(staged.payload())
-                        .bind(to_ms(event.timestamp))
-                        .bind(staged.request.as_ref().map(|r| &*r.id))
-                        .bind(
-                            staged
-                                .request
-                                .as_ref()
-                                .and_then(|r| r.traceparent.as_deref()),
-                        );
-                }
-            },
-        );
+    let mut rows = Rows::new(COLUMNS);
+    for staged in events {
+        let event = &staged.event;
+        let request = staged.request.as_ref();
+        rows.add([
+            event.id.to_string().into(),
+            event.tenant_id.db().into(),
+            event.project_id.db().into(),
+            event.event_type.as_str().into(),
+            event.subject.clone().into(),
+            event.sequence.into(),
+            staged.payload().into(),
+            to_ms(event.timestamp).into(),
+            request.map(|r| &*r.id).into(),
+            request.and_then(|r| r.traceparent.as_deref()).into(),
+        ]);
     }
+    writes.push_rows(
+        RowWrite::Insert {
+            table: "events",
+            computed: &[("commit_order", commit_order)],
+            suffix: "",
+        },
+        &rows,
+    );
     EventTally::of(events)
 }
 

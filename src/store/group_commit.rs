@@ -235,7 +235,7 @@ impl Operations {
         // unless a transition of the group must first find them under its lock.
         let mut writes = Writes::new(self.backend);
         if group.iter().any(|job| matches!(job, Job::Mutate { .. })) {
-            insert_operations(&mut tx, &created).await?;
+            insert_operations(&mut tx, self.backend, &created).await?;
         } else {
             push_insert_operations(&mut writes, &created);
         }
@@ -311,18 +311,19 @@ impl Operations {
         ids: &[OperationId],
     ) -> Result<Vec<Operation>> {
         let mut ops = Vec::with_capacity(ids.len());
-        for chunk in super::sized_chunks(ids, MAX_BATCH) {
+        for chunk in ids.chunks(MAX_BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|id| id.db()).collect();
+            let (condition, binds) = super::one_of(self.backend, "id", 1, &ids);
             // In id order, so that concurrent batches lock their rows in the same order
             // and cannot deadlock on one another.
             let sql = format!(
-                "SELECT {} FROM operations WHERE id IN ({}) ORDER BY id{}",
+                "SELECT {} FROM operations WHERE {condition} ORDER BY id{}",
                 super::operations::COLUMNS,
-                super::placeholders(1, chunk.len()),
                 self.backend.for_update()
             );
             let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.db());
+            for value in binds {
+                query = query.bind(value);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 ops.push(decode_operation(&row)?);

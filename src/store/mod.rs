@@ -524,6 +524,43 @@ fn sized_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `column` is one of `values`: an `IN` list, or on PostgreSQL beyond a few values
+/// `column = ANY($first::text[])`, one parameter whatever their number, so that the
+/// statement's text and plan are reused (see [`writes`] for why not with a few).
+/// Returns the condition and the parameters to bind, in order.
+fn one_of(
+    backend: Backend,
+    column: &str,
+    first: usize,
+    values: &[String],
+) -> (String, Vec<String>) {
+    match backend {
+        Backend::Postgres if values.len() > writes::FEW_ROWS => {
+            let mut literal = String::with_capacity(values.iter().map(|v| v.len() + 3).sum());
+            literal.push('{');
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    literal.push(',');
+                }
+                literal.push('"');
+                for c in value.chars() {
+                    if c == '"' || c == '\\' {
+                        literal.push('\\');
+                    }
+                    literal.push(c);
+                }
+                literal.push('"');
+            }
+            literal.push('}');
+            (format!("{column} = ANY(${first}::text[])"), vec![literal])
+        }
+        Backend::Postgres | Backend::Sqlite => (
+            format!("{column} IN ({})", placeholders(first, values.len())),
+            values.to_vec(),
+        ),
+    }
+}
+
 /// `$first, $first+1, …`: `n` numbered parameters, for an `IN (…)` list or a row.
 fn placeholders(first: usize, n: usize) -> String {
     let mut text = String::with_capacity(n * 6);
@@ -594,6 +631,26 @@ mod tests {
             write_row_sql("t", "id, a, b", false),
             "UPDATE t SET a = $2, b = $3 WHERE id = $1"
         );
+    }
+
+    #[test]
+    fn one_of_is_a_list_or_on_postgres_beyond_a_few_one_array_parameter() {
+        let mut values = vec!["a".to_owned(), "q\"b\\c".to_owned()];
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            assert_eq!(
+                one_of(backend, "id", 3, &values),
+                ("id IN ($3, $4)".to_owned(), values.clone())
+            );
+        }
+        values.extend((0..writes::FEW_ROWS).map(|i| i.to_string()));
+        let (condition, binds) = one_of(Backend::Postgres, "id", 3, &values);
+        assert_eq!(condition, "id = ANY($3::text[])");
+        assert_eq!(binds.len(), 1);
+        assert!(
+            binds[0].starts_with(r#"{"a","q\"b\\c","0","1""#),
+            "{binds:?}"
+        );
+        assert_eq!(one_of(Backend::Sqlite, "id", 3, &values).1, values);
     }
 
     #[test]

@@ -10,11 +10,8 @@ use super::events::{current_request, StagedEvent};
 use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
 use super::signals::{Announce, Signals};
-use super::writes::{Binds, Writes};
-use super::{
-    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
-    Result, StoreError,
-};
+use super::writes::{Cell, RowWrite, Rows, Writes};
+use super::{from_json, from_ms, placeholders, to_json, to_ms, Backend, Result, StoreError};
 use crate::clock;
 use crate::domain::event::{Event, EventDraft, EventType};
 use crate::domain::ids::{ExecutionId, LeaseToken, OperationId, ProjectId, TenantId};
@@ -640,48 +637,65 @@ fn clone_params(params: &[Param]) -> Vec<Param> {
 }
 
 /// Binds every column of `COLUMNS`, in order.
-fn bind_operation<'q>(binds: &mut Binds<'q>, op: &Operation) {
+/// An operation's values, in [`COLUMNS`]' order.
+fn operation_cells(op: &Operation) -> [Cell; COLUMN_COUNT] {
     let lease = op.lease.as_ref();
-    binds
-        .bind(op.id.db())
-        .bind(op.tenant_id.db())
-        .bind(op.project_id.db())
-        .bind(op.operation_type.clone())
-        .bind(op.operation_name.clone())
-        .bind(op.description.clone())
-        .bind(op.priority.rank())
-        .bind(op.status.as_str())
-        .bind(to_json(&op.parameters))
-        .bind(to_json(&op.callbacks))
-        .bind(to_json(&op.notifications))
-        .bind(op.timeout.as_secs() as i64)
-        .bind(to_json(&op.retry_policy))
-        .bind(to_ms(op.created_at))
-        .bind(to_ms(op.updated_at))
-        .bind(op.started_at.map(to_ms))
-        .bind(op.finished_at.map(to_ms))
-        .bind(to_ms(op.timeout_at))
-        .bind(to_ms(op.available_at))
-        .bind(to_json(&op.progress))
-        .bind(to_json(&op.phases))
-        .bind(op.attempt as i64)
-        .bind(to_json(&op.attempts))
-        .bind(op.execution_id.map(|e| e.db()))
-        .bind(lease.map(|l| l.token.as_str().to_owned()))
-        .bind(lease.and_then(|l| l.worker_id.clone()))
-        .bind(lease.map(|l| to_ms(l.expires_at)))
-        .bind(op.ended_lease.as_ref().map(to_json))
-        .bind(op.lost_leases as i64)
-        .bind(op.cancellation.as_ref().map(to_json))
-        .bind(op.result.as_ref().map(to_json))
-        .bind(op.error.as_ref().map(to_json))
-        .bind(op.event_seq)
-        .bind(op.retry_of.map(|r| r.db()))
-        .bind(op.retry_number as i64)
-        .bind(op.resume_from_phase.clone())
-        .bind(op.queue_rank)
-        .bind(op.batch.as_ref().map(|b| b.batch_id.db()))
-        .bind(op.batch.as_ref().map(|b| b.key.clone()));
+    [
+        op.id.db().into(),
+        op.tenant_id.db().into(),
+        op.project_id.db().into(),
+        op.operation_type.clone().into(),
+        op.operation_name.clone().into(),
+        op.description.clone().into(),
+        op.priority.rank().into(),
+        op.status.as_str().into(),
+        to_json(&op.parameters).into(),
+        to_json(&op.callbacks).into(),
+        to_json(&op.notifications).into(),
+        (op.timeout.as_secs() as i64).into(),
+        to_json(&op.retry_policy).into(),
+        to_ms(op.created_at).into(),
+        to_ms(op.updated_at).into(),
+        op.started_at.map(to_ms).into(),
+        op.finished_at.map(to_ms).into(),
+        to_ms(op.timeout_at).into(),
+        to_ms(op.available_at).into(),
+        to_json(&op.progress).into(),
+        to_json(&op.phases).into(),
+        (op.attempt as i64).into(),
+        to_json(&op.attempts).into(),
+        op.execution_id.map(|e| e.db()).into(),
+        lease.map(|l| l.token.as_str().to_owned()).into(),
+        lease.and_then(|l| l.worker_id.clone()).into(),
+        lease.map(|l| to_ms(l.expires_at)).into(),
+        op.ended_lease.as_ref().map(to_json).into(),
+        (op.lost_leases as i64).into(),
+        op.cancellation.as_ref().map(to_json).into(),
+        op.result.as_ref().map(to_json).into(),
+        op.error.as_ref().map(to_json).into(),
+        op.event_seq.into(),
+        op.retry_of.map(|r| r.db()).into(),
+        (op.retry_number as i64).into(),
+        op.resume_from_phase.clone().into(),
+        op.queue_rank.into(),
+        op.batch.as_ref().map(|b| b.batch_id.db()).into(),
+        op.batch.as_ref().map(|b| b.key.clone()).into(),
+    ]
+}
+
+/// [`COLUMNS`], one by one; with `queue_order` last for an insert.
+fn column_names(with_queue_order: bool) -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let mut names: Vec<&'static str> = COLUMNS.split(", ").collect();
+        names.push("queue_order");
+        names
+    });
+    if with_queue_order {
+        names
+    } else {
+        &names[..COLUMN_COUNT]
+    }
 }
 
 pub(super) fn decode_operation(row: &AnyRow) -> Result<Operation> {
@@ -829,35 +843,29 @@ pub(super) fn stage(
 /// in the order given; updates leave it alone.
 pub(super) async fn insert_operations(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     ops: &[Operation],
 ) -> Result<()> {
-    let mut writes = Writes::one_at_a_time();
+    let mut writes = Writes::one_at_a_time(backend);
     push_insert_operations(&mut writes, ops);
     writes.execute(tx).await
 }
 
-pub(super) fn push_insert_operations<'q>(writes: &mut Writes<'q>, ops: &'q [Operation]) {
-    for chunk in sized_chunks(ops, UPDATE_CHUNK) {
-        writes.push(
-            chunk.len() * (COLUMN_COUNT + 1),
-            |first| {
-                format!(
-                    "INSERT INTO operations ({COLUMNS}, queue_order) VALUES {}",
-                    values_placeholders(chunk.len(), COLUMN_COUNT + 1, first)
-                )
-            },
-            |binds| {
-                for op in chunk {
-                    bind_operation(binds, op);
-                    binds.bind(clock::queue_order());
-                }
-            },
-        );
+pub(super) fn push_insert_operations(writes: &mut Writes<'_>, ops: &[Operation]) {
+    let mut rows = Rows::new(column_names(true));
+    for op in ops {
+        let cells = operation_cells(op);
+        rows.add(cells.into_iter().chain([clock::queue_order().into()]));
     }
+    writes.push_rows(
+        RowWrite::Insert {
+            table: "operations",
+            computed: &[],
+            suffix: "",
+        },
+        &rows,
+    );
 }
-
-/// Rows per multi-row statement: 100 × 41 parameters stays within both backends' limits.
-const UPDATE_CHUNK: usize = 100;
 
 /// The condition a claim's rows meet (operations with no lease, waiting, available now,
 /// in the claim's project and types), its values appended to `params` (so that other
@@ -938,35 +946,29 @@ pub(super) fn agable(top_rank: &str, now: &str, interval_ms: &str) -> String {
 }
 
 /// Writes every column of each operation, many rows per statement.
-pub(super) fn push_update_operations<'q>(writes: &mut Writes<'q>, ops: &'q [Operation]) {
-    for chunk in sized_chunks(ops, UPDATE_CHUNK) {
-        writes.push(
-            chunk.len() * COLUMN_COUNT,
-            |first| {
-                format!(
-                    "UPDATE operations SET {} FROM (VALUES {}) AS v WHERE operations.id = v.column1",
-                    update_assignments(),
-                    values_placeholders(chunk.len(), COLUMN_COUNT, first)
-                )
-            },
-            |binds| {
-                for op in chunk {
-                    bind_operation(binds, op);
-                }
-            },
-        );
+pub(super) fn push_update_operations(writes: &mut Writes<'_>, ops: &[Operation]) {
+    let mut rows = Rows::new(column_names(false));
+    for op in ops {
+        rows.add(operation_cells(op));
     }
+    writes.push_rows(
+        RowWrite::Update {
+            table: "operations",
+            set: update_assignments(),
+            condition: "operations.id = v.id",
+        },
+        &rows,
+    );
 }
 
-/// `tenant_id = v.column2, …`: every column but the key, from the `VALUES` row.
+/// `tenant_id = v.tenant_id, …`: every column but the key, from the written row.
 fn update_assignments() -> &'static str {
     static ASSIGNMENTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ASSIGNMENTS.get_or_init(|| {
         COLUMNS
             .split(", ")
-            .enumerate()
             .skip(1)
-            .map(|(i, column)| format!("{column} = v.column{}", i + 1))
+            .map(|column| format!("{column} = v.{column}"))
             .collect::<Vec<_>>()
             .join(", ")
     })

@@ -29,8 +29,10 @@ both_backends!(
 /// when they heartbeat until they die; after the configured number in a row it fails for
 /// good, retries left or not.
 async fn a_job_whose_attempts_keep_losing_their_lease_fails_as_poisoned(backend: Backend) {
+    // Long enough for the heartbeat below to arrive in time on a loaded machine (with
+    // 200 ms it once came late in CI, and the test failed on a lease lost too soon).
     let app = TestApp::spawn_with(backend, |c| {
-        c.heartbeat_timeout = Duration::from_millis(200);
+        c.heartbeat_timeout = Duration::from_secs(1);
         c.max_lost_leases = 2;
     })
     .await;

@@ -227,7 +227,7 @@ impl Batches {
             .iter()
             .flat_map(|(_, members)| members.iter().map(|(op, _)| op.clone()))
             .collect();
-        insert_operations(tx, &ops).await?;
+        insert_operations(tx, self.backend, &ops).await?;
         let member_rows: Vec<(BatchId, usize, &Operation, &Vec<String>)> = rows
             .iter()
             .flat_map(|(batch, members)| {
@@ -586,7 +586,7 @@ impl Batches {
         let edges = self.edges_into(&mut tx, id, &keys).await?;
         let reruns = rerun::rerun(&old, &edges, OperationId::new, now);
         let fresh: Vec<Operation> = reruns.iter().map(|r| r.operation.clone()).collect();
-        insert_operations(&mut tx, &fresh).await?;
+        insert_operations(&mut tx, self.backend, &fresh).await?;
         for run in &reruns {
             sqlx::query("UPDATE batch_members SET operation_id = $1, waiting = $4 WHERE batch_id = $2 AND member_key = $3")
                 .bind(run.operation.id.db())

@@ -16,7 +16,7 @@ use crate::domain::webhook::{Webhook, WebhookStatus};
 use crate::store::events::{push_insert_events, StagedEvent};
 use crate::store::signals::Announce;
 use crate::store::webhooks::decode_webhook;
-use crate::store::writes::Writes;
+use crate::store::writes::{RowWrite, Rows, Writes};
 use crate::store::{
     sized_chunks, to_json, to_ms, values_placeholders, Backend, Result, StoreError,
 };
@@ -228,78 +228,85 @@ async fn load_watermarks(
 }
 
 fn push_watermarks(writes: &mut Writes<'_>, watermarks: &Watermarks) {
-    let rows: Vec<(&(WebhookId, String), &f64)> = watermarks.iter().collect();
-    for chunk in sized_chunks(&rows, 256) {
-        writes.push(
-            chunk.len() * 3,
-            |first| {
-                format!(
-                    "INSERT INTO webhook_progress (webhook_id, subject, last_percentage) VALUES {}
-                     ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
-                    values_placeholders(chunk.len(), 3, first)
-                )
-            },
-            |binds| {
-                for ((webhook, subject), percentage) in chunk {
-                    binds
-                        .bind(webhook.db())
-                        .bind(subject.clone())
-                        .bind(**percentage);
-                }
-            },
-        );
+    const COLUMNS: &[&str] = &["webhook_id", "subject", "last_percentage"];
+    let mut rows = Rows::new(COLUMNS);
+    for ((webhook, subject), percentage) in watermarks {
+        rows.add([
+            webhook.db().into(),
+            subject.clone().into(),
+            (*percentage).into(),
+        ]);
     }
+    writes.push_rows(
+        RowWrite::Insert {
+            table: "webhook_progress",
+            computed: &[],
+            suffix: " ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
+        },
+        &rows,
+    );
 }
 
-/// The values are bound as owned copies: the rows go out with writes made after this
-/// returns, when the routing's borrowed webhooks are gone.
 fn push_deliveries(
     writes: &mut Writes<'_>,
     queued: &[(&Event, Destination)],
     rows: &[QueuedRow<'_>],
     now: DateTime<Utc>,
 ) {
-    const COLUMNS: usize = 16;
-    for (chunk, rows) in sized_chunks(queued, 500).zip(sized_chunks(rows, 500)) {
-        writes.push(
-            chunk.len() * COLUMNS,
-            |first| {
-                format!(
-                    "INSERT INTO deliveries (id, tenant_id, project_id, event_id, event_type, channel, webhook_id, url, \
-                     status, attempts, next_attempt_at, created_at, updated_at, message, lease_token, lease_expires_at) VALUES {}",
-                    values_placeholders(chunk.len(), COLUMNS, first)
-                )
-            },
-            |binds| {
-                for ((event, destination), row) in chunk.iter().zip(rows) {
-                    let endpoint_id = match destination {
-                        Destination::Webhook { id, .. } => Some(id.db()),
-                        Destination::Push { worker, .. } => Some(worker.db()),
-                        Destination::Callback { .. } | Destination::Notification(_) => None,
-                    };
-                    let message = match destination {
-                        Destination::Notification(outgoing) => Some(to_json(outgoing)),
-                        _ => None,
-                    };
-                    binds
-                        .bind(row.id.db())
-                        .bind(event.tenant_id.db())
-                        .bind(event.project_id.db())
-                        .bind(event.id.to_string())
-                        .bind(event.event_type.as_str())
-                        .bind(destination.channel().as_str())
-                        .bind(endpoint_id)
-                        .bind(destination.url())
-                        .bind(DeliveryStatus::Pending.as_str())
-                        .bind(0_i64)
-                        .bind(to_ms(now))
-                        .bind(to_ms(now))
-                        .bind(to_ms(now))
-                        .bind(message)
-                        .bind(row.lease.map(|l| l.token.clone()))
-                        .bind(row.lease.map(|l| to_ms(l.until)));
-                }
-            },
-        );
+    const COLUMNS: &[&str] = &[
+        "id",
+        "tenant_id",
+        "project_id",
+        "event_id",
+        "event_type",
+        "channel",
+        "webhook_id",
+        "url",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+        "message",
+        "lease_token",
+        "lease_expires_at",
+    ];
+    let mut written = Rows::new(COLUMNS);
+    for ((event, destination), row) in queued.iter().zip(rows) {
+        let endpoint_id = match destination {
+            Destination::Webhook { id, .. } => Some(id.db()),
+            Destination::Push { worker, .. } => Some(worker.db()),
+            Destination::Callback { .. } | Destination::Notification(_) => None,
+        };
+        let message = match destination {
+            Destination::Notification(outgoing) => Some(to_json(outgoing)),
+            _ => None,
+        };
+        written.add([
+            row.id.db().into(),
+            event.tenant_id.db().into(),
+            event.project_id.db().into(),
+            event.id.to_string().into(),
+            event.event_type.as_str().into(),
+            destination.channel().as_str().into(),
+            endpoint_id.into(),
+            destination.url().into(),
+            DeliveryStatus::Pending.as_str().into(),
+            0_i64.into(),
+            to_ms(now).into(),
+            to_ms(now).into(),
+            to_ms(now).into(),
+            message.into(),
+            row.lease.map(|l| l.token.clone()).into(),
+            row.lease.map(|l| to_ms(l.until)).into(),
+        ]);
     }
+    writes.push_rows(
+        RowWrite::Insert {
+            table: "deliveries",
+            computed: &[],
+            suffix: "",
+        },
+        &written,
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 
 mod fan_out;
 pub(super) mod handoff;
@@ -27,7 +27,8 @@ use super::integrations::IntegrationStatus;
 use super::sealed::{callback_place, push_worker_place, slack_place, webhook_place, Sealer};
 use super::signals::{Announce, Signals};
 use super::webhooks::decode_rate_limit;
-use super::{from_json, from_ms, to_ms, values_placeholders, Backend, Result, StoreError};
+use super::writes::{RowWrite, Rows, Writes};
+use super::{from_json, from_ms, to_ms, Backend, Result, StoreError};
 use crate::domain::delivery::{self, Channel, DeliveryOutcome, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, ProjectId, TenantId, WebhookId};
@@ -365,38 +366,14 @@ impl Deliveries {
             return Ok(());
         }
         let health = delivery::endpoint_health(outcomes, now, disable_after);
-        let attempts: Vec<&DeliveryOutcome> =
-            outcomes.iter().filter(|o| o.attempt.is_some()).collect();
-        if self.backend == Backend::Postgres
-            && health.is_unchanged()
-            && outcomes.len() <= SETTLE_CHUNK
-        {
-            let settle = settle_statement(outcomes.len(), 9 * attempts.len() + 1);
-            let sql = if attempts.is_empty() {
-                settle
-            } else {
-                format!(
-                    "WITH attempts AS ({}) {settle}",
-                    insert_attempts_statement(attempts.len())
-                )
-            };
-            let query = bind_attempts(sqlx::query(&sql), &attempts);
-            bind_settlements(query, outcomes, now)
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
+        let mut writes = Writes::new(self.backend);
+        push_attempts(&mut writes, outcomes);
+        push_settlements(&mut writes, outcomes, now);
+        if health.is_unchanged() {
+            return writes.execute_atomically(&self.pool).await;
         }
         let mut tx = self.pool.begin().await?;
-        for chunk in super::sized_chunks(&attempts, ATTEMPT_CHUNK) {
-            bind_attempts(sqlx::query(&insert_attempts_statement(chunk.len())), chunk)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for chunk in super::sized_chunks(outcomes, SETTLE_CHUNK) {
-            bind_settlements(sqlx::query(&settle_statement(chunk.len(), 1)), chunk, now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        writes.execute(&mut tx).await?;
         let disabled = record_endpoint_health(&mut tx, &self.sealer, &health, now).await?;
         let announce = announce_disabled(&mut tx, self.backend, disabled, now).await?;
         tx.commit().await?;
@@ -635,81 +612,92 @@ impl Deliveries {
     }
 }
 
-/// Attempt rows per statement (9 parameters each).
-const ATTEMPT_CHUNK: usize = 300;
-/// Outcomes per statement (9 parameters each, and as many attempt rows at most).
-const SETTLE_CHUNK: usize = 500;
-
-fn insert_attempts_statement(rows: usize) -> String {
-    format!(
-        "INSERT INTO delivery_attempts (delivery_id, webhook_id, project_id, attempted_at, status_code, \
-         latency_ms, response_body, error, success) VALUES {}",
-        values_placeholders(rows, 9, 1)
-    )
-}
-
-fn bind_attempts<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    outcomes: &[&DeliveryOutcome],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+/// The attempt log's rows for `outcomes` that made an attempt.
+fn push_attempts(writes: &mut Writes<'_>, outcomes: &[DeliveryOutcome]) {
+    const COLUMNS: &[&str] = &[
+        "delivery_id",
+        "webhook_id",
+        "project_id",
+        "attempted_at",
+        "status_code",
+        "latency_ms",
+        "response_body",
+        "error",
+        "success",
+    ];
+    let mut rows = Rows::new(COLUMNS);
     for outcome in outcomes {
         let Some(a) = outcome.attempt.as_ref() else {
             continue;
         };
-        query = query
-            .bind(outcome.id.db())
-            .bind(outcome.webhook_id.map(|w| w.db()))
-            .bind(outcome.project_id.db())
-            .bind(to_ms(a.attempted_at))
-            .bind(a.status_code.map(i64::from))
-            .bind(a.latency_ms)
-            .bind(a.response_body.clone())
-            .bind(a.error.clone())
-            .bind(i64::from(outcome.succeeded()));
+        rows.add([
+            outcome.id.db().into(),
+            outcome.webhook_id.map(|w| w.db()).into(),
+            outcome.project_id.db().into(),
+            to_ms(a.attempted_at).into(),
+            a.status_code.map(i64::from).into(),
+            a.latency_ms.into(),
+            a.response_body.clone().into(),
+            a.error.clone().into(),
+            i64::from(outcome.succeeded()).into(),
+        ]);
     }
-    query
+    writes.push_rows(
+        RowWrite::Insert {
+            table: "delivery_attempts",
+            computed: &[],
+            suffix: "",
+        },
+        &rows,
+    );
 }
 
-/// Each delivery's new state, applied only while the lease is still ours; parameters
-/// numbered from `first`.
-fn settle_statement(rows: usize, first: usize) -> String {
-    format!(
-        "UPDATE deliveries SET status = v.column3, attempts = attempts + v.column4,
-                next_attempt_at = COALESCE(v.column5, next_attempt_at),
-                delivered_at = v.column6,
-                last_status_code = COALESCE(v.column7, last_status_code),
-                last_error = v.column8, lease_token = NULL, lease_expires_at = NULL,
-                updated_at = v.column9
-         FROM (VALUES {}) AS v
-         WHERE deliveries.id = v.column1 AND deliveries.lease_token = v.column2",
-        values_placeholders(rows, 9, first)
-    )
-}
-
-fn bind_settlements<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    outcomes: &[DeliveryOutcome],
-    now: DateTime<Utc>,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+/// Each delivery's new state, applied only while the lease is still ours.
+fn push_settlements(writes: &mut Writes<'_>, outcomes: &[DeliveryOutcome], now: DateTime<Utc>) {
+    const COLUMNS: &[&str] = &[
+        "id",
+        "lease_token",
+        "status",
+        "attempted",
+        "next_attempt_at",
+        "delivered_at",
+        "status_code",
+        "last_error",
+        "updated_at",
+    ];
+    let mut rows = Rows::new(COLUMNS);
     for outcome in outcomes {
-        let status_code = outcome
-            .attempt
-            .as_ref()
-            .and_then(|a| a.status_code)
-            .map(i64::from);
         let settled = outcome.settled_state(now);
-        query = query
-            .bind(outcome.id.db())
-            .bind(outcome.lease_token.clone())
-            .bind(settled.status.as_str())
-            .bind(i64::from(outcome.attempt.is_some()))
-            .bind(settled.next_attempt_at.map(to_ms))
-            .bind(settled.delivered_at.map(to_ms))
-            .bind(status_code)
-            .bind(settled.last_error)
-            .bind(to_ms(now));
+        rows.add([
+            outcome.id.db().into(),
+            outcome.lease_token.clone().into(),
+            settled.status.as_str().into(),
+            i64::from(outcome.attempt.is_some()).into(),
+            settled.next_attempt_at.map(to_ms).into(),
+            settled.delivered_at.map(to_ms).into(),
+            outcome
+                .attempt
+                .as_ref()
+                .and_then(|a| a.status_code)
+                .map(i64::from)
+                .into(),
+            settled.last_error.into(),
+            to_ms(now).into(),
+        ]);
     }
-    query
+    writes.push_rows(
+        RowWrite::Update {
+            table: "deliveries",
+            set: "status = v.status, attempts = deliveries.attempts + v.attempted, \
+                  next_attempt_at = COALESCE(v.next_attempt_at, deliveries.next_attempt_at), \
+                  delivered_at = v.delivered_at, \
+                  last_status_code = COALESCE(v.status_code, deliveries.last_status_code), \
+                  last_error = v.last_error, lease_token = NULL, lease_expires_at = NULL, \
+                  updated_at = v.updated_at",
+            condition: "deliveries.id = v.id AND deliveries.lease_token = v.lease_token",
+        },
+        &rows,
+    );
 }
 
 /// The columns [`decode_delivery_view`] reads.
