@@ -236,7 +236,7 @@ pub(super) fn push_insert_events(
             computed: &[("commit_order", commit_order)],
             suffix: "",
         },
-        &rows,
+        rows,
     );
     EventTally::of(events)
 }

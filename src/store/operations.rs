@@ -636,7 +636,6 @@ fn clone_params(params: &[Param]) -> Vec<Param> {
         .collect()
 }
 
-/// Binds every column of `COLUMNS`, in order.
 /// An operation's values, in [`COLUMNS`]' order.
 fn operation_cells(op: &Operation) -> [Cell; COLUMN_COUNT] {
     let lease = op.lease.as_ref();
@@ -863,7 +862,7 @@ pub(super) fn push_insert_operations(writes: &mut Writes<'_>, ops: &[Operation])
             computed: &[],
             suffix: "",
         },
-        &rows,
+        rows,
     );
 }
 
@@ -957,7 +956,7 @@ pub(super) fn push_update_operations(writes: &mut Writes<'_>, ops: &[Operation])
             set: update_assignments(),
             condition: "operations.id = v.id",
         },
-        &rows,
+        rows,
     );
 }
 
@@ -965,9 +964,8 @@ pub(super) fn push_update_operations(writes: &mut Writes<'_>, ops: &[Operation])
 fn update_assignments() -> &'static str {
     static ASSIGNMENTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ASSIGNMENTS.get_or_init(|| {
-        COLUMNS
-            .split(", ")
-            .skip(1)
+        column_names(false)[1..]
+            .iter()
             .map(|column| format!("{column} = v.{column}"))
             .collect::<Vec<_>>()
             .join(", ")

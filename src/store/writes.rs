@@ -54,11 +54,11 @@ impl Cell {
         }
     }
 
-    fn bind(&self, binds: &mut Binds<'_>) {
+    fn bind(self, binds: &mut Binds<'_>) {
         match self {
-            Cell::Text(v) => binds.bind(v.clone()),
-            Cell::Int(v) => binds.bind(*v),
-            Cell::Float(v) => binds.bind(*v),
+            Cell::Text(v) => binds.bind(v),
+            Cell::Int(v) => binds.bind(v),
+            Cell::Float(v) => binds.bind(v),
         };
     }
 
@@ -70,7 +70,10 @@ impl Cell {
             Cell::Text(Some(text)) => {
                 serde_json::to_writer(&mut *out, text).expect("a string always serializes")
             }
-            Cell::Int(Some(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+            Cell::Int(Some(n)) => {
+                // Writing into a `Vec` cannot fail.
+                let _ = std::io::Write::write_fmt(out, format_args!("{n}"));
+            }
             // JSON has no NaN or infinity; PostgreSQL reads them from these strings.
             Cell::Float(Some(f)) if f.is_nan() => out.extend_from_slice(b"\"NaN\""),
             Cell::Float(Some(f)) if f.is_infinite() && *f > 0.0 => {
@@ -209,10 +212,9 @@ impl Rows {
     }
 
     /// A `VALUES` list as the row source: `rows` rows of placeholders from `$first`.
-    fn values(&self, first: usize, rows: usize) -> RowSource {
-        let values = super::values_placeholders(rows, self.columns.len(), first);
-        let named: Vec<String> = self
-            .columns
+    fn values(columns: &'static [&'static str], first: usize, rows: usize) -> RowSource {
+        let values = super::values_placeholders(rows, columns.len(), first);
+        let named: Vec<String> = columns
             .iter()
             .enumerate()
             .map(|(i, column)| format!("column{} AS {column}", i + 1))
@@ -223,7 +225,7 @@ impl Rows {
                 named.join(", ")
             ),
             values: Some(values),
-            columns: self.columns,
+            columns,
         }
     }
 }
@@ -354,7 +356,7 @@ impl<'q> Writes<'q> {
     /// Adds a write of rows of one table: a `VALUES` list (on SQLite in as many
     /// statements as its parameter limit asks), or on PostgreSQL, beyond a few rows, one
     /// JSON parameter.
-    pub(super) fn push_rows(&mut self, write: RowWrite<'_>, rows: &Rows) {
+    pub(super) fn push_rows(&mut self, write: RowWrite<'_>, rows: Rows) {
         if rows.is_empty() {
             return;
         }
@@ -371,14 +373,18 @@ impl<'q> Writes<'q> {
                 );
             }
             Backend::Postgres | Backend::Sqlite => {
-                let columns = rows.columns.len();
-                let per_statement = (SQLITE_PARAMETERS / columns).max(1);
-                for chunk in rows.cells.chunks(per_statement * columns) {
+                let per_statement = (SQLITE_PARAMETERS / rows.columns.len()).max(1);
+                let mut left = rows.len();
+                let mut cells = rows.cells.into_iter();
+                while left > 0 {
+                    let count = left.min(per_statement);
+                    left -= count;
+                    let values = count * rows.columns.len();
                     self.push(
-                        chunk.len(),
-                        |first| write.statement(&rows.values(first, chunk.len() / columns)),
+                        values,
+                        |first| write.statement(&Rows::values(rows.columns, first, count)),
                         |binds| {
-                            for cell in chunk {
+                            for cell in cells.by_ref().take(values) {
                                 cell.bind(binds);
                             }
                         },
@@ -563,7 +569,7 @@ mod tests {
             .into_iter()
             .map(|count| {
                 let mut writes = Writes::new(Backend::Postgres);
-                writes.push_rows(UPDATE, &pairs(count));
+                writes.push_rows(UPDATE, pairs(count));
                 writes.statements()
             })
             .collect();
@@ -582,8 +588,8 @@ mod tests {
     #[test]
     fn postgres_takes_a_few_rows_as_values_whose_count_it_sees() {
         let mut writes = Writes::new(Backend::Postgres);
-        writes.push_rows(UPDATE, &pairs(2));
-        writes.push_rows(UPDATE, &pairs(FEW_ROWS as i64));
+        writes.push_rows(UPDATE, pairs(2));
+        writes.push_rows(UPDATE, pairs(FEW_ROWS as i64));
         let statements = writes.statements();
         assert_eq!(statements.len(), 1);
         assert!(statements[0].0.starts_with(
@@ -596,14 +602,14 @@ mod tests {
     #[test]
     fn sqlite_reads_rows_from_values_named_as_the_columns() {
         let mut writes = Writes::new(Backend::Sqlite);
-        writes.push_rows(UPDATE, &pairs(2));
+        writes.push_rows(UPDATE, pairs(2));
         writes.push_rows(
             RowWrite::Insert {
                 table: "t",
                 computed: &[("at", "0")],
                 suffix: " ON CONFLICT DO NOTHING",
             },
-            &pairs(2),
+            pairs(2),
         );
         assert_eq!(
             writes.statements(),
@@ -632,9 +638,9 @@ mod tests {
                 computed: &[("at", "now()")],
                 suffix: "",
             },
-            &pairs(FEW_ROWS as i64 + 1),
+            pairs(FEW_ROWS as i64 + 1),
         );
-        writes.push_rows(UPDATE, &Rows::new(PAIR));
+        writes.push_rows(UPDATE, Rows::new(PAIR));
         assert_eq!(
             writes.statements(),
             [(
@@ -649,7 +655,7 @@ mod tests {
     #[test]
     fn sqlite_splits_rows_into_statements_of_at_most_a_thousand_values() {
         let mut writes = Writes::new(Backend::Sqlite);
-        writes.push_rows(UPDATE, &pairs(1_201));
+        writes.push_rows(UPDATE, pairs(1_201));
         let values: Vec<usize> = writes.statements().iter().map(|(_, n)| *n).collect();
         assert_eq!(values, [1_000, 1_000, 402]);
     }

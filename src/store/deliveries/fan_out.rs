@@ -243,7 +243,7 @@ fn push_watermarks(writes: &mut Writes<'_>, watermarks: &Watermarks) {
             computed: &[],
             suffix: " ON CONFLICT (webhook_id, subject) DO UPDATE SET last_percentage = excluded.last_percentage",
         },
-        &rows,
+        rows,
     );
 }
 
@@ -307,6 +307,6 @@ fn push_deliveries(
             computed: &[],
             suffix: "",
         },
-        &written,
+        written,
     );
 }

@@ -648,7 +648,7 @@ fn push_attempts(writes: &mut Writes<'_>, outcomes: &[DeliveryOutcome]) {
             computed: &[],
             suffix: "",
         },
-        &rows,
+        rows,
     );
 }
 
@@ -696,7 +696,7 @@ fn push_settlements(writes: &mut Writes<'_>, outcomes: &[DeliveryOutcome], now: 
                   updated_at = v.updated_at",
             condition: "deliveries.id = v.id AND deliveries.lease_token = v.lease_token",
         },
-        &rows,
+        rows,
     );
 }
 
