@@ -114,6 +114,25 @@ impl Backend {
             Self::Sqlite => "",
         }
     }
+
+    /// Begins a transaction whose statements are planned once per pooled connection and
+    /// the plan reused. For the engine's hot reads by key lists (the claim, the batch
+    /// scheduler's edges and members) PostgreSQL otherwise keeps planning afresh, because
+    /// a plan made for the values looks cheaper than the reusable one: planning those
+    /// joins took several times their execution (0.4 ms against 0.03–0.1 ms). Sent with
+    /// the `BEGIN`, so it costs no round trip.
+    async fn begin_reusing_plans(
+        self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self {
+            Self::Postgres => {
+                pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+                    .await?
+            }
+            Self::Sqlite => pool.begin().await?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

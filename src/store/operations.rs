@@ -225,7 +225,7 @@ impl Operations {
         now: DateTime<Utc>,
         lease_ttl: Duration,
     ) -> Result<Vec<(Operation, LeaseToken)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.backend.begin_reusing_plans(&self.pool).await?;
         let (claimed, announce) = self.claim_in(&mut tx, claim, now, lease_ttl).await?;
         tx.commit().await?;
         self.signals.after_commit(announce);
@@ -330,7 +330,7 @@ impl Operations {
         }
         let mut announce = self.write_changes(tx, &ops, events, now).await?;
         announce.leases_granted = ops.len() as u32;
-        super::batches::hand_batch_inputs(tx, &mut ops).await?;
+        super::batches::hand_batch_inputs(tx, self.backend, &mut ops).await?;
         Ok((ops.into_iter().zip(tokens).collect(), announce))
     }
 

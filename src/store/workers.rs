@@ -229,7 +229,7 @@ impl PushWorkers {
         now: DateTime<Utc>,
         lease_ttl: std::time::Duration,
     ) -> Result<Vec<PushTask>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.backend.begin_reusing_plans(&self.pool).await?;
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",

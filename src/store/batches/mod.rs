@@ -22,8 +22,8 @@ use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use super::operations::{bind_params, decode_operation, insert_operations, stage, Param, COLUMNS};
 use super::signals::{Announce, Signals};
 use super::{
-    from_json, from_ms, placeholders, sized_chunks, to_json, to_ms, values_placeholders, Backend,
-    CreateOutcome, Operations, Result, StoreError,
+    from_json, from_ms, one_of, placeholders, sized_chunks, to_json, to_ms, values_placeholders,
+    Backend, CreateOutcome, Operations, Result, StoreError,
 };
 use crate::domain::batch::rerun;
 use crate::domain::batch::{
@@ -488,9 +488,12 @@ impl Batches {
             None => vec![None],
         };
         for chunk in chunks {
-            let key_filter = match chunk {
-                Some(chunk) => format!(" AND m.member_key IN ({})", placeholders(2, chunk.len())),
-                None => String::new(),
+            let (key_filter, binds) = match chunk {
+                Some(chunk) => {
+                    let (condition, binds) = one_of(self.backend, "m.member_key", 2, chunk);
+                    (format!(" AND {condition}"), binds)
+                }
+                None => (String::new(), Vec::new()),
             };
             let sql = format!(
                 "SELECT {} FROM batch_members m JOIN operations o ON o.id = m.operation_id
@@ -500,8 +503,8 @@ impl Batches {
                 self.backend.for_update_of("o")
             );
             let mut query = sqlx::query(&sql).bind(batch.db());
-            for key in chunk.unwrap_or_default() {
-                query = query.bind(key.clone());
+            for value in binds {
+                query = query.bind(value);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 ops.push(decode_operation(&row)?);
@@ -519,13 +522,13 @@ impl Batches {
     ) -> Result<Vec<Edge>> {
         let mut edges = Vec::new();
         for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+            let (keys_in, binds) = one_of(self.backend, "downstream_key", 2, chunk);
             let sql = format!(
-                "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND downstream_key IN ({})",
-                placeholders(2, chunk.len())
+                "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND {keys_in}"
             );
             let mut query = sqlx::query(&sql).bind(batch.db());
-            for key in chunk {
-                query = query.bind(key.clone());
+            for value in binds {
+                query = query.bind(value);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 edges.push(decode_edge(&row)?);
@@ -615,6 +618,7 @@ impl Batches {
 /// Hands each claimed member the results of its dependencies.
 pub(super) async fn hand_batch_inputs(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     ops: &mut [Operation],
 ) -> Result<()> {
     let mut by_batch: HashMap<BatchId, Vec<String>> = HashMap::new();
@@ -624,7 +628,7 @@ pub(super) async fn hand_batch_inputs(
         }
     }
     for (batch, keys) in by_batch {
-        let mut inputs = inputs_of(tx, batch, &keys).await?;
+        let mut inputs = inputs_of(tx, backend, batch, &keys).await?;
         for op in ops.iter_mut() {
             if let Some(b) = op.batch.as_mut().filter(|b| b.batch_id == batch) {
                 b.inputs = Some(Value::Object(inputs.remove(&b.key).unwrap_or_default()));
@@ -637,21 +641,22 @@ pub(super) async fn hand_batch_inputs(
 /// The results of the dependencies of each given member, by dependency key.
 async fn inputs_of(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     batch: BatchId,
     keys: &[String],
 ) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
     let mut inputs: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
     for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+        let (keys_in, binds) = one_of(backend, "e.downstream_key", 2, chunk);
         let sql = format!(
             "SELECT e.downstream_key, e.upstream_key, u.result FROM batch_edges e
              JOIN batch_members um ON um.batch_id = e.batch_id AND um.member_key = e.upstream_key
              JOIN operations u ON u.id = um.operation_id
-             WHERE e.batch_id = $1 AND e.downstream_key IN ({})",
-            placeholders(2, chunk.len())
+             WHERE e.batch_id = $1 AND {keys_in}"
         );
         let mut query = sqlx::query(&sql).bind(batch.db());
-        for key in chunk {
-            query = query.bind(key.clone());
+        for value in binds {
+            query = query.bind(value);
         }
         for row in query.fetch_all(&mut **tx).await? {
             let result: Option<String> = row.try_get("result")?;

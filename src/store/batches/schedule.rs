@@ -18,7 +18,7 @@ use crate::domain::ids::BatchId;
 use crate::domain::operation::{Operation, OperationStatus};
 use crate::store::operations::{decode_operation, COLUMNS};
 use crate::store::signals::Announce;
-use crate::store::{placeholders, sized_chunks, Batches, Result};
+use crate::store::{one_of, sized_chunks, Batches, Result};
 
 /// Batches one pass looks at.
 const BATCHES_PER_PASS: usize = 64;
@@ -40,16 +40,16 @@ impl Batches {
             .iter()
             .map(|r| r.try_get::<String, _>("batch_id"))
             .collect::<std::result::Result<_, _>>()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.backend.begin_reusing_plans(&self.pool).await?;
         // Batches another replica is scheduling right now are left to it.
+        let (ids_in, binds) = one_of(self.backend, "id", 1, &ids);
         let sql = format!(
-            "SELECT {BATCH_COLUMNS} FROM batches WHERE id IN ({}) ORDER BY id{}",
-            placeholders(1, ids.len()),
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE {ids_in} ORDER BY id{}",
             self.backend.skip_locked()
         );
         let mut query = sqlx::query(&sql);
-        for id in &ids {
-            query = query.bind(id.clone());
+        for value in binds {
+            query = query.bind(value);
         }
         let batches = query
             .fetch_all(&mut *tx)
@@ -80,14 +80,13 @@ impl Batches {
         let mut plan = settle::settle(snapshot, now);
 
         self.count_down(tx, plan.batch.id, &plan.count_down).await?;
-        for chunk in sized_chunks(&plan.settled, KEYS_PER_QUERY) {
-            let sql = format!(
-                "UPDATE operations SET batch_settled = 1 WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
+        let settled: Vec<String> = plan.settled.iter().map(|id| id.db()).collect();
+        for chunk in sized_chunks(&settled, KEYS_PER_QUERY) {
+            let (ids_in, binds) = one_of(self.backend, "id", 1, chunk);
+            let sql = format!("UPDATE operations SET batch_settled = 1 WHERE {ids_in}");
             let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.db());
+            for value in binds {
+                query = query.bind(value);
             }
             query.execute(&mut **tx).await?;
         }
@@ -166,13 +165,13 @@ impl Batches {
         while !frontier.is_empty() {
             let mut next = Vec::new();
             for chunk in sized_chunks(&frontier, KEYS_PER_QUERY) {
+                let (keys_in, binds) = one_of(self.backend, "upstream_key", 2, chunk);
                 let sql = format!(
-                    "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND upstream_key IN ({})",
-                    placeholders(2, chunk.len())
+                    "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND {keys_in}"
                 );
                 let mut query = sqlx::query(&sql).bind(batch.db());
-                for key in chunk {
-                    query = query.bind(key.clone());
+                for value in binds {
+                    query = query.bind(value);
                 }
                 for row in query.fetch_all(&mut **tx).await? {
                     let edge = decode_edge(&row)?;
@@ -196,15 +195,15 @@ impl Batches {
     ) -> Result<Vec<(Edge, i64)>> {
         let mut edges = Vec::new();
         for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+            let (keys_in, binds) = one_of(self.backend, "e.upstream_key", 2, chunk);
             let sql = format!(
                 "SELECT e.upstream_key, e.downstream_key, m.waiting FROM batch_edges e
                  JOIN batch_members m ON m.batch_id = e.batch_id AND m.member_key = e.downstream_key
-                 WHERE e.batch_id = $1 AND e.upstream_key IN ({})",
-                placeholders(2, chunk.len())
+                 WHERE e.batch_id = $1 AND {keys_in}"
             );
             let mut query = sqlx::query(&sql).bind(batch.db());
-            for key in chunk {
-                query = query.bind(key.clone());
+            for value in binds {
+                query = query.bind(value);
             }
             for row in query.fetch_all(&mut **tx).await? {
                 edges.push((decode_edge(&row)?, row.try_get::<i64, _>("waiting")?));
@@ -252,19 +251,19 @@ impl Batches {
         batch: BatchId,
         decrements: &[(String, i64)],
     ) -> Result<()> {
-        let mut by_amount: BTreeMap<i64, Vec<&String>> = BTreeMap::new();
+        let mut by_amount: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for (key, amount) in decrements {
-            by_amount.entry(*amount).or_default().push(key);
+            by_amount.entry(*amount).or_default().push(key.clone());
         }
         for (amount, keys) in by_amount {
             for chunk in sized_chunks(&keys, KEYS_PER_QUERY) {
+                let (keys_in, binds) = one_of(self.backend, "member_key", 3, chunk);
                 let sql = format!(
-                    "UPDATE batch_members SET waiting = waiting - $2 WHERE batch_id = $1 AND member_key IN ({})",
-                    placeholders(3, chunk.len())
+                    "UPDATE batch_members SET waiting = waiting - $2 WHERE batch_id = $1 AND {keys_in}"
                 );
                 let mut query = sqlx::query(&sql).bind(batch.db()).bind(amount);
-                for key in chunk {
-                    query = query.bind((*key).clone());
+                for value in binds {
+                    query = query.bind(value);
                 }
                 query.execute(&mut **tx).await?;
             }
