@@ -27,6 +27,23 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+/// When a lease granted or renewed at `now` for `ttl` expires: `now + ttl` rounded up to a
+/// step of a tenth of the TTL, at most a second. A lease is never shorter than promised,
+/// and at most a step longer. Why the step: a worker reporting progress many times a
+/// second would otherwise move the expiry, an indexed column, on every report, and
+/// PostgreSQL could not rewrite the row in place (a HOT update); with the step, the
+/// reports within one leave every indexed column as it was, and the row's many indexes
+/// get no new entry.
+pub fn lease_expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    let exact = now + ttl;
+    let step = (ttl.as_millis() / 10).clamp(1, 1_000) as i64;
+    let ms = exact.timestamp_millis();
+    let rounded = ms.div_euclid(step) * step + if ms.rem_euclid(step) == 0 { 0 } else { step };
+    DateTime::from_timestamp_millis(rounded)
+        .filter(|t| *t >= exact)
+        .unwrap_or(exact)
+}
+
 /// A pull worker's checked request for work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseRequest {
@@ -275,7 +292,7 @@ impl Operation {
         self.lease = Some(Lease {
             token: token.clone(),
             worker_id,
-            expires_at: now + lease_ttl,
+            expires_at: lease_expiry(now, lease_ttl),
         });
         let event = EventDraft::new(EventType::OperationStarted, self.snapshot());
         Ok((token, vec![event]))
@@ -295,7 +312,7 @@ impl Operation {
         }
         self.check_lease(token)?;
         if let Some(lease) = &mut self.lease {
-            lease.expires_at = now + lease_ttl;
+            lease.expires_at = lease_expiry(now, lease_ttl);
         }
         self.updated_at = now;
 
@@ -573,6 +590,33 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_expires_on_a_step_of_a_tenth_of_its_ttl_never_earlier_than_promised() {
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
+        let ttl = Duration::from_secs(30);
+        // Steps of a second for a TTL of 10 s or more.
+        assert_eq!(lease_expiry(at(1_000), ttl), at(31_000));
+        assert_eq!(lease_expiry(at(1_001), ttl), at(32_000));
+        assert_eq!(lease_expiry(at(1_999), ttl), at(32_000));
+        // Reports within one step leave the expiry unchanged.
+        let stored: std::collections::HashSet<_> = (1_001..=2_000)
+            .map(|ms| lease_expiry(at(ms), ttl))
+            .collect();
+        assert_eq!(stored.len(), 1);
+        // A short TTL has short steps: 200 ms, steps of 20 ms.
+        let short = Duration::from_millis(200);
+        assert_eq!(lease_expiry(at(1_005), short), at(1_220));
+        assert_eq!(lease_expiry(at(1_020), short), at(1_220));
+        // Before 1970 and sub-millisecond TTLs: never earlier than now + ttl.
+        for now in [at(-1_234_567), at(0), at(-1)] {
+            for ttl in [ttl, short, Duration::from_micros(300), Duration::ZERO] {
+                let expiry = lease_expiry(now, ttl);
+                assert!(expiry >= now + ttl, "{now} + {ttl:?} gave {expiry}");
+                assert!(expiry - (now + ttl) <= chrono::TimeDelta::seconds(1));
+            }
+        }
+    }
 
     #[test]
     fn lease_requests_and_percentages_are_bounded() {
