@@ -85,7 +85,8 @@ async fn one_request_id_finds_the_request_and_the_delivery_it_caused(backend: Ba
     assert_eq!(received[0].event_type(), "operation.completed");
     let event_id = received[0].header("webhook-id").to_owned();
 
-    // The dispatcher logs a send once the receiver has answered.
+    // The dispatcher logs a send once the receiver has answered, and the request's own
+    // line is written once its answer is sent: either may come first.
     let started = Instant::now();
     let sent = |lines: &[Value]| {
         lines
@@ -93,9 +94,12 @@ async fn one_request_id_finds_the_request_and_the_delivery_it_caused(backend: Ba
             .find(|l| l["fields"]["message"] == "delivery sent")
             .cloned()
     };
+    let answered = |lines: &[Value]| lines.iter().any(|l| l["fields"]["message"] == "request");
     let lines = loop {
         let lines = lines_naming(&server, &request_id);
-        if sent(&lines).is_some() || started.elapsed() > Duration::from_secs(20) {
+        if (sent(&lines).is_some() && answered(&lines))
+            || started.elapsed() > Duration::from_secs(20)
+        {
             break lines;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
