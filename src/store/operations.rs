@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use super::deliveries::routes::{RouteCache, WebhookVersions};
 use super::events::{current_request, StagedEvent};
 use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
@@ -83,12 +84,15 @@ pub struct Operations {
     pub(super) backend: Backend,
     pub(super) signals: Signals,
     pub(super) writer: Arc<GroupCommit>,
+    /// Projects' webhooks kept for routing (see `deliveries::routes`).
+    routes: Arc<RouteCache>,
 }
 
 impl Operations {
     pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals) -> Self {
         Operations {
             writer: Arc::new(GroupCommit::new(backend)),
+            routes: Arc::default(),
             pool,
             backend,
             signals,
@@ -443,11 +447,13 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        self.write_changes_with(tx, Writes::new(self.backend), ops, &events, now)
+        let versions = WebhookVersions::new();
+        self.write_changes_with(tx, Writes::new(self.backend), ops, &events, now, &versions)
             .await
     }
 
-    /// [`Operations::write_changes`] after `writes`, in one statement on PostgreSQL.
+    /// [`Operations::write_changes`] after `writes`, in one statement on PostgreSQL;
+    /// `versions`: the projects' `webhooks_version`s this transaction read, if any.
     pub(super) async fn write_changes_with<'q>(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -455,9 +461,12 @@ impl Operations {
         ops: &'q [Operation],
         events: &'q [StagedEvent],
         now: DateTime<Utc>,
+        versions: &WebhookVersions,
     ) -> Result<Announce> {
         push_update_operations(&mut writes, ops);
-        let mut announce = self.write_events_with(tx, writes, events, now).await?;
+        let mut announce = self
+            .write_events_with(tx, writes, events, now, versions)
+            .await?;
         announce.batches = ops
             .iter()
             .any(|op| op.batch.is_some() && op.status.is_terminal());
@@ -481,8 +490,14 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        self.write_events_with(tx, Writes::new(self.backend), &events, now)
-            .await
+        self.write_events_with(
+            tx,
+            Writes::new(self.backend),
+            &events,
+            now,
+            &WebhookVersions::new(),
+        )
+        .await
     }
 
     async fn write_events_with<'q>(
@@ -491,10 +506,19 @@ impl Operations {
         writes: Writes<'q>,
         events: &'q [StagedEvent],
         now: DateTime<Utc>,
+        versions: &WebhookVersions,
     ) -> Result<Announce> {
         let handoff = self.signals.handoff();
-        super::deliveries::write_events(tx, writes, self.backend, events, now, handoff.as_deref())
-            .await
+        super::deliveries::write_routed_events(
+            tx,
+            writes,
+            self.backend,
+            events,
+            now,
+            handoff.as_deref(),
+            Some((&self.routes, versions)),
+        )
+        .await
     }
 
     pub async fn list(

@@ -31,6 +31,7 @@ both_backends!(
     deliveries_beyond_the_dispatchers_slots_wait_their_turn_within_its_limit,
     a_quick_endpoint_earns_slots_up_to_the_most_and_a_slow_one_keeps_a_quarter,
     a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries,
+    each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written,
 );
 
 const SEC: Duration = Duration::from_secs(1);
@@ -1186,4 +1187,93 @@ async fn a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries(
             "the quick endpoint's delivery {i} waited {waited:?} behind the slow one's backlog"
         );
     }
+}
+
+/// The group commit routes a report's event with the webhooks it read before, while the
+/// project's webhooks are unchanged: every change between two reports (a webhook added,
+/// its subscription edited, disabled, enabled, deleted) must be seen by the next one.
+async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = Receiver::start().await;
+    let second = Receiver::start().await;
+    let subscribed = |url: &str| json!({"webhookUrl": url, "events": ["operation.progress"]});
+    let a = app.register_webhook(&subscribed(&first.url)).await;
+    let a = a["webhookId"].as_str().unwrap().to_owned();
+
+    let id = app.start_operation(&op("Routed")).await;
+    let lease = app
+        .lease(&json!({"operationTypes": ["Routed"], "max": 1}))
+        .await
+        .remove(0);
+    let report = |n: u32| {
+        let app = &app;
+        let id = &id;
+        let lease = &lease;
+        async move {
+            let r = app
+                .post(
+                    &app.api(&format!("/operation/{id}/progress")),
+                    &json!({"leaseToken": lease["leaseToken"], "percentage": n}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+    };
+    let manage = |method: Method, path: String, body: Option<Value>| {
+        let app = &app;
+        async move {
+            let r = app
+                .call(method, &app.api(&path), Some(&app.token), body.as_ref())
+                .await;
+            assert!(r.status.is_success(), "{path}: {}", r.text);
+        }
+    };
+
+    report(1).await;
+    let b = app.register_webhook(&subscribed(&second.url)).await;
+    let b = b["webhookId"].as_str().unwrap().to_owned();
+    report(2).await;
+    let mut elsewhere = subscribed(&first.url);
+    elsewhere["events"] = json!(["operation.completed"]);
+    manage(Method::PUT, format!("/webhooks/{a}"), Some(elsewhere)).await;
+    report(3).await;
+    manage(
+        Method::POST,
+        format!("/webhooks/{b}/disable"),
+        Some(json!({})),
+    )
+    .await;
+    report(4).await;
+    manage(
+        Method::POST,
+        format!("/webhooks/{b}/enable"),
+        Some(json!({})),
+    )
+    .await;
+    report(5).await;
+    manage(Method::DELETE, format!("/webhooks/{b}"), None).await;
+    report(6).await;
+    // The last report goes to the first webhook again, once resubscribed: when it has
+    // arrived, so has everything written before it.
+    manage(
+        Method::PUT,
+        format!("/webhooks/{a}"),
+        Some(subscribed(&first.url)),
+    )
+    .await;
+    report(7).await;
+
+    first.wait_for(3, 15 * SEC).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = |receiver: &Receiver| {
+        let mut got: Vec<f64> = receiver
+            .received()
+            .iter()
+            .map(|r| r.json()["data"]["progress"]["percentage"].as_f64().unwrap())
+            .collect();
+        got.sort_by(f64::total_cmp);
+        got
+    };
+    assert_eq!(records(&first), [1.0, 2.0, 7.0]);
+    assert_eq!(records(&second), [2.0, 3.0, 5.0]);
 }
