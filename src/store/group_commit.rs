@@ -9,10 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::deliveries::routes::WebhookVersions;
 use super::events::StagedEvent;
 use super::idempotency::{take_idempotency_key, OwnedIdempotencyRecord};
 use super::operations::{decode_operation, insert_operations, push_insert_operations, stage};
@@ -250,9 +249,12 @@ impl Operations {
             .collect();
         ids.sort_by_key(|id| id.to_string());
         ids.dedup();
-        let (locked, versions) = self.lock_operations(&mut tx, &ids).await?;
-        let mut locked: HashMap<OperationId, Operation> =
-            locked.into_iter().map(|op| (op.id, op)).collect();
+        let mut locked: HashMap<OperationId, Operation> = self
+            .lock_operations(&mut tx, &ids)
+            .await?
+            .into_iter()
+            .map(|op| (op.id, op))
+            .collect();
         let mut changed: HashSet<OperationId> = HashSet::new();
         // Per job, in order: what its transition found (`None`: no such operation).
         let mut found: Vec<Option<Operation>> = Vec::new();
@@ -292,7 +294,7 @@ impl Operations {
             .collect();
         let now = crate::clock::now();
         announce.absorb(
-            self.write_changes_with(&mut tx, writes, &changed_ops, &events, now, &versions)
+            self.write_changes_with(&mut tx, writes, &changed_ops, &events, now)
                 .await?,
         );
         tx.commit().await?;
@@ -303,25 +305,19 @@ impl Operations {
         })
     }
 
-    /// The operations, locked, and their projects' `webhooks_version`s read in the same
-    /// statement: routing their events then needs no lookup of webhooks it already
-    /// keeps for those versions (see `deliveries::routes`).
     async fn lock_operations(
         &self,
         tx: &mut Transaction<'static, Any>,
         ids: &[OperationId],
-    ) -> Result<(Vec<Operation>, WebhookVersions)> {
+    ) -> Result<Vec<Operation>> {
         let mut ops = Vec::with_capacity(ids.len());
-        let mut versions = WebhookVersions::new();
         for chunk in ids.chunks(MAX_BATCH) {
             let ids: Vec<String> = chunk.iter().map(|id| id.db()).collect();
             let (condition, binds) = super::one_of(self.backend, "id", 1, &ids);
             // In id order, so that concurrent batches lock their rows in the same order
             // and cannot deadlock on one another.
             let sql = format!(
-                "SELECT {}, (SELECT webhooks_version FROM projects \
-                   WHERE projects.id = operations.project_id) AS webhooks_version \
-                 FROM operations WHERE {condition} ORDER BY id{}",
+                "SELECT {} FROM operations WHERE {condition} ORDER BY id{}",
                 super::operations::COLUMNS,
                 self.backend.for_update()
             );
@@ -330,14 +326,10 @@ impl Operations {
                 query = query.bind(value);
             }
             for row in query.fetch_all(&mut **tx).await? {
-                let op = decode_operation(&row)?;
-                if let Some(version) = row.try_get::<Option<i64>, _>("webhooks_version")? {
-                    versions.insert(op.project_id, version);
-                }
-                ops.push(op);
+                ops.push(decode_operation(&row)?);
             }
         }
-        Ok((ops, versions))
+        Ok(ops)
     }
 }
 

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::deliveries::routes::{RouteCache, WebhookVersions};
 use super::events::{current_request, StagedEvent};
 use super::group_commit::{GroupCommit, Job, Transition};
 use super::idempotency::IdempotencyRecord;
@@ -84,15 +83,12 @@ pub struct Operations {
     pub(super) backend: Backend,
     pub(super) signals: Signals,
     pub(super) writer: Arc<GroupCommit>,
-    /// Projects' webhooks kept for routing (see `deliveries::routes`).
-    routes: Arc<RouteCache>,
 }
 
 impl Operations {
     pub(super) fn new(pool: AnyPool, backend: Backend, signals: Signals) -> Self {
         Operations {
             writer: Arc::new(GroupCommit::new(backend)),
-            routes: Arc::default(),
             pool,
             backend,
             signals,
@@ -447,13 +443,11 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        let versions = WebhookVersions::new();
-        self.write_changes_with(tx, Writes::new(self.backend), ops, &events, now, &versions)
+        self.write_changes_with(tx, Writes::new(self.backend), ops, &events, now)
             .await
     }
 
-    /// [`Operations::write_changes`] after `writes`, in one statement on PostgreSQL;
-    /// `versions`: the projects' `webhooks_version`s this transaction read, if any.
+    /// [`Operations::write_changes`] after `writes`, in one statement on PostgreSQL.
     pub(super) async fn write_changes_with<'q>(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -461,12 +455,9 @@ impl Operations {
         ops: &'q [Operation],
         events: &'q [StagedEvent],
         now: DateTime<Utc>,
-        versions: &WebhookVersions,
     ) -> Result<Announce> {
         push_update_operations(&mut writes, ops);
-        let mut announce = self
-            .write_events_with(tx, writes, events, now, versions)
-            .await?;
+        let mut announce = self.write_events_with(tx, writes, events, now).await?;
         announce.batches = ops
             .iter()
             .any(|op| op.batch.is_some() && op.status.is_terminal());
@@ -490,14 +481,8 @@ impl Operations {
         events: Vec<StagedEvent>,
         now: DateTime<Utc>,
     ) -> Result<Announce> {
-        self.write_events_with(
-            tx,
-            Writes::new(self.backend),
-            &events,
-            now,
-            &WebhookVersions::new(),
-        )
-        .await
+        self.write_events_with(tx, Writes::new(self.backend), &events, now)
+            .await
     }
 
     async fn write_events_with<'q>(
@@ -506,19 +491,10 @@ impl Operations {
         writes: Writes<'q>,
         events: &'q [StagedEvent],
         now: DateTime<Utc>,
-        versions: &WebhookVersions,
     ) -> Result<Announce> {
         let handoff = self.signals.handoff();
-        super::deliveries::write_routed_events(
-            tx,
-            writes,
-            self.backend,
-            events,
-            now,
-            handoff.as_deref(),
-            Some((&self.routes, versions)),
-        )
-        .await
+        super::deliveries::write_events(tx, writes, self.backend, events, now, handoff.as_deref())
+            .await
     }
 
     pub async fn list(

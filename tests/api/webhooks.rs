@@ -1189,9 +1189,9 @@ async fn a_slow_endpoints_backlog_does_not_hold_up_another_endpoints_deliveries(
     }
 }
 
-/// The group commit routes a report's event with the webhooks it read before, while the
-/// project's webhooks are unchanged: every change between two reports (a webhook added,
-/// its subscription edited, disabled, enabled, deleted) must be seen by the next one.
+/// Events are routed when they are written: every change to the webhooks between two
+/// reports (one added, its subscription edited, disabled, enabled, deleted) is seen by
+/// the next report, whatever the process keeps between its transactions.
 async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let first = Receiver::start().await;

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Row, Transaction};
 
 use super::handoff::{HandedOff, HandoffLease, HandoffSink};
-use super::routes::{RouteCache, RoutedWebhooks, WebhookVersions};
 use crate::domain::delivery::{self, DeliveryStatus, Destination, Routed, Watermarks};
 use crate::domain::event::Event;
 use crate::domain::ids::{DeliveryId, ProjectId, PushWorkerId, WebhookId};
@@ -26,29 +25,14 @@ use crate::store::{
 /// statement, once routing has read what it needs. What to announce once committed.
 pub(in crate::store) async fn write_events<'q>(
     tx: &mut Transaction<'static, Any>,
-    writes: Writes<'q>,
-    backend: Backend,
-    events: &'q [StagedEvent],
-    now: DateTime<Utc>,
-    handoff: Option<&HandoffSink>,
-) -> Result<Announce> {
-    write_routed_events(tx, writes, backend, events, now, handoff, None).await
-}
-
-/// [`write_events`], routing with the webhooks `routes` keeps for the versions this
-/// transaction already read.
-pub(in crate::store) async fn write_routed_events<'q>(
-    tx: &mut Transaction<'static, Any>,
     mut writes: Writes<'q>,
     backend: Backend,
     events: &'q [StagedEvent],
     now: DateTime<Utc>,
     handoff: Option<&HandoffSink>,
-    routes: Option<(&RouteCache, &WebhookVersions)>,
 ) -> Result<Announce> {
     let tally = push_insert_events(&mut writes, backend, events);
-    let (queued, handed_off) =
-        queue_deliveries(tx, &mut writes, events, now, handoff, routes).await?;
+    let (queued, handed_off) = queue_deliveries(tx, &mut writes, events, now, handoff).await?;
     writes.execute(tx).await?;
     Ok(Announce {
         // Those handed to the dispatcher need no claim.
@@ -64,16 +48,13 @@ pub(in crate::store) async fn write_routed_events<'q>(
 /// watermark read for throttled progress, done at once; the rows (one insert per 500)
 /// and the watermarks are added to `writes`, to go out with the events' own. With a
 /// `handoff`, webhook deliveries are leased to this process's dispatcher while it has
-/// room (see [`handoff`]). With `routes`, a project whose webhooks are kept for the
-/// version this transaction read needs no lookup (see [`super::routes`]). Returns how
-/// many were queued, and those handed off.
+/// room (see [`handoff`]). Returns how many were queued, and those handed off.
 pub(in crate::store) async fn queue_deliveries(
     tx: &mut Transaction<'static, Any>,
     writes: &mut Writes<'_>,
     events: &[StagedEvent],
     now: DateTime<Utc>,
     handoff: Option<&HandoffSink>,
-    routes: Option<(&RouteCache, &WebhookVersions)>,
 ) -> Result<(usize, HandedOff)> {
     if events.is_empty() {
         return Ok((0, HandedOff::default()));
@@ -84,21 +65,13 @@ pub(in crate::store) async fn queue_deliveries(
     for staged in events {
         let project = staged.event.project_id;
         if let Entry::Vacant(slot) = webhooks.entry(project) {
-            let routed = match routes {
-                Some((cache, versions)) if handoff.is_some() => {
-                    kept_or_read(tx, cache, project, versions.get(&project).copied()).await?
-                }
-                _ => routed_webhooks(&mut **tx, project, handoff.is_some())
-                    .await?
-                    .1
-                    .into(),
-            };
+            let routed = routed_webhooks(&mut **tx, project, handoff.is_some()).await?;
             slot.insert(
                 routed
-                    .iter()
+                    .into_iter()
                     .map(|(webhook, secrets)| {
-                        sealed.insert(webhook.id, secrets.clone());
-                        webhook.clone()
+                        sealed.insert(webhook.id, secrets);
+                        webhook
                     })
                     .collect(),
             );
@@ -169,67 +142,37 @@ struct QueuedRow<'a> {
     lease: Option<&'a HandoffLease<'a>>,
 }
 
-/// The webhooks `cache` keeps for the version this transaction read, or else read (with
-/// their secrets) and kept for the version read with them.
-async fn kept_or_read(
-    tx: &mut Transaction<'static, Any>,
-    cache: &RouteCache,
-    project: ProjectId,
-    version: Option<i64>,
-) -> Result<RoutedWebhooks> {
-    if let Some(kept) = version.and_then(|version| cache.get(project, version)) {
-        return Ok(kept);
-    }
-    let (version, routed) = routed_webhooks(&mut **tx, project, true).await?;
-    let routed: RoutedWebhooks = routed.into();
-    if let Some(version) = version {
-        cache.keep(project, version, routed.clone());
-    }
-    Ok(routed)
-}
-
 pub(in crate::store) async fn active_webhooks<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     project: ProjectId,
 ) -> Result<Vec<Webhook>> {
     Ok(routed_webhooks(executor, project, false)
         .await?
-        .1
         .into_iter()
         .map(|(webhook, _)| webhook)
         .collect())
 }
 
-/// The project's `webhooks_version` (`None`: no such project) and its active webhooks,
-/// read in one statement so that they agree; with `with_secrets`, each with its secrets
-/// as stored (sealed), for deliveries handed straight to the dispatcher.
+/// The project's active webhooks; with `with_secrets`, each with its secrets as stored
+/// (sealed), for deliveries handed straight to the dispatcher.
 async fn routed_webhooks<'e>(
     executor: impl sqlx::Executor<'e, Database = Any>,
     project: ProjectId,
     with_secrets: bool,
-) -> Result<(Option<i64>, Vec<(Webhook, Option<String>)>)> {
+) -> Result<Vec<(Webhook, Option<String>)>> {
     let sql = format!(
-        "SELECT p.webhooks_version, w.id, w.tenant_id, w.project_id, w.url, w.name, w.events, \
-               w.filters, w.retry_policy, w.headers, w.status, w.disabled_reason, \
-               w.failing_since, w.created_at, w.updated_at, w.rate_limit, w.labels{secrets} \
-         FROM projects p LEFT JOIN webhooks w ON w.project_id = p.id AND w.status = '{active}' \
-         WHERE p.id = $1",
+        "SELECT id, tenant_id, project_id, url, name, events, filters, retry_policy, headers, \
+               status, disabled_reason, failing_since, created_at, updated_at, rate_limit, labels{secrets} \
+               FROM webhooks WHERE project_id = $1 AND status = '{active}'",
         active = WebhookStatus::Active.as_str(),
-        secrets = if with_secrets { ", w.secrets" } else { "" },
+        secrets = if with_secrets { ", secrets" } else { "" },
     );
     let rows = sqlx::query(&sql)
         .bind(project.db())
         .fetch_all(executor)
         .await?;
-    let version = rows
-        .first()
-        .map(|row| row.try_get::<i64, _>("webhooks_version"))
-        .transpose()?;
     // Routing never signs: the secrets are not opened here.
-    let webhooks = rows
-        .iter()
-        // The project's own row, when it has no active webhook.
-        .filter(|row| !matches!(row.try_get::<Option<String>, _>("id"), Ok(None)))
+    rows.iter()
         .map(|row| {
             let secrets = if with_secrets {
                 row.try_get("secrets")?
@@ -238,8 +181,7 @@ async fn routed_webhooks<'e>(
             };
             Ok((decode_webhook(row, Vec::new())?, secrets))
         })
-        .collect::<Result<_>>()?;
-    Ok((version, webhooks))
+        .collect()
 }
 
 /// `None` once the worker is deleted: nobody is left to tell.

@@ -13,10 +13,9 @@ use sqlx::{AnyPool, Row};
 mod fan_out;
 pub(super) mod handoff;
 mod health;
-pub(super) mod routes;
 mod trace;
 
-pub(super) use fan_out::{active_webhooks, write_events, write_routed_events};
+pub(super) use fan_out::{active_webhooks, write_events};
 use handoff::HandoffSink;
 pub use handoff::{Handed, Held};
 use health::{announce_disabled, record_endpoint_health};
