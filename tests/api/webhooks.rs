@@ -1237,20 +1237,11 @@ async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(ba
     elsewhere["events"] = json!(["operation.completed"]);
     manage(Method::PUT, format!("/webhooks/{a}"), Some(elsewhere)).await;
     report(3).await;
-    manage(
-        Method::POST,
-        format!("/webhooks/{b}/disable"),
-        Some(json!({})),
-    )
-    .await;
-    report(4).await;
-    manage(
-        Method::POST,
-        format!("/webhooks/{b}/enable"),
-        Some(json!({})),
-    )
-    .await;
-    report(5).await;
+    for (action, percentage) in [("disable", 4), ("enable", 5)] {
+        let path = format!("/webhooks/{b}/{action}");
+        manage(Method::POST, path, Some(json!({}))).await;
+        report(percentage).await;
+    }
     manage(Method::DELETE, format!("/webhooks/{b}"), None).await;
     report(6).await;
     // The last report goes to the first webhook again, once resubscribed: when it has
