@@ -46,13 +46,7 @@ pub async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> Stri
         .find(|l| l["operationId"] == id)
         .expect("the operation is leased");
     for p in progress {
-        let r = app
-            .post(
-                &app.api(&format!("/operation/{id}/progress")),
-                &json!({"leaseToken": lease["leaseToken"], "percentage": p}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        report_percentage(app, &id, &lease["leaseToken"], *p).await;
     }
     let r = app
         .post(
@@ -62,6 +56,17 @@ pub async fn run_operation(app: &TestApp, body: Value, progress: &[f64]) -> Stri
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     id
+}
+
+/// A pull worker's progress report on its leased operation, accepted.
+async fn report_percentage(app: &TestApp, id: &str, lease_token: &Value, percentage: f64) {
+    let r = app
+        .post(
+            &app.api(&format!("/operation/{id}/progress")),
+            &json!({"leaseToken": lease_token, "percentage": percentage}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
 fn op(t: &str) -> Value {
@@ -1205,20 +1210,7 @@ async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(ba
         .lease(&json!({"operationTypes": ["Routed"], "max": 1}))
         .await
         .remove(0);
-    let report = |n: u32| {
-        let app = &app;
-        let id = &id;
-        let lease = &lease;
-        async move {
-            let r = app
-                .post(
-                    &app.api(&format!("/operation/{id}/progress")),
-                    &json!({"leaseToken": lease["leaseToken"], "percentage": n}),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        }
-    };
+    let report = |percentage: f64| report_percentage(&app, &id, &lease["leaseToken"], percentage);
     let manage = |method: Method, path: String, body: Option<Value>| {
         let app = &app;
         async move {
@@ -1229,21 +1221,21 @@ async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(ba
         }
     };
 
-    report(1).await;
+    report(1.0).await;
     let b = app.register_webhook(&subscribed(&second.url)).await;
     let b = b["webhookId"].as_str().unwrap().to_owned();
-    report(2).await;
+    report(2.0).await;
     let mut elsewhere = subscribed(&first.url);
     elsewhere["events"] = json!(["operation.completed"]);
     manage(Method::PUT, format!("/webhooks/{a}"), Some(elsewhere)).await;
-    report(3).await;
-    for (action, percentage) in [("disable", 4), ("enable", 5)] {
+    report(3.0).await;
+    for (action, percentage) in [("disable", 4.0), ("enable", 5.0)] {
         let path = format!("/webhooks/{b}/{action}");
         manage(Method::POST, path, Some(json!({}))).await;
         report(percentage).await;
     }
     manage(Method::DELETE, format!("/webhooks/{b}"), None).await;
-    report(6).await;
+    report(6.0).await;
     // The last report goes to the first webhook again, once resubscribed: when it has
     // arrived, so has everything written before it.
     manage(
@@ -1252,7 +1244,7 @@ async fn each_report_is_routed_to_the_webhooks_as_they_are_when_it_is_written(ba
         Some(subscribed(&first.url)),
     )
     .await;
-    report(7).await;
+    report(7.0).await;
 
     first.wait_for(3, 15 * SEC).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
