@@ -664,6 +664,9 @@ async fn a_list_pages_by_offset_or_next_and_filters_by_its_predicates(backend: B
             .submit(&json!({"Step": step, "actions": [{"action": "a"}]}))
             .await;
         ids.push(task["id"].as_str().unwrap().to_owned());
+        // Each its own millisecond: the times below tell the submissions apart by their
+        // `start_date`, and two quick ones could share one.
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let first = vitam
         .list(&json!({"query": "name='pager*'", "limit": 2}))
