@@ -37,7 +37,8 @@ pub struct Lease {
 pub fn lease_expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     let exact = now + ttl;
     let step = (ttl.as_millis() / 10).clamp(1, 1_000) as i64;
-    let ms = exact.timestamp_millis();
+    // Whole milliseconds, rounded up: a clock's `now` has nanoseconds.
+    let ms = exact.timestamp_millis() + i64::from(exact.timestamp_subsec_nanos() % 1_000_000 != 0);
     let rounded = ms.div_euclid(step) * step + if ms.rem_euclid(step) == 0 { 0 } else { step };
     DateTime::from_timestamp_millis(rounded)
         .filter(|t| *t >= exact)
@@ -602,6 +603,14 @@ mod tests {
         // Reports within one step leave the expiry unchanged.
         let stored: std::collections::HashSet<_> = (1_001..=2_000)
             .map(|ms| lease_expiry(at(ms), ttl))
+            .collect();
+        assert_eq!(stored.len(), 1);
+        // A clock's nanoseconds round up too, also just past a step's boundary.
+        let nanos = |ms: i64, ns: i64| at(ms) + chrono::TimeDelta::nanoseconds(ns);
+        assert_eq!(lease_expiry(nanos(1_000, 1), ttl), at(32_000));
+        assert_eq!(lease_expiry(nanos(1_999, 999_999), ttl), at(32_000));
+        let stored: std::collections::HashSet<_> = (0..2_000)
+            .map(|i| lease_expiry(nanos(1_000, 1 + i * 499_999), ttl))
             .collect();
         assert_eq!(stored.len(), 1);
         // A short TTL has short steps: 200 ms, steps of 20 ms.
