@@ -36,6 +36,7 @@ pub async fn run(
     }
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
+    let finishing = Arc::new(Semaphore::new(concurrency));
     let worker_id = format!("relais-builtin-{}", std::process::id());
     while !*shutdown.borrow() {
         let woken = signals.work().builtin_work().notified();
@@ -73,10 +74,13 @@ pub async fn run(
         // commit, another replica's notification, or the engine's clock finding some).
         let took_all = claimed.len() < claim.max as usize;
         for (op, token) in claimed {
-            let slot = slots
-                .clone()
-                .try_acquire_owned()
-                .expect("claimed within capacity");
+            let slot = Slot {
+                working: slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed within capacity"),
+                finishing: finishing.clone(),
+            };
             tokio::spawn(execute(
                 tools.clone(),
                 leases.clone(),
@@ -94,8 +98,18 @@ pub async fn run(
             }
         }
     }
-    // Every slot free again: each attempt has ended or been handed back.
+    // Every slot free again, then every outcome written: each attempt has ended or been
+    // handed back. (An attempt takes its finishing permit before it frees its slot.)
     let _ = slots.acquire_many(concurrency as u32).await;
+    let _ = finishing.acquire_many(concurrency as u32).await;
+}
+
+/// An executor's place, held while it works. Its outcome is then written under a
+/// finishing permit, the place already free for the next operation; the outcomes being
+/// written are bounded apart, so a slow database still holds executors back.
+struct Slot {
+    working: OwnedSemaphorePermit,
+    finishing: Arc<Semaphore>,
 }
 
 async fn execute(
@@ -104,7 +118,7 @@ async fn execute(
     registry: Registry,
     op: Operation,
     token: LeaseToken,
-    _slot: OwnedSemaphorePermit,
+    slot: Slot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(executor) = registry.get(&op.operation_type).cloned() else {
@@ -153,6 +167,13 @@ async fn execute(
     drop(keep_alive);
     // `None`: cancelled or timed out, which the operation already says.
     if let Some(result) = outcome {
+        // The executor is done: the next operation starts while this outcome commits,
+        // which is most of a quick executor's cycle.
+        let Ok(finishing) = slot.finishing.acquire_owned().await else {
+            return;
+        };
+        drop(slot.working);
         lease.finish(result).await;
+        drop(finishing);
     }
 }
