@@ -115,7 +115,14 @@ impl Operations {
     fn start_writer(&self) {
         if let Ok(permit) = self.writer.writers.clone().try_acquire_owned() {
             let operations = self.clone();
-            tokio::spawn(async move { operations.drain(permit).await });
+            tokio::spawn(async move {
+                // A task spawned by a task runs next on its thread, ahead of the ones that
+                // were ready already: writing at once would take this job alone, while
+                // the executors or requests queued behind it submit theirs a moment
+                // later. Yielding lets them queue first, into the same transaction.
+                tokio::task::yield_now().await;
+                operations.drain(permit).await
+            });
         }
     }
 
