@@ -543,6 +543,18 @@ fn sized_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// Splits keys into the groups of one [`one_of`] statement each. On PostgreSQL a group
+/// of any length up to `max` is one statement (an `IN` list of up to a few keys, whose
+/// texts are few, or one array parameter beyond); elsewhere the groups are
+/// [`sized_chunks`]. A scheduler pass settling 11 members was three statements as 8, 2
+/// and 1 keys.
+fn key_chunks<T>(backend: Backend, items: &[T], max: usize) -> Vec<&[T]> {
+    match backend {
+        Backend::Postgres => items.chunks(max.max(1)).collect(),
+        Backend::Sqlite => sized_chunks(items, max).collect(),
+    }
+}
+
 /// `column` is one of `values`: an `IN` list, or on PostgreSQL beyond a few values
 /// `column = ANY($first::text[])`, one parameter whatever their number, so that the
 /// statement's text and plan are reused (see [`writes`] for why not with a few).
@@ -670,6 +682,21 @@ mod tests {
             "{binds:?}"
         );
         assert_eq!(one_of(Backend::Sqlite, "id", 3, &values).1, values);
+    }
+
+    #[test]
+    fn keys_are_one_statement_each_up_to_the_limit_on_postgres() {
+        let keys: Vec<u32> = (0..11).collect();
+        let lengths = |backend| -> Vec<usize> {
+            key_chunks(backend, &keys, 8)
+                .iter()
+                .map(|chunk| chunk.len())
+                .collect()
+        };
+        assert_eq!(lengths(Backend::Postgres), vec![8, 3]);
+        assert_eq!(lengths(Backend::Sqlite), vec![8, 2, 1]);
+        assert_eq!(key_chunks(Backend::Postgres, &keys, 512), vec![&keys[..]]);
+        assert!(key_chunks(Backend::Postgres, &[] as &[u32], 8).is_empty());
     }
 
     #[test]

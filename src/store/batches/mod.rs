@@ -22,8 +22,8 @@ use super::idempotency::{take_idempotency_key, IdempotencyRecord};
 use super::operations::{bind_params, decode_operation, insert_operations, stage, Param, COLUMNS};
 use super::signals::{Announce, Signals};
 use super::{
-    from_json, from_ms, one_of, placeholders, sized_chunks, to_json, to_ms, values_placeholders,
-    Backend, CreateOutcome, Operations, Result, StoreError,
+    from_json, from_ms, key_chunks, one_of, placeholders, sized_chunks, to_json, to_ms,
+    values_placeholders, Backend, CreateOutcome, Operations, Result, StoreError,
 };
 use crate::domain::batch::rerun;
 use crate::domain::batch::{
@@ -484,7 +484,10 @@ impl Batches {
     ) -> Result<Vec<Operation>> {
         let mut ops = Vec::new();
         let chunks: Vec<Option<&[String]>> = match keys {
-            Some(keys) => sized_chunks(keys, KEYS_PER_QUERY).map(Some).collect(),
+            Some(keys) => key_chunks(self.backend, keys, KEYS_PER_QUERY)
+                .into_iter()
+                .map(Some)
+                .collect(),
             None => vec![None],
         };
         for chunk in chunks {
@@ -521,7 +524,7 @@ impl Batches {
         keys: &[String],
     ) -> Result<Vec<Edge>> {
         let mut edges = Vec::new();
-        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+        for chunk in key_chunks(self.backend, keys, KEYS_PER_QUERY) {
             let (keys_in, binds) = one_of(self.backend, "downstream_key", 2, chunk);
             let sql = format!(
                 "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND {keys_in}"
@@ -646,7 +649,7 @@ async fn inputs_of(
     keys: &[String],
 ) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
     let mut inputs: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
-    for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+    for chunk in key_chunks(backend, keys, KEYS_PER_QUERY) {
         let (keys_in, binds) = one_of(backend, "e.downstream_key", 2, chunk);
         let sql = format!(
             "SELECT e.downstream_key, e.upstream_key, u.result FROM batch_edges e

@@ -18,7 +18,7 @@ use crate::domain::ids::BatchId;
 use crate::domain::operation::{Operation, OperationStatus};
 use crate::store::operations::{decode_operation, COLUMNS};
 use crate::store::signals::Announce;
-use crate::store::{one_of, sized_chunks, Batches, Result};
+use crate::store::{key_chunks, one_of, Batches, Result};
 
 /// Batches one pass looks at.
 const BATCHES_PER_PASS: usize = 64;
@@ -81,7 +81,7 @@ impl Batches {
 
         self.count_down(tx, plan.batch.id, &plan.count_down).await?;
         let settled: Vec<String> = plan.settled.iter().map(|id| id.db()).collect();
-        for chunk in sized_chunks(&settled, KEYS_PER_QUERY) {
+        for chunk in key_chunks(self.backend, &settled, KEYS_PER_QUERY) {
             let (ids_in, binds) = one_of(self.backend, "id", 1, chunk);
             let sql = format!("UPDATE operations SET batch_settled = 1 WHERE {ids_in}");
             let mut query = sqlx::query(&sql);
@@ -164,7 +164,7 @@ impl Batches {
         let mut frontier: Vec<String> = roots.to_vec();
         while !frontier.is_empty() {
             let mut next = Vec::new();
-            for chunk in sized_chunks(&frontier, KEYS_PER_QUERY) {
+            for chunk in key_chunks(self.backend, &frontier, KEYS_PER_QUERY) {
                 let (keys_in, binds) = one_of(self.backend, "upstream_key", 2, chunk);
                 let sql = format!(
                     "SELECT upstream_key, downstream_key FROM batch_edges WHERE batch_id = $1 AND {keys_in}"
@@ -194,7 +194,7 @@ impl Batches {
         keys: &[String],
     ) -> Result<Vec<(Edge, i64)>> {
         let mut edges = Vec::new();
-        for chunk in sized_chunks(keys, KEYS_PER_QUERY) {
+        for chunk in key_chunks(self.backend, keys, KEYS_PER_QUERY) {
             let (keys_in, binds) = one_of(self.backend, "e.upstream_key", 2, chunk);
             let sql = format!(
                 "SELECT e.upstream_key, e.downstream_key, m.waiting FROM batch_edges e
@@ -256,7 +256,7 @@ impl Batches {
             by_amount.entry(*amount).or_default().push(key.clone());
         }
         for (amount, keys) in by_amount {
-            for chunk in sized_chunks(&keys, KEYS_PER_QUERY) {
+            for chunk in key_chunks(self.backend, &keys, KEYS_PER_QUERY) {
                 let (keys_in, binds) = one_of(self.backend, "member_key", 3, chunk);
                 let sql = format!(
                     "UPDATE batch_members SET waiting = waiting - $2 WHERE batch_id = $1 AND {keys_in}"
