@@ -169,9 +169,11 @@ async fn execute(
     if let Some(result) = outcome {
         // The executor is done: the next operation starts while this outcome commits,
         // which is most of a quick executor's cycle.
-        let Ok(finishing) = slot.finishing.acquire_owned().await else {
-            return;
-        };
+        let finishing = slot
+            .finishing
+            .acquire_owned()
+            .await
+            .expect("the finishing permits are never closed");
         drop(slot.working);
         lease.finish(result).await;
         drop(finishing);
