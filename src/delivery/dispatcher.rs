@@ -147,9 +147,11 @@ async fn take_handoffs(
     }
     ctx.deliveries.stop_handoffs();
     // Handed off before writes stopped handing off: each send sees the shutdown and puts
-    // its delivery back in the queue. (One committed after this drain keeps its lease
-    // until it expires.)
-    while let Ok(batch) = handed.try_recv() {
+    // its delivery back in the queue. Once closed, the channel refuses what a write that
+    // took the hand-off before it stopped commits later, and that write releases its
+    // deliveries itself.
+    handed.close();
+    while let Some(batch) = handed.recv().await {
         start_sends(&ctx, &in_flight, batch);
     }
 }

@@ -437,7 +437,10 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the pool once the writes started after a commit (releases of deliveries a
+    /// stopping dispatcher no longer took) are done.
     pub async fn close(&self) {
+        self.signals.releases_done().await;
         self.pool.close().await;
     }
 

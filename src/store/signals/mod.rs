@@ -10,8 +10,10 @@ mod work;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Connection};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use super::deliveries::handoff::{HandedOff, HandoffSink};
 use super::Backend;
@@ -51,6 +53,12 @@ struct Inner {
     url: Arc<str>,
     /// This process's dispatcher, while it takes deliveries handed to it.
     handoff: RwLock<Option<Arc<HandoffSink>>>,
+    /// Releases of deliveries handed to a dispatcher that had stopped taking them: the
+    /// store waits for them before it closes, or they would keep their leases.
+    releases: TaskTracker,
+    /// The runtime the store was opened on, which lives until the store closes. A
+    /// release may be started on an HTTP worker's runtime, which stops before that.
+    runtime: Option<Handle>,
 }
 
 /// What this process committed that other replicas have not been told yet.
@@ -111,7 +119,15 @@ impl Signals {
             backend,
             url,
             handoff: RwLock::new(None),
+            releases: TaskTracker::new(),
+            runtime: Handle::try_current().ok(),
         }))
+    }
+
+    /// Waits for the releases of deliveries started so far (see [`Signals::after_commit`]).
+    pub(super) async fn releases_done(&self) {
+        self.0.releases.close();
+        self.0.releases.wait().await;
     }
 
     /// Where writes hand the deliveries they queue to this process's dispatcher; `None`
@@ -210,17 +226,9 @@ impl Signals {
     /// than when the leases expire.
     fn release(&self, unsent: HandedOff) {
         let signals = self.clone();
-        tokio::spawn(async move {
+        let release = async move {
             for token in unsent.lease_tokens() {
-                let released = sqlx::query(&format!(
-                    "UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL \
-                     WHERE lease_token = $1 AND status = '{pending}'",
-                    pending = DeliveryStatus::Pending.as_str()
-                ))
-                .bind(token)
-                .execute(&signals.0.pool)
-                .await;
-                if let Err(e) = released {
+                if let Err(e) = signals.release_lease(&token).await {
                     tracing::warn!(error = %e, "could not release deliveries handed to a stopped dispatcher; their leases will expire");
                 }
             }
@@ -228,7 +236,30 @@ impl Signals {
                 deliveries: true,
                 ..Default::default()
             });
-        });
+        };
+        let inner = &self.0;
+        match &inner.runtime {
+            Some(runtime) => drop(inner.releases.spawn_on(release, runtime)),
+            None => drop(inner.releases.spawn(release)),
+        }
+    }
+
+    /// Gives back the deliveries leased under `token`. While the process stops, a pooled
+    /// connection may belong to an HTTP worker's runtime that has already stopped, and
+    /// fails; then once more on a connection of its own.
+    async fn release_lease(&self, token: &str) -> std::result::Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL \
+             WHERE lease_token = $1 AND status = '{pending}'",
+            pending = DeliveryStatus::Pending.as_str()
+        );
+        let query = || sqlx::query(&sql).bind(token);
+        if query().execute(&self.0.pool).await.is_ok() {
+            return Ok(());
+        }
+        let mut own = sqlx::AnyConnection::connect(&self.0.url).await?;
+        query().execute(&mut own).await?;
+        own.close().await
     }
 
     /// Tells every replica, this one included, that tokens or projects were removed, so
