@@ -161,6 +161,8 @@ impl Relais {
         // engine winding down must not outlive them. Meanwhile connections already open
         // are still served.
         self.handle.pause().await;
+        // Connections opened by HTTP workers die with their runtimes as the workers stop.
+        self.store.check_connections_before_use();
         self.engine
             .wind_down(deadline.saturating_duration_since(tokio::time::Instant::now()))
             .await;

@@ -32,6 +32,7 @@ mod workers;
 mod writes;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -228,7 +229,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// A pool for `url`, with the settings its backend needs; the URL as connected.
-async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
+/// `check_every_use`: when set, every pooled PostgreSQL connection is pinged before use
+/// (see [`Store::check_connections_before_use`]).
+async fn open_pool(
+    url: &str,
+    check_every_use: Arc<AtomicBool>,
+) -> Result<(AnyPool, Backend, String)> {
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?;
     let url = match backend {
@@ -251,8 +257,13 @@ async fn open_pool(url: &str) -> Result<(AnyPool, Backend, String)> {
             // A ping before every acquire would add a round trip to each transaction; a
             // connection used moments ago is alive, so only one that sat idle is checked.
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            .before_acquire(move |conn, meta| {
+                let check = check_every_use.load(Ordering::Relaxed);
                 Box::pin(async move {
+                    if check {
+                        // A connection that fails is replaced, not handed to its user.
+                        return Ok(conn.ping().await.is_ok());
+                    }
                     if meta.idle_for > IDLE_BEFORE_PING {
                         conn.ping().await?;
                     }
@@ -326,11 +337,14 @@ pub struct Store {
     due: DueWork,
     /// Seals the secrets written and opens those read, once given the keys.
     sealer: sealed::Sealer,
+    /// See [`Store::check_connections_before_use`].
+    check_every_use: Arc<AtomicBool>,
 }
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
-        let (pool, backend, url) = open_pool(url).await?;
+        let check_every_use = Arc::new(AtomicBool::new(false));
+        let (pool, backend, url) = open_pool(url, check_every_use.clone()).await?;
         let url: Arc<str> = url.into();
         let sealer = sealed::Sealer::default();
         let signals = Signals::new(pool.clone(), backend, url.clone());
@@ -368,7 +382,16 @@ impl Store {
             backend,
             url,
             sealer,
+            check_every_use,
         })
+    }
+
+    /// From now on each pooled connection is checked with a round trip before it is used.
+    /// While the HTTP server stops, its workers' runtimes end one by one, and a connection
+    /// one of them opened fails with its runtime: checked, it is replaced instead of
+    /// failing the request (or the release) that drew it.
+    pub fn check_connections_before_use(&self) {
+        self.check_every_use.store(true, Ordering::Relaxed);
     }
 
     /// From now on, secrets are sealed with these keys when written and opened when read.
@@ -383,7 +406,7 @@ impl Store {
         let (pool, dialect, url) = match breakout::Dialect::from_url(url) {
             Some(breakout::Dialect::Mysql) => open_mysql_pool(url).await?,
             _ => {
-                let (pool, backend, url) = open_pool(url).await?;
+                let (pool, backend, url) = open_pool(url, Default::default()).await?;
                 (pool, backend.dialect(), url)
             }
         };
